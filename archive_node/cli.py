@@ -1,0 +1,443 @@
+"""The admin command line: parse, call the service or registry, print; errors are one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import click
+
+from . import __version__
+from .config import Config, example_toml, load_config
+from .errors import ArchiveError, InvalidInput
+from .policy import SCOPES
+
+log = logging.getLogger("archive_node")
+
+DEMO_HOSPITAL = ("DEMO", "Demo Hospital")
+DEMO_AES = (
+    # title, allow, port, description
+    ("DEMO_US", "echo,store", None, "Demo ultrasound machine (pushes)"),
+    ("DEMO_WS", "echo,store,find,move,get", 11113, "Demo workstation (queries and retrieves)"),
+)
+
+
+class ArchiveGroup(click.Group):
+    """A group whose domain errors print as one line and exit 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ArchiveError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _remember_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.meta["archive_node.config_path"] = value
+
+
+config_option = click.option(
+    "--config",
+    "-c",
+    metavar="FILE",
+    expose_value=False,
+    is_eager=True,
+    callback=_remember_config,
+    type=click.Path(dir_okay=False),
+    help="TOML config file (default: $ARCHIVE_NODE_CONFIG, else built-in defaults).",
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON instead of a table."
+)
+
+
+def command(group: click.Group, name: str | None = None, **kwargs: Any) -> Callable:
+    """A subcommand that also takes --config, so it may stand anywhere on the line."""
+
+    def decorate(func: Callable) -> click.Command:
+        return group.command(name, **kwargs)(config_option(func))
+
+    return decorate
+
+
+def get_config() -> Config:
+    ctx = click.get_current_context()
+    if "archive_node.config" not in ctx.meta:
+        ctx.meta["archive_node.config"] = load_config(ctx.meta.get("archive_node.config_path"))
+    return ctx.meta["archive_node.config"]
+
+
+def get_service():
+    """The archive service for this command (imported late: --help stays fast)."""
+    ctx = click.get_current_context()
+    if "archive_node.service" not in ctx.meta:
+        from .service import ArchiveService
+
+        config = get_config()
+        setup_logging(config)
+        service = ArchiveService.from_config(config)
+        ctx.call_on_close(service.index.close)
+        ctx.meta["archive_node.service"] = service
+    return ctx.meta["archive_node.service"]
+
+
+def get_registry():
+    service = get_service()
+    service.index.check_schema()
+    return service.registry
+
+
+def setup_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=config.log.level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("archive_node").setLevel(config.log.level)
+    logging.getLogger("pynetdicom").setLevel(config.log.pynetdicom_level)
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(list(rows), indent=2, default=str))
+        return
+    if not rows:
+        click.echo("(none)")
+        return
+    cells = [[("" if row[c] is None else str(row[c])) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def records(items: Iterable[Any]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(item) for item in items]
+
+
+@click.group(cls=ArchiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@config_option
+@click.version_option(__version__, prog_name="archive-node")
+def cli() -> None:
+    """archive-node: a regional DICOM archive node.
+
+    Receives studies by C-STORE from registered AEs, keeps them in a filesystem store and
+    indexes them in SQLite or PostgreSQL. Hospitals and their AEs form the allowlist.
+    """
+
+
+@command(cli)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also register hospital DEMO with AEs DEMO_US and DEMO_WS on 127.0.0.1.",
+)
+def init(demo: bool) -> None:
+    """Create the index schema and the store, or upgrade an older schema in place."""
+    service = get_service()
+    before, after = service.index.init_schema()
+    service.storage.prepare()
+    if before is None:
+        click.echo(f"created index schema version {after}")
+    elif before != after:
+        click.echo(f"upgraded index schema from version {before} to {after}")
+    else:
+        click.echo(f"index schema version {after} is current")
+    click.echo(f"store at {service.storage.root}")
+    if demo:
+        _register_demo(service.registry)
+
+
+def _register_demo(registry) -> None:
+    code, name = DEMO_HOSPITAL
+    if code not in {h.code for h in registry.list_hospitals()}:
+        registry.add_hospital(code, name)
+        click.echo(f"registered hospital {code}")
+    existing = {ae.ae_title for ae in registry.list_aes()}
+    for title, allow, port, description in DEMO_AES:
+        if title not in existing:
+            registry.add_ae(
+                title, code, host="127.0.0.1", port=port, allow=allow, description=description
+            )
+            click.echo(f"registered AE {title} ({allow}) for 127.0.0.1")
+
+
+@command(cli)
+@click.option("--bind", help="Override node.bind.")
+@click.option("--port", type=int, help="Override node.port.")
+def serve(bind: str | None, port: int | None) -> None:
+    """Run the node until SIGTERM or SIGINT (running associations get a grace period)."""
+    from .server import ArchiveServer
+
+    service = get_service()
+    config = service.config
+    if not config.storage.fsync:
+        log.warning("storage.fsync is off: acknowledged instances may be lost on power failure")
+    if config.storage.min_free_mb == 0:
+        log.warning("storage.min_free_mb is 0: a full disk fails stores mid-transfer")
+    ArchiveServer(service).serve_forever(bind, port)
+
+
+# -- hospitals ---------------------------------------------------------------------------------
+
+
+@cli.group(cls=ArchiveGroup)
+def hospital() -> None:
+    """Register, list and remove hospitals (health enterprises)."""
+
+
+@command(hospital, "add")
+@click.argument("code")
+@click.option("--name", required=True, help="Human-readable name.")
+@click.option("--issuer", help="Issuer of Patient ID of its patient identifiers (default: CODE).")
+def hospital_add(code: str, name: str, issuer: str | None) -> None:
+    """Register hospital CODE."""
+    record = get_registry().add_hospital(code, name, issuer)
+    click.echo(f"added hospital {record.code} ({record.name}), issuer {record.issuer}")
+
+
+@command(hospital, "list")
+@json_option
+def hospital_list(as_json: bool) -> None:
+    """List hospitals with their AE and study counts."""
+    rows = records(get_registry().list_hospitals())
+    print_table(rows, ["code", "name", "issuer", "ae_count", "study_count"], as_json)
+
+
+@command(hospital, "remove")
+@click.argument("code")
+def hospital_remove(code: str) -> None:
+    """Remove hospital CODE (refused while AEs or studies refer to it)."""
+    get_registry().remove_hospital(code)
+    click.echo(f"removed hospital {code}")
+
+
+# -- application entities ----------------------------------------------------------------------
+
+
+@cli.group(cls=ArchiveGroup)
+def ae() -> None:
+    """Register, change, list and remove the AEs allowed to connect (the allowlist)."""
+
+
+def _port(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"port {value!r} is not a number") from None
+
+
+@command(ae, "add")
+@click.argument("aet")
+@click.option("--hospital", required=True, help="Code of the hospital it belongs to.")
+@click.option(
+    "--host", default="", help="Address its associations must come from (IP or name); empty = any."
+)
+@click.option("--port", type=int, help="Where it listens (needed only as a retrieve destination).")
+@click.option(
+    "--allow",
+    default="echo,store",
+    show_default=True,
+    help="Comma list of echo,store,find,move,get.",
+)
+@click.option(
+    "--scope",
+    type=click.Choice(SCOPES),
+    default="region",
+    show_default=True,
+    help="hospital: sees only its hospital's studies; region: sees all.",
+)
+@click.option("--description", default="", help="Free text (department, device).")
+def ae_add(
+    aet: str, hospital: str, host: str, port: int | None, allow: str, scope: str, description: str
+) -> None:
+    """Register AET for a hospital; it may connect from the next association on."""
+    record = get_registry().add_ae(
+        aet, hospital, host=host, port=port, allow=allow, scope=scope, description=description
+    )
+    click.echo(
+        f"added AE {record.ae_title} of {record.hospital}: allow {record.allow}, "
+        f"scope {record.scope}, host {record.host or 'any'}"
+    )
+
+
+@command(ae, "update")
+@click.argument("aet")
+@click.option("--hospital", help="Move it to another hospital.")
+@click.option("--host", help="New source address ('' = any).")
+@click.option("--port", help="New listening port ('' = none).")
+@click.option("--allow", help="New comma list of echo,store,find,move,get.")
+@click.option("--scope", type=click.Choice(SCOPES))
+@click.option("--description")
+@click.option(
+    "--enable/--disable",
+    "enabled",
+    default=None,
+    help="A disabled AE is rejected like an unknown one.",
+)
+def ae_update(
+    aet: str,
+    hospital: str | None,
+    host: str | None,
+    port: str | None,
+    allow: str | None,
+    scope: str | None,
+    description: str | None,
+    enabled: bool | None,
+) -> None:
+    """Change a registered AE; takes effect for its next association."""
+    record = get_registry().update_ae(
+        aet,
+        hospital=hospital,
+        host=host,
+        port=_port(port),
+        clear_port=port == "",
+        allow=allow,
+        scope=scope,
+        description=description,
+        enabled=enabled,
+    )
+    click.echo(
+        f"updated AE {record.ae_title} of {record.hospital}: allow {record.allow}, "
+        f"scope {record.scope}, host {record.host or 'any'}, "
+        f"{'enabled' if record.enabled else 'disabled'}"
+    )
+
+
+@command(ae, "list")
+@click.option("--hospital", help="Only this hospital's AEs.")
+@json_option
+def ae_list(hospital: str | None, as_json: bool) -> None:
+    """List registered AEs."""
+    rows = records(get_registry().list_aes(hospital))
+    print_table(
+        rows,
+        ["ae_title", "hospital", "host", "port", "allow", "scope", "enabled", "description"],
+        as_json,
+    )
+
+
+@command(ae, "remove")
+@click.argument("aet")
+def ae_remove(aet: str) -> None:
+    """Remove AET from the allowlist; its next association is rejected."""
+    get_registry().remove_ae(aet)
+    click.echo(f"removed AE {aet}")
+
+
+# -- what is stored ------------------------------------------------------------------------------
+
+
+@command(cli)
+@click.option("--patient-id", help="Only this PatientID (any issuer).")
+@click.option("--hospital", help="Only studies received from this hospital.")
+@json_option
+def studies(patient_id: str | None, hospital: str | None, as_json: bool) -> None:
+    """List stored studies with their series and instance counts and sizes."""
+    service = get_service()
+    service.index.check_schema()
+    rows = records(service.index.studies(patient_id=patient_id, hospital=hospital))
+    print_table(
+        rows,
+        [
+            "study_uid",
+            "patient_id",
+            "issuer",
+            "study_date",
+            "hospital",
+            "modalities",
+            "series_count",
+            "instance_count",
+            "total_size",
+        ],
+        as_json,
+    )
+
+
+# -- network clients -----------------------------------------------------------------------------
+
+
+def _node_address(config: Config) -> str:
+    return "127.0.0.1" if config.node.bind in ("", "0.0.0.0", "::") else config.node.bind
+
+
+@command(cli)
+@click.argument("aet")
+@click.option("--calling-aet", help="Our AE title on this association (default: node.ae_title).")
+@click.option("--host", help="Address to call (default: the registry's, or this node's).")
+@click.option("--port", type=int, help="Port to call (default: the registry's, or this node's).")
+def echo(aet: str, calling_aet: str | None, host: str | None, port: int | None) -> None:
+    """C-ECHO a registered AE, or this node itself when AET is node.ae_title."""
+    from .scu import echo as send_echo
+
+    config = get_config()
+    if host is None or port is None:
+        if aet == config.node.ae_title:
+            host, port = host or _node_address(config), port or config.node.port
+        else:
+            record = get_registry().index.get_ae(aet)
+            host = host or record.host
+            port = port or record.port
+            if not host or not port:
+                raise click.ClickException(f"AE {aet} has no registered host and port to call")
+    code = send_echo(host, port, calling=calling_aet or config.node.ae_title, called=aet)
+    click.echo(f"C-ECHO {aet} at {host}:{port}: status 0x{code:04X}")
+    if code != 0:
+        sys.exit(1)
+
+
+@command(cli)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--calling-aet", required=True, help="The registered AE title to send as.")
+@click.option("--called-aet", help="AE title to call (default: node.ae_title).")
+@click.option("--host", help="Address to call (default: this node).")
+@click.option("--port", type=int, help="Port to call (default: node.port).")
+@json_option
+def send(
+    paths: tuple[str, ...],
+    calling_aet: str,
+    called_aet: str | None,
+    host: str | None,
+    port: int | None,
+    as_json: bool,
+) -> None:
+    """C-STORE DICOM files (directories are walked), streamed in their own transfer syntax."""
+    from .scu import send_files
+
+    config = get_config()
+    results = send_files(
+        paths,
+        host or _node_address(config),
+        port or config.node.port,
+        calling=calling_aet,
+        called=called_aet or config.node.ae_title,
+    )
+    failed = [
+        r for r in results if r.status is None or r.status >= 0xA000 or 0x0100 <= r.status < 0x0300
+    ]
+    if as_json:
+        click.echo(json.dumps(records(results), indent=2))
+    else:
+        for r in results:
+            shown = f"0x{r.status:04X}" if r.status is not None else "not sent"
+            click.echo(f"{shown}  {r.path}  {r.sop_instance_uid}  {r.error}".rstrip())
+        click.echo(f"{len(results) - len(failed)} of {len(results)} stored")
+    if failed or not results:
+        sys.exit(1)
+
+
+@command(cli, "config")
+def show_config() -> None:
+    """Print every configuration key with its help and default (an example file)."""
+    click.echo(example_toml(), nl=False)
+
+
+def main() -> None:
+    cli(prog_name="archive-node")

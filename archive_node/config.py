@@ -1,0 +1,301 @@
+"""Read and validate the node's TOML configuration; every key is declared once below."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .values import ae_title_problem
+
+CONFIG_ENV = "ARCHIVE_NODE_CONFIG"
+INDEX_URL_ENV = "ARCHIVE_NODE_INDEX_URL"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key: where it lives, its type, default and a line of help."""
+
+    section: str
+    key: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "node",
+        "ae_title",
+        str,
+        "ARCHIVE",
+        "Our AE title; an association that calls another title is rejected.",
+    ),
+    Setting("node", "bind", str, "0.0.0.0", "Address to listen on."),
+    Setting(
+        "node",
+        "port",
+        int,
+        11112,
+        "TCP port to listen on (104 needs CAP_NET_BIND_SERVICE).",
+        minimum=0,
+        maximum=65535,
+    ),
+    Setting(
+        "node",
+        "max_associations",
+        int,
+        32,
+        "Most associations served at once; more are rejected (local limit exceeded).",
+        minimum=1,
+        maximum=1000,
+    ),
+    Setting(
+        "node",
+        "max_pdu",
+        int,
+        1048576,
+        "Largest PDU we receive, in bytes (bigger PDUs move large objects faster).",
+        minimum=4096,
+        maximum=16777216,
+    ),
+    Setting(
+        "node",
+        "acse_timeout",
+        float,
+        30.0,
+        "Seconds to wait for association negotiation messages.",
+        minimum=1,
+    ),
+    Setting(
+        "node", "dimse_timeout", float, 60.0, "Seconds to wait for a DIMSE message.", minimum=1
+    ),
+    Setting(
+        "node",
+        "network_timeout",
+        float,
+        60.0,
+        "Seconds an idle association is kept open.",
+        minimum=1,
+    ),
+    Setting(
+        "node",
+        "shutdown_grace",
+        float,
+        30.0,
+        "Seconds running associations get to finish after SIGTERM before they are aborted.",
+        minimum=0,
+    ),
+    Setting(
+        "storage",
+        "path",
+        str,
+        "var/storage",
+        "Directory of the filesystem store (relative paths are relative to the working "
+        "directory).",
+    ),
+    Setting(
+        "storage",
+        "min_free_mb",
+        int,
+        1024,
+        "Free-space reserve in MiB: below it C-STORE answers 0xA700 and stores nothing.",
+        minimum=0,
+    ),
+    Setting(
+        "storage",
+        "on_duplicate",
+        str,
+        "keep",
+        "A SOP Instance UID received again with different bytes: keep the original or replace it.",
+        choices=("keep", "replace"),
+    ),
+    Setting(
+        "storage",
+        "fsync",
+        bool,
+        True,
+        "fsync each file and its directory before acknowledging (turn off only for tests "
+        "on throwaway data).",
+    ),
+    Setting(
+        "index",
+        "url",
+        str,
+        "sqlite:///var/index.sqlite3",
+        "Index database: sqlite:///relative/path, sqlite:////absolute/path or "
+        "postgresql://user@host:5432/db. ARCHIVE_NODE_INDEX_URL overrides it (keep "
+        "passwords there).",
+    ),
+    Setting(
+        "index",
+        "busy_timeout",
+        float,
+        10.0,
+        "Seconds a write waits for a locked SQLite database, or a PostgreSQL lock.",
+        minimum=0.01,
+    ),
+    Setting(
+        "log",
+        "level",
+        str,
+        "INFO",
+        "Log level of archive-node's own messages.",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    ),
+    Setting(
+        "log",
+        "pynetdicom_level",
+        str,
+        "WARNING",
+        "Log level of pynetdicom (DEBUG dumps whole PDUs, patient data included).",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    ae_title: str
+    bind: str
+    port: int
+    max_associations: int
+    max_pdu: int
+    acse_timeout: float
+    dimse_timeout: float
+    network_timeout: float
+    shutdown_grace: float
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    path: Path
+    min_free_mb: int
+    on_duplicate: str
+    fsync: bool
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    url: str
+    busy_timeout: float
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str
+    pynetdicom_level: str
+
+
+@dataclass(frozen=True)
+class Config:
+    node: NodeConfig
+    storage: StorageConfig
+    index: IndexConfig
+    log: LogConfig
+    source: str = "built-in defaults"
+
+
+_SECTIONS = {"node": NodeConfig, "storage": StorageConfig, "index": IndexConfig, "log": LogConfig}
+
+
+def _coerce(setting: Setting, value: Any) -> Any:
+    """Check one value against its declaration; raise ConfigError naming the key."""
+    expected = setting.type
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{setting.name}: expected {expected.__name__}, got {type(value).__name__} {value!r}"
+        )
+    if setting.choices and value not in setting.choices:
+        raise ConfigError(f"{setting.name}: {value!r} is not one of {', '.join(setting.choices)}")
+    if setting.minimum is not None and value < setting.minimum:
+        raise ConfigError(f"{setting.name}: {value!r} is below the minimum {setting.minimum}")
+    if setting.maximum is not None and value > setting.maximum:
+        raise ConfigError(f"{setting.name}: {value!r} is above the maximum {setting.maximum}")
+    if setting.name == "node.ae_title" and (problem := ae_title_problem(value)):
+        raise ConfigError(f"{setting.name}: {value!r}: {problem}")
+    return value
+
+
+def build_config(data: dict[str, Any], source: str = "built-in defaults") -> Config:
+    """Turn parsed TOML into a Config, refusing unknown sections and keys."""
+    known = {s.name: s for s in SETTINGS}
+    for section, table in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"[{section}]: unknown section (known: {', '.join(_SECTIONS)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section}: expected a table [{section}]")
+        for key in table:
+            if f"{section}.{key}" not in known:
+                raise ConfigError(f"{section}.{key}: unknown key")
+    values: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
+    for setting in SETTINGS:
+        raw = data.get(setting.section, {}).get(setting.key, setting.default)
+        values[setting.section][setting.key] = _coerce(setting, raw)
+    env_url = os.environ.get(INDEX_URL_ENV)
+    if env_url:
+        values["index"]["url"] = env_url
+    values["storage"]["path"] = Path(values["storage"]["path"])
+    return Config(
+        **{section: cls(**values[section]) for section, cls in _SECTIONS.items()},
+        source=source,
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the config from PATH, else $ARCHIVE_NODE_CONFIG, else built-in defaults.
+
+    Raises ConfigError with a one-line message naming the file or key at fault.
+    """
+    path = path or os.environ.get(CONFIG_ENV) or None
+    if path is None:
+        return build_config({})
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return build_config(data, source=str(path))
+
+
+def example_toml() -> str:
+    """Render every setting with its help and default, as in config/archive-node.example.toml."""
+    lines = [
+        "# archive-node configuration. Every key is optional; the values shown are the defaults.",
+        "# Pass it with --config FILE or ARCHIVE_NODE_CONFIG=FILE.",
+    ]
+    section = None
+    for setting in SETTINGS:
+        if setting.section != section:
+            section = setting.section
+            lines += ["", f"[{section}]"]
+        help_text = setting.help
+        if setting.choices:
+            help_text += f" One of: {', '.join(setting.choices)}."
+        lines.append(f"# {help_text}")
+        lines.append(f"{setting.key} = {_toml_value(setting.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)

@@ -1,0 +1,99 @@
+"""pynetdicom event handlers: unpack the event, ask the archive service, answer."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import weakref
+from typing import Any
+
+from pynetdicom import evt
+
+from .policy import REJECT_BUSY, Peer
+from .service import ArchiveService
+
+log = logging.getLogger(__name__)
+
+
+class Handlers:
+    """The node's handlers, holding the registered peer of each accepted association."""
+
+    def __init__(self, service: ArchiveService) -> None:
+        self.service = service
+        self._peers: weakref.WeakKeyDictionary[Any, Peer] = weakref.WeakKeyDictionary()
+
+    def bindings(self) -> list[tuple[Any, Any]]:
+        return [
+            (evt.EVT_CONN_OPEN, set_tcp_nodelay),
+            (evt.EVT_REQUESTED, self.on_requested),
+            (evt.EVT_C_ECHO, self.on_echo),
+            (evt.EVT_C_STORE, self.on_store),
+        ]
+
+    def on_requested(self, event: Any) -> None:
+        """Check the A-ASSOCIATE-RQ against the registry before negotiation (PS3.8 7.1.1)."""
+        assoc = event.assoc
+        request = assoc.requestor.primitive
+        called = _title(request.called_ae_title)
+        calling = _title(request.calling_ae_title)
+        address = assoc.requestor.address
+        try:
+            decision, peer = self.service.open_association(called, calling, address)
+            if decision.accepted and _is_busy(assoc):
+                decision = type(decision)(False, "too many associations", REJECT_BUSY)
+        except Exception:  # fail closed: never let an error fall through to negotiation
+            log.exception("association from %s at %s refused: internal error", calling, address)
+            decision, peer = None, None
+        hospital = peer.hospital if peer else "-"
+        if decision is not None and decision.accepted:
+            self._peers[assoc] = peer  # type: ignore[assignment]
+            log.info("association accepted: calling %s (%s) from %s", calling, hospital, address)
+            return
+        reason = decision.reason if decision else "internal error"
+        result, source, diagnostic = decision.reject if decision else (2, 1, 1)
+        log.warning(
+            "association rejected: calling %s (%s) from %s called %s: %s",
+            calling,
+            hospital,
+            address,
+            called,
+            reason,
+        )
+        assoc.acse.send_reject(result, source, diagnostic)
+        # Without kill() the socket closes before the A-ASSOCIATE-RJ leaves (peer sees abort).
+        assoc.kill()
+
+    def on_echo(self, event: Any) -> int:
+        return self.service.authorise(self._peers[event.assoc], "echo")
+
+    def on_store(self, event: Any) -> int:
+        peer = self._peers[event.assoc]
+        refused = self.service.authorise(peer, "store")
+        if refused:
+            return refused
+        request = event.request
+        outcome = self.service.store(
+            peer,
+            event.dataset_path,
+            sop_class_uid=str(request.AffectedSOPClassUID),
+            sop_instance_uid=str(request.AffectedSOPInstanceUID),
+        )
+        return outcome.status
+
+
+def set_tcp_nodelay(event: Any) -> None:
+    """Nagle plus delayed ACK costs a small C-STORE ~40 ms: send segments at once."""
+    sock = event.assoc.dul.socket.socket
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _title(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value).strip()
+
+
+def _is_busy(assoc: Any) -> bool:
+    acceptors = [a for a in assoc.ae.active_associations if a.is_acceptor]
+    return len(acceptors) > assoc.ae.maximum_associations

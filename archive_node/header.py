@@ -1,0 +1,140 @@
+"""Read what the index needs from a stored Part 10 file's header, never its pixel data."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from . import status
+from .errors import StoreRejected
+from .values import is_valid_uid
+
+log = logging.getLogger(__name__)
+
+# Values larger than this are left on disk while parsing (an Encapsulated MP4 or PDF, say).
+DEFER_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """The attributes of one instance that the index keeps (PS3.4 C.6.1.1 levels)."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    study_uid: str
+    series_uid: str
+    patient_id: str
+    issuer_of_patient_id: str | None
+    patient_name: str
+    patient_birth_date: str
+    patient_sex: str
+    study_date: str
+    study_time: str
+    accession_number: str
+    study_id: str
+    study_description: str
+    referring_physician: str
+    modality: str
+    series_number: int | None
+    series_description: str
+    body_part: str
+    instance_number: int | None
+    number_of_frames: int | None
+
+
+def _text(ds: Any, keyword: str) -> str:
+    """A string attribute as text ('' when absent or unreadable); PN as Family^Given..."""
+    try:
+        value = ds.get(keyword)
+    except Exception:  # a malformed optional value must not refuse the instance
+        log.debug("unreadable %s, recorded as empty", keyword)
+        return ""
+    if value is None:
+        return ""
+    if not isinstance(value, str | bytes) and hasattr(value, "__iter__"):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _integer(ds: Any, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return None if value is None or value == "" else int(value)
+    except Exception:
+        log.debug("unreadable %s, recorded as empty", keyword)
+        return None
+
+
+def read_header(
+    path: Path, *, expected_sop_class: str, expected_sop_instance: str
+) -> InstanceHeader:
+    """Parse the header of a received file and check it against the C-STORE command.
+
+    Raises StoreRejected with 0xC000 when the dataset cannot be parsed, 0xA902 when a Study,
+    Series or SOP Instance UID is missing, 0xA903 when one is malformed, and 0xA901/0xA900 when
+    the dataset's SOP Instance/Class UID differs from the command's Affected SOP Instance/Class.
+    """
+    try:
+        ds = dcmread(path, stop_before_pixels=True, defer_size=DEFER_SIZE)
+        transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
+        uids = {
+            "SOPInstanceUID": _text(ds, "SOPInstanceUID"),
+            "SOPClassUID": _text(ds, "SOPClassUID"),
+            "StudyInstanceUID": _text(ds, "StudyInstanceUID"),
+            "SeriesInstanceUID": _text(ds, "SeriesInstanceUID"),
+        }
+    except (InvalidDicomError, OSError, ValueError, KeyError, AttributeError, EOFError) as exc:
+        raise StoreRejected(status.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {exc}") from None
+    except Exception as exc:  # pydicom raises a variety of errors on corrupt input
+        raise StoreRejected(
+            status.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {type(exc).__name__}: {exc}"
+        ) from None
+
+    for keyword, value in uids.items():
+        if not value:
+            raise StoreRejected(status.MISSING_UID, f"{keyword} is missing")
+        if not is_valid_uid(value):
+            raise StoreRejected(status.MALFORMED_UID, f"{keyword} {value!r} is not a valid UID")
+    if uids["SOPInstanceUID"] != expected_sop_instance.strip():
+        raise StoreRejected(
+            status.UID_MISMATCH,
+            f"dataset SOPInstanceUID {uids['SOPInstanceUID']} differs from the request's "
+            f"Affected SOP Instance UID {expected_sop_instance}",
+        )
+    if uids["SOPClassUID"] != expected_sop_class.strip():
+        raise StoreRejected(
+            status.DATASET_MISMATCH,
+            f"dataset SOPClassUID {uids['SOPClassUID']} differs from the request's "
+            f"Affected SOP Class UID {expected_sop_class}",
+        )
+
+    return InstanceHeader(
+        sop_class_uid=uids["SOPClassUID"],
+        sop_instance_uid=uids["SOPInstanceUID"],
+        transfer_syntax_uid=transfer_syntax,
+        study_uid=uids["StudyInstanceUID"],
+        series_uid=uids["SeriesInstanceUID"],
+        patient_id=_text(ds, "PatientID"),
+        issuer_of_patient_id=_text(ds, "IssuerOfPatientID") or None,
+        patient_name=_text(ds, "PatientName"),
+        patient_birth_date=_text(ds, "PatientBirthDate"),
+        patient_sex=_text(ds, "PatientSex"),
+        study_date=_text(ds, "StudyDate"),
+        study_time=_text(ds, "StudyTime"),
+        accession_number=_text(ds, "AccessionNumber"),
+        study_id=_text(ds, "StudyID"),
+        study_description=_text(ds, "StudyDescription"),
+        referring_physician=_text(ds, "ReferringPhysicianName"),
+        modality=_text(ds, "Modality"),
+        series_number=_integer(ds, "SeriesNumber"),
+        series_description=_text(ds, "SeriesDescription"),
+        body_part=_text(ds, "BodyPartExamined"),
+        instance_number=_integer(ds, "InstanceNumber"),
+        number_of_frames=_integer(ds, "NumberOfFrames"),
+    )

@@ -1,0 +1,15 @@
+"""The index: peewee models, database opening, schema versions and the repository."""
+
+from .records import AERecord, HospitalRecord, InstanceRecord, NewInstance, StudySummary
+from .repository import Index
+from .schema import SCHEMA_VERSION
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AERecord",
+    "HospitalRecord",
+    "Index",
+    "InstanceRecord",
+    "NewInstance",
+    "StudySummary",
+]

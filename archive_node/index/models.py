@@ -1,0 +1,113 @@
+"""Peewee models of the index: the registry (hospitals, AEs) and the patient-to-instance tree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from peewee import (
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from .database import database
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SchemaInfo(BaseModel):
+    """Key/value facts about the schema itself (its version)."""
+
+    key = CharField(primary_key=True, max_length=64)
+    value = TextField()
+
+
+class Hospital(BaseModel):
+    """A health enterprise; its issuer is the Issuer of Patient ID of its patient identifiers."""
+
+    code = CharField(max_length=16, unique=True)
+    name = TextField()
+    issuer = TextField()
+    created_at = DateTimeField(default=utcnow)
+
+
+class ApplicationEntity(BaseModel):
+    """A registered AE of a hospital's department: the allowlist entry."""
+
+    ae_title = CharField(max_length=16, unique=True)
+    hospital = ForeignKeyField(Hospital, backref="application_entities", on_delete="RESTRICT")
+    host = TextField(default="")
+    port = IntegerField(null=True)
+    allow = TextField()
+    scope = CharField(max_length=16)
+    description = TextField(default="")
+    enabled = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class Patient(BaseModel):
+    """A patient in one identifier domain: (PatientID, IssuerOfPatientID) is the identity."""
+
+    patient_id = TextField()
+    issuer = TextField()
+    patient_name = TextField(default="")
+    name_key = TextField(default="")  # casefolded name, for case-insensitive PN matching
+    birth_date = TextField(default="")
+    sex = TextField(default="")
+
+    class Meta:
+        indexes = ((("patient_id", "issuer"), True),)
+
+
+class Study(BaseModel):
+    study_uid = CharField(max_length=64, unique=True)
+    patient = ForeignKeyField(Patient, backref="studies", on_delete="RESTRICT", index=True)
+    hospital = ForeignKeyField(Hospital, backref="studies", on_delete="RESTRICT", index=True)
+    study_date = TextField(default="", index=True)
+    study_time = TextField(default="")
+    accession_number = TextField(default="", index=True)
+    study_id = TextField(default="")
+    description = TextField(default="")
+    referring_physician = TextField(default="")
+    created_at = DateTimeField(default=utcnow)
+
+
+class Series(BaseModel):
+    series_uid = CharField(max_length=64, unique=True)
+    study = ForeignKeyField(Study, backref="series", on_delete="RESTRICT", index=True)
+    modality = TextField(default="", index=True)
+    series_number = IntegerField(null=True)
+    description = TextField(default="")
+    body_part = TextField(default="")
+
+
+class Instance(BaseModel):
+    sop_uid = CharField(max_length=64, unique=True)
+    series = ForeignKeyField(Series, backref="instances", on_delete="RESTRICT", index=True)
+    sop_class_uid = CharField(max_length=64)
+    transfer_syntax_uid = CharField(max_length=64)
+    instance_number = IntegerField(null=True)
+    number_of_frames = IntegerField(null=True)
+    path = TextField()
+    size = BigIntegerField()
+    sha256 = CharField(max_length=64)
+    received_at = DateTimeField(default=utcnow)
+    calling_ae = CharField(max_length=16)
+    hospital = ForeignKeyField(Hospital, backref="instances", on_delete="RESTRICT", index=True)
+
+
+MODELS = (SchemaInfo, Hospital, ApplicationEntity, Patient, Study, Series, Instance)

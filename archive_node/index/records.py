@@ -1,0 +1,70 @@
+"""Plain records the index hands to the layers above, so they never touch peewee models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class HospitalRecord:
+    code: str
+    name: str
+    issuer: str
+    ae_count: int = 0
+    study_count: int = 0
+
+
+@dataclass(frozen=True)
+class AERecord:
+    ae_title: str
+    hospital: str
+    issuer: str
+    host: str
+    port: int | None
+    allow: str
+    scope: str
+    description: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    study_uid: str
+    series_uid: str
+    path: str
+    size: int
+    sha256: str
+    calling_ae: str
+    hospital: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    study_uid: str
+    patient_id: str
+    issuer: str
+    study_date: str
+    description: str
+    hospital: str
+    modalities: str
+    series_count: int
+    instance_count: int
+    total_size: int
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    """What the service asks the index to record for a kept file."""
+
+    header: object  # archive_node.header.InstanceHeader
+    path: str
+    size: int
+    sha256: str
+    calling_ae: str
+    hospital: str
+    issuer: str  # IssuerOfPatientID to record: the dataset's, else the hospital's

@@ -1,0 +1,115 @@
+"""Pure access decisions: may this association open, may this AE make this request."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from .errors import InvalidInput
+
+SERVICES = ("echo", "store", "find", "move", "get")
+DEFAULT_ALLOW = frozenset({"echo", "store"})
+SCOPES = ("hospital", "region")
+DEFAULT_SCOPE = "region"
+
+# A-ASSOCIATE-RJ (result, source, reason/diag), PS3.8 9.3.4 and 7.1.1.9
+REJECT_CALLED_AE = (1, 1, 7)  # rejected-permanent, service-user, called-AE-title-not-recognized
+REJECT_CALLING_AE = (1, 1, 3)  # rejected-permanent, service-user, calling-AE-title-not-recognized
+REJECT_BUSY = (
+    2,
+    3,
+    2,
+)  # rejected-transient, service-provider (presentation), local-limit-exceeded
+REJECT_TRANSIENT = (2, 1, 1)  # rejected-transient, service-user, no-reason-given
+
+
+def parse_allow(text: str) -> frozenset[str]:
+    """Parse a comma list of services such as 'echo,store,find'.
+
+    Raises InvalidInput naming the unknown service.
+    """
+    items = {item.strip().lower() for item in text.split(",") if item.strip()}
+    unknown = sorted(items - set(SERVICES))
+    if unknown:
+        raise InvalidInput(
+            f"unknown service {', '.join(unknown)} in --allow (known: {','.join(SERVICES)})"
+        )
+    return frozenset(items)
+
+
+def format_allow(allow: frozenset[str]) -> str:
+    """The canonical comma list, in the order of SERVICES."""
+    return ",".join(s for s in SERVICES if s in allow)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A registered application entity as the policy sees it."""
+
+    ae_title: str
+    hospital: str
+    issuer: str
+    host: str
+    port: int | None
+    allow: frozenset[str]
+    scope: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class AssociationDecision:
+    """Accept, or reject with the A-ASSOCIATE-RJ triple and a reason for the log."""
+
+    accepted: bool
+    reason: str
+    reject: tuple[int, int, int] | None = None
+
+
+def _same_address(a: str, b: str) -> bool:
+    """Compare IP addresses, treating an IPv4-mapped IPv6 address as its IPv4 form."""
+    try:
+        ip_a, ip_b = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    except ValueError:
+        return a == b
+    ip_a = getattr(ip_a, "ipv4_mapped", None) or ip_a
+    ip_b = getattr(ip_b, "ipv4_mapped", None) or ip_b
+    return ip_a == ip_b
+
+
+def decide_association(
+    our_title: str,
+    called_title: str,
+    peer: Peer | None,
+    peer_address: str,
+    allowed_addresses: frozenset[str],
+) -> AssociationDecision:
+    """Decide whether an association request may proceed (PS3.8 7.1.1.9 reasons).
+
+    `allowed_addresses` is what the peer's registered host resolves to; it is ignored when the
+    peer was registered without a host.
+    """
+    if called_title.strip() != our_title.strip():
+        return AssociationDecision(
+            False, f"called AE title {called_title.strip()!r} is not ours", REJECT_CALLED_AE
+        )
+    if peer is None:
+        return AssociationDecision(False, "calling AE title is not registered", REJECT_CALLING_AE)
+    if not peer.enabled:
+        return AssociationDecision(False, "calling AE is disabled", REJECT_CALLING_AE)
+    if peer.host and not any(_same_address(peer_address, a) for a in allowed_addresses):
+        return AssociationDecision(
+            False,
+            f"peer address {peer_address} is not the registered host {peer.host}",
+            REJECT_CALLING_AE,
+        )
+    return AssociationDecision(True, "registered")
+
+
+def may_request(peer: Peer, service: str) -> bool:
+    """True when the AE's rights include this DIMSE service (else 0x0124 Not Authorised)."""
+    return service in peer.allow
+
+
+def visible_hospital(peer: Peer) -> str | None:
+    """The one hospital whose studies this AE may see, or None for the whole region."""
+    return peer.hospital if peer.scope == "hospital" else None

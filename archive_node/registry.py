@@ -1,0 +1,152 @@
+"""Onboarding: validate and record hospitals and their AEs (the allowlist) in the index."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from .errors import InvalidInput
+from .index import AERecord, HospitalRecord, Index
+from .policy import DEFAULT_ALLOW, SCOPES, Peer, format_allow, parse_allow
+from .values import ae_title_problem, hospital_code_problem, normalise_ae_title
+
+_HOSTNAME_RE = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?"
+)
+
+
+def check_ae_title(value: str) -> str:
+    title = normalise_ae_title(value)
+    if problem := ae_title_problem(title):
+        raise InvalidInput(f"{value!r}: {problem}")
+    return title
+
+
+def check_hospital_code(value: str) -> str:
+    if problem := hospital_code_problem(value):
+        raise InvalidInput(f"{value!r}: {problem}")
+    return value
+
+
+def check_host(value: str) -> str:
+    """An IP address or a host name; empty means any address."""
+    value = value.strip()
+    if not value:
+        return ""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not _HOSTNAME_RE.fullmatch(value):
+        raise InvalidInput(f"{value!r} is neither an IP address nor a host name")
+    return value
+
+
+def check_port(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= 65535:
+        raise InvalidInput(f"port {value} is outside 1-65535")
+    return value
+
+
+def check_scope(value: str) -> str:
+    if value not in SCOPES:
+        raise InvalidInput(f"scope {value!r} is not one of {', '.join(SCOPES)}")
+    return value
+
+
+def peer_from_record(record: AERecord) -> Peer:
+    return Peer(
+        ae_title=record.ae_title,
+        hospital=record.hospital,
+        issuer=record.issuer,
+        host=record.host,
+        port=record.port,
+        allow=parse_allow(record.allow),
+        scope=record.scope,
+        enabled=record.enabled,
+    )
+
+
+class Registry:
+    """Hospitals and AEs. Changes are read by the next association: no restart needed."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    def add_hospital(self, code: str, name: str, issuer: str | None = None) -> HospitalRecord:
+        code = check_hospital_code(code)
+        if not name.strip():
+            raise InvalidInput("a hospital needs a name")
+        issuer = (issuer or code).strip()
+        if not issuer or len(issuer) > 64 or "\\" in issuer:
+            raise InvalidInput(f"issuer {issuer!r}: 1-64 characters without backslash")
+        return self.index.add_hospital(code, name.strip(), issuer)
+
+    def list_hospitals(self) -> list[HospitalRecord]:
+        return self.index.list_hospitals()
+
+    def remove_hospital(self, code: str) -> None:
+        self.index.remove_hospital(code)
+
+    def add_ae(
+        self,
+        ae_title: str,
+        hospital: str,
+        *,
+        host: str = "",
+        port: int | None = None,
+        allow: str | None = None,
+        scope: str = "region",
+        description: str = "",
+    ) -> AERecord:
+        rights = parse_allow(allow) if allow is not None else DEFAULT_ALLOW
+        return self.index.add_ae(
+            check_ae_title(ae_title),
+            hospital,
+            host=check_host(host),
+            port=check_port(port),
+            allow=format_allow(rights),
+            scope=check_scope(scope),
+            description=description,
+        )
+
+    def update_ae(
+        self,
+        ae_title: str,
+        *,
+        hospital: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        clear_port: bool = False,
+        allow: str | None = None,
+        scope: str | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+    ) -> AERecord:
+        changes: dict[str, object] = {}
+        if host is not None:
+            changes["host"] = check_host(host)
+        if clear_port:
+            changes["port"] = None
+        elif port is not None:
+            changes["port"] = check_port(port)
+        if allow is not None:
+            changes["allow"] = format_allow(parse_allow(allow))
+        if scope is not None:
+            changes["scope"] = check_scope(scope)
+        if description is not None:
+            changes["description"] = description
+        if enabled is not None:
+            changes["enabled"] = enabled
+        return self.index.update_ae(check_ae_title(ae_title), hospital=hospital, **changes)
+
+    def list_aes(self, hospital: str | None = None) -> list[AERecord]:
+        return self.index.list_aes(hospital)
+
+    def remove_ae(self, ae_title: str) -> None:
+        self.index.remove_ae(check_ae_title(ae_title))
+
+    def peer(self, ae_title: str) -> Peer | None:
+        """The registered AE as the policy sees it, or None."""
+        record = self.index.find_ae(normalise_ae_title(ae_title))
+        return peer_from_record(record) if record else None

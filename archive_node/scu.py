@@ -1,0 +1,145 @@
+"""The bundled client: C-ECHO and C-STORE from files, streamed, for admins and scripts."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pynetdicom import AE, _config, evt
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import Verification
+
+from .errors import AssociationFailed
+from .handlers import set_tcp_nodelay
+
+log = logging.getLogger(__name__)
+
+MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1-255
+
+
+@dataclass(frozen=True)
+class SendResult:
+    path: str
+    sop_instance_uid: str
+    status: int | None  # None: not sent (unreadable file, or no accepted context)
+    error: str = ""
+
+
+def _client(calling: str, timeout: float) -> AE:
+    ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    return ae
+
+
+def _associate(ae: AE, host: str, port: int, called: str):
+    assoc = ae.associate(
+        host, port, ae_title=called, evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
+    )
+    if assoc.is_established:
+        return assoc
+    if assoc.is_rejected:
+        rsp = assoc.acceptor.primitive
+        raise AssociationFailed(
+            f"association rejected by {called} at {host}:{port} (result {rsp.result}, "
+            f"source {rsp.result_source}, reason {rsp.diagnostic})"
+        )
+    raise AssociationFailed(f"no association with {called} at {host}:{port} (aborted or refused)")
+
+
+def echo(host: str, port: int, *, calling: str, called: str, timeout: float = 30.0) -> int:
+    """Send a C-ECHO; return its status. Raises AssociationFailed."""
+    ae = _client(calling, timeout)
+    ae.add_requested_context(Verification)
+    assoc = _associate(ae, host, port, called)
+    try:
+        rsp = assoc.send_c_echo()
+        if not rsp or "Status" not in rsp:
+            raise AssociationFailed(f"no C-ECHO response from {called}")
+        return int(rsp.Status)
+    finally:
+        assoc.release()
+
+
+def expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """Files as given, and the files under directories, sorted."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file())
+        else:
+            yield path
+
+
+def send_files(
+    paths: Iterable[str | os.PathLike[str]],
+    host: str,
+    port: int,
+    *,
+    calling: str,
+    called: str,
+    timeout: float = 60.0,
+) -> list[SendResult]:
+    """C-STORE each Part 10 file in its own transfer syntax, streamed from disk.
+
+    Files are grouped so each association proposes at most 128 contexts. Raises
+    AssociationFailed when an association cannot be made.
+    """
+    results: list[SendResult] = []
+    batch: list[tuple[Path, str, tuple[str, str]]] = []
+    contexts: set[tuple[str, str]] = set()
+    for path in expand(paths):
+        try:
+            meta = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+            key = (
+                str(meta.file_meta.MediaStorageSOPClassUID),
+                str(meta.file_meta.TransferSyntaxUID),
+            )
+            sop_uid = str(meta.file_meta.MediaStorageSOPInstanceUID)
+        except Exception as exc:
+            results.append(SendResult(str(path), "", None, f"not a DICOM Part 10 file: {exc}"))
+            continue
+        if key not in contexts and len(contexts) == MAX_CONTEXTS:
+            results += _send_batch(batch, contexts, host, port, calling, called, timeout)
+            batch, contexts = [], set()
+        contexts.add(key)
+        batch.append((path, sop_uid, key))
+    if batch:
+        results += _send_batch(batch, contexts, host, port, calling, called, timeout)
+    return results
+
+
+def _send_batch(batch, contexts, host, port, calling, called, timeout) -> list[SendResult]:
+    ae = _client(calling, timeout)
+    ae.requested_contexts = [build_context(sop, [ts]) for sop, ts in sorted(contexts)]
+    assoc = _associate(ae, host, port, called)
+    accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
+    results = []
+    chunked, _config.STORE_SEND_CHUNKED_DATASET = _config.STORE_SEND_CHUNKED_DATASET, True
+    try:
+        for path, sop_uid, key in batch:
+            if key not in accepted:
+                results.append(
+                    SendResult(
+                        str(path),
+                        sop_uid,
+                        None,
+                        f"{called} accepted no context for {key[0]} in {key[1]}",
+                    )
+                )
+                continue
+            if not assoc.is_established:
+                results.append(SendResult(str(path), sop_uid, None, "association lost"))
+                continue
+            rsp = assoc.send_c_store(path)
+            code = int(rsp.Status) if rsp and "Status" in rsp else None
+            results.append(
+                SendResult(str(path), sop_uid, code, "" if code is not None else "no response")
+            )
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = chunked
+        if assoc.is_established:
+            assoc.release()
+    return results

@@ -1,0 +1,145 @@
+"""Build the node's pynetdicom AE (contexts, timeouts, handlers) and run it until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import tempfile
+import threading
+import time
+from typing import Any
+
+from pydicom import uid as uids
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config
+from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
+
+from .handlers import Handlers
+from .service import ArchiveService
+
+log = logging.getLogger(__name__)
+
+# Receive C-STORE datasets straight into a file in the store's filesystem (bounded memory),
+# and never log query identifiers (patient names) at INFO.
+_config.STORE_RECV_CHUNKED_DATASET = True
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
+
+# pynetdicom accepts the first of *our* syntaxes that the requestor proposes in a context.
+# Native first, then lossless compression, then lossy: an SCU that offers both a lossy and an
+# uncompressed syntax for one image must not be asked to compress it lossily for us.
+_PREFERRED = [
+    uids.ExplicitVRLittleEndian,
+    uids.ImplicitVRLittleEndian,
+    uids.DeflatedExplicitVRLittleEndian,
+    uids.ExplicitVRBigEndian,
+    uids.JPEGLossless,
+    uids.JPEGLosslessSV1,
+    uids.JPEGLSLossless,
+    uids.JPEG2000Lossless,
+    uids.HTJ2KLossless,
+    uids.HTJ2KLosslessRPCL,
+    uids.RLELossless,
+]
+ACCEPTED_TRANSFER_SYNTAXES = _PREFERRED + [
+    ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _PREFERRED
+]
+STORAGE_SOP_CLASSES = sorted(set(_STORAGE_CLASSES.values()))
+
+
+def build_ae(service: ArchiveService) -> AE:
+    """An AE that accepts Verification and every storage SOP class pynetdicom knows."""
+    node = service.config.node
+    ae = AE(ae_title=node.ae_title)
+    ae.maximum_associations = node.max_associations
+    ae.maximum_pdu_size = node.max_pdu
+    ae.acse_timeout = node.acse_timeout
+    ae.dimse_timeout = node.dimse_timeout
+    ae.network_timeout = node.network_timeout
+    ae.add_supported_context(
+        Verification, [uids.ExplicitVRLittleEndian, uids.ImplicitVRLittleEndian]
+    )
+    for sop_class in STORAGE_SOP_CLASSES:
+        ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
+    return ae
+
+
+class ArchiveServer:
+    """The running node: start() listens without blocking, stop() drains and closes."""
+
+    def __init__(self, service: ArchiveService) -> None:
+        self.service = service
+        self.ae = build_ae(service)
+        self.handlers = Handlers(service)
+        self._server: Any = None
+        self._stopping = threading.Event()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return host, port
+
+    def start(self, bind: str | None = None, port: int | None = None) -> tuple[str, int]:
+        """Prepare the store and index, then listen; returns the bound (host, port)."""
+        node = self.service.config.node
+        self.service.index.check_schema()
+        removed = self.service.storage.prepare()
+        if removed:
+            log.warning("removed %d partial file(s) of interrupted transfers", removed)
+        # pynetdicom writes each incoming dataset to a NamedTemporaryFile: put it in the store's
+        # filesystem so keeping it is a link, not a copy.
+        tempfile.tempdir = str(self.service.storage.incoming)
+        self._server = self.ae.start_server(
+            (bind if bind is not None else node.bind, port if port is not None else node.port),
+            block=False,
+            evt_handlers=self.handlers.bindings(),
+        )
+        host, bound = self.address
+        log.info(
+            "%s listening on %s:%d, index %s, store %s",
+            node.ae_title,
+            host,
+            bound,
+            _safe_url(self.service.index.url),
+            self.service.storage.root,
+        )
+        return host, bound
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, give running associations `grace` seconds, then abort the rest."""
+        if self._server is None:
+            return
+        grace = self.service.config.node.shutdown_grace if grace is None else grace
+        server, self._server = self._server, None
+        server.shutdown()
+        deadline = time.monotonic() + grace
+        while self._active() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = self._active()
+        if left:
+            log.warning("aborting %d association(s) still running after %.0f s", len(left), grace)
+        self.ae.shutdown()
+        self.service.index.close()
+        log.info("stopped")
+
+    def _active(self) -> list[Any]:
+        return [a for a in self.ae.active_associations if a.is_alive()]
+
+    def serve_forever(self, bind: str | None = None, port: int | None = None) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stopping.set())
+        self.start(bind, port)
+        while not self._stopping.wait(1.0):
+            pass
+        log.info("signal received: no new associations, draining")
+        self.stop()
+
+
+def _safe_url(url: str) -> str:
+    """The index URL without its password, for the log."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}@{host}"
+    return url

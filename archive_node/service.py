@@ -1,0 +1,220 @@
+"""The archive service: the one place that uses the store and the index together."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import status
+from .config import Config
+from .errors import IndexUnavailable, InvalidInput, StoreRejected
+from .header import InstanceHeader, read_header
+from .index import Index, InstanceRecord, NewInstance
+from .policy import REJECT_TRANSIENT, AssociationDecision, Peer, decide_association, may_request
+from .registry import Registry
+from .storage import FilesystemStorage
+
+log = logging.getLogger(__name__)
+
+Resolver = Callable[[str], frozenset[str]]
+
+
+def resolve_host(host: str) -> frozenset[str]:
+    """The addresses a registered host stands for (an IP literal, or a name via the resolver)."""
+    if not host:
+        return frozenset()
+    try:
+        return frozenset({str(ipaddress.ip_address(host))})
+    except ValueError:
+        pass
+    try:
+        return frozenset(info[4][0] for info in socket.getaddrinfo(host, None))
+    except OSError as exc:
+        log.warning("registered host %s does not resolve: %s", host, exc)
+        return frozenset()
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    status: int
+    message: str
+
+
+class ArchiveService:
+    """Decides associations and keeps received instances: file first, index second."""
+
+    def __init__(
+        self,
+        config: Config,
+        index: Index,
+        storage: FilesystemStorage,
+        resolver: Resolver = resolve_host,
+    ) -> None:
+        self.config = config
+        self.index = index
+        self.storage = storage
+        self.registry = Registry(index)
+        self.resolver = resolver
+
+    @classmethod
+    def from_config(cls, config: Config) -> ArchiveService:
+        index = Index.open(config.index.url, busy_timeout=config.index.busy_timeout)
+        storage = FilesystemStorage(
+            config.storage.path,
+            fsync=config.storage.fsync,
+            min_free_bytes=config.storage.min_free_mb * 1024 * 1024,
+        )
+        return cls(config, index, storage)
+
+    # -- associations -------------------------------------------------------------------------
+
+    def open_association(
+        self, called_title: str, calling_title: str, address: str
+    ) -> tuple[AssociationDecision, Peer | None]:
+        """Look the caller up in the registry and decide; fail closed if the index is down."""
+        try:
+            peer = self.registry.peer(calling_title)
+        except IndexUnavailable as exc:
+            log.error("association from %s refused: %s", calling_title.strip(), exc)
+            return AssociationDecision(False, "index unavailable", REJECT_TRANSIENT), None
+        addresses = self.resolver(peer.host) if peer and peer.host else frozenset()
+        decision = decide_association(
+            self.config.node.ae_title, called_title, peer, address, addresses
+        )
+        return decision, peer
+
+    def authorise(self, peer: Peer, service: str) -> int:
+        """SUCCESS, or NOT_AUTHORISED (0x0124) when the AE lacks the right."""
+        if may_request(peer, service):
+            return status.SUCCESS
+        log.warning("%s (%s) is not allowed %s", peer.ae_title, peer.hospital, service)
+        return status.NOT_AUTHORISED
+
+    # -- C-STORE ------------------------------------------------------------------------------
+
+    def store(
+        self, peer: Peer, received: Path, *, sop_class_uid: str, sop_instance_uid: str
+    ) -> StoreOutcome:
+        """Keep a received Part 10 file: check, fsync, link into place, commit the index row.
+
+        Only when the row is committed is SUCCESS returned; on any failure nothing is left in
+        the store or the index. `received` stays where it is for its owner to remove.
+        """
+        try:
+            outcome = self._store(peer, received, sop_class_uid, sop_instance_uid)
+        except StoreRejected as exc:
+            outcome = StoreOutcome(exc.status, str(exc))
+        except IndexUnavailable as exc:
+            outcome = StoreOutcome(status.INDEX_UNAVAILABLE, str(exc))
+        except OSError as exc:
+            outcome = StoreOutcome(status.OUT_OF_RESOURCES, f"store write failed: {exc}")
+        if outcome.status != status.SUCCESS:
+            log.warning(
+                "refused instance %s from %s (%s): 0x%04X %s",
+                sop_instance_uid.strip(),
+                peer.ae_title,
+                peer.hospital,
+                outcome.status,
+                outcome.message,
+            )
+        return outcome
+
+    def _store(
+        self, peer: Peer, received: Path, sop_class_uid: str, sop_instance_uid: str
+    ) -> StoreOutcome:
+        if not self.storage.has_room():
+            return StoreOutcome(
+                status.OUT_OF_RESOURCES,
+                f"free space below the reserve of {self.config.storage.min_free_mb} MiB",
+            )
+        header = read_header(
+            received, expected_sop_class=sop_class_uid, expected_sop_instance=sop_instance_uid
+        )
+        try:
+            layout = self.storage.layout(
+                header.study_uid, header.series_uid, header.sop_instance_uid
+            )
+        except InvalidInput as exc:
+            raise StoreRejected(status.MALFORMED_UID, str(exc)) from None
+        facts = self.storage.inspect(received)
+        new = NewInstance(
+            header=header,
+            path=layout,
+            size=facts.size,
+            sha256=facts.sha256,
+            calling_ae=peer.ae_title,
+            hospital=peer.hospital,
+            issuer=header.issuer_of_patient_id or peer.issuer,
+        )
+        existing = self.index.find_instance(header.sop_instance_uid)
+        if existing is not None:
+            return self._duplicate(existing, new, received)
+
+        kept = self.storage.keep(received, layout)
+        new = dataclasses.replace(new, path=kept)
+        try:
+            inserted, record = self.index.record_instance(new)
+        except BaseException:
+            self.storage.remove(kept)
+            raise
+        if not inserted:  # another association indexed the same instance first
+            self.storage.remove(kept)
+            return self._duplicate(record, new, received)
+        self._log_stored(peer, header, facts.size, "stored")
+        return StoreOutcome(status.SUCCESS, "stored")
+
+    def _duplicate(
+        self, existing: InstanceRecord, new: NewInstance, received: Path
+    ) -> StoreOutcome:
+        """PS3.4 B.2.3 leaves duplicates to the SCP: never a failure that makes a modality
+        retry forever. Identical bytes store nothing; different bytes keep or replace."""
+        header: InstanceHeader = new.header  # type: ignore[assignment]
+        if existing.sha256 == new.sha256:
+            log.info(
+                "duplicate of %s from %s, identical: nothing new stored",
+                header.sop_instance_uid,
+                new.calling_ae,
+            )
+            return StoreOutcome(status.SUCCESS, "duplicate, identical")
+        if self.config.storage.on_duplicate == "keep":
+            log.warning(
+                "duplicate of %s from %s with different content (sha256 %s, kept %s): "
+                "original kept",
+                header.sop_instance_uid,
+                new.calling_ae,
+                new.sha256[:12],
+                existing.sha256[:12],
+            )
+            return StoreOutcome(status.SUCCESS, "duplicate, original kept")
+        kept = self.storage.keep(received, new.path)
+        try:
+            self.index.replace_instance(dataclasses.replace(new, path=kept))
+        except BaseException:
+            self.storage.remove(kept)
+            raise
+        self.storage.remove(existing.path)
+        log.warning(
+            "duplicate of %s from %s with different content: original replaced",
+            header.sop_instance_uid,
+            new.calling_ae,
+        )
+        return StoreOutcome(status.SUCCESS, "duplicate, replaced")
+
+    @staticmethod
+    def _log_stored(peer: Peer, header: InstanceHeader, size: int, what: str) -> None:
+        log.info(
+            "%s instance %s series %s study %s (%s, %d bytes) from %s (%s)",
+            what,
+            header.sop_instance_uid,
+            header.series_uid,
+            header.study_uid,
+            header.modality or "-",
+            size,
+            peer.ae_title,
+            peer.hospital,
+        )

@@ -1,0 +1,18 @@
+"""Named DIMSE status codes used by the node (PS3.4 Annex B and C, PS3.7 Annex C)."""
+
+SUCCESS = 0x0000
+CANCEL = 0xFE00
+PENDING = 0xFF00
+
+# PS3.7 C: general statuses
+PROCESSING_FAILURE = 0x0110
+NOT_AUTHORISED = 0x0124
+
+# PS3.4 B.2.3 Storage Service Class statuses
+OUT_OF_RESOURCES = 0xA700
+INDEX_UNAVAILABLE = 0xA701  # A7xx: refused, out of resources (the index could not take the row)
+DATASET_MISMATCH = 0xA900  # A9xx: Data Set does not match SOP Class
+UID_MISMATCH = 0xA901  # dataset SOP Instance UID differs from the command's
+MISSING_UID = 0xA902  # Study, Series or SOP Instance UID missing
+MALFORMED_UID = 0xA903  # a UID that is not digits and dots, or longer than 64 characters
+CANNOT_UNDERSTAND = 0xC000  # Cxxx: the dataset cannot be parsed

@@ -1,0 +1,163 @@
+"""The filesystem store: UID-derived layout, durable keep (fsync, link, fsync dir), removal."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import InvalidInput
+from .values import is_valid_uid
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+INCOMING = ".incoming"
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What the store records of a file's content."""
+
+    size: int
+    sha256: str
+
+
+class FilesystemStorage:
+    """Files under one root, laid out as <fan-out>/<study>/<series>/<sop>.dcm.
+
+    Every path handed out or accepted is relative to the root; UIDs are validated before they
+    become path components, so no dataset can name a place outside the tree.
+    """
+
+    def __init__(self, root: Path, *, fsync: bool = True, min_free_bytes: int = 0) -> None:
+        self.root = Path(root).absolute()
+        self.fsync = fsync
+        self.min_free_bytes = min_free_bytes
+
+    @property
+    def incoming(self) -> Path:
+        """Where partial transfers are written; on the store's filesystem so keeping is a link."""
+        return self.root / INCOMING
+
+    def prepare(self) -> int:
+        """Create the tree and remove leftovers of interrupted transfers; return how many."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        removed = 0
+        for entry in self.incoming.iterdir():
+            if entry.is_file():
+                entry.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def layout(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        """The relative path of an instance. Raises InvalidInput for a UID unfit for a path."""
+        for name, uid in (("Study", study_uid), ("Series", series_uid), ("SOP Instance", sop_uid)):
+            if not is_valid_uid(uid):
+                raise InvalidInput(f"{name} UID {uid!r} is not a valid UID")
+        fan_out = hashlib.sha1(study_uid.encode()).hexdigest()[:2]
+        return f"{fan_out}/{study_uid}/{series_uid}/{sop_uid}.dcm"
+
+    def absolute(self, relative: str) -> Path:
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise InvalidInput(f"path {relative!r} is outside the store")
+        return path
+
+    def inspect(self, path: Path) -> FileFacts:
+        """Size and SHA-256 of a file, read in chunks; fsynced in the same pass when enabled."""
+        digest = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+            if self.fsync:
+                os.fsync(fh.fileno())
+        return FileFacts(size=size, sha256=digest.hexdigest())
+
+    def has_room(self) -> bool:
+        """False when free space is below the configured reserve."""
+        return shutil.disk_usage(self.root).free >= self.min_free_bytes
+
+    def keep(self, source: Path, relative: str) -> str:
+        """Give `source` (already fsynced) a durable name in the store; return that name.
+
+        The name is `relative` unless a file is already there (a leftover, or a concurrent
+        sender of the same instance), in which case a unique sibling name is chosen: a kept file
+        is never overwritten. `source` is left in place for its owner to remove.
+        """
+        target = self.absolute(relative)
+        created = self._make_dirs(target.parent)
+        copied = None if _same_device(source, self.root) else self._copy_in(source)
+        candidate = target
+        try:
+            while True:
+                try:
+                    os.link(copied or source, candidate)
+                    break
+                except FileExistsError:
+                    candidate = target.with_name(f"{target.stem}.{uuid.uuid4().hex[:12]}.dcm")
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV or copied:
+                        raise
+                    copied = self._copy_in(source)
+        finally:
+            if copied:
+                copied.unlink(missing_ok=True)
+        self._sync_dirs([candidate.parent, *created])
+        return candidate.relative_to(self.root).as_posix()
+
+    def remove(self, relative: str) -> None:
+        """Delete a kept file (missing is fine) and make the deletion durable."""
+        path = self.absolute(relative)
+        path.unlink(missing_ok=True)
+        self._sync_dirs([path.parent])
+
+    def open(self, relative: str) -> BinaryIO:
+        return open(self.absolute(relative), "rb")
+
+    def _make_dirs(self, directory: Path) -> list[Path]:
+        """mkdir -p, returning the parents of directories created (they need an fsync)."""
+        missing = []
+        probe = directory
+        while not probe.exists():
+            missing.append(probe)
+            probe = probe.parent
+        for path in reversed(missing):
+            path.mkdir(exist_ok=True)
+        return [p.parent for p in missing]
+
+    def _copy_in(self, source: Path) -> Path:
+        """Copy a file from another filesystem into the incoming area, fsynced."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        copy = self.incoming / f"copy-{uuid.uuid4().hex}.dcm"
+        with open(source, "rb") as src, open(copy, "wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+            if self.fsync:
+                dst.flush()
+                os.fsync(dst.fileno())
+        return copy
+
+    def _sync_dirs(self, directories: list[Path]) -> None:
+        if not self.fsync:
+            return
+        for directory in dict.fromkeys(directories):
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False
