@@ -9,6 +9,7 @@ from typing import Any
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 
 from . import status
 from .errors import StoreRejected
@@ -57,7 +58,7 @@ def _text(ds: Any, keyword: str) -> str:
         return ""
     if value is None:
         return ""
-    if not isinstance(value, str | bytes) and hasattr(value, "__iter__"):
+    if isinstance(value, MultiValue):
         return "\\".join(str(v) for v in value)
     return str(value).strip()
 
@@ -84,10 +85,13 @@ def read_header(
         ds = dcmread(path, stop_before_pixels=True, defer_size=DEFER_SIZE)
         transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
         uids = {
-            "SOPInstanceUID": _text(ds, "SOPInstanceUID"),
-            "SOPClassUID": _text(ds, "SOPClassUID"),
-            "StudyInstanceUID": _text(ds, "StudyInstanceUID"),
-            "SeriesInstanceUID": _text(ds, "SeriesInstanceUID"),
+            keyword: str(ds.get(keyword) or "").strip()
+            for keyword in (
+                "SOPInstanceUID",
+                "SOPClassUID",
+                "StudyInstanceUID",
+                "SeriesInstanceUID",
+            )
         }
     except (InvalidDicomError, OSError, ValueError, KeyError, AttributeError, EOFError) as exc:
         raise StoreRejected(status.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {exc}") from None

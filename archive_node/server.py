@@ -88,11 +88,19 @@ class ArchiveServer:
         # pynetdicom writes each incoming dataset to a NamedTemporaryFile: put it in the store's
         # filesystem so keeping it is a link, not a copy.
         tempfile.tempdir = str(self.service.storage.incoming)
-        self._server = self.ae.start_server(
-            (bind if bind is not None else node.bind, port if port is not None else node.port),
-            block=False,
-            evt_handlers=self.handlers.bindings(),
+        address = (
+            bind if bind is not None else node.bind,
+            port if port is not None else node.port,
         )
+        self._server = self.ae.make_server(address, evt_handlers=self.handlers.bindings())
+        # As AE.start_server(block=False), but polling for shutdown every 50 ms, not 500 ms.
+        threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="archive-node-acceptor",
+            daemon=True,
+        ).start()
+        self.ae._servers.append(self._server)  # so AE.shutdown() stops it too
         host, bound = self.address
         log.info(
             "%s listening on %s:%d, index %s, store %s",

@@ -11,7 +11,9 @@ from .models import MODELS, SchemaInfo
 
 SCHEMA_VERSION = 1
 
-# MIGRATIONS[n] upgrades a version n-1 index to version n (playhouse.migrate operations).
+# MIGRATIONS[n] upgrades a version n-1 index to version n with playhouse.migrate operations,
+# inside one transaction. Prefer additive changes (nullable columns, new tables, indexes): on
+# SQLite anything else rebuilds the table, which foreign keys forbid inside a transaction.
 MIGRATIONS: dict[int, Callable[[Database], None]] = {}
 
 

@@ -1,0 +1,142 @@
+"""Association rules through real associations: each A-ASSOCIATE-RJ reason, 0x0124, live registry."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom.sop_class import Verification
+
+from archive_node import status
+from archive_node.server import ArchiveServer
+from archive_node.service import ArchiveService
+from tests import factory
+from tests.conftest import Node, associate, make_config
+
+
+def rejection(assoc) -> tuple[int, int, int]:
+    assert assoc.is_rejected, "expected an A-ASSOCIATE-RJ, not an abort or an accept"
+    rsp = assoc.acceptor.primitive
+    return rsp.result, rsp.result_source, rsp.diagnostic
+
+
+def test_registered_ae_from_its_host_is_accepted(node, caplog):
+    with caplog.at_level(logging.INFO, logger="archive_node"):
+        assoc = associate(node, "UNN_US")
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == status.SUCCESS
+        assoc.release()
+    assert "association accepted: calling UNN_US (UNN) from 127.0.0.1" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("calling", "called", "expected", "logged"),
+    [
+        ("STRANGER", None, (1, 1, 3), "calling AE title is not registered"),
+        ("UNN_US", "NOT_ARCHIVE", (1, 1, 7), "called AE title 'NOT_ARCHIVE' is not ours"),
+        ("FARAWAY", None, (1, 1, 3), "is not the registered host 10.255.255.1"),
+    ],
+    ids=["unregistered", "wrong-called-title", "wrong-address"],
+)
+def test_rejections_carry_the_standard_reason(node, caplog, calling, called, expected, logged):
+    with caplog.at_level(logging.INFO, logger="archive_node"):
+        assoc = associate(node, calling, called=called)
+    assert rejection(assoc) == expected
+    assert "association rejected" in caplog.text and logged in caplog.text
+    assert f"calling {calling}" in caplog.text and "from 127.0.0.1" in caplog.text
+
+
+def test_ae_without_host_may_connect_from_anywhere(node):
+    assoc = associate(node, "ANYWHERE")
+    assert assoc.is_established
+    assoc.release()
+
+
+def test_service_outside_rights_is_0124_not_an_abort(node):
+    # NLSH_CAM may store but not echo
+    assoc = associate(
+        node, "NLSH_CAM", [Verification, (factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])]
+    )
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == status.NOT_AUTHORISED
+    assert assoc.send_c_store(factory.secondary_capture()).Status == status.SUCCESS
+    assoc.release()
+
+
+def test_store_without_store_right_is_0124_and_nothing_kept(node):
+    node.service.registry.add_ae("ECHO_ONLY", "UNN", host="127.0.0.1", allow="echo")
+    assoc = associate(node, "ECHO_ONLY", [(factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])])
+    assert assoc.send_c_store(factory.secondary_capture()).Status == status.NOT_AUTHORISED
+    assoc.release()
+    assert node.service.index.count_instances() == 0
+
+
+def test_registry_changes_take_effect_for_the_next_association(node):
+    registry = node.service.registry
+    assert rejection(associate(node, "NEW_DERM")) == (1, 1, 3)
+
+    registry.add_ae("NEW_DERM", "NLSH", host="127.0.0.1", allow="echo,store")
+    assoc = associate(node, "NEW_DERM")
+    assert assoc.is_established
+    assoc.release()
+
+    registry.update_ae("NEW_DERM", enabled=False)
+    assert rejection(associate(node, "NEW_DERM")) == (1, 1, 3)
+
+    registry.update_ae("NEW_DERM", enabled=True, host="10.255.255.7")
+    assert rejection(associate(node, "NEW_DERM")) == (1, 1, 3)
+
+    registry.update_ae("NEW_DERM", host="", allow="store")
+    assoc = associate(node, "NEW_DERM")
+    assert assoc.send_c_echo().Status == status.NOT_AUTHORISED
+    assoc.release()
+
+    registry.remove_ae("NEW_DERM")
+    assert rejection(associate(node, "NEW_DERM")) == (1, 1, 3)
+
+
+def test_host_given_as_a_name_is_resolved(node):
+    node.service.registry.add_ae("BY_NAME", "UNN", host="localhost")
+    assoc = associate(node, "BY_NAME")
+    assert assoc.is_established
+    assoc.release()
+
+
+def test_too_many_associations_is_a_transient_rejection(tmp_path, index_url, registry):
+    config = make_config(tmp_path / "busy", index_url, node={"max_associations": 1})
+    service = ArchiveService.from_config(config)
+    server = ArchiveServer(service)
+    host, port = server.start("127.0.0.1", 0)
+    busy = Node(server, service, host, port)
+    try:
+        first = associate(busy, "UNN_US")
+        assert first.is_established
+        assert rejection(associate(busy, "UNN_US")) == (2, 3, 2)
+        first.release()
+        # once the first association has ended server-side, there is room again
+        deadline = time.monotonic() + 10
+        while (again := associate(busy, "UNN_US")).is_rejected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert again.is_established
+        again.release()
+    finally:
+        server.stop(grace=2)
+
+
+def test_index_down_fails_closed(node, index_url):
+    """An association is never accepted when the registry cannot be read."""
+    if index_url.startswith("sqlite"):  # the database file is lost
+        path = index_url[len("sqlite:///") :]
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+    else:  # the registry table is gone
+        import psycopg2
+
+        with psycopg2.connect(index_url) as conn, conn.cursor() as cur:
+            cur.execute("ALTER TABLE application_entity RENAME TO application_entity_gone")
+        conn.close()
+    assert rejection(associate(node, "UNN_US")) == (2, 1, 1)

@@ -1,0 +1,345 @@
+"""C-STORE through real associations: keep order, duplicates, bad input, on both backends."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pynetdicom import _config
+
+from archive_node import status
+from archive_node.index.models import Patient
+from archive_node.service import ArchiveService
+from tests import factory
+from tests.conftest import associate, make_config
+
+ALL_KINDS = [
+    (factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]),
+    (factory.CT_IMAGE, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]),
+]
+
+
+def stored_files(service) -> list[Path]:
+    root = service.storage.root
+    return sorted(p for p in root.rglob("*") if p.is_file() and ".incoming" not in p.parts)
+
+
+def send_file(assoc, path: Path):
+    """C-STORE a Part 10 file as it is on disk (its UIDs come from the file meta)."""
+    previous, _config.STORE_SEND_CHUNKED_DATASET = _config.STORE_SEND_CHUNKED_DATASET, True
+    try:
+        return assoc.send_c_store(path)
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = previous
+
+
+def store(node, ds, calling="UNN_US"):
+    assoc = associate(node, calling, ALL_KINDS)
+    assert assoc.is_established
+    try:
+        return assoc.send_c_store(ds).Status
+    finally:
+        assoc.release()
+
+
+def test_store_keeps_file_and_index_row(node, tmp_path):
+    ds = factory.ct(patient_id="P1")
+    path = factory.write(ds, tmp_path / "ct.dcm")
+    assoc = associate(node, "UNN_US", ALL_KINDS)
+    assert assoc.is_established
+    rsp = send_file(assoc, path)
+    assoc.release()
+    assert rsp.Status == status.SUCCESS
+
+    record = node.service.index.find_instance(ds.SOPInstanceUID)
+    assert record is not None
+    kept = node.service.storage.absolute(record.path)
+    assert factory.dataset_bytes(kept) == factory.dataset_bytes(path)
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == record.sha256
+    assert record.size == kept.stat().st_size
+    assert record.calling_ae == "UNN_US" and record.hospital == "UNN"
+    assert record.study_uid == ds.StudyInstanceUID
+    assert record.series_uid == ds.SeriesInstanceUID
+    assert record.transfer_syntax_uid == ExplicitVRLittleEndian
+    assert list(node.service.storage.incoming.iterdir()) == []
+    # layout derived from the UIDs, inside the store
+    assert record.path.endswith(
+        f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+    )
+
+
+def test_issuer_defaults_to_sending_hospital(node):
+    study_unn, study_nlsh, study_own = generate_uid(), generate_uid(), generate_uid()
+    assert store(node, factory.secondary_capture(patient_id="SAME", study_uid=study_unn)) == 0
+    assert (
+        store(
+            node,
+            factory.secondary_capture(patient_id="SAME", study_uid=study_nlsh),
+            calling="NLSH_CAM",
+        )
+        == 0
+    )
+    assert (
+        store(
+            node,
+            factory.secondary_capture(patient_id="SAME", issuer="NO-FNR", study_uid=study_own),
+        )
+        == 0
+    )
+    issuers = {s.study_uid: s.issuer for s in node.service.index.studies(patient_id="SAME")}
+    assert issuers == {study_unn: "UNN", study_nlsh: "NLSH", study_own: "NO-FNR"}
+    hospitals = {s.study_uid: s.hospital for s in node.service.index.studies()}
+    assert hospitals[study_nlsh] == "NLSH" and hospitals[study_unn] == "UNN"
+
+
+def test_latin1_and_utf8_names_are_indexed_as_text(node):
+    name = "ØDEGÅRD^ÅSE"
+    for charset in ("ISO_IR 100", "ISO_IR 192"):
+        pid = f"PN-{charset[-3:]}"
+        ds = factory.secondary_capture(patient_id=pid, patient_name=name, charset=charset)
+        assert store(node, ds) == status.SUCCESS
+        with node.service.index.session():
+            patient = Patient.get(Patient.patient_id == pid)
+        assert patient.patient_name == name
+        assert patient.name_key == name.casefold()
+
+
+def test_many_associations_at_once_on_one_study(node):
+    study, series = generate_uid(), generate_uid()
+    results: list[int] = []
+
+    def push(count: int) -> None:
+        assoc = associate(node, "UNN_US", ALL_KINDS)
+        for _ in range(count):
+            ds = factory.secondary_capture(study_uid=study, series_uid=series)
+            results.append(int(assoc.send_c_store(ds).Status))
+        assoc.release()
+
+    threads = [threading.Thread(target=push, args=(8,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [status.SUCCESS] * 32
+    (summary,) = node.service.index.studies()
+    assert (summary.series_count, summary.instance_count) == (1, 32)
+    assert len(stored_files(node.service)) == 32
+
+
+def test_same_instance_from_two_associations_at_once(node, tmp_path):
+    path = factory.write(factory.us_multiframe(frames=20), tmp_path / "us.dcm")
+    barrier = threading.Barrier(2)
+    results = []
+
+    def push():
+        assoc = associate(node, "UNN_US", [(factory.US_MULTIFRAME, [ExplicitVRLittleEndian])])
+        barrier.wait()
+        results.append(int(send_file(assoc, path).Status))
+        assoc.release()
+
+    threads = [threading.Thread(target=push) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [0, 0]
+    assert node.service.index.count_instances() == 1
+    assert len(stored_files(node.service)) == 1
+
+
+# -- duplicates ------------------------------------------------------------------------------
+
+
+def test_identical_duplicate_is_success_and_stores_nothing_new(node):
+    ds = factory.secondary_capture()
+    assert store(node, ds) == status.SUCCESS
+    before = stored_files(node.service)
+    record = node.service.index.find_instance(ds.SOPInstanceUID)
+    assert store(node, ds) == status.SUCCESS
+    assert stored_files(node.service) == before
+    assert node.service.index.find_instance(ds.SOPInstanceUID) == record
+
+
+def test_different_duplicate_keeps_original(node, caplog):
+    ds = factory.secondary_capture()
+    assert store(node, ds) == status.SUCCESS
+    original = node.service.index.find_instance(ds.SOPInstanceUID)
+    original_bytes = node.service.storage.absolute(original.path).read_bytes()
+    ds.PixelData = bytes(len(ds.PixelData))  # same UID, other content
+    with caplog.at_level(logging.WARNING, logger="archive_node"):
+        assert store(node, ds) == status.SUCCESS
+    assert "original kept" in caplog.text
+    assert node.service.index.find_instance(ds.SOPInstanceUID) == original
+    assert node.service.storage.absolute(original.path).read_bytes() == original_bytes
+    assert len(stored_files(node.service)) == 1
+
+
+@pytest.fixture
+def replacing_node(tmp_path, index_url, registry):
+    from archive_node.server import ArchiveServer
+    from tests.conftest import Node
+
+    config = make_config(tmp_path / "r", index_url, storage={"on_duplicate": "replace"})
+    service = ArchiveService.from_config(config)
+    service.storage.prepare()
+    server = ArchiveServer(service)
+    host, port = server.start("127.0.0.1", 0)
+    yield Node(server, service, host, port)
+    server.stop(grace=2)
+
+
+def test_different_duplicate_replaces_when_configured(replacing_node):
+    node = replacing_node
+    ds = factory.secondary_capture()
+    assert store(node, ds) == status.SUCCESS
+    original = node.service.index.find_instance(ds.SOPInstanceUID)
+    ds.PixelData = bytes(len(ds.PixelData))
+    assert store(node, ds) == status.SUCCESS
+    replaced = node.service.index.find_instance(ds.SOPInstanceUID)
+    assert replaced.sha256 != original.sha256 and replaced.path != original.path
+    files = stored_files(node.service)
+    assert files == [node.service.storage.absolute(replaced.path)]
+    assert hashlib.sha256(files[0].read_bytes()).hexdigest() == replaced.sha256
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def _bad_file(tmp_path: Path, mutate) -> Path:
+    ds = factory.secondary_capture()
+    ds.file_meta.FileMetaInformationVersion = b"\0\1"
+    mutate(ds)
+    path = tmp_path / f"bad-{generate_uid()[-8:]}.dcm"
+    ds.preamble = b"\0" * 128
+    ds.save_as(path, enforce_file_format=False)  # keep the file meta as made, mismatches too
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda ds: delattr(ds, "StudyInstanceUID"), status.MISSING_UID),
+        (lambda ds: delattr(ds, "SeriesInstanceUID"), status.MISSING_UID),
+        (lambda ds: setattr(ds, "SeriesInstanceUID", "1.2.3.abc"), status.MALFORMED_UID),
+        (
+            lambda ds: setattr(ds, "StudyInstanceUID", "../../../../etc/passwd"),
+            status.MALFORMED_UID,
+        ),
+        (lambda ds: setattr(ds, "StudyInstanceUID", "1." + "2" * 70), status.MALFORMED_UID),
+        # dataset SOP Instance UID differs from the command's Affected SOP Instance UID
+        (lambda ds: setattr(ds, "SOPInstanceUID", generate_uid()), status.UID_MISMATCH),
+        (lambda ds: setattr(ds, "SOPClassUID", factory.CT_IMAGE), status.DATASET_MISMATCH),
+    ],
+    ids=[
+        "no-study",
+        "no-series",
+        "letters",
+        "traversal",
+        "too-long",
+        "sop-mismatch",
+        "class-mismatch",
+    ],
+)
+def test_bad_dataset_is_refused_and_association_stays_usable(node, tmp_path, mutate, expected):
+    path = _bad_file(tmp_path, mutate)
+    assoc = associate(node, "UNN_US", ALL_KINDS)
+    assert send_file(assoc, path).Status == expected
+    assert stored_files(node.service) == []
+    assert node.service.index.count_instances() == 0
+    # the association goes on serving
+    assert assoc.send_c_store(factory.secondary_capture()).Status == status.SUCCESS
+    assoc.release()
+    assert node.service.index.count_instances() == 1
+    assert list(node.service.storage.incoming.iterdir()) == []
+
+
+def test_unreadable_dataset_is_refused(node, tmp_path):
+    path = factory.write(factory.secondary_capture(), tmp_path / "trunc.dcm")
+    # a dataset that opens a sequence and then holds no item tag where one must be
+    raw = path.read_bytes()
+    header_end = len(raw) - len(factory.dataset_bytes(path))
+    garbage = struct.pack("<HH2sHI", 0x0008, 0x1115, b"SQ", 0, 0xFFFFFFFF)
+    garbage += struct.pack("<HHI", 0x1234, 0x5678, 4) + b"abcd"
+    path.write_bytes(raw[:header_end] + garbage)
+    assoc = associate(node, "UNN_US", ALL_KINDS)
+    assert send_file(assoc, path).Status == status.CANNOT_UNDERSTAND
+    assert stored_files(node.service) == []
+    assert assoc.send_c_store(factory.secondary_capture()).Status == status.SUCCESS
+    assoc.release()
+
+
+def test_free_space_reserve_refuses_then_resumes_without_restart(node):
+    node.service.storage.min_free_bytes = 1 << 62  # more than any disk has
+    ds = factory.secondary_capture()
+    assoc = associate(node, "UNN_US", ALL_KINDS)
+    assert assoc.send_c_store(ds).Status == status.OUT_OF_RESOURCES
+    assert stored_files(node.service) == []
+    assert node.service.index.count_instances() == 0
+    node.service.storage.min_free_bytes = 0
+    assert assoc.send_c_store(ds).Status == status.SUCCESS
+    assoc.release()
+
+
+def test_index_failure_removes_the_file_and_reports_failure(fast_failing_node, index_url):
+    """Keep order: the file is written first; if the index commit fails it is removed."""
+    node = fast_failing_node
+    ds = factory.secondary_capture()
+    locker = _lock_index(index_url)
+    try:
+        assoc = associate(node, "UNN_US", ALL_KINDS)
+        assert assoc.send_c_store(ds).Status == status.INDEX_UNAVAILABLE
+    finally:
+        locker()
+    assert stored_files(node.service) == []
+    assert node.service.index.find_instance(ds.SOPInstanceUID) is None
+    # and the node goes on storing once the index is back
+    assert assoc.send_c_store(ds).Status == status.SUCCESS
+    assoc.release()
+    assert len(stored_files(node.service)) == 1
+
+
+def _lock_index(index_url: str):
+    """Hold a write lock on the index from another connection; return the release."""
+    if index_url.startswith("sqlite"):
+        conn = sqlite3.connect(index_url[len("sqlite:///") :], isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")  # readers go on (WAL), writers time out
+    else:
+        import psycopg2
+
+        conn = psycopg2.connect(index_url)
+        conn.cursor().execute("LOCK TABLE patient IN SHARE MODE")  # blocks inserts only
+
+    def release():
+        conn.rollback() if not index_url.startswith("sqlite") else conn.execute("ROLLBACK")
+        conn.close()
+
+    return release
+
+
+@pytest.fixture
+def fast_failing_node(tmp_path, index_url, registry):
+    from archive_node.server import ArchiveServer
+    from tests.conftest import Node
+
+    config = make_config(tmp_path / "f", index_url, index={"busy_timeout": 0.3})
+    service = ArchiveService.from_config(config)
+    service.storage.prepare()
+    server = ArchiveServer(service)
+    host, port = server.start("127.0.0.1", 0)
+    yield Node(server, service, host, port)
+    server.stop(grace=2)
+
+
+def test_no_patient_data_in_info_logs(node, caplog):
+    ds = factory.secondary_capture(patient_id="SECRETPID42", patient_name="SECRET^NAME")
+    with caplog.at_level(logging.DEBUG, logger="archive_node"):
+        assert store(node, ds) == status.SUCCESS
+    info = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
+    assert ds.SOPInstanceUID in info
+    assert "SECRETPID42" not in info and "SECRET" not in info
