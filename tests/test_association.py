@@ -1,4 +1,4 @@
-"""Association rules through real associations: each A-ASSOCIATE-RJ reason, 0x0124, live registry."""
+"""Association rules over real associations: each A-ASSOCIATE-RJ reason, 0x0124, live registry."""
 
 from __future__ import annotations
 
