@@ -142,8 +142,8 @@ def cli() -> None:
 def init(demo: bool) -> None:
     """Create the index schema and the store, or upgrade an older schema in place."""
     service = get_service()
-    before, after = service.index.init_schema()
     service.storage.prepare()
+    before, after = service.index.init_schema()
     if before is None:
         click.echo(f"created index schema version {after}")
     elif before != after:
@@ -276,8 +276,8 @@ def ae_add(
 @click.option("--host", help="New source address ('' = any).")
 @click.option("--port", help="New listening port ('' = none).")
 @click.option("--allow", help="New comma list of echo,store,find,move,get.")
-@click.option("--scope", type=click.Choice(SCOPES))
-@click.option("--description")
+@click.option("--scope", type=click.Choice(SCOPES), help="New scope: hospital or region.")
+@click.option("--description", help="New free text.")
 @click.option(
     "--enable/--disable",
     "enabled",

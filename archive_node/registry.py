@@ -10,9 +10,8 @@ from .index import AERecord, HospitalRecord, Index
 from .policy import DEFAULT_ALLOW, SCOPES, Peer, format_allow, parse_allow
 from .values import ae_title_problem, hospital_code_problem, normalise_ae_title
 
-_HOSTNAME_RE = re.compile(
-    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?"
-)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # RFC 1123 host name label
+_HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
 
 def check_ae_title(value: str) -> str:
@@ -37,7 +36,7 @@ def check_host(value: str) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
-    if not _HOSTNAME_RE.fullmatch(value):
+    if not _HOSTNAME_RE.fullmatch(value) or re.fullmatch(r"[0-9.]+", value):
         raise InvalidInput(f"{value!r} is neither an IP address nor a host name")
     return value
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import InvalidInput
+from .errors import ConfigError, InvalidInput
 from .values import is_valid_uid
 
 log = logging.getLogger(__name__)
@@ -47,13 +47,19 @@ class FilesystemStorage:
         return self.root / INCOMING
 
     def prepare(self) -> int:
-        """Create the tree and remove leftovers of interrupted transfers; return how many."""
-        self.incoming.mkdir(parents=True, exist_ok=True)
+        """Create the tree and remove leftovers of interrupted transfers; return how many.
+
+        Raises ConfigError when the store cannot be created or written.
+        """
         removed = 0
-        for entry in self.incoming.iterdir():
-            if entry.is_file():
-                entry.unlink(missing_ok=True)
-                removed += 1
+        try:
+            self.incoming.mkdir(parents=True, exist_ok=True)
+            for entry in self.incoming.iterdir():
+                if entry.is_file():
+                    entry.unlink(missing_ok=True)
+                    removed += 1
+        except OSError as exc:
+            raise ConfigError(f"storage.path: cannot use {self.root}: {exc.strerror}") from None
         return removed
 
     def layout(self, study_uid: str, series_uid: str, sop_uid: str) -> str:

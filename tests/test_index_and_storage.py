@@ -88,6 +88,8 @@ def test_hospital_removal_refused_while_referenced(registry):
         ({"ae_title": "BAD\\AE"}, "backslash"),
         ({"ae_title": "   "}, "empty"),
         ({"host": "not a host!"}, "host name"),
+        ({"host": "10.0.0.256"}, "host name"),
+        ({"host": "foo-"}, "host name"),
         ({"port": 0}, "1-65535"),
         ({"port": 70000}, "1-65535"),
         ({"allow": "echo,delete"}, "delete"),

@@ -7,6 +7,7 @@ import logging
 import sqlite3
 import struct
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -214,7 +215,9 @@ def test_different_duplicate_replaces_when_configured(replacing_node):
 def _bad_file(tmp_path: Path, mutate) -> Path:
     ds = factory.secondary_capture()
     ds.file_meta.FileMetaInformationVersion = b"\0\1"
-    mutate(ds)
+    with warnings.catch_warnings():  # pydicom warns about the invalid values we make on purpose
+        warnings.simplefilter("ignore", UserWarning)
+        mutate(ds)
     path = tmp_path / f"bad-{generate_uid()[-8:]}.dcm"
     ds.preamble = b"\0" * 128
     ds.save_as(path, enforce_file_format=False)  # keep the file meta as made, mismatches too

@@ -61,7 +61,8 @@ class Index:
         except IntegrityError as exc:
             raise Conflict(f"index constraint: {exc}") from None
         except DatabaseError as exc:
-            raise IndexUnavailable(f"index database error: {exc}") from None
+            # one line: psycopg2's messages carry hints on further lines
+            raise IndexUnavailable(f"index database error: {' '.join(str(exc).split())}") from None
 
     # -- schema -------------------------------------------------------------------------------
 

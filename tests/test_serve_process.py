@@ -1,0 +1,325 @@
+"""`archive-node serve` as a real process: start-up, C-ECHO/C-STORE, SIGTERM, memory.
+
+Each test writes a TOML config in tmp_path (SQLite index), runs `archive-node init` and
+registers a hospital and an AE through the CLI, then starts `python -m archive_node serve`
+with its log on a file. Readiness is a C-ECHO that answers, polled against a deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+
+from archive_node.errors import AssociationFailed
+from archive_node.scu import SendResult, echo, send_files
+from tests import factory
+
+HOST = "127.0.0.1"
+CALLING = "UNN_US"
+CALLED = "ARCHIVE"
+SECRET_NAME = "SECRETNAME^X"
+SECRET_PID = "SECRETPID123"
+START_DEADLINE = 30.0
+STOP_DEADLINE = 15.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def child_env() -> dict[str, str]:
+    """The environment without settings that would point the child at another node."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_NODE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def dataset_digest(path: Path) -> str:
+    """SHA-256 of a Part 10 file's bytes after its File Meta Information, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        head = fh.read(144)
+        assert head[128:132] == b"DICM"
+        group_length = struct.unpack("<I", head[140:144])[0]
+        fh.seek(144 + group_length)
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def vm_hwm(pid: int) -> int:
+    """Peak resident set size of a process, in bytes (VmHWM of /proc/PID/status)."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
+    assert match, text
+    return int(match.group(1)) * 1024
+
+
+@dataclass
+class Archive:
+    """One node's config, store and index in tmp_path, and its `serve` process once started."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    _log_fh: object = None
+
+    @property
+    def config(self) -> Path:
+        return self.root / "archive-node.toml"
+
+    @property
+    def storage(self) -> Path:
+        return self.root / "storage"
+
+    @property
+    def incoming(self) -> Path:
+        return self.storage / ".incoming"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "serve.log"
+
+    def write_config(self) -> None:
+        self.config.write_text(
+            "[node]\n"
+            f'bind = "{HOST}"\n'
+            f"port = {self.port}\n"
+            "shutdown_grace = 30.0\n"
+            "[storage]\n"
+            f'path = "{self.storage}"\n'
+            "min_free_mb = 0\n"
+            "[index]\n"
+            f'url = "sqlite:///{self.root}/index.sqlite3"\n'
+        )
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "archive_node", "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+            env=child_env(),
+            check=False,
+        )
+        assert proc.returncode == 0, f"archive-node {' '.join(args)}: {proc.stdout}{proc.stderr}"
+        return proc
+
+    def init(self) -> None:
+        self.write_config()
+        assert "created index schema" in self.cli("init").stdout
+        self.cli("hospital", "add", "UNN", "--name", "University Hospital of North Norway")
+        self.cli(
+            "ae", "add", CALLING, "--hospital", "UNN", "--host", HOST, "--allow", "echo,store"
+        )
+
+    def start(self) -> subprocess.Popen:
+        """Start `serve` and return once a C-ECHO answers Success."""
+        self._log_fh = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "archive_node", "--config", str(self.config), "serve"],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_fh,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            env=child_env(),
+        )
+        deadline = time.monotonic() + START_DEADLINE
+        last_error = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"serve exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if echo(HOST, self.port, calling=CALLING, called=CALLED, timeout=5) == 0:
+                    return self.proc
+            except AssociationFailed as exc:
+                last_error = str(exc)
+            time.sleep(0.05)
+        pytest.fail(
+            f"serve did not answer C-ECHO in {START_DEADLINE} s ({last_error}):\n{self.log()}"
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, pattern: str, *, after: int = 0, deadline: float = 30.0) -> None:
+        """Poll the log until `pattern` occurs at or after character offset `after`."""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if re.search(pattern, self.log()[after:]):
+                return
+            assert self.proc is not None and self.proc.poll() is None, self.log()
+            time.sleep(0.01)
+        pytest.fail(f"{pattern!r} not logged within {deadline} s:\n{self.log()}")
+
+    def terminate(self) -> int:
+        """SIGTERM and wait for the exit code (fails the test if it does not exit in time)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=STOP_DEADLINE)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"serve still running {STOP_DEADLINE} s after SIGTERM:\n{self.log()}")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self._log_fh is not None:
+            self._log_fh.close()
+
+    def stored(self, sop_uid: str) -> Path:
+        found = [p for p in self.storage.rglob(f"{sop_uid}*.dcm") if ".incoming" not in p.parts]
+        assert len(found) == 1, found
+        return found[0]
+
+
+@pytest.fixture
+def archive(tmp_path):
+    node = Archive(tmp_path)
+    node.init()
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+def send(node: Archive, path: Path) -> SendResult:
+    results = send_files([path], HOST, node.port, calling=CALLING, called=CALLED, timeout=120)
+    assert len(results) == 1, results
+    return results[0]
+
+
+def test_serve_smoke_echo_store_sigterm(archive, tmp_path):
+    archive.start()
+    assert echo(HOST, archive.port, calling=CALLING, called=CALLED) == 0
+
+    ds = factory.ct(patient_name=SECRET_NAME, patient_id=SECRET_PID)
+    source = factory.write(ds, tmp_path / "send" / "ct.dcm")
+    sent = archive.cli("send", str(source), "--calling-aet", CALLING)
+    assert "1 of 1 stored" in sent.stdout, sent.stdout + sent.stderr
+    assert "0x0000" in sent.stdout
+
+    kept = archive.stored(ds.SOPInstanceUID)
+    assert factory.dataset_bytes(kept) == factory.dataset_bytes(source)
+
+    started = time.monotonic()
+    assert archive.terminate() == 0, archive.log()
+    assert time.monotonic() - started < 5.0
+
+    log = archive.log()
+    assert len(re.findall(r"association accepted: calling UNN_US", log)) >= 3, log
+    assert f"stored instance {ds.SOPInstanceUID}" in log
+    assert "signal received" in log and "stopped" in log
+    assert SECRET_NAME not in log and "SECRETNAME" not in log
+    assert SECRET_PID not in log
+    assert "Traceback" not in log
+
+    studies = archive.cli("studies", "--json").stdout
+    assert ds.StudyInstanceUID in studies and SECRET_PID in studies
+
+
+def test_serve_removes_leftover_partial_files(archive):
+    archive.incoming.mkdir(parents=True, exist_ok=True)
+    leftovers = [archive.incoming / f"tmp{i}partial" for i in range(3)]
+    for i, path in enumerate(leftovers):
+        path.write_bytes(os.urandom(1000 * (i + 1)))
+    assert all(p.exists() for p in leftovers)
+
+    archive.start()
+
+    assert not any(p.exists() for p in leftovers)
+    assert list(archive.incoming.iterdir()) == []
+    assert "removed 3 partial file(s)" in archive.log()
+    assert archive.terminate() == 0
+
+
+def test_sigterm_lets_running_transfer_finish(archive, tmp_path):
+    source = factory.write_large_video(
+        tmp_path / "send" / "large.dcm", 64 << 20, patient_name=SECRET_NAME, patient_id=SECRET_PID
+    )
+    sop_uid = str(dcmread(source, stop_before_pixels=True).SOPInstanceUID)
+    archive.start()
+    offset = len(archive.log())
+
+    results: list[SendResult] = []
+    errors: list[BaseException] = []
+    finished: list[float] = []
+
+    def push() -> None:
+        try:
+            results.append(send(archive, source))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            finished.append(time.monotonic())
+
+    sender = threading.Thread(target=push, daemon=True)
+    sender.start()
+    try:
+        archive.wait_for_log(r"association accepted: calling UNN_US", after=offset)
+        deadline = time.monotonic() + 30
+        while not any(p.stat().st_size > 0 for p in archive.incoming.iterdir()):
+            assert time.monotonic() < deadline, "no data arrived in .incoming"
+            assert sender.is_alive() or results or errors
+            time.sleep(0.005)
+        archive.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+    finally:
+        sender.join(timeout=120)
+    assert not sender.is_alive()
+    assert not errors, errors
+    assert [r.status for r in results] == [0x0000], results
+
+    code = archive.proc.wait(timeout=STOP_DEADLINE)
+    log = archive.log()
+    assert code == 0, log
+    # SIGTERM was sent while the C-STORE was outstanding; it completed and was kept.
+    assert finished and finished[0] > signalled
+    assert "signal received" in log and f"stored instance {sop_uid}" in log
+    assert "aborting" not in log
+    assert dataset_digest(archive.stored(sop_uid)) == dataset_digest(source)
+    assert list(archive.incoming.iterdir()) == []
+    assert SECRET_NAME not in log and SECRET_PID not in log
+
+
+@pytest.mark.slow
+def test_large_video_store_has_bounded_memory(archive, tmp_path):
+    small = factory.write(factory.secondary_capture(), tmp_path / "send" / "small.dcm")
+    large = factory.write_large_video(tmp_path / "send" / "large.dcm", 256 << 20)
+    sop_uid = str(dcmread(large, stop_before_pixels=True).SOPInstanceUID)
+
+    proc = archive.start()
+    assert send(archive, small).status == 0x0000
+    before = vm_hwm(proc.pid)
+
+    started = time.monotonic()
+    result = send(archive, large)
+    elapsed = time.monotonic() - started
+    after = vm_hwm(proc.pid)
+
+    assert result.status == 0x0000, result
+    assert dataset_digest(archive.stored(sop_uid)) == dataset_digest(large)
+    growth = after - before
+    print(
+        f"serve VmHWM before {before / 2**20:.1f} MiB, after {after / 2**20:.1f} MiB, "
+        f"growth {growth / 2**20:.1f} MiB; 256 MiB sent in {elapsed:.1f} s"
+    )
+    assert growth < 100 << 20, f"peak RSS grew by {growth / 2**20:.1f} MiB"
+    assert archive.terminate() == 0
