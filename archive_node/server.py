@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+from pydicom import config as pydicom_config
 from pydicom import uid as uids
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config
 from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 _config.STORE_RECV_CHUNKED_DATASET = True
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
+# The node validates what it indexes itself (values.py, header.py); pydicom's per-value warnings
+# about what senders send would only flood the log.
+pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
 # pynetdicom accepts the first of *our* syntaxes that the requestor proposes in a context.
 # Native first, then lossless compression, then lossy: an SCU that offers both a lossy and an
