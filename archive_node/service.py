@@ -113,6 +113,9 @@ class ArchiveService:
             outcome = StoreOutcome(status.INDEX_UNAVAILABLE, str(exc))
         except OSError as exc:
             outcome = StoreOutcome(status.OUT_OF_RESOURCES, f"store write failed: {exc}")
+        except Exception as exc:  # never a traceback to pynetdicom: a clear failure instead
+            log.exception("storing %s failed unexpectedly", sop_instance_uid.strip())
+            outcome = StoreOutcome(status.PROCESSING_FAILURE, f"{type(exc).__name__}: {exc}")
         if outcome.status != status.SUCCESS:
             log.warning(
                 "refused instance %s from %s (%s): 0x%04X %s",
