@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -123,12 +124,28 @@ class Node:
         return self.service.config.node.ae_title
 
 
-@pytest.fixture
-def node(service, registry):
+@contextlib.contextmanager
+def serving(service: ArchiveService):
+    """Run a node for `service` on a free loopback port."""
     server = ArchiveServer(service)
     host, port = server.start("127.0.0.1", 0)
-    yield Node(server, service, host, port)
-    server.stop(grace=2)
+    try:
+        yield Node(server, service, host, port)
+    finally:
+        server.stop(grace=2)
+
+
+@contextlib.contextmanager
+def node_with(tmp_path: Path, index_url: str, **sections):
+    """A second node with config overrides, on the same index (and registry) as the test's."""
+    with serving(ArchiveService.from_config(make_config(tmp_path, index_url, **sections))) as n:
+        yield n
+
+
+@pytest.fixture
+def node(service, registry):
+    with serving(service) as running:
+        yield running
 
 
 def client_ae(calling: str, contexts=()) -> AE:

@@ -11,10 +11,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom.sop_class import Verification
 
 from archive_node import status
-from archive_node.server import ArchiveServer
-from archive_node.service import ArchiveService
 from tests import factory
-from tests.conftest import Node, associate, make_config
+from tests.conftest import associate, node_with
 
 
 def rejection(assoc) -> tuple[int, int, int]:
@@ -106,12 +104,7 @@ def test_host_given_as_a_name_is_resolved(node):
 
 
 def test_too_many_associations_is_a_transient_rejection(tmp_path, index_url, registry):
-    config = make_config(tmp_path / "busy", index_url, node={"max_associations": 1})
-    service = ArchiveService.from_config(config)
-    server = ArchiveServer(service)
-    host, port = server.start("127.0.0.1", 0)
-    busy = Node(server, service, host, port)
-    try:
+    with node_with(tmp_path / "busy", index_url, node={"max_associations": 1}) as busy:
         first = associate(busy, "UNN_US")
         assert first.is_established
         assert rejection(associate(busy, "UNN_US")) == (2, 3, 2)
@@ -122,8 +115,6 @@ def test_too_many_associations_is_a_transient_rejection(tmp_path, index_url, reg
             time.sleep(0.05)
         assert again.is_established
         again.release()
-    finally:
-        server.stop(grace=2)
 
 
 def test_index_down_fails_closed(node, index_url):

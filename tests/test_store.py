@@ -16,9 +16,8 @@ from pynetdicom import _config
 
 from archive_node import status
 from archive_node.index.models import Patient
-from archive_node.service import ArchiveService
 from tests import factory
-from tests.conftest import associate, make_config
+from tests.conftest import associate, node_with
 
 ALL_KINDS = [
     (factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]),
@@ -183,16 +182,8 @@ def test_different_duplicate_keeps_original(node, caplog):
 
 @pytest.fixture
 def replacing_node(tmp_path, index_url, registry):
-    from archive_node.server import ArchiveServer
-    from tests.conftest import Node
-
-    config = make_config(tmp_path / "r", index_url, storage={"on_duplicate": "replace"})
-    service = ArchiveService.from_config(config)
-    service.storage.prepare()
-    server = ArchiveServer(service)
-    host, port = server.start("127.0.0.1", 0)
-    yield Node(server, service, host, port)
-    server.stop(grace=2)
+    with node_with(tmp_path / "r", index_url, storage={"on_duplicate": "replace"}) as node:
+        yield node
 
 
 def test_different_duplicate_replaces_when_configured(replacing_node):
@@ -327,16 +318,8 @@ def _lock_index(index_url: str):
 
 @pytest.fixture
 def fast_failing_node(tmp_path, index_url, registry):
-    from archive_node.server import ArchiveServer
-    from tests.conftest import Node
-
-    config = make_config(tmp_path / "f", index_url, index={"busy_timeout": 0.3})
-    service = ArchiveService.from_config(config)
-    service.storage.prepare()
-    server = ArchiveServer(service)
-    host, port = server.start("127.0.0.1", 0)
-    yield Node(server, service, host, port)
-    server.stop(grace=2)
+    with node_with(tmp_path / "f", index_url, index={"busy_timeout": 0.3}) as node:
+        yield node
 
 
 def test_no_patient_data_in_info_logs(node, caplog):
