@@ -384,7 +384,9 @@ def echo(aet: str, calling_aet: str | None, host: str | None, port: int | None) 
         if aet == config.node.ae_title:
             host, port = host or _node_address(config), port or config.node.port
         else:
-            record = get_registry().index.get_ae(aet)
+            record = get_registry().peer(aet)
+            if record is None:
+                raise click.ClickException(f"no AE {aet}")
             host = host or record.host
             port = port or record.port
             if not host or not port:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pynetdicom import evt
 
-from .policy import REJECT_BUSY, Peer
+from .policy import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
 from .service import ArchiveService
 
 log = logging.getLogger(__name__)
@@ -39,27 +39,22 @@ class Handlers:
         address = assoc.requestor.address
         try:
             decision, peer = self.service.open_association(called, calling, address)
-            if decision.accepted and _is_busy(assoc):
-                decision = type(decision)(False, "too many associations", REJECT_BUSY)
         except Exception:  # fail closed: never let an error fall through to negotiation
-            log.exception("association from %s at %s refused: internal error", calling, address)
-            decision, peer = None, None
+            log.exception("association from %s at %s: internal error", calling, address)
+            decision, peer = AssociationDecision(False, "internal error", REJECT_TRANSIENT), None
+        if decision.accepted and _is_busy(assoc):
+            decision = AssociationDecision(False, "too many associations", REJECT_BUSY)
         hospital = peer.hospital if peer else "-"
-        if decision is not None and decision.accepted:
+        if decision.accepted:
             self._peers[assoc] = peer  # type: ignore[assignment]
             log.info("association accepted: calling %s (%s) from %s", calling, hospital, address)
             return
-        reason = decision.reason if decision else "internal error"
-        result, source, diagnostic = decision.reject if decision else (2, 1, 1)
         log.warning(
             "association rejected: calling %s (%s) from %s called %s: %s",
-            calling,
-            hospital,
-            address,
-            called,
-            reason,
-        )
-        assoc.acse.send_reject(result, source, diagnostic)
+            calling, hospital, address, called, decision.reason,
+        )  # fmt: skip
+        assert decision.reject is not None
+        assoc.acse.send_reject(*decision.reject)
         # Without kill() the socket closes before the A-ASSOCIATE-RJ leaves (peer sees abort).
         assoc.kill()
 
