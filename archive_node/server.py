@@ -14,6 +14,7 @@ from pydicom import uid as uids
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config
 from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
 
+from .errors import ConfigError
 from .handlers import Handlers
 from .service import ArchiveService
 
@@ -96,7 +97,12 @@ class ArchiveServer:
             bind if bind is not None else node.bind,
             port if port is not None else node.port,
         )
-        self._server = self.ae.make_server(address, evt_handlers=self.handlers.bindings())
+        try:
+            self._server = self.ae.make_server(address, evt_handlers=self.handlers.bindings())
+        except OSError as exc:
+            raise ConfigError(
+                f"node.bind/node.port: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
+            ) from None
         # As AE.start_server(block=False), but polling for shutdown every 50 ms, not 500 ms.
         threading.Thread(
             target=self._server.serve_forever,
@@ -138,13 +144,19 @@ class ArchiveServer:
 
     def serve_forever(self, bind: str | None = None, port: int | None = None) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stopping.set())
         self.start(bind, port)
-        while not self._stopping.wait(1.0):
-            pass
-        log.info("signal received: no new associations, draining")
-        self.stop()
+        previous = {
+            sig: signal.signal(sig, lambda *_: self._stopping.set())
+            for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            while not self._stopping.wait(1.0):
+                pass
+            log.info("signal received: no new associations, draining")
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _safe_url(url: str) -> str:

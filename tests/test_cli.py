@@ -580,3 +580,42 @@ def test_every_command_has_help():
 def test_version():
     result = ok("--version")
     assert result.output.startswith("archive-node, version ")
+
+
+def test_echo_calls_a_registered_ae_at_its_registered_address(ready):
+    """`archive-node echo AET` takes host and port from the registry, not the command line."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    workstation = AE(ae_title="UNN_WS")
+    workstation.add_supported_context(Verification)
+    scp = workstation.start_server(("127.0.0.1", 0), block=False)
+    try:
+        port = scp.server_address[1]
+        ok("hospital", "add", "UNN", "--name", "University Hospital", "--config", ready)
+        ok(
+            "ae",
+            "add",
+            "UNN_WS",
+            "--hospital",
+            "UNN",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--config",
+            ready,
+        )
+        result = ok("echo", "UNN_WS", "--config", ready)
+        assert f"C-ECHO UNN_WS at 127.0.0.1:{port}: status 0x0000" in result.output
+    finally:
+        scp.shutdown()
+
+
+def test_serve_on_a_port_in_use_is_one_line(ready):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = fails("serve", "--bind", "127.0.0.1", "--port", str(port), "--config", ready)
+    assert f"cannot listen on 127.0.0.1:{port}" in line
