@@ -8,6 +8,7 @@ with its log on a file. Readiness is a C-ECHO that answers, polled against a dea
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -323,3 +324,49 @@ def test_large_video_store_has_bounded_memory(archive, tmp_path):
     )
     assert growth < 100 << 20, f"peak RSS grew by {growth / 2**20:.1f} MiB"
     assert archive.terminate() == 0
+
+
+def test_sigkill_mid_transfer_loses_nothing_acknowledged(archive, tmp_path):
+    """Keep order under a crash: what was acknowledged is whole; the partial file goes away."""
+    acknowledged = [
+        factory.write(factory.ct(), tmp_path / "send" / f"ct{i}.dcm") for i in range(3)
+    ]
+    large = factory.write_large_video(tmp_path / "send" / "large.dcm", 64 << 20)
+    large_uid = str(dcmread(large, stop_before_pixels=True).SOPInstanceUID)
+    archive.start()
+    assert [send(archive, path).status for path in acknowledged] == [0, 0, 0]
+
+    results: list[object] = []
+    sender = threading.Thread(target=lambda: results.append(_try_send(archive, large)))
+    sender.start()
+    deadline = time.monotonic() + 30
+    while not any(p.stat().st_size > 0 for p in archive.incoming.iterdir()):
+        assert time.monotonic() < deadline, "no data arrived in .incoming"
+        time.sleep(0.005)
+    archive.proc.kill()
+    archive.proc.wait(timeout=STOP_DEADLINE)
+    sender.join(timeout=60)
+    assert results and getattr(results[0], "status", None) != 0x0000  # never acknowledged
+    assert any(p.stat().st_size > 0 for p in archive.incoming.iterdir())  # the partial file
+
+    archive._log_fh.close()
+    archive.start()  # restart on the same store and index
+    assert list(archive.incoming.iterdir()) == []
+    assert "removed 1 partial file(s)" in archive.log()
+    studies = json.loads(archive.cli("studies", "--json").stdout)
+    assert sum(s["instance_count"] for s in studies) == 3
+    for path in acknowledged:
+        uid = str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        kept = archive.stored(uid)
+        assert factory.dataset_bytes(kept) == factory.dataset_bytes(path)
+    assert not [p for p in archive.storage.rglob(f"{large_uid}*") if ".incoming" not in p.parts]
+    # and it takes new stores at once
+    assert send(archive, factory.write(factory.ct(), tmp_path / "after.dcm")).status == 0
+    assert archive.terminate() == 0
+
+
+def _try_send(node: Archive, path: Path):
+    try:
+        return send(node, path)
+    except AssociationFailed as exc:
+        return exc
