@@ -161,13 +161,13 @@ class ArchiveService:
         kept = self.storage.keep(received, layout)
         new = dataclasses.replace(new, path=kept)
         try:
-            inserted, record = self.index.record_instance(new)
+            existing = self.index.record_instance(new)
         except BaseException:
             self.storage.remove(kept)
             raise
-        if not inserted:  # another association indexed the same instance first
+        if existing is not None:  # another association indexed the same instance first
             self.storage.remove(kept)
-            return self._duplicate(record, new, received)
+            return self._duplicate(existing, new, received)
         self._log_stored(peer, header, facts.size, "stored")
         return StoreOutcome(status.SUCCESS, "stored")
 

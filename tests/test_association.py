@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
+import sqlite3
 import time
 
 import pytest
@@ -119,15 +119,16 @@ def test_too_many_associations_is_a_transient_rejection(tmp_path, index_url, reg
 
 def test_index_down_fails_closed(node, index_url):
     """An association is never accepted when the registry cannot be read."""
-    if index_url.startswith("sqlite"):  # the database file is lost
-        path = index_url[len("sqlite:///") :]
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                os.remove(path + suffix)
-    else:  # the registry table is gone
+    rename = "ALTER TABLE application_entity RENAME TO application_entity_gone"
+    if index_url.startswith("sqlite"):
+        conn = sqlite3.connect(index_url[len("sqlite:///") :])
+        conn.execute(rename)
+        conn.commit()
+    else:
         import psycopg2
 
-        with psycopg2.connect(index_url) as conn, conn.cursor() as cur:
-            cur.execute("ALTER TABLE application_entity RENAME TO application_entity_gone")
-        conn.close()
+        conn = psycopg2.connect(index_url)
+        with conn, conn.cursor() as cur:
+            cur.execute(rename)
+    conn.close()
     assert rejection(associate(node, "UNN_US")) == (2, 1, 1)

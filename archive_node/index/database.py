@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
 
-from peewee import Database, DatabaseProxy, SqliteDatabase
-from playhouse.pool import PooledPostgresqlDatabase
+from peewee import Database, DatabaseProxy
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from ..errors import ConfigError
 
@@ -37,8 +37,12 @@ def _open_sqlite(url: str, busy_timeout: float) -> Database:
         raise ConfigError(
             f"index.url: cannot create {Path(path).parent}: {exc.strerror}"
         ) from None
-    return SqliteDatabase(
+    # Pooled: a connection (and its pragmas) is reused across requests and threads instead of
+    # being opened for every query of every association.
+    return PooledSqliteDatabase(
         path,
+        max_connections=64,
+        stale_timeout=300,
         timeout=busy_timeout,
         # BEGIN IMMEDIATE: a transaction that reads before it writes must take the write lock
         # first, or it fails at once with "database is locked" under concurrency.

@@ -199,17 +199,17 @@ class Index:
         with self.session():
             return self._find_instance(sop_uid)
 
-    def record_instance(self, new: NewInstance) -> tuple[bool, InstanceRecord]:
+    def record_instance(self, new: NewInstance) -> InstanceRecord | None:
         """Insert patient/study/series/instance rows for a kept file in one durable commit.
 
-        Returns (True, record) when inserted, or (False, existing record) when the SOP Instance
-        UID was already indexed, in which case nothing was written.
+        Returns None when inserted, or the record already indexed under this SOP Instance UID
+        (then no instance row was written).
         """
         h = new.header
         with self.session(write=True):
             existing = self._find_instance(h.sop_instance_uid)
             if existing is not None:
-                return False, existing
+                return existing
             hospital = Hospital.get(Hospital.code == new.hospital)
             patient = self._patient(h, new.issuer)
             study = self._study(h, patient, hospital)
@@ -227,9 +227,13 @@ class Index:
                 calling_ae=new.calling_ae,
                 hospital=hospital,
             ).on_conflict_ignore().execute()
-            record = self._find_instance(h.sop_instance_uid)
-        assert record is not None
-        return record.path == new.path, record
+            # A concurrent writer (PostgreSQL) may have won the race: the row names its file.
+            indexed_path = (
+                Instance.select(Instance.path).where(Instance.sop_uid == h.sop_instance_uid)
+            ).scalar()
+            if indexed_path != new.path:
+                return self._find_instance(h.sop_instance_uid)
+        return None
 
     def replace_instance(self, new: NewInstance) -> InstanceRecord:
         """Point an existing instance row at a new file (on_duplicate = replace)."""
