@@ -142,7 +142,7 @@ def cli() -> None:
 def init(demo: bool) -> None:
     """Create the index schema and the store, or upgrade an older schema in place."""
     service = get_service()
-    service.storage.prepare()
+    service.storage.create()
     before, after = service.index.init_schema()
     if before is None:
         click.echo(f"created index schema version {after}")

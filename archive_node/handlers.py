@@ -9,6 +9,7 @@ from typing import Any
 
 from pynetdicom import evt
 
+from . import status
 from .policy import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
 from .service import ArchiveService
 
@@ -31,8 +32,18 @@ class Handlers:
         ]
 
     def on_requested(self, event: Any) -> None:
-        """Check the A-ASSOCIATE-RQ against the registry before negotiation (PS3.8 7.1.1)."""
-        assoc = event.assoc
+        """Check the A-ASSOCIATE-RQ against the registry before negotiation (PS3.8 7.1.1).
+
+        pynetdicom logs an exception from this handler and goes on negotiating, so anything
+        that goes wrong here must end the association itself: it aborts.
+        """
+        try:
+            self._admit(event.assoc)
+        except Exception:
+            log.exception("association request failed: aborted")
+            event.assoc.abort()
+
+    def _admit(self, assoc: Any) -> None:
         request = assoc.requestor.primitive
         called = _title(request.called_ae_title)
         calling = _title(request.calling_ae_title)
@@ -51,19 +62,28 @@ class Handlers:
             return
         log.warning(
             "association rejected: calling %s (%s) from %s called %s: %s",
-            calling, hospital, address, called, decision.reason,
-        )  # fmt: skip
+            calling,
+            hospital,
+            address,
+            called,
+            decision.reason,
+        )
         assert decision.reject is not None
         assoc.acse.send_reject(*decision.reject)
         # Without kill() the socket closes before the A-ASSOCIATE-RJ leaves (peer sees abort).
         assoc.kill()
 
+    def _peer(self, event: Any) -> Peer | None:
+        """The registered peer of an accepted association (None only if admission broke)."""
+        return self._peers.get(event.assoc)
+
     def on_echo(self, event: Any) -> int:
-        return self.service.authorise(self._peers[event.assoc], "echo")
+        peer = self._peer(event)
+        return self.service.authorise(peer, "echo") if peer else status.NOT_AUTHORISED
 
     def on_store(self, event: Any) -> int:
-        peer = self._peers[event.assoc]
-        refused = self.service.authorise(peer, "store")
+        peer = self._peer(event)
+        refused = self.service.authorise(peer, "store") if peer else status.NOT_AUTHORISED
         if refused:
             return refused
         request = event.request
@@ -90,5 +110,6 @@ def _title(value: Any) -> str:
 
 
 def _is_busy(assoc: Any) -> bool:
+    """pynetdicom makes the same check after us; making it here puts the reason in our log."""
     acceptors = [a for a in assoc.ae.active_associations if a.is_acceptor]
     return len(acceptors) > assoc.ae.maximum_associations

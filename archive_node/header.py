@@ -93,7 +93,13 @@ def read_header(
                 "SeriesInstanceUID",
             )
         }
-    except (InvalidDicomError, OSError, ValueError, KeyError, AttributeError, EOFError) as exc:
+    except OSError:
+        if not path.is_file():  # the file went away: our storage's problem, not the sender's
+            raise
+        raise StoreRejected(
+            status.CANNOT_UNDERSTAND, "dataset cannot be parsed: truncated"
+        ) from None
+    except (InvalidDicomError, ValueError, KeyError, AttributeError, EOFError) as exc:
         raise StoreRejected(status.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {exc}") from None
     except Exception as exc:  # pydicom raises a variety of errors on corrupt input
         raise StoreRejected(

@@ -45,8 +45,19 @@ _PREFERRED = [
     uids.HTJ2KLosslessRPCL,
     uids.RLELossless,
 ]
+# Not taken: the JPIP Referenced syntaxes (the pixel data is only a URL to another server,
+# PS3.5 8.4) and SMPTE ST 2110 (real-time streams, PS3.5 A.4.x): no object an archive can keep.
+_REFUSED = {
+    "1.2.840.10008.1.2.4.94",  # JPIP Referenced
+    "1.2.840.10008.1.2.4.95",  # JPIP Referenced Deflate
+    uids.JPIPHTJ2KReferenced,
+    uids.JPIPHTJ2KReferencedDeflate,
+    uids.SMPTEST211020UncompressedProgressiveActiveVideo,
+    uids.SMPTEST211020UncompressedInterlacedActiveVideo,
+    uids.SMPTEST211030PCMDigitalAudio,
+}
 ACCEPTED_TRANSFER_SYNTAXES = _PREFERRED + [
-    ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _PREFERRED
+    ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _PREFERRED and ts not in _REFUSED
 ]
 STORAGE_SOP_CLASSES = sorted(set(_STORAGE_CLASSES.values()))
 
@@ -87,7 +98,7 @@ class ArchiveServer:
         """Prepare the store and index, then listen; returns the bound (host, port)."""
         node = self.service.config.node
         self.service.index.check_schema()
-        removed = self.service.storage.prepare()
+        removed = self.service.storage.sweep_incoming()
         if removed:
             log.warning("removed %d partial file(s) of interrupted transfers", removed)
         # pynetdicom writes each incoming dataset to a NamedTemporaryFile: put it in the store's

@@ -163,7 +163,7 @@ class ArchiveService:
         try:
             existing = self.index.record_instance(new)
         except BaseException:
-            self.storage.remove(kept)
+            self._discard_unless_indexed(kept, header.sop_instance_uid)
             raise
         if existing is not None:  # another association indexed the same instance first
             self.storage.remove(kept)
@@ -176,37 +176,79 @@ class ArchiveService:
     ) -> StoreOutcome:
         """PS3.4 B.2.3 leaves duplicates to the SCP: never a failure that makes a modality
         retry forever. Identical bytes store nothing; different bytes keep or replace."""
-        header: InstanceHeader = new.header  # type: ignore[assignment]
+        header = new.header
+        uid = header.sop_instance_uid
         if existing.sha256 == new.sha256:
-            log.info(
-                "duplicate of %s from %s, identical: nothing new stored",
-                header.sop_instance_uid,
-                new.calling_ae,
+            if self.storage.exists(existing.path):
+                log.info(
+                    "duplicate of %s from %s, identical: nothing new stored", uid, new.calling_ae
+                )
+                return StoreOutcome(status.SUCCESS, "duplicate, identical")
+            log.error(
+                "indexed file of %s was missing: restored from %s's resend", uid, new.calling_ae
             )
-            return StoreOutcome(status.SUCCESS, "duplicate, identical")
-        if self.config.storage.on_duplicate == "keep":
+            return self._replace(new, received, "restored")
+        reason = self._why_not_replace(existing, header, new)
+        if reason:
             log.warning(
                 "duplicate of %s from %s with different content (sha256 %s, kept %s): "
-                "original kept",
-                header.sop_instance_uid,
+                "original kept, %s",
+                uid,
                 new.calling_ae,
                 new.sha256[:12],
                 existing.sha256[:12],
+                reason,
             )
             return StoreOutcome(status.SUCCESS, "duplicate, original kept")
-        kept = self.storage.keep(received, new.path)
-        try:
-            self.index.replace_instance(dataclasses.replace(new, path=kept))
-        except BaseException:
-            self.storage.remove(kept)
-            raise
-        self.storage.remove(existing.path)
         log.warning(
             "duplicate of %s from %s with different content: original replaced",
-            header.sop_instance_uid,
+            uid,
             new.calling_ae,
         )
-        return StoreOutcome(status.SUCCESS, "duplicate, replaced")
+        return self._replace(new, received, "replaced")
+
+    def _why_not_replace(
+        self, existing: InstanceRecord, header: InstanceHeader, new: NewInstance
+    ) -> str | None:
+        """Why a different copy must not replace the kept one, or None when it may."""
+        if self.config.storage.on_duplicate == "keep":
+            return "storage.on_duplicate is keep"
+        if existing.hospital != new.hospital:
+            return f"it belongs to hospital {existing.hospital}"
+        if (existing.study_uid, existing.series_uid, existing.sop_class_uid) != (
+            header.study_uid,
+            header.series_uid,
+            header.sop_class_uid,
+        ):
+            return "its study, series or SOP class differs"
+        return None
+
+    def _replace(self, new: NewInstance, received: Path, what: str) -> StoreOutcome:
+        """Keep the received file and point the row at it; remove the file it displaced."""
+        kept = self.storage.keep(received, new.path)
+        try:
+            displaced = self.index.replace_instance(dataclasses.replace(new, path=kept))
+        except BaseException:
+            self._discard_unless_indexed(kept, new.header.sop_instance_uid)
+            raise
+        if displaced != kept:
+            self.storage.remove(displaced)
+        return StoreOutcome(status.SUCCESS, f"duplicate, {what}")
+
+    def _discard_unless_indexed(self, kept: str, sop_uid: str) -> None:
+        """After an index error, remove the file unless the commit did land after all.
+
+        A commit can succeed while its acknowledgement is lost (a connection reset): then the
+        row names `kept`, which must stay. If the index cannot even say, the file stays too: a
+        file without a row is recoverable, a row without a file is a lost image.
+        """
+        try:
+            record = self.index.find_instance(sop_uid)
+        except IndexUnavailable:
+            log.error("cannot tell whether %s was indexed: leaving %s in the store", sop_uid, kept)
+            return
+        if record is None or record.path != kept:
+            self.storage.remove(kept)
 
     @staticmethod
     def _log_stored(peer: Peer, header: InstanceHeader, size: int, what: str) -> None:

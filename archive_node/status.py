@@ -1,8 +1,6 @@
 """Named DIMSE status codes used by the node (PS3.4 Annex B and C, PS3.7 Annex C)."""
 
 SUCCESS = 0x0000
-CANCEL = 0xFE00
-PENDING = 0xFF00
 
 # PS3.7 C: general statuses
 PROCESSING_FAILURE = 0x0110

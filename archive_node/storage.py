@@ -7,10 +7,10 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from .errors import ConfigError, InvalidInput
 from .values import is_valid_uid
@@ -40,26 +40,31 @@ class FilesystemStorage:
         self.root = Path(root).absolute()
         self.fsync = fsync
         self.min_free_bytes = min_free_bytes
+        self._dirs_lock = threading.Lock()
 
     @property
     def incoming(self) -> Path:
         """Where partial transfers are written; on the store's filesystem so keeping is a link."""
         return self.root / INCOMING
 
-    def prepare(self) -> int:
-        """Create the tree and remove leftovers of interrupted transfers; return how many.
-
-        Raises ConfigError when the store cannot be created or written.
-        """
-        removed = 0
+    def create(self) -> None:
+        """Create the store's directories. Raises ConfigError when that is impossible."""
         try:
             self.incoming.mkdir(parents=True, exist_ok=True)
-            for entry in self.incoming.iterdir():
-                if entry.is_file():
-                    entry.unlink(missing_ok=True)
-                    removed += 1
         except OSError as exc:
             raise ConfigError(f"storage.path: cannot use {self.root}: {exc.strerror}") from None
+
+    def sweep_incoming(self) -> int:
+        """Remove partial files of interrupted transfers; return how many.
+
+        Only for a node that is starting: a running node's transfers in progress live there.
+        """
+        self.create()
+        removed = 0
+        for entry in self.incoming.iterdir():
+            if entry.is_file():
+                entry.unlink(missing_ok=True)
+                removed += 1
         return removed
 
     def layout(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
@@ -100,8 +105,8 @@ class FilesystemStorage:
         is never overwritten. `source` is left in place for its owner to remove.
         """
         target = self.absolute(relative)
-        created = self._make_dirs(target.parent)
-        copied = None if _same_device(source, self.root) else self._copy_in(source)
+        self._make_dirs(target.parent)
+        copied = None
         candidate = target
         try:
             while True:
@@ -113,12 +118,15 @@ class FilesystemStorage:
                 except OSError as exc:
                     if exc.errno != errno.EXDEV or copied:
                         raise
-                    copied = self._copy_in(source)
+                    copied = self._copy_in(source)  # source on another filesystem
         finally:
             if copied:
                 copied.unlink(missing_ok=True)
-        self._sync_dirs([candidate.parent, *created])
+        self._sync_dirs([candidate.parent])
         return candidate.relative_to(self.root).as_posix()
+
+    def exists(self, relative: str) -> bool:
+        return self.absolute(relative).is_file()
 
     def remove(self, relative: str) -> None:
         """Delete a kept file (missing is fine) and make the deletion durable."""
@@ -126,19 +134,22 @@ class FilesystemStorage:
         path.unlink(missing_ok=True)
         self._sync_dirs([path.parent])
 
-    def open(self, relative: str) -> BinaryIO:
-        return open(self.absolute(relative), "rb")
+    def _make_dirs(self, directory: Path) -> None:
+        """mkdir -p whose new entries are durable before any thread can see the directory.
 
-    def _make_dirs(self, directory: Path) -> list[Path]:
-        """mkdir -p, returning the parents of directories created (they need an fsync)."""
-        missing = []
-        probe = directory
-        while not probe.exists():
-            missing.append(probe)
-            probe = probe.parent
-        for path in reversed(missing):
-            path.mkdir(exist_ok=True)
-        return [p.parent for p in missing]
+        Under one lock, so a thread that finds a directory already there knows its creator has
+        fsynced the parents: otherwise it could acknowledge a file in a directory that a crash
+        would still take away.
+        """
+        with self._dirs_lock:
+            missing = []
+            probe = directory
+            while not probe.exists():
+                missing.append(probe)
+                probe = probe.parent
+            for path in reversed(missing):
+                path.mkdir()
+            self._sync_dirs([p.parent for p in missing])
 
     def _copy_in(self, source: Path) -> Path:
         """Copy a file from another filesystem into the incoming area, fsynced."""
@@ -160,10 +171,3 @@ class FilesystemStorage:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-
-
-def _same_device(a: Path, b: Path) -> bool:
-    try:
-        return os.stat(a).st_dev == os.stat(b).st_dev
-    except OSError:
-        return False

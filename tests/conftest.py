@@ -93,7 +93,7 @@ def config(tmp_path, index_url):
 def service(config):
     service = ArchiveService.from_config(config)
     service.index.init_schema()
-    service.storage.prepare()
+    service.storage.create()
     yield service
     service.index.close()
 

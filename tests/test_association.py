@@ -11,6 +11,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom.sop_class import Verification
 
 from archive_node import status
+from archive_node.index.models import ApplicationEntity
 from tests import factory
 from tests.conftest import associate, node_with
 
@@ -131,4 +132,13 @@ def test_index_down_fails_closed(node, index_url):
         with conn, conn.cursor() as cur:
             cur.execute(rename)
     conn.close()
+    assert rejection(associate(node, "UNN_US")) == (2, 1, 1)
+
+
+def test_a_broken_registry_row_rejects_instead_of_admitting(node, index_url):
+    """An error while deciding is a transient rejection, never a fall-through to accept."""
+    with node.service.index.session(write=True):
+        ApplicationEntity.update(allow="echo,teleport").where(
+            ApplicationEntity.ae_title == "UNN_US"
+        ).execute()
     assert rejection(associate(node, "UNN_US")) == (2, 1, 1)

@@ -619,3 +619,13 @@ def test_serve_on_a_port_in_use_is_one_line(ready):
         port = busy.getsockname()[1]
         line = fails("serve", "--bind", "127.0.0.1", "--port", str(port), "--config", ready)
     assert f"cannot listen on 127.0.0.1:{port}" in line
+
+
+def test_init_leaves_transfers_in_progress_alone(ready, tmp_path):
+    """init may run beside a serving node: it must not sweep .incoming (only serve does)."""
+    ok("init", "--config", ready)
+    incoming = next(tmp_path.rglob(".incoming"))
+    partial = incoming / "tmp-in-progress.dcm"
+    partial.write_bytes(b"half a video")
+    ok("init", "--config", ready)
+    assert partial.read_bytes() == b"half a video"

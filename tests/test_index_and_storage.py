@@ -130,7 +130,7 @@ def test_ae_update_changes_only_what_is_given(registry):
 @pytest.fixture
 def storage(tmp_path):
     store = FilesystemStorage(tmp_path / "store")
-    store.prepare()
+    store.create()
     return store
 
 
@@ -168,10 +168,10 @@ def test_keep_from_another_filesystem_copies(storage):
         os.remove(source)
 
 
-def test_prepare_removes_partial_transfers(storage):
+def test_sweep_removes_partial_transfers(storage):
     for name in ("tmpabc.dcm", "tmpdef.dcm"):
         (storage.incoming / name).write_bytes(b"partial")
-    assert storage.prepare() == 2
+    assert storage.sweep_incoming() == 2
     assert list(storage.incoming.iterdir()) == []
 
 

@@ -13,7 +13,6 @@ from archive_node.policy import (
     format_allow,
     may_request,
     parse_allow,
-    visible_hospital,
 )
 
 
@@ -81,8 +80,3 @@ def test_parse_allow_normalises_and_refuses_unknown():
     assert format_allow(parse_allow("get,echo,find")) == "echo,find,get"
     with pytest.raises(InvalidInput, match="delete"):
         parse_allow("echo,delete")
-
-
-def test_visible_hospital_follows_scope():
-    assert visible_hospital(peer(scope="hospital")) == "UNN"
-    assert visible_hospital(peer(scope="region")) is None

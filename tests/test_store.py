@@ -15,6 +15,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate
 from pynetdicom import _config
 
 from archive_node import status
+from archive_node.header import read_header
+from archive_node.index import NewInstance
 from archive_node.index.models import Patient
 from tests import factory
 from tests.conftest import associate, node_with
@@ -329,3 +331,90 @@ def test_no_patient_data_in_info_logs(node, caplog):
     info = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
     assert ds.SOPInstanceUID in info
     assert "SECRETPID42" not in info and "SECRET" not in info
+
+
+def test_replacement_refused_across_hospitals_and_studies(replacing_node):
+    node = replacing_node
+    ds = factory.secondary_capture()
+    assert store(node, ds) == status.SUCCESS
+    original = node.service.index.find_instance(ds.SOPInstanceUID)
+    ds.PixelData = bytes(len(ds.PixelData))
+    assert store(node, ds, calling="NLSH_CAM") == status.SUCCESS  # another hospital
+    ds.StudyInstanceUID = generate_uid()  # same hospital, but filed elsewhere
+    assert store(node, ds) == status.SUCCESS
+    assert node.service.index.find_instance(ds.SOPInstanceUID) == original
+    assert stored_files(node.service) == [node.service.storage.absolute(original.path)]
+
+
+def test_concurrent_replacements_leave_the_row_on_an_existing_file(replacing_node, tmp_path):
+    """A replacement that read the row before another replaced it must not delete that file."""
+    node = replacing_node
+    service = node.service
+    peer = service.registry.peer("UNN_US")
+    ds = factory.secondary_capture()
+    assert store(node, ds) == status.SUCCESS
+    stale = service.index.find_instance(ds.SOPInstanceUID)  # what A read before B ran
+
+    ds.PixelData = bytes(len(ds.PixelData))
+    b_file = factory.write(ds, tmp_path / "b.dcm")
+    assert (
+        service.store(
+            peer, b_file, sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID
+        ).status
+        == status.SUCCESS
+    )
+    ds.PixelData = b"\x01" * len(ds.PixelData)
+    a_file = factory.write(ds, tmp_path / "a.dcm")
+    header = read_header(
+        a_file, expected_sop_class=ds.SOPClassUID, expected_sop_instance=ds.SOPInstanceUID
+    )
+    facts = service.storage.inspect(a_file)
+    a_new = NewInstance(header, stale.path, facts.size, facts.sha256, "UNN_US", "UNN", "UNN")
+    assert service._duplicate(stale, a_new, a_file).status == status.SUCCESS
+
+    row = service.index.find_instance(ds.SOPInstanceUID)
+    assert row.sha256 == facts.sha256
+    kept = service.storage.absolute(row.path)
+    assert kept.is_file() and hashlib.sha256(kept.read_bytes()).hexdigest() == row.sha256
+    assert stored_files(service) == [kept]  # B's displaced file is gone, nothing else left
+
+
+def test_identical_resend_restores_a_missing_file(node):
+    ds = factory.secondary_capture()
+    assert store(node, ds) == status.SUCCESS
+    record = node.service.index.find_instance(ds.SOPInstanceUID)
+    node.service.storage.absolute(record.path).unlink()  # lost behind the node's back
+    assert store(node, ds) == status.SUCCESS
+    healed = node.service.index.find_instance(ds.SOPInstanceUID)
+    kept = node.service.storage.absolute(healed.path)
+    assert kept.is_file() and hashlib.sha256(kept.read_bytes()).hexdigest() == healed.sha256
+    assert healed.sha256 == record.sha256
+
+
+def test_file_stays_when_the_commit_landed_despite_an_error(node, tmp_path):
+    """After an index error the file is removed only if no row names it."""
+    ds = factory.secondary_capture()
+    assert store(node, ds) == status.SUCCESS
+    record = node.service.index.find_instance(ds.SOPInstanceUID)
+    node.service._discard_unless_indexed(record.path, ds.SOPInstanceUID)
+    assert node.service.storage.exists(record.path)
+    stray = node.service.storage.keep(factory.write(ds, tmp_path / "x.dcm"), record.path)
+    node.service._discard_unless_indexed(stray, ds.SOPInstanceUID)
+    assert not node.service.storage.exists(stray)
+
+
+def test_referenced_and_streaming_syntaxes_are_not_accepted(node):
+    jpip, smpte = "1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.7.1"
+    assoc = associate(
+        node,
+        "UNN_US",
+        [
+            (factory.CT_IMAGE, [jpip]),
+            (factory.VIDEO_PHOTO, [smpte]),
+            (factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian]),
+        ],
+    )
+    assert assoc.is_established
+    accepted = {cx.abstract_syntax for cx in assoc.accepted_contexts}
+    assoc.release()
+    assert accepted == {factory.SECONDARY_CAPTURE}

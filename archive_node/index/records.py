@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..header import InstanceHeader
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class StudySummary:
 class NewInstance:
     """What the service asks the index to record for a kept file."""
 
-    header: object  # archive_node.header.InstanceHeader
+    header: InstanceHeader
     path: str
     size: int
     sha256: str

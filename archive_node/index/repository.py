@@ -74,26 +74,12 @@ class Index:
         with self.session():
             check_schema(self.db)
 
-    def ping(self) -> None:
-        """Raise IndexUnavailable unless the database answers."""
-        with self.session():
-            self.db.execute_sql("SELECT 1")
-
-    # -- hospitals ----------------------------------------------------------------------------
-
     def add_hospital(self, code: str, name: str, issuer: str) -> HospitalRecord:
         with self.session(write=True):
             if Hospital.get_or_none(Hospital.code == code):
                 raise Conflict(f"hospital {code} already exists")
             Hospital.create(code=code, name=name, issuer=issuer)
         return HospitalRecord(code, name, issuer)
-
-    def get_hospital(self, code: str) -> HospitalRecord:
-        with self.session():
-            row = Hospital.get_or_none(Hospital.code == code)
-            if row is None:
-                raise NotFound(f"no hospital {code}")
-            return HospitalRecord(row.code, row.name, row.issuer)
 
     def list_hospitals(self) -> list[HospitalRecord]:
         with self.session():
@@ -210,7 +196,9 @@ class Index:
             existing = self._find_instance(h.sop_instance_uid)
             if existing is not None:
                 return existing
-            hospital = Hospital.get(Hospital.code == new.hospital)
+            hospital = Hospital.get_or_none(Hospital.code == new.hospital)
+            if hospital is None:
+                raise NotFound(f"no hospital {new.hospital}")
             patient = self._patient(h, new.issuer)
             study = self._study(h, patient, hospital)
             series = self._series(h, study)
@@ -235,10 +223,23 @@ class Index:
                 return self._find_instance(h.sop_instance_uid)
         return None
 
-    def replace_instance(self, new: NewInstance) -> InstanceRecord:
-        """Point an existing instance row at a new file (on_duplicate = replace)."""
+    def replace_instance(self, new: NewInstance) -> str:
+        """Point an existing instance row at a new file; return the path it named until now.
+
+        The row is read and written in one transaction (locked on PostgreSQL, serialised by
+        BEGIN IMMEDIATE on SQLite), so concurrent replacements each get the path they displaced.
+        Raises NotFound when the row is gone.
+        """
         h = new.header
         with self.session(write=True):
+            row = (
+                Instance.select(Instance.id, Instance.path)
+                .where(Instance.sop_uid == h.sop_instance_uid)
+                .for_update(self.db.for_update)
+                .first()
+            )
+            if row is None:
+                raise NotFound(f"instance {h.sop_instance_uid} vanished during replacement")
             Instance.update(
                 transfer_syntax_uid=h.transfer_syntax_uid,
                 instance_number=h.instance_number,
@@ -248,11 +249,8 @@ class Index:
                 sha256=new.sha256,
                 calling_ae=new.calling_ae,
                 received_at=utcnow(),
-            ).where(Instance.sop_uid == h.sop_instance_uid).execute()
-            record = self._find_instance(h.sop_instance_uid)
-        if record is None:
-            raise NotFound(f"instance {h.sop_instance_uid} vanished during replacement")
-        return record
+            ).where(Instance.id == row.id).execute()
+            return row.path
 
     def _find_instance(self, sop_uid: str) -> InstanceRecord | None:
         row = (
@@ -346,10 +344,6 @@ class Index:
     def count_instances(self) -> int:
         with self.session():
             return Instance.select().count()
-
-    def all_instance_paths(self) -> list[str]:
-        with self.session():
-            return [path for (path,) in Instance.select(Instance.path).tuples()]
 
     def studies(
         self,
