@@ -140,29 +140,22 @@ def test_echoscu_from_registered_ae_succeeds(node):
     assert "Received Echo Response (Success)" in output(proc)
 
 
-def test_echoscu_unregistered_calling_ae_is_rejected(node):
-    proc = echoscu(node, "NOBODY_KNOWN")
+@pytest.mark.parametrize(
+    ("calling", "called", "reason"),
+    [
+        ("NOBODY_KNOWN", None, "Calling AE Title Not Recognized"),
+        ("UNN_US", "NOT_ARCHIVE", "Called AE Title Not Recognized"),
+        # FARAWAY is registered for 10.255.255.1; this association comes from 127.0.0.1.
+        ("FARAWAY", None, "Calling AE Title Not Recognized"),
+    ],
+    ids=["unregistered", "wrong-called-title", "wrong-address"],
+)
+def test_echoscu_rejections_carry_the_reason(node, calling, called, reason):
+    proc = echoscu(node, calling, called=called)
     assert proc.returncode != 0
     text = output(proc)
     assert "Association Rejected" in text
-    assert "Calling AE Title Not Recognized" in text
-
-
-def test_echoscu_wrong_called_ae_is_rejected(node):
-    proc = echoscu(node, "UNN_US", called="NOT_ARCHIVE")
-    assert proc.returncode != 0
-    text = output(proc)
-    assert "Association Rejected" in text
-    assert "Called AE Title Not Recognized" in text
-
-
-def test_echoscu_from_wrong_address_is_rejected(node):
-    # FARAWAY is registered for 10.255.255.1; this association comes from 127.0.0.1.
-    proc = echoscu(node, "FARAWAY")
-    assert proc.returncode != 0
-    text = output(proc)
-    assert "Association Rejected" in text
-    assert "Calling AE Title Not Recognized" in text
+    assert reason in text
 
 
 def test_echoscu_without_echo_right_gets_not_authorised(node):
