@@ -189,13 +189,11 @@ class Index:
         """Insert patient/study/series/instance rows for a kept file in one durable commit.
 
         Returns None when inserted, or the record already indexed under this SOP Instance UID
-        (then no instance row was written).
+        (then no instance row was written). The caller has looked the instance up before keeping
+        the file; a writer that indexed it since is caught by the conflict and the path check.
         """
         h = new.header
         with self.session(write=True):
-            existing = self._find_instance(h.sop_instance_uid)
-            if existing is not None:
-                return existing
             hospital = Hospital.get_or_none(Hospital.code == new.hospital)
             if hospital is None:
                 raise NotFound(f"no hospital {new.hospital}")
@@ -215,7 +213,7 @@ class Index:
                 calling_ae=new.calling_ae,
                 hospital=hospital,
             ).on_conflict_ignore().execute()
-            # A concurrent writer (PostgreSQL) may have won the race: the row names its file.
+            # A concurrent writer may have won the race: then the row names its file, not ours.
             indexed_path = (
                 Instance.select(Instance.path).where(Instance.sop_uid == h.sop_instance_uid)
             ).scalar()
