@@ -146,6 +146,15 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0.01,
     ),
     Setting(
+        "query",
+        "max_results",
+        int,
+        5000,
+        "Most matches one C-FIND answers; past it the SCU gets the first ones and a final "
+        "0xA700 telling it to narrow the query.",
+        minimum=1,
+    ),
+    Setting(
         "log",
         "level",
         str,
@@ -192,6 +201,11 @@ class IndexConfig:
 
 
 @dataclass(frozen=True)
+class QueryConfig:
+    max_results: int
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str
     pynetdicom_level: str
@@ -202,11 +216,18 @@ class Config:
     node: NodeConfig
     storage: StorageConfig
     index: IndexConfig
+    query: QueryConfig
     log: LogConfig
     source: str = "built-in defaults"
 
 
-_SECTIONS = {"node": NodeConfig, "storage": StorageConfig, "index": IndexConfig, "log": LogConfig}
+_SECTIONS = {
+    "node": NodeConfig,
+    "storage": StorageConfig,
+    "index": IndexConfig,
+    "query": QueryConfig,
+    "log": LogConfig,
+}
 
 
 def _coerce(setting: Setting, value: Any) -> Any:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import socket
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
 from pynetdicom import evt
 
 from . import status
 from .policy import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
+from .query import FIND_SOP_CLASSES
 from .service import ArchiveService
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,7 @@ class Handlers:
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_C_ECHO, self.on_echo),
             (evt.EVT_C_STORE, self.on_store),
+            (evt.EVT_C_FIND, self.on_find),
         ]
 
     def on_requested(self, event: Any) -> None:
@@ -94,6 +99,43 @@ class Handlers:
             sop_instance_uid=str(request.AffectedSOPInstanceUID),
         )
         return outcome.status
+
+    def on_find(self, event: Any) -> Iterator[tuple[Any, Any]]:
+        """C-FIND (PS3.4 C.4.1): a pending response per match; C-CANCEL is checked before each
+        one (pynetdicom reports a cancel only once)."""
+        peer = self._peer(event)
+        refused = self.service.authorise(peer, "find") if peer else status.NOT_AUTHORISED
+        if refused:
+            yield refused, None
+            return
+        model = FIND_SOP_CLASSES[str(event.request.AffectedSOPClassUID)]
+        try:
+            identifier = event.identifier
+        except Exception as exc:
+            log.warning("C-FIND from %s: identifier cannot be decoded: %s", peer.ae_title, exc)
+            yield _failure(status.UNABLE_TO_PROCESS, "identifier cannot be decoded"), None
+            return
+        for response in self.service.find(peer, identifier, model):
+            if event.is_cancelled:
+                log.info("C-FIND from %s cancelled by the SCU", peer.ae_title)
+                yield status.CANCELLED, None
+                return
+            if response.status == status.PENDING:
+                yield status.PENDING, response.identifier
+            elif response.comment:
+                yield _failure(response.status, response.comment, response.keyword), None
+            else:
+                yield response.status, None
+
+
+def _failure(code: int, comment: str, keyword: str | None = None) -> Dataset:
+    """A status with its Error Comment (LO, at most 64 characters) and Offending Element."""
+    answer = Dataset()
+    answer.Status = code
+    answer.ErrorComment = comment[:64]
+    if keyword and (tag := tag_for_keyword(keyword)) is not None:
+        answer.OffendingElement = [tag]
+    return answer
 
 
 def set_tcp_nodelay(event: Any) -> None:

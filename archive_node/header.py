@@ -148,3 +148,9 @@ def read_header(
         instance_number=_integer(ds, "InstanceNumber"),
         number_of_frames=_integer(ds, "NumberOfFrames"),
     )
+
+
+def read_stored_header(path: str | Path) -> Any:
+    """The whole header of a stored file, without its pixel data, as a pydicom Dataset (for
+    C-FIND keys the index does not hold). Raises OSError or a pydicom error when unreadable."""
+    return dcmread(path, stop_before_pixels=True, defer_size=DEFER_SIZE)

@@ -108,3 +108,8 @@ def decide_association(
 def may_request(peer: Peer, service: str) -> bool:
     """True when the AE's rights include this DIMSE service (else 0x0124 Not Authorised)."""
     return service in peer.allow
+
+
+def visible_hospital(peer: Peer) -> str | None:
+    """The hospital whose studies alone this AE may find and retrieve; None for scope region."""
+    return peer.hospital if peer.scope == "hospital" else None

@@ -16,6 +16,7 @@ from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
 
 from .errors import ConfigError
 from .handlers import Handlers
+from .query import FIND_SOP_CLASSES
 from .service import ArchiveService
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,18 @@ _REFUSED = {
 ACCEPTED_TRANSFER_SYNTAXES = _PREFERRED + [
     ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _PREFERRED and ts not in _REFUSED
 ]
+QUERY_TRANSFER_SYNTAXES = [
+    uids.ExplicitVRLittleEndian,
+    uids.ImplicitVRLittleEndian,
+    uids.DeflatedExplicitVRLittleEndian,
+    uids.ExplicitVRBigEndian,
+]
 STORAGE_SOP_CLASSES = sorted(set(_STORAGE_CLASSES.values()))
 
 
 def build_ae(service: ArchiveService) -> AE:
-    """An AE that accepts Verification and every storage SOP class pynetdicom knows."""
+    """An AE that accepts Verification, every storage SOP class pynetdicom knows, and the
+    Patient Root and Study Root FIND models."""
     node = service.config.node
     ae = AE(ae_title=node.ae_title)
     ae.maximum_associations = node.max_associations
@@ -76,6 +84,8 @@ def build_ae(service: ArchiveService) -> AE:
     )
     for sop_class in STORAGE_SOP_CLASSES:
         ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
+    for sop_class in FIND_SOP_CLASSES:
+        ae.add_supported_context(sop_class, QUERY_TRANSFER_SYNTAXES)
     return ae
 
 

@@ -6,16 +6,26 @@ import dataclasses
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import status
+from .answers import response_identifier
 from .config import Config
 from .errors import IndexUnavailable, InvalidInput, StoreRejected
-from .header import InstanceHeader, read_header
-from .index import Index, InstanceRecord, NewInstance
-from .policy import REJECT_TRANSIENT, AssociationDecision, Peer, decide_association, may_request
+from .header import InstanceHeader, read_header, read_stored_header
+from .index import Index, InstanceRecord, Match, NewInstance
+from .policy import (
+    REJECT_TRANSIENT,
+    AssociationDecision,
+    Peer,
+    decide_association,
+    may_request,
+    visible_hospital,
+)
+from .query import InvalidQuery, Query, parse_query
 from .registry import Registry
 from .storage import FilesystemStorage
 
@@ -43,6 +53,22 @@ def resolve_host(host: str) -> frozenset[str]:
 class StoreOutcome:
     status: int
     message: str
+
+
+@dataclass(frozen=True)
+class FindResponse:
+    """One C-FIND response: a pending match with its identifier, or the final status with a
+    comment (and the offending attribute's keyword) for the SCU and the log."""
+
+    status: int
+    identifier: Any = None
+    comment: str = ""
+    keyword: str | None = None
+
+
+# Matches are answered in pages: computed keys are fetched a page at a time, and no database
+# cursor stays open while the SCU reads responses.
+FIND_PAGE = 200
 
 
 class ArchiveService:
@@ -262,4 +288,59 @@ class ArchiveService:
             size,
             peer.ae_title,
             peer.hospital,
+        )
+
+    # -- C-FIND -------------------------------------------------------------------------------
+
+    def find(self, peer: Peer, identifier: Any, model: str) -> Iterator[FindResponse]:
+        """Answer a C-FIND: a PENDING response per matching entity at the query level, then
+        the final status. Invalid identifiers, an unreachable index and more than
+        query.max_results matches end in a failure status with a comment."""
+        try:
+            query = parse_query(identifier, model)
+        except InvalidQuery as exc:
+            log.warning("C-FIND from %s refused: 0x%04X %s", peer.ae_title, exc.status, exc)
+            yield FindResponse(exc.status, comment=str(exc), keyword=exc.keyword)
+            return
+        hospital = visible_hospital(peer)
+        limit = self.config.query.max_results
+        try:
+            matches = self.index.find_matches(query, hospital=hospital, limit=limit + 1)
+            overflow = len(matches) > limit
+            del matches[limit:]
+            log.info(
+                "C-FIND %s level from %s (%s, scope %s): %s%d match(es)",
+                query.level,
+                peer.ae_title,
+                peer.hospital,
+                peer.scope,
+                "more than " if overflow else "",
+                len(matches),
+            )
+            for start in range(0, len(matches), FIND_PAGE):
+                page = matches[start : start + FIND_PAGE]
+                computed = self.index.computed_keys(query, page, hospital=hospital)
+                for match in page:
+                    yield FindResponse(status.PENDING, self._answer(query, match, computed))
+        except IndexUnavailable as exc:
+            log.error("C-FIND from %s failed: %s", peer.ae_title, exc)
+            yield FindResponse(status.QUERY_FAILED, comment="index unavailable")
+            return
+        if overflow:
+            comment = f"more than {limit} matches: the first {limit} sent; narrow the query"
+            log.warning("C-FIND from %s: %s (query.max_results)", peer.ae_title, comment)
+            yield FindResponse(status.OUT_OF_RESOURCES, comment=comment)
+            return
+        yield FindResponse(status.SUCCESS)
+
+    def _answer(self, query: Query, match: Match, computed: dict[int, dict[str, Any]]) -> Any:
+        values = {**match.values, **computed.get(match.pk, {})}
+        header = None
+        if query.unknown and match.path:
+            try:
+                header = read_stored_header(match.path)
+            except Exception as exc:  # answered empty rather than failing the whole query
+                log.error("cannot read the header of %s: %s", match.path, exc)
+        return response_identifier(
+            query, values, retrieve_ae_title=self.config.node.ae_title, header=header
         )

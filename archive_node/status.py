@@ -14,3 +14,10 @@ UID_MISMATCH = 0xA901  # dataset SOP Instance UID differs from the command's
 MISSING_UID = 0xA902  # Study, Series or SOP Instance UID missing
 MALFORMED_UID = 0xA903  # a UID that is not digits and dots, or longer than 64 characters
 CANNOT_UNDERSTAND = 0xC000  # Cxxx: the dataset cannot be parsed
+
+# PS3.4 C.4.1.1.4 Query/Retrieve statuses
+IDENTIFIER_MISMATCH = 0xA900  # Identifier does not match SOP Class (level, unique keys)
+UNABLE_TO_PROCESS = 0xC000  # Cxxx: a malformed value in the identifier
+QUERY_FAILED = 0xC001  # Cxxx: the index could not answer (unreachable, or an internal error)
+CANCELLED = 0xFE00  # matching or sub-operations terminated by a C-CANCEL
+PENDING = 0xFF00  # a match, more may follow

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
 import re
+from datetime import date
 
 _UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
 _HOSPITAL_CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,15}")
@@ -40,3 +42,113 @@ def hospital_code_problem(value: str) -> str | None:
             "a hospital code is 1-16 letters, digits, '-' or '_', starting with a letter or digit"
         )
     return None
+
+
+# -- dates and times (PS3.5 6.2, VR DA, TM and DT) ------------------------------------------------
+
+_DA_RE = re.compile(r"(\d{4})(\d{2})(\d{2})")
+_TM_RE = re.compile(r"(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,6}))?)?)?")
+_DT_RE = re.compile(
+    r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,6}))?)?)?)?)?)?"
+)
+_OFFSET_RE = re.compile(r"[+-](\d{2})(\d{2})")
+
+
+def parse_date(text: str) -> str:
+    """A DA value as YYYYMMDD; raises ValueError unless it is a real calendar date."""
+    match = _DA_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a date (YYYYMMDD)")
+    try:
+        date(*(int(part) for part in match.groups()))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a calendar date") from None
+    return text
+
+
+def time_bounds(text: str) -> tuple[str, str]:
+    """The first and last instant a TM value covers, each as HHMMSS.FFFFFF.
+
+    '1015' covers 10:15:00.000000 to 10:15:59.999999 (PS3.5 6.2: trailing components may be
+    omitted). Raises ValueError for anything that is not a time of day.
+    """
+    match = _TM_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a time (HHMMSS.FFFFFF)")
+    hh, mm, ss, frac = match.groups()
+    if int(hh) > 23 or (mm and int(mm) > 59) or (ss and int(ss) > 60):
+        raise ValueError(f"{text!r} is not a time of day")
+    low = f"{hh}{mm or '00'}{ss or '00'}.{(frac or '').ljust(6, '0')}"
+    high = f"{hh}{mm or '59'}{ss or '59'}.{(frac or '').ljust(6, '9')}"
+    return low, high
+
+
+def datetime_bounds(text: str) -> tuple[str, str]:
+    """The first and last instant a DT value covers, as YYYYMMDDHHMMSS.FFFFFF (offset dropped).
+
+    Raises ValueError for anything that is not a date-time.
+    """
+    value, offset = text, ""
+    for sign in "+-":
+        if sign in text[4:]:
+            cut = text.index(sign, 4)
+            value, offset = text[:cut], text[cut:]
+    match = _DT_RE.fullmatch(value)
+    if match is None or (offset and _OFFSET_RE.fullmatch(offset) is None):
+        raise ValueError(f"{text!r} is not a date-time (YYYYMMDDHHMMSS.FFFFFF&ZZXX)")
+    year, month, day, hh, mm, ss, frac = match.groups()
+    try:
+        date(int(year), int(month or 1), int(day or 1))
+        if hh is not None:
+            time_bounds(hh + (mm or "") + (ss or ""))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a calendar date-time") from None
+    last_day = str(calendar.monthrange(int(year), int(month))[1]) if month else "31"
+    low = f"{year}{month or '01'}{day or '01'}{hh or '00'}{mm or '00'}{ss or '00'}"
+    high = f"{year}{month or '12'}{day or last_day}{hh or '23'}{mm or '59'}{ss or '59'}"
+    return f"{low}.{(frac or '').ljust(6, '0')}", f"{high}.{(frac or '').ljust(6, '9')}"
+
+
+def date_key(stored: str) -> str:
+    """A stored DA as YYYYMMDD for range matching ('' when absent or unreadable).
+
+    The ACR-NEMA form YYYY.MM.DD, which old modalities still send, is read too.
+    """
+    try:
+        return parse_date(stored.strip().replace(".", ""))
+    except ValueError:
+        return ""
+
+
+def time_key(stored: str) -> str:
+    """A stored TM as HHMMSS.FFFFFF for range matching ('' when absent or unreadable).
+
+    The ACR-NEMA form HH:MM:SS is read too.
+    """
+    try:
+        return time_bounds(stored.strip().replace(":", ""))[0]
+    except ValueError:
+        return ""
+
+
+def datetime_key(stored_date: str, stored_time: str) -> str:
+    """Study Date and Time as one sortable key for combined range matching (PS3.4
+    C.2.2.2.5.1); a missing time counts as midnight, a missing date gives ''."""
+    day = date_key(stored_date)
+    return day + (time_key(stored_time) or "000000.000000") if day else ""
+
+
+# -- person names (PS3.5 6.2.1, VR PN) --------------------------------------------------------
+
+
+def name_key(name: str) -> str:
+    """How a person name is compared: its alphabetic component group, casefolded, without the
+    empty trailing components ('ØDEGÅRD^ÅSE^^^' -> 'ødegård^åse').
+
+    Case is not significant in PN matching, accents are (PS3.4 C.2.2.2.1 allows both).
+    """
+    alphabetic = name.split("=", 1)[0]
+    components = [part.strip() for part in alphabetic.split("^")]
+    while components and not components[-1]:
+        components.pop()
+    return "^".join(components).casefold()

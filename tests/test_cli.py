@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from archive_node.cli import cli
 from archive_node.config import CONFIG_ENV, INDEX_URL_ENV, example_toml
+from archive_node.index import SCHEMA_VERSION
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "archive-node.example.toml"
 
@@ -106,7 +107,7 @@ def aes(cfg: Path, *extra: str) -> dict[str, dict]:
 
 def test_init_creates_schema_and_store(cfg, tmp_path):
     result = ok("--config", cfg, "init")
-    assert "created index schema version 1" in result.output
+    assert f"created index schema version {SCHEMA_VERSION}" in result.output
     assert f"store at {tmp_path / 'storage'}" in result.output
     assert (tmp_path / "storage").is_dir()
     assert (tmp_path / "index.sqlite3").is_file()
@@ -117,7 +118,7 @@ def test_init_creates_schema_and_store(cfg, tmp_path):
 def test_init_again_says_current_and_keeps_data(ready):
     ok("hospital", "add", "UNN", "--name", "University Hospital", "--config", ready)
     result = ok("--config", ready, "init")
-    assert "index schema version 1 is current" in result.output
+    assert f"index schema version {SCHEMA_VERSION} is current" in result.output
     assert "created" not in result.output
     assert set(hospitals(ready)) == {"UNN"}
 

@@ -3,6 +3,7 @@
 from .records import AERecord, HospitalRecord, InstanceRecord, NewInstance, StudySummary
 from .repository import Index
 from .schema import SCHEMA_VERSION
+from .search import Match
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -10,6 +11,7 @@ __all__ = [
     "HospitalRecord",
     "Index",
     "InstanceRecord",
+    "Match",
     "NewInstance",
     "StudySummary",
 ]

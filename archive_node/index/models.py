@@ -65,7 +65,7 @@ class Patient(BaseModel):
     patient_id = TextField()
     issuer = TextField()
     patient_name = TextField(default="")
-    name_key = TextField(default="")  # casefolded name, for case-insensitive PN matching
+    name_key = TextField(default="")  # values.name_key(patient_name), for PN matching
     birth_date = TextField(default="")
     sex = TextField(default="")
 
@@ -74,6 +74,8 @@ class Patient(BaseModel):
 
 
 class Study(BaseModel):
+    """A study; its hospital is the one whose AE sent its first instance (the scope unit)."""
+
     study_uid = CharField(max_length=64, unique=True)
     patient = ForeignKeyField(Patient, backref="studies", on_delete="RESTRICT", index=True)
     hospital = ForeignKeyField(Hospital, backref="studies", on_delete="RESTRICT", index=True)
@@ -84,6 +86,11 @@ class Study(BaseModel):
     description = TextField(default="")
     referring_physician = TextField(default="")
     created_at = DateTimeField(default=utcnow)
+    # Matching keys (schema 2): values.time_key, values.datetime_key and values.name_key of the
+    # columns above, so that range and case-insensitive matching run in SQL on an index.
+    time_key = TextField(default="")
+    datetime_key = TextField(default="", index=True)
+    referring_key = TextField(default="")
 
 
 class Series(BaseModel):

@@ -10,10 +10,14 @@ from typing import Any
 from peewee import JOIN, Database, DatabaseError, IntegrityError, fn
 
 from ..errors import Conflict, IndexUnavailable, NotFound
+from ..query import Query
+from ..values import datetime_key, name_key, time_key
+from . import search
 from .database import database, open_database
 from .models import ApplicationEntity, Hospital, Instance, Patient, Series, Study, utcnow
 from .records import AERecord, HospitalRecord, InstanceRecord, NewInstance, StudySummary
 from .schema import check_schema, init_schema
+from .search import Match
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +287,7 @@ class Index:
             patient_id=h.patient_id,
             issuer=issuer,
             patient_name=name,
-            name_key=name.casefold(),
+            name_key=name_key(name),
             birth_date=h.patient_birth_date,
             sex=h.patient_sex,
         ).on_conflict_ignore().execute()
@@ -296,7 +300,7 @@ class Index:
         changed = {k: v for k, v in demographics.items() if v and getattr(patient, k) != v}
         if changed:  # the latest non-empty demographics win
             if "patient_name" in changed:
-                changed["name_key"] = name.casefold()
+                changed["name_key"] = name_key(name)
             Patient.update(**changed).where(Patient.id == patient.id).execute()
         return patient
 
@@ -312,6 +316,9 @@ class Index:
             study_id=h.study_id,
             description=h.study_description,
             referring_physician=h.referring_physician,
+            time_key=time_key(h.study_time),
+            datetime_key=datetime_key(h.study_date, h.study_time),
+            referring_key=name_key(h.referring_physician),
         ).on_conflict_ignore().execute()
         study = Study.get(Study.study_uid == h.study_uid)
         if study.patient_id != patient.id:
@@ -336,6 +343,20 @@ class Index:
                 "series %s already belongs to another study; instance filed under it", h.series_uid
             )
         return series
+
+    # -- C-FIND -------------------------------------------------------------------------------
+
+    def find_matches(self, query: Query, *, hospital: str | None, limit: int) -> list[Match]:
+        """Entities matching a C-FIND query (at most `limit`); see search.find_matches."""
+        with self.session():
+            return search.find_matches(self.db, query, hospital, limit)
+
+    def computed_keys(
+        self, query: Query, matches: list[Match], *, hospital: str | None
+    ) -> dict[int, dict[str, Any]]:
+        """Counts and lists the query asked for, per match; see search.computed_keys."""
+        with self.session():
+            return search.computed_keys(query, matches, hospital)
 
     # -- listings -----------------------------------------------------------------------------
 

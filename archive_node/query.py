@@ -1,0 +1,439 @@
+"""C-FIND identifiers to validated queries: models, levels, unique keys and the matching rules of
+PS3.4 C.2.2.2 and C.4.1 (no database here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+from . import status
+from .errors import ArchiveError
+from .values import datetime_bounds, is_valid_uid, name_key, parse_date, time_bounds
+
+# PS3.4 C.6: the Query/Retrieve information models and their levels, top down.
+PATIENT_ROOT = "PATIENT"
+STUDY_ROOT = "STUDY"
+MODEL_LEVELS: dict[str, tuple[str, ...]] = {
+    PATIENT_ROOT: ("PATIENT", "STUDY", "SERIES", "IMAGE"),
+    STUDY_ROOT: ("STUDY", "SERIES", "IMAGE"),
+}
+# PS3.4 C.6.1.1 / C.6.2.1: the unique key of each level.
+UNIQUE_KEYS = {
+    "PATIENT": "PatientID",
+    "STUDY": "StudyInstanceUID",
+    "SERIES": "SeriesInstanceUID",
+    "IMAGE": "SOPInstanceUID",
+}
+# PS3.4 C.3: the FIND SOP classes of each model (MOVE and GET follow in their own modules).
+FIND_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.2.1.1": PATIENT_ROOT,  # Patient Root Query/Retrieve - FIND
+    "1.2.840.10008.5.1.4.1.2.2.1": STUDY_ROOT,  # Study Root Query/Retrieve - FIND
+}
+_RANK = {"PATIENT": 0, "STUDY": 1, "SERIES": 2, "IMAGE": 3}
+
+
+@dataclass(frozen=True)
+class Key:
+    """An attribute the index knows: its level, VR, and how it may be matched."""
+
+    keyword: str
+    level: str
+    vr: str
+    computed: bool = False  # derived from the levels below (counts, lists): returned only
+    multiple: bool = False  # a backslash list means "any of" (UI lists, ModalitiesInStudy)
+
+
+KEYS: dict[str, Key] = {
+    key.keyword: key
+    for key in (
+        Key("PatientID", "PATIENT", "LO"),
+        Key("IssuerOfPatientID", "PATIENT", "LO"),
+        Key("PatientName", "PATIENT", "PN"),
+        Key("PatientBirthDate", "PATIENT", "DA"),
+        Key("PatientSex", "PATIENT", "CS"),
+        Key("NumberOfPatientRelatedStudies", "PATIENT", "IS", computed=True),
+        Key("NumberOfPatientRelatedSeries", "PATIENT", "IS", computed=True),
+        Key("NumberOfPatientRelatedInstances", "PATIENT", "IS", computed=True),
+        Key("StudyInstanceUID", "STUDY", "UI", multiple=True),
+        Key("StudyDate", "STUDY", "DA"),
+        Key("StudyTime", "STUDY", "TM"),
+        Key("AccessionNumber", "STUDY", "SH"),
+        Key("StudyID", "STUDY", "SH"),
+        Key("StudyDescription", "STUDY", "LO"),
+        Key("ReferringPhysicianName", "STUDY", "PN"),
+        Key("ModalitiesInStudy", "STUDY", "CS", multiple=True),
+        Key("SOPClassesInStudy", "STUDY", "UI", multiple=True),
+        Key("NumberOfStudyRelatedSeries", "STUDY", "IS", computed=True),
+        Key("NumberOfStudyRelatedInstances", "STUDY", "IS", computed=True),
+        Key("SeriesInstanceUID", "SERIES", "UI", multiple=True),
+        Key("Modality", "SERIES", "CS"),
+        Key("SeriesNumber", "SERIES", "IS"),
+        Key("SeriesDescription", "SERIES", "LO"),
+        Key("BodyPartExamined", "SERIES", "CS"),
+        Key("NumberOfSeriesRelatedInstances", "SERIES", "IS", computed=True),
+        Key("SOPInstanceUID", "IMAGE", "UI", multiple=True),
+        Key("SOPClassUID", "IMAGE", "UI", multiple=True),
+        Key("InstanceNumber", "IMAGE", "IS"),
+        Key("NumberOfFrames", "IMAGE", "IS"),
+        Key("AvailableTransferSyntaxUID", "IMAGE", "UI", computed=True),
+    )
+}
+# Set by the node in every response (PS3.4 C.4.1.1.3.2 and C.6.1.1.x), not echoed from requests.
+ANSWERED_BY_NODE = frozenset(
+    {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle", "InstanceAvailability"}
+)
+# VRs on which * and ? are wildcards (PS3.4 C.2.2.2.4); elsewhere they are malformed values.
+_WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+
+
+class InvalidQuery(ArchiveError):
+    """The identifier cannot be answered: carries the C-FIND failure status and the offending
+    attribute's keyword (for the response's Offending Element and the log)."""
+
+    def __init__(self, status: int, message: str, keyword: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.keyword = keyword
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One key that restricts the matches (universal matching makes no condition).
+
+    kind: 'single' (one value, exact), 'list' (any of the values), 'wildcard' (one pattern of
+    * and ?), or 'range' ((low, high), either may be '' for an open end). PN values are
+    name_key()s; TM and DT ranges are bounds normalised by values.time_bounds/datetime_bounds.
+    """
+
+    keyword: str
+    kind: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Query:
+    """A validated C-FIND request: what to match at which level, and what to return."""
+
+    model: str
+    level: str
+    conditions: tuple[Condition, ...]
+    requested: tuple[str, ...]  # keywords to answer, in the request's order
+    character_set: tuple[str, ...] = ()  # the request's Specific Character Set
+    # StudyDate and StudyTime combined into one date-time range (PS3.4 C.2.2.2.5.1)
+    study_datetime: tuple[str, str] | None = None
+    # requested keys the index does not hold: read from the file at IMAGE level, else empty
+    unknown: tuple[str, ...] = ()
+
+    def condition(self, keyword: str) -> Condition | None:
+        return next((c for c in self.conditions if c.keyword == keyword), None)
+
+
+def level_rank(level: str) -> int:
+    return _RANK[level]
+
+
+def key_level(keyword: str, model: str) -> str | None:
+    """The level a known key belongs to in this model; in Study Root the patient's attributes
+    are part of the STUDY level (PS3.4 C.6.2.1)."""
+    key = KEYS.get(keyword)
+    if key is None:
+        return None
+    if model == STUDY_ROOT and key.level == "PATIENT":
+        return "STUDY"
+    return key.level
+
+
+def parse_query(identifier: Dataset, model: str) -> Query:
+    """Validate a C-FIND identifier against the model's levels and the matching rules.
+
+    Raises InvalidQuery with 0xA900 when the identifier does not fit the model (no or unknown
+    Query/Retrieve Level, a missing unique key above the level) and 0xC000 when a value is
+    malformed (a date that is no date, a UID with letters, a wildcard where none is allowed, an
+    attribute with the wrong VR).
+    """
+    levels = MODEL_LEVELS[model]
+    level = _level(identifier, levels)
+    character_set = _character_set(identifier)
+    conditions: list[Condition] = []
+    requested: list[str] = []
+    unknown: list[str] = []
+    values: dict[str, str] = {}
+    for tag in list(identifier.keys()):
+        keyword = keyword_for_tag(tag)
+        if tag.group in (0x0000, 0x0002) or tag.is_private or not keyword:
+            continue
+        try:
+            element = identifier[tag]
+        except Exception as exc:  # pydicom converts raw values on access: 'abc' as an IS
+            raise InvalidQuery(
+                status.UNABLE_TO_PROCESS, f"{keyword} cannot be decoded: {exc}", keyword
+            ) from None
+        if keyword in ANSWERED_BY_NODE:
+            continue
+        _check_vr(element)
+        own_level = key_level(keyword, model)
+        if own_level is None or element.VR == "SQ":  # sequence matching is not offered
+            unknown.append(keyword)
+            continue
+        if level_rank(own_level) > level_rank(level):
+            continue  # a key below the query level is not part of this query (C.4.1.1.3)
+        requested.append(keyword)
+        key = KEYS[keyword]
+        if key.computed:
+            continue  # counts and lists the node computes: returned, not matched
+        text = _value_text(element, key)
+        values[keyword] = text
+        condition = _condition(key, text)
+        if condition is not None:
+            conditions.append(condition)
+
+    _check_hierarchy(model, level, values)
+    unique = UNIQUE_KEYS[level]
+    if unique not in requested:
+        requested.append(unique)  # the unique key of the level is always answered
+    study_datetime = _combined_study_datetime(values, conditions)
+    if study_datetime is not None:
+        conditions = [c for c in conditions if c.keyword not in ("StudyDate", "StudyTime")]
+    return Query(
+        model=model,
+        level=level,
+        conditions=tuple(conditions),
+        requested=tuple(requested),
+        character_set=character_set,
+        study_datetime=study_datetime,
+        unknown=tuple(unknown),
+    )
+
+
+def _level(identifier: Dataset, levels: tuple[str, ...]) -> str:
+    try:
+        raw = identifier.get("QueryRetrieveLevel")
+    except Exception:
+        raw = None
+    level = str(raw or "").strip().upper()
+    if not level:
+        raise InvalidQuery(
+            status.IDENTIFIER_MISMATCH, "QueryRetrieveLevel is missing", "QueryRetrieveLevel"
+        )
+    if level not in levels:
+        raise InvalidQuery(
+            status.IDENTIFIER_MISMATCH,
+            f"QueryRetrieveLevel {level!r} is not one of {', '.join(levels)}",
+            "QueryRetrieveLevel",
+        )
+    return level
+
+
+def _character_set(identifier: Dataset) -> tuple[str, ...]:
+    try:
+        raw = identifier.get("SpecificCharacterSet")
+    except Exception:
+        return ()
+    if not raw:
+        return ()
+    values = raw if isinstance(raw, MultiValue | list) else [raw]
+    return tuple(str(v).strip() for v in values)
+
+
+def _check_vr(element: Any) -> None:
+    """An explicit VR that contradicts the data dictionary is a malformed identifier."""
+    try:
+        expected = dictionary_VR(element.tag)
+    except KeyError:
+        return
+    # UN: an SCU that does not know the attribute; the value is read as the dictionary says
+    if element.VR in (*expected.split(" or "), "UN"):
+        return
+    raise InvalidQuery(
+        status.UNABLE_TO_PROCESS,
+        f"{element.keyword} has VR {element.VR}, the standard's is {expected}",
+        element.keyword,
+    )
+
+
+def _value_text(element: Any, key: Key) -> str:
+    """The value as the request's text ('' for universal matching)."""
+    try:
+        value = element.value
+    except Exception as exc:
+        raise InvalidQuery(
+            status.UNABLE_TO_PROCESS, f"{key.keyword} cannot be decoded: {exc}", key.keyword
+        ) from None
+    if value is None or isinstance(value, Sequence):
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        if not key.multiple and len(value) > 1:
+            raise InvalidQuery(
+                status.UNABLE_TO_PROCESS,
+                f"{key.keyword} takes one value, not a list",
+                key.keyword,
+            )
+        return "\\".join(str(v).strip() for v in value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("ascii").strip(" \x00")
+        except UnicodeDecodeError:
+            raise InvalidQuery(
+                status.UNABLE_TO_PROCESS, f"{key.keyword} is not text", key.keyword
+            ) from None
+    return str(value).strip()
+
+
+def _condition(key: Key, text: str) -> Condition | None:
+    """Apply PS3.4 C.2.2.2 to one key's value; None for universal matching."""
+    keyword, vr = key.keyword, key.vr
+    if text == "" or text == "*":
+        return None  # C.2.2.2.3 Universal Matching (a lone * is universal too, C.2.2.2.4)
+    if "\\" in text:
+        if not key.multiple:
+            raise InvalidQuery(
+                status.UNABLE_TO_PROCESS, f"{keyword} takes one value, not a list", keyword
+            )
+        items = tuple(item.strip() for item in text.split("\\"))
+        for item in items:
+            _check_single(key, item)
+        return Condition(keyword, "list", tuple(dict.fromkeys(items)))  # C.2.2.2.2
+    if vr in ("DA", "TM", "DT"):
+        return _date_time_condition(key, text)
+    if "*" in text or "?" in text:
+        if vr not in _WILDCARD_VRS:
+            raise InvalidQuery(
+                status.UNABLE_TO_PROCESS,
+                f"{keyword} ({vr}) allows no wildcards: {text!r}",
+                keyword,
+            )
+        return Condition(keyword, "wildcard", (_normalised(vr, text),))  # C.2.2.2.4
+    _check_single(key, text)
+    return Condition(keyword, "single", (_normalised(vr, text),))  # C.2.2.2.1
+
+
+def _normalised(vr: str, text: str) -> str:
+    return name_key(text) if vr == "PN" else text
+
+
+def _check_single(key: Key, text: str) -> None:
+    keyword = key.keyword
+    if not text:
+        raise InvalidQuery(status.UNABLE_TO_PROCESS, f"{keyword} has an empty list item", keyword)
+    if key.vr == "UI":
+        if not is_valid_uid(text):
+            raise InvalidQuery(
+                status.UNABLE_TO_PROCESS, f"{keyword} {text!r} is not a valid UID", keyword
+            )
+    elif key.vr == "IS":
+        if not text.lstrip("+-").isdigit():
+            raise InvalidQuery(
+                status.UNABLE_TO_PROCESS, f"{keyword} {text!r} is not an integer", keyword
+            )
+    elif "*" in text or "?" in text:
+        raise InvalidQuery(status.UNABLE_TO_PROCESS, f"{keyword}: no wildcards in a list", keyword)
+
+
+def _date_time_condition(key: Key, text: str) -> Condition:
+    """C.2.2.2.5 Range Matching (a-b, -b, a-) and single values of DA, TM and DT."""
+    keyword, vr = key.keyword, key.vr
+    if "*" in text or "?" in text:
+        raise InvalidQuery(
+            status.UNABLE_TO_PROCESS,
+            f"{keyword} ({vr}) allows no wildcards: {text!r}",
+            keyword,
+        )
+    try:
+        parts = _split_range(text, vr)
+        if parts is None:
+            low, high = _bounds(vr, text)
+            if vr == "DA":
+                return Condition(keyword, "single", (low,))
+            return Condition(keyword, "range", (low, high))  # a partial TM/DT covers a span
+        start, end = parts
+        if not start and not end:
+            raise ValueError("a range needs at least one end")
+        low = _bounds(vr, start)[0] if start else ""
+        high = _bounds(vr, end)[1] if end else ""
+    except ValueError as exc:
+        raise InvalidQuery(
+            status.UNABLE_TO_PROCESS,
+            f"{keyword} {text!r} is not a {_VR_NAMES[vr]} or range: {exc}",
+            keyword,
+        ) from None
+    if low and high and low > high:
+        raise InvalidQuery(
+            status.UNABLE_TO_PROCESS, f"{keyword} range {text!r} ends before it starts", keyword
+        )
+    return Condition(keyword, "range", (low, high))
+
+
+_VR_NAMES = {"DA": "date", "TM": "time", "DT": "date-time"}
+
+
+def _split_range(text: str, vr: str) -> tuple[str, str] | None:
+    """The two ends of a range, or None for a single value; raises ValueError."""
+    if vr != "DT":
+        if text.count("-") > 1:
+            raise ValueError("more than one '-'")
+        return tuple(text.split("-", 1)) if "-" in text else None  # type: ignore[return-value]
+    # DT values may carry a -ZZXX offset: the range's '-' is the one after a complete value.
+    for index, char in enumerate(text):
+        if char == "-" and (index == 0 or _is_dt(text[:index])):
+            rest = text[index + 1 :]
+            if not rest or _is_dt(rest):
+                return text[:index], rest
+    return None
+
+
+def _is_dt(text: str) -> bool:
+    try:
+        datetime_bounds(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _bounds(vr: str, text: str) -> tuple[str, str]:
+    if vr == "DA":
+        day = parse_date(text)
+        return day, day
+    if vr == "TM":
+        return time_bounds(text)
+    return datetime_bounds(text)
+
+
+def _combined_study_datetime(
+    values: dict[str, str], conditions: list[Condition]
+) -> tuple[str, str] | None:
+    """StudyDate and StudyTime both given, one of them a range: one date-time range
+    (PS3.4 C.2.2.2.5.1, "combined datetime matching")."""
+    date_condition = next((c for c in conditions if c.keyword == "StudyDate"), None)
+    time_condition = next((c for c in conditions if c.keyword == "StudyTime"), None)
+    if date_condition is None or time_condition is None:
+        return None
+    if "-" not in values["StudyDate"] and "-" not in values["StudyTime"]:
+        return None  # a single date and a single time: each matched on its own
+    date_low, date_high = (
+        date_condition.values * 2 if date_condition.kind == "single" else date_condition.values
+    )
+    time_low, time_high = time_condition.values  # a single TM is already the span it covers
+    low = f"{date_low}{time_low or '000000.000000'}" if date_low else ""
+    high = f"{date_high}{time_high or '235959.999999'}" if date_high else ""
+    return low, high
+
+
+def _check_hierarchy(model: str, level: str, values: dict[str, str]) -> None:
+    """PS3.4 C.4.1.2.1 hierarchical search: every level above the query level is fixed by a
+    single value of its unique key."""
+    for upper in MODEL_LEVELS[model]:
+        if upper == level:
+            return
+        keyword = UNIQUE_KEYS[upper]
+        text = values.get(keyword, "")
+        if not text or "*" in text or "?" in text or "\\" in text:
+            raise InvalidQuery(
+                status.IDENTIFIER_MISMATCH,
+                f"{keyword} must have one value in a {level} level query",
+                keyword,
+            )
