@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -115,7 +116,9 @@ class Handlers:
             log.warning("C-FIND from %s: identifier cannot be decoded: %s", peer.ae_title, exc)
             yield _failure(status.UNABLE_TO_PROCESS, "identifier cannot be decoded"), None
             return
-        for response in self.service.find(peer, identifier, model):
+        for count, response in enumerate(self.service.find(peer, identifier, model)):
+            if count % CANCEL_CHECK_EVERY == 0:
+                _let_the_reactor_read(event.assoc)
             if event.is_cancelled:
                 log.info("C-FIND from %s cancelled by the SCU", peer.ae_title)
                 yield status.CANCELLED, None
@@ -126,6 +129,24 @@ class Handlers:
                 yield _failure(response.status, response.comment, response.keyword), None
             else:
                 yield response.status, None
+
+
+# pynetdicom's reactor reads the socket only when it has nothing queued to send, and its send
+# queue is unbounded: a query answering faster than the socket drains would neither see a
+# C-CANCEL nor bound its memory. Every this many responses the handler lets the queue empty.
+CANCEL_CHECK_EVERY = 32
+
+
+def _let_the_reactor_read(assoc: Any, timeout: float = 30.0) -> None:
+    """Wait until pynetdicom has sent what is queued, then for one more idle turn of its reactor
+    (which sleeps 1 ms when idle), in which it reads an arrived C-CANCEL."""
+    dul = assoc.dul
+    deadline = time.monotonic() + timeout
+    while dul.to_provider_queue.qsize() and assoc.is_established:
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.0005)
+    time.sleep(0.002)
 
 
 def _failure(code: int, comment: str, keyword: str | None = None) -> Dataset:

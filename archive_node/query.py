@@ -3,6 +3,7 @@ PS3.4 C.2.2.2 and C.4.1 (no database here)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ FIND_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.2.1.1": PATIENT_ROOT,  # Patient Root Query/Retrieve - FIND
     "1.2.840.10008.5.1.4.1.2.2.1": STUDY_ROOT,  # Study Root Query/Retrieve - FIND
 }
+_INTEGER_RE = re.compile(r"[+-]?[0-9]{1,12}")  # PS3.5 6.2 IS: an optional sign, then digits
 _RANK = {"PATIENT": 0, "STUDY": 1, "SERIES": 2, "IMAGE": 3}
 
 
@@ -199,6 +201,24 @@ def parse_query(identifier: Dataset, model: str) -> Query:
     study_datetime = _combined_study_datetime(values, conditions)
     if study_datetime is not None:
         conditions = [c for c in conditions if c.keyword not in ("StudyDate", "StudyTime")]
+    for condition in conditions:
+        low, high = (*condition.values, "", "")[:2]
+        if condition.kind == "range" and low and high and low > high:
+            raise InvalidQuery(
+                status.UNABLE_TO_PROCESS,
+                f"{condition.keyword} range {values[condition.keyword]!r} ends before it starts",
+                condition.keyword,
+            )
+    if (
+        study_datetime is not None
+        and all(study_datetime)
+        and study_datetime[0] > study_datetime[1]
+    ):
+        raise InvalidQuery(
+            status.UNABLE_TO_PROCESS,
+            "StudyDate and StudyTime: the combined range ends before it starts",
+            "StudyDate",
+        )
     return Query(
         model=model,
         level=level,
@@ -300,6 +320,8 @@ def _condition(key: Key, text: str) -> Condition | None:
         return Condition(keyword, "list", tuple(dict.fromkeys(items)))  # C.2.2.2.2
     if vr in ("DA", "TM", "DT"):
         return _date_time_condition(key, text)
+    if vr == "PN" and not _check_name(key, text):
+        return None
     if "*" in text or "?" in text:
         if vr not in _WILDCARD_VRS:
             raise InvalidQuery(
@@ -316,6 +338,23 @@ def _normalised(vr: str, text: str) -> str:
     return name_key(text) if vr == "PN" else text
 
 
+def _check_name(key: Key, text: str) -> bool:
+    """False when a PN value has nothing to match (only empty components: universal).
+
+    Names are matched on their alphabetic group; a query of only ideographic or phonetic
+    groups would silently match the wrong patients, so it is refused.
+    """
+    if name_key(text):
+        return True
+    if text.replace("=", "").replace("^", "").strip():
+        raise InvalidQuery(
+            status.UNABLE_TO_PROCESS,
+            f"{key.keyword}: only the alphabetic group can be matched",
+            key.keyword,
+        )
+    return False
+
+
 def _check_single(key: Key, text: str) -> None:
     keyword = key.keyword
     if not text:
@@ -326,7 +365,7 @@ def _check_single(key: Key, text: str) -> None:
                 status.UNABLE_TO_PROCESS, f"{keyword} {text!r} is not a valid UID", keyword
             )
     elif key.vr == "IS":
-        if not text.lstrip("+-").isdigit():
+        if _INTEGER_RE.fullmatch(text) is None or not -(2**31) <= int(text) < 2**31:
             raise InvalidQuery(
                 status.UNABLE_TO_PROCESS, f"{keyword} {text!r} is not an integer", keyword
             )
@@ -361,7 +400,9 @@ def _date_time_condition(key: Key, text: str) -> Condition:
             f"{keyword} {text!r} is not a {_VR_NAMES[vr]} or range: {exc}",
             keyword,
         ) from None
-    if low and high and low > high:
+    # A backwards time range is fine inside a combined date-time range (22:00 one day to 06:00
+    # the next): parse_query checks time ranges once it knows whether they are combined.
+    if vr != "TM" and low and high and low > high:
         raise InvalidQuery(
             status.UNABLE_TO_PROCESS, f"{keyword} range {text!r} ends before it starts", keyword
         )
@@ -406,21 +447,29 @@ def _bounds(vr: str, text: str) -> tuple[str, str]:
 def _combined_study_datetime(
     values: dict[str, str], conditions: list[Condition]
 ) -> tuple[str, str] | None:
-    """StudyDate and StudyTime both given, one of them a range: one date-time range
-    (PS3.4 C.2.2.2.5.1, "combined datetime matching")."""
+    """StudyDate and StudyTime both ranges of the same form (a-b, a- or -b): one date-time
+    range from the first date at the first time to the last date at the last time (PS3.4
+    C.2.2.2.5.1, combined datetime matching). Otherwise each is matched on its own."""
     date_condition = next((c for c in conditions if c.keyword == "StudyDate"), None)
     time_condition = next((c for c in conditions if c.keyword == "StudyTime"), None)
     if date_condition is None or time_condition is None:
         return None
-    if "-" not in values["StudyDate"] and "-" not in values["StudyTime"]:
-        return None  # a single date and a single time: each matched on its own
-    date_low, date_high = (
-        date_condition.values * 2 if date_condition.kind == "single" else date_condition.values
-    )
-    time_low, time_high = time_condition.values  # a single TM is already the span it covers
-    low = f"{date_low}{time_low or '000000.000000'}" if date_low else ""
-    high = f"{date_high}{time_high or '235959.999999'}" if date_high else ""
+    date_form, time_form = _range_form(values["StudyDate"]), _range_form(values["StudyTime"])
+    if date_form is None or date_form != time_form:
+        return None
+    date_low, date_high = date_condition.values
+    time_low, time_high = time_condition.values
+    low = f"{date_low}{time_low}" if date_low else ""
+    high = f"{date_high}{time_high}" if date_high else ""
     return low, high
+
+
+def _range_form(text: str) -> tuple[bool, bool] | None:
+    """Which ends a DA or TM range gives ((low, high)), or None for a single value."""
+    if "-" not in text:
+        return None
+    start, end = text.split("-", 1)
+    return bool(start), bool(end)
 
 
 def _check_hierarchy(model: str, level: str, values: dict[str, str]) -> None:

@@ -326,6 +326,12 @@ class ArchiveService:
             log.error("C-FIND from %s failed: %s", peer.ae_title, exc)
             yield FindResponse(status.QUERY_FAILED, comment="index unavailable")
             return
+        except Exception as exc:  # never a traceback to pynetdicom: a clear failure instead
+            log.exception("C-FIND from %s failed unexpectedly", peer.ae_title)
+            yield FindResponse(
+                status.QUERY_FAILED, comment=f"internal error: {type(exc).__name__}"
+            )
+            return
         if overflow:
             comment = f"more than {limit} matches: the first {limit} sent; narrow the query"
             log.warning("C-FIND from %s: %s (query.max_results)", peer.ae_title, comment)
@@ -338,7 +344,7 @@ class ArchiveService:
         header = None
         if query.unknown and match.path:
             try:
-                header = read_stored_header(match.path)
+                header = read_stored_header(self.storage.absolute(match.path))
             except Exception as exc:  # answered empty rather than failing the whole query
                 log.error("cannot read the header of %s: %s", match.path, exc)
         return response_identifier(

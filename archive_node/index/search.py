@@ -65,29 +65,33 @@ _DAY_START, _DAY_END = "000000.000000", "235959.999999"
 def find_matches(db: Database, query: Query, hospital: str | None, limit: int) -> list[Match]:
     """The entities at the query's level that match it, at most `limit`, in the order they
     were first stored. `hospital` confines them to that hospital's studies (scope hospital)."""
-    entity = _ENTITY[query.level]
     keywords = _returned_keywords(query)
-    columns = [RETURNED[k] for k in keywords]
+    with_path = query.level == "IMAGE"
+    matches = []
+    for row in matches_select(db, query, hospital).limit(limit).tuples():
+        pk, patient, *rest = row
+        path = rest.pop(0) if with_path else None
+        matches.append(Match(pk, patient, dict(zip(keywords, rest, strict=True)), path))
+    # No ORDER BY in SQL: with a LIMIT it could tempt the planner into walking the primary key
+    # instead of the index that matches.
+    matches.sort(key=lambda m: m.pk)
+    return matches
+
+
+def matches_select(db: Database, query: Query, hospital: str | None) -> Any:
+    """The SELECT behind find_matches: pk, patient pk, [path,] then the returned columns."""
+    entity = _ENTITY[query.level]
+    columns = [RETURNED[k] for k in _returned_keywords(query)]
     extra = [Instance.path] if query.level == "IMAGE" else []
     patient_pk = Patient.id if query.level == "PATIENT" else Study.patient
-    select = entity.select(entity.id, patient_pk, *extra, *columns)
-    select = _join_up(select, query.level)
-    where = [_expression(db, c) for c in query.conditions]
+    select = _join_up(entity.select(entity.id, patient_pk, *extra, *columns), query.level)
+    where = [_expression(db, c) for c in query.conditions if c.keyword in MATCHED]
     if query.study_datetime is not None:
         where.append(_range(Study.datetime_key, *query.study_datetime))
     where += _modalities_and_classes(db, query)
     if hospital is not None:
         where.append(_scope(query.level, hospital))
-    if where:
-        select = select.where(*where)
-    rows = select.limit(limit).tuples()
-    matches = []
-    for row in rows:
-        pk, patient, *rest = row
-        path = rest.pop(0) if extra else None
-        matches.append(Match(pk, patient, dict(zip(keywords, rest, strict=True)), path))
-    matches.sort(key=lambda m: m.pk)
-    return matches
+    return select.where(*where) if where else select
 
 
 def _returned_keywords(query: Query) -> list[str]:

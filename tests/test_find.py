@@ -1,0 +1,610 @@
+"""C-FIND SCP over real associations on SQLite and PostgreSQL: levels, keys, scope, rights,
+character sets, cancel, the result cap and bad identifiers."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind as PATIENT_ROOT,
+)
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT,
+)
+
+from archive_node import status
+from archive_node.header import InstanceHeader
+from archive_node.index import NewInstance
+from tests import factory
+from tests.conftest import associate, node_with
+
+FIXED_KEYS = {"QueryRetrieveLevel", "RetrieveAETitle", "InstanceAvailability"}
+
+
+def store(node, ds: Dataset, calling: str = "UNN_US") -> int:
+    """C-STORE one dataset in its own transfer syntax; the status."""
+    assoc = associate(node, calling, [(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])])
+    assert assoc.is_established
+    try:
+        return assoc.send_c_store(ds).Status
+    finally:
+        assoc.release()
+
+
+def identifier(level: str, **keys) -> Dataset:
+    ds = Dataset()
+    charset = keys.pop("SpecificCharacterSet", None)
+    if charset:
+        ds.SpecificCharacterSet = charset
+    ds.QueryRetrieveLevel = level
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def find(node, query: Dataset, model=STUDY_ROOT, calling="UNN_WS"):
+    """(final status dataset, [identifiers of the pending responses]) of one C-FIND."""
+    assoc = associate(node, calling, [STUDY_ROOT, PATIENT_ROOT])
+    assert assoc.is_established
+    try:
+        return _collect(assoc.send_c_find(query, model))
+    finally:
+        assoc.release()
+
+
+def _collect(responses):
+    matches, final = [], None
+    for rsp_status, answer in responses:
+        assert rsp_status, "no response from the node"
+        if rsp_status.Status in (0xFF00, 0xFF01):
+            matches.append(answer)
+        else:
+            final = rsp_status
+    return final, matches
+
+
+def keywords(answer: Dataset) -> set[str]:
+    return {element.keyword for element in answer} - {"SpecificCharacterSet"}
+
+
+# -- a small region: two hospitals, one PatientID in both issuer domains -----------------------
+
+
+@pytest.fixture
+def region(node):
+    """Studies pushed over C-STORE: UNN's ultrasound and CT of ØDEGÅRD (Latin-1), NLSH's photo
+    of a different patient with the same PatientID in NLSH's domain, and a UTF-8 name."""
+    reg = node.service.registry
+    reg.add_ae("NLSH_WS", "NLSH", host="127.0.0.1", allow="find", scope="hospital")
+    reg.add_ae("UNN_LOCAL", "UNN", host="127.0.0.1", allow="find", scope="hospital")
+    us_study, ct_study, photo_study, utf8_study = (generate_uid() for _ in range(4))
+    series = generate_uid()
+    pushes = [
+        ("UNN_US", factory.us_multiframe, us_study, "P1", "ØDEGÅRD^ÅSE", "ISO_IR 100", series),
+        ("UNN_US", factory.us_multiframe, us_study, "P1", "ØDEGÅRD^ÅSE", "ISO_IR 100", series),
+        ("UNN_US", factory.ct, ct_study, "P1", "ØDEGÅRD^ÅSE", "ISO_IR 100", None),
+        ("UNN_US", factory.ct, ct_study, "P1", "ØDEGÅRD^ÅSE", "ISO_IR 100", None),
+        ("NLSH_CAM", factory.vl_photo_jpeg, photo_study, "P1", "HANSEN^OLA", None, None),
+        ("UNN_US", factory.secondary_capture, utf8_study, "P2", "ÆRØ^BJØRN", "ISO_IR 192", None),
+    ]
+    dates = {us_study: "20230105", ct_study: "20240110", photo_study: "20240301"}
+    for calling, make, study, pid, name, charset, series_uid in pushes:
+        ds = make(
+            study_uid=study,
+            series_uid=series_uid,
+            patient_id=pid,
+            patient_name=name,
+            charset=charset,
+            study_date=dates.get(study, "20240401"),
+        )
+        assert store(node, ds, calling) == status.SUCCESS
+    return {"us": us_study, "ct": ct_study, "photo": photo_study, "utf8": utf8_study}
+
+
+def study_uids(matches) -> set[str]:
+    return {m.StudyInstanceUID for m in matches}
+
+
+def test_study_level_answers_requested_keys_and_computed_counts(node, region):
+    query = identifier(
+        "STUDY",
+        PatientID="P1",
+        IssuerOfPatientID="UNN",
+        StudyDate="",
+        PatientName="",
+        NumberOfStudyRelatedSeries="",
+        NumberOfStudyRelatedInstances="",
+        ModalitiesInStudy="",
+        SOPClassesInStudy="",
+    )
+    final, matches = find(node, query)
+    assert final.Status == status.SUCCESS
+    by_uid = {m.StudyInstanceUID: m for m in matches}
+    assert set(by_uid) == {region["us"], region["ct"]}
+    us = by_uid[region["us"]]
+    assert keywords(us) == FIXED_KEYS | {
+        "PatientID",
+        "IssuerOfPatientID",
+        "StudyDate",
+        "PatientName",
+        "NumberOfStudyRelatedSeries",
+        "NumberOfStudyRelatedInstances",
+        "ModalitiesInStudy",
+        "SOPClassesInStudy",
+        "StudyInstanceUID",
+    }
+    assert us.NumberOfStudyRelatedSeries == 1
+    assert us.NumberOfStudyRelatedInstances == 2
+    assert us.ModalitiesInStudy == "US"
+    assert us.SOPClassesInStudy == factory.US_MULTIFRAME
+    assert us.StudyDate == "20230105"
+    assert us.QueryRetrieveLevel == "STUDY"
+    assert us.RetrieveAETitle == node.ae_title
+    assert us.InstanceAvailability == "ONLINE"
+    assert str(us.PatientName) == "ØDEGÅRD^ÅSE"
+    assert by_uid[region["ct"]].NumberOfStudyRelatedSeries == 2  # a series per CT instance
+
+
+def test_never_answers_keys_it_was_not_asked(node, region):
+    final, matches = find(node, identifier("STUDY", StudyInstanceUID=region["us"]))
+    assert final.Status == status.SUCCESS
+    assert [keywords(m) for m in matches] == [FIXED_KEYS | {"StudyInstanceUID"}]
+
+
+def test_a_study_of_many_instances_is_one_study_response(node, registry):
+    study = generate_uid()
+    rows = _index_instances(node.service, study, count=300)
+    assert rows == 300
+    final, matches = find(
+        node, identifier("STUDY", StudyInstanceUID=study, NumberOfStudyRelatedInstances="")
+    )
+    assert final.Status == status.SUCCESS
+    assert len(matches) == 1
+    assert matches[0].NumberOfStudyRelatedInstances == 300
+
+
+def _index_instances(service, study: str, count: int, patient_id: str = "MANY") -> int:
+    """Index rows without files, fast: enough for queries that never open the files."""
+    series = generate_uid()
+    for number in range(count):
+        header = InstanceHeader(
+            sop_class_uid=factory.SECONDARY_CAPTURE,
+            sop_instance_uid=generate_uid(),
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+            study_uid=study,
+            series_uid=series,
+            patient_id=patient_id,
+            issuer_of_patient_id=None,
+            patient_name="MANY^INSTANCES",
+            patient_birth_date="",
+            patient_sex="",
+            study_date="20200101",
+            study_time="",
+            accession_number="",
+            study_id="",
+            study_description="",
+            referring_physician="",
+            modality="OT",
+            series_number=1,
+            series_description="",
+            body_part="",
+            instance_number=number,
+            number_of_frames=None,
+        )
+        new = NewInstance(
+            header, f"/nonexistent/{number}.dcm", 1, "0" * 64, "UNN_US", "UNN", "UNN"
+        )
+        assert service.index.record_instance(new) is None
+    return count
+
+
+# -- patients are (PatientID, IssuerOfPatientID) -----------------------------------------------
+
+
+def test_issuer_restricts_to_one_identifier_domain(node, region):
+    final, matches = find(node, identifier("STUDY", PatientID="P1", IssuerOfPatientID="NLSH"))
+    assert final.Status == status.SUCCESS
+    assert study_uids(matches) == {region["photo"]}
+    assert {m.IssuerOfPatientID for m in matches} == {"NLSH"}
+
+
+def test_without_issuer_every_domain_matches_each_with_its_issuer(node, region):
+    query = identifier("PATIENT", PatientID="P1", PatientName="", NumberOfPatientRelatedStudies="")
+    final, matches = find(node, query, PATIENT_ROOT)
+    assert final.Status == status.SUCCESS
+    answers = {
+        (m.IssuerOfPatientID, str(m.PatientName), m.NumberOfPatientRelatedStudies) for m in matches
+    }
+    assert answers == {("UNN", "ØDEGÅRD^ÅSE", 2), ("NLSH", "HANSEN^OLA", 1)}
+
+
+def test_patient_level_counts(node, region):
+    query = identifier(
+        "PATIENT",
+        PatientID="P1",
+        IssuerOfPatientID="UNN",
+        NumberOfPatientRelatedStudies="",
+        NumberOfPatientRelatedSeries="",
+        NumberOfPatientRelatedInstances="",
+    )
+    final, matches = find(node, query, PATIENT_ROOT)
+    assert final.Status == status.SUCCESS
+    (patient,) = matches
+    assert patient.NumberOfPatientRelatedStudies == 2
+    assert patient.NumberOfPatientRelatedSeries == 3
+    assert patient.NumberOfPatientRelatedInstances == 4
+
+
+# -- levels below STUDY ------------------------------------------------------------------------
+
+
+def test_series_level_in_patient_root(node, region):
+    query = identifier(
+        "SERIES",
+        PatientID="P1",
+        StudyInstanceUID=region["ct"],
+        SeriesInstanceUID="",
+        Modality="",
+        NumberOfSeriesRelatedInstances="",
+    )
+    final, matches = find(node, query, PATIENT_ROOT)
+    assert final.Status == status.SUCCESS
+    assert len(matches) == 2
+    assert {m.Modality for m in matches} == {"CT"}
+    assert {m.NumberOfSeriesRelatedInstances for m in matches} == {1}
+    assert all(m.StudyInstanceUID == region["ct"] for m in matches)
+
+
+def test_image_level_reads_keys_the_index_lacks_from_the_stored_header(node, region):
+    final, series = find(
+        node, identifier("SERIES", StudyInstanceUID=region["us"], SeriesInstanceUID="")
+    )
+    query = identifier(
+        "IMAGE",
+        StudyInstanceUID=region["us"],
+        SeriesInstanceUID=series[0].SeriesInstanceUID,
+        SOPInstanceUID="",
+        SOPClassUID="",
+        NumberOfFrames="",
+        Rows="",
+        FrameTime="",
+        ContentDate="",
+    )
+    final, matches = find(node, query)
+    assert final.Status == status.SUCCESS
+    assert len(matches) == 2
+    for image in matches:
+        assert image.SOPClassUID == factory.US_MULTIFRAME
+        assert image.NumberOfFrames == 4
+        assert image.Rows == 32  # from the file's header
+        assert image.FrameTime == 40
+        assert "ContentDate" in image and image.ContentDate == ""  # not in the file: empty
+
+
+# -- character sets ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("charset", "pattern"),
+    [("ISO_IR 100", "ødegård*"), ("ISO_IR 192", "ØDEGÅRD^Å?E"), (None, "*Å*")],
+    ids=["latin1-query", "utf8-query", "no-charset"],
+)
+def test_latin1_name_found_by_any_character_set(node, region, charset, pattern):
+    query = identifier(
+        "STUDY", SpecificCharacterSet=charset, PatientName=pattern, IssuerOfPatientID="UNN"
+    )
+    final, matches = find(node, query)
+    assert final.Status == status.SUCCESS
+    assert study_uids(matches) == {region["us"], region["ct"]}
+    for answer in matches:
+        assert str(answer.PatientName) == "ØDEGÅRD^ÅSE"
+        expected = charset if charset == "ISO_IR 100" else "ISO_IR 192"
+        assert answer.SpecificCharacterSet == expected
+
+
+def test_utf8_name_found_by_latin1_query(node, region):
+    query = identifier("STUDY", SpecificCharacterSet="ISO_IR 100", PatientName="ærø^bjørn")
+    final, matches = find(node, query)
+    assert final.Status == status.SUCCESS
+    assert study_uids(matches) == {region["utf8"]}
+    assert matches[0].SpecificCharacterSet == "ISO_IR 100"  # Latin-1 carries Æ and Ø
+
+
+def test_ascii_answer_to_a_query_without_character_set_has_none(node, region):
+    final, matches = find(node, identifier("STUDY", PatientName="HANSEN*"))
+    assert final.Status == status.SUCCESS
+    assert "SpecificCharacterSet" not in matches[0]
+
+
+# -- matching rules over the wire (the property test covers them in breadth) -------------------
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ({"StudyDate": "20240101-"}, {"ct", "photo", "utf8"}),
+        ({"StudyDate": "-20231231"}, {"us"}),
+        ({"StudyDate": "20240110"}, {"ct"}),
+        ({"StudyDate": "20240101-20240331", "StudyTime": "1000-1030"}, {"ct", "photo"}),
+        ({"StudyDate": "20240110-20240301", "StudyTime": "1100-1030"}, {"photo"}),
+        ({"ModalitiesInStudy": "US\\XC"}, {"us", "photo"}),
+        ({"ModalitiesInStudy": "C?"}, {"ct"}),
+        ({"PatientName": "hansen^ola"}, {"photo"}),
+        ({"PatientName": "HANSEN"}, set()),
+        ({"PatientName": "*ola"}, {"photo"}),
+        ({"AccessionNumber": "ACC%"}, set()),
+        ({"AccessionNumber": "ACC_"}, set()),
+        ({"AccessionNumber": "ACC?"}, {"us", "ct", "photo", "utf8"}),
+        ({"StudyDescription": "synthetic*"}, set()),
+        ({"StudyDescription": "Synthetic*"}, {"us", "ct", "photo", "utf8"}),
+        (
+            {"PatientSex": "O", "PatientBirthDate": "19600101-19800101"},
+            {"us", "ct", "photo", "utf8"},
+        ),
+    ],
+    ids=lambda v: repr(v) if isinstance(v, dict) else None,
+)
+def test_matching_rules(node, region, keys, expected):
+    final, matches = find(node, identifier("STUDY", **keys))
+    assert final.Status == status.SUCCESS
+    assert study_uids(matches) == {region[name] for name in expected}
+
+
+def test_list_of_uids(node, region):
+    uids = "\\".join([region["us"], region["photo"], "1.2.3.4"])
+    final, matches = find(node, identifier("STUDY", StudyInstanceUID=uids))
+    assert final.Status == status.SUCCESS
+    assert study_uids(matches) == {region["us"], region["photo"]}
+
+
+# -- rights and scope --------------------------------------------------------------------------
+
+
+def test_ae_without_find_right_is_refused(node, region):
+    final, matches = find(node, identifier("STUDY", PatientID="P1"), calling="NLSH_CAM")
+    assert final.Status == status.NOT_AUTHORISED
+    assert matches == []
+
+
+def test_granting_find_takes_effect_on_the_next_association(node, region):
+    node.service.registry.update_ae("NLSH_CAM", allow="store,find")
+    final, matches = find(node, identifier("STUDY", PatientID="P1"), calling="NLSH_CAM")
+    assert final.Status == status.SUCCESS
+    assert len(matches) == 3
+
+
+@pytest.mark.parametrize(
+    ("level", "model", "extra"),
+    [
+        ("PATIENT", PATIENT_ROOT, {"PatientID": "P1"}),
+        ("STUDY", STUDY_ROOT, {"PatientID": "P1"}),
+        ("SERIES", STUDY_ROOT, {"StudyInstanceUID": "{photo}"}),
+        ("SERIES", STUDY_ROOT, {"StudyInstanceUID": "{us}"}),
+    ],
+)
+def test_hospital_scope_hides_other_hospitals_at_every_level(node, region, level, model, extra):
+    keys = {k: v.format(**region) for k, v in extra.items()}
+    query = identifier(level, **keys)
+    _, nlsh = find(node, query, model, calling="NLSH_WS")
+    _, everyone = find(node, query, model, calling="UNN_WS")
+    if level == "PATIENT":
+        assert [m.IssuerOfPatientID for m in nlsh] == ["NLSH"]
+        assert len(everyone) == 2
+    elif level == "STUDY":
+        assert study_uids(nlsh) == {region["photo"]}
+        assert study_uids(everyone) == {region["us"], region["ct"], region["photo"]}
+    else:
+        seen = keys["StudyInstanceUID"] == region["photo"]
+        assert len(nlsh) == (1 if seen else 0)
+        assert len(everyone) == 1
+
+
+def test_hospital_scope_counts_only_what_it_sees(node, region):
+    # Give NLSH a study of UNN's patient P1/UNN: NLSH's counts of that patient are its own.
+    ds = factory.ct(
+        patient_id="P1", issuer="UNN", patient_name="ØDEGÅRD^ÅSE", charset="ISO_IR 100"
+    )
+    assert store(node, ds, "NLSH_CAM") == status.SUCCESS
+    query = identifier(
+        "PATIENT",
+        PatientID="P1",
+        IssuerOfPatientID="UNN",
+        NumberOfPatientRelatedStudies="",
+        NumberOfPatientRelatedInstances="",
+    )
+    _, (local,) = find(node, query, PATIENT_ROOT, calling="NLSH_WS")
+    _, (region_wide,) = find(node, query, PATIENT_ROOT, calling="UNN_WS")
+    _, (unn_only,) = find(node, query, PATIENT_ROOT, calling="UNN_LOCAL")
+    assert (local.NumberOfPatientRelatedStudies, local.NumberOfPatientRelatedInstances) == (1, 1)
+    assert (
+        region_wide.NumberOfPatientRelatedStudies,
+        region_wide.NumberOfPatientRelatedInstances,
+    ) == (3, 5)
+    assert (unn_only.NumberOfPatientRelatedStudies, unn_only.NumberOfPatientRelatedInstances) == (
+        2,
+        4,
+    )
+
+
+# -- bad identifiers: a failure status, the association goes on ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "keys", "expected", "offending"),
+    [
+        (STUDY_ROOT, {}, status.IDENTIFIER_MISMATCH, "QueryRetrieveLevel"),
+        (STUDY_ROOT, {"QueryRetrieveLevel": "PATIENT"}, status.IDENTIFIER_MISMATCH, None),
+        (STUDY_ROOT, {"QueryRetrieveLevel": "FRAME"}, status.IDENTIFIER_MISMATCH, None),
+        (
+            STUDY_ROOT,
+            {"QueryRetrieveLevel": "SERIES"},
+            status.IDENTIFIER_MISMATCH,
+            "StudyInstanceUID",
+        ),
+        (PATIENT_ROOT, {"QueryRetrieveLevel": "STUDY"}, status.IDENTIFIER_MISMATCH, "PatientID"),
+        (
+            STUDY_ROOT,
+            {"QueryRetrieveLevel": "STUDY", "StudyDate": "2020-13-45"},
+            status.UNABLE_TO_PROCESS,
+            "StudyDate",
+        ),
+        (
+            STUDY_ROOT,
+            {"QueryRetrieveLevel": "STUDY", "StudyDate": "abc-def"},
+            status.UNABLE_TO_PROCESS,
+            "StudyDate",
+        ),
+        (
+            STUDY_ROOT,
+            {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "1.2.abc"},
+            status.UNABLE_TO_PROCESS,
+            "StudyInstanceUID",
+        ),
+        (
+            STUDY_ROOT,
+            {"QueryRetrieveLevel": "STUDY", "StudyTime": "2561"},
+            status.UNABLE_TO_PROCESS,
+            "StudyTime",
+        ),
+    ],
+)
+def test_bad_identifier_fails_and_association_stays_usable(
+    node, region, model, keys, expected, offending
+):
+    query = Dataset()
+    for keyword, value in keys.items():
+        setattr(query, keyword, value)
+    query.PatientName = ""
+    assoc = associate(node, "UNN_WS", [STUDY_ROOT, PATIENT_ROOT])
+    try:
+        final, matches = _collect(assoc.send_c_find(query, model))
+        assert final.Status == expected
+        assert matches == []
+        assert final.ErrorComment
+        if offending:
+            from pydicom.datadict import tag_for_keyword
+
+            assert final.OffendingElement == tag_for_keyword(offending)
+        final, matches = _collect(
+            assoc.send_c_find(identifier("STUDY", StudyInstanceUID=region["us"]), STUDY_ROOT)
+        )
+        assert final.Status == status.SUCCESS and len(matches) == 1
+    finally:
+        assoc.release()
+
+
+def test_wrong_vr_is_refused(node, region):
+    query = identifier("STUDY")
+    query.add_new(0x00080020, "LO", "20240110")  # StudyDate is DA
+    final, matches = find(node, query)
+    assert final.Status == status.UNABLE_TO_PROCESS
+    assert "StudyDate" in final.ErrorComment
+    assert matches == []
+
+
+def test_non_integer_series_number_is_refused(node, region):
+    query = identifier("SERIES", StudyInstanceUID=region["us"])
+    query.add_new(0x00200011, "IS", "1")
+    query[0x00200011]._value = "abc"
+    final, _ = find(node, query)
+    assert final.Status == status.UNABLE_TO_PROCESS
+
+
+# -- result cap, cancel, index failure, logs ---------------------------------------------------
+
+
+def test_more_matches_than_the_cap_end_in_a_clear_failure(tmp_path, index_url, registry, caplog):
+    with node_with(tmp_path, index_url, query={"max_results": 2}) as capped:
+        for _ in range(3):
+            assert store(capped, factory.secondary_capture(patient_id="CAP")) == status.SUCCESS
+        with caplog.at_level(logging.WARNING, logger="archive_node"):
+            final, matches = find(capped, identifier("STUDY", PatientID="CAP"))
+        assert len(matches) == 2
+        assert final.Status == status.OUT_OF_RESOURCES
+        assert "more than 2 matches" in final.ErrorComment
+        assert "more than 2 matches" in caplog.text
+        final, matches = find(capped, identifier("STUDY", PatientID="CAP", StudyDate="-20240115"))
+        assert len(matches) == 2 and final.Status == status.OUT_OF_RESOURCES
+
+
+def _bulk_studies(service, patient_id: str, count: int) -> None:
+    """Index `count` one-instance studies of one patient in a single transaction (fast setup
+    for queries with many matches; no files)."""
+    from archive_node.index.models import Hospital, Instance, Patient, Series, Study
+
+    with service.index.session(write=True):
+        hospital = Hospital.get(Hospital.code == "UNN")
+        patient = Patient.create(patient_id=patient_id, issuer="UNN", patient_name="BULK")
+        uids = [generate_uid(prefix=None) for _ in range(count)]  # short: room for suffixes
+        Study.insert_many(
+            [{"study_uid": u, "patient": patient, "hospital": hospital} for u in uids]
+        ).execute()
+        studies = dict(
+            Study.select(Study.study_uid, Study.id).where(Study.patient == patient).tuples()
+        )
+        Series.insert_many([{"series_uid": u + ".1", "study": studies[u]} for u in uids]).execute()
+        series = dict(Series.select(Series.series_uid, Series.id).tuples())
+        Instance.insert_many(
+            [
+                {
+                    "sop_uid": u + ".1.1",
+                    "series": series[u + ".1"],
+                    "sop_class_uid": factory.SECONDARY_CAPTURE,
+                    "transfer_syntax_uid": "1.2.840.10008.1.2.1",
+                    "path": f"/nonexistent/{u}.dcm",
+                    "size": 1,
+                    "sha256": "0" * 64,
+                    "calling_ae": "UNN_US",
+                    "hospital": hospital,
+                }
+                for u in uids
+            ]
+        ).execute()
+
+
+def test_cancel_stops_the_query_between_responses(node, registry):
+    many = 1000  # far more than can be answered in the time a C-CANCEL takes to arrive
+    _bulk_studies(node.service, "CANCEL", many)
+    assoc = associate(node, "UNN_WS", [STUDY_ROOT])
+    try:
+        context = next(cx for cx in assoc.accepted_contexts if cx.abstract_syntax == STUDY_ROOT)
+        query = identifier("STUDY", PatientID="CANCEL", NumberOfStudyRelatedInstances="")
+        responses = assoc.send_c_find(query, STUDY_ROOT, msg_id=7)
+        first_status, _ = next(responses)
+        assert first_status.Status == status.PENDING
+        assoc.send_c_cancel(7, context.context_id)
+        final, matches = _collect(responses)
+        assert final.Status == status.CANCELLED
+        assert len(matches) + 1 < many
+        final, matches = _collect(
+            assoc.send_c_find(identifier("STUDY", PatientID="CANCEL"), STUDY_ROOT)
+        )
+        assert final.Status == status.SUCCESS and len(matches) == many
+    finally:
+        assoc.release()
+
+
+def test_index_failure_is_a_failure_status_and_the_node_keeps_serving(node, region, index_url):
+    with node.service.index.session(write=True):
+        node.service.index.db.execute_sql('ALTER TABLE "study" RENAME TO "study_away"')
+    try:
+        final, matches = find(node, identifier("STUDY", PatientID="P1"))
+        assert final.Status == status.QUERY_FAILED
+        assert matches == []
+    finally:
+        with node.service.index.session(write=True):
+            node.service.index.db.execute_sql('ALTER TABLE "study_away" RENAME TO "study"')
+    final, matches = find(node, identifier("STUDY", PatientID="P1"))
+    assert final.Status == status.SUCCESS and len(matches) == 3
+
+
+def test_no_patient_data_in_info_logs(node, region, caplog):
+    with caplog.at_level(logging.INFO, logger="archive_node"):
+        find(node, identifier("STUDY", PatientName="ØDEG*", PatientID="", StudyDate="2020-13-45"))
+        find(node, identifier("STUDY", PatientName="ØDEG*", PatientID="P1"))
+    assert "C-FIND STUDY level from UNN_WS" in caplog.text
+    for secret in ("ØDEG", "ODEG", "P1", "HANSEN"):
+        assert secret not in caplog.text
