@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from peewee import Database, TextField
-from playhouse.migrate import SchemaMigrator, migrate
+from peewee import Database
 
 from ..errors import SchemaError
 from ..values import datetime_key, name_key, time_key
@@ -13,30 +12,28 @@ from .models import MODELS, Patient, SchemaInfo, Study
 
 SCHEMA_VERSION = 2
 
-# MIGRATIONS[n] upgrades a version n-1 index to version n with playhouse.migrate operations,
-# inside one transaction. Prefer additive changes (nullable columns, new tables, indexes): on
-# SQLite anything else rebuilds the table, which foreign keys forbid inside a transaction.
+# MIGRATIONS[n] upgrades a version n-1 index to version n, inside one transaction. Prefer
+# additive changes (columns with defaults, new tables, indexes): on SQLite anything else
+# rebuilds the table, which foreign keys forbid inside a transaction.
 
 
 def _add_matching_keys(db: Database) -> None:
     """Schema 2 (C-FIND): study time, date-time and referring physician matching keys, and
     name keys of patients recomputed from their alphabetic component group."""
-    migrator = SchemaMigrator.from_database(db)
-    migrate(
-        migrator.add_column("study", "time_key", TextField(default="")),
-        migrator.add_column("study", "datetime_key", TextField(default="")),
-        migrator.add_column("study", "referring_key", TextField(default="")),
-        migrator.add_index("study", ("datetime_key",), False),
-    )
+    # Plain SQL, the same on both backends: playhouse's SQLite migrator adds a NOT NULL column
+    # by rebuilding the table, which the foreign keys refuse inside a transaction.
+    for column in ("time_key", "datetime_key", "referring_key"):
+        db.execute_sql(f'ALTER TABLE "study" ADD COLUMN "{column}" TEXT NOT NULL DEFAULT \'\'')
+    db.execute_sql('CREATE INDEX "study_datetime_key" ON "study" ("datetime_key")')
     query = Study.select(Study.id, Study.study_date, Study.study_time, Study.referring_physician)
-    for row in query.tuples().iterator():
+    for row in list(query.tuples()):  # read first: no cursor open on a table being updated
         study_id, study_date, study_time, referring = row
         Study.update(
             time_key=time_key(study_time),
             datetime_key=datetime_key(study_date, study_time),
             referring_key=name_key(referring),
         ).where(Study.id == study_id).execute()
-    for patient_id, name in Patient.select(Patient.id, Patient.patient_name).tuples().iterator():
+    for patient_id, name in list(Patient.select(Patient.id, Patient.patient_name).tuples()):
         Patient.update(name_key=name_key(name)).where(Patient.id == patient_id).execute()
 
 

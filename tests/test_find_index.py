@@ -1,0 +1,161 @@
+"""The index behind C-FIND on both backends: schema 2 migration, index use of the selective
+filters, and values that are bound parameters, never SQL."""
+
+from __future__ import annotations
+
+import pytest
+from peewee import SqliteDatabase
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from archive_node import status
+from archive_node.header import InstanceHeader
+from archive_node.index import search
+from archive_node.index.models import Patient, SchemaInfo, Study
+from archive_node.policy import Peer
+from archive_node.query import STUDY_ROOT, parse_query
+from tests import factory
+
+PEER = Peer("UNN_WS", "UNN", "UNN", "127.0.0.1", None, frozenset({"find"}), "region")
+
+
+def header(**overrides) -> InstanceHeader:
+    values = {
+        "sop_class_uid": factory.SECONDARY_CAPTURE,
+        "sop_instance_uid": generate_uid(),
+        "transfer_syntax_uid": "1.2.840.10008.1.2.1",
+        "study_uid": generate_uid(),
+        "series_uid": generate_uid(),
+        "patient_id": "P1",
+        "issuer_of_patient_id": None,
+        "patient_name": "ØDEGÅRD^ÅSE^^",
+        "patient_birth_date": "19700101",
+        "patient_sex": "F",
+        "study_date": "20240110",
+        "study_time": "1015",
+        "accession_number": "A1",
+        "study_id": "1",
+        "study_description": "",
+        "referring_physician": "Lægen^Kari",
+        "modality": "US",
+        "series_number": 1,
+        "series_description": "",
+        "body_part": "",
+        "instance_number": 1,
+        "number_of_frames": None,
+    }
+    values.update(overrides)
+    return InstanceHeader(**values)
+
+
+def record(service, **overrides) -> InstanceHeader:
+    from archive_node.index import NewInstance
+
+    h = header(**overrides)
+    new = NewInstance(h, f"x/{h.sop_instance_uid}.dcm", 1, "0" * 64, "UNN_US", "UNN", "UNN")
+    assert service.index.record_instance(new) is None
+    return h
+
+
+def find_uids(service, **keys) -> set[str]:
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    for keyword, value in keys.items():
+        setattr(query, keyword, value)
+    responses = list(service.find(PEER, query, STUDY_ROOT))
+    assert responses[-1].status == status.SUCCESS, responses[-1].comment
+    return {r.identifier.StudyInstanceUID for r in responses[:-1]}
+
+
+# -- schema 2 ----------------------------------------------------------------------------------
+
+
+def test_schema_1_index_is_upgraded_with_matching_keys_filled(service, registry):
+    h = record(service)
+    db = service.index.db
+    sqlite = isinstance(db, SqliteDatabase)
+    with service.index.session():  # make it look like a schema 1 index
+        if sqlite:  # SQLite's DROP COLUMN rechecks foreign keys; outside a transaction only
+            db.execute_sql("PRAGMA foreign_keys = OFF")
+        db.execute_sql('DROP INDEX IF EXISTS "study_datetime_key"')
+        for column in ("time_key", "datetime_key", "referring_key"):
+            db.execute_sql(f'ALTER TABLE "study" DROP COLUMN "{column}"')
+        if sqlite:
+            db.execute_sql("PRAGMA foreign_keys = ON")
+    with service.index.session(write=True):
+        Patient.update(name_key="ødegård^åse^^").execute()  # schema 1 casefolded the whole name
+        SchemaInfo.update(value="1").where(SchemaInfo.key == "version").execute()
+    assert service.index.init_schema() == (1, 2)
+    service.index.check_schema()
+    with service.index.session():
+        study = Study.get(Study.study_uid == h.study_uid)
+        assert (study.time_key, study.datetime_key) == ("101500.000000", "20240110101500.000000")
+        assert study.referring_key == "lægen^kari"
+        assert Patient.get().name_key == "ødegård^åse"
+    assert find_uids(service, PatientName="ødegård^åse", StudyDate="20240110") == {h.study_uid}
+
+
+# -- index use ---------------------------------------------------------------------------------
+
+SELECTIVE = [
+    pytest.param({"PatientID": "P1"}, id="PatientID"),
+    pytest.param({"AccessionNumber": "A1"}, id="AccessionNumber"),
+    pytest.param({"StudyInstanceUID": "1.2.3"}, id="StudyInstanceUID"),
+    pytest.param({"StudyDate": "20240101-20240131"}, id="StudyDate-range"),
+    pytest.param({"StudyDate": "20240101-20240131", "StudyTime": "1000-1200"}, id="date-time"),
+    pytest.param({"ModalitiesInStudy": "US"}, id="ModalitiesInStudy"),
+]
+
+
+@pytest.mark.parametrize("keys", SELECTIVE)
+def test_selective_study_queries_never_scan_a_table(service, registry, keys):
+    for _ in range(3):
+        record(service)
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    for keyword, value in keys.items():
+        setattr(query, keyword, value)
+    select = search.matches_select(service.index.db, parse_query(query, STUDY_ROOT), None)
+    sql, params = select.limit(100).sql()
+    db = service.index.db
+    with service.index.session():
+        if isinstance(db, SqliteDatabase):
+            plan = [row[3] for row in db.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
+            # Every table is reached by SEARCH on an index; a SCAN reads the whole table.
+            assert not [step for step in plan if step.startswith("SCAN")], plan
+        else:
+            # PostgreSQL prefers a sequential scan on tiny tables: forbid it to prove an
+            # index can serve the query.
+            db.execute_sql("SET enable_seqscan = off")
+            try:
+                plan = [row[0] for row in db.execute_sql(f"EXPLAIN {sql}", params)]
+            finally:
+                db.execute_sql("SET enable_seqscan = on")
+            assert not [step for step in plan if "Seq Scan" in step], plan
+
+
+# -- values are data, never SQL ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["O'BRIEN", "x' OR '1'='1", "'; DROP TABLE study; --", '"quoted"', "back\\slash"],
+)
+def test_hostile_values_match_only_themselves(service, registry, hostile):
+    target = record(service, accession_number=hostile.replace("\\", "/")[:16])
+    record(service, accession_number="OTHER")
+    value = hostile.replace("\\", "/")[:16]
+    assert find_uids(service, AccessionNumber=value) == {target.study_uid}
+    assert find_uids(service, AccessionNumber=value[:3] + "*") == {target.study_uid}
+    with service.index.session():
+        assert Study.select().count() == 2
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [("50%*", {"50%_OFF"}), ("50_*", set()), ("*[A]*", {"[A]B"}), ("?A]*", {"[A]B"})],
+)
+def test_sql_wildcards_are_literal(service, registry, pattern, expected):
+    uids = {record(service, accession_number=v).study_uid: v for v in ("50%_OFF", "50X", "[A]B")}
+    found = find_uids(service, AccessionNumber=pattern)
+    assert {uids[u] for u in found} == expected
