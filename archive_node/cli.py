@@ -109,7 +109,7 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json:
     if not rows:
         click.echo("(none)")
         return
-    cells = [[("" if row[c] is None else str(row[c])) for c in columns] for row in rows]
+    cells = [[("" if row.get(c) is None else str(row[c])) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     click.echo(
         "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
@@ -435,6 +435,90 @@ def send(
         click.echo(f"{len(results) - len(failed)} of {len(results)} stored")
     if failed or not results:
         sys.exit(1)
+
+
+@command(cli)
+@click.option("--calling-aet", required=True, help="The registered AE title to query as.")
+@click.option(
+    "--level",
+    type=click.Choice(["PATIENT", "STUDY", "SERIES", "IMAGE"], case_sensitive=False),
+    default="STUDY",
+    show_default=True,
+    help="Query/Retrieve Level.",
+)
+@click.option(
+    "--model",
+    type=click.Choice(["study", "patient"]),
+    default="study",
+    show_default=True,
+    help="Study Root or Patient Root.",
+)
+@click.option(
+    "-k",
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="KEYWORD[=VALUE]",
+    help="A key to match (with a value) or to return (without); repeatable.",
+)
+@click.option("--called-aet", help="AE title to call (default: node.ae_title).")
+@click.option("--host", help="Address to call (default: this node).")
+@click.option("--port", type=int, help="Port to call (default: node.port).")
+@json_option
+def find(
+    calling_aet: str,
+    level: str,
+    model: str,
+    keys: tuple[str, ...],
+    called_aet: str | None,
+    host: str | None,
+    port: int | None,
+    as_json: bool,
+) -> None:
+    """C-FIND, e.g. -k PatientID=P1 -k StudyDate=20240101- -k ModalitiesInStudy (prints names
+    and IDs to the terminal: it is a query tool)."""
+    from pydicom.datadict import tag_for_keyword
+
+    from .scu import find as send_find
+
+    config = get_config()
+    wanted: dict[str, str] = {}
+    for item in keys:
+        keyword, _, value = item.partition("=")
+        if tag_for_keyword(keyword.strip()) is None:
+            raise click.ClickException(f"-k {item}: {keyword.strip()!r} is not a DICOM keyword")
+        wanted[keyword.strip()] = value
+    try:
+        result = send_find(
+            host or _node_address(config),
+            port or config.node.port,
+            calling=calling_aet,
+            called=called_aet or config.node.ae_title,
+            level=level.upper(),
+            keys=wanted,
+            model=model,
+            character_set="ISO_IR 192",
+        )
+    except ValueError as exc:  # pydicom refusing a value, e.g. -k SeriesNumber=abc
+        raise click.ClickException(f"-k: {exc}") from None
+    rows = [
+        {e.keyword: _text(e.value) for e in m if e.keyword != "SpecificCharacterSet"}
+        for m in result.matches
+    ]
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or ["QueryRetrieveLevel"]
+    print_table(rows, columns, as_json)
+    shown = "none" if result.status is None else f"0x{result.status:04X}"
+    click.echo(f"{len(rows)} match(es), status {shown} {result.comment}".rstrip(), err=True)
+    if result.status != 0:
+        sys.exit(1)
+
+
+def _text(value: Any) -> Any:
+    from pydicom.multival import MultiValue
+
+    if isinstance(value, MultiValue | list):
+        return "\\".join(str(v) for v in value)
+    return value if isinstance(value, int | float) else str(value)
 
 
 @command(cli, "config")

@@ -1,4 +1,4 @@
-"""The bundled client: C-ECHO and C-STORE from files, streamed, for admins and scripts."""
+"""The bundled client: C-ECHO, C-STORE from files (streamed) and C-FIND, for admins and scripts."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import build_context
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    Verification,
+)
 
 from .errors import AssociationFailed
 from .handlers import set_tcp_nodelay
@@ -143,3 +148,58 @@ def _send_batch(batch, contexts, host, port, calling, called, timeout) -> list[S
         if assoc.is_established:
             assoc.release()
     return results
+
+
+@dataclass(frozen=True)
+class FindResult:
+    status: int | None  # the final status; None when the association ended early
+    matches: list[Dataset]
+    comment: str = ""
+
+
+FIND_MODELS = {
+    "study": StudyRootQueryRetrieveInformationModelFind,
+    "patient": PatientRootQueryRetrieveInformationModelFind,
+}
+
+
+def find(
+    host: str,
+    port: int,
+    *,
+    calling: str,
+    called: str,
+    level: str,
+    keys: dict[str, str],
+    model: str = "study",
+    character_set: str | None = None,
+    timeout: float = 30.0,
+) -> FindResult:
+    """Send one C-FIND with these keys (empty value: return the key) and collect the answers.
+
+    Raises AssociationFailed, or ValueError naming a key pydicom does not know.
+    """
+    identifier = Dataset()
+    if character_set:
+        identifier.SpecificCharacterSet = character_set
+    identifier.QueryRetrieveLevel = level
+    for keyword, value in keys.items():
+        setattr(identifier, keyword, value)
+    ae = _client(calling, timeout)
+    ae.add_requested_context(FIND_MODELS[model])
+    assoc = _associate(ae, host, port, called)
+    matches: list[Dataset] = []
+    final: int | None = None
+    comment = ""
+    try:
+        for rsp, answer in assoc.send_c_find(identifier, FIND_MODELS[model]):
+            if not rsp or "Status" not in rsp:
+                break
+            if rsp.Status in (0xFF00, 0xFF01):
+                matches.append(answer)
+            else:
+                final, comment = int(rsp.Status), str(rsp.get("ErrorComment", ""))
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return FindResult(final, matches, comment)

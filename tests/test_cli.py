@@ -630,3 +630,10 @@ def test_init_leaves_transfers_in_progress_alone(ready, tmp_path):
     partial.write_bytes(b"half a video")
     ok("init", "--config", ready)
     assert partial.read_bytes() == b"half a video"
+
+
+def test_find_refuses_bad_keys_in_one_line(cfg):
+    assert "'Bogus' is not a DICOM keyword" in fails(
+        "find", "--calling-aet", "UNN_WS", "-k", "Bogus=1", "--config", cfg
+    )
+    assert fails("find", "--calling-aet", "UNN_WS", "-k", "SeriesNumber=abc", "--config", cfg)

@@ -220,6 +220,44 @@ def test_serve_smoke_echo_store_sigterm(archive, tmp_path):
     kept = archive.stored(ds.SOPInstanceUID)
     assert factory.dataset_bytes(kept) == factory.dataset_bytes(source)
 
+    archive.cli("ae", "add", "UNN_WS", "--hospital", "UNN", "--host", HOST, "--allow", "find")
+    found = archive.cli(
+        "find",
+        "--calling-aet",
+        "UNN_WS",
+        "-k",
+        f"PatientID={SECRET_PID}",
+        "-k",
+        "PatientName",
+        "-k",
+        "NumberOfStudyRelatedInstances",
+        "--json",
+    )
+    (match,) = json.loads(found.stdout)
+    assert match["StudyInstanceUID"] == ds.StudyInstanceUID
+    assert (match["PatientName"], match["NumberOfStudyRelatedInstances"]) == (SECRET_NAME, 1)
+    assert "1 match(es), status 0x0000" in found.stderr
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "archive_node",
+            "--config",
+            str(archive.config),
+            "find",
+            "--calling-aet",
+            CALLING,
+            "-k",
+            "PatientID=x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        check=False,
+    )
+    assert refused.returncode == 1 and "status 0x0124" in refused.stderr
+
     started = time.monotonic()
     assert archive.terminate() == 0, archive.log()
     assert time.monotonic() - started < 5.0
