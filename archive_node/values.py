@@ -120,22 +120,24 @@ def date_key(stored: str) -> str:
         return ""
 
 
-def time_key(stored: str) -> str:
-    """A stored TM as HHMMSS.FFFFFF for range matching ('' when absent or unreadable).
-
-    The ACR-NEMA form HH:MM:SS is read too.
-    """
+def time_span(stored: str) -> tuple[str, str]:
+    """The first and last instant a stored TM covers, as HHMMSS.FFFFFF ('1015' is 10:15:00 to
+    10:15:59.999999); ('', '') when absent or unreadable. The ACR-NEMA form HH:MM:SS is read."""
     try:
-        return time_bounds(stored.strip().replace(":", ""))[0]
+        return time_bounds(stored.strip().replace(":", ""))
     except ValueError:
-        return ""
+        return "", ""
 
 
-def datetime_key(stored_date: str, stored_time: str) -> str:
-    """Study Date and Time as one sortable key for combined range matching (PS3.4
-    C.2.2.2.5.1); a missing time counts as midnight, a missing date gives ''."""
+def datetime_span(stored_date: str, stored_time: str) -> tuple[str, str]:
+    """The first and last instant a stored Study Date and Time cover, as
+    YYYYMMDDHHMMSS.FFFFFF, for range matching (PS3.4 C.2.2.2.5); a missing or unreadable time
+    covers the whole day, a missing date gives ('', '')."""
     day = date_key(stored_date)
-    return day + (time_key(stored_time) or "000000.000000") if day else ""
+    if not day:
+        return "", ""
+    start, end = time_span(stored_time)
+    return day + (start or "000000.000000"), day + (end or "235959.999999")
 
 
 # -- person names (PS3.5 6.2.1, VR PN) --------------------------------------------------------

@@ -78,7 +78,13 @@ def test_schema_1_index_is_upgraded_with_matching_keys_filled(service, registry)
         if sqlite:  # SQLite's DROP COLUMN rechecks foreign keys; outside a transaction only
             db.execute_sql("PRAGMA foreign_keys = OFF")
         db.execute_sql('DROP INDEX IF EXISTS "study_datetime_key"')
-        for column in ("time_key", "datetime_key", "referring_key"):
+        for column in (
+            "time_key",
+            "time_end_key",
+            "datetime_key",
+            "datetime_end_key",
+            "referring_key",
+        ):
             db.execute_sql(f'ALTER TABLE "study" DROP COLUMN "{column}"')
         if sqlite:
             db.execute_sql("PRAGMA foreign_keys = ON")
@@ -89,7 +95,9 @@ def test_schema_1_index_is_upgraded_with_matching_keys_filled(service, registry)
     service.index.check_schema()
     with service.index.session():
         study = Study.get(Study.study_uid == h.study_uid)
-        assert (study.time_key, study.datetime_key) == ("101500.000000", "20240110101500.000000")
+        assert (study.time_key, study.time_end_key) == ("101500.000000", "101559.999999")
+        assert study.datetime_key == "20240110101500.000000"
+        assert study.datetime_end_key == "20240110101559.999999"
         assert study.referring_key == "lægen^kari"
         assert Patient.get().name_key == "ødegård^åse"
     assert find_uids(service, PatientName="ødegård^åse", StudyDate="20240110") == {h.study_uid}

@@ -25,10 +25,10 @@ from archive_node.query import (
 from archive_node.values import (
     date_key,
     datetime_bounds,
-    datetime_key,
+    datetime_span,
     name_key,
     time_bounds,
-    time_key,
+    time_span,
 )
 
 UNABLE = 0xC000  # PS3.4 C.4.1.1.4 Failure: Unable to process (a malformed value)
@@ -812,33 +812,53 @@ def test_date_key(stored, key):
 
 
 @pytest.mark.parametrize(
-    ("stored", "key"),
+    ("stored", "span"),
     [
-        pytest.param("101530", "101530.000000", id="TM"),
-        pytest.param("10:15:30", "101530.000000", id="ACR-NEMA"),
-        pytest.param("10:15:30.25", "101530.250000", id="ACR-NEMA-fraction"),
-        pytest.param("10", "100000.000000", id="hour-only-is-its-start"),
-        pytest.param("", "", id="absent"),
-        pytest.param("2561", "", id="unreadable"),
+        pytest.param("101530", ("101530.000000", "101530.999999"), id="TM"),
+        pytest.param("10:15:30", ("101530.000000", "101530.999999"), id="ACR-NEMA"),
+        pytest.param("10:15:30.25", ("101530.250000", "101530.259999"), id="ACR-NEMA-fraction"),
+        pytest.param("10", ("100000.000000", "105959.999999"), id="hour-covers-the-hour"),
+        pytest.param("", ("", ""), id="absent"),
+        pytest.param("2561", ("", ""), id="unreadable"),
     ],
 )
-def test_time_key(stored, key):
-    assert time_key(stored) == key
+def test_time_span(stored, span):
+    assert time_span(stored) == span
 
 
 @pytest.mark.parametrize(
-    ("stored_date", "stored_time", "key"),
+    ("stored_date", "stored_time", "span"),
     [
-        pytest.param("20200102", "101530", "20200102101530.000000", id="date-and-time"),
-        pytest.param("2020.01.02", "10:15:30", "20200102101530.000000", id="ACR-NEMA"),
-        pytest.param("20200102", "", "20200102000000.000000", id="no-time-is-midnight"),
-        pytest.param("20200102", "99", "20200102000000.000000", id="bad-time-is-midnight"),
-        pytest.param("", "1015", "", id="no-date"),
-        pytest.param("20200230", "1015", "", id="bad-date"),
+        pytest.param(
+            "20200102",
+            "101530",
+            ("20200102101530.000000", "20200102101530.999999"),
+            id="date-and-time",
+        ),
+        pytest.param(
+            "2020.01.02",
+            "10:15",
+            ("20200102101500.000000", "20200102101559.999999"),
+            id="ACR-NEMA",
+        ),
+        pytest.param(
+            "20200102",
+            "",
+            ("20200102000000.000000", "20200102235959.999999"),
+            id="no-time-is-the-whole-day",
+        ),
+        pytest.param(
+            "20200102",
+            "99",
+            ("20200102000000.000000", "20200102235959.999999"),
+            id="bad-time-is-the-whole-day",
+        ),
+        pytest.param("", "1015", ("", ""), id="no-date"),
+        pytest.param("20200230", "1015", ("", ""), id="bad-date"),
     ],
 )
-def test_datetime_key(stored_date, stored_time, key):
-    assert datetime_key(stored_date, stored_time) == key
+def test_datetime_span(stored_date, stored_time, span):
+    assert datetime_span(stored_date, stored_time) == span
 
 
 @pytest.mark.parametrize(

@@ -86,10 +86,13 @@ class Study(BaseModel):
     description = TextField(default="")
     referring_physician = TextField(default="")
     created_at = DateTimeField(default=utcnow)
-    # Matching keys (schema 2): values.time_key, values.datetime_key and values.name_key of the
-    # columns above, so that range and case-insensitive matching run in SQL on an index.
+    # Matching keys (schema 2), so that range and case-insensitive matching run in SQL on an
+    # index: the span a stored time and date-time cover (values.time_span, datetime_span) and
+    # the referring physician's values.name_key.
     time_key = TextField(default="")
+    time_end_key = TextField(default="")
     datetime_key = TextField(default="", index=True)
+    datetime_end_key = TextField(default="")
     referring_key = TextField(default="")
 
 

@@ -11,12 +11,12 @@ from peewee import JOIN, Database, DatabaseError, IntegrityError, fn
 
 from ..errors import Conflict, IndexUnavailable, NotFound
 from ..query import Query
-from ..values import datetime_key, name_key, time_key
+from ..values import name_key
 from . import search
 from .database import database, open_database
 from .models import ApplicationEntity, Hospital, Instance, Patient, Series, Study, utcnow
 from .records import AERecord, HospitalRecord, InstanceRecord, NewInstance, StudySummary
-from .schema import check_schema, init_schema
+from .schema import check_schema, init_schema, study_spans
 from .search import Match
 
 log = logging.getLogger(__name__)
@@ -316,8 +316,7 @@ class Index:
             study_id=h.study_id,
             description=h.study_description,
             referring_physician=h.referring_physician,
-            time_key=time_key(h.study_time),
-            datetime_key=datetime_key(h.study_date, h.study_time),
+            **study_spans(h.study_date, h.study_time),
             referring_key=name_key(h.referring_physician),
         ).on_conflict_ignore().execute()
         study = Study.get(Study.study_uid == h.study_uid)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from peewee import Database
 
 from ..errors import SchemaError
-from ..values import datetime_key, name_key, time_key
+from ..values import datetime_span, name_key, time_span
 from .models import MODELS, Patient, SchemaInfo, Study
 
 SCHEMA_VERSION = 2
@@ -17,21 +17,37 @@ SCHEMA_VERSION = 2
 # rebuilds the table, which foreign keys forbid inside a transaction.
 
 
+def study_spans(study_date: str, study_time: str) -> dict[str, str]:
+    """The study's time and date-time matching keys, by column name."""
+    time_start, time_end = time_span(study_time)
+    datetime_start, datetime_end = datetime_span(study_date, study_time)
+    return {
+        "time_key": time_start,
+        "time_end_key": time_end,
+        "datetime_key": datetime_start,
+        "datetime_end_key": datetime_end,
+    }
+
+
 def _add_matching_keys(db: Database) -> None:
-    """Schema 2 (C-FIND): study time, date-time and referring physician matching keys, and
+    """Schema 2 (C-FIND): study time and date-time spans, the referring physician's key, and
     name keys of patients recomputed from their alphabetic component group."""
     # Plain SQL, the same on both backends: playhouse's SQLite migrator adds a NOT NULL column
     # by rebuilding the table, which the foreign keys refuse inside a transaction.
-    for column in ("time_key", "datetime_key", "referring_key"):
+    for column in (
+        "time_key",
+        "time_end_key",
+        "datetime_key",
+        "datetime_end_key",
+        "referring_key",
+    ):
         db.execute_sql(f'ALTER TABLE "study" ADD COLUMN "{column}" TEXT NOT NULL DEFAULT \'\'')
     db.execute_sql('CREATE INDEX "study_datetime_key" ON "study" ("datetime_key")')
     query = Study.select(Study.id, Study.study_date, Study.study_time, Study.referring_physician)
     for row in list(query.tuples()):  # read first: no cursor open on a table being updated
         study_id, study_date, study_time, referring = row
         Study.update(
-            time_key=time_key(study_time),
-            datetime_key=datetime_key(study_date, study_time),
-            referring_key=name_key(referring),
+            **study_spans(study_date, study_time), referring_key=name_key(referring)
         ).where(Study.id == study_id).execute()
     for patient_id, name in list(Patient.select(Patient.id, Patient.patient_name).tuples()):
         Patient.update(name_key=name_key(name)).where(Patient.id == patient_id).execute()

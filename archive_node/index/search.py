@@ -49,7 +49,8 @@ RETURNED: dict[str, Field] = {
     "NumberOfFrames": Instance.number_of_frames,
     "AvailableTransferSyntaxUID": Instance.transfer_syntax_uid,
 }
-# Where matching uses a normalised copy instead (values.name_key, time_key, datetime_key).
+# Where matching uses a normalised copy instead (values.name_key; the start of the spans of
+# values.time_span and datetime_span, whose ends _overlap uses too).
 MATCHED: dict[str, Field] = {
     **RETURNED,
     "PatientName": Patient.name_key,
@@ -87,7 +88,7 @@ def matches_select(db: Database, query: Query, hospital: str | None) -> Any:
     select = _join_up(entity.select(entity.id, patient_pk, *extra, *columns), query.level)
     where = [_expression(db, c) for c in query.conditions if c.keyword in MATCHED]
     if query.study_datetime is not None:
-        where.append(_range(Study.datetime_key, *query.study_datetime))
+        where.append(_overlap(Study.datetime_key, Study.datetime_end_key, *query.study_datetime))
     where += _modalities_and_classes(db, query)
     if hospital is not None:
         where.append(_scope(query.level, hospital))
@@ -126,6 +127,8 @@ def _expression(db: Database, condition: Condition) -> Expression:
     if keyword == "StudyDate":  # a date is the span of its day on the date-time key
         low, high = values if kind == "range" else (values[0], values[0])
         return _range(field, low + _DAY_START if low else "", high + _DAY_END if high else "")
+    if keyword == "StudyTime":  # TM conditions are always spans, single values included
+        return _overlap(Study.time_key, Study.time_end_key, *values)
     if kind == "range":
         return _range(field, *values)
     if kind == "wildcard":
@@ -143,6 +146,23 @@ def _range(field: Field, low: str, high: str) -> Expression:
         expression &= field >= low
     if high:
         expression &= field <= high
+    return expression
+
+
+def _overlap(start: Field, end: Field, low: str, high: str) -> Expression:
+    """Range matching of a stored value that covers a span (a partial time such as '10' is a
+    whole hour): it matches when any instant of it lies in the range.
+
+    A stored date-time span never leaves its day, so a start on or after the day of `low` is
+    implied; saying so lets the database walk the index on the start key.
+    """
+    expression = start != ""
+    if low:
+        expression &= end >= low
+        if start is Study.datetime_key:
+            expression &= start >= low[:8]
+    if high:
+        expression &= start <= high
     return expression
 
 
