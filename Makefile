@@ -1,12 +1,14 @@
 # Shortcuts; the scripts are the reference (README).
-.PHONY: run test lint format
+.PHONY: run test bench lint format
 run:
 	scripts/run
 test:
 	scripts/test
+bench:
+	scripts/bench find
 lint:
-	.venv/bin/ruff check archive_node tests
-	.venv/bin/ruff format --check archive_node tests
+	.venv/bin/ruff check archive_node tests bench
+	.venv/bin/ruff format --check archive_node tests bench
 format:
-	.venv/bin/ruff format archive_node tests
-	.venv/bin/ruff check --fix archive_node tests
+	.venv/bin/ruff format archive_node tests bench
+	.venv/bin/ruff check --fix archive_node tests bench

@@ -117,7 +117,7 @@ class Handlers:
             yield _failure(status.UNABLE_TO_PROCESS, "identifier cannot be decoded"), None
             return
         for count, response in enumerate(self.service.find(peer, identifier, model)):
-            if count % CANCEL_CHECK_EVERY == 0:
+            if count and count % CANCEL_CHECK_EVERY == 0:
                 _let_the_reactor_read(event.assoc)
             if event.is_cancelled:
                 log.info("C-FIND from %s cancelled by the SCU", peer.ae_title)

@@ -1,0 +1,236 @@
+"""C-FIND latency of a real `archive-node serve` over a large synthetic index, per query type,
+on SQLite and PostgreSQL: python -m bench.find --studies 100000 [--backend sqlite|postgresql]."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT
+
+from archive_node.handlers import set_tcp_nodelay
+from archive_node.index import Index
+from archive_node.scu import echo
+from bench.corpus import DAYS, FIRST_DAY, Corpus, populate
+
+PG_ADMIN_URL = os.environ.get("ARCHIVE_NODE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1/test")
+RETURN_KEYS = (
+    "PatientName",
+    "PatientID",
+    "StudyDate",
+    "StudyDescription",
+    "AccessionNumber",
+    "ModalitiesInStudy",
+    "NumberOfStudyRelatedInstances",
+)
+
+
+def query_types(corpus: Corpus, rng: random.Random) -> dict[str, Callable[[], dict[str, str]]]:
+    """Each query type draws fresh values per run, so no run repeats the last one's cache."""
+    from datetime import timedelta
+
+    def day(offset: int = 0) -> str:
+        return (FIRST_DAY + timedelta(days=offset)).strftime("%Y%m%d")
+
+    def week() -> dict[str, str]:
+        start = rng.randrange(DAYS - 7)
+        return {"StudyDate": f"{day(start)}-{day(start + 6)}"}
+
+    return {
+        "PatientID exact": lambda: {
+            "PatientID": corpus.patient_id(rng.randrange(corpus.patients))
+        },
+        "AccessionNumber exact": lambda: {
+            "AccessionNumber": corpus.accession(rng.randrange(corpus.studies))
+        },
+        "StudyInstanceUID exact": lambda: {
+            "StudyInstanceUID": corpus.study_uid(rng.randrange(corpus.studies))
+        },
+        "StudyDate one week": week,
+        "PatientName prefix + date": lambda: {
+            "PatientName": rng.choice(["HANS*", "ØDEG*", "JOHAN*", "BERG*"]),
+            **week(),
+        },
+        "ModalitiesInStudy + one day": lambda: {
+            "ModalitiesInStudy": rng.choice(["US", "XC", "ES"]),
+            "StudyDate": day(rng.randrange(DAYS)),
+        },
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(root: Path, index_url: str) -> Iterator[int]:
+    """Run `archive-node serve` on a free port with this index; yield the port."""
+    port = free_port()
+    config = root / "archive-node.toml"
+    config.write_text(
+        f'[node]\nbind = "127.0.0.1"\nport = {port}\n'
+        f'[storage]\npath = "{root / "storage"}"\nmin_free_mb = 0\n'
+        f'[index]\nurl = "{index_url}"\n[query]\nmax_results = 10000\n[log]\nlevel = "WARNING"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_NODE_")}
+    cli = [sys.executable, "-m", "archive_node", "--config", str(config)]
+    subprocess.run([*cli, "init"], check=True, capture_output=True, env=env)
+    for args in (
+        ["ae", "add", "BENCH", "--hospital", "UNN", "--host", "127.0.0.1", "--allow", "echo,find"],
+    ):
+        subprocess.run([*cli, *args], check=True, capture_output=True, env=env)
+    proc = subprocess.Popen([*cli, "serve"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if echo("127.0.0.1", port, calling="BENCH", called="ARCHIVE", timeout=5) == 0:
+                    break
+            except Exception:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def measure(port: int, corpus: Corpus, runs: int, seed: int) -> dict[str, dict[str, float]]:
+    """p50/p95 milliseconds and mean matches of each query type, over one association."""
+    rng = random.Random(seed)
+    ae = AE(ae_title="BENCH")
+    ae.add_requested_context(STUDY_ROOT)
+    assoc = ae.associate(
+        "127.0.0.1", port, ae_title="ARCHIVE", evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
+    )
+    assert assoc.is_established, "the node refused the benchmark's association"
+    results = {}
+    try:
+        for name, draw in query_types(corpus, rng).items():
+            timings, counts = [], []
+            for _ in range(runs + 3):  # the first three warm the caches and are dropped
+                identifier = Dataset()
+                identifier.QueryRetrieveLevel = "STUDY"
+                identifier.StudyInstanceUID = ""
+                for keyword in RETURN_KEYS:
+                    setattr(identifier, keyword, "")
+                for keyword, value in draw().items():
+                    setattr(identifier, keyword, value)
+                started = time.perf_counter()
+                matches, final = 0, None
+                for rsp, _ in assoc.send_c_find(identifier, STUDY_ROOT):
+                    if rsp.Status in (0xFF00, 0xFF01):
+                        matches += 1
+                    else:
+                        final = rsp.Status
+                elapsed = (time.perf_counter() - started) * 1000
+                assert final == 0, f"{name}: final status 0x{final:04X}"
+                timings.append(elapsed)
+                counts.append(matches)
+            timings, counts = timings[3:], counts[3:]
+            results[name] = {
+                "p50_ms": statistics.median(timings),
+                "p95_ms": statistics.quantiles(timings, n=20)[-1],
+                "mean_matches": statistics.mean(counts),
+            }
+    finally:
+        assoc.release()
+    return results
+
+
+@contextlib.contextmanager
+def index_url_for(backend: str, root: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{root}/index.sqlite3"
+        return
+    import psycopg2
+
+    name = f"archive_node_bench_{os.getpid()}"
+    admin = psycopg2.connect(PG_ADMIN_URL)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def run(backend: str, studies: int, runs: int, seed: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="archive-node-bench-") as tmp:
+        root = Path(tmp)
+        with index_url_for(backend, root) as url:
+            index = Index.open(url)
+            index.init_schema()
+            started = time.perf_counter()
+            corpus = populate(index, studies, seed=seed)
+            if backend == "postgresql":
+                with index.session():
+                    index.db.execute_sql("ANALYZE")
+            populated = time.perf_counter() - started
+            index.close()
+            with serving(root, url) as port:
+                results = measure(port, corpus, runs, seed)
+    return {
+        "backend": backend,
+        "studies": corpus.studies,
+        "patients": corpus.patients,
+        "series": corpus.series,
+        "instances": corpus.instances,
+        "populate_s": round(populated, 1),
+        "queries": results,
+    }
+
+
+def table(reports: list[dict]) -> str:
+    lines = [
+        "| backend | studies | query | p50 ms | p95 ms | mean matches |",
+        "|---|---|---|---|---|---|",
+    ]
+    for report in reports:
+        for name, r in report["queries"].items():
+            lines.append(
+                f"| {report['backend']} | {report['studies']:,} | {name} | {r['p50_ms']:.1f} "
+                f"| {r['p95_ms']:.1f} | {r['mean_matches']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--studies", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--backend", choices=["sqlite", "postgresql", "both"], default="both", help="index"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    reports = [run(b, args.studies, args.runs, args.seed) for b in backends]
+    print(table(reports))
+    if args.json:
+        args.json.write_text(json.dumps(reports, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""The benchmark cannot rot: it runs end to end on a tiny corpus (numbers are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from bench import find as find_bench
+
+
+def test_find_benchmark_runs_on_a_tiny_corpus(tmp_path, capsys):
+    out = tmp_path / "find.json"
+    assert (
+        find_bench.main(
+            ["--studies", "200", "--runs", "3", "--backend", "sqlite", "--json", str(out)]
+        )
+        == 0
+    )
+    (report,) = json.loads(out.read_text())
+    assert report["studies"] == 200 and report["patients"] == 50
+    assert report["instances"] >= report["series"] >= 200
+    queries = report["queries"]
+    assert set(queries) == set(find_bench.query_types(None, None))
+    assert queries["StudyInstanceUID exact"]["mean_matches"] == 1
+    assert "| sqlite | 200 | PatientID exact |" in capsys.readouterr().out
