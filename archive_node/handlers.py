@@ -134,7 +134,7 @@ class Handlers:
 # pynetdicom's reactor reads the socket only when it has nothing queued to send, and its send
 # queue is unbounded: a query answering faster than the socket drains would neither see a
 # C-CANCEL nor bound its memory. Every this many responses the handler lets the queue empty.
-CANCEL_CHECK_EVERY = 32
+CANCEL_CHECK_EVERY = 64
 
 
 def _let_the_reactor_read(assoc: Any, timeout: float = 30.0) -> None:
