@@ -245,14 +245,14 @@ def computed_keys(
     if query.level == "STUDY":
         _study_keys(wanted, pks, result)
     if query.level == "SERIES" and "NumberOfSeriesRelatedInstances" in wanted:
-        counts = dict(
+        _counts(
+            result,
+            pks,
+            "NumberOfSeriesRelatedInstances",
             Instance.select(Instance.series, fn.COUNT(Instance.id))
             .where(Instance.series.in_(pks))
-            .group_by(Instance.series)
-            .tuples()
+            .group_by(Instance.series),
         )
-        for pk in pks:
-            result[pk]["NumberOfSeriesRelatedInstances"] = counts.get(pk, 0)
     return result
 
 
@@ -260,26 +260,35 @@ def _scoped(select: Any, scope: Expression | None) -> Any:
     return select if scope is None else select.where(scope)
 
 
+def _counts(
+    result: dict[int, dict[str, Any]], pks: Iterable[int], keyword: str, select: Any
+) -> None:
+    """Fill `keyword` from a SELECT of (pk, count) rows; 0 for the pks it does not name."""
+    counts = dict(select.tuples())
+    for pk in pks:
+        result[pk][keyword] = counts.get(pk, 0)
+
+
 def _study_keys(wanted: list[str], pks: list[int], result: dict[int, dict[str, Any]]) -> None:
     if "NumberOfStudyRelatedSeries" in wanted:
-        counts = dict(
+        _counts(
+            result,
+            pks,
+            "NumberOfStudyRelatedSeries",
             Series.select(Series.study, fn.COUNT(Series.id))
             .where(Series.study.in_(pks))
-            .group_by(Series.study)
-            .tuples()
+            .group_by(Series.study),
         )
-        for pk in pks:
-            result[pk]["NumberOfStudyRelatedSeries"] = counts.get(pk, 0)
     if "NumberOfStudyRelatedInstances" in wanted:
-        counts = dict(
+        _counts(
+            result,
+            pks,
+            "NumberOfStudyRelatedInstances",
             Instance.select(Series.study, fn.COUNT(Instance.id))
             .join(Series, on=(Instance.series == Series.id))
             .where(Series.study.in_(pks))
-            .group_by(Series.study)
-            .tuples()
+            .group_by(Series.study),
         )
-        for pk in pks:
-            result[pk]["NumberOfStudyRelatedInstances"] = counts.get(pk, 0)
     if "ModalitiesInStudy" in wanted:
         _distinct(
             result,
