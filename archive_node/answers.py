@@ -7,8 +7,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from pydicom.charset import python_encoding
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -45,11 +45,7 @@ def response_identifier(
         if keyword in values:
             answer.add_new(tag, _vr(tag), _value(values[keyword]))
         elif header is not None and tag in header:
-            try:
-                answer.add(header[tag])
-            except Exception:  # an unreadable value in the file is answered empty
-                log.debug("unreadable %s in a stored header, answered empty", keyword)
-                answer.add_new(tag, _vr(tag), None)
+            answer.add(_from_header(header, tag, query.sequence_keys.get(keyword)))
         else:
             answer.add_new(tag, _vr(tag), None)
     charset = choose_character_set(query.character_set, _texts(answer))
@@ -58,26 +54,83 @@ def response_identifier(
     return answer
 
 
+# Single-byte and Unicode character sets an answer may be given in (PS3.3 C.12.1.1.2), with
+# their Python codecs. ISO_IR 6 is ASCII: pydicom's own table maps it to Latin-1, which would
+# label Latin-1 bytes as ASCII. ISO 2022 code extensions are answered in UTF-8 instead.
+CODECS = {
+    "ISO_IR 6": "ascii",
+    "ISO_IR 100": "latin_1",
+    "ISO_IR 101": "iso8859_2",
+    "ISO_IR 109": "iso8859_3",
+    "ISO_IR 110": "iso8859_4",
+    "ISO_IR 144": "iso8859_5",
+    "ISO_IR 127": "iso8859_6",
+    "ISO_IR 126": "iso8859_7",
+    "ISO_IR 138": "iso8859_8",
+    "ISO_IR 148": "iso8859_9",
+    "ISO_IR 203": "iso8859_15",
+    "ISO_IR 166": "tis_620",
+    "ISO_IR 192": "utf_8",
+    "GB18030": "gb18030",
+    "GBK": "gbk",
+}
+# Other data elements than text are answered empty when read from a file: C-FIND carries
+# attributes, not bulk data (an encapsulated document, a waveform, an icon).
+_BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_MAX_VALUE = 64 * 1024  # longest text value read from a file into an answer
+
+
 def choose_character_set(requested: tuple[str, ...], texts: Iterable[str]) -> str | None:
     """The request's own character set when it can encode every value, else UTF-8; None when
     everything is ASCII and the request named no character set (the default repertoire)."""
     texts = list(texts)
     if all(text.isascii() for text in texts):
         return "\\".join(requested) if requested else None
-    if len(requested) == 1 and requested[0] in python_encoding:
-        codec = python_encoding[requested[0]]
-        try:
-            for text in texts:
-                text.encode(codec)
-        except UnicodeEncodeError:
-            return UTF8
-        return requested[0]
-    return UTF8
+    codec = CODECS.get(requested[0]) if len(requested) == 1 else None
+    if codec is None:
+        return UTF8
+    try:
+        for text in texts:
+            text.encode(codec)
+    except UnicodeEncodeError:
+        return UTF8
+    return requested[0]
+
+
+def _from_header(dataset: Dataset, tag: int, wanted: tuple[str, ...] | None) -> DataElement:
+    """A requested attribute as stored in a file, bounded: bulk data and oversized values are
+    answered empty, and a sequence carries only the item keys the request named (all of its
+    non-bulk attributes when the request's sequence was empty, PS3.4 C.2.2.2.6)."""
+    try:
+        element = dataset[tag]
+        vr = element.VR
+        if vr == "SQ":
+            items = []
+            for item in element.value:
+                copy = Dataset()
+                for sub in item:
+                    if sub.tag.is_private or (wanted and sub.keyword not in wanted):
+                        continue
+                    copy.add(_from_header(item, sub.tag, None))
+                items.append(copy)
+            return DataElement(tag, "SQ", items)
+        value = element.value
+        too_long = isinstance(value, str | bytes) and len(value) > _MAX_VALUE
+        if vr in _BULK_VRS or too_long:
+            return DataElement(tag, vr, None)
+        return element
+    except Exception:  # an unreadable value in the file is answered empty
+        log.debug(
+            "unreadable %04X,%04X in a stored header, answered empty", tag >> 16, tag & 0xFFFF
+        )
+        return DataElement(tag, _vr(tag), None)
 
 
 def _vr(tag: int) -> str:
-    vr = dictionary_VR(tag)
-    return vr.split(" or ")[0]
+    try:
+        return dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        return "UN"
 
 
 def _value(value: Any) -> Any:

@@ -150,8 +150,8 @@ SETTINGS: tuple[Setting, ...] = (
         "max_results",
         int,
         5000,
-        "Most matches one C-FIND answers; past it the SCU gets the first ones and a final "
-        "0xA700 telling it to narrow the query.",
+        "Most matches one C-FIND answers; past it the SCU gets that many and a final 0xA700 "
+        "telling it to narrow the query.",
         minimum=1,
     ),
     Setting(

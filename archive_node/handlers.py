@@ -153,7 +153,7 @@ def _failure(code: int, comment: str, keyword: str | None = None) -> Dataset:
     """A status with its Error Comment (LO, at most 64 characters) and Offending Element."""
     answer = Dataset()
     answer.Status = code
-    answer.ErrorComment = comment[:64]
+    answer.ErrorComment = comment.replace("\\", "/")[:64]  # a backslash would split the LO
     if keyword and (tag := tag_for_keyword(keyword)) is not None:
         answer.OffendingElement = [tag]
     return answer

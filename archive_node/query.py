@@ -4,7 +4,7 @@ PS3.4 C.2.2.2 and C.4.1 (no database here)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
@@ -130,6 +130,8 @@ class Query:
     study_datetime: tuple[str, str] | None = None
     # requested keys the index does not hold: read from the file at IMAGE level, else empty
     unknown: tuple[str, ...] = ()
+    # for requested sequences: the keys their first item names (none: the whole items)
+    sequence_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def condition(self, keyword: str) -> Condition | None:
         return next((c for c in self.conditions if c.keyword == keyword), None)
@@ -164,6 +166,7 @@ def parse_query(identifier: Dataset, model: str) -> Query:
     conditions: list[Condition] = []
     requested: list[str] = []
     unknown: list[str] = []
+    sequence_keys: dict[str, tuple[str, ...]] = {}
     values: dict[str, str] = {}
     for tag in list(identifier.keys()):
         keyword = keyword_for_tag(tag)
@@ -181,6 +184,8 @@ def parse_query(identifier: Dataset, model: str) -> Query:
         own_level = key_level(keyword, model)
         if own_level is None or element.VR == "SQ":  # sequence matching is not offered
             unknown.append(keyword)
+            if element.VR == "SQ":
+                sequence_keys[keyword] = _item_keys(element)
             continue
         if level_rank(own_level) > level_rank(level):
             continue  # a key below the query level is not part of this query (C.4.1.1.3)
@@ -206,7 +211,9 @@ def parse_query(identifier: Dataset, model: str) -> Query:
         if condition.kind == "range" and low and high and low > high:
             raise InvalidQuery(
                 status.UNABLE_TO_PROCESS,
-                f"{condition.keyword} range {values[condition.keyword]!r} ends before it starts",
+                f"{condition.keyword} range "
+                f"{_shown(KEYS[condition.keyword], values[condition.keyword])} "
+                "ends before it starts",
                 condition.keyword,
             )
     if (
@@ -227,7 +234,18 @@ def parse_query(identifier: Dataset, model: str) -> Query:
         character_set=character_set,
         study_datetime=study_datetime,
         unknown=tuple(unknown),
+        sequence_keys=sequence_keys,
     )
+
+
+def _item_keys(element: Any) -> tuple[str, ...]:
+    """The keywords a requested sequence's first item names (PS3.4 C.2.2.2.6); none when it
+    has no item, or one that cannot be read: then its items are answered whole."""
+    try:
+        items = element.value
+        return tuple(e.keyword for e in items[0] if e.keyword) if items else ()
+    except Exception:
+        return ()
 
 
 def _level(identifier: Dataset, levels: tuple[str, ...]) -> str:
@@ -307,6 +325,7 @@ def _value_text(element: Any, key: Key) -> str:
 def _condition(key: Key, text: str) -> Condition | None:
     """Apply PS3.4 C.2.2.2 to one key's value; None for universal matching."""
     keyword, vr = key.keyword, key.vr
+    _check_text(key, text)
     if text == "" or text == "*":
         return None  # C.2.2.2.3 Universal Matching (a lone * is universal too, C.2.2.2.4)
     if "\\" in text:
@@ -326,16 +345,56 @@ def _condition(key: Key, text: str) -> Condition | None:
         if vr not in _WILDCARD_VRS:
             raise InvalidQuery(
                 status.UNABLE_TO_PROCESS,
-                f"{keyword} ({vr}) allows no wildcards: {text!r}",
+                f"{keyword} ({vr}) allows no wildcards: {_shown(key, text)}",
                 keyword,
             )
-        return Condition(keyword, "wildcard", (_normalised(vr, text),))  # C.2.2.2.4
+        if vr == "PN":
+            return Condition(keyword, "wildcard", _name_patterns(text))
+        return Condition(keyword, "wildcard", (text,))  # C.2.2.2.4
     _check_single(key, text)
     return Condition(keyword, "single", (_normalised(vr, text),))  # C.2.2.2.1
 
 
 def _normalised(vr: str, text: str) -> str:
     return name_key(text) if vr == "PN" else text
+
+
+def _name_patterns(text: str) -> tuple[str, ...]:
+    """A PN wildcard as name_key patterns, any of which may match: stored keys lose their
+    empty trailing components, so 'HANSEN^*' must also find a stored 'HANSEN'."""
+    pattern = name_key(text)
+    patterns = [pattern]
+    while pattern.endswith("^*"):
+        pattern = pattern[:-2]
+        patterns.append(pattern)
+    return tuple(patterns)
+
+
+# PS3.5 6.2: the longest value of each VR a matching key may have (PN: three groups of 64).
+_MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 194, "UI": 64, "IS": 12}
+
+
+def _shown(key: Key, text: str) -> str:
+    """A refused value as the log and the Error Comment may show it: the patient's own
+    attributes (birth date, ID) are not repeated."""
+    return "(value withheld)" if key.level == "PATIENT" else repr(text)
+
+
+def _check_text(key: Key, text: str) -> None:
+    """Refuse control characters and values longer than the VR allows, before any SQL sees
+    them (a NUL or a 100 kB pattern is no query)."""
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+        raise InvalidQuery(
+            status.UNABLE_TO_PROCESS, f"{key.keyword} contains control characters", key.keyword
+        )
+    limit = _MAX_LENGTH.get(key.vr)
+    longest = max((len(item) for item in text.split("\\")), default=0)
+    if limit is not None and longest > limit:
+        raise InvalidQuery(
+            status.UNABLE_TO_PROCESS,
+            f"{key.keyword} is longer than {limit} characters ({key.vr})",
+            key.keyword,
+        )
 
 
 def _check_name(key: Key, text: str) -> bool:
@@ -362,12 +421,16 @@ def _check_single(key: Key, text: str) -> None:
     if key.vr == "UI":
         if not is_valid_uid(text):
             raise InvalidQuery(
-                status.UNABLE_TO_PROCESS, f"{keyword} {text!r} is not a valid UID", keyword
+                status.UNABLE_TO_PROCESS,
+                f"{keyword} {_shown(key, text)} is not a valid UID",
+                keyword,
             )
     elif key.vr == "IS":
         if _INTEGER_RE.fullmatch(text) is None or not -(2**31) <= int(text) < 2**31:
             raise InvalidQuery(
-                status.UNABLE_TO_PROCESS, f"{keyword} {text!r} is not an integer", keyword
+                status.UNABLE_TO_PROCESS,
+                f"{keyword} {_shown(key, text)} is not an integer",
+                keyword,
             )
     elif "*" in text or "?" in text:
         raise InvalidQuery(status.UNABLE_TO_PROCESS, f"{keyword}: no wildcards in a list", keyword)
@@ -379,7 +442,7 @@ def _date_time_condition(key: Key, text: str) -> Condition:
     if "*" in text or "?" in text:
         raise InvalidQuery(
             status.UNABLE_TO_PROCESS,
-            f"{keyword} ({vr}) allows no wildcards: {text!r}",
+            f"{keyword} ({vr}) allows no wildcards: {_shown(key, text)}",
             keyword,
         )
     try:
@@ -397,14 +460,16 @@ def _date_time_condition(key: Key, text: str) -> Condition:
     except ValueError as exc:
         raise InvalidQuery(
             status.UNABLE_TO_PROCESS,
-            f"{keyword} {text!r} is not a {_VR_NAMES[vr]} or range: {exc}",
+            f"{keyword} {_shown(key, text)} is not a {_VR_NAMES[vr]} or range: {exc}",
             keyword,
         ) from None
     # A backwards time range is fine inside a combined date-time range (22:00 one day to 06:00
     # the next): parse_query checks time ranges once it knows whether they are combined.
     if vr != "TM" and low and high and low > high:
         raise InvalidQuery(
-            status.UNABLE_TO_PROCESS, f"{keyword} range {text!r} ends before it starts", keyword
+            status.UNABLE_TO_PROCESS,
+            f"{keyword} range {_shown(key, text)} ends before it starts",
+            keyword,
         )
     return Condition(keyword, "range", (low, high))
 

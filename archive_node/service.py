@@ -333,7 +333,7 @@ class ArchiveService:
             )
             return
         if overflow:
-            comment = f"more than {limit} matches: the first {limit} sent; narrow the query"
+            comment = f"more than {limit} matches, {limit} sent: narrow the query"
             log.warning("C-FIND from %s: %s (query.max_results)", peer.ae_title, comment)
             yield FindResponse(status.OUT_OF_RESOURCES, comment=comment)
             return

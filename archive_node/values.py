@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import unicodedata
 from datetime import date
 
 _UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -144,13 +145,15 @@ def datetime_span(stored_date: str, stored_time: str) -> tuple[str, str]:
 
 
 def name_key(name: str) -> str:
-    """How a person name is compared: its alphabetic component group, casefolded, without the
-    empty trailing components ('ØDEGÅRD^ÅSE^^^' -> 'ødegård^åse').
+    """How a person name is compared: its alphabetic component group, in Unicode NFC, lower
+    case, without the empty trailing components ('ØDEGÅRD^ÅSE^^^' -> 'ødegård^åse').
 
-    Case is not significant in PN matching, accents are (PS3.4 C.2.2.2.1 allows both).
+    Case is not significant in PN matching, accents are (PS3.4 C.2.2.2.1 allows both). NFC
+    makes a decomposed 'ø' equal to a composed one; lower() (not casefold()) keeps every
+    letter one character, so 'GRO?' still finds 'GROß'.
     """
-    alphabetic = name.split("=", 1)[0]
+    alphabetic = unicodedata.normalize("NFC", name.split("=", 1)[0])
     components = [part.strip() for part in alphabetic.split("^")]
     while components and not components[-1]:
         components.pop()
-    return "^".join(components).casefold()
+    return "^".join(components).lower()

@@ -118,13 +118,15 @@ def populate(index: Index, studies: int, seed: int = 1, batch: int = 2000) -> Co
             rows = []
             for number in range(start, min(start + batch, n_patients)):
                 name = f"{rng.choice(FAMILY)}^{rng.choice(GIVEN)}"
+                birth_date = f"{rng.randint(1930, 2020)}0101"
                 rows.append(
                     {
                         "patient_id": f"PID{number:07d}",
                         "issuer": HOSPITALS[number % len(HOSPITALS)],
                         "patient_name": name,
                         "name_key": name_key(name),
-                        "birth_date": f"{rng.randint(1930, 2020)}0101",
+                        "birth_date": birth_date,
+                        "birth_key": birth_date,  # already a valid YYYYMMDD
                         "sex": rng.choice("FMO"),
                     }
                 )

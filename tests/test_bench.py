@@ -19,6 +19,7 @@ def test_find_benchmark_runs_on_a_tiny_corpus(tmp_path, capsys):
     assert report["studies"] == 200 and report["patients"] == 50
     assert report["instances"] >= report["series"] >= 200
     queries = report["queries"]
-    assert set(queries) == set(find_bench.query_types(None, None))
+    scoped = {f"{name} (scope hospital)" for name in find_bench.SCOPED_TYPES}
+    assert set(queries) == set(find_bench.query_types(None, None)) | scoped
     assert queries["StudyInstanceUID exact"]["mean_matches"] == 1
     assert "| sqlite | 200 | PatientID exact |" in capsys.readouterr().out

@@ -4,6 +4,7 @@ character sets, cancel, the result cap and bad identifiers."""
 from __future__ import annotations
 
 import logging
+import unicodedata
 
 import pytest
 from pydicom.dataset import Dataset
@@ -608,3 +609,171 @@ def test_no_patient_data_in_info_logs(node, region, caplog):
     assert "C-FIND STUDY level from UNN_WS" in caplog.text
     for secret in ("ØDEG", "ODEG", "P1", "HANSEN"):
         assert secret not in caplog.text
+
+
+# -- found in review: scope per instance, character sets, file values, hostile values ----------
+
+
+@pytest.fixture
+def shared_study(node):
+    """One study that UNN started (CT) and NLSH added a series to (US), same patient."""
+    reg = node.service.registry
+    reg.add_ae("NLSH_WS", "NLSH", host="127.0.0.1", allow="find", scope="hospital")
+    reg.add_ae("UNN_LOCAL", "UNN", host="127.0.0.1", allow="find", scope="hospital")
+    study = generate_uid()
+    unn = factory.ct(study_uid=study, patient_id="P9", issuer="FNR")
+    nlsh = factory.us_multiframe(study_uid=study, patient_id="P9", issuer="FNR")
+    assert store(node, unn, "UNN_US") == status.SUCCESS
+    assert store(node, nlsh, "NLSH_CAM") == status.SUCCESS
+    return study, unn, nlsh
+
+
+def test_hospital_scope_sees_only_its_own_instances_of_a_shared_study(node, shared_study):
+    study, unn, nlsh = shared_study
+    counts = {
+        "NumberOfStudyRelatedSeries": "",
+        "NumberOfStudyRelatedInstances": "",
+        "ModalitiesInStudy": "",
+        "NumberOfPatientRelatedInstances": "",
+    }
+    expected = {
+        "UNN_LOCAL": (1, 1, "CT", 1, unn),
+        "NLSH_WS": (1, 1, "US", 1, nlsh),
+        "UNN_WS": (2, 2, ["CT", "US"], 2, None),
+    }
+    for calling, (n_series, n_instances, modalities, n_patient, own) in expected.items():
+        _, (answer,) = find(
+            node, identifier("STUDY", StudyInstanceUID=study, **counts), calling=calling
+        )
+        assert answer.NumberOfStudyRelatedSeries == n_series, calling
+        assert answer.NumberOfStudyRelatedInstances == n_instances, calling
+        assert answer.ModalitiesInStudy == modalities, calling
+        assert answer.NumberOfPatientRelatedInstances == n_patient, calling
+        _, series = find(
+            node,
+            identifier("SERIES", StudyInstanceUID=study, SeriesInstanceUID=""),
+            calling=calling,
+        )
+        if own is not None:
+            assert [s.SeriesInstanceUID for s in series] == [own.SeriesInstanceUID], calling
+            query = identifier(
+                "IMAGE", StudyInstanceUID=study, SeriesInstanceUID=own.SeriesInstanceUID, Rows=""
+            )
+            _, (image,) = find(node, query, calling=calling)
+            assert image.SOPInstanceUID == own.SOPInstanceUID
+            other = nlsh if own is unn else unn
+            query = identifier(
+                "IMAGE", StudyInstanceUID=study, SeriesInstanceUID=other.SeriesInstanceUID
+            )
+            assert find(node, query, calling=calling)[1] == []
+    # ModalitiesInStudy matches on the visible series only
+    _, unseen = find(
+        node, identifier("STUDY", ModalitiesInStudy="US", PatientID="P9"), calling="UNN_LOCAL"
+    )
+    assert unseen == []
+    _, seen = find(
+        node, identifier("STUDY", ModalitiesInStudy="US", PatientID="P9"), calling="NLSH_WS"
+    )
+    assert study_uids(seen) == {study}
+
+
+@pytest.mark.parametrize("charset", ["ISO_IR 6", "ISO 2022 IR 6"])
+def test_an_ascii_query_gets_non_ascii_answers_in_utf8(node, region, charset):
+    query = identifier(
+        "STUDY", SpecificCharacterSet=charset, StudyInstanceUID=region["us"], PatientName=""
+    )
+    final, (answer,) = find(node, query)
+    assert final.Status == status.SUCCESS
+    assert answer.SpecificCharacterSet == "ISO_IR 192"
+    assert str(answer.PatientName) == "ØDEGÅRD^ÅSE"
+
+
+def test_image_level_answers_no_bulk_data_and_only_the_requested_item_keys(node, registry):
+    pdf = factory.encapsulated_pdf()
+    pdf.EncapsulatedDocument = b"%PDF-1.4\n" + b"x" * 200_000
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "T-D1100", "SRT", "Head"
+    pdf.AnatomicRegionSequence = [code]
+    assert store(node, pdf) == status.SUCCESS
+    wanted = Dataset()
+    wanted.CodeMeaning = ""
+    query = identifier(
+        "IMAGE",
+        StudyInstanceUID=pdf.StudyInstanceUID,
+        SeriesInstanceUID=pdf.SeriesInstanceUID,
+        EncapsulatedDocument=b"",
+        MIMETypeOfEncapsulatedDocument="",
+        AnatomicRegionSequence=[wanted],
+    )
+    final, (answer,) = find(node, query)
+    assert final.Status == status.SUCCESS
+    assert answer.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    assert not answer.EncapsulatedDocument  # bulk data is not an attribute to answer with
+    (item,) = answer.AnatomicRegionSequence
+    assert [e.keyword for e in item] == ["CodeMeaning"] and item.CodeMeaning == "Head"
+    query.AnatomicRegionSequence = []  # an empty sequence asks for the items whole
+    _, (answer,) = find(node, query)
+    assert answer.AnatomicRegionSequence[0].CodeValue == "T-D1100"
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"PatientID": "A\x00B"},
+        {"AccessionNumber": "A\x07"},
+        {"StudyDescription": "x" * 65},
+        {"PatientName": "A" * 60_000 + "*"},
+    ],
+    ids=["nul", "bell", "LO-too-long", "huge-pattern"],
+)
+def test_control_characters_and_oversized_values_are_refused(node, region, keys):
+    assoc = associate(node, "UNN_WS", [STUDY_ROOT])
+    try:
+        final, matches = _collect(assoc.send_c_find(identifier("STUDY", **keys), STUDY_ROOT))
+        assert final.Status == status.UNABLE_TO_PROCESS and matches == []
+        final, matches = _collect(
+            assoc.send_c_find(identifier("STUDY", PatientID="P1"), STUDY_ROOT)
+        )
+        assert final.Status == status.SUCCESS and len(matches) == 3
+    finally:
+        assoc.release()
+
+
+def test_name_matching_edges(node, registry):
+    names = {"GROß^KARL": None, "HANSEN": None, "ØDEGÅRD^ÅSE": None}
+    for number, name in enumerate(names):
+        ds = factory.secondary_capture(
+            patient_id=f"EDGE{number}", patient_name=name, charset="ISO_IR 192"
+        )
+        names[name] = ds.StudyInstanceUID
+        assert store(node, ds) == status.SUCCESS
+    cases = {
+        "GRO?^KARL": "GROß^KARL",  # ß stays one letter
+        "HANSEN^*": "HANSEN",  # a stored name without given name
+        "HANSEN^": "HANSEN",
+        unicodedata.normalize("NFD", "ødegård^åse"): "ØDEGÅRD^ÅSE",  # decomposed query
+    }
+    for pattern, name in cases.items():
+        query = identifier("STUDY", SpecificCharacterSet="ISO_IR 192", PatientName=pattern)
+        final, matches = find(node, query)
+        assert final.Status == status.SUCCESS
+        assert study_uids(matches) == {names[name]}, pattern
+
+
+def test_acr_nema_birth_dates_match_as_dates(node, registry):
+    ds = factory.secondary_capture(patient_id="OLD")
+    ds.PatientBirthDate = "1970.01.02"
+    assert store(node, ds) == status.SUCCESS
+    for value in ("19700102", "19700101-19700103", "-19700102"):
+        final, matches = find(node, identifier("STUDY", PatientBirthDate=value))
+        assert final.Status == status.SUCCESS
+        assert study_uids(matches) == {ds.StudyInstanceUID}, value
+        assert matches[0].PatientBirthDate == "1970.01.02"  # answered as stored
+
+
+def test_error_comment_never_carries_a_backslash():
+    from archive_node.handlers import _failure
+
+    answer = _failure(status.UNABLE_TO_PROCESS, "StudyTime '10\\11' is wrong", "StudyTime")
+    assert answer.ErrorComment == "StudyTime '10/11' is wrong"
+    assert answer.OffendingElement == 0x00080030

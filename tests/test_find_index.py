@@ -13,7 +13,7 @@ from archive_node.header import InstanceHeader
 from archive_node.index import search
 from archive_node.index.models import Patient, SchemaInfo, Study
 from archive_node.policy import Peer
-from archive_node.query import STUDY_ROOT, parse_query
+from archive_node.query import PATIENT_ROOT, STUDY_ROOT, parse_query
 from tests import factory
 
 PEER = Peer("UNN_WS", "UNN", "UNN", "127.0.0.1", None, frozenset({"find"}), "region")
@@ -78,6 +78,7 @@ def test_schema_1_index_is_upgraded_with_matching_keys_filled(service, registry)
         if sqlite:  # SQLite's DROP COLUMN rechecks foreign keys; outside a transaction only
             db.execute_sql("PRAGMA foreign_keys = OFF")
         db.execute_sql('DROP INDEX IF EXISTS "study_datetime_key"')
+        db.execute_sql('ALTER TABLE "patient" DROP COLUMN "birth_key"')
         for column in (
             "time_key",
             "time_end_key",
@@ -100,6 +101,7 @@ def test_schema_1_index_is_upgraded_with_matching_keys_filled(service, registry)
         assert study.datetime_end_key == "20240110101559.999999"
         assert study.referring_key == "lægen^kari"
         assert Patient.get().name_key == "ødegård^åse"
+        assert Patient.get().birth_key == "19700101"
     assert find_uids(service, PatientName="ødegård^åse", StudyDate="20240110") == {h.study_uid}
 
 
@@ -115,18 +117,43 @@ SELECTIVE = [
 ]
 
 
+SCOPED = [
+    pytest.param("PATIENT", {"PatientID": "P1"}, id="PATIENT-PatientID"),
+    pytest.param("STUDY", {"PatientID": "P1"}, id="STUDY-PatientID"),
+    pytest.param("STUDY", {"StudyDate": "20240101-20240131"}, id="STUDY-date-range"),
+    pytest.param(
+        "STUDY", {"AccessionNumber": "A1", "ModalitiesInStudy": "US"}, id="STUDY-acc-mod"
+    ),
+    pytest.param("SERIES", {"StudyInstanceUID": "1.2.3"}, id="SERIES"),
+    pytest.param(
+        "IMAGE", {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4"}, id="IMAGE"
+    ),
+]
+
+
 @pytest.mark.parametrize("keys", SELECTIVE)
 def test_selective_study_queries_never_scan_a_table(service, registry, keys):
+    assert_no_table_scan(service, "STUDY", keys, hospital=None)
+
+
+@pytest.mark.parametrize(("level", "keys"), SCOPED)
+def test_hospital_scoped_queries_never_scan_a_table(service, registry, level, keys):
+    assert_no_table_scan(service, level, keys, hospital="UNN")
+
+
+def assert_no_table_scan(service, level: str, keys: dict[str, str], hospital: str | None):
     for _ in range(3):
         record(service)
     query = Dataset()
-    query.QueryRetrieveLevel = "STUDY"
+    query.QueryRetrieveLevel = level
     for keyword, value in keys.items():
         setattr(query, keyword, value)
-    select = search.matches_select(service.index.db, parse_query(query, STUDY_ROOT), None)
-    sql, params = select.limit(100).sql()
+    model = PATIENT_ROOT if level == "PATIENT" else STUDY_ROOT
     db = service.index.db
     with service.index.session():
+        scope = search.hospital_pk(hospital)
+        select = search.matches_select(db, parse_query(query, model), scope)
+        sql, params = select.limit(100).sql()
         if isinstance(db, SqliteDatabase):
             plan = [row[3] for row in db.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
             # Every table is reached by SEARCH on an index; a SCAN reads the whole table.

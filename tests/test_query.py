@@ -871,7 +871,9 @@ def test_datetime_span(stored_date, stored_time, span):
         pytest.param("DOE^JOHN=", "doe^john", id="empty-group"),
         pytest.param("=山田^太郎", "", id="no-alphabetic-group"),
         pytest.param("MÜLLER^JOSÉ", "müller^josé", id="accents-kept"),
-        pytest.param("STRAẞE", "strasse", id="casefold-not-lower"),
+        pytest.param("STRAẞE", "straße", id="one-letter-stays-one-letter"),
+        pytest.param("GROß^KARL", "groß^karl", id="sharp-s-kept"),
+        pytest.param("O\u0308DEGA\u030aRD", "ödegård", id="decomposed-is-composed"),
         pytest.param("^^^", "", id="only-delimiters"),
     ],
 )
@@ -904,3 +906,75 @@ def test_name_key(name, key):
 )
 def test_choose_character_set(requested, texts, chosen):
     assert choose_character_set(requested, texts) == chosen
+
+
+# -- values no SQL should see, and PN patterns ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        pytest.param("PatientID", "A\x00B", id="LO-nul"),
+        pytest.param("AccessionNumber", "A\x1b", id="SH-escape"),
+        pytest.param("StudyDescription", "tab\there", id="LO-tab"),
+        pytest.param("StudyDescription", "x" * 65, id="LO-65"),
+        pytest.param("AccessionNumber", "x" * 17, id="SH-17"),
+        pytest.param("Modality", "x" * 17, id="CS-17"),
+        pytest.param("PatientName", "A" * 195, id="PN-195"),
+        pytest.param("SOPClassesInStudy", "1.2\\" + "1" * 65, id="UI-list-item-65"),
+    ],
+)
+def test_control_characters_and_overlong_values_are_refused(keyword, value):
+    level = "SERIES" if keyword == "Modality" else "STUDY"
+    keys = {"StudyInstanceUID": "1.2.3"} if level == "SERIES" else {}
+    error = refusal(level, **keys, **{keyword: value})
+    assert (error.status, error.keyword) == (UNABLE, keyword)
+
+
+def test_longest_allowed_values_are_accepted():
+    query = find("STUDY", StudyDescription="x" * 64, AccessionNumber="y" * 16)
+    assert {c.keyword for c in query.conditions} == {"StudyDescription", "AccessionNumber"}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "patterns"),
+    [
+        pytest.param("HANSEN^*", ("hansen^*", "hansen"), id="any-given-name-or-none"),
+        pytest.param("HANSEN^*^*", ("hansen^*^*", "hansen^*", "hansen"), id="two-components"),
+        pytest.param("HANS*", ("hans*",), id="plain-prefix"),
+        pytest.param("*^OLA", ("*^ola",), id="given-name"),
+    ],
+)
+def test_name_wildcards_also_match_names_without_the_trailing_components(pattern, patterns):
+    assert find("STUDY", PatientName=pattern).condition("PatientName").values == patterns
+
+
+def test_patient_values_are_not_repeated_in_errors():
+    error = refusal("STUDY", PatientBirthDate="1970-13-45")
+    assert "1970" not in str(error) and "withheld" in str(error)
+    error = refusal("STUDY", StudyDate="2020-13-45")
+    assert "2020-13-45" in str(error)
+
+
+def test_requested_sequence_remembers_its_item_keys():
+    item = Dataset()
+    item.CodeMeaning = ""
+    query = find("STUDY", AnatomicRegionSequence=[item], ProcedureCodeSequence=[])
+    assert query.sequence_keys == {
+        "AnatomicRegionSequence": ("CodeMeaning",),
+        "ProcedureCodeSequence": (),
+    }
+    assert {"AnatomicRegionSequence", "ProcedureCodeSequence"} <= set(query.unknown)
+
+
+@pytest.mark.parametrize(
+    ("requested", "texts", "expected"),
+    [
+        pytest.param(("ISO_IR 6",), ["ØDEGÅRD"], "ISO_IR 192", id="IR6-is-ascii"),
+        pytest.param(("ISO 2022 IR 6",), ["ØDEGÅRD"], "ISO_IR 192", id="2022-IR6-is-ascii"),
+        pytest.param(("ISO_IR 6",), ["HANSEN"], "ISO_IR 6", id="IR6-ascii-text"),
+        pytest.param(("ISO_IR 101",), ["Łódź"], "ISO_IR 101", id="latin2"),
+    ],
+)
+def test_character_set_table(requested, texts, expected):
+    assert choose_character_set(requested, texts) == expected

@@ -68,13 +68,15 @@ class Patient(BaseModel):
     name_key = TextField(default="")  # values.name_key(patient_name), for PN matching
     birth_date = TextField(default="")
     sex = TextField(default="")
+    birth_key = TextField(default="")  # values.date_key(birth_date), for DA matching (schema 2)
 
     class Meta:
         indexes = ((("patient_id", "issuer"), True),)
 
 
 class Study(BaseModel):
-    """A study; its hospital is the one whose AE sent its first instance (the scope unit)."""
+    """A study; its hospital is the one whose AE sent its first instance (scope hospital looks
+    further, at each instance's hospital: index/search.py)."""
 
     study_uid = CharField(max_length=64, unique=True)
     patient = ForeignKeyField(Patient, backref="studies", on_delete="RESTRICT", index=True)

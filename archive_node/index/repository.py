@@ -11,7 +11,7 @@ from peewee import JOIN, Database, DatabaseError, IntegrityError, fn
 
 from ..errors import Conflict, IndexUnavailable, NotFound
 from ..query import Query
-from ..values import name_key
+from ..values import date_key, name_key
 from . import search
 from .database import database, open_database
 from .models import ApplicationEntity, Hospital, Instance, Patient, Series, Study, utcnow
@@ -289,6 +289,7 @@ class Index:
             patient_name=name,
             name_key=name_key(name),
             birth_date=h.patient_birth_date,
+            birth_key=date_key(h.patient_birth_date),
             sex=h.patient_sex,
         ).on_conflict_ignore().execute()
         patient = Patient.get((Patient.patient_id == h.patient_id) & (Patient.issuer == issuer))
@@ -301,6 +302,8 @@ class Index:
         if changed:  # the latest non-empty demographics win
             if "patient_name" in changed:
                 changed["name_key"] = name_key(name)
+            if "birth_date" in changed:
+                changed["birth_key"] = date_key(h.patient_birth_date)
             Patient.update(**changed).where(Patient.id == patient.id).execute()
         return patient
 

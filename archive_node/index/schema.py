@@ -7,7 +7,7 @@ from collections.abc import Callable
 from peewee import Database
 
 from ..errors import SchemaError
-from ..values import datetime_span, name_key, time_span
+from ..values import date_key, datetime_span, name_key, time_span
 from .models import MODELS, Patient, SchemaInfo, Study
 
 SCHEMA_VERSION = 2
@@ -30,8 +30,8 @@ def study_spans(study_date: str, study_time: str) -> dict[str, str]:
 
 
 def _add_matching_keys(db: Database) -> None:
-    """Schema 2 (C-FIND): study time and date-time spans, the referring physician's key, and
-    name keys of patients recomputed from their alphabetic component group."""
+    """Schema 2 (C-FIND): study time and date-time spans, the referring physician's and the
+    birth date's matching keys, and patients' name keys recomputed (values.name_key)."""
     # Plain SQL, the same on both backends: playhouse's SQLite migrator adds a NOT NULL column
     # by rebuilding the table, which the foreign keys refuse inside a transaction.
     for column in (
@@ -43,14 +43,18 @@ def _add_matching_keys(db: Database) -> None:
     ):
         db.execute_sql(f'ALTER TABLE "study" ADD COLUMN "{column}" TEXT NOT NULL DEFAULT \'\'')
     db.execute_sql('CREATE INDEX "study_datetime_key" ON "study" ("datetime_key")')
+    db.execute_sql('ALTER TABLE "patient" ADD COLUMN "birth_key" TEXT NOT NULL DEFAULT \'\'')
     query = Study.select(Study.id, Study.study_date, Study.study_time, Study.referring_physician)
     for row in list(query.tuples()):  # read first: no cursor open on a table being updated
         study_id, study_date, study_time, referring = row
         Study.update(
             **study_spans(study_date, study_time), referring_key=name_key(referring)
         ).where(Study.id == study_id).execute()
-    for patient_id, name in list(Patient.select(Patient.id, Patient.patient_name).tuples()):
-        Patient.update(name_key=name_key(name)).where(Patient.id == patient_id).execute()
+    patients = Patient.select(Patient.id, Patient.patient_name, Patient.birth_date).tuples()
+    for patient_id, name, birth_date in list(patients):
+        Patient.update(name_key=name_key(name), birth_key=date_key(birth_date)).where(
+            Patient.id == patient_id
+        ).execute()
 
 
 MIGRATIONS: dict[int, Callable[[Database], None]] = {2: _add_matching_keys}

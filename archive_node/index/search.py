@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import Database, Expression, Field, SqliteDatabase, fn
+from peewee import SQL, Database, Expression, Field, SqliteDatabase, fn
 
 from ..query import Condition, Query
 from .models import Hospital, Instance, Patient, Series, Study
@@ -54,6 +54,7 @@ RETURNED: dict[str, Field] = {
 MATCHED: dict[str, Field] = {
     **RETURNED,
     "PatientName": Patient.name_key,
+    "PatientBirthDate": Patient.birth_key,
     "ReferringPhysicianName": Study.referring_key,
     "StudyTime": Study.time_key,
     "StudyDate": Study.datetime_key,
@@ -63,13 +64,22 @@ _INTEGER_KEYS = frozenset({"SeriesNumber", "InstanceNumber", "NumberOfFrames"})
 _DAY_START, _DAY_END = "000000.000000", "235959.999999"
 
 
+def hospital_pk(hospital: str | None) -> int | None:
+    """The row id of a hospital code (-1 when there is no such hospital: nothing is its)."""
+    if hospital is None:
+        return None
+    pk = Hospital.select(Hospital.id).where(Hospital.code == hospital).scalar()
+    return -1 if pk is None else pk
+
+
 def find_matches(db: Database, query: Query, hospital: str | None, limit: int) -> list[Match]:
-    """The entities at the query's level that match it, at most `limit`, in the order they
-    were first stored. `hospital` confines them to that hospital's studies (scope hospital)."""
+    """Entities at the query's level that match it: at most `limit` of them (which ones, when
+    there are more, is the database's choice), sorted in the order they were first stored.
+    With `hospital` (scope hospital) only what that hospital's AEs sent is seen."""
     keywords = _returned_keywords(query)
     with_path = query.level == "IMAGE"
     matches = []
-    for row in matches_select(db, query, hospital).limit(limit).tuples():
+    for row in matches_select(db, query, hospital_pk(hospital)).limit(limit).tuples():
         pk, patient, *rest = row
         path = rest.pop(0) if with_path else None
         matches.append(Match(pk, patient, dict(zip(keywords, rest, strict=True)), path))
@@ -79,8 +89,9 @@ def find_matches(db: Database, query: Query, hospital: str | None, limit: int) -
     return matches
 
 
-def matches_select(db: Database, query: Query, hospital: str | None) -> Any:
-    """The SELECT behind find_matches: pk, patient pk, [path,] then the returned columns."""
+def matches_select(db: Database, query: Query, hospital: int | None) -> Any:
+    """The SELECT behind find_matches: pk, patient pk, [path,] then the returned columns.
+    `hospital` is a hospital_pk()."""
     entity = _ENTITY[query.level]
     columns = [RETURNED[k] for k in _returned_keywords(query)]
     extra = [Instance.path] if query.level == "IMAGE" else []
@@ -89,9 +100,9 @@ def matches_select(db: Database, query: Query, hospital: str | None) -> Any:
     where = [_expression(db, c) for c in query.conditions if c.keyword in MATCHED]
     if query.study_datetime is not None:
         where.append(_overlap(Study.datetime_key, Study.datetime_end_key, *query.study_datetime))
-    where += _modalities_and_classes(db, query)
+    where += _modalities_and_classes(db, query, hospital, selective=bool(where))
     if hospital is not None:
-        where.append(_scope(query.level, hospital))
+        where.append(_visible(query.level, hospital))
     return select.where(*where) if where else select
 
 
@@ -113,12 +124,38 @@ def _join_up(select: Any, level: str) -> Any:
     return select
 
 
-def _scope(level: str, hospital: str) -> Expression:
-    """Scope `hospital`: only studies received from that hospital, at every level."""
-    hospital_id = Hospital.select(Hospital.id).where(Hospital.code == hospital)
-    if level == "PATIENT":
-        return Patient.id.in_(Study.select(Study.patient).where(Study.hospital.in_(hospital_id)))
-    return Study.hospital.in_(hospital_id)
+# -- scope hospital: what a hospital's AEs sent, at every level -------------------------------
+# An instance is its hospital's; a series, study or patient is visible to a hospital holding at
+# least one of its instances. Correlated EXISTS keeps the planner on the query's own indexes.
+_VI, _VS, _VST = Instance.alias("vis_i"), Series.alias("vis_s"), Study.alias("vis_st")
+
+
+def _visible(level: str, hospital: int) -> Expression:
+    if level == "IMAGE":
+        return Instance.hospital == hospital
+    if level == "SERIES":
+        return _series_visible(Series, hospital)
+    if level == "STUDY":
+        return _study_visible(Study, hospital)
+    studies = _VST.select(SQL("1")).where(
+        (_VST.patient == Patient.id) & _study_visible(_VST, hospital)
+    )
+    return fn.EXISTS(studies)
+
+
+def _series_visible(series: Any, hospital: int) -> Expression:
+    own = _VI.select(SQL("1")).where((_VI.series == series.id) & (_VI.hospital == hospital))
+    return fn.EXISTS(own)
+
+
+def _study_visible(study: Any, hospital: int) -> Expression:
+    # The hospital that sent a study's first instance holds one; others are looked up.
+    own = (
+        _VS.select(SQL("1"))
+        .join(_VI, on=(_VI.series == _VS.id))
+        .where((_VS.study == study.id) & (_VI.hospital == hospital))
+    )
+    return (study.hospital == hospital) | fn.EXISTS(own)
 
 
 def _expression(db: Database, condition: Condition) -> Expression:
@@ -132,7 +169,7 @@ def _expression(db: Database, condition: Condition) -> Expression:
     if kind == "range":
         return _range(field, *values)
     if kind == "wildcard":
-        return _wildcard(db, field, values[0])
+        return _wildcard(db, field, values)
     converted = [int(v) for v in values] if keyword in _INTEGER_KEYS else list(values)
     if kind == "list":
         return field.in_(converted)
@@ -166,37 +203,62 @@ def _overlap(start: Field, end: Field, low: str, high: str) -> Expression:
     return expression
 
 
-def _wildcard(db: Database, field: Field, pattern: str) -> Expression:
+def _wildcard(db: Database, field: Field, patterns: tuple[str, ...]) -> Expression:
     """PS3.4 C.2.2.2.4: * is any run of characters, ? any one; everything else, % and _
-    included, matches only itself. Case-sensitive: PN keys are casefolded on both sides."""
-    if isinstance(db, SqliteDatabase):
-        # GLOB is case-sensitive and has no % or _; [ opens a class, so it is quoted as [[].
-        return Expression(field, "GLOB", pattern.replace("[", "[[]"))
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    # PostgreSQL's LIKE escapes with a backslash by default.
-    return Expression(field, "LIKE", escaped.replace("*", "%").replace("?", "_"))
+    included, matches only itself. Case-sensitive: PN keys are lower-cased on both sides.
+    Several patterns match when any does."""
+    expression = None
+    for pattern in patterns:
+        if isinstance(db, SqliteDatabase):
+            # GLOB is case-sensitive and has no % or _; [ opens a class, so it is quoted.
+            one = Expression(field, "GLOB", pattern.replace("[", "[[]"))
+        else:
+            escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            # PostgreSQL's LIKE escapes with a backslash by default.
+            one = Expression(field, "LIKE", escaped.replace("*", "%").replace("?", "_"))
+        expression = one if expression is None else (expression | one)
+    assert expression is not None
+    return expression
 
 
-def _modalities_and_classes(db: Database, query: Query) -> list[Expression]:
-    """ModalitiesInStudy and SOPClassesInStudy match a study when any of its series or
-    instances has one of the values (PS3.4 C.6.2.1.2 and C.6.1.1.3 notes)."""
+_MS, _MI = Series.alias("mod_s"), Instance.alias("mod_i")
+
+
+def _modalities_and_classes(
+    db: Database, query: Query, hospital: int | None, *, selective: bool
+) -> list[Expression]:
+    """ModalitiesInStudy and SOPClassesInStudy match a study when any of its (visible) series
+    or instances has one of the values (PS3.4 C.6.2.1.2).
+
+    With another condition to narrow the studies, each candidate is checked (EXISTS);
+    alone, the studies are found through the modality index (IN).
+    """
     where = []
-    for keyword, column, source in (
-        ("ModalitiesInStudy", Series.modality, Series.select(Series.study)),
-        (
-            "SOPClassesInStudy",
-            Instance.sop_class_uid,
-            Series.select(Series.study).join(Instance, on=(Instance.series == Series.id)),
-        ),
+    for keyword, column in (
+        ("ModalitiesInStudy", _MS.modality),
+        ("SOPClassesInStudy", _MI.sop_class_uid),
     ):
         condition = query.condition(keyword)
         if condition is None:
             continue
         if condition.kind == "wildcard":
-            having = _wildcard(db, column, condition.values[0])
+            test = _wildcard(db, column, condition.values)
         else:
-            having = column.in_(list(condition.values))
-        where.append(Study.id.in_(source.where(having)))
+            test = column.in_(list(condition.values))
+        if hospital is not None:
+            test &= _MI.hospital == hospital
+
+        def source(*columns: Any, with_instances: bool) -> Any:
+            select = _MS.select(*columns)
+            return select.join(_MI, on=(_MI.series == _MS.id)) if with_instances else select
+
+        with_instances = keyword == "SOPClassesInStudy" or hospital is not None
+        if selective:
+            related = source(SQL("1"), with_instances=with_instances)
+            where.append(fn.EXISTS(related.where((_MS.study == Study.id) & test)))
+        else:
+            studies = source(_MS.study, with_instances=with_instances)
+            where.append(Study.id.in_(studies.where(test)))
     return where
 
 
@@ -206,58 +268,63 @@ def _modalities_and_classes(db: Database, query: Query) -> list[Expression]:
 def computed_keys(
     query: Query, matches: list[Match], hospital: str | None
 ) -> dict[int, dict[str, Any]]:
-    """The computed keys the query asked for, for these matches, by match pk. Counts cover
-    only what `hospital` may see."""
+    """The computed keys the query asked for, for these matches, by match pk. With `hospital`
+    (scope hospital) they count only what that hospital's AEs sent."""
     wanted = [k for k in query.requested if k.startswith("NumberOf") or k.endswith("InStudy")]
     result: dict[int, dict[str, Any]] = defaultdict(dict)
     if not wanted or not matches:
         return result
-    scope = _scope("STUDY", hospital) if hospital is not None else None
-    patients = sorted({m.patient_pk for m in matches})
+    own = hospital_pk(hospital)
     pks = [m.pk for m in matches]
-    patient_of = {m.pk: m.patient_pk for m in matches}
-
-    def per_patient(keyword: str, select: Any) -> None:
-        counts = dict(_scoped(select, scope).where(Study.patient.in_(patients)).tuples())
-        for m in matches:
-            result[m.pk][keyword] = counts.get(patient_of[m.pk], 0)
-
-    if "NumberOfPatientRelatedStudies" in wanted:
-        per_patient(
-            "NumberOfPatientRelatedStudies",
-            Study.select(Study.patient, fn.COUNT(Study.id)).group_by(Study.patient),
-        )
-    if "NumberOfPatientRelatedSeries" in wanted:
-        per_patient(
-            "NumberOfPatientRelatedSeries",
-            Series.select(Study.patient, fn.COUNT(Series.id))
-            .join(Study, on=(Series.study == Study.id))
-            .group_by(Study.patient),
-        )
-    if "NumberOfPatientRelatedInstances" in wanted:
-        per_patient(
-            "NumberOfPatientRelatedInstances",
-            Instance.select(Study.patient, fn.COUNT(Instance.id))
-            .join(Series, on=(Instance.series == Series.id))
-            .join(Study, on=(Series.study == Study.id))
-            .group_by(Study.patient),
-        )
+    patients = sorted({m.patient_pk for m in matches})
+    by_patient: dict[str, dict[int, Any]] = {}
+    for keyword, counted in (
+        ("NumberOfPatientRelatedStudies", Study),
+        ("NumberOfPatientRelatedSeries", Series),
+        ("NumberOfPatientRelatedInstances", Instance),
+    ):
+        if keyword in wanted:
+            select = _count_select(Study.patient, counted, own)
+            by_patient[keyword] = dict(
+                select.where(Study.patient.in_(patients)).group_by(Study.patient).tuples()
+            )
+    for m in matches:
+        for keyword, counts in by_patient.items():
+            result[m.pk][keyword] = counts.get(m.patient_pk, 0)
     if query.level == "STUDY":
-        _study_keys(wanted, pks, result)
+        _study_keys(wanted, pks, own, result)
     if query.level == "SERIES" and "NumberOfSeriesRelatedInstances" in wanted:
+        select = _instances(Series.id, fn.COUNT(Instance.id), own=own, to_study=False)
         _counts(
             result,
             pks,
             "NumberOfSeriesRelatedInstances",
-            Instance.select(Instance.series, fn.COUNT(Instance.id))
-            .where(Instance.series.in_(pks))
-            .group_by(Instance.series),
+            select.where(Series.id.in_(pks)).group_by(Series.id),
         )
     return result
 
 
-def _scoped(select: Any, scope: Expression | None) -> Any:
-    return select if scope is None else select.where(scope)
+def _instances(*columns: Any, own: int | None, to_study: bool = True) -> Any:
+    """SELECT columns FROM instance JOIN series [JOIN study], only `own` hospital's instances
+    when scoped: every count is a count of instances someone may see."""
+    select = Instance.select(*columns).join(Series, on=(Instance.series == Series.id))
+    if to_study:
+        select = select.join(Study, on=(Series.study == Study.id))
+    return select if own is None else select.where(Instance.hospital == own)
+
+
+def _count_select(group: Field, counted: Any, own: int | None) -> Any:
+    """SELECT group, COUNT(counted rows): from the counted table up when everything is seen,
+    through the instances when only one hospital's are (series and studies have instances)."""
+    if own is not None:
+        to_study = group.model is Study
+        return _instances(group, fn.COUNT(counted.id.distinct()), own=own, to_study=to_study)
+    select = counted.select(group, fn.COUNT(counted.id))
+    if counted is Instance:
+        select = select.join(Series, on=(Instance.series == Series.id))
+    if counted is not Study and group.model is Study:
+        select = select.join(Study, on=(Series.study == Study.id))
+    return select
 
 
 def _counts(
@@ -269,42 +336,39 @@ def _counts(
         result[pk][keyword] = counts.get(pk, 0)
 
 
-def _study_keys(wanted: list[str], pks: list[int], result: dict[int, dict[str, Any]]) -> None:
-    if "NumberOfStudyRelatedSeries" in wanted:
-        _counts(
-            result,
-            pks,
-            "NumberOfStudyRelatedSeries",
-            Series.select(Series.study, fn.COUNT(Series.id))
-            .where(Series.study.in_(pks))
-            .group_by(Series.study),
-        )
-    if "NumberOfStudyRelatedInstances" in wanted:
-        _counts(
-            result,
-            pks,
-            "NumberOfStudyRelatedInstances",
-            Instance.select(Series.study, fn.COUNT(Instance.id))
-            .join(Series, on=(Instance.series == Series.id))
-            .where(Series.study.in_(pks))
-            .group_by(Series.study),
-        )
+def _study_keys(
+    wanted: list[str], pks: list[int], own: int | None, result: dict[int, dict[str, Any]]
+) -> None:
+    for keyword, counted in (
+        ("NumberOfStudyRelatedSeries", Series),
+        ("NumberOfStudyRelatedInstances", Instance),
+    ):
+        if keyword in wanted:
+            select = _count_select(Series.study, counted, own)
+            _counts(
+                result,
+                pks,
+                keyword,
+                select.where(Series.study.in_(pks)).group_by(Series.study),
+            )
     if "ModalitiesInStudy" in wanted:
+        if own is None:  # every series has instances: no need to visit them
+            select = Series.select(Series.study, Series.modality)
+        else:
+            select = _instances(Series.study, Series.modality, own=own, to_study=False)
         _distinct(
             result,
             pks,
             "ModalitiesInStudy",
-            Series.select(Series.study, Series.modality).where(Series.study.in_(pks)).distinct(),
+            select.where(Series.study.in_(pks)).distinct(),
         )
     if "SOPClassesInStudy" in wanted:
+        select = _instances(Series.study, Instance.sop_class_uid, own=own, to_study=False)
         _distinct(
             result,
             pks,
             "SOPClassesInStudy",
-            Instance.select(Series.study, Instance.sop_class_uid)
-            .join(Series, on=(Instance.series == Series.id))
-            .where(Series.study.in_(pks))
-            .distinct(),
+            select.where(Series.study.in_(pks)).distinct(),
         )
 
 
