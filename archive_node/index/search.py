@@ -130,9 +130,16 @@ def _join_up(select: Any, level: str) -> Any:
 _VI, _VS, _VST = Instance.alias("vis_i"), Series.alias("vis_s"), Study.alias("vis_st")
 
 
+def _of(column: Field, hospital: int) -> Expression:
+    """column = hospital, written `column + 0` so that no index on the hospital column is used:
+    a hospital has a large share of all rows, and SQLite (without statistics) would otherwise
+    walk them all for every candidate instead of the few rows the query's own index finds."""
+    return (column + 0) == hospital
+
+
 def _visible(level: str, hospital: int) -> Expression:
     if level == "IMAGE":
-        return Instance.hospital == hospital
+        return _of(Instance.hospital, hospital)
     if level == "SERIES":
         return _series_visible(Series, hospital)
     if level == "STUDY":
@@ -144,7 +151,7 @@ def _visible(level: str, hospital: int) -> Expression:
 
 
 def _series_visible(series: Any, hospital: int) -> Expression:
-    own = _VI.select(SQL("1")).where((_VI.series == series.id) & (_VI.hospital == hospital))
+    own = _VI.select(SQL("1")).where((_VI.series == series.id) & _of(_VI.hospital, hospital))
     return fn.EXISTS(own)
 
 
@@ -153,9 +160,9 @@ def _study_visible(study: Any, hospital: int) -> Expression:
     own = (
         _VS.select(SQL("1"))
         .join(_VI, on=(_VI.series == _VS.id))
-        .where((_VS.study == study.id) & (_VI.hospital == hospital))
+        .where((_VS.study == study.id) & _of(_VI.hospital, hospital))
     )
-    return (study.hospital == hospital) | fn.EXISTS(own)
+    return _of(study.hospital, hospital) | fn.EXISTS(own)
 
 
 def _expression(db: Database, condition: Condition) -> Expression:
@@ -241,12 +248,14 @@ def _modalities_and_classes(
         condition = query.condition(keyword)
         if condition is None:
             continue
+        if selective:  # an identity the modality index cannot serve: the study's series are few
+            column = fn.COALESCE(column, "")
         if condition.kind == "wildcard":
             test = _wildcard(db, column, condition.values)
         else:
             test = column.in_(list(condition.values))
         if hospital is not None:
-            test &= _MI.hospital == hospital
+            test &= _of(_MI.hospital, hospital)
 
         def source(*columns: Any, with_instances: bool) -> Any:
             select = _MS.select(*columns)
@@ -310,7 +319,7 @@ def _instances(*columns: Any, own: int | None, to_study: bool = True) -> Any:
     select = Instance.select(*columns).join(Series, on=(Instance.series == Series.id))
     if to_study:
         select = select.join(Study, on=(Series.study == Study.id))
-    return select if own is None else select.where(Instance.hospital == own)
+    return select if own is None else select.where(_of(Instance.hospital, own))
 
 
 def _count_select(group: Field, counted: Any, own: int | None) -> Any:
