@@ -47,12 +47,13 @@ def hospital_code_problem(value: str) -> str | None:
 
 # -- dates and times (PS3.5 6.2, VR DA, TM and DT) ------------------------------------------------
 
-_DA_RE = re.compile(r"(\d{4})(\d{2})(\d{2})")
-_TM_RE = re.compile(r"(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,6}))?)?)?")
+# [0-9], not \d: \d also takes other scripts' digits, which no DA, TM or DT may hold.
+_DA_RE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
+_TM_RE = re.compile(r"([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.([0-9]{1,6}))?)?)?")
 _DT_RE = re.compile(
-    r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,6}))?)?)?)?)?)?"
+    r"([0-9]{4})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.([0-9]{1,6}))?)?)?)?)?)?"
 )
-_OFFSET_RE = re.compile(r"[+-](\d{2})(\d{2})")
+_OFFSET_RE = re.compile(r"[+-]([0-9]{2})([0-9]{2})")
 
 
 def parse_date(text: str) -> str:

@@ -978,3 +978,11 @@ def test_requested_sequence_remembers_its_item_keys():
 )
 def test_character_set_table(requested, texts, expected):
     assert choose_character_set(requested, texts) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["121500.\u0660", "\u0661\u0662\u0661\u0665"], ids=["arabic-fraction", "arabic-digits"]
+)
+def test_times_take_only_ascii_digits(text):
+    with pytest.raises(ValueError):
+        time_bounds(text)
