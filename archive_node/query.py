@@ -103,6 +103,11 @@ class InvalidQuery(ArchiveError):
         self.keyword = keyword
 
 
+def _malformed(keyword: str, message: str) -> InvalidQuery:
+    """0xC000 (Unable to process): a value in the identifier that cannot be matched."""
+    return InvalidQuery(status.UNABLE_TO_PROCESS, message, keyword)
+
+
 @dataclass(frozen=True)
 class Condition:
     """One key that restricts the matches (universal matching makes no condition).
@@ -175,9 +180,7 @@ def parse_query(identifier: Dataset, model: str) -> Query:
         try:
             element = identifier[tag]
         except Exception as exc:  # pydicom converts raw values on access: 'abc' as an IS
-            raise InvalidQuery(
-                status.UNABLE_TO_PROCESS, f"{keyword} cannot be decoded: {exc}", keyword
-            ) from None
+            raise _malformed(keyword, f"{keyword} cannot be decoded: {exc}") from None
         if keyword in ANSWERED_BY_NODE:
             continue
         _check_vr(element)
@@ -209,22 +212,17 @@ def parse_query(identifier: Dataset, model: str) -> Query:
     for condition in conditions:
         low, high = (*condition.values, "", "")[:2]
         if condition.kind == "range" and low and high and low > high:
-            raise InvalidQuery(
-                status.UNABLE_TO_PROCESS,
-                f"{condition.keyword} range "
-                f"{_shown(KEYS[condition.keyword], values[condition.keyword])} "
-                "ends before it starts",
-                condition.keyword,
+            shown = _shown(KEYS[condition.keyword], values[condition.keyword])
+            raise _malformed(
+                condition.keyword, f"{condition.keyword} range {shown} ends before it starts"
             )
     if (
         study_datetime is not None
         and all(study_datetime)
         and study_datetime[0] > study_datetime[1]
     ):
-        raise InvalidQuery(
-            status.UNABLE_TO_PROCESS,
-            "StudyDate and StudyTime: the combined range ends before it starts",
-            "StudyDate",
+        raise _malformed(
+            "StudyDate", "StudyDate and StudyTime: the combined range ends before it starts"
         )
     return Query(
         model=model,
@@ -287,10 +285,8 @@ def _check_vr(element: Any) -> None:
     # UN: an SCU that does not know the attribute; the value is read as the dictionary says
     if element.VR in (*expected.split(" or "), "UN"):
         return
-    raise InvalidQuery(
-        status.UNABLE_TO_PROCESS,
-        f"{element.keyword} has VR {element.VR}, the standard's is {expected}",
-        element.keyword,
+    raise _malformed(
+        element.keyword, f"{element.keyword} has VR {element.VR}, the standard's is {expected}"
     )
 
 
@@ -299,26 +295,16 @@ def _value_text(element: Any, key: Key) -> str:
     try:
         value = element.value
     except Exception as exc:
-        raise InvalidQuery(
-            status.UNABLE_TO_PROCESS, f"{key.keyword} cannot be decoded: {exc}", key.keyword
-        ) from None
+        raise _malformed(key.keyword, f"{key.keyword} cannot be decoded: {exc}") from None
     if value is None or isinstance(value, Sequence):
         return ""
-    if isinstance(value, MultiValue | list | tuple):
-        if not key.multiple and len(value) > 1:
-            raise InvalidQuery(
-                status.UNABLE_TO_PROCESS,
-                f"{key.keyword} takes one value, not a list",
-                key.keyword,
-            )
+    if isinstance(value, MultiValue | list | tuple):  # _condition refuses lists where not allowed
         return "\\".join(str(v).strip() for v in value)
     if isinstance(value, bytes):
         try:
             return value.decode("ascii").strip(" \x00")
         except UnicodeDecodeError:
-            raise InvalidQuery(
-                status.UNABLE_TO_PROCESS, f"{key.keyword} is not text", key.keyword
-            ) from None
+            raise _malformed(key.keyword, f"{key.keyword} is not text") from None
     return str(value).strip()
 
 
@@ -330,24 +316,19 @@ def _condition(key: Key, text: str) -> Condition | None:
         return None  # C.2.2.2.3 Universal Matching (a lone * is universal too, C.2.2.2.4)
     if "\\" in text:
         if not key.multiple:
-            raise InvalidQuery(
-                status.UNABLE_TO_PROCESS, f"{keyword} takes one value, not a list", keyword
-            )
+            raise _malformed(keyword, f"{keyword} takes one value, not a list")
         items = tuple(item.strip() for item in text.split("\\"))
         for item in items:
             _check_single(key, item)
         return Condition(keyword, "list", tuple(dict.fromkeys(items)))  # C.2.2.2.2
+    wildcard = "*" in text or "?" in text
+    if wildcard and vr not in _WILDCARD_VRS:
+        raise _malformed(keyword, f"{keyword} ({vr}) allows no wildcards: {_shown(key, text)}")
     if vr in ("DA", "TM", "DT"):
         return _date_time_condition(key, text)
     if vr == "PN" and not _check_name(key, text):
         return None
-    if "*" in text or "?" in text:
-        if vr not in _WILDCARD_VRS:
-            raise InvalidQuery(
-                status.UNABLE_TO_PROCESS,
-                f"{keyword} ({vr}) allows no wildcards: {_shown(key, text)}",
-                keyword,
-            )
+    if wildcard:
         if vr == "PN":
             return Condition(keyword, "wildcard", _name_patterns(text))
         return Condition(keyword, "wildcard", (text,))  # C.2.2.2.4
@@ -384,16 +365,12 @@ def _check_text(key: Key, text: str) -> None:
     """Refuse control characters and values longer than the VR allows, before any SQL sees
     them (a NUL or a 100 kB pattern is no query)."""
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
-        raise InvalidQuery(
-            status.UNABLE_TO_PROCESS, f"{key.keyword} contains control characters", key.keyword
-        )
+        raise _malformed(key.keyword, f"{key.keyword} contains control characters")
     limit = _MAX_LENGTH.get(key.vr)
     longest = max((len(item) for item in text.split("\\")), default=0)
     if limit is not None and longest > limit:
-        raise InvalidQuery(
-            status.UNABLE_TO_PROCESS,
-            f"{key.keyword} is longer than {limit} characters ({key.vr})",
-            key.keyword,
+        raise _malformed(
+            key.keyword, f"{key.keyword} is longer than {limit} characters ({key.vr})"
         )
 
 
@@ -406,45 +383,27 @@ def _check_name(key: Key, text: str) -> bool:
     if name_key(text):
         return True
     if text.replace("=", "").replace("^", "").strip():
-        raise InvalidQuery(
-            status.UNABLE_TO_PROCESS,
-            f"{key.keyword}: only the alphabetic group can be matched",
-            key.keyword,
-        )
+        raise _malformed(key.keyword, f"{key.keyword}: only the alphabetic group can be matched")
     return False
 
 
 def _check_single(key: Key, text: str) -> None:
     keyword = key.keyword
     if not text:
-        raise InvalidQuery(status.UNABLE_TO_PROCESS, f"{keyword} has an empty list item", keyword)
+        raise _malformed(keyword, f"{keyword} has an empty list item")
     if key.vr == "UI":
         if not is_valid_uid(text):
-            raise InvalidQuery(
-                status.UNABLE_TO_PROCESS,
-                f"{keyword} {_shown(key, text)} is not a valid UID",
-                keyword,
-            )
+            raise _malformed(keyword, f"{keyword} {_shown(key, text)} is not a valid UID")
     elif key.vr == "IS":
         if _INTEGER_RE.fullmatch(text) is None or not -(2**31) <= int(text) < 2**31:
-            raise InvalidQuery(
-                status.UNABLE_TO_PROCESS,
-                f"{keyword} {_shown(key, text)} is not an integer",
-                keyword,
-            )
+            raise _malformed(keyword, f"{keyword} {_shown(key, text)} is not an integer")
     elif "*" in text or "?" in text:
-        raise InvalidQuery(status.UNABLE_TO_PROCESS, f"{keyword}: no wildcards in a list", keyword)
+        raise _malformed(keyword, f"{keyword}: no wildcards in a list")
 
 
 def _date_time_condition(key: Key, text: str) -> Condition:
     """C.2.2.2.5 Range Matching (a-b, -b, a-) and single values of DA, TM and DT."""
     keyword, vr = key.keyword, key.vr
-    if "*" in text or "?" in text:
-        raise InvalidQuery(
-            status.UNABLE_TO_PROCESS,
-            f"{keyword} ({vr}) allows no wildcards: {_shown(key, text)}",
-            keyword,
-        )
     try:
         parts = _split_range(text, vr)
         if parts is None:
@@ -458,19 +417,12 @@ def _date_time_condition(key: Key, text: str) -> Condition:
         low = _bounds(vr, start)[0] if start else ""
         high = _bounds(vr, end)[1] if end else ""
     except ValueError as exc:
-        raise InvalidQuery(
-            status.UNABLE_TO_PROCESS,
-            f"{keyword} {_shown(key, text)} is not a {_VR_NAMES[vr]} or range: {exc}",
-            keyword,
+        shown = _shown(key, text)
+        raise _malformed(
+            keyword, f"{keyword} {shown} is not a {_VR_NAMES[vr]} or range: {exc}"
         ) from None
-    # A backwards time range is fine inside a combined date-time range (22:00 one day to 06:00
-    # the next): parse_query checks time ranges once it knows whether they are combined.
-    if vr != "TM" and low and high and low > high:
-        raise InvalidQuery(
-            status.UNABLE_TO_PROCESS,
-            f"{keyword} range {_shown(key, text)} ends before it starts",
-            keyword,
-        )
+    # A backwards range is refused by parse_query, once it knows whether a time range is part
+    # of a combined date-time range (22:00 one day to 06:00 the next is fine there).
     return Condition(keyword, "range", (low, high))
 
 
