@@ -82,7 +82,7 @@ def read_header(
     the dataset's SOP Instance/Class UID differs from the command's Affected SOP Instance/Class.
     """
     try:
-        ds = dcmread(path, stop_before_pixels=True, defer_size=DEFER_SIZE)
+        ds = read_stored_header(path)
         transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
         uids = {
             keyword: str(ds.get(keyword) or "").strip()
@@ -151,6 +151,7 @@ def read_header(
 
 
 def read_stored_header(path: str | Path) -> Any:
-    """The whole header of a stored file, without its pixel data, as a pydicom Dataset (for
-    C-FIND keys the index does not hold). Raises OSError or a pydicom error when unreadable."""
+    """The whole header of a file, without its pixel data and with large values left on disk,
+    as a pydicom Dataset (also for C-FIND keys the index does not hold). Raises OSError or a
+    pydicom error when unreadable."""
     return dcmread(path, stop_before_pixels=True, defer_size=DEFER_SIZE)

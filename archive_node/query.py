@@ -342,12 +342,13 @@ def _normalised(vr: str, text: str) -> str:
 
 def _name_patterns(text: str) -> tuple[str, ...]:
     """A PN wildcard as name_key patterns, any of which may match: stored keys lose their
-    empty trailing components, so 'HANSEN^*' must also find a stored 'HANSEN'."""
-    pattern = name_key(text)
-    patterns = [pattern]
-    while pattern.endswith("^*"):
-        pattern = pattern[:-2]
-        patterns.append(pattern)
+    empty trailing components, so a trailing component that matches nothing ('*', '**') may
+    be absent: 'HANSEN^*' must also find a stored 'HANSEN'."""
+    components = name_key(text).split("^")
+    patterns = ["^".join(components)]
+    while len(components) > 1 and not components[-1].strip("*"):
+        components.pop()
+        patterns.append("^".join(components))
     return tuple(patterns)
 
 

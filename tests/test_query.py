@@ -941,6 +941,8 @@ def test_longest_allowed_values_are_accepted():
     [
         pytest.param("HANSEN^*", ("hansen^*", "hansen"), id="any-given-name-or-none"),
         pytest.param("HANSEN^*^*", ("hansen^*^*", "hansen^*", "hansen"), id="two-components"),
+        pytest.param("HANSEN^**", ("hansen^**", "hansen"), id="any-run-of-stars"),
+        pytest.param("HANSEN^*X", ("hansen^*x",), id="not-only-stars"),
         pytest.param("HANS*", ("hans*",), id="plain-prefix"),
         pytest.param("*^OLA", ("*^ola",), id="given-name"),
     ],

@@ -360,25 +360,17 @@ def _study_keys(
                 keyword,
                 select.where(Series.study.in_(pks)).group_by(Series.study),
             )
-    if "ModalitiesInStudy" in wanted:
-        if own is None:  # every series has instances: no need to visit them
-            select = Series.select(Series.study, Series.modality)
+    for keyword, column in (
+        ("ModalitiesInStudy", Series.modality),
+        ("SOPClassesInStudy", Instance.sop_class_uid),
+    ):
+        if keyword not in wanted:
+            continue
+        if own is None and column.model is Series:  # every series has instances: skip them
+            select = Series.select(Series.study, column)
         else:
-            select = _instances(Series.study, Series.modality, own=own, to_study=False)
-        _distinct(
-            result,
-            pks,
-            "ModalitiesInStudy",
-            select.where(Series.study.in_(pks)).distinct(),
-        )
-    if "SOPClassesInStudy" in wanted:
-        select = _instances(Series.study, Instance.sop_class_uid, own=own, to_study=False)
-        _distinct(
-            result,
-            pks,
-            "SOPClassesInStudy",
-            select.where(Series.study.in_(pks)).distinct(),
-        )
+            select = _instances(Series.study, column, own=own, to_study=False)
+        _distinct(result, pks, keyword, select.where(Series.study.in_(pks)).distinct())
 
 
 def _distinct(
