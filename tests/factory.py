@@ -18,6 +18,9 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from archive_node.header import InstanceHeader
+from archive_node.index import NewInstance
+
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 VL_PHOTO = "1.2.840.10008.5.1.4.1.1.77.1.4"
@@ -184,3 +187,51 @@ def dataset_bytes(path: Path) -> bytes:
     assert raw[128:132] == b"DICM"
     group_length = struct.unpack("<I", raw[140:144])[0]
     return raw[144 + group_length :]
+
+
+def instance_header(**overrides) -> InstanceHeader:
+    """What header.read_header would return for a secondary capture, without a file."""
+    values = {
+        "sop_class_uid": SECONDARY_CAPTURE,
+        "sop_instance_uid": generate_uid(),
+        "transfer_syntax_uid": ExplicitVRLittleEndian,
+        "study_uid": generate_uid(),
+        "series_uid": generate_uid(),
+        "patient_id": "PID001",
+        "issuer_of_patient_id": None,
+        "patient_name": "TEST^PATIENT",
+        "patient_birth_date": "",
+        "patient_sex": "",
+        "study_date": "",
+        "study_time": "",
+        "accession_number": "",
+        "study_id": "",
+        "study_description": "",
+        "referring_physician": "",
+        "modality": "OT",
+        "series_number": 1,
+        "series_description": "",
+        "body_part": "",
+        "instance_number": 1,
+        "number_of_frames": None,
+    }
+    values.update(overrides)
+    return InstanceHeader(**values)
+
+
+def index_row(
+    service, header: InstanceHeader, *, hospital: str = "UNN", calling_ae: str = "UNN_US"
+) -> InstanceHeader:
+    """Record an instance in the index without a file: fast set-up for queries that never
+    open the files. The issuer is the header's, else the hospital's code."""
+    new = NewInstance(
+        header=header,
+        path=f"/nonexistent/{header.sop_instance_uid}.dcm",
+        size=1,
+        sha256="0" * 64,
+        calling_ae=calling_ae,
+        hospital=hospital,
+        issuer=header.issuer_of_patient_id or hospital,
+    )
+    assert service.index.record_instance(new) is None
+    return header

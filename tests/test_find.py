@@ -17,22 +17,11 @@ from pynetdicom.sop_class import (
 )
 
 from archive_node import status
-from archive_node.header import InstanceHeader
-from archive_node.index import NewInstance
 from tests import factory
 from tests.conftest import associate, node_with
+from tests.test_store import store
 
 FIXED_KEYS = {"QueryRetrieveLevel", "RetrieveAETitle", "InstanceAvailability"}
-
-
-def store(node, ds: Dataset, calling: str = "UNN_US") -> int:
-    """C-STORE one dataset in its own transfer syntax; the status."""
-    assoc = associate(node, calling, [(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])])
-    assert assoc.is_established
-    try:
-        return assoc.send_c_store(ds).Status
-    finally:
-        assoc.release()
 
 
 def identifier(level: str, **keys) -> Dataset:
@@ -167,38 +156,17 @@ def test_a_study_of_many_instances_is_one_study_response(node, registry):
     assert matches[0].NumberOfStudyRelatedInstances == 300
 
 
-def _index_instances(service, study: str, count: int, patient_id: str = "MANY") -> int:
-    """Index rows without files, fast: enough for queries that never open the files."""
+def _index_instances(service, study: str, count: int) -> int:
     series = generate_uid()
     for number in range(count):
-        header = InstanceHeader(
-            sop_class_uid=factory.SECONDARY_CAPTURE,
-            sop_instance_uid=generate_uid(),
-            transfer_syntax_uid="1.2.840.10008.1.2.1",
+        header = factory.instance_header(
             study_uid=study,
             series_uid=series,
-            patient_id=patient_id,
-            issuer_of_patient_id=None,
-            patient_name="MANY^INSTANCES",
-            patient_birth_date="",
-            patient_sex="",
+            patient_id="MANY",
             study_date="20200101",
-            study_time="",
-            accession_number="",
-            study_id="",
-            study_description="",
-            referring_physician="",
-            modality="OT",
-            series_number=1,
-            series_description="",
-            body_part="",
             instance_number=number,
-            number_of_frames=None,
         )
-        new = NewInstance(
-            header, f"/nonexistent/{number}.dcm", 1, "0" * 64, "UNN_US", "UNN", "UNN"
-        )
-        assert service.index.record_instance(new) is None
+        factory.index_row(service, header)
     return count
 
 

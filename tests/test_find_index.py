@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from peewee import SqliteDatabase
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 
 from archive_node import status
 from archive_node.header import InstanceHeader
@@ -19,15 +18,10 @@ from tests import factory
 PEER = Peer("UNN_WS", "UNN", "UNN", "127.0.0.1", None, frozenset({"find"}), "region")
 
 
-def header(**overrides) -> InstanceHeader:
-    values = {
-        "sop_class_uid": factory.SECONDARY_CAPTURE,
-        "sop_instance_uid": generate_uid(),
-        "transfer_syntax_uid": "1.2.840.10008.1.2.1",
-        "study_uid": generate_uid(),
-        "series_uid": generate_uid(),
+def record(service, **overrides) -> InstanceHeader:
+    """An indexed instance (no file) of a study on 2024-01-10 at 10:15 of ØDEGÅRD^ÅSE."""
+    defaults = {
         "patient_id": "P1",
-        "issuer_of_patient_id": None,
         "patient_name": "ØDEGÅRD^ÅSE^^",
         "patient_birth_date": "19700101",
         "patient_sex": "F",
@@ -35,26 +29,10 @@ def header(**overrides) -> InstanceHeader:
         "study_time": "1015",
         "accession_number": "A1",
         "study_id": "1",
-        "study_description": "",
         "referring_physician": "Lægen^Kari",
         "modality": "US",
-        "series_number": 1,
-        "series_description": "",
-        "body_part": "",
-        "instance_number": 1,
-        "number_of_frames": None,
     }
-    values.update(overrides)
-    return InstanceHeader(**values)
-
-
-def record(service, **overrides) -> InstanceHeader:
-    from archive_node.index import NewInstance
-
-    h = header(**overrides)
-    new = NewInstance(h, f"x/{h.sop_instance_uid}.dcm", 1, "0" * 64, "UNN_US", "UNN", "UNN")
-    assert service.index.record_instance(new) is None
-    return h
+    return factory.index_row(service, factory.instance_header(**{**defaults, **overrides}))
 
 
 def find_uids(service, **keys) -> set[str]:

@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
 from archive_node import status
-from archive_node.header import InstanceHeader
-from archive_node.index import NewInstance
+from tests import factory
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 ROOT = "1.2.826.0.1.3680043.9.7777"
@@ -187,47 +186,24 @@ STORED = _build_stored_set()
 MULTI_SERIES = [s for s in STORED if len(s.series) > 1]
 
 
-def _header(study: StoredStudy, series: StoredSeries, sop_uid: str) -> InstanceHeader:
-    return InstanceHeader(
-        sop_class_uid=SECONDARY_CAPTURE,
-        sop_instance_uid=sop_uid,
-        transfer_syntax_uid="1.2.840.10008.1.2.1",
-        study_uid=study.uid,
-        series_uid=series.uid,
-        patient_id=study.patient_id,
-        issuer_of_patient_id=study.issuer,
-        patient_name=study.patient_name,
-        patient_birth_date="",
-        patient_sex="",
-        study_date=study.date,
-        study_time=study.time,
-        accession_number=study.accession,
-        study_id="",
-        study_description=study.description,
-        referring_physician="",
-        modality=series.modality,
-        series_number=1,
-        series_description="",
-        body_part="",
-        instance_number=1,
-        number_of_frames=None,
-    )
-
-
 def record(service, studies) -> None:
     for study in studies:
         for series in study.series:
-            sop = f"{series.uid}.1"
-            new = NewInstance(
-                header=_header(study, series, sop),
-                path=f"/nonexistent/{sop}.dcm",
-                size=1,
-                sha256="0" * 64,
-                calling_ae="UNN_US" if study.hospital == "UNN" else "NLSH_CAM",
-                hospital=study.hospital,
-                issuer=study.issuer,
+            header = factory.instance_header(
+                sop_instance_uid=f"{series.uid}.1",
+                study_uid=study.uid,
+                series_uid=series.uid,
+                patient_id=study.patient_id,
+                issuer_of_patient_id=study.issuer,
+                patient_name=study.patient_name,
+                study_date=study.date,
+                study_time=study.time,
+                accession_number=study.accession,
+                study_description=study.description,
+                modality=series.modality,
             )
-            assert service.index.record_instance(new) is None
+            calling = "UNN_US" if study.hospital == "UNN" else "NLSH_CAM"
+            factory.index_row(service, header, hospital=study.hospital, calling_ae=calling)
 
 
 PEERS = {"UNN_WS": None, "UNN_FIND_H": "UNN", "NLSH_FIND_H": "NLSH"}  # AE: scope hospital

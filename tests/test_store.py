@@ -42,7 +42,8 @@ def send_file(assoc, path: Path):
 
 
 def store(node, ds, calling="UNN_US"):
-    assoc = associate(node, calling, ALL_KINDS)
+    """C-STORE one dataset on its own association, in its own transfer syntax; the status."""
+    assoc = associate(node, calling, [(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])])
     assert assoc.is_established
     try:
         return assoc.send_c_store(ds).Status
