@@ -17,6 +17,7 @@ from pynetdicom.sop_class import (
 )
 
 from archive_node import status
+from bench.corpus import populate
 from tests import factory
 from tests.conftest import associate, node_with
 from tests.test_store import store
@@ -499,48 +500,14 @@ def test_more_matches_than_the_cap_end_in_a_clear_failure(tmp_path, index_url, r
         assert len(matches) == 2 and final.Status == status.OUT_OF_RESOURCES
 
 
-def _bulk_studies(service, patient_id: str, count: int) -> None:
-    """Index `count` one-instance studies of one patient in a single transaction (fast setup
-    for queries with many matches; no files)."""
-    from archive_node.index.models import Hospital, Instance, Patient, Series, Study
-
-    with service.index.session(write=True):
-        hospital = Hospital.get(Hospital.code == "UNN")
-        patient = Patient.create(patient_id=patient_id, issuer="UNN", patient_name="BULK")
-        uids = [generate_uid(prefix=None) for _ in range(count)]  # short: room for suffixes
-        Study.insert_many(
-            [{"study_uid": u, "patient": patient, "hospital": hospital} for u in uids]
-        ).execute()
-        studies = dict(
-            Study.select(Study.study_uid, Study.id).where(Study.patient == patient).tuples()
-        )
-        Series.insert_many([{"series_uid": u + ".1", "study": studies[u]} for u in uids]).execute()
-        series = dict(Series.select(Series.series_uid, Series.id).tuples())
-        Instance.insert_many(
-            [
-                {
-                    "sop_uid": u + ".1.1",
-                    "series": series[u + ".1"],
-                    "sop_class_uid": factory.SECONDARY_CAPTURE,
-                    "transfer_syntax_uid": "1.2.840.10008.1.2.1",
-                    "path": f"/nonexistent/{u}.dcm",
-                    "size": 1,
-                    "sha256": "0" * 64,
-                    "calling_ae": "UNN_US",
-                    "hospital": hospital,
-                }
-                for u in uids
-            ]
-        ).execute()
-
-
 def test_cancel_stops_the_query_between_responses(node, registry):
     many = 1000  # far more than can be answered in the time a C-CANCEL takes to arrive
-    _bulk_studies(node.service, "CANCEL", many)
+    populate(node.service.index, many)  # the benchmark's corpus: bulk rows, no files
+    everything = {"StudyDate": "20150101-20251231"}  # the corpus's span of dates
     assoc = associate(node, "UNN_WS", [STUDY_ROOT])
     try:
         context = next(cx for cx in assoc.accepted_contexts if cx.abstract_syntax == STUDY_ROOT)
-        query = identifier("STUDY", PatientID="CANCEL", NumberOfStudyRelatedInstances="")
+        query = identifier("STUDY", **everything, NumberOfStudyRelatedInstances="")
         responses = assoc.send_c_find(query, STUDY_ROOT, msg_id=7)
         first_status, _ = next(responses)
         assert first_status.Status == status.PENDING
@@ -548,9 +515,7 @@ def test_cancel_stops_the_query_between_responses(node, registry):
         final, matches = _collect(responses)
         assert final.Status == status.CANCELLED
         assert len(matches) + 1 < many
-        final, matches = _collect(
-            assoc.send_c_find(identifier("STUDY", PatientID="CANCEL"), STUDY_ROOT)
-        )
+        final, matches = _collect(assoc.send_c_find(identifier("STUDY", **everything), STUDY_ROOT))
         assert final.Status == status.SUCCESS and len(matches) == many
     finally:
         assoc.release()

@@ -16,7 +16,6 @@ from pydicom.dataset import Dataset
 from archive_node import status
 from tests import factory
 
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 ROOT = "1.2.826.0.1.3680043.9.7777"
 DAY = 86_400_000_000  # microseconds
 
