@@ -64,6 +64,7 @@ class Handlers:
         hospital = peer.hospital if peer else "-"
         if decision.accepted:
             self._peers[assoc] = peer  # type: ignore[assignment]
+            prefer_receivers_syntaxes(assoc)
             log.info("association accepted: calling %s (%s) from %s", calling, hospital, address)
             return
         log.warning(
@@ -82,6 +83,10 @@ class Handlers:
     def _peer(self, event: Any) -> Peer | None:
         """The registered peer of an accepted association (None only if admission broke)."""
         return self._peers.get(event.assoc)
+
+    def peer_of(self, assoc: Any) -> Peer | None:
+        """The registered peer of an association (for the C-MOVE/C-GET SCP)."""
+        return self._peers.get(assoc)
 
     def on_echo(self, event: Any) -> int:
         peer = self._peer(event)
@@ -157,6 +162,33 @@ def _failure(code: int, comment: str, keyword: str | None = None) -> Dataset:
     if keyword and (tag := tag_for_keyword(keyword)) is not None:
         answer.OffendingElement = [tag]
     return answer
+
+
+def prefer_receivers_syntaxes(assoc: Any) -> None:
+    """For the storage SOP classes a requestor will receive itself (SCP role selection, PS3.7
+    D.3.3.4: a C-GET SCU), accept the first syntax it proposes that the node supports.
+
+    pynetdicom accepts by the order of the acceptor's list, which for the node favours
+    receiving uncompressed; a C-GET SCU that asks for H.264 first would otherwise be given
+    Explicit VR Little Endian, in which a video cannot be sent. Runs before negotiation, on
+    this association's own copy of the supported contexts.
+    """
+    request = assoc.requestor.primitive
+    receiving = {str(uid) for uid, item in assoc.requestor.role_selection.items() if item.scp_role}
+    if not receiving:
+        return
+    proposed: dict[str, list[str]] = {}
+    for cx in request.presentation_context_definition_list:
+        if str(cx.abstract_syntax) in receiving:
+            proposed.setdefault(str(cx.abstract_syntax), []).extend(
+                str(ts) for ts in cx.transfer_syntax
+            )
+    for cx in assoc.acceptor.supported_contexts:
+        order = proposed.get(str(cx.abstract_syntax))
+        if order:
+            ours = [str(ts) for ts in cx.transfer_syntax]
+            first = [ts for ts in dict.fromkeys(order) if ts in ours]
+            cx.transfer_syntax = first + [ts for ts in ours if ts not in first]
 
 
 def set_tcp_nodelay(event: Any) -> None:

@@ -113,3 +113,25 @@ def may_request(peer: Peer, service: str) -> bool:
 def visible_hospital(peer: Peer) -> str | None:
     """The hospital whose studies alone this AE may find and retrieve; None for scope region."""
     return peer.hospital if peer.scope == "hospital" else None
+
+
+def move_refusal(requester: Peer, destination: Peer | None, title: str) -> str | None:
+    """Why a C-MOVE may not send to the AE titled `title` (answered 0xA801), or None.
+
+    PS3.4 C.4.2.1.4 leaves the destination's address to the SCP: it comes from the registry,
+    never from the request, so a destination is a registered, enabled AE with a host and a
+    port. An AE of scope hospital sends only to its own hospital's AEs: what it may see stays
+    in its hospital.
+    """
+    if destination is None:
+        return f"move destination {title!r} is not a registered AE"
+    if not destination.enabled:
+        return f"move destination {title!r} is disabled"
+    if not destination.host or not destination.port:
+        return f"move destination {title!r} is registered without a host and port"
+    if requester.scope == "hospital" and destination.hospital != requester.hospital:
+        return (
+            f"move destination {title!r} belongs to hospital {destination.hospital}, "
+            f"not {requester.hospital}"
+        )
+    return None

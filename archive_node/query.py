@@ -30,10 +30,18 @@ UNIQUE_KEYS = {
     "SERIES": "SeriesInstanceUID",
     "IMAGE": "SOPInstanceUID",
 }
-# PS3.4 C.3: the FIND SOP classes of each model (MOVE and GET follow in their own modules).
+# PS3.4 C.6.1.3 / C.6.2.3: the SOP classes of each model and service.
 FIND_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.2.1.1": PATIENT_ROOT,  # Patient Root Query/Retrieve - FIND
     "1.2.840.10008.5.1.4.1.2.2.1": STUDY_ROOT,  # Study Root Query/Retrieve - FIND
+}
+MOVE_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.2.1.2": PATIENT_ROOT,  # Patient Root Query/Retrieve - MOVE
+    "1.2.840.10008.5.1.4.1.2.2.2": STUDY_ROOT,  # Study Root Query/Retrieve - MOVE
+}
+GET_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.2.1.3": PATIENT_ROOT,  # Patient Root Query/Retrieve - GET
+    "1.2.840.10008.5.1.4.1.2.2.3": STUDY_ROOT,  # Study Root Query/Retrieve - GET
 }
 _INTEGER_RE = re.compile(r"[+-]?[0-9]{1,12}")  # PS3.5 6.2 IS: an optional sign, then digits
 _RANK = {"PATIENT": 0, "STUDY": 1, "SERIES": 2, "IMAGE": 3}
@@ -504,3 +512,53 @@ def _check_hierarchy(model: str, level: str, values: dict[str, str]) -> None:
                 f"{keyword} must have one value in a {level} level query",
                 keyword,
             )
+
+
+def parse_retrieve(identifier: Dataset, model: str) -> Query:
+    """Validate a C-MOVE or C-GET identifier: what to retrieve is named by unique keys only
+    (PS3.4 C.4.2.1.4.1 and C.4.3.1.3.1, hierarchical retrieval C.4.2.2.1).
+
+    The level's unique key must hold one value or, for UIDs, a list (C.2.2.2.2); every level
+    above it one value of its unique key. IssuerOfPatientID may qualify PatientID. Other keys
+    are not matched. The Query returned has no requested keys and conditions on those keys.
+
+    Raises InvalidQuery with 0xA900 for a missing or unknown level, a missing, universal or
+    wildcard unique key, a list above the level; 0xC000 for a malformed value (a UID with
+    letters, a list of PatientIDs).
+    """
+    levels = MODEL_LEVELS[model]
+    level = _level(identifier, levels)
+    unique_keys = [UNIQUE_KEYS[upper] for upper in levels[: levels.index(level) + 1]]
+    keywords = unique_keys + (["IssuerOfPatientID"] if "PatientID" in unique_keys else [])
+    values: dict[str, str] = {}
+    for keyword in keywords:
+        if keyword not in identifier:
+            continue
+        try:
+            element = identifier[keyword]
+        except Exception as exc:
+            raise _malformed(keyword, f"{keyword} cannot be decoded: {exc}") from None
+        _check_vr(element)
+        values[keyword] = _value_text(element, KEYS[keyword])
+    for keyword, text in values.items():
+        if text != "*" and ("*" in text or "?" in text):
+            raise InvalidQuery(
+                status.IDENTIFIER_MISMATCH,
+                f"{keyword} must name what to retrieve, not a pattern",
+                keyword,
+            )
+    unique = UNIQUE_KEYS[level]
+    if values.get(unique, "") in ("", "*"):
+        raise InvalidQuery(
+            status.IDENTIFIER_MISMATCH,
+            f"{unique} is required to retrieve at {level} level",
+            unique,
+        )
+    _check_hierarchy(model, level, values)
+    conditions = [_condition(KEYS[keyword], text) for keyword, text in values.items()]
+    return Query(
+        model=model,
+        level=level,
+        conditions=tuple(c for c in conditions if c is not None),
+        requested=(),
+    )

@@ -16,14 +16,17 @@ from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
 
 from .errors import ConfigError
 from .handlers import Handlers
-from .query import FIND_SOP_CLASSES
+from .query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
+from .retrieve_scp import RetrieveSCP, serve_retrieve
 from .service import ArchiveService
 
 log = logging.getLogger(__name__)
 
-# Receive C-STORE datasets straight into a file in the store's filesystem (bounded memory),
-# and never log query identifiers (patient names) at INFO.
+# Receive C-STORE datasets straight into a file in the store's filesystem and send stored files
+# in fragments read from disk (bounded memory), and never log query identifiers (patient names)
+# at INFO.
 _config.STORE_RECV_CHUNKED_DATASET = True
+_config.STORE_SEND_CHUNKED_DATASET = True
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
 # The node validates what it indexes itself (values.py, header.py); pydicom's per-value warnings
@@ -70,8 +73,9 @@ STORAGE_SOP_CLASSES = sorted(set(_STORAGE_CLASSES.values()))
 
 
 def build_ae(service: ArchiveService) -> AE:
-    """An AE that accepts Verification, every storage SOP class pynetdicom knows, and the
-    Patient Root and Study Root FIND models."""
+    """An AE that accepts Verification, every storage SOP class pynetdicom knows (in either
+    role: a C-GET SCU proposes the SCP role for itself), and the Patient Root and Study Root
+    FIND, MOVE and GET models."""
     node = service.config.node
     ae = AE(ae_title=node.ae_title)
     ae.maximum_associations = node.max_associations
@@ -83,8 +87,10 @@ def build_ae(service: ArchiveService) -> AE:
         Verification, [uids.ExplicitVRLittleEndian, uids.ImplicitVRLittleEndian]
     )
     for sop_class in STORAGE_SOP_CLASSES:
-        ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
-    for sop_class in FIND_SOP_CLASSES:
+        ae.add_supported_context(
+            sop_class, ACCEPTED_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+        )
+    for sop_class in (*FIND_SOP_CLASSES, *MOVE_SOP_CLASSES, *GET_SOP_CLASSES):
         ae.add_supported_context(sop_class, QUERY_TRANSFER_SYNTAXES)
     return ae
 
@@ -96,6 +102,7 @@ class ArchiveServer:
         self.service = service
         self.ae = build_ae(service)
         self.handlers = Handlers(service)
+        serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of))
         self._server: Any = None
         self._stopping = threading.Event()
 

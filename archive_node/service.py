@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import os
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydicom import dcmread
 
 from . import status
 from .answers import response_identifier
@@ -23,10 +27,12 @@ from .policy import (
     Peer,
     decide_association,
     may_request,
+    move_refusal,
     visible_hospital,
 )
-from .query import InvalidQuery, Query, parse_query
+from .query import InvalidQuery, Query, parse_query, parse_retrieve
 from .registry import Registry
+from .retrieve import MAX_SUB_OPERATIONS, Outgoing
 from .storage import FilesystemStorage
 
 log = logging.getLogger(__name__)
@@ -350,3 +356,72 @@ class ArchiveService:
         return response_identifier(
             query, values, retrieve_ae_title=self.config.node.ae_title, header=header
         )
+
+    # -- C-MOVE and C-GET ---------------------------------------------------------------------
+
+    def plan_retrieve(self, peer: Peer, identifier: Any, model: str) -> list[Outgoing]:
+        """The stored instances a C-MOVE or C-GET names, in the order they were stored, as this
+        AE may see them (scope hospital: only what its hospital sent, as C-FIND at IMAGE level).
+
+        Raises InvalidQuery (the failure status and comment) for a bad identifier, more than
+        65535 instances (0xA701), or a PatientID that names patients of several issuers with
+        no IssuerOfPatientID to tell them apart (0xC000); IndexUnavailable.
+        """
+        query = parse_retrieve(identifier, model)
+        instances = dataclasses.replace(query, level="IMAGE", requested=_RETRIEVED_KEYS)
+        matches = self.index.find_matches(
+            instances, hospital=visible_hospital(peer), limit=MAX_SUB_OPERATIONS + 1
+        )
+        if len(matches) > MAX_SUB_OPERATIONS:
+            raise InvalidQuery(
+                status.TOO_MANY_MATCHES,
+                f"more than {MAX_SUB_OPERATIONS} instances: retrieve studies or series",
+            )
+        patients = {match.patient_pk for match in matches}
+        if len(patients) > 1 and query.condition("IssuerOfPatientID") is None:
+            raise InvalidQuery(
+                status.UNABLE_TO_PROCESS,
+                "PatientID is used by several issuers: add IssuerOfPatientID",
+                "IssuerOfPatientID",
+            )
+        return [
+            Outgoing(
+                sop_class_uid=match.values["SOPClassUID"],
+                sop_instance_uid=match.values["SOPInstanceUID"],
+                transfer_syntax_uid=match.values["AvailableTransferSyntaxUID"],
+                path=self.storage.absolute(match.path or ""),
+            )
+            for match in matches
+        ]
+
+    def move_destination(self, peer: Peer, title: str) -> tuple[Peer | None, str | None]:
+        """The registered AE a C-MOVE sends to, or None with the reason it may not
+        (0xA801). Raises IndexUnavailable."""
+        destination = self.registry.peer(title)
+        refusal = move_refusal(peer, destination, title)
+        if refusal:
+            log.warning("C-MOVE from %s refused: %s", peer.ae_title, refusal)
+            return None, refusal
+        return destination, None
+
+    def converted_copy(self, item: Outgoing, transfer_syntax: str) -> Path:
+        """A temporary copy of `item` re-encoded in `transfer_syntax` (Explicit or Implicit
+        VR Little Endian, from a syntax retrieve.CONVERTIBLE allows), in the store's incoming
+        area, for the caller to send and remove. The whole object is read into memory: only
+        uncompressed objects are ever converted. Raises OSError, or pydicom's errors."""
+        dataset = dcmread(item.path)
+        dataset.file_meta.TransferSyntaxUID = transfer_syntax
+        handle, name = tempfile.mkstemp(
+            prefix="outgoing-", suffix=".dcm", dir=self.storage.incoming
+        )
+        os.close(handle)
+        try:
+            dataset.save_as(name, enforce_file_format=True)
+        except BaseException:
+            os.unlink(name)
+            raise
+        return Path(name)
+
+
+# What a retrieve needs of each instance: a C-FIND at IMAGE level answering these keys.
+_RETRIEVED_KEYS = ("SOPInstanceUID", "SOPClassUID", "AvailableTransferSyntaxUID")

@@ -21,3 +21,9 @@ UNABLE_TO_PROCESS = 0xC000  # Cxxx: a malformed value in the identifier
 QUERY_FAILED = 0xC001  # Cxxx: the index could not answer (unreachable, or an internal error)
 CANCELLED = 0xFE00  # matching or sub-operations terminated by a C-CANCEL
 PENDING = 0xFF00  # a match, more may follow
+
+# PS3.4 C.4.2.1.5 / C.4.3.1.4 C-MOVE and C-GET statuses
+TOO_MANY_MATCHES = 0xA701  # Refused: Out of Resources - unable to calculate number of matches
+SUB_OPERATIONS_FAILED = 0xA702  # Refused: Out of Resources - unable to perform sub-operations
+MOVE_DESTINATION_UNKNOWN = 0xA801
+SUB_OPERATIONS_WARNING = 0xB000  # Sub-operations complete, one or more failures or warnings

@@ -1,0 +1,139 @@
+"""C-MOVE and C-GET sub-operations without the network: what to propose, which syntax to send
+each instance in, how the sub-operations are counted and which final status they earn
+(PS3.4 C.4.2 and C.4.3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import status
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+# A stored object in one of these may be re-encoded into Explicit or Implicit VR Little Endian
+# without touching a pixel (the same byte order; only the element headers change). Big Endian
+# is not: its 16-bit pixel data would need swapping, which pydicom does not do on writing.
+CONVERTIBLE = frozenset({EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE})
+
+MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are the odd numbers 1-255
+MAX_SUB_OPERATIONS = 65535  # the Number of ... Sub-operations are US (PS3.7 9.1.3, 9.1.4)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One stored instance to send as a C-STORE sub-operation."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    path: Path
+
+
+def fallback_syntaxes(stored: str) -> tuple[str, ...]:
+    """The syntaxes an instance may be converted into when its own is not accepted."""
+    if stored not in CONVERTIBLE:
+        return ()
+    return tuple(ts for ts in (EXPLICIT_LE, IMPLICIT_LE) if ts != stored)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The instances sent over one sub-association, and the contexts it proposes."""
+
+    contexts: tuple[tuple[str, tuple[str, ...]], ...]
+    items: tuple[Outgoing, ...]
+
+
+def contexts_for(items: Iterable[Outgoing]) -> list[tuple[str, tuple[str, ...]]]:
+    """The presentation contexts to propose for these instances: one per stored (SOP class,
+    syntax) holding only that syntax, so that an acceptor that can take it is not offered a
+    choice it might prefer; then, per SOP class with a convertible syntax, one offering Explicit
+    and Implicit VR Little Endian."""
+    exact: dict[tuple[str, str], None] = {}
+    fallback: dict[str, dict[str, None]] = {}
+    for item in items:
+        exact[(item.sop_class_uid, item.transfer_syntax_uid)] = None
+        for ts in fallback_syntaxes(item.transfer_syntax_uid):
+            fallback.setdefault(item.sop_class_uid, {})[ts] = None
+    contexts = [(sop_class, (ts,)) for sop_class, ts in exact]
+    contexts += [(sop_class, tuple(syntaxes)) for sop_class, syntaxes in fallback.items()]
+    return contexts
+
+
+def batches(items: list[Outgoing], limit: int = MAX_CONTEXTS) -> list[Batch]:
+    """Split the instances so that no sub-association proposes more than `limit` contexts;
+    instances of one SOP class stay together and keep their order within it. One batch (the
+    usual case) keeps the order of `items`."""
+    if len(contexts_for(items)) <= limit:
+        return [Batch(tuple(contexts_for(items)), tuple(items))] if items else []
+    by_class: dict[str, list[Outgoing]] = {}
+    for item in items:
+        by_class.setdefault(item.sop_class_uid, []).append(item)
+    result: list[Batch] = []
+    current: list[Outgoing] = []
+    for group in by_class.values():
+        if current and len(contexts_for(current + group)) > limit:
+            result.append(Batch(tuple(contexts_for(current)), tuple(current)))
+            current = []
+        current += group
+    if current:
+        result.append(Batch(tuple(contexts_for(current)), tuple(current)))
+    return result
+
+
+def choose_syntax(item: Outgoing, accepted: dict[str, set[str]]) -> str | None:
+    """The syntax to send `item` in, given the accepted syntaxes per SOP class: its own if
+    accepted, else one it can be converted into; None when there is none (a failed
+    sub-operation)."""
+    syntaxes = accepted.get(item.sop_class_uid, set())
+    if item.transfer_syntax_uid in syntaxes:
+        return item.transfer_syntax_uid
+    return next((ts for ts in fallback_syntaxes(item.transfer_syntax_uid) if ts in syntaxes), None)
+
+
+# PS3.4 B.2.3: the C-STORE statuses that mean the instance was kept, with a warning.
+_STORE_WARNINGS = frozenset({0x0001, 0xB000, 0xB006, 0xB007})
+
+
+@dataclass
+class SubOperations:
+    """The count of C-STORE sub-operations of one C-MOVE or C-GET (PS3.4 C.4.2.1.4.2)."""
+
+    total: int
+    completed: int = 0
+    warning: int = 0
+    failed_uids: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failed_uids)
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.completed - self.warning - self.failed
+
+    def record(self, sop_instance_uid: str, store_status: int | None) -> str:
+        """Count one sub-operation by its C-STORE status (None: no response); returns
+        'completed', 'warning' or 'failed'."""
+        if store_status == status.SUCCESS:
+            self.completed += 1
+            return "completed"
+        if store_status in _STORE_WARNINGS:
+            self.warning += 1
+            return "warning"
+        self.failed_uids.append(sop_instance_uid)
+        return "failed"
+
+    def final_status(self, cancelled: bool = False) -> int:
+        """PS3.4 C.4.2.1.5: Cancel; Success when nothing failed or warned; Failure (0xA702)
+        when every sub-operation failed; else Warning (0xB000)."""
+        if cancelled:
+            return status.CANCELLED
+        if not self.failed and not self.warning:
+            return status.SUCCESS
+        if self.failed == self.total:
+            return status.SUB_OPERATIONS_FAILED
+        return status.SUB_OPERATIONS_WARNING

@@ -1,0 +1,436 @@
+"""C-MOVE and C-GET SCP (PS3.4 C.4.2, C.4.3): stored files sent as C-STORE sub-operations,
+streamed from disk, to a registered destination or over the requesting association.
+
+pynetdicom's own C-MOVE/C-GET service sends only decoded datasets (a whole video in memory),
+names the archive as Move Originator and answers 0xA801 when a destination accepts none of the
+contexts. The node replaces it for the Query/Retrieve MOVE and GET SOP classes with
+RetrieveServiceClass, which hands each request to the node's RetrieveSCP.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from io import BytesIO
+from typing import Any
+
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from pynetdicom import association as _association
+from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_GET, C_MOVE
+from pynetdicom.dsutils import decode, encode
+from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.presentation import build_context
+from pynetdicom.service_class import QueryRetrieveServiceClass
+
+from . import status
+from .errors import IndexUnavailable
+from .handlers import set_tcp_nodelay
+from .policy import Peer
+from .query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
+from .retrieve import Outgoing, SubOperations, batches, choose_syntax
+from .service import ArchiveService
+
+log = logging.getLogger(__name__)
+
+# P-DATA PDUs a sending association may have queued: pynetdicom's send queue is unbounded, so
+# a file read in fragments faster than the socket drains would otherwise end up in memory.
+QUEUED_PDUS = 8
+
+
+class Refusal(Exception):
+    """The request ends before any sub-operation, with this status and comment."""
+
+    def __init__(self, code: int, comment: str = "", keyword: str | None = None) -> None:
+        super().__init__(comment)
+        self.status = code
+        self.keyword = keyword
+
+
+class RetrieveSCP:
+    """The node's C-MOVE and C-GET: rights, identifier, destination, then sub-operations."""
+
+    def __init__(self, service: ArchiveService, peer_of: Callable[[Any], Peer | None]) -> None:
+        self.service = service
+        self.peer_of = peer_of
+
+    # -- C-MOVE -------------------------------------------------------------------------------
+
+    def move(self, provider: QueryRetrieveServiceClass, req: C_MOVE, context: Any) -> None:
+        """PS3.4 C.4.2.3: sub-operations over an association the node opens to the Move
+        Destination, whose address comes from the registry."""
+        exchange = _Exchange(provider, req, context, C_MOVE())
+        try:
+            peer = self._peer(provider.assoc, "move")
+            with _failing_clearly("C-MOVE", peer.ae_title):
+                title = str(req.MoveDestination or "").strip()
+                destination, refusal = self.service.move_destination(peer, title)
+                if destination is None:
+                    raise Refusal(status.MOVE_DESTINATION_UNKNOWN, refusal or "")
+                items = self._plan(peer, exchange, MOVE_SOP_CLASSES, "C-MOVE")
+        except Refusal as refused:
+            exchange.refuse(refused)
+            return
+        log.info(
+            "C-MOVE from %s (%s) to %s at %s:%s: %d instance(s)",
+            peer.ae_title,
+            peer.hospital,
+            destination.ae_title,
+            destination.host,
+            destination.port,
+            len(items),
+        )
+        ops = SubOperations(len(items))
+        started = time.monotonic()
+        for batch in batches(items):
+            sub = self._open(provider.assoc.ae, destination, batch.contexts)
+            if isinstance(sub, str):
+                log.error("C-MOVE from %s: %s", peer.ae_title, sub)
+                for item in batch.items:
+                    ops.record(item.sop_instance_uid, None)
+                exchange.comment = sub
+                continue
+            try:
+                sender = _Sender(self.service, sub, originator=(peer.ae_title, req.MessageID))
+                if not self._run(exchange, sender, batch.items, ops):
+                    return
+            finally:
+                _close(sub)
+            if exchange.cancelled:
+                break
+        exchange.finish(ops)
+        _log_done("C-MOVE", peer, ops, started, exchange.cancelled)
+
+    # -- C-GET --------------------------------------------------------------------------------
+
+    def get(self, provider: QueryRetrieveServiceClass, req: C_GET, context: Any) -> None:
+        """PS3.4 C.4.3.3: sub-operations over the requesting association, in the storage
+        contexts it proposed with SCP role selection (PS3.7 D.3.3.4)."""
+        exchange = _Exchange(provider, req, context, C_GET())
+        try:
+            peer = self._peer(provider.assoc, "get")
+            with _failing_clearly("C-GET", peer.ae_title):
+                items = self._plan(peer, exchange, GET_SOP_CLASSES, "C-GET")
+        except Refusal as refused:
+            exchange.refuse(refused)
+            return
+        log.info("C-GET from %s (%s): %d instance(s)", peer.ae_title, peer.hospital, len(items))
+        ops = SubOperations(len(items))
+        started = time.monotonic()
+        sender = _Sender(self.service, provider.assoc, originator=None)
+        if self._run(exchange, sender, items, ops):
+            exchange.finish(ops)
+            _log_done("C-GET", peer, ops, started, exchange.cancelled)
+
+    # -- both ---------------------------------------------------------------------------------
+
+    def _peer(self, assoc: Any, right: str) -> Peer:
+        peer = self.peer_of(assoc)
+        refused = self.service.authorise(peer, right) if peer else status.NOT_AUTHORISED
+        if refused or peer is None:
+            raise Refusal(status.NOT_AUTHORISED)
+        return peer
+
+    def _plan(
+        self, peer: Peer, exchange: _Exchange, models: dict[str, str], what: str
+    ) -> list[Outgoing]:
+        model = models[str(exchange.req.AffectedSOPClassUID)]
+        try:
+            identifier = exchange.identifier()
+        except Exception as exc:
+            log.warning("%s from %s: identifier cannot be decoded: %s", what, peer.ae_title, exc)
+            raise Refusal(status.UNABLE_TO_PROCESS, "identifier cannot be decoded") from None
+        try:
+            return self.service.plan_retrieve(peer, identifier, model)
+        except InvalidQuery as exc:
+            log.warning("%s from %s refused: 0x%04X %s", what, peer.ae_title, exc.status, exc)
+            raise Refusal(exc.status, str(exc), exc.keyword) from None
+
+    def _open(self, ae: Any, destination: Peer, contexts: Any) -> Any:
+        """An association to the destination proposing `contexts`, or why there is none."""
+        where = f"{destination.ae_title} at {destination.host}:{destination.port}"
+        sub = ae.associate(
+            destination.host,
+            destination.port,
+            contexts=[build_context(sop_class, list(ts)) for sop_class, ts in contexts],
+            ae_title=destination.ae_title,
+            evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+        )
+        if sub.is_established:
+            return sub
+        if sub.is_rejected:
+            rsp = sub.acceptor.primitive
+            return (
+                f"{where} rejected the association "
+                f"(result {rsp.result}, source {rsp.result_source}, reason {rsp.diagnostic})"
+            )
+        if sub.rejected_contexts and not sub.accepted_contexts:
+            return f"{where} accepted none of the {len(contexts)} proposed contexts"
+        return f"{where} cannot be reached"
+
+    def _run(self, exchange: _Exchange, sender: _Sender, items: Any, ops: SubOperations) -> bool:
+        """Send `items`, a pending response after each; False when the requesting association
+        has gone (no final response can be sent)."""
+        for position, item in enumerate(items):
+            if not exchange.requester_alive():
+                log.warning("retrieve ended: the requesting association is gone")
+                return False
+            if exchange.cancel_requested():
+                return True
+            outcome = ops.record(item.sop_instance_uid, sender.send(item))
+            if outcome != "completed":
+                log.warning(
+                    "sub-operation for instance %s %s: %s",
+                    item.sop_instance_uid,
+                    outcome,
+                    sender.last_error or "the destination's status says so",
+                )
+            if not sender.alive():  # the peer went away: what is left cannot be sent
+                exchange.comment = sender.last_error or "the association was lost"
+                for rest in items[position + 1 :]:
+                    ops.record(rest.sop_instance_uid, None)
+                return True
+            if ops.remaining:
+                exchange.pending(ops)
+        return True
+
+
+@contextmanager
+def _failing_clearly(what: str, peer_title: str) -> Iterator[None]:
+    """An unreachable index or an unexpected error becomes a failure status (0xC001), never a
+    traceback to pynetdicom (which would abort the association)."""
+    try:
+        yield
+    except Refusal:
+        raise
+    except IndexUnavailable as exc:
+        log.error("%s from %s failed: %s", what, peer_title, exc)
+        raise Refusal(status.QUERY_FAILED, "index unavailable") from None
+    except Exception as exc:
+        log.exception("%s from %s failed unexpectedly", what, peer_title)
+        raise Refusal(status.QUERY_FAILED, f"internal error: {type(exc).__name__}") from None
+
+
+class _Exchange:
+    """One C-MOVE or C-GET request and its responses (PS3.7 9.1.3.1, 9.1.4.1)."""
+
+    def __init__(self, provider: Any, req: Any, context: Any, rsp: Any) -> None:
+        self.provider = provider
+        self.req = req
+        self.context = context
+        self.rsp = rsp
+        self.cancelled = False
+        self.comment = ""
+        self.syntax = context.transfer_syntax[0]
+
+    def identifier(self) -> Dataset:
+        ts = self.syntax
+        return decode(self.req.Identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+
+    def requester_alive(self) -> bool:
+        return bool(self.provider.assoc.is_established)
+
+    def cancel_requested(self) -> bool:
+        """A C-CANCEL for this request arrived (PS3.7 9.3.2.3); checked between sub-operations."""
+        if self.provider.is_cancelled(self.req.MessageID):
+            log.info("retrieve cancelled by the SCU")
+            self.cancelled = True
+        return self.cancelled
+
+    def refuse(self, refused: Refusal) -> None:
+        comment = str(refused)
+        self._send(refused.status, comment=comment, keyword=refused.keyword)
+
+    def pending(self, ops: SubOperations) -> None:
+        self._send(status.PENDING, ops=ops, remaining=True)
+
+    def finish(self, ops: SubOperations) -> None:
+        code = ops.final_status(self.cancelled)
+        comment = self.comment if code not in (status.SUCCESS, status.CANCELLED) else ""
+        self._send(code, ops=ops, remaining=self.cancelled, comment=comment, failed=True)
+
+    def _send(
+        self,
+        code: int,
+        *,
+        ops: SubOperations | None = None,
+        remaining: bool = False,
+        comment: str = "",
+        keyword: str | None = None,
+        failed: bool = False,
+    ) -> None:
+        req, rsp = self.req, self.rsp
+        rsp.MessageIDBeingRespondedTo = req.MessageID
+        rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
+        rsp.Status = code
+        rsp.Identifier = None
+        rsp.ErrorComment = comment.replace("\\", "/")[:64] if comment else None
+        if keyword and (tag := tag_for_keyword(keyword)) is not None:
+            rsp.OffendingElement = [tag]
+        if ops is not None:
+            rsp.NumberOfRemainingSuboperations = ops.remaining if remaining else None
+            rsp.NumberOfCompletedSuboperations = ops.completed
+            rsp.NumberOfFailedSuboperations = ops.failed
+            rsp.NumberOfWarningSuboperations = ops.warning
+            if failed and ops.failed_uids:
+                # PS3.4 C.4.2.1.4.2: the instances whose sub-operation failed
+                listed = Dataset()
+                listed.FailedSOPInstanceUIDList = ops.failed_uids
+                ts = self.syntax
+                rsp.Identifier = BytesIO(
+                    encode(listed, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+                )
+        self.provider.dimse.send_msg(rsp, self.context.context_id)
+
+
+class _Sender:
+    """C-STOREs over one association: each stored file streamed in the syntax chosen for it."""
+
+    def __init__(
+        self, service: ArchiveService, assoc: Any, originator: tuple[str, int] | None
+    ) -> None:
+        self.service = service
+        self.assoc = assoc
+        self.originator = originator
+        self.last_error = ""
+        self._message_id = 0
+        # What the peer accepted for us to send, per SOP class (for C-GET: the contexts the SCU
+        # proposed with the SCP role for itself).
+        self.accepted: dict[str, set[str]] = {}
+        for cx in assoc.accepted_contexts:
+            if cx.as_scu:
+                self.accepted.setdefault(str(cx.abstract_syntax), set()).add(
+                    str(cx.transfer_syntax[0])
+                )
+        bound_send_queue(assoc)
+
+    def alive(self) -> bool:
+        return bool(self.assoc.is_established)
+
+    def send(self, item: Outgoing) -> int | None:
+        """One C-STORE sub-operation: the peer's status, or None when it was not sent or no
+        response came (last_error says why)."""
+        self.last_error = ""
+        syntax = choose_syntax(item, self.accepted)
+        if syntax is None:
+            self.last_error = (
+                f"no accepted context for {item.sop_class_uid} in {item.transfer_syntax_uid}"
+            )
+            return None
+        converted = None
+        try:
+            path = item.path
+            if syntax != item.transfer_syntax_uid:
+                path = converted = self.service.converted_copy(item, syntax)
+            self._message_id = self._message_id % 65535 + 1
+            aet, message_id = self.originator or (None, None)
+            rsp = self.assoc.send_c_store(
+                path, msg_id=self._message_id, originator_aet=aet, originator_id=message_id
+            )
+        except FileNotFoundError:
+            self.last_error = "the stored file is missing"
+            log.error("instance %s: stored file %s is missing", item.sop_instance_uid, item.path)
+            return None
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, TimeoutError) and self.assoc.is_established:
+                self.assoc.abort()  # a C-STORE cut off part way cannot be resumed
+            return None
+        finally:
+            if converted is not None:
+                converted.unlink(missing_ok=True)
+        if "Status" not in rsp:
+            self.last_error = "no response (association aborted or timed out)"
+            return None
+        return int(rsp.Status)
+
+
+def bound_send_queue(assoc: Any, limit: int = QUEUED_PDUS) -> None:
+    """Make pynetdicom's send queue of `assoc` hold at most `limit` P-DATA PDUs: the sending
+    thread waits for the socket to drain it. Raises TimeoutError from the send when nothing
+    drains for the association's network timeout (the peer stopped reading)."""
+    dul = assoc.dul
+    if getattr(dul, "_archive_bounded", False):
+        return
+    unbounded = dul.send_pdu
+    patience = assoc.network_timeout or 60.0
+
+    def send_pdu(primitive: Any) -> None:
+        if isinstance(primitive, P_DATA):
+            deadline = time.monotonic() + patience
+            while dul.to_provider_queue.qsize() >= limit and dul.is_alive():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the peer read nothing for {patience:.0f} s")
+                time.sleep(0.0002)
+        unbounded(primitive)
+
+    dul.send_pdu = send_pdu
+    dul._archive_bounded = True
+
+
+def _close(sub: Any) -> None:
+    if sub.is_established:
+        sub.release()
+
+
+def _log_done(what: str, peer: Peer, ops: SubOperations, started: float, cancelled: bool) -> None:
+    log.info(
+        "%s from %s %s: %d completed, %d failed, %d warning, %d not sent, in %.1f s",
+        what,
+        peer.ae_title,
+        "cancelled" if cancelled else "done",
+        ops.completed,
+        ops.failed,
+        ops.warning,
+        ops.remaining,
+        time.monotonic() - started,
+    )
+
+
+# -- routing the MOVE and GET SOP classes to the node -----------------------------------------
+
+_NODES: weakref.WeakKeyDictionary[Any, RetrieveSCP] = weakref.WeakKeyDictionary()
+_RETRIEVE_SOP_CLASSES = frozenset(MOVE_SOP_CLASSES) | frozenset(GET_SOP_CLASSES)
+
+
+class RetrieveServiceClass(QueryRetrieveServiceClass):
+    """pynetdicom's Query/Retrieve service class, with C-MOVE and C-GET done by the node's
+    RetrieveSCP for associations of a node's AE (pynetdicom's own for any other AE)."""
+
+    def _move_scp(self, req: C_MOVE, context: Any) -> None:
+        scp = _NODES.get(self.assoc.ae)
+        if scp is None:
+            return super()._move_scp(req, context)
+        scp.move(self, req, context)
+        return None
+
+    def _get_scp(self, req: C_GET, context: Any) -> None:
+        scp = _NODES.get(self.assoc.ae)
+        if scp is None:
+            return super()._get_scp(req, context)
+        scp.get(self, req, context)
+        return None
+
+
+_stock_service_class = _association.uid_to_service_class
+
+
+def _service_class(uid: str) -> Any:
+    if uid in _RETRIEVE_SOP_CLASSES:
+        return RetrieveServiceClass
+    return _stock_service_class(uid)
+
+
+def serve_retrieve(ae: Any, scp: RetrieveSCP) -> None:
+    """Let `scp` answer the C-MOVE and C-GET requests of `ae`'s associations.
+
+    pynetdicom picks a request's service class by SOP class UID in Association._serve_request
+    (association.uid_to_service_class); that lookup is wrapped once per process, and hands
+    the MOVE and GET classes to RetrieveServiceClass (tests/test_retrieve_routing.py pins it).
+    """
+    _association.uid_to_service_class = _service_class
+    _NODES[ae] = scp

@@ -1,0 +1,196 @@
+"""Test helpers for C-MOVE and C-GET: a pynetdicom storage SCP as Move Destination, a C-GET
+SCU that keeps what it receives, and the requests that drive them."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, build_role, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from archive_node.handlers import set_tcp_nodelay
+from tests import factory
+from tests.conftest import Node
+
+STUDY_MOVE = StudyRootQueryRetrieveInformationModelMove
+PATIENT_MOVE = PatientRootQueryRetrieveInformationModelMove
+STUDY_GET = StudyRootQueryRetrieveInformationModelGet
+PATIENT_GET = PatientRootQueryRetrieveInformationModelGet
+CLASSES = [
+    factory.CT_IMAGE,
+    factory.US_MULTIFRAME,
+    factory.VL_PHOTO,
+    factory.VIDEO_PHOTO,
+    factory.SECONDARY_CAPTURE,
+    factory.ENCAPSULATED_PDF,
+]
+
+
+def identifier(level: str, **keys: Any) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+@dataclass
+class Received:
+    """What a storage SCP was sent: the files, and each C-STORE request's originator."""
+
+    directory: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    originators: list[tuple[str, int | None]] = field(default_factory=list)
+    syntaxes: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def keep(self, event: Any) -> None:
+        request = event.request
+        uid = str(request.AffectedSOPInstanceUID)
+        target = self.directory / f"{uid}.dcm"
+        shutil.copyfile(event.dataset_path, target)
+        with self.lock:
+            self.files[uid] = target
+            self.syntaxes[uid] = str(event.context.transfer_syntax)
+            self.originators.append(
+                (
+                    str(request.MoveOriginatorApplicationEntityTitle or "").strip(),
+                    request.MoveOriginatorMessageID,
+                )
+            )
+
+
+class Destination:
+    """A Move Destination: a pynetdicom storage SCP on a free loopback port that keeps the
+    files it receives. `syntaxes` limits what it accepts; `on_store` may delay or refuse."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        classes: list[str] = CLASSES,
+        syntaxes: list[str] | None = None,
+        on_store: Callable[[Any], int] | None = None,
+        ae_title: str = "DEST",
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.received = Received(directory)
+        self.on_store = on_store
+        self.associations = 0
+        ae = AE(ae_title=ae_title)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+        for sop_class in classes:
+            ae.add_supported_context(sop_class, syntaxes or ALL_TRANSFER_SYNTAXES)
+        self.ae = ae
+        self.server = ae.make_server(
+            ("127.0.0.1", 0),
+            evt_handlers=[
+                (evt.EVT_C_STORE, self._store),
+                (evt.EVT_ACCEPTED, self._accepted),
+                (evt.EVT_CONN_OPEN, set_tcp_nodelay),
+            ],
+        )
+        # as start_server(block=False), but polling for shutdown every 20 ms, not 500 ms
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+        ae._servers.append(self.server)
+        self.port = self.server.server_address[1]
+
+    def _accepted(self, event: Any) -> None:
+        self.associations += 1
+
+    def _store(self, event: Any) -> int:
+        code = self.on_store(event) if self.on_store else 0x0000
+        if code in (0x0000, 0xB000, 0xB007):
+            self.received.keep(event)
+        return code
+
+    def stop(self) -> None:
+        self.ae.shutdown()
+
+
+def move(
+    assoc: Any, query: Dataset, destination: str = "DEST", model: Any = STUDY_MOVE
+) -> tuple[Dataset, list[Dataset], Dataset | None]:
+    """(final status, pending statuses, final identifier) of one C-MOVE."""
+    pending, final, answer = [], None, None
+    for rsp, ident in assoc.send_c_move(query, destination, model):
+        assert rsp, "no response from the node"
+        if rsp.Status == 0xFF00:
+            pending.append(rsp)
+        else:
+            final, answer = rsp, ident
+    return final, pending, answer
+
+
+def get_contexts(syntaxes: list[str] | None = None, classes: list[str] = CLASSES):
+    """The contexts and SCP/SCU role items of a C-GET SCU that stores `classes`."""
+    contexts = [STUDY_GET, PATIENT_GET]
+    contexts += [(sop_class, syntaxes or ALL_TRANSFER_SYNTAXES) for sop_class in classes]
+    roles = [build_role(sop_class, scp_role=True) for sop_class in classes]
+    return contexts, roles
+
+
+def get_association(
+    node: Node,
+    calling: str,
+    received: Received,
+    *,
+    syntaxes: list[str] | None = None,
+    classes: list[str] = CLASSES,
+    on_store: Callable[[Any], int] | None = None,
+):
+    """A C-GET SCU association whose C-STORE handler keeps the files in `received`."""
+
+    def store(event: Any) -> int:
+        code = on_store(event) if on_store else 0x0000
+        if code == 0x0000:
+            received.keep(event)
+        return code
+
+    ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    contexts, roles = get_contexts(syntaxes, classes)
+    for cx in contexts:
+        ae.add_requested_context(*cx) if isinstance(cx, tuple) else ae.add_requested_context(cx)
+    return ae.associate(
+        node.host,
+        node.port,
+        ae_title=node.ae_title,
+        ext_neg=roles,
+        evt_handlers=[(evt.EVT_C_STORE, store), (evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+    )
+
+
+def get(
+    assoc: Any, query: Dataset, model: Any = STUDY_GET
+) -> tuple[Dataset, list[Dataset], Dataset | None]:
+    """(final status, pending statuses, final identifier) of one C-GET."""
+    pending, final, answer = [], None, None
+    for rsp, ident in assoc.send_c_get(query, model):
+        assert rsp, "no response from the node"
+        if rsp.Status == 0xFF00:
+            pending.append(rsp)
+        else:
+            final, answer = rsp, ident
+    return final, pending, answer
+
+
+def failed_uids(answer: Dataset | None) -> list[str]:
+    """The Failed SOP Instance UID List of a final response (one value reads as a str)."""
+    if answer is None or "FailedSOPInstanceUIDList" not in answer:
+        return []
+    value = answer.FailedSOPInstanceUIDList
+    return [value] if isinstance(value, str) else list(value)

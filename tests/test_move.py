@@ -1,0 +1,616 @@
+"""C-MOVE SCP over real associations on SQLite and PostgreSQL, into a pynetdicom storage SCP:
+registered destinations only, rights and scope, partial syntax acceptance, counts and
+statuses, cancel, unreachable destinations and bad identifiers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+from archive_node import status
+from tests import factory
+from tests.conftest import associate
+from tests.retrieving import (
+    PATIENT_MOVE,
+    STUDY_MOVE,
+    Destination,
+    failed_uids,
+    identifier,
+    move,
+)
+from tests.test_serve_process import free_port
+from tests.test_store import store
+
+WORKSTATION = "UNN_WS"
+
+
+@pytest.fixture
+def destination(tmp_path, node):
+    """DEST, registered for UNN with the port of a storage SCP that takes every syntax."""
+    dest = Destination(tmp_path / "dest")
+    node.service.registry.add_ae("DEST", "UNN", host="127.0.0.1", port=dest.port, allow="echo")
+    yield dest
+    dest.stop()
+
+
+def add_destination(node, tmp_path, title: str, hospital: str = "UNN", **kw) -> Destination:
+    dest = Destination(tmp_path / title, ae_title=title, **kw)
+    node.service.registry.add_ae(title, hospital, host="127.0.0.1", port=dest.port)
+    return dest
+
+
+@pytest.fixture
+def study(node):
+    """One UNN study of four kinds of object: US multi-frame, VL photo (JPEG baseline), H.264
+    video and CT, pushed by C-STORE; returns the study UID and the instances' UIDs."""
+    study_uid = generate_uid()
+    made = [
+        factory.us_multiframe(study_uid=study_uid, patient_id="P1"),
+        factory.vl_photo_jpeg(study_uid=study_uid, patient_id="P1"),
+        factory.video_h264(study_uid=study_uid, patient_id="P1"),
+        factory.ct(study_uid=study_uid, patient_id="P1"),
+    ]
+    for ds in made:
+        assert store(node, ds) == status.SUCCESS
+    return study_uid, [str(ds.SOPInstanceUID) for ds in made]
+
+
+def stored_path(node, sop_uid: str):
+    record = node.service.index.find_instance(sop_uid)
+    return node.service.storage.absolute(record.path)
+
+
+def move_assoc(node, calling: str = WORKSTATION):
+    assoc = associate(node, calling, [STUDY_MOVE, PATIENT_MOVE])
+    assert assoc.is_established
+    return assoc
+
+
+def test_study_moves_byte_for_byte_with_counts_and_originator(node, destination, study):
+    study_uid, uids = study
+    assoc = move_assoc(node)
+    try:
+        final, pending, answer = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUCCESS
+    assert (
+        final.NumberOfCompletedSuboperations,
+        final.NumberOfFailedSuboperations,
+        final.NumberOfWarningSuboperations,
+    ) == (4, 0, 0)
+    assert "NumberOfRemainingSuboperations" not in final
+    assert [p.NumberOfRemainingSuboperations for p in pending] == [3, 2, 1]
+    assert [p.NumberOfCompletedSuboperations for p in pending] == [1, 2, 3]
+    assert answer is None
+    received = destination.received
+    assert set(received.files) == set(uids)
+    for uid in uids:
+        assert factory.dataset_bytes(received.files[uid]) == factory.dataset_bytes(
+            stored_path(node, uid)
+        ), f"instance {uid} changed on the way"
+    # PS3.4 C.4.2.2: the AE that asked, and its request's Message ID (pynetdicom's SCU uses 1)
+    assert set(received.originators) == {(WORKSTATION, 1)}
+    assert destination.associations == 1
+
+
+def test_series_and_image_levels_and_lists_of_uids(node, destination, study):
+    study_uid, uids = study
+    series = {uid: str(dcmread(stored_path(node, uid)).SeriesInstanceUID) for uid in uids}
+    assoc = move_assoc(node)
+    try:
+        final, _, _ = move(
+            assoc,
+            identifier("SERIES", StudyInstanceUID=study_uid, SeriesInstanceUID=series[uids[0]]),
+        )
+        assert final.Status == status.SUCCESS
+        assert final.NumberOfCompletedSuboperations == 1
+        final, _, _ = move(
+            assoc,
+            identifier(
+                "IMAGE",
+                StudyInstanceUID=study_uid,
+                SeriesInstanceUID=series[uids[1]],
+                SOPInstanceUID=uids[1],
+            ),
+        )
+        assert final.NumberOfCompletedSuboperations == 1
+        # a list of series UIDs (PS3.4 C.2.2.2.2)
+        final, _, _ = move(
+            assoc,
+            identifier(
+                "SERIES",
+                StudyInstanceUID=study_uid,
+                SeriesInstanceUID=[series[uids[2]], series[uids[3]]],
+            ),
+        )
+        assert final.NumberOfCompletedSuboperations == 2
+    finally:
+        assoc.release()
+    assert set(destination.received.files) == set(uids)
+
+
+def test_patient_root_patient_and_study_levels(node, destination, study):
+    study_uid, _ = study
+    other = factory.ct(patient_id="P1")  # a second study of the same patient
+    assert store(node, other) == status.SUCCESS
+    assoc = move_assoc(node)
+    try:
+        final, _, _ = move(assoc, identifier("PATIENT", PatientID="P1"), model=PATIENT_MOVE)
+        assert final.Status == status.SUCCESS
+        assert final.NumberOfCompletedSuboperations == 5
+        final, _, _ = move(
+            assoc,
+            identifier("STUDY", PatientID="P1", StudyInstanceUID=study_uid),
+            model=PATIENT_MOVE,
+        )
+        assert final.NumberOfCompletedSuboperations == 4
+        # the study is not that patient's: nothing matches (hierarchical retrieval)
+        final, _, _ = move(
+            assoc,
+            identifier("STUDY", PatientID="P9", StudyInstanceUID=study_uid),
+            model=PATIENT_MOVE,
+        )
+        assert (final.Status, final.NumberOfCompletedSuboperations) == (status.SUCCESS, 0)
+    finally:
+        assoc.release()
+
+
+def test_zero_matches_is_success_with_no_sub_association(node, destination, study):
+    assoc = move_assoc(node)
+    try:
+        final, pending, _ = move(assoc, identifier("STUDY", StudyInstanceUID=generate_uid()))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUCCESS
+    assert (
+        final.NumberOfCompletedSuboperations,
+        final.NumberOfFailedSuboperations,
+        final.NumberOfWarningSuboperations,
+    ) == (0, 0, 0)
+    assert pending == []
+    assert destination.associations == 0
+
+
+# -- destinations: from the registry only ------------------------------------------------------
+
+
+def test_unknown_destination_gets_a801_and_nothing_leaves(node, destination, study):
+    study_uid, _ = study
+    assoc = move_assoc(node)
+    try:
+        final, _, _ = move(
+            assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="NOBODY"
+        )
+        assert final.Status == status.MOVE_DESTINATION_UNKNOWN
+        assert "not a registered AE" in final.ErrorComment
+        # the association stays usable
+        final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+        assert final.Status == status.SUCCESS
+    finally:
+        assoc.release()
+    assert destination.associations == 1
+
+
+@pytest.mark.parametrize(
+    "registration, why",
+    [
+        ({"host": "127.0.0.1"}, "without a host and port"),
+        ({"port": 11112}, "without a host and port"),
+        ({"host": "127.0.0.1", "port": 11112, "enabled": False}, "disabled"),
+    ],
+)
+def test_destination_without_address_or_disabled_gets_a801(node, study, registration, why):
+    study_uid, _ = study
+    registration = dict(registration)
+    enabled = registration.pop("enabled", True)
+    node.service.registry.add_ae("HALFWAY", "UNN", **registration)
+    if not enabled:
+        node.service.registry.update_ae("HALFWAY", enabled=False)
+    assoc = move_assoc(node)
+    try:
+        final, _, _ = move(
+            assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="HALFWAY"
+        )
+    finally:
+        assoc.release()
+    assert final.Status == status.MOVE_DESTINATION_UNKNOWN
+    assert why in final.ErrorComment
+
+
+def test_hospital_scoped_ae_moves_only_to_its_own_hospital(node, tmp_path, study):
+    study_uid, _ = study
+    node.service.registry.add_ae(
+        "UNN_LOCAL", "UNN", host="127.0.0.1", allow="move", scope="hospital"
+    )
+    other = add_destination(node, tmp_path, "NLSH_DEST", hospital="NLSH")
+    own = add_destination(node, tmp_path, "UNN_DEST")
+    try:
+        assoc = move_assoc(node, "UNN_LOCAL")
+        try:
+            final, _, _ = move(
+                assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="NLSH_DEST"
+            )
+            assert final.Status == status.MOVE_DESTINATION_UNKNOWN
+            assert "belongs to hospital NLSH" in final.ErrorComment
+            final, _, _ = move(
+                assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="UNN_DEST"
+            )
+            assert final.NumberOfCompletedSuboperations == 4
+        finally:
+            assoc.release()
+    finally:
+        other.stop()
+        own.stop()
+    assert other.associations == 0
+
+
+def test_ae_without_move_right_is_refused(node, destination, study):
+    study_uid, _ = study
+    node.service.registry.add_ae("UNN_VIEW", "UNN", host="127.0.0.1", allow="find")
+    assoc = move_assoc(node, "UNN_VIEW")
+    try:
+        final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.NOT_AUTHORISED
+    assert destination.associations == 0
+
+
+def test_granting_move_takes_effect_on_the_next_association(node, destination, study):
+    study_uid, _ = study
+    node.service.registry.add_ae("UNN_VIEW", "UNN", host="127.0.0.1", allow="find")
+    node.service.registry.update_ae("UNN_VIEW", allow="find,move")
+    assoc = move_assoc(node, "UNN_VIEW")
+    try:
+        final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUCCESS
+
+
+# -- scope hospital: what C-FIND shows ---------------------------------------------------------
+
+
+def test_hospital_scope_retrieves_only_its_hospitals_instances(node, tmp_path):
+    reg = node.service.registry
+    reg.add_ae("NLSH_WS", "NLSH", host="127.0.0.1", allow="move", scope="hospital")
+    dest = add_destination(node, tmp_path, "NLSH_DEST", hospital="NLSH")
+    shared = generate_uid()
+    unn = factory.ct(study_uid=shared, patient_id="P1")
+    nlsh = factory.vl_photo_jpeg(study_uid=shared, patient_id="P1")
+    only_unn = factory.ct(patient_id="P1")
+    assert store(node, unn, "UNN_US") == status.SUCCESS
+    assert store(node, nlsh, "NLSH_CAM") == status.SUCCESS
+    assert store(node, only_unn, "UNN_US") == status.SUCCESS
+    try:
+        assoc = move_assoc(node, "NLSH_WS")
+        try:
+            final, _, _ = move(
+                assoc, identifier("STUDY", StudyInstanceUID=shared), destination="NLSH_DEST"
+            )
+            assert final.NumberOfCompletedSuboperations == 1
+            final, _, _ = move(
+                assoc,
+                identifier("STUDY", StudyInstanceUID=only_unn.StudyInstanceUID),
+                destination="NLSH_DEST",
+            )
+            assert (final.Status, final.NumberOfCompletedSuboperations) == (status.SUCCESS, 0)
+        finally:
+            assoc.release()
+    finally:
+        dest.stop()
+    assert set(dest.received.files) == {nlsh.SOPInstanceUID}
+
+
+# -- what the destination accepts --------------------------------------------------------------
+
+
+def test_destination_accepting_part_of_the_syntaxes_fails_those_sub_operations(
+    node, tmp_path, study
+):
+    study_uid, uids = study
+    us, photo, video, ct = uids
+    dest = add_destination(
+        node, tmp_path, "NATIVE", syntaxes=[ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    )
+    try:
+        assoc = move_assoc(node)
+        try:
+            final, pending, answer = move(
+                assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="NATIVE"
+            )
+        finally:
+            assoc.release()
+    finally:
+        dest.stop()
+    assert final.Status == status.SUB_OPERATIONS_WARNING
+    assert (
+        final.NumberOfCompletedSuboperations,
+        final.NumberOfFailedSuboperations,
+        final.NumberOfWarningSuboperations,
+    ) == (2, 2, 0)
+    assert set(failed_uids(answer)) == {photo, video}
+    assert set(dest.received.files) == {us, ct}
+    assert [p.NumberOfRemainingSuboperations for p in pending] == [3, 2, 1]
+
+
+def test_uncompressed_instance_is_converted_when_its_syntax_is_refused(node, tmp_path):
+    ds = factory.ct(patient_id="P1")  # stored in Explicit VR Little Endian
+    assert store(node, ds) == status.SUCCESS
+    dest = add_destination(node, tmp_path, "IMPLICIT", syntaxes=[ImplicitVRLittleEndian])
+    try:
+        assoc = move_assoc(node)
+        try:
+            final, _, _ = move(
+                assoc,
+                identifier("STUDY", StudyInstanceUID=ds.StudyInstanceUID),
+                destination="IMPLICIT",
+            )
+        finally:
+            assoc.release()
+    finally:
+        dest.stop()
+    assert final.Status == status.SUCCESS
+    uid = ds.SOPInstanceUID
+    assert dest.received.syntaxes[uid] == ImplicitVRLittleEndian
+    arrived = dcmread(dest.received.files[uid])
+    assert arrived.PixelData == ds.PixelData and arrived.PatientID == "P1"
+    assert not list(node.service.storage.incoming.iterdir()), "the converted copy is left"
+
+
+def test_destination_accepting_no_context_fails_every_sub_operation(node, tmp_path):
+    photo = factory.vl_photo_jpeg(patient_id="P1")
+    assert store(node, photo) == status.SUCCESS
+    dest = add_destination(node, tmp_path, "CT_ONLY", classes=[factory.CT_IMAGE])
+    try:
+        assoc = move_assoc(node)
+        try:
+            final, _, answer = move(
+                assoc,
+                identifier("STUDY", StudyInstanceUID=photo.StudyInstanceUID),
+                destination="CT_ONLY",
+            )
+        finally:
+            assoc.release()
+    finally:
+        dest.stop()
+    assert final.Status == status.SUB_OPERATIONS_FAILED
+    assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (0, 1)
+    assert failed_uids(answer) == [photo.SOPInstanceUID]
+    assert "accepted none" in final.ErrorComment
+
+
+def test_destination_refusing_an_instance_counts_it_failed(node, tmp_path, study):
+    study_uid, uids = study
+    refused = uids[2]
+
+    def refuse_video(event):
+        return 0xA700 if event.request.AffectedSOPInstanceUID == refused else 0x0000
+
+    dest = add_destination(node, tmp_path, "PICKY", on_store=refuse_video)
+    try:
+        assoc = move_assoc(node)
+        try:
+            final, _, answer = move(
+                assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="PICKY"
+            )
+        finally:
+            assoc.release()
+    finally:
+        dest.stop()
+    assert final.Status == status.SUB_OPERATIONS_WARNING
+    assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (3, 1)
+    assert failed_uids(answer) == [refused]
+
+
+def test_destination_warning_is_counted_as_warning(node, tmp_path, study):
+    study_uid, _ = study
+    dest = add_destination(node, tmp_path, "COERCING", on_store=lambda event: 0xB000)
+    try:
+        assoc = move_assoc(node)
+        try:
+            final, _, answer = move(
+                assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="COERCING"
+            )
+        finally:
+            assoc.release()
+    finally:
+        dest.stop()
+    assert final.Status == status.SUB_OPERATIONS_WARNING
+    assert (
+        final.NumberOfCompletedSuboperations,
+        final.NumberOfFailedSuboperations,
+        final.NumberOfWarningSuboperations,
+    ) == (0, 0, 4)
+    assert answer is None or "FailedSOPInstanceUIDList" not in answer
+
+
+def test_unreachable_destination_is_a_clear_failure(node, study):
+    study_uid, uids = study
+    node.service.registry.add_ae("GONE", "UNN", host="127.0.0.1", port=free_port())
+    assoc = move_assoc(node)
+    try:
+        final, _, answer = move(
+            assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="GONE"
+        )
+        assert final.Status == status.SUB_OPERATIONS_FAILED
+        assert "cannot be reached" in final.ErrorComment
+        assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (
+            0,
+            4,
+        )
+        assert set(failed_uids(answer)) == set(uids)
+        # the node keeps serving on the same association
+        final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=generate_uid()), "GONE")
+        assert final.Status == status.SUCCESS
+    finally:
+        assoc.release()
+
+
+def test_missing_file_fails_its_sub_operation_and_the_rest_are_sent(node, destination, study):
+    study_uid, uids = study
+    stored_path(node, uids[1]).unlink()
+    assoc = move_assoc(node)
+    try:
+        final, _, answer = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUB_OPERATIONS_WARNING
+    assert failed_uids(answer) == [uids[1]]
+    assert set(destination.received.files) == {uids[0], uids[2], uids[3]}
+
+
+# -- cancel ------------------------------------------------------------------------------------
+
+
+def _requesting_association(node, calling: str):
+    for assoc in node.server.ae.active_associations:
+        if assoc.is_acceptor and assoc.requestor.ae_title == calling:
+            return assoc
+    raise AssertionError(f"no association from {calling}")
+
+
+def test_cancel_stops_between_sub_operations(node, tmp_path):
+    study_uid = generate_uid()
+    for _ in range(6):
+        assert store(node, factory.secondary_capture(study_uid=study_uid)) == status.SUCCESS
+    release = threading.Event()
+    stores = []
+
+    def hold_the_second(event):
+        stores.append(event.request.AffectedSOPInstanceUID)
+        if len(stores) == 2:
+            assert release.wait(30)
+        return 0x0000
+
+    dest = add_destination(node, tmp_path, "SLOW", on_store=hold_the_second)
+    try:
+        assoc = move_assoc(node)
+        try:
+            responses = assoc.send_c_move(
+                identifier("STUDY", StudyInstanceUID=study_uid), "SLOW", STUDY_MOVE
+            )
+            first, _ = next(responses)
+            assert first.Status == status.PENDING
+            assoc.send_c_cancel(1, query_model=STUDY_MOVE)
+            # let the second sub-operation finish once the node has read the C-CANCEL
+            node_side = _requesting_association(node, WORKSTATION)
+            deadline = time.monotonic() + 10
+            while 1 not in node_side.dimse.cancel_req and time.monotonic() < deadline:
+                time.sleep(0.005)
+            release.set()
+            rest = [rsp for rsp, _ in responses]
+        finally:
+            assoc.release()
+    finally:
+        release.set()
+        dest.stop()
+    final = rest[-1]
+    assert final.Status == status.CANCELLED
+    assert final.NumberOfCompletedSuboperations == 2
+    assert final.NumberOfRemainingSuboperations == 4
+    assert len(stores) == 2
+
+
+# -- bad identifiers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "level, keys, model, expected",
+    [
+        ("STUDY", {}, STUDY_MOVE, status.IDENTIFIER_MISMATCH),
+        ("STUDY", {"StudyInstanceUID": ""}, STUDY_MOVE, status.IDENTIFIER_MISMATCH),
+        ("STUDY", {"StudyInstanceUID": "1.2.*"}, STUDY_MOVE, status.IDENTIFIER_MISMATCH),
+        ("STUDY", {"StudyInstanceUID": "1.2.abc"}, STUDY_MOVE, status.UNABLE_TO_PROCESS),
+        ("PATIENT", {"PatientID": "P1"}, STUDY_MOVE, status.IDENTIFIER_MISMATCH),
+        ("PATIENT", {"PatientID": "P*"}, PATIENT_MOVE, status.IDENTIFIER_MISMATCH),
+        ("PATIENT", {"PatientID": ["P1", "P2"]}, PATIENT_MOVE, status.UNABLE_TO_PROCESS),
+        ("SERIES", {"SeriesInstanceUID": "1.2.3"}, STUDY_MOVE, status.IDENTIFIER_MISMATCH),
+        (
+            "SERIES",
+            {"StudyInstanceUID": ["1.2.3", "1.2.4"], "SeriesInstanceUID": "1.2.5"},
+            STUDY_MOVE,
+            status.IDENTIFIER_MISMATCH,
+        ),
+        ("STUDY", {"StudyInstanceUID": "1.2.3"}, PATIENT_MOVE, status.IDENTIFIER_MISMATCH),
+        ("FRAME", {"StudyInstanceUID": "1.2.3"}, STUDY_MOVE, status.IDENTIFIER_MISMATCH),
+        ("", {"StudyInstanceUID": "1.2.3"}, STUDY_MOVE, status.IDENTIFIER_MISMATCH),
+    ],
+)
+def test_bad_identifier_fails_nothing_sent_association_usable(
+    node, destination, study, level, keys, model, expected
+):
+    study_uid, _ = study
+    assoc = move_assoc(node)
+    try:
+        final, pending, _ = move(assoc, identifier(level, **keys), model=model)
+        assert final.Status == expected
+        assert pending == []
+        assert final.ErrorComment
+        final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+        assert final.Status == status.SUCCESS
+    finally:
+        assoc.release()
+    assert destination.associations == 1
+
+
+def test_patient_id_of_two_issuers_needs_the_issuer(node, destination):
+    unn = factory.ct(patient_id="P7", issuer="UNN")
+    nlsh = factory.ct(patient_id="P7", issuer="NLSH")
+    assert store(node, unn) == status.SUCCESS
+    assert store(node, nlsh) == status.SUCCESS
+    assoc = move_assoc(node)
+    try:
+        final, _, _ = move(assoc, identifier("PATIENT", PatientID="P7"), model=PATIENT_MOVE)
+        assert final.Status == status.UNABLE_TO_PROCESS
+        assert "IssuerOfPatientID" in final.ErrorComment
+        final, _, _ = move(
+            assoc,
+            identifier("PATIENT", PatientID="P7", IssuerOfPatientID="NLSH"),
+            model=PATIENT_MOVE,
+        )
+        assert final.NumberOfCompletedSuboperations == 1
+    finally:
+        assoc.release()
+    assert set(destination.received.files) == {nlsh.SOPInstanceUID}
+
+
+def test_index_failure_is_a_failure_and_the_node_keeps_serving(node, destination, study):
+    study_uid, _ = study
+    assoc = move_assoc(node)
+    try:
+        with node.service.index.session(write=True):
+            node.service.index.db.execute_sql('ALTER TABLE "study" RENAME TO "study_away"')
+        try:
+            final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+        finally:
+            with node.service.index.session(write=True):
+                node.service.index.db.execute_sql('ALTER TABLE "study_away" RENAME TO "study"')
+        assert final.Status == status.QUERY_FAILED
+        final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+        assert final.Status == status.SUCCESS
+    finally:
+        assoc.release()
+    assert destination.associations == 1
+
+
+def test_no_patient_data_in_info_logs(node, destination, caplog):
+    ds = factory.ct(patient_id="SECRETPID", patient_name="SECRET^NAME")
+    assert store(node, ds) == status.SUCCESS
+    with caplog.at_level(logging.INFO):
+        assoc = move_assoc(node)
+        try:
+            final, _, _ = move(
+                assoc, identifier("PATIENT", PatientID="SECRETPID"), model=PATIENT_MOVE
+            )
+        finally:
+            assoc.release()
+    assert final.Status == status.SUCCESS
+    assert "C-MOVE from UNN_WS" in caplog.text
+    assert "SECRET" not in caplog.text
