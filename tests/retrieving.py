@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.uid import (
+    MPEG4HP41,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+)
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, build_role, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelGet,
@@ -135,10 +141,25 @@ def move(
     return final, pending, answer
 
 
-def get_contexts(syntaxes: list[str] | None = None, classes: list[str] = CLASSES):
-    """The contexts and SCP/SCU role items of a C-GET SCU that stores `classes`."""
-    contexts = [STUDY_GET, PATIENT_GET]
-    contexts += [(sop_class, syntaxes or ALL_TRANSFER_SYNTAXES) for sop_class in classes]
+# The syntaxes the test objects are stored in, each proposed in a context of its own so that
+# every one can be accepted (one context carries one accepted syntax).
+STORED_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit, MPEG4HP41]
+
+
+def get_contexts(
+    syntaxes: list[str] | dict[str, list[str]] | None = None, classes: list[str] = CLASSES
+):
+    """The contexts and SCP/SCU role items of a C-GET SCU that stores `classes`: with
+    `syntaxes` (one list, or a list per class), one context per class proposing them in that
+    order of preference; without, a context per class and stored syntax."""
+    contexts: list[Any] = [STUDY_GET, PATIENT_GET]
+    if isinstance(syntaxes, dict):
+        contexts += list(syntaxes.items())
+        classes = list(syntaxes)
+    elif syntaxes:
+        contexts += [(sop_class, syntaxes) for sop_class in classes]
+    else:
+        contexts += [(c, [ts]) for c in classes for ts in STORED_SYNTAXES]
     roles = [build_role(sop_class, scp_role=True) for sop_class in classes]
     return contexts, roles
 
@@ -148,7 +169,7 @@ def get_association(
     calling: str,
     received: Received,
     *,
-    syntaxes: list[str] | None = None,
+    syntaxes: list[str] | dict[str, list[str]] | None = None,
     classes: list[str] = CLASSES,
     on_store: Callable[[Any], int] | None = None,
 ):

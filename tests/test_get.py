@@ -1,0 +1,288 @@
+"""C-GET SCP over real associations on SQLite and PostgreSQL: sub-operations over the
+requesting association with SCP role selection, counts and statuses, syntaxes, scope, rights,
+cancel and bad identifiers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from pydicom import dcmread
+from pydicom.uid import (
+    MPEG4HP41,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    generate_uid,
+)
+
+from archive_node import status
+from tests import factory
+from tests.retrieving import (
+    PATIENT_GET,
+    STUDY_GET,
+    Received,
+    failed_uids,
+    get,
+    get_association,
+    identifier,
+)
+from tests.test_move import stored_path
+from tests.test_store import store
+
+VIEWER = "UNN_WS"
+
+
+@pytest.fixture
+def study(node):
+    """A UNN study: US multi-frame, VL photo (JPEG baseline), H.264 video and CT."""
+    study_uid = generate_uid()
+    made = [
+        factory.us_multiframe(study_uid=study_uid, patient_id="P1"),
+        factory.vl_photo_jpeg(study_uid=study_uid, patient_id="P1"),
+        factory.video_h264(study_uid=study_uid, patient_id="P1"),
+        factory.ct(study_uid=study_uid, patient_id="P1"),
+    ]
+    for ds in made:
+        assert store(node, ds) == status.SUCCESS
+    return study_uid, [str(ds.SOPInstanceUID) for ds in made]
+
+
+@pytest.fixture
+def received(tmp_path) -> Received:
+    directory = tmp_path / "viewer"
+    directory.mkdir()
+    return Received(directory)
+
+
+def test_study_arrives_byte_for_byte_over_the_requesting_association(node, study, received):
+    study_uid, uids = study
+    assoc = get_association(node, VIEWER, received)
+    assert assoc.is_established
+    try:
+        final, pending, answer = get(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUCCESS
+    assert (
+        final.NumberOfCompletedSuboperations,
+        final.NumberOfFailedSuboperations,
+        final.NumberOfWarningSuboperations,
+    ) == (4, 0, 0)
+    assert [p.NumberOfRemainingSuboperations for p in pending] == [3, 2, 1]
+    assert answer is None
+    assert set(received.files) == set(uids)
+    for uid in uids:
+        assert factory.dataset_bytes(received.files[uid]) == factory.dataset_bytes(
+            stored_path(node, uid)
+        )
+    # a C-GET's sub-operations name no Move Originator
+    assert {aet for aet, _ in received.originators} == {""}
+
+
+def test_the_scus_own_syntax_order_is_honoured(node, study, received):
+    """A viewer proposing one context per class with its preferred syntax first (as DCMTK
+    getscu +xn / +xy do) is given that syntax, not the node's own first choice: the video and
+    photo go as stored, and a viewer preferring Implicit VR gets the CT converted."""
+    study_uid, uids = study
+    us, photo, video, ct = uids
+    native = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
+    assoc = get_association(
+        node,
+        VIEWER,
+        received,
+        syntaxes={
+            factory.VIDEO_PHOTO: [MPEG4HP41, *native],
+            factory.VL_PHOTO: [JPEGBaseline8Bit, *native],
+            factory.CT_IMAGE: native,
+            factory.US_MULTIFRAME: native,
+        },
+    )
+    try:
+        final, _, _ = get(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUCCESS
+    assert received.syntaxes == {
+        photo: JPEGBaseline8Bit,
+        video: MPEG4HP41,
+        ct: ImplicitVRLittleEndian,
+        us: ImplicitVRLittleEndian,
+    }
+    assert factory.dataset_bytes(received.files[video]) == factory.dataset_bytes(
+        stored_path(node, video)
+    )
+
+
+def test_syntaxes_the_scu_does_not_take_are_failed_sub_operations(node, study, received):
+    study_uid, uids = study
+    us, photo, video, ct = uids
+    assoc = get_association(
+        node, VIEWER, received, syntaxes=[ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    )
+    try:
+        final, _, answer = get(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUB_OPERATIONS_WARNING
+    assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (2, 2)
+    assert set(failed_uids(answer)) == {photo, video}
+    assert set(received.files) == {us, ct}
+
+
+def test_no_storage_role_for_any_instance_fails_them_all(node, study, received):
+    study_uid, uids = study
+    assoc = get_association(node, VIEWER, received, classes=[factory.ENCAPSULATED_PDF])
+    try:
+        final, _pending, answer = get(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUB_OPERATIONS_FAILED
+    assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (0, 4)
+    assert set(failed_uids(answer)) == set(uids)
+    assert received.files == {}
+
+
+def test_scu_refusing_an_instance_counts_it_failed(node, study, received):
+    study_uid, uids = study
+    assoc = get_association(
+        node,
+        VIEWER,
+        received,
+        on_store=lambda event: 0xA700 if event.request.AffectedSOPInstanceUID == uids[0] else 0,
+    )
+    try:
+        final, _, answer = get(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUB_OPERATIONS_WARNING
+    assert failed_uids(answer) == [uids[0]]
+    assert set(received.files) == set(uids[1:])
+
+
+def test_image_level_with_a_list_of_instances_in_patient_root(node, study, received):
+    study_uid, uids = study
+    series = dcmread(stored_path(node, uids[3])).SeriesInstanceUID
+    assoc = get_association(node, VIEWER, received)
+    try:
+        final, _, _ = get(
+            assoc,
+            identifier(
+                "IMAGE",
+                PatientID="P1",
+                StudyInstanceUID=study_uid,
+                SeriesInstanceUID=series,
+                SOPInstanceUID=[uids[3], generate_uid()],
+            ),
+            model=PATIENT_GET,
+        )
+    finally:
+        assoc.release()
+    assert (final.Status, final.NumberOfCompletedSuboperations) == (status.SUCCESS, 1)
+    assert set(received.files) == {uids[3]}
+
+
+def test_zero_matches_is_success_with_zero_counts(node, study, received):
+    assoc = get_association(node, VIEWER, received)
+    try:
+        final, pending, _ = get(assoc, identifier("STUDY", StudyInstanceUID=generate_uid()))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUCCESS
+    assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (0, 0)
+    assert pending == []
+
+
+def test_ae_without_get_right_is_refused(node, study, received):
+    study_uid, _ = study
+    node.service.registry.add_ae("UNN_MOVER", "UNN", host="127.0.0.1", allow="find,move")
+    assoc = get_association(node, "UNN_MOVER", received)
+    try:
+        final, _, _ = get(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.NOT_AUTHORISED
+    assert received.files == {}
+
+
+def test_hospital_scope_gets_only_its_hospitals_instances(node, received):
+    node.service.registry.add_ae(
+        "NLSH_VIEW", "NLSH", host="127.0.0.1", allow="get", scope="hospital"
+    )
+    shared = generate_uid()
+    unn = factory.ct(study_uid=shared, patient_id="P1")
+    nlsh = factory.vl_photo_jpeg(study_uid=shared, patient_id="P1")
+    assert store(node, unn, "UNN_US") == status.SUCCESS
+    assert store(node, nlsh, "NLSH_CAM") == status.SUCCESS
+    assoc = get_association(node, "NLSH_VIEW", received)
+    try:
+        final, _, _ = get(assoc, identifier("STUDY", StudyInstanceUID=shared))
+    finally:
+        assoc.release()
+    assert (final.Status, final.NumberOfCompletedSuboperations) == (status.SUCCESS, 1)
+    assert set(received.files) == {nlsh.SOPInstanceUID}
+
+
+@pytest.mark.parametrize(
+    "level, keys, expected",
+    [
+        ("STUDY", {}, status.IDENTIFIER_MISMATCH),
+        ("STUDY", {"StudyInstanceUID": "1.2.3?"}, status.IDENTIFIER_MISMATCH),
+        ("STUDY", {"StudyInstanceUID": "1.2.3.x"}, status.UNABLE_TO_PROCESS),
+        ("IMAGE", {"SOPInstanceUID": "1.2.3"}, status.IDENTIFIER_MISMATCH),
+        ("PATIENT", {"PatientID": "P1"}, status.IDENTIFIER_MISMATCH),
+    ],
+)
+def test_bad_identifier_fails_nothing_sent_association_usable(
+    node, study, received, level, keys, expected
+):
+    study_uid, uids = study
+    assoc = get_association(node, VIEWER, received)
+    try:
+        final, pending, _ = get(assoc, identifier(level, **keys))
+        assert final.Status == expected
+        assert pending == [] and received.files == {}
+        final, _, _ = get(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+        assert final.Status == status.SUCCESS
+    finally:
+        assoc.release()
+    assert set(received.files) == set(uids)
+
+
+def test_cancel_stops_between_sub_operations(node, received):
+    study_uid = generate_uid()
+    for _ in range(6):
+        assert store(node, factory.secondary_capture(study_uid=study_uid)) == status.SUCCESS
+    cancelled = threading.Event()
+    count = []
+
+    def cancel_during_the_second(event):
+        count.append(1)
+        if len(count) == 2:
+            event.assoc.send_c_cancel(1, query_model=STUDY_GET)
+            # the node reads it on its own DUL thread; the response below follows it
+            deadline = time.monotonic() + 10
+            while not cancelled.is_set() and time.monotonic() < deadline:
+                cancelled.wait(0.005)
+                if _node_read_cancel(node):
+                    break
+        return 0x0000
+
+    assoc = get_association(node, VIEWER, received, on_store=cancel_during_the_second)
+    try:
+        final, _, _ = get(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.CANCELLED
+    assert final.NumberOfCompletedSuboperations == 2
+    assert final.NumberOfRemainingSuboperations == 4
+    assert len(received.files) == 2
+
+
+def _node_read_cancel(node) -> bool:
+    return any(
+        1 in assoc.dimse.cancel_req
+        for assoc in node.server.ae.active_associations
+        if assoc.is_acceptor
+    )
