@@ -477,17 +477,10 @@ def find(
 ) -> None:
     """C-FIND, e.g. -k PatientID=P1 -k StudyDate=20240101- -k ModalitiesInStudy (prints names
     and IDs to the terminal: it is a query tool)."""
-    from pydicom.datadict import tag_for_keyword
-
     from .scu import find as send_find
 
     config = get_config()
-    wanted: dict[str, str] = {}
-    for item in keys:
-        keyword, _, value = item.partition("=")
-        if tag_for_keyword(keyword.strip()) is None:
-            raise click.ClickException(f"-k {item}: {keyword.strip()!r} is not a DICOM keyword")
-        wanted[keyword.strip()] = value
+    wanted = _keys(keys)
     try:
         result = send_find(
             host or _node_address(config),
@@ -511,6 +504,95 @@ def find(
     click.echo(f"{len(rows)} match(es), status {shown} {result.comment}".rstrip(), err=True)
     if result.status != 0:
         sys.exit(1)
+
+
+@command(cli)
+@click.option("--calling-aet", required=True, help="The registered AE title to ask as.")
+@click.option("--destination", required=True, help="The registered AE title to send to.")
+@click.option(
+    "--level",
+    type=click.Choice(["PATIENT", "STUDY", "SERIES", "IMAGE"], case_sensitive=False),
+    default="STUDY",
+    show_default=True,
+    help="Query/Retrieve Level.",
+)
+@click.option(
+    "--model",
+    type=click.Choice(["study", "patient"]),
+    default="study",
+    show_default=True,
+    help="Study Root or Patient Root.",
+)
+@click.option(
+    "-k",
+    "--key",
+    "keys",
+    multiple=True,
+    required=True,
+    metavar="KEYWORD=VALUE",
+    help="A unique key naming what to move, e.g. StudyInstanceUID=1.2.3; repeatable.",
+)
+@click.option("--called-aet", help="AE title to call (default: node.ae_title).")
+@click.option("--host", help="Address to call (default: this node).")
+@click.option("--port", type=int, help="Port to call (default: node.port).")
+@json_option
+def move(
+    calling_aet: str,
+    destination: str,
+    level: str,
+    model: str,
+    keys: tuple[str, ...],
+    called_aet: str | None,
+    host: str | None,
+    port: int | None,
+    as_json: bool,
+) -> None:
+    """C-MOVE studies, series or instances to a registered AE, e.g. --destination UNN_WS
+    -k StudyInstanceUID=1.2.3 (the node sends to the address the registry holds)."""
+    from .scu import move as send_move
+
+    config = get_config()
+    wanted = _keys(keys, need_values=True)
+    try:
+        result = send_move(
+            host or _node_address(config),
+            port or config.node.port,
+            calling=calling_aet,
+            called=called_aet or config.node.ae_title,
+            destination=destination,
+            level=level.upper(),
+            keys=wanted,
+            model=model,
+        )
+    except ValueError as exc:
+        raise click.ClickException(f"-k: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+    else:
+        shown = "none" if result.status is None else f"0x{result.status:04X}"
+        click.echo(
+            f"C-MOVE to {destination}: status {shown}, {result.completed} completed, "
+            f"{result.failed} failed, {result.warning} warning {result.comment}".rstrip()
+        )
+        for uid in result.failed_uids:
+            click.echo(f"failed: {uid}")
+    if result.status != 0:
+        sys.exit(1)
+
+
+def _keys(items: tuple[str, ...], *, need_values: bool = False) -> dict[str, str]:
+    """-k KEYWORD[=VALUE] options as a dict; a ClickException names an unknown keyword."""
+    from pydicom.datadict import tag_for_keyword
+
+    wanted: dict[str, str] = {}
+    for item in items:
+        keyword, equals, value = item.partition("=")
+        if tag_for_keyword(keyword.strip()) is None:
+            raise click.ClickException(f"-k {item}: {keyword.strip()!r} is not a DICOM keyword")
+        if need_values and not equals:
+            raise click.ClickException(f"-k {item}: give a value (KEYWORD=VALUE)")
+        wanted[keyword.strip()] = value
+    return wanted
 
 
 def _text(value: Any) -> Any:

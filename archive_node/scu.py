@@ -1,4 +1,5 @@
-"""The bundled client: C-ECHO, C-STORE from files (streamed) and C-FIND, for admins and scripts."""
+"""The bundled client: C-ECHO, C-STORE from files (streamed), C-FIND and C-MOVE, for admins and
+scripts."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
@@ -203,3 +206,64 @@ def find(
         if assoc.is_established:
             assoc.release()
     return FindResult(final, matches, comment)
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    status: int | None  # the final status; None when the association ended early
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    failed_uids: tuple[str, ...] = ()
+    comment: str = ""
+
+
+MOVE_MODELS = {
+    "study": StudyRootQueryRetrieveInformationModelMove,
+    "patient": PatientRootQueryRetrieveInformationModelMove,
+}
+
+
+def move(
+    host: str,
+    port: int,
+    *,
+    calling: str,
+    called: str,
+    destination: str,
+    level: str,
+    keys: dict[str, str],
+    model: str = "study",
+    timeout: float = 60.0,
+) -> MoveResult:
+    """Ask for one C-MOVE of what `keys` name (unique keys) to the AE titled `destination`.
+
+    Raises AssociationFailed, or ValueError naming a key pydicom does not know.
+    """
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = level
+    for keyword, value in keys.items():
+        setattr(identifier, keyword, value)
+    ae = _client(calling, timeout)
+    ae.add_requested_context(MOVE_MODELS[model])
+    assoc = _associate(ae, host, port, called)
+    result = MoveResult(None)
+    try:
+        for rsp, answer in assoc.send_c_move(identifier, destination, MOVE_MODELS[model]):
+            if not rsp or "Status" not in rsp:
+                break
+            if rsp.Status == 0xFF00:
+                continue
+            failed = answer.get("FailedSOPInstanceUIDList", []) if answer else []
+            result = MoveResult(
+                int(rsp.Status),
+                int(rsp.get("NumberOfCompletedSuboperations", 0) or 0),
+                int(rsp.get("NumberOfFailedSuboperations", 0) or 0),
+                int(rsp.get("NumberOfWarningSuboperations", 0) or 0),
+                tuple([failed] if isinstance(failed, str) else failed),
+                str(rsp.get("ErrorComment", "")),
+            )
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return result

@@ -637,3 +637,9 @@ def test_find_refuses_bad_keys_in_one_line(cfg):
         "find", "--calling-aet", "UNN_WS", "-k", "Bogus=1", "--config", cfg
     )
     assert fails("find", "--calling-aet", "UNN_WS", "-k", "SeriesNumber=abc", "--config", cfg)
+
+
+def test_move_refuses_bad_keys_in_one_line(cfg):
+    args = ("--calling-aet", "UNN_WS", "--destination", "DEST", "--config", cfg)
+    assert "'Bogus' is not a DICOM keyword" in fails("move", *args, "-k", "Bogus=1")
+    assert "give a value" in fails("move", *args, "-k", "StudyInstanceUID")

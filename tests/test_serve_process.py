@@ -23,10 +23,12 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pynetdicom import AE
 
 from archive_node.errors import AssociationFailed
 from archive_node.scu import SendResult, echo, send_files
 from tests import factory
+from tests.retrieving import STUDY_MOVE, Destination, identifier, move
 
 HOST = "127.0.0.1"
 CALLING = "UNN_US"
@@ -220,7 +222,7 @@ def test_serve_smoke_echo_store_sigterm(archive, tmp_path):
     kept = archive.stored(ds.SOPInstanceUID)
     assert factory.dataset_bytes(kept) == factory.dataset_bytes(source)
 
-    archive.cli("ae", "add", "UNN_WS", "--hospital", "UNN", "--host", HOST, "--allow", "find")
+    archive.cli("ae", "add", "UNN_WS", "--hospital", "UNN", "--host", HOST, "--allow", "find,move")
     found = archive.cli(
         "find",
         "--calling-aet",
@@ -257,6 +259,28 @@ def test_serve_smoke_echo_store_sigterm(archive, tmp_path):
         check=False,
     )
     assert refused.returncode == 1 and "status 0x0124" in refused.stderr
+
+    dest = Destination(tmp_path / "dest")
+    try:
+        archive.cli(
+            "ae", "add", "DEST", "--hospital", "UNN", "--host", HOST, "--port", str(dest.port)
+        )
+        moved = archive.cli(
+            "move",
+            "--calling-aet",
+            "UNN_WS",
+            "--destination",
+            "DEST",
+            "-k",
+            f"StudyInstanceUID={ds.StudyInstanceUID}",
+            "--json",
+        )
+    finally:
+        dest.stop()
+    assert json.loads(moved.stdout)["completed"] == 1
+    assert factory.dataset_bytes(dest.received.files[ds.SOPInstanceUID]) == (
+        factory.dataset_bytes(source)
+    )
 
     started = time.monotonic()
     assert archive.terminate() == 0, archive.log()
@@ -359,6 +383,50 @@ def test_large_video_store_has_bounded_memory(archive, tmp_path):
     print(
         f"serve VmHWM before {before / 2**20:.1f} MiB, after {after / 2**20:.1f} MiB, "
         f"growth {growth / 2**20:.1f} MiB; 256 MiB sent in {elapsed:.1f} s"
+    )
+    assert growth < 100 << 20, f"peak RSS grew by {growth / 2**20:.1f} MiB"
+    assert archive.terminate() == 0
+
+
+@pytest.mark.slow
+def test_large_video_move_has_bounded_memory(archive, tmp_path):
+    """C-MOVE streams the stored file: the sending node's peak RSS does not grow with it."""
+    small = factory.write(factory.secondary_capture(), tmp_path / "send" / "small.dcm")
+    large = factory.write_large_video(tmp_path / "send" / "large.dcm", 256 << 20)
+    header = dcmread(large, stop_before_pixels=True)
+    dest = Destination(tmp_path / "dest")
+    archive.cli("ae", "add", "DEST", "--hospital", "UNN", "--host", HOST, "--port", str(dest.port))
+    archive.cli("ae", "add", "UNN_WS", "--hospital", "UNN", "--host", HOST, "--allow", "move")
+    proc = archive.start()
+    try:
+        assert send(archive, small).status == 0x0000
+        assert send(archive, large).status == 0x0000
+        client = AE(ae_title="UNN_WS")
+        client.add_requested_context(STUDY_MOVE)
+        assoc = client.associate(HOST, archive.port, ae_title=CALLED)
+        assert assoc.is_established
+        try:
+            first = dcmread(small, stop_before_pixels=True).StudyInstanceUID
+            warm_up = move(assoc, identifier("STUDY", StudyInstanceUID=first))
+            assert warm_up[0].Status == 0x0000  # the small object: imports and threads
+            before = vm_hwm(proc.pid)
+            started = time.monotonic()
+            final, _, _ = move(
+                assoc, identifier("STUDY", StudyInstanceUID=header.StudyInstanceUID)
+            )
+            elapsed = time.monotonic() - started
+            after = vm_hwm(proc.pid)
+        finally:
+            assoc.release()
+    finally:
+        dest.stop()
+    assert final.Status == 0x0000 and final.NumberOfCompletedSuboperations == 1
+    arrived = dest.received.files[str(header.SOPInstanceUID)]
+    assert dataset_digest(arrived) == dataset_digest(large)
+    growth = after - before
+    print(
+        f"serve VmHWM before {before / 2**20:.1f} MiB, after {after / 2**20:.1f} MiB, "
+        f"growth {growth / 2**20:.1f} MiB; 256 MiB moved in {elapsed:.1f} s"
     )
     assert growth < 100 << 20, f"peak RSS grew by {growth / 2**20:.1f} MiB"
     assert archive.terminate() == 0
