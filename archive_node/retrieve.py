@@ -94,8 +94,9 @@ def choose_syntax(item: Outgoing, accepted: dict[str, set[str]]) -> str | None:
     return next((ts for ts in fallback_syntaxes(item.transfer_syntax_uid) if ts in syntaxes), None)
 
 
-# PS3.4 B.2.3: the C-STORE statuses that mean the instance was kept, with a warning.
-_STORE_WARNINGS = frozenset({0x0001, 0xB000, 0xB006, 0xB007})
+def is_warning(code: int) -> bool:
+    """PS3.7 C.1: the Warning statuses (0001, Bxxx, 0107, 0116): the instance was kept."""
+    return code == 0x0001 or 0xB000 <= code <= 0xBFFF or code in (0x0107, 0x0116)
 
 
 @dataclass
@@ -121,7 +122,7 @@ class SubOperations:
         if store_status == status.SUCCESS:
             self.completed += 1
             return "completed"
-        if store_status in _STORE_WARNINGS:
+        if store_status is not None and is_warning(store_status):
             self.warning += 1
             return "warning"
         self.failed_uids.append(sop_instance_uid)

@@ -81,9 +81,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The AEs the find benchmark registers: a region-wide one and one of scope hospital.
+FIND_AES = (
+    ["BENCH", "--hospital", "UNN", "--host", "127.0.0.1", "--allow", "echo,find"],
+    [
+        "BENCH_H",
+        "--hospital",
+        "UNN",
+        "--host",
+        "127.0.0.1",
+        "--allow",
+        "find",
+        "--scope",
+        "hospital",
+    ],
+)
+
+
 @contextlib.contextmanager
-def serving(root: Path, index_url: str) -> Iterator[int]:
-    """Run `archive-node serve` on a free port with this index; yield the port."""
+def serving(root: Path, index_url: str, aes=FIND_AES) -> Iterator[subprocess.Popen]:
+    """Run `archive-node serve` on a free port with this index and these AEs (`ae add`
+    arguments; the first must have `echo`); yield the process (its port is `.port`)."""
     port = free_port()
     config = root / "archive-node.toml"
     config.write_text(
@@ -94,35 +112,21 @@ def serving(root: Path, index_url: str) -> Iterator[int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_NODE_")}
     cli = [sys.executable, "-m", "archive_node", "--config", str(config)]
     subprocess.run([*cli, "init"], check=True, capture_output=True, env=env)
-    for args in (
-        ["ae", "add", "BENCH", "--hospital", "UNN", "--host", "127.0.0.1", "--allow", "echo,find"],
-        [
-            "ae",
-            "add",
-            "BENCH_H",
-            "--hospital",
-            "UNN",
-            "--host",
-            "127.0.0.1",
-            "--allow",
-            "find",
-            "--scope",
-            "hospital",
-        ],
-    ):
-        subprocess.run([*cli, *args], check=True, capture_output=True, env=env)
+    for args in aes:
+        subprocess.run([*cli, "ae", "add", *args], check=True, capture_output=True, env=env)
     proc = subprocess.Popen([*cli, "serve"], env=env, stdout=subprocess.DEVNULL)
+    proc.port = port  # type: ignore[attr-defined]
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if echo("127.0.0.1", port, calling="BENCH", called="ARCHIVE", timeout=5) == 0:
+                if echo("127.0.0.1", port, calling=aes[0][0], called="ARCHIVE", timeout=5) == 0:
                     break
             except Exception:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.05)
-        yield port
+        yield proc
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -214,8 +218,8 @@ def run(backend: str, studies: int, runs: int, seed: int) -> dict:
                     index.db.execute_sql("ANALYZE")
             populated = time.perf_counter() - started
             index.close()
-            with serving(root, url) as port:
-                results = measure(port, corpus, runs, seed)
+            with serving(root, url) as node:
+                results = measure(node.port, corpus, runs, seed)
     return {
         "backend": backend,
         "studies": corpus.studies,

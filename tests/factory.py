@@ -134,6 +134,7 @@ def vl_photo_jpeg(**kw) -> Dataset:
     _image(ds, 100, 100, 3, "YBR_FULL_422")
     ds.PixelData = encapsulate([_jpeg_bytes()])
     ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True  # PS3.5 A.4: encapsulated is undefined length
     return ds
 
 
@@ -146,6 +147,7 @@ def video_h264(payload: int = 200_000, **kw) -> Dataset:
     ds.FrameTime = 40
     ds.PixelData = encapsulate([os.urandom(payload)])
     ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
     return ds
 
 

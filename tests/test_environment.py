@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 import pytest
 
@@ -12,8 +13,12 @@ import pytest
     os.environ.get("ARCHIVE_NODE_REQUIRE_DCMTK") != "1", reason="DCMTK not required outside CI"
 )
 def test_dcmtk_is_installed_when_required():
-    for tool in ("echoscu", "storescu", "dcmdump"):
-        assert shutil.which(tool), f"{tool} missing but ARCHIVE_NODE_REQUIRE_DCMTK=1"
+    for tool in ("echoscu", "storescu", "findscu", "movescu", "getscu", "storescp", "dcmdump"):
+        found = shutil.which(tool)
+        assert found, f"{tool} missing but ARCHIVE_NODE_REQUIRE_DCMTK=1"
+        # pynetdicom installs apps of the same names in the venv: an activated venv would
+        # make the interop tests talk to pynetdicom instead of a peer nobody here wrote
+        assert not found.startswith(sys.prefix), f"{found} is pynetdicom's, not DCMTK's"
 
 
 @pytest.mark.skipif(
