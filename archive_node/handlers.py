@@ -165,8 +165,9 @@ def _failure(code: int, comment: str, keyword: str | None = None) -> Dataset:
 
 
 def prefer_receivers_syntaxes(assoc: Any) -> None:
-    """For the storage SOP classes a requestor will receive itself (SCP role selection, PS3.7
-    D.3.3.4: a C-GET SCU), accept the first syntax it proposes that the node supports.
+    """For the storage SOP classes a requestor will only receive (the SCP role alone in its role
+    selection, PS3.7 D.3.3.4: a C-GET SCU), accept the first syntax it proposes that the node
+    supports. Classes it also pushes keep the node's order.
 
     pynetdicom accepts by the order of the acceptor's list, which for the node favours
     receiving uncompressed; a C-GET SCU that asks for H.264 first would otherwise be given
@@ -174,7 +175,11 @@ def prefer_receivers_syntaxes(assoc: Any) -> None:
     this association's own copy of the supported contexts.
     """
     request = assoc.requestor.primitive
-    receiving = {str(uid) for uid, item in assoc.requestor.role_selection.items() if item.scp_role}
+    receiving = {
+        str(uid)
+        for uid, item in assoc.requestor.role_selection.items()
+        if item.scp_role and not item.scu_role
+    }
     if not receiving:
         return
     proposed: dict[str, list[str]] = {}

@@ -16,6 +16,7 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
     generate_uid,
 )
+from pynetdicom import AE, build_role
 
 from archive_node import status
 from tests import factory
@@ -286,3 +287,26 @@ def _node_read_cancel(node) -> bool:
         for assoc in node.server.ae.active_associations
         if assoc.is_acceptor
     )
+
+
+def test_classes_the_scu_also_pushes_keep_the_nodes_syntax_order(node):
+    """Only for classes it will only receive does the node follow the SCU's order: a peer that
+    pushes CT in the same association is not asked to compress its CT lossily."""
+    ae = AE(ae_title=VIEWER)
+    ae.add_requested_context(STUDY_GET)
+    ae.add_requested_context(factory.CT_IMAGE, [JPEGBaseline8Bit, ExplicitVRLittleEndian])
+    ae.add_requested_context(factory.VL_PHOTO, [JPEGBaseline8Bit, ExplicitVRLittleEndian])
+    roles = [
+        build_role(factory.CT_IMAGE, scu_role=True, scp_role=True),
+        build_role(factory.VL_PHOTO, scp_role=True),
+    ]
+    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=roles)
+    assert assoc.is_established
+    try:
+        accepted = {
+            str(cx.abstract_syntax): str(cx.transfer_syntax[0]) for cx in assoc.accepted_contexts
+        }
+    finally:
+        assoc.release()
+    assert accepted[factory.CT_IMAGE] == ExplicitVRLittleEndian
+    assert accepted[factory.VL_PHOTO] == JPEGBaseline8Bit
