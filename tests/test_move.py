@@ -603,14 +603,20 @@ def test_index_failure_is_a_failure_and_the_node_keeps_serving(node, destination
 def test_no_patient_data_in_info_logs(node, destination, caplog):
     ds = factory.ct(patient_id="SECRETPID", patient_name="SECRET^NAME")
     assert store(node, ds) == status.SUCCESS
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="archive_node"):
         assoc = move_assoc(node)
         try:
             final, _, _ = move(
                 assoc, identifier("PATIENT", PatientID="SECRETPID"), model=PATIENT_MOVE
             )
+            refused, _, _ = move(
+                assoc,
+                identifier("PATIENT", PatientID=["SECRETPID", "SECRETPID2"]),
+                model=PATIENT_MOVE,
+            )
         finally:
             assoc.release()
     assert final.Status == status.SUCCESS
-    assert "C-MOVE from UNN_WS" in caplog.text
+    assert refused.Status == status.UNABLE_TO_PROCESS
+    assert "C-MOVE from UNN_WS" in caplog.text and "refused" in caplog.text
     assert "SECRET" not in caplog.text
