@@ -78,6 +78,14 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     Setting(
+        "node",
+        "connect_timeout",
+        float,
+        10.0,
+        "Seconds to wait for a TCP connection to a C-MOVE destination.",
+        minimum=1,
+    ),
+    Setting(
         "node", "dimse_timeout", float, 60.0, "Seconds to wait for a DIMSE message.", minimum=1
     ),
     Setting(
@@ -181,6 +189,7 @@ class NodeConfig:
     max_associations: int
     max_pdu: int
     acse_timeout: float
+    connect_timeout: float
     dimse_timeout: float
     network_timeout: float
     shutdown_grace: float

@@ -31,6 +31,7 @@ class Handlers:
     def bindings(self) -> list[tuple[Any, Any]]:
         return [
             (evt.EVT_CONN_OPEN, set_tcp_nodelay),
+            (evt.EVT_CONN_CLOSE, wake_waiting_sender),
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_C_ECHO, self.on_echo),
             (evt.EVT_C_STORE, self.on_store),
@@ -194,6 +195,13 @@ def prefer_receivers_syntaxes(assoc: Any) -> None:
             ours = [str(ts) for ts in cx.transfer_syntax]
             first = [ts for ts in dict.fromkeys(order) if ts in ours]
             cx.transfer_syntax = first + [ts for ts in ours if ts not in first]
+
+
+def wake_waiting_sender(event: Any) -> None:
+    """On a closed connection, end a wait for a DIMSE response at once: pynetdicom's
+    send_c_store pauses the reactor that would notice the close, and would otherwise wait the
+    full DIMSE timeout. (None, None) is what its get_msg returns on a timeout."""
+    event.assoc.dimse.msg_queue.put((None, None))
 
 
 def set_tcp_nodelay(event: Any) -> None:

@@ -29,7 +29,7 @@ class Outgoing:
     sop_class_uid: str
     sop_instance_uid: str
     transfer_syntax_uid: str
-    path: Path
+    path: Path | None  # None: the index row's path is not in the store
 
 
 def fallback_syntaxes(stored: str) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from . import status
 from .errors import IndexUnavailable
-from .handlers import set_tcp_nodelay
+from .handlers import set_tcp_nodelay, wake_waiting_sender
 from .policy import Peer
 from .query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
 from .retrieve import Outgoing, SubOperations, batches, choose_syntax
@@ -89,7 +89,13 @@ class RetrieveSCP:
         for batch in batches(items):
             sub = self._open(provider.assoc.ae, destination, batch.contexts)
             if isinstance(sub, str):
-                log.error("C-MOVE from %s: %s", peer.ae_title, sub)
+                log.error(
+                    "C-MOVE from %s: %s (%s:%s)",
+                    peer.ae_title,
+                    sub,
+                    destination.host,
+                    destination.port,
+                )
                 for item in batch.items:
                     ops.record(item.sop_instance_uid, None)
                 exchange.comment = sub
@@ -152,13 +158,16 @@ class RetrieveSCP:
 
     def _open(self, ae: Any, destination: Peer, contexts: Any) -> Any:
         """An association to the destination proposing `contexts`, or why there is none."""
-        where = f"{destination.ae_title} at {destination.host}:{destination.port}"
+        where = destination.ae_title  # the address is for the log, not for the requester
         sub = ae.associate(
             destination.host,
             destination.port,
             contexts=[build_context(sop_class, list(ts)) for sop_class, ts in contexts],
             ae_title=destination.ae_title,
-            evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+            evt_handlers=[
+                (evt.EVT_CONN_OPEN, set_tcp_nodelay),
+                (evt.EVT_CONN_CLOSE, wake_waiting_sender),
+            ],
         )
         if sub.is_established:
             return sub
@@ -232,7 +241,7 @@ class _Exchange:
         return decode(self.req.Identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
 
     def requester_alive(self) -> bool:
-        return bool(self.provider.assoc.is_established)
+        return connected(self.provider.assoc)
 
     def cancel_requested(self) -> bool:
         """A C-CANCEL for this request arrived (PS3.7 9.3.2.3); checked between sub-operations."""
@@ -279,12 +288,29 @@ class _Exchange:
             if failed and ops.failed_uids:
                 # PS3.4 C.4.2.1.4.2: the instances whose sub-operation failed
                 listed = Dataset()
-                listed.FailedSOPInstanceUIDList = ops.failed_uids
                 ts = self.syntax
+                listed.FailedSOPInstanceUIDList = _listable(ops.failed_uids, ts.is_implicit_VR)
                 rsp.Identifier = BytesIO(
                     encode(listed, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
                 )
         self.provider.dimse.send_msg(rsp, self.context.context_id)
+
+
+def _listable(uids: list[str], implicit: bool) -> list[str]:
+    """The UIDs an identifier can carry: all in implicit VR; in explicit VR as many as fit in
+    a UI value of at most 0xFFFE bytes (its length field has 16 bits), the first ones."""
+    if implicit:
+        return uids
+    kept, size = [], -1
+    for uid in uids:
+        size += len(uid) + 1
+        if size > 0xFFFE:
+            log.warning(
+                "Failed SOP Instance UID List cut to %d of %d (explicit VR)", len(kept), len(uids)
+            )
+            break
+        kept.append(uid)
+    return kept
 
 
 class _Sender:
@@ -309,7 +335,7 @@ class _Sender:
         bound_send_queue(assoc)
 
     def alive(self) -> bool:
-        return bool(self.assoc.is_established)
+        return connected(self.assoc)
 
     def send(self, item: Outgoing) -> int | None:
         """One C-STORE sub-operation: the peer's status, or None when it was not sent or no
@@ -320,6 +346,9 @@ class _Sender:
             self.last_error = (
                 f"no accepted context for {item.sop_class_uid} in {item.transfer_syntax_uid}"
             )
+            return None
+        if item.path is None:
+            self.last_error = "its index row names no file in the store"
             return None
         converted = None
         try:
@@ -337,7 +366,10 @@ class _Sender:
             return None
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, TimeoutError) and self.assoc.is_established:
+            # send_c_store paused the association's reactor and, raising, never resumed it:
+            # resume it, or the association's thread waits forever.
+            self.assoc._reactor_checkpoint.set()
+            if isinstance(exc, OSError) and self.assoc.is_established:
                 self.assoc.abort()  # a C-STORE cut off part way cannot be resumed
             return None
         finally:
@@ -349,9 +381,17 @@ class _Sender:
         return int(rsp.Status)
 
 
+def connected(assoc: Any) -> bool:
+    """Whether the association can still carry messages. `is_established` alone is updated
+    by the association's own reactor, which is paused while a handler or a C-STORE runs on
+    it: an abort or a dropped connection shows first in the ACSE queue and the DUL thread."""
+    return bool(assoc.is_established and assoc.dul.is_alive() and not assoc.acse.is_aborted())
+
+
 def bound_send_queue(assoc: Any, limit: int = QUEUED_PDUS) -> None:
     """Make pynetdicom's send queue of `assoc` hold at most `limit` P-DATA PDUs: the sending
-    thread waits for the socket to drain it. Raises TimeoutError from the send when nothing
+    thread waits for the socket to drain it. Raises ConnectionError from the send when the
+    association is lost (what is left of the file is not read), TimeoutError when nothing
     drains for the association's network timeout (the peer stopped reading)."""
     dul = assoc.dul
     if getattr(dul, "_archive_bounded", False):
@@ -362,10 +402,14 @@ def bound_send_queue(assoc: Any, limit: int = QUEUED_PDUS) -> None:
     def send_pdu(primitive: Any) -> None:
         if isinstance(primitive, P_DATA):
             deadline = time.monotonic() + patience
-            while dul.to_provider_queue.qsize() >= limit and dul.is_alive():
+            while True:
+                if not connected(assoc):
+                    raise ConnectionError("the association was lost")
+                if dul.to_provider_queue.qsize() < limit:
+                    break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the peer read nothing for {patience:.0f} s")
-                time.sleep(0.0002)
+                time.sleep(0.0005)
         unbounded(primitive)
 
     dul.send_pdu = send_pdu
@@ -430,7 +474,8 @@ def serve_retrieve(ae: Any, scp: RetrieveSCP) -> None:
 
     pynetdicom picks a request's service class by SOP class UID in Association._serve_request
     (association.uid_to_service_class); that lookup is wrapped once per process, and hands
-    the MOVE and GET classes to RetrieveServiceClass (tests/test_retrieve_routing.py pins it).
+    the MOVE and GET classes to RetrieveServiceClass (tests/test_get.py pins that other AEs
+    keep pynetdicom's own service).
     """
     _association.uid_to_service_class = _service_class
     _NODES[ae] = scp

@@ -69,6 +69,14 @@ QUERY_TRANSFER_SYNTAXES = [
     uids.DeflatedExplicitVRLittleEndian,
     uids.ExplicitVRBigEndian,
 ]
+# Implicit VR first for C-MOVE and C-GET: a Failed SOP Instance UID List of more than ~1,000
+# UIDs exceeds what an explicit VR UI element can hold (64 KiB, PS3.5 7.1.2).
+RETRIEVE_TRANSFER_SYNTAXES = [
+    uids.ImplicitVRLittleEndian,
+    uids.ExplicitVRLittleEndian,
+    uids.DeflatedExplicitVRLittleEndian,
+    uids.ExplicitVRBigEndian,
+]
 STORAGE_SOP_CLASSES = sorted(set(_STORAGE_CLASSES.values()))
 
 
@@ -81,6 +89,7 @@ def build_ae(service: ArchiveService) -> AE:
     ae.maximum_associations = node.max_associations
     ae.maximum_pdu_size = node.max_pdu
     ae.acse_timeout = node.acse_timeout
+    ae.connection_timeout = node.connect_timeout  # outgoing: C-MOVE sub-associations
     ae.dimse_timeout = node.dimse_timeout
     ae.network_timeout = node.network_timeout
     ae.add_supported_context(
@@ -90,8 +99,10 @@ def build_ae(service: ArchiveService) -> AE:
         ae.add_supported_context(
             sop_class, ACCEPTED_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
         )
-    for sop_class in (*FIND_SOP_CLASSES, *MOVE_SOP_CLASSES, *GET_SOP_CLASSES):
+    for sop_class in FIND_SOP_CLASSES:
         ae.add_supported_context(sop_class, QUERY_TRANSFER_SYNTAXES)
+    for sop_class in (*MOVE_SOP_CLASSES, *GET_SOP_CLASSES):
+        ae.add_supported_context(sop_class, RETRIEVE_TRANSFER_SYNTAXES)
     return ae
 
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydicom import dcmread
-
 from . import status
 from .answers import response_identifier
 from .config import Config
@@ -31,6 +29,7 @@ from .policy import (
     visible_hospital,
 )
 from .query import InvalidQuery, Query, parse_query, parse_retrieve
+from .recode import recode
 from .registry import Registry
 from .retrieve import MAX_SUB_OPERATIONS, Outgoing
 from .storage import FilesystemStorage
@@ -389,10 +388,19 @@ class ArchiveService:
                 sop_class_uid=match.values["SOPClassUID"],
                 sop_instance_uid=match.values["SOPInstanceUID"],
                 transfer_syntax_uid=match.values["AvailableTransferSyntaxUID"],
-                path=self.storage.absolute(match.path or ""),
+                path=self._stored_path(match),
             )
             for match in matches
         ]
+
+    def _stored_path(self, match: Match) -> Path | None:
+        """Where an instance's file is; None (a failed sub-operation) for an index row whose
+        path leads out of the store."""
+        try:
+            return self.storage.absolute(match.path or "")
+        except InvalidInput as exc:
+            log.error("instance %s: %s", match.values.get("SOPInstanceUID"), exc)
+            return None
 
     def move_destination(self, peer: Peer, title: str) -> tuple[Peer | None, str | None]:
         """The registered AE a C-MOVE sends to, or None with the reason it may not
@@ -407,16 +415,14 @@ class ArchiveService:
     def converted_copy(self, item: Outgoing, transfer_syntax: str) -> Path:
         """A temporary copy of `item` re-encoded in `transfer_syntax` (Explicit or Implicit
         VR Little Endian, from a syntax retrieve.CONVERTIBLE allows), in the store's incoming
-        area, for the caller to send and remove. The whole object is read into memory: only
-        uncompressed objects are ever converted. Raises OSError, or pydicom's errors."""
-        dataset = dcmread(item.path)
-        dataset.file_meta.TransferSyntaxUID = transfer_syntax
+        area, for the caller to send and remove; its pixel data is copied in chunks
+        (recode.py). Raises OSError, or pydicom's errors."""
         handle, name = tempfile.mkstemp(
             prefix="outgoing-", suffix=".dcm", dir=self.storage.incoming
         )
         os.close(handle)
         try:
-            dataset.save_as(name, enforce_file_format=True)
+            recode(item.path, Path(name), transfer_syntax)
         except BaseException:
             os.unlink(name)
             raise

@@ -4,6 +4,8 @@ SCU that keeps what it receives, and the requests that drive them."""
 from __future__ import annotations
 
 import shutil
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -215,3 +217,38 @@ def failed_uids(answer: Dataset | None) -> list[str]:
         return []
     value = answer.FailedSOPInstanceUIDList
     return [value] if isinstance(value, str) else list(value)
+
+
+def cutting_proxy(target_port: int, cut_after: int) -> int:
+    """A one-connection TCP proxy on loopback to `target_port` that resets both sides once
+    `cut_after` bytes have gone towards the target: a link lost part way through a file.
+    Returns the port it listens on."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def pump(source: socket.socket, sink: socket.socket, limit: int | None) -> None:
+        sent = 0
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+                sent += len(data)
+                if limit is not None and sent > limit:
+                    for end in (source, sink):  # RST, not FIN: the link is gone
+                        end.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                        end.close()
+                    return
+        except OSError:
+            pass
+
+    def serve() -> None:
+        client, _ = listener.accept()
+        listener.close()
+        upstream = socket.create_connection(("127.0.0.1", target_port))
+        threading.Thread(target=pump, args=(upstream, client, None), daemon=True).start()
+        pump(client, upstream, cut_after)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1]

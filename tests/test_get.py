@@ -16,7 +16,7 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
     generate_uid,
 )
-from pynetdicom import AE, build_role
+from pynetdicom import AE, build_role, evt
 
 from archive_node import status
 from tests import factory
@@ -310,3 +310,37 @@ def test_classes_the_scu_also_pushes_keep_the_nodes_syntax_order(node):
         assoc.release()
     assert accepted[factory.CT_IMAGE] == ExplicitVRLittleEndian
     assert accepted[factory.VL_PHOTO] == JPEGBaseline8Bit
+
+
+def test_other_aes_in_the_process_keep_pynetdicoms_own_retrieve_service(node):
+    """The node takes over C-GET/C-MOVE for its own AE only (retrieve_scp.serve_retrieve):
+    a plain pynetdicom C-GET SCP in the same process still works by its handler."""
+    ds = factory.ct(patient_id="P1")
+    plain = AE(ae_title="PLAIN")
+    plain.add_supported_context(STUDY_GET)
+    plain.add_supported_context(factory.CT_IMAGE, scu_role=True, scp_role=True)
+
+    def on_get(event):
+        yield 1
+        yield 0xFF00, ds
+
+    server = plain.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_GET, on_get)]
+    )
+    received = []
+    viewer = AE(ae_title="VIEWER")
+    viewer.add_requested_context(STUDY_GET)
+    viewer.add_requested_context(factory.CT_IMAGE)
+    try:
+        assoc = viewer.associate(
+            "127.0.0.1",
+            server.server_address[1],
+            ext_neg=[build_role(factory.CT_IMAGE, scp_role=True)],
+            evt_handlers=[(evt.EVT_C_STORE, lambda event: received.append(event) or 0)],
+        )
+        query = identifier("STUDY", StudyInstanceUID=ds.StudyInstanceUID)
+        statuses = [rsp.Status for rsp, _ in assoc.send_c_get(query, STUDY_GET)]
+        assoc.release()
+    finally:
+        plain.shutdown()
+    assert statuses[-1] == status.SUCCESS and len(received) == 1

@@ -7,9 +7,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import tracemalloc
+from io import BytesIO
 
 import pytest
 from pydicom import dcmread
+from pydicom.filereader import read_dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from archive_node import status
@@ -19,12 +22,13 @@ from tests.retrieving import (
     PATIENT_MOVE,
     STUDY_MOVE,
     Destination,
+    cutting_proxy,
     failed_uids,
     identifier,
     move,
 )
 from tests.test_serve_process import free_port
-from tests.test_store import store
+from tests.test_store import send_file, store
 
 WORKSTATION = "UNN_WS"
 
@@ -359,7 +363,8 @@ def test_uncompressed_instance_is_converted_when_its_syntax_is_refused(node, tmp
     assert final.Status == status.SUCCESS
     uid = ds.SOPInstanceUID
     assert dest.received.syntaxes[uid] == ImplicitVRLittleEndian
-    arrived = dcmread(dest.received.files[uid])
+    raw = factory.dataset_bytes(dest.received.files[uid])
+    arrived = read_dataset(BytesIO(raw), is_implicit_VR=True, is_little_endian=True)
     assert arrived.PixelData == ds.PixelData and arrived.PatientID == "P1"
     assert not list(node.service.storage.incoming.iterdir()), "the converted copy is left"
 
@@ -620,3 +625,146 @@ def test_no_patient_data_in_info_logs(node, destination, caplog):
     assert refused.Status == status.UNABLE_TO_PROCESS
     assert "C-MOVE from UNN_WS" in caplog.text and "refused" in caplog.text
     assert "SECRET" not in caplog.text
+
+
+# -- found in review: peers that go away, long failure lists, re-encoding ---------------------
+
+
+def _secondary_captures(node, count: int) -> str:
+    study_uid = generate_uid()
+    for _ in range(count):
+        assert store(node, factory.secondary_capture(study_uid=study_uid)) == status.SUCCESS
+    return study_uid
+
+
+def test_requester_abort_stops_the_move(node, tmp_path, caplog):
+    """pynetdicom updates is_established only in the association's own (busy) thread: the
+    node must notice the abort otherwise and send nothing more."""
+    study_uid = _secondary_captures(node, 8)
+    release, stores = threading.Event(), []
+
+    def hold_the_second(event):
+        stores.append(event.request.AffectedSOPInstanceUID)
+        if len(stores) == 2:
+            assert release.wait(30)
+        return 0x0000
+
+    dest = add_destination(node, tmp_path, "SLOW", on_store=hold_the_second)
+    try:
+        with caplog.at_level(logging.WARNING, logger="archive_node"):
+            assoc = move_assoc(node)
+            responses = assoc.send_c_move(
+                identifier("STUDY", StudyInstanceUID=study_uid), "SLOW", STUDY_MOVE
+            )
+            assert next(responses)[0].Status == status.PENDING
+            node_side = _requesting_association(node, WORKSTATION)
+            assoc.abort()
+            deadline = time.monotonic() + 10
+            while node_side.dul.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            release.set()
+            deadline = time.monotonic() + 10
+            while "requesting association is gone" not in caplog.text:
+                assert time.monotonic() < deadline, caplog.text
+                time.sleep(0.005)
+    finally:
+        release.set()
+        dest.stop()
+    assert len(stores) == 2
+
+
+def test_destination_abort_ends_the_move_at_once(node, tmp_path):
+    """A destination that aborts after a C-STORE: the node must not wait its DIMSE timeout
+    for the response (the requester's 30 s would run out first)."""
+    study_uid = _secondary_captures(node, 6)
+    stores = []
+
+    def abort_on_the_second(event):
+        stores.append(1)
+        if len(stores) == 2:
+            event.assoc.abort()
+        return 0x0000
+
+    dest = add_destination(node, tmp_path, "ABORTER", on_store=abort_on_the_second)
+    try:
+        assoc = move_assoc(node)
+        try:
+            final, _, answer = move(
+                assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="ABORTER"
+            )
+        finally:
+            assoc.release()
+    finally:
+        dest.stop()
+    assert final.Status == status.SUB_OPERATIONS_WARNING
+    assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (1, 5)
+    assert len(failed_uids(answer)) == 5
+    assert final.ErrorComment
+
+
+@pytest.mark.slow
+def test_link_lost_mid_file_stops_reading_it(node, tmp_path):
+    """A link lost part way through a large video: the node stops reading the file (memory
+    stays flat instead of the rest of the file piling up in pynetdicom's send queue)."""
+    large = factory.write_large_video(tmp_path / "large.dcm", 96 << 20, patient_id="P1")
+    header = dcmread(large, stop_before_pixels=True)
+    sender = associate(
+        node, "UNN_US", [(header.SOPClassUID, [header.file_meta.TransferSyntaxUID])]
+    )
+    assert send_file(sender, large).Status == status.SUCCESS
+    sender.release()
+    dest = Destination(tmp_path / "dest")
+    port = cutting_proxy(dest.port, 4 << 20)
+    node.service.registry.add_ae("CUT", "UNN", host="127.0.0.1", port=port)
+    tracemalloc.start()
+    try:
+        assoc = move_assoc(node)
+        try:
+            final, _, _ = move(
+                assoc, identifier("STUDY", StudyInstanceUID=header.StudyInstanceUID), "CUT"
+            )
+        finally:
+            assoc.release()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        dest.stop()
+    assert final.Status == status.SUB_OPERATIONS_FAILED
+    assert "lost" in final.ErrorComment or "no response" in final.ErrorComment
+    assert peak < 32 << 20, f"{peak / 2**20:.0f} MiB allocated while sending a cut 96 MiB file"
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+def test_a_long_failed_list_arrives_whole_or_cut_to_fit(node, syntax):
+    """1,200 failed instances: all listed in Implicit VR (the node's first choice for retrieve
+    contexts); a requester that offers only Explicit VR gets as many as a UI value holds."""
+    study_uid = generate_uid()
+    for _ in range(1200):
+        factory.index_row(node.service, factory.instance_header(study_uid=study_uid))
+    node.service.registry.add_ae("NOWHERE", "UNN", host="127.0.0.1", port=free_port())
+    assoc = associate(node, WORKSTATION, [(STUDY_MOVE, [syntax])])
+    try:
+        final, _, answer = move(
+            assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="NOWHERE"
+        )
+    finally:
+        assoc.release()
+    assert final.Status == status.SUB_OPERATIONS_FAILED
+    assert final.NumberOfFailedSuboperations == 1200
+    listed = failed_uids(answer)
+    assert all(uid.startswith("1.2.") for uid in listed)
+    if syntax == ImplicitVRLittleEndian:
+        assert len(listed) == 1200
+    else:
+        assert 900 < len(listed) < 1200
+
+
+def test_unreachable_destination_comment_names_no_address(node, study):
+    study_uid, _ = study
+    node.service.registry.add_ae("GONE", "UNN", host="127.0.0.1", port=free_port())
+    assoc = move_assoc(node)
+    try:
+        final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid), "GONE")
+    finally:
+        assoc.release()
+    assert final.ErrorComment == "GONE cannot be reached"

@@ -1,0 +1,73 @@
+"""recode.py: a stored uncompressed object re-encoded in Explicit or Implicit VR Little Endian,
+its pixel data copied from disk in chunks (memory does not grow with the object)."""
+
+from __future__ import annotations
+
+import tracemalloc
+from io import BytesIO
+
+import pytest
+from pydicom import dcmread
+from pydicom.filereader import read_dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian as DEFLATED
+from pydicom.uid import ExplicitVRLittleEndian as EXPLICIT
+from pydicom.uid import ImplicitVRLittleEndian as IMPLICIT
+
+from archive_node.recode import recode
+from tests import factory
+
+
+def strictly_read(path, syntax):
+    """The dataset as encoded, read without pydicom's guessing: an explicit VR body read as
+    implicit (or the reverse) does not come out equal."""
+    raw = factory.dataset_bytes(path)
+    return read_dataset(BytesIO(raw), is_implicit_VR=syntax == IMPLICIT, is_little_endian=True)
+
+
+@pytest.mark.parametrize(
+    "stored, wanted", [(EXPLICIT, IMPLICIT), (IMPLICIT, EXPLICIT), (DEFLATED, IMPLICIT)]
+)
+@pytest.mark.parametrize("frames", [1, 60])  # 3 KiB of pixels (re-encoded), 180 KiB (copied)
+def test_recoded_object_has_the_same_elements_and_pixels(tmp_path, stored, wanted, frames):
+    ds = factory.us_multiframe(frames=frames, transfer_syntax=stored)
+    source = factory.write(ds, tmp_path / "stored.dcm")
+    target = tmp_path / "out.dcm"
+    recode(source, target, wanted)
+    assert dcmread(target).file_meta.TransferSyntaxUID == wanted
+    out = strictly_read(target, wanted)
+    original = dcmread(source)
+    assert out.PixelData == original.PixelData
+    assert [e.tag for e in out] == [e.tag for e in original]
+    assert out.SOPInstanceUID == original.SOPInstanceUID and out.PatientID == original.PatientID
+
+
+def test_large_pixel_data_is_copied_in_chunks(tmp_path):
+    ds = factory.us_multiframe(frames=4000)  # 32 x 32 x 3 x 4000 = 12 MB of pixels
+    source = factory.write(ds, tmp_path / "stored.dcm")
+    target = tmp_path / "out.dcm"
+    tracemalloc.start()
+    try:
+        recode(source, target, IMPLICIT)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak / 2**20:.1f} MiB allocated to re-encode 12 MB of pixels"
+    assert strictly_read(target, IMPLICIT).PixelData == ds.PixelData
+
+
+def test_elements_after_the_pixel_data_are_kept(tmp_path):
+    ds = factory.us_multiframe(frames=60)
+    ds.add_new(0xFFFCFFFC, "OB", b"\0" * 8)  # Data Set Trailing Padding
+    source = factory.write(ds, tmp_path / "stored.dcm")
+    recode(source, tmp_path / "out.dcm", IMPLICIT)
+    out = strictly_read(tmp_path / "out.dcm", IMPLICIT)
+    assert out.PixelData == ds.PixelData and 0xFFFCFFFC in out
+
+
+def test_a_truncated_file_is_an_error(tmp_path):
+    ds = factory.us_multiframe(frames=60)
+    source = factory.write(ds, tmp_path / "stored.dcm")
+    data = source.read_bytes()
+    source.write_bytes(data[: len(data) - 1000])
+    with pytest.raises(OSError, match="ends"):
+        recode(source, tmp_path / "out.dcm", IMPLICIT)
