@@ -402,11 +402,10 @@ def bound_send_queue(assoc: Any, limit: int = QUEUED_PDUS) -> None:
     def send_pdu(primitive: Any) -> None:
         if isinstance(primitive, P_DATA):
             deadline = time.monotonic() + patience
-            while True:
+            # a lost association never drains the queue: it is noticed while waiting
+            while dul.to_provider_queue.qsize() >= limit:
                 if not connected(assoc):
                     raise ConnectionError("the association was lost")
-                if dul.to_provider_queue.qsize() < limit:
-                    break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the peer read nothing for {patience:.0f} s")
                 time.sleep(0.0005)
