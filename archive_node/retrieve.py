@@ -63,10 +63,11 @@ def contexts_for(items: Iterable[Outgoing]) -> list[tuple[str, tuple[str, ...]]]
     return contexts
 
 
-def batches(items: list[Outgoing], limit: int = MAX_CONTEXTS) -> list[Batch]:
-    """Split the instances so that no sub-association proposes more than `limit` contexts;
-    instances of one SOP class stay together and keep their order within it. One batch (the
-    usual case) keeps the order of `items`."""
+def batches(items: list[Outgoing], limit: int | None = None) -> list[Batch]:
+    """Split the instances so that no sub-association proposes more than `limit` contexts
+    (default MAX_CONTEXTS); instances of one SOP class stay together and keep their order
+    within it. One batch (the usual case) keeps the order of `items`."""
+    limit = limit or MAX_CONTEXTS
     if len(contexts_for(items)) <= limit:
         return [Batch(tuple(contexts_for(items)), tuple(items))] if items else []
     by_class: dict[str, list[Outgoing]] = {}

@@ -15,7 +15,7 @@ from pydicom import dcmread
 from pydicom.filereader import read_dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from archive_node import status
+from archive_node import retrieve, status
 from tests import factory
 from tests.conftest import associate
 from tests.retrieving import (
@@ -768,3 +768,21 @@ def test_unreachable_destination_comment_names_no_address(node, study):
     finally:
         assoc.release()
     assert final.ErrorComment == "GONE cannot be reached"
+
+
+def test_more_contexts_than_one_association_takes_are_spread_over_several(
+    node, destination, study, monkeypatch
+):
+    """PS3.8 allows 128 contexts per association; with the limit lowered to 2, the four kinds
+    of object (four SOP classes) go over several associations, all of them delivered."""
+    study_uid, uids = study
+    monkeypatch.setattr(retrieve, "MAX_CONTEXTS", 2)
+    assoc = move_assoc(node)
+    try:
+        final, pending, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert (final.Status, final.NumberOfCompletedSuboperations) == (status.SUCCESS, 4)
+    assert [p.NumberOfRemainingSuboperations for p in pending] == [3, 2, 1]
+    assert set(destination.received.files) == set(uids)
+    assert destination.associations >= 3
