@@ -6,6 +6,7 @@ test:
 	scripts/test
 bench:
 	scripts/bench find
+	scripts/bench retrieve
 lint:
 	.venv/bin/ruff check archive_node tests bench
 	.venv/bin/ruff format --check archive_node tests bench
