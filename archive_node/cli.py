@@ -51,6 +51,37 @@ config_option = click.option(
     type=click.Path(dir_okay=False),
     help="TOML config file (default: $ARCHIVE_NODE_CONFIG, else built-in defaults).",
 )
+
+
+def qr_options(command: Callable) -> Callable:
+    """--level and --model of a C-FIND or C-MOVE."""
+    command = click.option(
+        "--model",
+        type=click.Choice(["study", "patient"]),
+        default="study",
+        show_default=True,
+        help="Study Root or Patient Root.",
+    )(command)
+    return click.option(
+        "--level",
+        type=click.Choice(["PATIENT", "STUDY", "SERIES", "IMAGE"], case_sensitive=False),
+        default="STUDY",
+        show_default=True,
+        help="Query/Retrieve Level.",
+    )(command)
+
+
+def remote_options(command: Callable) -> Callable:
+    """--called-aet, --host and --port of the node to call (default: this one)."""
+    for option in (
+        click.option("--port", type=int, help="Port to call (default: node.port)."),
+        click.option("--host", help="Address to call (default: this node)."),
+        click.option("--called-aet", help="AE title to call (default: node.ae_title)."),
+    ):
+        command = option(command)
+    return command
+
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON instead of a table."
 )
@@ -400,9 +431,7 @@ def echo(aet: str, calling_aet: str | None, host: str | None, port: int | None) 
 @command(cli)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--calling-aet", required=True, help="The registered AE title to send as.")
-@click.option("--called-aet", help="AE title to call (default: node.ae_title).")
-@click.option("--host", help="Address to call (default: this node).")
-@click.option("--port", type=int, help="Port to call (default: node.port).")
+@remote_options
 @json_option
 def send(
     paths: tuple[str, ...],
@@ -439,20 +468,7 @@ def send(
 
 @command(cli)
 @click.option("--calling-aet", required=True, help="The registered AE title to query as.")
-@click.option(
-    "--level",
-    type=click.Choice(["PATIENT", "STUDY", "SERIES", "IMAGE"], case_sensitive=False),
-    default="STUDY",
-    show_default=True,
-    help="Query/Retrieve Level.",
-)
-@click.option(
-    "--model",
-    type=click.Choice(["study", "patient"]),
-    default="study",
-    show_default=True,
-    help="Study Root or Patient Root.",
-)
+@qr_options
 @click.option(
     "-k",
     "--key",
@@ -461,9 +477,7 @@ def send(
     metavar="KEYWORD[=VALUE]",
     help="A key to match (with a value) or to return (without); repeatable.",
 )
-@click.option("--called-aet", help="AE title to call (default: node.ae_title).")
-@click.option("--host", help="Address to call (default: this node).")
-@click.option("--port", type=int, help="Port to call (default: node.port).")
+@remote_options
 @json_option
 def find(
     calling_aet: str,
@@ -509,20 +523,7 @@ def find(
 @command(cli)
 @click.option("--calling-aet", required=True, help="The registered AE title to ask as.")
 @click.option("--destination", required=True, help="The registered AE title to send to.")
-@click.option(
-    "--level",
-    type=click.Choice(["PATIENT", "STUDY", "SERIES", "IMAGE"], case_sensitive=False),
-    default="STUDY",
-    show_default=True,
-    help="Query/Retrieve Level.",
-)
-@click.option(
-    "--model",
-    type=click.Choice(["study", "patient"]),
-    default="study",
-    show_default=True,
-    help="Study Root or Patient Root.",
-)
+@qr_options
 @click.option(
     "-k",
     "--key",
@@ -532,9 +533,7 @@ def find(
     metavar="KEYWORD=VALUE",
     help="A unique key naming what to move, e.g. StudyInstanceUID=1.2.3; repeatable.",
 )
-@click.option("--called-aet", help="AE title to call (default: node.ae_title).")
-@click.option("--host", help="Address to call (default: this node).")
-@click.option("--port", type=int, help="Port to call (default: node.port).")
+@remote_options
 @json_option
 def move(
     calling_aet: str,

@@ -153,6 +153,17 @@ def _send_batch(batch, contexts, host, port, calling, called, timeout) -> list[S
     return results
 
 
+def _identifier(level: str, keys: dict[str, str], character_set: str | None = None) -> Dataset:
+    """A Query/Retrieve identifier; raises ValueError naming a key pydicom does not know."""
+    identifier = Dataset()
+    if character_set:
+        identifier.SpecificCharacterSet = character_set
+    identifier.QueryRetrieveLevel = level
+    for keyword, value in keys.items():
+        setattr(identifier, keyword, value)
+    return identifier
+
+
 @dataclass(frozen=True)
 class FindResult:
     status: int | None  # the final status; None when the association ended early
@@ -182,12 +193,7 @@ def find(
 
     Raises AssociationFailed, or ValueError naming a key pydicom does not know.
     """
-    identifier = Dataset()
-    if character_set:
-        identifier.SpecificCharacterSet = character_set
-    identifier.QueryRetrieveLevel = level
-    for keyword, value in keys.items():
-        setattr(identifier, keyword, value)
+    identifier = _identifier(level, keys, character_set)
     ae = _client(calling, timeout)
     ae.add_requested_context(FIND_MODELS[model])
     assoc = _associate(ae, host, port, called)
@@ -240,10 +246,7 @@ def move(
 
     Raises AssociationFailed, or ValueError naming a key pydicom does not know.
     """
-    identifier = Dataset()
-    identifier.QueryRetrieveLevel = level
-    for keyword, value in keys.items():
-        setattr(identifier, keyword, value)
+    identifier = _identifier(level, keys)
     ae = _client(calling, timeout)
     ae.add_requested_context(MOVE_MODELS[model])
     assoc = _associate(ae, host, port, called)

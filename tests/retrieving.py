@@ -18,6 +18,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEGBaseline8Bit,
+    generate_uid,
 )
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, build_role, evt
 from pynetdicom.sop_class import (
@@ -30,6 +31,7 @@ from pynetdicom.sop_class import (
 from archive_node.handlers import set_tcp_nodelay
 from tests import factory
 from tests.conftest import Node
+from tests.test_store import store
 
 STUDY_MOVE = StudyRootQueryRetrieveInformationModelMove
 PATIENT_MOVE = PatientRootQueryRetrieveInformationModelMove
@@ -43,6 +45,21 @@ CLASSES = [
     factory.SECONDARY_CAPTURE,
     factory.ENCAPSULATED_PDF,
 ]
+
+
+def four_kinds_study(node: Node) -> tuple[str, list[str]]:
+    """One UNN study pushed by C-STORE: a US multi-frame, a VL photo (JPEG baseline), an H.264
+    video and a CT of patient P1; the study UID and the instances' UIDs in that order."""
+    study_uid = generate_uid()
+    made = [
+        factory.us_multiframe(study_uid=study_uid, patient_id="P1"),
+        factory.vl_photo_jpeg(study_uid=study_uid, patient_id="P1"),
+        factory.video_h264(study_uid=study_uid, patient_id="P1"),
+        factory.ct(study_uid=study_uid, patient_id="P1"),
+    ]
+    for ds in made:
+        assert store(node, ds) == 0x0000
+    return study_uid, [str(ds.SOPInstanceUID) for ds in made]
 
 
 def identifier(level: str, **keys: Any) -> Dataset:

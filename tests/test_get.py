@@ -25,6 +25,7 @@ from tests.retrieving import (
     STUDY_GET,
     Received,
     failed_uids,
+    four_kinds_study,
     get,
     get_association,
     identifier,
@@ -37,17 +38,8 @@ VIEWER = "UNN_WS"
 
 @pytest.fixture
 def study(node):
-    """A UNN study: US multi-frame, VL photo (JPEG baseline), H.264 video and CT."""
-    study_uid = generate_uid()
-    made = [
-        factory.us_multiframe(study_uid=study_uid, patient_id="P1"),
-        factory.vl_photo_jpeg(study_uid=study_uid, patient_id="P1"),
-        factory.video_h264(study_uid=study_uid, patient_id="P1"),
-        factory.ct(study_uid=study_uid, patient_id="P1"),
-    ]
-    for ds in made:
-        assert store(node, ds) == status.SUCCESS
-    return study_uid, [str(ds.SOPInstanceUID) for ds in made]
+    """retrieving.four_kinds_study: US multi-frame, VL photo, H.264 video and CT."""
+    return four_kinds_study(node)
 
 
 @pytest.fixture

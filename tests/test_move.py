@@ -4,6 +4,7 @@ statuses, cancel, unreachable destinations and bad identifiers."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ from tests.retrieving import (
     Destination,
     cutting_proxy,
     failed_uids,
+    four_kinds_study,
     identifier,
     move,
 )
@@ -42,26 +44,30 @@ def destination(tmp_path, node):
     dest.stop()
 
 
-def add_destination(node, tmp_path, title: str, hospital: str = "UNN", **kw) -> Destination:
+@contextlib.contextmanager
+def destination_at(node, tmp_path, title: str, hospital: str = "UNN", **kw):
+    """A Destination registered as `title` of `hospital`, stopped afterwards."""
     dest = Destination(tmp_path / title, ae_title=title, **kw)
     node.service.registry.add_ae(title, hospital, host="127.0.0.1", port=dest.port)
-    return dest
+    try:
+        yield dest
+    finally:
+        dest.stop()
+
+
+def move_study(node, study_uid: str, destination: str = "DEST", calling: str = WORKSTATION):
+    """(final, pending, answer) of a Study Root STUDY level C-MOVE on its own association."""
+    assoc = move_assoc(node, calling)
+    try:
+        return move(assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination)
+    finally:
+        assoc.release()
 
 
 @pytest.fixture
 def study(node):
-    """One UNN study of four kinds of object: US multi-frame, VL photo (JPEG baseline), H.264
-    video and CT, pushed by C-STORE; returns the study UID and the instances' UIDs."""
-    study_uid = generate_uid()
-    made = [
-        factory.us_multiframe(study_uid=study_uid, patient_id="P1"),
-        factory.vl_photo_jpeg(study_uid=study_uid, patient_id="P1"),
-        factory.video_h264(study_uid=study_uid, patient_id="P1"),
-        factory.ct(study_uid=study_uid, patient_id="P1"),
-    ]
-    for ds in made:
-        assert store(node, ds) == status.SUCCESS
-    return study_uid, [str(ds.SOPInstanceUID) for ds in made]
+    """retrieving.four_kinds_study: US multi-frame, VL photo, H.264 video and CT."""
+    return four_kinds_study(node)
 
 
 def stored_path(node, sop_uid: str):
@@ -77,11 +83,7 @@ def move_assoc(node, calling: str = WORKSTATION):
 
 def test_study_moves_byte_for_byte_with_counts_and_originator(node, destination, study):
     study_uid, uids = study
-    assoc = move_assoc(node)
-    try:
-        final, pending, answer = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
-    finally:
-        assoc.release()
+    final, pending, answer = move_study(node, study_uid)
     assert final.Status == status.SUCCESS
     assert (
         final.NumberOfCompletedSuboperations,
@@ -166,11 +168,7 @@ def test_patient_root_patient_and_study_levels(node, destination, study):
 
 
 def test_zero_matches_is_success_with_no_sub_association(node, destination, study):
-    assoc = move_assoc(node)
-    try:
-        final, pending, _ = move(assoc, identifier("STUDY", StudyInstanceUID=generate_uid()))
-    finally:
-        assoc.release()
+    final, pending, _ = move_study(node, generate_uid())
     assert final.Status == status.SUCCESS
     assert (
         final.NumberOfCompletedSuboperations,
@@ -216,13 +214,7 @@ def test_destination_without_address_or_disabled_gets_a801(node, study, registra
     node.service.registry.add_ae("HALFWAY", "UNN", **registration)
     if not enabled:
         node.service.registry.update_ae("HALFWAY", enabled=False)
-    assoc = move_assoc(node)
-    try:
-        final, _, _ = move(
-            assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="HALFWAY"
-        )
-    finally:
-        assoc.release()
+    final, _, _ = move_study(node, study_uid, "HALFWAY")
     assert final.Status == status.MOVE_DESTINATION_UNKNOWN
     assert why in final.ErrorComment
 
@@ -232,36 +224,22 @@ def test_hospital_scoped_ae_moves_only_to_its_own_hospital(node, tmp_path, study
     node.service.registry.add_ae(
         "UNN_LOCAL", "UNN", host="127.0.0.1", allow="move", scope="hospital"
     )
-    other = add_destination(node, tmp_path, "NLSH_DEST", hospital="NLSH")
-    own = add_destination(node, tmp_path, "UNN_DEST")
-    try:
-        assoc = move_assoc(node, "UNN_LOCAL")
-        try:
-            final, _, _ = move(
-                assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="NLSH_DEST"
-            )
-            assert final.Status == status.MOVE_DESTINATION_UNKNOWN
-            assert "belongs to hospital NLSH" in final.ErrorComment
-            final, _, _ = move(
-                assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="UNN_DEST"
-            )
-            assert final.NumberOfCompletedSuboperations == 4
-        finally:
-            assoc.release()
-    finally:
-        other.stop()
-        own.stop()
+    with (
+        destination_at(node, tmp_path, "NLSH_DEST", hospital="NLSH") as other,
+        destination_at(node, tmp_path, "UNN_DEST"),
+    ):
+        final, _, _ = move_study(node, study_uid, "NLSH_DEST", calling="UNN_LOCAL")
+        assert final.Status == status.MOVE_DESTINATION_UNKNOWN
+        assert "belongs to hospital NLSH" in final.ErrorComment
+        final, _, _ = move_study(node, study_uid, "UNN_DEST", calling="UNN_LOCAL")
+        assert final.NumberOfCompletedSuboperations == 4
     assert other.associations == 0
 
 
 def test_ae_without_move_right_is_refused(node, destination, study):
     study_uid, _ = study
     node.service.registry.add_ae("UNN_VIEW", "UNN", host="127.0.0.1", allow="find")
-    assoc = move_assoc(node, "UNN_VIEW")
-    try:
-        final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
-    finally:
-        assoc.release()
+    final, _, _ = move_study(node, study_uid, calling="UNN_VIEW")
     assert final.Status == status.NOT_AUTHORISED
     assert destination.associations == 0
 
@@ -270,11 +248,7 @@ def test_granting_move_takes_effect_on_the_next_association(node, destination, s
     study_uid, _ = study
     node.service.registry.add_ae("UNN_VIEW", "UNN", host="127.0.0.1", allow="find")
     node.service.registry.update_ae("UNN_VIEW", allow="find,move")
-    assoc = move_assoc(node, "UNN_VIEW")
-    try:
-        final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
-    finally:
-        assoc.release()
+    final, _, _ = move_study(node, study_uid, calling="UNN_VIEW")
     assert final.Status == status.SUCCESS
 
 
@@ -284,7 +258,6 @@ def test_granting_move_takes_effect_on_the_next_association(node, destination, s
 def test_hospital_scope_retrieves_only_its_hospitals_instances(node, tmp_path):
     reg = node.service.registry
     reg.add_ae("NLSH_WS", "NLSH", host="127.0.0.1", allow="move", scope="hospital")
-    dest = add_destination(node, tmp_path, "NLSH_DEST", hospital="NLSH")
     shared = generate_uid()
     unn = factory.ct(study_uid=shared, patient_id="P1")
     nlsh = factory.vl_photo_jpeg(study_uid=shared, patient_id="P1")
@@ -292,23 +265,11 @@ def test_hospital_scope_retrieves_only_its_hospitals_instances(node, tmp_path):
     assert store(node, unn, "UNN_US") == status.SUCCESS
     assert store(node, nlsh, "NLSH_CAM") == status.SUCCESS
     assert store(node, only_unn, "UNN_US") == status.SUCCESS
-    try:
-        assoc = move_assoc(node, "NLSH_WS")
-        try:
-            final, _, _ = move(
-                assoc, identifier("STUDY", StudyInstanceUID=shared), destination="NLSH_DEST"
-            )
-            assert final.NumberOfCompletedSuboperations == 1
-            final, _, _ = move(
-                assoc,
-                identifier("STUDY", StudyInstanceUID=only_unn.StudyInstanceUID),
-                destination="NLSH_DEST",
-            )
-            assert (final.Status, final.NumberOfCompletedSuboperations) == (status.SUCCESS, 0)
-        finally:
-            assoc.release()
-    finally:
-        dest.stop()
+    with destination_at(node, tmp_path, "NLSH_DEST", hospital="NLSH") as dest:
+        final, _, _ = move_study(node, shared, "NLSH_DEST", calling="NLSH_WS")
+        assert final.NumberOfCompletedSuboperations == 1
+        final, _, _ = move_study(node, only_unn.StudyInstanceUID, "NLSH_DEST", calling="NLSH_WS")
+        assert (final.Status, final.NumberOfCompletedSuboperations) == (status.SUCCESS, 0)
     assert set(dest.received.files) == {nlsh.SOPInstanceUID}
 
 
@@ -320,19 +281,10 @@ def test_destination_accepting_part_of_the_syntaxes_fails_those_sub_operations(
 ):
     study_uid, uids = study
     us, photo, video, ct = uids
-    dest = add_destination(
+    with destination_at(
         node, tmp_path, "NATIVE", syntaxes=[ExplicitVRLittleEndian, ImplicitVRLittleEndian]
-    )
-    try:
-        assoc = move_assoc(node)
-        try:
-            final, pending, answer = move(
-                assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="NATIVE"
-            )
-        finally:
-            assoc.release()
-    finally:
-        dest.stop()
+    ) as dest:
+        final, pending, answer = move_study(node, study_uid, "NATIVE")
     assert final.Status == status.SUB_OPERATIONS_WARNING
     assert (
         final.NumberOfCompletedSuboperations,
@@ -347,19 +299,8 @@ def test_destination_accepting_part_of_the_syntaxes_fails_those_sub_operations(
 def test_uncompressed_instance_is_converted_when_its_syntax_is_refused(node, tmp_path):
     ds = factory.ct(patient_id="P1")  # stored in Explicit VR Little Endian
     assert store(node, ds) == status.SUCCESS
-    dest = add_destination(node, tmp_path, "IMPLICIT", syntaxes=[ImplicitVRLittleEndian])
-    try:
-        assoc = move_assoc(node)
-        try:
-            final, _, _ = move(
-                assoc,
-                identifier("STUDY", StudyInstanceUID=ds.StudyInstanceUID),
-                destination="IMPLICIT",
-            )
-        finally:
-            assoc.release()
-    finally:
-        dest.stop()
+    with destination_at(node, tmp_path, "IMPLICIT", syntaxes=[ImplicitVRLittleEndian]) as dest:
+        final, _, _ = move_study(node, ds.StudyInstanceUID, "IMPLICIT")
     assert final.Status == status.SUCCESS
     uid = ds.SOPInstanceUID
     assert dest.received.syntaxes[uid] == ImplicitVRLittleEndian
@@ -372,19 +313,8 @@ def test_uncompressed_instance_is_converted_when_its_syntax_is_refused(node, tmp
 def test_destination_accepting_no_context_fails_every_sub_operation(node, tmp_path):
     photo = factory.vl_photo_jpeg(patient_id="P1")
     assert store(node, photo) == status.SUCCESS
-    dest = add_destination(node, tmp_path, "CT_ONLY", classes=[factory.CT_IMAGE])
-    try:
-        assoc = move_assoc(node)
-        try:
-            final, _, answer = move(
-                assoc,
-                identifier("STUDY", StudyInstanceUID=photo.StudyInstanceUID),
-                destination="CT_ONLY",
-            )
-        finally:
-            assoc.release()
-    finally:
-        dest.stop()
+    with destination_at(node, tmp_path, "CT_ONLY", classes=[factory.CT_IMAGE]):
+        final, _, answer = move_study(node, photo.StudyInstanceUID, "CT_ONLY")
     assert final.Status == status.SUB_OPERATIONS_FAILED
     assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (0, 1)
     assert failed_uids(answer) == [photo.SOPInstanceUID]
@@ -398,17 +328,8 @@ def test_destination_refusing_an_instance_counts_it_failed(node, tmp_path, study
     def refuse_video(event):
         return 0xA700 if event.request.AffectedSOPInstanceUID == refused else 0x0000
 
-    dest = add_destination(node, tmp_path, "PICKY", on_store=refuse_video)
-    try:
-        assoc = move_assoc(node)
-        try:
-            final, _, answer = move(
-                assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="PICKY"
-            )
-        finally:
-            assoc.release()
-    finally:
-        dest.stop()
+    with destination_at(node, tmp_path, "PICKY", on_store=refuse_video):
+        final, _, answer = move_study(node, study_uid, "PICKY")
     assert final.Status == status.SUB_OPERATIONS_WARNING
     assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (3, 1)
     assert failed_uids(answer) == [refused]
@@ -416,17 +337,8 @@ def test_destination_refusing_an_instance_counts_it_failed(node, tmp_path, study
 
 def test_destination_warning_is_counted_as_warning(node, tmp_path, study):
     study_uid, _ = study
-    dest = add_destination(node, tmp_path, "COERCING", on_store=lambda event: 0xB000)
-    try:
-        assoc = move_assoc(node)
-        try:
-            final, _, answer = move(
-                assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="COERCING"
-            )
-        finally:
-            assoc.release()
-    finally:
-        dest.stop()
+    with destination_at(node, tmp_path, "COERCING", on_store=lambda event: 0xB000):
+        final, _, answer = move_study(node, study_uid, "COERCING")
     assert final.Status == status.SUB_OPERATIONS_WARNING
     assert (
         final.NumberOfCompletedSuboperations,
@@ -461,11 +373,7 @@ def test_unreachable_destination_is_a_clear_failure(node, study):
 def test_missing_file_fails_its_sub_operation_and_the_rest_are_sent(node, destination, study):
     study_uid, uids = study
     stored_path(node, uids[1]).unlink()
-    assoc = move_assoc(node)
-    try:
-        final, _, answer = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
-    finally:
-        assoc.release()
+    final, _, answer = move_study(node, study_uid)
     assert final.Status == status.SUB_OPERATIONS_WARNING
     assert failed_uids(answer) == [uids[1]]
     assert set(destination.received.files) == {uids[0], uids[2], uids[3]}
@@ -494,8 +402,7 @@ def test_cancel_stops_between_sub_operations(node, tmp_path):
             assert release.wait(30)
         return 0x0000
 
-    dest = add_destination(node, tmp_path, "SLOW", on_store=hold_the_second)
-    try:
+    with destination_at(node, tmp_path, "SLOW", on_store=hold_the_second):
         assoc = move_assoc(node)
         try:
             responses = assoc.send_c_move(
@@ -512,10 +419,8 @@ def test_cancel_stops_between_sub_operations(node, tmp_path):
             release.set()
             rest = [rsp for rsp, _ in responses]
         finally:
+            release.set()
             assoc.release()
-    finally:
-        release.set()
-        dest.stop()
     final = rest[-1]
     assert final.Status == status.CANCELLED
     assert final.NumberOfCompletedSuboperations == 2
@@ -649,9 +554,11 @@ def test_requester_abort_stops_the_move(node, tmp_path, caplog):
             assert release.wait(30)
         return 0x0000
 
-    dest = add_destination(node, tmp_path, "SLOW", on_store=hold_the_second)
-    try:
-        with caplog.at_level(logging.WARNING, logger="archive_node"):
+    with (
+        destination_at(node, tmp_path, "SLOW", on_store=hold_the_second),
+        caplog.at_level(logging.WARNING, logger="archive_node"),
+    ):
+        try:
             assoc = move_assoc(node)
             responses = assoc.send_c_move(
                 identifier("STUDY", StudyInstanceUID=study_uid), "SLOW", STUDY_MOVE
@@ -667,9 +574,8 @@ def test_requester_abort_stops_the_move(node, tmp_path, caplog):
             while "requesting association is gone" not in caplog.text:
                 assert time.monotonic() < deadline, caplog.text
                 time.sleep(0.005)
-    finally:
-        release.set()
-        dest.stop()
+        finally:
+            release.set()
     assert len(stores) == 2
 
 
@@ -685,17 +591,8 @@ def test_destination_abort_ends_the_move_at_once(node, tmp_path):
             event.assoc.abort()
         return 0x0000
 
-    dest = add_destination(node, tmp_path, "ABORTER", on_store=abort_on_the_second)
-    try:
-        assoc = move_assoc(node)
-        try:
-            final, _, answer = move(
-                assoc, identifier("STUDY", StudyInstanceUID=study_uid), destination="ABORTER"
-            )
-        finally:
-            assoc.release()
-    finally:
-        dest.stop()
+    with destination_at(node, tmp_path, "ABORTER", on_store=abort_on_the_second):
+        final, _, answer = move_study(node, study_uid, "ABORTER")
     assert final.Status == status.SUB_OPERATIONS_WARNING
     assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (1, 5)
     assert len(failed_uids(answer)) == 5
@@ -762,11 +659,7 @@ def test_a_long_failed_list_arrives_whole_or_cut_to_fit(node, syntax):
 def test_unreachable_destination_comment_names_no_address(node, study):
     study_uid, _ = study
     node.service.registry.add_ae("GONE", "UNN", host="127.0.0.1", port=free_port())
-    assoc = move_assoc(node)
-    try:
-        final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid), "GONE")
-    finally:
-        assoc.release()
+    final, _, _ = move_study(node, study_uid, "GONE")
     assert final.ErrorComment == "GONE cannot be reached"
 
 
@@ -777,11 +670,7 @@ def test_more_contexts_than_one_association_takes_are_spread_over_several(
     of object (four SOP classes) go over several associations, all of them delivered."""
     study_uid, uids = study
     monkeypatch.setattr(retrieve, "MAX_CONTEXTS", 2)
-    assoc = move_assoc(node)
-    try:
-        final, pending, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
-    finally:
-        assoc.release()
+    final, pending, _ = move_study(node, study_uid)
     assert (final.Status, final.NumberOfCompletedSuboperations) == (status.SUCCESS, 4)
     assert [p.NumberOfRemainingSuboperations for p in pending] == [3, 2, 1]
     assert set(destination.received.files) == set(uids)
