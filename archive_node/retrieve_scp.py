@@ -159,16 +159,20 @@ class RetrieveSCP:
     def _open(self, ae: Any, destination: Peer, contexts: Any) -> Any:
         """An association to the destination proposing `contexts`, or why there is none."""
         where = destination.ae_title  # the address is for the log, not for the requester
-        sub = ae.associate(
-            destination.host,
-            destination.port,
-            contexts=[build_context(sop_class, list(ts)) for sop_class, ts in contexts],
-            ae_title=destination.ae_title,
-            evt_handlers=[
-                (evt.EVT_CONN_OPEN, set_tcp_nodelay),
-                (evt.EVT_CONN_CLOSE, wake_waiting_sender),
-            ],
-        )
+        try:
+            sub = ae.associate(
+                destination.host,
+                destination.port,
+                contexts=[build_context(sop_class, list(ts)) for sop_class, ts in contexts],
+                ae_title=destination.ae_title,
+                evt_handlers=[
+                    (evt.EVT_CONN_OPEN, set_tcp_nodelay),
+                    (evt.EVT_CONN_CLOSE, wake_waiting_sender),
+                ],
+            )
+        except Exception as exc:  # e.g. a registered title pynetdicom will not call
+            log.exception("association to %s failed", where)
+            return f"{where} cannot be called: {type(exc).__name__}"
         if sub.is_established:
             return sub
         if sub.is_rejected:
@@ -182,8 +186,8 @@ class RetrieveSCP:
         return f"{where} cannot be reached"
 
     def _run(self, exchange: _Exchange, sender: _Sender, items: Any, ops: SubOperations) -> bool:
-        """Send `items`, a pending response after each; False when the requesting association
-        has gone (no final response can be sent)."""
+        """Send `items`, a pending response after each but the last; False when the requesting
+        association has gone (no final response can be sent)."""
         for position, item in enumerate(items):
             if not exchange.requester_alive():
                 log.warning("retrieve ended: the requesting association is gone")
