@@ -15,7 +15,7 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 # A stored object in one of these may be re-encoded into Explicit or Implicit VR Little Endian
 # without touching a pixel (the same byte order; only the element headers change). Big Endian
-# is not: its 16-bit pixel data would need swapping, which pydicom does not do on writing.
+# is not: its 16-bit pixel data would need swapping, which pydicom refuses to do on writing.
 CONVERTIBLE = frozenset({EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE})
 
 MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are the odd numbers 1-255
