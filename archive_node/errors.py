@@ -29,12 +29,18 @@ class SchemaError(ArchiveError):
     """The index schema is missing or newer than this release understands."""
 
 
-class StoreRejected(ArchiveError):
-    """A received instance is refused; carries the DIMSE status to answer with."""
+class Refused(ArchiveError):
+    """A DIMSE request refused: carries the failure status to answer with and, where one
+    attribute is at fault, its keyword (for the Offending Element and the log)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, keyword: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.keyword = keyword
+
+
+class StoreRejected(Refused):
+    """A received instance is refused (C-STORE)."""
 
 
 class AssociationFailed(ArchiveError):

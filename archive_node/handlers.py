@@ -81,22 +81,17 @@ class Handlers:
         # Without kill() the socket closes before the A-ASSOCIATE-RJ leaves (peer sees abort).
         assoc.kill()
 
-    def _peer(self, event: Any) -> Peer | None:
-        """The registered peer of an accepted association (None only if admission broke)."""
-        return self._peers.get(event.assoc)
-
     def peer_of(self, assoc: Any) -> Peer | None:
-        """The registered peer of an association (for the C-MOVE/C-GET SCP)."""
+        """The registered peer of an accepted association (None only if admission broke)."""
         return self._peers.get(assoc)
 
     def on_echo(self, event: Any) -> int:
-        peer = self._peer(event)
-        return self.service.authorise(peer, "echo") if peer else status.NOT_AUTHORISED
+        return self.service.authorise(self.peer_of(event.assoc), "echo")
 
     def on_store(self, event: Any) -> int:
-        peer = self._peer(event)
-        refused = self.service.authorise(peer, "store") if peer else status.NOT_AUTHORISED
-        if refused:
+        peer = self.peer_of(event.assoc)
+        refused = self.service.authorise(peer, "store")
+        if refused or peer is None:
             return refused
         request = event.request
         outcome = self.service.store(
@@ -110,9 +105,9 @@ class Handlers:
     def on_find(self, event: Any) -> Iterator[tuple[Any, Any]]:
         """C-FIND (PS3.4 C.4.1): a pending response per match; C-CANCEL is checked before each
         one (pynetdicom reports a cancel only once)."""
-        peer = self._peer(event)
-        refused = self.service.authorise(peer, "find") if peer else status.NOT_AUTHORISED
-        if refused:
+        peer = self.peer_of(event.assoc)
+        refused = self.service.authorise(peer, "find")
+        if refused or peer is None:
             yield refused, None
             return
         model = FIND_SOP_CLASSES[str(event.request.AffectedSOPClassUID)]
@@ -120,7 +115,7 @@ class Handlers:
             identifier = event.identifier
         except Exception as exc:
             log.warning("C-FIND from %s: identifier cannot be decoded: %s", peer.ae_title, exc)
-            yield _failure(status.UNABLE_TO_PROCESS, "identifier cannot be decoded"), None
+            yield response_status(status.UNABLE_TO_PROCESS, "identifier cannot be decoded"), None
             return
         for count, response in enumerate(self.service.find(peer, identifier, model)):
             if count and count % CANCEL_CHECK_EVERY == 0:
@@ -132,7 +127,7 @@ class Handlers:
             if response.status == status.PENDING:
                 yield status.PENDING, response.identifier
             elif response.comment:
-                yield _failure(response.status, response.comment, response.keyword), None
+                yield response_status(response.status, response.comment, response.keyword), None
             else:
                 yield response.status, None
 
@@ -155,11 +150,12 @@ def _let_the_reactor_read(assoc: Any, timeout: float = 30.0) -> None:
     time.sleep(0.002)
 
 
-def _failure(code: int, comment: str, keyword: str | None = None) -> Dataset:
+def response_status(code: int, comment: str = "", keyword: str | None = None) -> Dataset:
     """A status with its Error Comment (LO, at most 64 characters) and Offending Element."""
     answer = Dataset()
     answer.Status = code
-    answer.ErrorComment = comment.replace("\\", "/")[:64]  # a backslash would split the LO
+    if comment:
+        answer.ErrorComment = comment.replace("\\", "/")[:64]  # a backslash would split the LO
     if keyword and (tag := tag_for_keyword(keyword)) is not None:
         answer.OffendingElement = [tag]
     return answer

@@ -13,7 +13,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from . import status
-from .errors import ArchiveError
+from .errors import Refused
 from .values import datetime_bounds, is_valid_uid, name_key, parse_date, time_bounds
 
 # PS3.4 C.6: the Query/Retrieve information models and their levels, top down.
@@ -101,14 +101,9 @@ ANSWERED_BY_NODE = frozenset(
 _WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 
 
-class InvalidQuery(ArchiveError):
-    """The identifier cannot be answered: carries the C-FIND failure status and the offending
-    attribute's keyword (for the response's Offending Element and the log)."""
-
-    def __init__(self, status: int, message: str, keyword: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.keyword = keyword
+class InvalidQuery(Refused):
+    """A Query/Retrieve identifier that cannot be answered (its status is 0xA900 or 0xC000,
+    or a retrieve's 0xA701)."""
 
 
 def _malformed(keyword: str, message: str) -> InvalidQuery:

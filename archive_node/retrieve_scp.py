@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from io import BytesIO
 from typing import Any
 
-from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom import association as _association
 from pynetdicom import evt
@@ -28,8 +27,8 @@ from pynetdicom.presentation import build_context
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from . import status
-from .errors import IndexUnavailable
-from .handlers import set_tcp_nodelay, wake_waiting_sender
+from .errors import IndexUnavailable, Refused
+from .handlers import response_status, set_tcp_nodelay, wake_waiting_sender
 from .policy import Peer
 from .query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
 from .retrieve import Outgoing, SubOperations, batches, choose_syntax
@@ -40,15 +39,6 @@ log = logging.getLogger(__name__)
 # P-DATA PDUs a sending association may have queued: pynetdicom's send queue is unbounded, so
 # a file read in fragments faster than the socket drains would otherwise end up in memory.
 QUEUED_PDUS = 8
-
-
-class Refusal(Exception):
-    """The request ends before any sub-operation, with this status and comment."""
-
-    def __init__(self, code: int, comment: str = "", keyword: str | None = None) -> None:
-        super().__init__(comment)
-        self.status = code
-        self.keyword = keyword
 
 
 class RetrieveSCP:
@@ -70,9 +60,9 @@ class RetrieveSCP:
                 title = str(req.MoveDestination or "").strip()
                 destination, refusal = self.service.move_destination(peer, title)
                 if destination is None:
-                    raise Refusal(status.MOVE_DESTINATION_UNKNOWN, refusal or "")
+                    raise Refused(status.MOVE_DESTINATION_UNKNOWN, refusal or "")
                 items = self._plan(peer, exchange, MOVE_SOP_CLASSES, "C-MOVE")
-        except Refusal as refused:
+        except Refused as refused:
             exchange.refuse(refused)
             return
         log.info(
@@ -121,7 +111,7 @@ class RetrieveSCP:
             peer = self._peer(provider.assoc, "get")
             with _failing_clearly("C-GET", peer.ae_title):
                 items = self._plan(peer, exchange, GET_SOP_CLASSES, "C-GET")
-        except Refusal as refused:
+        except Refused as refused:
             exchange.refuse(refused)
             return
         log.info("C-GET from %s (%s): %d instance(s)", peer.ae_title, peer.hospital, len(items))
@@ -136,9 +126,9 @@ class RetrieveSCP:
 
     def _peer(self, assoc: Any, right: str) -> Peer:
         peer = self.peer_of(assoc)
-        refused = self.service.authorise(peer, right) if peer else status.NOT_AUTHORISED
+        refused = self.service.authorise(peer, right)
         if refused or peer is None:
-            raise Refusal(status.NOT_AUTHORISED)
+            raise Refused(status.NOT_AUTHORISED, "")
         return peer
 
     def _plan(
@@ -149,12 +139,12 @@ class RetrieveSCP:
             identifier = exchange.identifier()
         except Exception as exc:
             log.warning("%s from %s: identifier cannot be decoded: %s", what, peer.ae_title, exc)
-            raise Refusal(status.UNABLE_TO_PROCESS, "identifier cannot be decoded") from None
+            raise Refused(status.UNABLE_TO_PROCESS, "identifier cannot be decoded") from None
         try:
             return self.service.plan_retrieve(peer, identifier, model)
         except InvalidQuery as exc:
             log.warning("%s from %s refused: 0x%04X %s", what, peer.ae_title, exc.status, exc)
-            raise Refusal(exc.status, str(exc), exc.keyword) from None
+            raise
 
     def _open(self, ae: Any, destination: Peer, contexts: Any) -> Any:
         """An association to the destination proposing `contexts`, or why there is none."""
@@ -218,14 +208,14 @@ def _failing_clearly(what: str, peer_title: str) -> Iterator[None]:
     traceback to pynetdicom (which would abort the association)."""
     try:
         yield
-    except Refusal:
+    except Refused:
         raise
     except IndexUnavailable as exc:
         log.error("%s from %s failed: %s", what, peer_title, exc)
-        raise Refusal(status.QUERY_FAILED, "index unavailable") from None
+        raise Refused(status.QUERY_FAILED, "index unavailable") from None
     except Exception as exc:
         log.exception("%s from %s failed unexpectedly", what, peer_title)
-        raise Refusal(status.QUERY_FAILED, f"internal error: {type(exc).__name__}") from None
+        raise Refused(status.QUERY_FAILED, f"internal error: {type(exc).__name__}") from None
 
 
 class _Exchange:
@@ -254,42 +244,35 @@ class _Exchange:
             self.cancelled = True
         return self.cancelled
 
-    def refuse(self, refused: Refusal) -> None:
-        comment = str(refused)
-        self._send(refused.status, comment=comment, keyword=refused.keyword)
+    def refuse(self, refused: Refused) -> None:
+        self._send(response_status(refused.status, str(refused), refused.keyword))
 
     def pending(self, ops: SubOperations) -> None:
-        self._send(status.PENDING, ops=ops, remaining=True)
+        self._send(response_status(status.PENDING), ops)
 
     def finish(self, ops: SubOperations) -> None:
         code = ops.final_status(self.cancelled)
         comment = self.comment if code not in (status.SUCCESS, status.CANCELLED) else ""
-        self._send(code, ops=ops, remaining=self.cancelled, comment=comment, failed=True)
+        self._send(response_status(code, comment), ops)
 
-    def _send(
-        self,
-        code: int,
-        *,
-        ops: SubOperations | None = None,
-        remaining: bool = False,
-        comment: str = "",
-        keyword: str | None = None,
-        failed: bool = False,
-    ) -> None:
+    def _send(self, outcome: Dataset, ops: SubOperations | None = None) -> None:
+        """One response: the status (with its comment) of `outcome`, and the counts of `ops`;
+        Remaining only on pending and cancel responses, the failed instances on the others
+        (PS3.4 C.4.2.1.4, C.4.3.1.3)."""
         req, rsp = self.req, self.rsp
         rsp.MessageIDBeingRespondedTo = req.MessageID
         rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
-        rsp.Status = code
+        rsp.Status = code = outcome.Status
         rsp.Identifier = None
-        rsp.ErrorComment = comment.replace("\\", "/")[:64] if comment else None
-        if keyword and (tag := tag_for_keyword(keyword)) is not None:
-            rsp.OffendingElement = [tag]
+        rsp.ErrorComment = outcome.get("ErrorComment")
+        rsp.OffendingElement = outcome.get("OffendingElement")
         if ops is not None:
-            rsp.NumberOfRemainingSuboperations = ops.remaining if remaining else None
+            running = code in (status.PENDING, status.CANCELLED)
+            rsp.NumberOfRemainingSuboperations = ops.remaining if running else None
             rsp.NumberOfCompletedSuboperations = ops.completed
             rsp.NumberOfFailedSuboperations = ops.failed
             rsp.NumberOfWarningSuboperations = ops.warning
-            if failed and ops.failed_uids:
+            if code != status.PENDING and ops.failed_uids:
                 # PS3.4 C.4.2.1.4.2: the instances whose sub-operation failed
                 listed = Dataset()
                 ts = self.syntax

@@ -119,8 +119,11 @@ class ArchiveService:
         )
         return decision, peer
 
-    def authorise(self, peer: Peer, service: str) -> int:
-        """SUCCESS, or NOT_AUTHORISED (0x0124) when the AE lacks the right."""
+    def authorise(self, peer: Peer | None, service: str) -> int:
+        """SUCCESS, or NOT_AUTHORISED (0x0124) when the AE lacks the right (or there is no
+        registered peer: admission broke)."""
+        if peer is None:
+            return status.NOT_AUTHORISED
         if may_request(peer, service):
             return status.SUCCESS
         log.warning("%s (%s) is not allowed %s", peer.ae_title, peer.hospital, service)

@@ -705,8 +705,8 @@ def test_acr_nema_birth_dates_match_as_dates(node, registry):
 
 
 def test_error_comment_never_carries_a_backslash():
-    from archive_node.handlers import _failure
+    from archive_node.handlers import response_status
 
-    answer = _failure(status.UNABLE_TO_PROCESS, "StudyTime '10\\11' is wrong", "StudyTime")
+    answer = response_status(status.UNABLE_TO_PROCESS, "StudyTime '10\\11' is wrong", "StudyTime")
     assert answer.ErrorComment == "StudyTime '10/11' is wrong"
     assert answer.OffendingElement == 0x00080030
