@@ -60,6 +60,7 @@ def write_study(directory: Path, instances: int) -> int:
 
 
 def vm_hwm(pid: int) -> int:
+    """Peak resident set size of a process, in bytes (VmHWM of /proc/PID/status)."""
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE).group(1)) * 1024
 

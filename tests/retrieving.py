@@ -150,8 +150,12 @@ def move(
     assoc: Any, query: Dataset, destination: str = "DEST", model: Any = STUDY_MOVE
 ) -> tuple[Dataset, list[Dataset], Dataset | None]:
     """(final status, pending statuses, final identifier) of one C-MOVE."""
+    return _collect(assoc.send_c_move(query, destination, model))
+
+
+def _collect(responses: Any) -> tuple[Dataset, list[Dataset], Dataset | None]:
     pending, final, answer = [], None, None
-    for rsp, ident in assoc.send_c_move(query, destination, model):
+    for rsp, ident in responses:
         assert rsp, "no response from the node"
         if rsp.Status == 0xFF00:
             pending.append(rsp)
@@ -218,14 +222,7 @@ def get(
     assoc: Any, query: Dataset, model: Any = STUDY_GET
 ) -> tuple[Dataset, list[Dataset], Dataset | None]:
     """(final status, pending statuses, final identifier) of one C-GET."""
-    pending, final, answer = [], None, None
-    for rsp, ident in assoc.send_c_get(query, model):
-        assert rsp, "no response from the node"
-        if rsp.Status == 0xFF00:
-            pending.append(rsp)
-        else:
-            final, answer = rsp, ident
-    return final, pending, answer
+    return _collect(assoc.send_c_get(query, model))
 
 
 def failed_uids(answer: Dataset | None) -> list[str]:

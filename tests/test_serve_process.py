@@ -27,6 +27,7 @@ from pynetdicom import AE
 
 from archive_node.errors import AssociationFailed
 from archive_node.scu import SendResult, echo, send_files
+from bench.retrieve import vm_hwm
 from tests import factory
 from tests.retrieving import STUDY_MOVE, Destination, identifier, move
 
@@ -63,14 +64,6 @@ def dataset_digest(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def vm_hwm(pid: int) -> int:
-    """Peak resident set size of a process, in bytes (VmHWM of /proc/PID/status)."""
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
-    assert match, text
-    return int(match.group(1)) * 1024
 
 
 @dataclass
