@@ -9,10 +9,9 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.tag import Tag
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 PIXEL_DATA = Tag(0x7FE0, 0x0010)
-IMPLICIT_LE = "1.2.840.10008.1.2"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 # Values longer than this stay on disk while the header is read (the pixel data among them).
 _DEFER_BYTES = 64 * 1024
 _CHUNK = 1 << 20
@@ -28,7 +27,7 @@ def recode(source: Path, target: Path, transfer_syntax: str) -> None:
     pixel = dataset.get_item(PIXEL_DATA, keep_deferred=True) if PIXEL_DATA in dataset else None
     streamable = (
         pixel is not None
-        and stored_syntax != DEFLATED_LE
+        and stored_syntax != DeflatedExplicitVRLittleEndian
         and getattr(pixel, "value", b"") is None  # still on disk: a deferred raw element
         and pixel.length != 0xFFFFFFFF  # native pixel data has a defined length
         and max(dataset.keys()) == PIXEL_DATA  # nothing follows it
@@ -41,7 +40,7 @@ def recode(source: Path, target: Path, transfer_syntax: str) -> None:
     vr = pixel.VR or ("OW" if int(dataset.get("BitsAllocated", 16)) > 8 else "OB")
     del dataset[PIXEL_DATA]
     dataset.save_as(target, enforce_file_format=True)
-    if transfer_syntax == IMPLICIT_LE:
+    if transfer_syntax == ImplicitVRLittleEndian:
         header = struct.pack("<HHI", 0x7FE0, 0x0010, pixel.length)
     else:
         header = struct.pack("<HH2sHI", 0x7FE0, 0x0010, vr.encode("ascii"), 0, pixel.length)

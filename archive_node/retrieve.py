@@ -8,11 +8,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
 from . import status
 
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_LE = "1.2.840.10008.1.2"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+EXPLICIT_LE = str(ExplicitVRLittleEndian)
+IMPLICIT_LE = str(ImplicitVRLittleEndian)
+DEFLATED_LE = str(DeflatedExplicitVRLittleEndian)
 # A stored object in one of these may be re-encoded into Explicit or Implicit VR Little Endian
 # without touching a pixel (the same byte order; only the element headers change). Big Endian
 # is not: its 16-bit pixel data would need swapping, which pydicom refuses to do on writing.
