@@ -346,7 +346,9 @@ def _normalised(vr: str, text: str) -> str:
 def _name_patterns(text: str) -> tuple[str, ...]:
     """A PN wildcard as name_key patterns, any of which may match: stored keys lose their
     empty trailing components, so a trailing component that matches nothing ('*', '**') may
-    be absent: 'HANSEN^*' must also find a stored 'HANSEN'."""
+    be absent: 'HANSEN^*' must also find a stored 'HANSEN'. Each pattern after the first
+    stands for names of exactly its number of components (a * in it must not swallow a ^ of
+    a longer name: '*E*^ola' is not to find 'ÆRØ^Åse^ola' for '*E*^ola^*')."""
     components = name_key(text).split("^")
     patterns = ["^".join(components)]
     while len(components) > 1 and not components[-1].strip("*"):

@@ -213,9 +213,10 @@ def _overlap(start: Field, end: Field, low: str, high: str) -> Expression:
 def _wildcard(db: Database, field: Field, patterns: tuple[str, ...]) -> Expression:
     """PS3.4 C.2.2.2.4: * is any run of characters, ? any one; everything else, % and _
     included, matches only itself. Case-sensitive: PN keys are lower-cased on both sides.
-    Several patterns match when any does."""
+    Several patterns match when any does; one after the first (query._name_patterns: a name
+    without its trailing all-star components) only a value of its number of components."""
     expression = None
-    for pattern in patterns:
+    for position, pattern in enumerate(patterns):
         if isinstance(db, SqliteDatabase):
             # GLOB is case-sensitive and has no % or _; [ opens a class, so it is quoted.
             one = Expression(field, "GLOB", pattern.replace("[", "[[]"))
@@ -223,6 +224,9 @@ def _wildcard(db: Database, field: Field, patterns: tuple[str, ...]) -> Expressi
             escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             # PostgreSQL's LIKE escapes with a backslash by default.
             one = Expression(field, "LIKE", escaped.replace("*", "%").replace("?", "_"))
+        if position:
+            carets = fn.LENGTH(field) - fn.LENGTH(fn.REPLACE(field, "^", ""))
+            one = one & (carets == pattern.count("^"))
         expression = one if expression is None else (expression | one)
     assert expression is not None
     return expression
