@@ -15,6 +15,7 @@ from pynetdicom import evt
 
 from . import status
 from .policy import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
+from .provenance import Provenance
 from .query import FIND_SOP_CLASSES
 from .service import ArchiveService
 
@@ -84,6 +85,13 @@ class Handlers:
     def peer_of(self, assoc: Any) -> Peer | None:
         """The registered peer of an accepted association (None only if admission broke)."""
         return self._peers.get(assoc)
+
+    def provenance_of(self, assoc: Any) -> Provenance | None:
+        """What the files an association sends record of their sender (receiving.py)."""
+        peer = self._peers.get(assoc)
+        if peer is None:
+            return None
+        return Provenance(calling_ae=peer.ae_title, hospital=peer.hospital, issuer=peer.issuer)
 
     def on_echo(self, event: Any) -> int:
         return self.service.authorise(self.peer_of(event.assoc), "echo")

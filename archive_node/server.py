@@ -17,6 +17,7 @@ from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
 from .errors import ConfigError
 from .handlers import Handlers
 from .query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
+from .receiving import record_provenance
 from .retrieve_scp import RetrieveSCP, serve_retrieve
 from .service import ArchiveService
 
@@ -114,6 +115,7 @@ class ArchiveServer:
         self.ae = build_ae(service)
         self.handlers = Handlers(service)
         serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of))
+        record_provenance(self.ae, self.handlers.provenance_of)
         self._server: Any = None
         self._stopping = threading.Event()
 

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import _config
 
@@ -18,6 +19,7 @@ from archive_node import status
 from archive_node.header import read_header
 from archive_node.index import NewInstance
 from archive_node.index.models import Patient
+from archive_node.provenance import Provenance, from_file_meta
 from tests import factory
 from tests.conftest import associate, node_with
 
@@ -75,6 +77,26 @@ def test_store_keeps_file_and_index_row(node, tmp_path):
     assert record.path.endswith(
         f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
     )
+
+
+def test_file_meta_records_the_sender_for_a_rebuild(node, tmp_path):
+    """PS3.10 7.1: Sending/Receiving AE Title and archive-node's Private Information (hospital,
+    issuer) are written into the kept file's meta; the dataset's bytes are untouched."""
+    small, large = factory.secondary_capture(), factory.ct(patient_id="P1")
+    paths = [factory.write(ds, tmp_path / f"{n}.dcm") for n, ds in enumerate((small, large))]
+    assoc = associate(node, "NLSH_CAM", ALL_KINDS)
+    assert [send_file(assoc, path).Status for path in paths] == [status.SUCCESS] * 2
+    assoc.release()
+    for ds, path in zip((small, large), paths, strict=True):
+        record = node.service.index.find_instance(ds.SOPInstanceUID)
+        kept = node.service.storage.absolute(record.path)
+        assert factory.dataset_bytes(kept) == factory.dataset_bytes(path)
+        meta = read_file_meta_info(kept)
+        assert meta.SendingApplicationEntityTitle == "NLSH_CAM"
+        assert meta.ReceivingApplicationEntityTitle == node.ae_title
+        assert meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert from_file_meta(meta) == Provenance("NLSH_CAM", "NLSH", "NLSH")
+        assert hashlib.sha256(kept.read_bytes()).hexdigest() == record.sha256
 
 
 def test_issuer_defaults_to_sending_hospital(node):

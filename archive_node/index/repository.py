@@ -13,6 +13,7 @@ from ..errors import Conflict, IndexUnavailable, NotFound
 from ..query import Query
 from ..values import date_key, name_key
 from . import search
+from .audit import AuditQueries
 from .database import database, open_database
 from .models import ApplicationEntity, Hospital, Instance, Patient, Series, Study, utcnow
 from .records import AERecord, HospitalRecord, InstanceRecord, NewInstance, StudySummary
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 _AE_FIELDS = ("host", "port", "allow", "scope", "description", "enabled")
 
 
-class Index:
+class Index(AuditQueries):
     """The index database. One per process: the models are bound to one database proxy."""
 
     def __init__(self, db: Database, url: str) -> None:
