@@ -125,6 +125,14 @@ class FilesystemStorage:
         self._sync_dirs([candidate.parent])
         return candidate.relative_to(self.root).as_posix()
 
+    def make_durable(self, relative: str) -> None:
+        """fsync a kept file and its directory whatever storage.fsync says: before the node
+        commits to keeping it (Storage Commitment), it must survive power loss."""
+        path = self.absolute(relative)
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+        _fsync_directory(path.parent)
+
     def exists(self, relative: str) -> bool:
         return self.absolute(relative).is_file()
 
@@ -166,8 +174,12 @@ class FilesystemStorage:
         if not self.fsync:
             return
         for directory in dict.fromkeys(directories):
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
