@@ -163,6 +163,24 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     Setting(
+        "commitment",
+        "retry_interval",
+        float,
+        30.0,
+        "Seconds before a Storage Commitment report that could not be delivered is tried "
+        "again; each further failure doubles the wait, up to an hour.",
+        minimum=0.01,
+    ),
+    Setting(
+        "commitment",
+        "give_up_after",
+        float,
+        72.0,
+        "Hours after the request that an undelivered Storage Commitment report is abandoned "
+        "(logged as an error).",
+        minimum=0.0,
+    ),
+    Setting(
         "log",
         "level",
         str,
@@ -215,6 +233,12 @@ class QueryConfig:
 
 
 @dataclass(frozen=True)
+class CommitmentConfig:
+    retry_interval: float
+    give_up_after: float
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str
     pynetdicom_level: str
@@ -226,6 +250,7 @@ class Config:
     storage: StorageConfig
     index: IndexConfig
     query: QueryConfig
+    commitment: CommitmentConfig
     log: LogConfig
     source: str = "built-in defaults"
 
@@ -235,6 +260,7 @@ _SECTIONS = {
     "storage": StorageConfig,
     "index": IndexConfig,
     "query": QueryConfig,
+    "commitment": CommitmentConfig,
     "log": LogConfig,
 }
 

@@ -11,9 +11,11 @@ from typing import Any
 
 from pydicom import config as pydicom_config
 from pydicom import uid as uids
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
 
+from .commitment import STORAGE_COMMITMENT_CLASS
+from .commitment_scp import CommitmentSCP
 from .errors import ConfigError
 from .handlers import Handlers
 from .query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
@@ -83,8 +85,8 @@ STORAGE_SOP_CLASSES = sorted(set(_STORAGE_CLASSES.values()))
 
 def build_ae(service: ArchiveService) -> AE:
     """An AE that accepts Verification, every storage SOP class pynetdicom knows (in either
-    role: a C-GET SCU proposes the SCP role for itself), and the Patient Root and Study Root
-    FIND, MOVE and GET models."""
+    role: a C-GET SCU proposes the SCP role for itself), the Patient Root and Study Root
+    FIND, MOVE and GET models, and Storage Commitment Push Model."""
     node = service.config.node
     ae = AE(ae_title=node.ae_title)
     ae.maximum_associations = node.max_associations
@@ -104,6 +106,7 @@ def build_ae(service: ArchiveService) -> AE:
         ae.add_supported_context(sop_class, QUERY_TRANSFER_SYNTAXES)
     for sop_class in (*MOVE_SOP_CLASSES, *GET_SOP_CLASSES):
         ae.add_supported_context(sop_class, RETRIEVE_TRANSFER_SYNTAXES)
+    ae.add_supported_context(STORAGE_COMMITMENT_CLASS, QUERY_TRANSFER_SYNTAXES)
     return ae
 
 
@@ -116,6 +119,7 @@ class ArchiveServer:
         self.handlers = Handlers(service)
         serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of))
         record_provenance(self.ae, self.handlers.provenance_of)
+        self.commitment = CommitmentSCP(service, self.ae, self.handlers.peer_of)
         self._server: Any = None
         self._stopping = threading.Event()
 
@@ -139,7 +143,13 @@ class ArchiveServer:
             port if port is not None else node.port,
         )
         try:
-            self._server = self.ae.make_server(address, evt_handlers=self.handlers.bindings())
+            self._server = self.ae.make_server(
+                address,
+                evt_handlers=[
+                    *self.handlers.bindings(),
+                    (evt.EVT_N_ACTION, self.commitment.on_n_action),
+                ],
+            )
         except OSError as exc:
             raise ConfigError(
                 f"node.bind/node.port: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
@@ -152,6 +162,8 @@ class ArchiveServer:
             daemon=True,
         ).start()
         self.ae._servers.append(self._server)  # so AE.shutdown() stops it too
+        self.service.index.release_commitment_claims()  # a report this node held when it died
+        self.commitment.start()
         host, bound = self.address
         log.info(
             "%s listening on %s:%d, index %s, store %s",
@@ -176,6 +188,7 @@ class ArchiveServer:
         left = self._active()
         if left:
             log.warning("aborting %d association(s) still running after %.0f s", len(left), grace)
+        self.commitment.stop()
         self.ae.shutdown()
         self.service.index.close()
         log.info("stopped")

@@ -15,10 +15,20 @@ from typing import Any
 
 from . import status
 from .answers import response_identifier
+from .commitment import (
+    FAILURE_CLASS_CONFLICT,
+    FAILURE_NO_SUCH_INSTANCE,
+    FAILURE_PROCESSING,
+    CommitmentResult,
+    Failure,
+    parse_request,
+    references_from_json,
+    references_to_json,
+)
 from .config import Config
 from .errors import IndexUnavailable, InvalidInput, StoreRejected
 from .header import InstanceHeader, read_header, read_stored_header
-from .index import Index, InstanceRecord, Match, NewInstance
+from .index import CommitmentRecord, Index, InstanceRecord, Match, NewInstance
 from .policy import (
     REJECT_TRANSIENT,
     AssociationDecision,
@@ -430,6 +440,88 @@ class ArchiveService:
             os.unlink(name)
             raise
         return Path(name)
+
+    # -- Storage Commitment (PS3.4 J.3) ---------------------------------------------------------
+
+    def request_commitment(
+        self, peer: Peer, action_type: int | None, instance_uid: str, info: Any
+    ) -> int:
+        """Record an N-ACTION's request for Storage Commitment durably, before it is answered;
+        return its id. Raises Refused (commitment.parse_request), IndexUnavailable."""
+        request = parse_request(action_type, instance_uid, info)
+        commitment_id = self.index.add_commitment(
+            peer.ae_title, request.transaction_uid, references_to_json(request.references)
+        )
+        log.info(
+            "storage commitment %s requested by %s (%s) for %d instance(s)",
+            request.transaction_uid,
+            peer.ae_title,
+            peer.hospital,
+            len(request.references),
+        )
+        return commitment_id
+
+    def commitment_result(self, record: CommitmentRecord, peer: Peer | None) -> CommitmentResult:
+        """The outcome of a request, decided once and kept with it (a report delivered after a
+        restart says what was decided before). Raises IndexUnavailable."""
+        if record.result is not None:
+            return CommitmentResult.from_json(record.result)
+        references = references_from_json(record.references)
+        if peer is None:  # the requester was removed from the registry since
+            result = CommitmentResult(
+                (), tuple(Failure(c, i, FAILURE_PROCESSING) for c, i in references)
+            )
+        else:
+            held = self.index.instances_by_uid(uid for _, uid in references)
+            hospital = visible_hospital(peer)
+            committed, failed = [], []
+            for class_uid, uid in references:
+                reason = self._commitment_failure(class_uid, held.get(uid), hospital)
+                if reason is None:
+                    committed.append((class_uid, uid))
+                else:
+                    failed.append(Failure(class_uid, uid, reason))
+            result = CommitmentResult(tuple(committed), tuple(failed))
+        self.index.save_commitment_result(record.id, result.to_json())
+        log.info(
+            "storage commitment %s for %s: %d committed, %d failed",
+            record.transaction_uid,
+            record.requester,
+            len(result.committed),
+            len(result.failed),
+        )
+        return result
+
+    def _commitment_failure(
+        self, class_uid: str, held: InstanceRecord | None, hospital: str | None
+    ) -> int | None:
+        """None when the node commits to keeping this instance: indexed (and visible to the
+        requester), of the class named, its file on disk with the SHA-256 recorded at receipt
+        and made durable; otherwise the PS3.4 J.3.3.1.1 Failure Reason."""
+        if held is None or (hospital is not None and held.hospital != hospital):
+            return FAILURE_NO_SUCH_INSTANCE
+        if held.sop_class_uid != class_uid:
+            return FAILURE_CLASS_CONFLICT
+        try:
+            facts = self.storage.inspect(self.storage.absolute(held.path))
+            if (facts.size, facts.sha256) != (held.size, held.sha256):
+                log.error(
+                    "instance %s: %s no longer matches the SHA-256 recorded at receipt: "
+                    "not committed (run archive-node verify)",
+                    held.sop_uid,
+                    held.path,
+                )
+                return FAILURE_PROCESSING
+            self.storage.make_durable(held.path)
+        except FileNotFoundError:
+            log.error(
+                "instance %s is indexed but %s is missing: not committed", held.sop_uid, held.path
+            )
+            return FAILURE_NO_SUCH_INSTANCE
+        except (OSError, InvalidInput) as exc:
+            log.error("instance %s cannot be checked: %s: not committed", held.sop_uid, exc)
+            return FAILURE_PROCESSING
+        return None
 
 
 # What a retrieve needs of each instance: a C-FIND at IMAGE level answering these keys.

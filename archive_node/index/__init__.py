@@ -1,6 +1,13 @@
 """The index: peewee models, database opening, schema versions and the repository."""
 
-from .records import AERecord, HospitalRecord, InstanceRecord, NewInstance, StudySummary
+from .records import (
+    AERecord,
+    CommitmentRecord,
+    HospitalRecord,
+    InstanceRecord,
+    NewInstance,
+    StudySummary,
+)
 from .repository import Index
 from .schema import SCHEMA_VERSION
 from .search import Match
@@ -8,6 +15,7 @@ from .search import Match
 __all__ = [
     "SCHEMA_VERSION",
     "AERecord",
+    "CommitmentRecord",
     "HospitalRecord",
     "Index",
     "InstanceRecord",

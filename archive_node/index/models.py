@@ -122,4 +122,35 @@ class Instance(BaseModel):
     hospital = ForeignKeyField(Hospital, backref="instances", on_delete="RESTRICT", index=True)
 
 
-MODELS = (SchemaInfo, Hospital, ApplicationEntity, Patient, Study, Series, Instance)
+class CommitmentRequest(BaseModel):
+    """A Storage Commitment request (PS3.4 J.3.2) until its report is delivered (schema 3).
+
+    Kept so that a report survives a restart: `result` is the evaluation, once made, as JSON
+    (commitment.py); a report is due when `state` is pending and `next_attempt_at` has come.
+    """
+
+    requester = CharField(max_length=16)
+    transaction_uid = CharField(max_length=64)
+    references = TextField()  # JSON [[SOP Class UID, SOP Instance UID], ...]
+    result = TextField(null=True)
+    state = CharField(max_length=16, default="pending", index=True)
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField(default=utcnow)
+    last_error = TextField(default="")
+    created_at = DateTimeField(default=utcnow)
+    delivered_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("requester", "transaction_uid"), True),)
+
+
+MODELS = (
+    SchemaInfo,
+    Hospital,
+    ApplicationEntity,
+    Patient,
+    Study,
+    Series,
+    Instance,
+    CommitmentRequest,
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..header import InstanceHeader
@@ -47,6 +47,23 @@ class InstanceRecord:
     received_at: datetime
 
 
+def instance_record(row: Any) -> InstanceRecord:
+    """An InstanceRecord from an Instance row selected with its series, study and hospital."""
+    return InstanceRecord(
+        sop_uid=row.sop_uid,
+        sop_class_uid=row.sop_class_uid,
+        transfer_syntax_uid=row.transfer_syntax_uid,
+        study_uid=row.series.study.study_uid,
+        series_uid=row.series.series_uid,
+        path=row.path,
+        size=row.size,
+        sha256=row.sha256,
+        calling_ae=row.calling_ae,
+        hospital=row.hospital.code,
+        received_at=row.received_at,
+    )
+
+
 @dataclass(frozen=True)
 class StudySummary:
     study_uid: str
@@ -72,3 +89,19 @@ class NewInstance:
     calling_ae: str
     hospital: str
     issuer: str  # IssuerOfPatientID to record: the dataset's, else the hospital's
+
+
+@dataclass(frozen=True)
+class CommitmentRecord:
+    """A Storage Commitment request as kept until its report is delivered; `references` and
+    `result` are commitment.py's JSON."""
+
+    id: int
+    requester: str
+    transaction_uid: str
+    references: str
+    result: str | None
+    state: str
+    attempts: int
+    last_error: str
+    created_at: datetime

@@ -14,9 +14,17 @@ from ..query import Query
 from ..values import date_key, name_key
 from . import search
 from .audit import AuditQueries
+from .commitments import CommitmentQueries
 from .database import database, open_database
 from .models import ApplicationEntity, Hospital, Instance, Patient, Series, Study, utcnow
-from .records import AERecord, HospitalRecord, InstanceRecord, NewInstance, StudySummary
+from .records import (
+    AERecord,
+    HospitalRecord,
+    InstanceRecord,
+    NewInstance,
+    StudySummary,
+    instance_record,
+)
 from .schema import check_schema, init_schema, study_spans
 from .search import Match
 
@@ -25,7 +33,7 @@ log = logging.getLogger(__name__)
 _AE_FIELDS = ("host", "port", "allow", "scope", "description", "enabled")
 
 
-class Index(AuditQueries):
+class Index(AuditQueries, CommitmentQueries):
     """The index database. One per process: the models are bound to one database proxy."""
 
     def __init__(self, db: Database, url: str) -> None:
@@ -265,21 +273,7 @@ class Index(AuditQueries):
             .where(Instance.sop_uid == sop_uid)
             .first()
         )
-        if row is None:
-            return None
-        return InstanceRecord(
-            sop_uid=row.sop_uid,
-            sop_class_uid=row.sop_class_uid,
-            transfer_syntax_uid=row.transfer_syntax_uid,
-            study_uid=row.series.study.study_uid,
-            series_uid=row.series.series_uid,
-            path=row.path,
-            size=row.size,
-            sha256=row.sha256,
-            calling_ae=row.calling_ae,
-            hospital=row.hospital.code,
-            received_at=row.received_at,
-        )
+        return instance_record(row) if row is not None else None
 
     @staticmethod
     def _patient(h: Any, issuer: str) -> Patient:

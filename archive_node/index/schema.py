@@ -8,9 +8,9 @@ from peewee import Database
 
 from ..errors import SchemaError
 from ..values import date_key, datetime_span, name_key, time_span
-from .models import MODELS, Patient, SchemaInfo, Study
+from .models import MODELS, CommitmentRequest, Patient, SchemaInfo, Study
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # MIGRATIONS[n] upgrades a version n-1 index to version n, inside one transaction. Prefer
 # additive changes (columns with defaults, new tables, indexes): on SQLite anything else
@@ -57,7 +57,15 @@ def _add_matching_keys(db: Database) -> None:
         ).execute()
 
 
-MIGRATIONS: dict[int, Callable[[Database], None]] = {2: _add_matching_keys}
+def _add_commitment_requests(db: Database) -> None:
+    """Schema 3 (Storage Commitment): pending commitment reports, kept across restarts."""
+    db.create_tables([CommitmentRequest])
+
+
+MIGRATIONS: dict[int, Callable[[Database], None]] = {
+    2: _add_matching_keys,
+    3: _add_commitment_requests,
+}
 
 
 def current_version(db: Database) -> int | None:

@@ -1,0 +1,411 @@
+"""Storage Commitment Push Model SCP (PS3.4 J.3) over real associations, on both backends.
+
+A pynetdicom AE plays the modality: it stores, asks for commitment with an N-ACTION, and takes
+the N-EVENT-REPORT on the same association or, with its own listening AE, on one the node
+opens back to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import time
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    SecondaryCaptureImageStorage,
+    StorageCommitmentPushModel,
+    StorageCommitmentPushModelInstance,
+    Verification,
+)
+
+from archive_node import status
+from archive_node.commitment import EVENT_ALL_COMMITTED, EVENT_FAILURES_EXIST
+from archive_node.handlers import set_tcp_nodelay
+from archive_node.index import SCHEMA_VERSION
+from archive_node.index.commitments import ABANDONED, DELIVERED, PENDING
+from archive_node.index.models import SchemaInfo
+from tests import factory
+from tests.conftest import node_with
+from tests.test_store import store
+
+SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+DEADLINE = 20.0
+
+
+@pytest.fixture
+def cnode(tmp_path, index_url, registry):
+    """A node that retries undelivered reports after 50 ms. It binds the index models to its
+    own database: change the registry through cnode.service.registry, not the fixture's."""
+    with node_with(tmp_path, index_url, commitment={"retry_interval": 0.05}) as node:
+        yield node
+
+
+def request(references, transaction_uid=None) -> Dataset:
+    ds = Dataset()
+    ds.TransactionUID = transaction_uid or generate_uid()
+    items = []
+    for sop_class, sop_instance in references:
+        item = Dataset()
+        item.ReferencedSOPClassUID = sop_class
+        item.ReferencedSOPInstanceUID = sop_instance
+        items.append(item)
+    ds.ReferencedSOPSequence = items
+    return ds
+
+
+class Modality:
+    """A commitment SCU: its requesting associations, and optionally a listener for reports
+    the node sends back on an association of its own."""
+
+    def __init__(self, title: str, *, answer_on_association: bool = True) -> None:
+        self.title = title
+        self.reports: queue.Queue[tuple[str, int, Dataset]] = queue.Queue()
+        self.answer_on_association = answer_on_association
+        self.ae = AE(ae_title=title)
+        self.ae.acse_timeout = self.ae.dimse_timeout = self.ae.network_timeout = 30
+        self.ae.add_requested_context(StorageCommitmentPushModel, SYNTAXES)
+        self.ae.add_requested_context(Verification)
+        self.ae.add_supported_context(
+            StorageCommitmentPushModel, SYNTAXES, scu_role=False, scp_role=True
+        )
+        self._server = None
+
+    def _on_report(self, where: str):
+        def handler(event):
+            self.reports.put((where, event.event_type, event.event_information))
+            return 0x0000, None
+
+        return handler
+
+    def listen(self) -> int:
+        self._server = self.ae.start_server(
+            ("127.0.0.1", 0),
+            block=False,
+            evt_handlers=[(evt.EVT_N_EVENT_REPORT, self._on_report("listener"))],
+        )
+        return self._server.server_address[1]
+
+    def associate(self, node):
+        handlers = [(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
+        if self.answer_on_association:
+            handlers.append((evt.EVT_N_EVENT_REPORT, self._on_report("association")))
+        assoc = self.ae.associate(
+            node.host, node.port, ae_title=node.ae_title, evt_handlers=handlers
+        )
+        assert assoc.is_established
+        return assoc
+
+    def report(self, timeout: float = DEADLINE) -> tuple[str, int, Dataset]:
+        return self.reports.get(timeout=timeout)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+
+@contextlib.contextmanager
+def modality(title: str, **kwargs):
+    m = Modality(title, **kwargs)
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+def n_action(assoc, ds, action_type=1, instance=StorageCommitmentPushModelInstance):
+    rsp, _ = assoc.send_n_action(ds, action_type, StorageCommitmentPushModel, instance)
+    return rsp
+
+
+def stored(node, *datasets, calling="UNN_US"):
+    for ds in datasets:
+        assert store(node, ds, calling) == status.SUCCESS
+    return [(ds.SOPClassUID, ds.SOPInstanceUID) for ds in datasets]
+
+
+def referenced(ds: Dataset) -> set[str]:
+    return {item.ReferencedSOPInstanceUID for item in ds.get("ReferencedSOPSequence", [])}
+
+
+def failures(ds: Dataset) -> dict[str, int]:
+    return {
+        item.ReferencedSOPInstanceUID: item.FailureReason
+        for item in ds.get("FailedSOPSequence", [])
+    }
+
+
+def commitment_state(node, transaction_uid: str):
+    rows = [r for r in node.service.index.commitments() if r.transaction_uid == transaction_uid]
+    assert len(rows) == 1
+    return rows[0]
+
+
+def wait_for_state(node, transaction_uid: str, state: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while commitment_state(node, transaction_uid).state != state:
+        assert time.monotonic() < deadline, f"report never became {state}"
+        time.sleep(0.02)
+
+
+# -- the report on the requesting association ---------------------------------------------------
+
+
+def test_all_committed_report_arrives_on_the_same_association(node):
+    refs = stored(node, factory.secondary_capture(), factory.ct(patient_id="P1"))
+    with modality("UNN_US") as scu:
+        assoc = scu.associate(node)
+        ds = request(refs)
+        assert n_action(assoc, ds).Status == status.SUCCESS
+        where, event_type, info = scu.report()
+        assoc.release()
+    assert (where, event_type) == ("association", EVENT_ALL_COMMITTED)
+    assert info.TransactionUID == ds.TransactionUID
+    assert referenced(info) == {uid for _, uid in refs}
+    assert "FailedSOPSequence" not in info
+    assert info.RetrieveAETitle == node.ae_title
+    assert commitment_state(node, ds.TransactionUID).state == DELIVERED
+
+
+def test_failures_carry_the_standard_reasons(node):
+    good, corrupt, gone, other_class = (factory.secondary_capture() for _ in range(4))
+    stored(node, good, corrupt, gone, other_class)
+    storage, index = node.service.storage, node.service.index
+    corrupt_path = storage.absolute(index.find_instance(corrupt.SOPInstanceUID).path)
+    raw = bytearray(corrupt_path.read_bytes())
+    raw[-1] ^= 0xFF  # one bit of pixel data flipped
+    corrupt_path.write_bytes(bytes(raw))
+    storage.absolute(index.find_instance(gone.SOPInstanceUID).path).unlink()
+    unknown = generate_uid()
+    refs = [
+        (good.SOPClassUID, good.SOPInstanceUID),
+        (corrupt.SOPClassUID, corrupt.SOPInstanceUID),
+        (gone.SOPClassUID, gone.SOPInstanceUID),
+        (CTImageStorage, other_class.SOPInstanceUID),
+        (SecondaryCaptureImageStorage, unknown),
+        (SecondaryCaptureImageStorage, "not a uid"),
+    ]
+    with modality("UNN_US") as scu:
+        assoc = scu.associate(node)
+        assert n_action(assoc, request(refs)).Status == status.SUCCESS
+        where, event_type, info = scu.report()
+        assoc.release()
+    assert (where, event_type) == ("association", EVENT_FAILURES_EXIST)
+    assert referenced(info) == {good.SOPInstanceUID}
+    assert failures(info) == {
+        corrupt.SOPInstanceUID: 0x0110,  # processing failure: no longer what was received
+        gone.SOPInstanceUID: 0x0112,  # no such object instance: its file is missing
+        other_class.SOPInstanceUID: 0x0119,  # class/instance conflict
+        unknown: 0x0112,
+        "not a uid": 0x0112,
+    }
+    failed_items = {i.ReferencedSOPInstanceUID: i for i in info.FailedSOPSequence}
+    assert failed_items[other_class.SOPInstanceUID].ReferencedSOPClassUID == CTImageStorage
+
+
+def test_only_failures_report_has_no_committed_sequence(node):
+    with modality("UNN_US") as scu:
+        assoc = scu.associate(node)
+        assert n_action(assoc, request([(CTImageStorage, generate_uid())])).Status == 0
+        _, event_type, info = scu.report()
+        assoc.release()
+    assert event_type == EVENT_FAILURES_EXIST
+    assert "ReferencedSOPSequence" not in info and len(info.FailedSOPSequence) == 1
+
+
+def test_hospital_scope_commits_only_its_own_hospitals_instances(node, registry):
+    registry.update_ae("UNN_US", scope="hospital")
+    own, foreign = factory.secondary_capture(), factory.secondary_capture()
+    stored(node, own, calling="UNN_US")
+    stored(node, foreign, calling="NLSH_CAM")
+    refs = [(own.SOPClassUID, own.SOPInstanceUID), (foreign.SOPClassUID, foreign.SOPInstanceUID)]
+    with modality("UNN_US") as scu:
+        assoc = scu.associate(node)
+        assert n_action(assoc, request(refs)).Status == 0
+        _, _, info = scu.report()
+        assoc.release()
+    assert referenced(info) == {own.SOPInstanceUID}
+    assert failures(info) == {foreign.SOPInstanceUID: 0x0112}
+
+
+def test_a_repeated_transaction_uid_is_decided_and_reported_again(node):
+    ds_a, ds_b = factory.secondary_capture(), factory.secondary_capture()
+    stored(node, ds_a)
+    transaction = generate_uid()
+    with modality("UNN_US") as scu:
+        assoc = scu.associate(node)
+        refs = [(ds_a.SOPClassUID, ds_a.SOPInstanceUID), (ds_b.SOPClassUID, ds_b.SOPInstanceUID)]
+        assert n_action(assoc, request(refs, transaction)).Status == 0
+        assert scu.report()[1] == EVENT_FAILURES_EXIST
+        stored(node, ds_b)
+        assert n_action(assoc, request(refs, transaction)).Status == 0
+        _, event_type, info = scu.report()
+        assoc.release()
+    assert event_type == EVENT_ALL_COMMITTED and len(referenced(info)) == 2
+
+
+# -- the report on a new association ------------------------------------------------------------
+
+
+def test_report_goes_to_the_registered_port_when_the_association_is_gone(cnode):
+    refs = stored(cnode, factory.secondary_capture())
+    with modality("UNN_US", answer_on_association=False) as scu:
+        cnode.service.registry.update_ae("UNN_US", port=scu.listen())
+        assoc = scu.associate(cnode)
+        ds = request(refs)
+        assert n_action(assoc, ds).Status == 0
+        assoc.abort()
+        where, event_type, info = scu.report()
+        assert (where, event_type) == ("listener", EVENT_ALL_COMMITTED)
+        assert info.TransactionUID == ds.TransactionUID
+        wait_for_state(cnode, ds.TransactionUID, DELIVERED)
+        with pytest.raises(queue.Empty):
+            scu.report(timeout=0.3)  # exactly once
+
+
+def test_requester_refusing_on_its_association_gets_it_on_a_new_one(cnode):
+    """A modality that takes reports only on associations the archive opens (many do) answers
+    the report on its own association with a failure: the node calls it back."""
+    refs = stored(cnode, factory.secondary_capture())
+    with modality("UNN_US", answer_on_association=False) as scu:
+        cnode.service.registry.update_ae("UNN_US", port=scu.listen())
+        assoc = scu.associate(cnode)
+        assert n_action(assoc, request(refs)).Status == 0
+        where, event_type, _ = scu.report()
+        assoc.release()
+    assert (where, event_type) == ("listener", EVENT_ALL_COMMITTED)
+
+
+def test_no_port_means_the_report_waits_and_the_log_says_why(cnode, caplog):
+    refs = stored(cnode, factory.secondary_capture())
+    caplog.set_level(logging.WARNING, logger="archive_node")
+    with modality("UNN_US", answer_on_association=False) as scu:
+        assoc = scu.associate(cnode)
+        ds = request(refs)
+        assert n_action(assoc, ds).Status == 0
+        assoc.release()
+        deadline = time.monotonic() + DEADLINE
+        while "no registered host and port" not in caplog.text:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert commitment_state(cnode, ds.TransactionUID).state == PENDING
+        cnode.service.registry.update_ae("UNN_US", port=scu.listen())  # now the retry delivers
+        assert scu.report()[:2] == ("listener", EVENT_ALL_COMMITTED)
+    wait_for_state(cnode, ds.TransactionUID, DELIVERED)
+
+
+def test_pending_report_survives_a_restart(tmp_path, index_url, registry):
+    with node_with(tmp_path, index_url, commitment={"retry_interval": 3600.0}) as first:
+        refs = stored(first, factory.secondary_capture())
+        with modality("UNN_US", answer_on_association=False) as scu:
+            assoc = scu.associate(first)
+            ds = request(refs)
+            assert n_action(assoc, ds).Status == 0
+            assoc.release()
+            deadline = time.monotonic() + DEADLINE
+            while commitment_state(first, ds.TransactionUID).last_error == "":
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+    # stopped with the report undelivered (no port, next try in an hour); now it has a port
+    with modality("UNN_US", answer_on_association=False) as scu:
+        first.service.registry.update_ae("UNN_US", port=scu.listen())
+        with node_with(tmp_path, index_url, commitment={"retry_interval": 3600.0}) as second:
+            where, event_type, info = scu.report()
+            assert (where, event_type) == ("listener", EVENT_ALL_COMMITTED)
+            assert referenced(info) == {uid for _, uid in refs}
+            wait_for_state(second, ds.TransactionUID, DELIVERED)
+
+
+def test_undeliverable_report_is_abandoned_after_the_configured_time(
+    tmp_path, index_url, registry, caplog
+):
+    caplog.set_level(logging.ERROR, logger="archive_node")
+    with modality("UNN_US", answer_on_association=False) as scu:
+        port = scu.listen()
+        scu.close()  # nobody listens there any more
+        registry.update_ae("UNN_US", port=port)
+        with node_with(tmp_path, index_url, commitment={"give_up_after": 0.0}) as node:
+            assoc = scu.associate(node)
+            ds = request([(SecondaryCaptureImageStorage, generate_uid())])
+            assert n_action(assoc, ds).Status == 0
+            assoc.release()
+            wait_for_state(node, ds.TransactionUID, ABANDONED)
+            assert "abandoned" in caplog.text
+
+
+# -- refusals -----------------------------------------------------------------------------------
+
+REFUSALS = [
+    pytest.param({"action_type": 2}, None, status.NO_SUCH_ACTION, id="action-type-2"),
+    pytest.param({"instance": "1.2.3.4"}, None, status.NO_SUCH_SOP_INSTANCE, id="other-instance"),
+    pytest.param({}, "TransactionUID", status.INVALID_ARGUMENT_VALUE, id="no-transaction-uid"),
+    pytest.param({}, "bad-transaction", status.INVALID_ARGUMENT_VALUE, id="bad-transaction-uid"),
+    pytest.param({}, "ReferencedSOPSequence", status.INVALID_ARGUMENT_VALUE, id="no-sequence"),
+    pytest.param({}, "empty-sequence", status.INVALID_ARGUMENT_VALUE, id="empty-sequence"),
+    pytest.param({}, "item-without-class", status.INVALID_ARGUMENT_VALUE, id="item-no-class"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "damage", "expected"), REFUSALS)
+def test_bad_requests_are_refused_and_the_association_serves_on(node, kwargs, damage, expected):
+    ds = request([(SecondaryCaptureImageStorage, generate_uid())])
+    if damage == "TransactionUID":
+        del ds.TransactionUID
+    elif damage == "bad-transaction":
+        ds.TransactionUID = "1.2.abc"
+    elif damage == "ReferencedSOPSequence":
+        del ds.ReferencedSOPSequence
+    elif damage == "empty-sequence":
+        ds.ReferencedSOPSequence = []
+    elif damage == "item-without-class":
+        del ds.ReferencedSOPSequence[0].ReferencedSOPClassUID
+    with modality("UNN_US") as scu:
+        assoc = scu.associate(node)
+        rsp = n_action(assoc, ds, **kwargs)
+        assert rsp.Status == expected
+        assert rsp.ErrorComment
+        assert assoc.send_c_echo().Status == 0
+        with pytest.raises(queue.Empty):
+            scu.report(timeout=0.2)
+        assoc.release()
+    assert node.service.index.commitments() == []
+
+
+def test_an_ae_without_the_store_right_is_not_authorised(node, registry):
+    registry.add_ae("UNN_VIEW", "UNN", host="127.0.0.1", allow="echo,find")
+    with modality("UNN_VIEW") as scu:
+        assoc = scu.associate(node)
+        rsp = n_action(assoc, request([(SecondaryCaptureImageStorage, generate_uid())]))
+        assert rsp.Status == status.NOT_AUTHORISED
+        assoc.release()
+    assert node.service.index.commitments() == []
+
+
+def test_no_patient_data_in_info_logs(node, caplog):
+    caplog.set_level(logging.INFO)
+    ds = factory.secondary_capture(patient_id="SECRETPID", patient_name="SECRET^NAME")
+    refs = stored(node, ds)
+    with modality("UNN_US") as scu:
+        assoc = scu.associate(node)
+        assert n_action(assoc, request(refs)).Status == 0
+        scu.report()
+        assoc.release()
+    assert "storage commitment" in caplog.text
+    assert "SECRET" not in caplog.text
+
+
+def test_schema_2_index_gains_the_commitment_table(service, registry):
+    db = service.index.db
+    with service.index.session(write=True):
+        db.execute_sql('DROP TABLE "commitment_request"')
+        SchemaInfo.update(value="2").where(SchemaInfo.key == "version").execute()
+    assert service.index.init_schema() == (2, SCHEMA_VERSION)
+    commitment_id = service.index.add_commitment("UNN_US", "1.2.3", "[]")
+    assert [r.id for r in service.index.commitments(state=PENDING)] == [commitment_id]
+    assert {a.ae_title for a in registry.list_aes()} >= {"UNN_US", "UNN_WS"}
