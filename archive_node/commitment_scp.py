@@ -78,7 +78,12 @@ class CommitmentSCP:
             ), None
         try:
             commitment_id = self.service.request_commitment(
-                peer, request.ActionTypeID, str(request.RequestedSOPInstanceUID or ""), info
+                peer,
+                request.ActionTypeID,
+                str(request.RequestedSOPInstanceUID or ""),
+                info,
+                # this process holds the association: no other worker takes the report first
+                reserved_until=utcnow() + _CLAIM,
             )
         except Refused as exc:
             log.warning(
@@ -141,7 +146,9 @@ class CommitmentSCP:
 
     def _attempt(self, commitment_id: int, assoc: Any) -> None:
         """Decide the request if not yet done, then try to deliver its report once."""
-        record = self.service.index.claim_commitment(commitment_id, utcnow() + _CLAIM)
+        record = self.service.index.claim_commitment(
+            commitment_id, utcnow() + _CLAIM, reserved=assoc is not None
+        )
         if record is None:  # delivered, abandoned, or in another worker's hands
             return
         peer = (self.peer_of(assoc) if assoc is not None else None) or self.service.registry.peer(

@@ -10,6 +10,7 @@ import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -444,13 +445,21 @@ class ArchiveService:
     # -- Storage Commitment (PS3.4 J.3) ---------------------------------------------------------
 
     def request_commitment(
-        self, peer: Peer, action_type: int | None, instance_uid: str, info: Any
+        self,
+        peer: Peer,
+        action_type: int | None,
+        instance_uid: str,
+        info: Any,
+        reserved_until: datetime | None = None,
     ) -> int:
         """Record an N-ACTION's request for Storage Commitment durably, before it is answered;
         return its id. Raises Refused (commitment.parse_request), IndexUnavailable."""
         request = parse_request(action_type, instance_uid, info)
         commitment_id = self.index.add_commitment(
-            peer.ae_title, request.transaction_uid, references_to_json(request.references)
+            peer.ae_title,
+            request.transaction_uid,
+            references_to_json(request.references),
+            reserved_until,
         )
         log.info(
             "storage commitment %s requested by %s (%s) for %d instance(s)",

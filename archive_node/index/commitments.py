@@ -18,17 +18,24 @@ _UID_CHUNK = 500  # SQL parameters per IN (...) lookup
 class CommitmentQueries:
     """Mixed into Index (repository.py)."""
 
-    def add_commitment(self, requester: str, transaction_uid: str, references: str) -> int:
+    def add_commitment(
+        self,
+        requester: str,
+        transaction_uid: str,
+        references: str,
+        reserved_until: datetime | None = None,
+    ) -> int:
         """Record a request (durably: it is answered only after this commit) and return its
-        id. The same requester repeating a Transaction UID replaces its earlier request: the
-        report is made anew."""
+        id. Until `reserved_until` only the caller may claim it (reserved=True): the process
+        holding the requesting association. The same requester repeating a Transaction UID
+        replaces its earlier request: the report is made anew."""
         now = utcnow()
         fields = {
             CommitmentRequest.references: references,
             CommitmentRequest.result: None,
             CommitmentRequest.state: PENDING,
             CommitmentRequest.attempts: 0,
-            CommitmentRequest.next_attempt_at: now,
+            CommitmentRequest.next_attempt_at: reserved_until or now,
             CommitmentRequest.last_error: "",
             CommitmentRequest.created_at: now,
             CommitmentRequest.delivered_at: None,
@@ -69,20 +76,17 @@ class CommitmentQueries:
                     found[row.sop_uid] = instance_record(row)
         return found
 
-    def claim_commitment(self, commitment_id: int, until: datetime) -> CommitmentRecord | None:
+    def claim_commitment(
+        self, commitment_id: int, until: datetime, *, reserved: bool = False
+    ) -> CommitmentRecord | None:
         """Take a pending request for delivery until `until` (another worker or node skips it
-        meanwhile); None when it is not pending or someone else holds it."""
-        now = utcnow()
+        meanwhile); None when it is not pending or someone else holds it. `reserved`: the
+        caller is the one add_commitment reserved it for."""
+        condition = (CommitmentRequest.id == commitment_id) & (CommitmentRequest.state == PENDING)
+        if not reserved:
+            condition &= CommitmentRequest.next_attempt_at <= utcnow()
         with self.session(write=True):
-            claimed = (
-                CommitmentRequest.update(next_attempt_at=until)
-                .where(
-                    (CommitmentRequest.id == commitment_id)
-                    & (CommitmentRequest.state == PENDING)
-                    & (CommitmentRequest.next_attempt_at <= now)
-                )
-                .execute()
-            )
+            claimed = CommitmentRequest.update(next_attempt_at=until).where(condition).execute()
             if not claimed:
                 return None
             return _record(CommitmentRequest.get_by_id(commitment_id))
