@@ -17,6 +17,7 @@ from . import status
 from .policy import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
 from .provenance import Provenance
 from .query import FIND_SOP_CLASSES
+from .receiving import receive_failure
 from .service import ArchiveService
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,15 @@ class Handlers:
         if refused or peer is None:
             return refused
         request = event.request
+        unwritten = receive_failure(event.dataset_path)
+        if unwritten:
+            log.error(
+                "instance %s from %s could not be received: %s",
+                str(request.AffectedSOPInstanceUID).strip(),
+                peer.ae_title,
+                unwritten,
+            )
+            return response_status(status.OUT_OF_RESOURCES, f"not written: {unwritten}")
         outcome = self.service.store(
             peer,
             event.dataset_path,

@@ -1,15 +1,21 @@
-"""pynetdicom's chunked C-STORE receive, extended to record the sender in the file meta.
+"""pynetdicom's chunked C-STORE receive, extended: the sender in the file meta, a full disk.
 
 With STORE_RECV_CHUNKED_DATASET pynetdicom writes each incoming dataset to a file whose File
-Meta Information it builds from the command alone. The node wraps that step once per process:
-for an association of an AE registered with record_provenance(), the file meta just written is
-replaced by one that also records the calling AE, its hospital and issuer (provenance.py),
-before any of the dataset's own bytes follow it. Other AEs in the process are left alone.
+Meta Information it builds from the command alone. The node wraps that step once per process,
+for associations of an AE registered with record_provenance() (other AEs are left alone):
+- the file meta just written is replaced by one that also records the calling AE, its
+  hospital and issuer (provenance.py), before any of the dataset's own bytes follow it;
+- the file is guarded: when a write fails (the disk is full), what was written is freed, the
+  rest of the dataset is read off the network and dropped, and receive_failure() tells the
+  C-STORE handler, which answers 0xA700. pynetdicom itself would let the exception end the
+  association, leaving the partial file to fill the disk until the next restart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import struct
 import threading
 import weakref
@@ -53,13 +59,68 @@ def _decode_msg(self: Any, primitive: Any, assoc: Any = None) -> bool:
     if had_file or stream is None or assoc is None:
         return done
     lookup = _lookups.get(assoc.ae)
-    provenance = lookup(assoc) if lookup else None
+    if lookup is None:
+        return done
+    provenance = lookup(assoc)
     if provenance is not None:
         try:
             _rewrite_file_meta(stream, self._data_set_path, provenance, assoc.ae.ae_title)
         except Exception:  # the image matters more than its provenance: keep receiving
             log.exception("could not record the sender in %s", self._data_set_path)
+    self._data_set_file = _GuardedFile(stream)
     return done
+
+
+def receive_failure(path: Any) -> str | None:
+    """Why the dataset received into `path` could not be written (None: it was); asked once
+    by the C-STORE handler."""
+    with _failures_lock:
+        return _failures.pop(str(path), None)
+
+
+_failures: dict[str, str] = {}
+_failures_lock = threading.Lock()
+
+
+class _GuardedFile:
+    """Stands in for the temporary file a dataset is received into (pynetdicom calls write(),
+    file.flush() and, after the handler, close()). After a failed write it frees the space the
+    file took and drops the rest of the dataset."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.name = stream.name
+        self.file = self  # pynetdicom flushes through .file
+        self._failed = False
+
+    def write(self, data: bytes) -> int:
+        if not self._failed:
+            try:
+                return self._stream.write(data)
+            except OSError as exc:
+                self._fail(exc)
+        return len(data)
+
+    def flush(self) -> None:
+        if not self._failed:
+            try:
+                self._stream.flush()
+            except OSError as exc:
+                self._fail(exc)
+
+    def close(self) -> None:
+        # what was still buffered may not fit: the file is removed after the handler anyway
+        with contextlib.suppress(OSError):
+            self._stream.close()
+
+    def _fail(self, exc: OSError) -> None:
+        self._failed = True
+        with _failures_lock:
+            _failures[str(self.name)] = exc.strerror or str(exc)
+        try:
+            os.ftruncate(self._stream.fileno(), 0)
+        except OSError:
+            log.exception("could not free the partial file %s", self.name)
 
 
 def _rewrite_file_meta(stream: Any, path: Any, provenance: Provenance, our_title: str) -> None:

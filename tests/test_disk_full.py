@@ -1,0 +1,78 @@
+"""A disk that fills up while an instance is being received: 0xA700, nothing kept, no restart.
+
+The store is put on a small tmpfs (needs root and mount; skipped where the machine forbids it),
+so the write really fails with ENOSPC part way through a dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from archive_node import status
+from archive_node.service import ArchiveService
+from tests import factory
+from tests.conftest import associate, make_config, serving
+
+SIZE_MB = 16
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mountpoint = tmp_path / "small-disk"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={SIZE_MB}m", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+@pytest.fixture
+def full_disk_node(tmp_path, index_url, small_disk):
+    config = make_config(
+        tmp_path, index_url, storage={"path": str(small_disk / "store"), "min_free_mb": 0}
+    )
+    service = ArchiveService.from_config(config)
+    service.index.init_schema()
+    service.storage.create()
+    service.registry.add_hospital("UNN", "University Hospital of North Norway", issuer="UNN")
+    service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1")
+    with serving(service) as node:
+        yield node
+    service.index.close()
+
+
+def kept_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*.dcm") if ".incoming" not in p.parts]
+
+
+def test_a_full_disk_mid_transfer_answers_a700_and_the_association_goes_on(full_disk_node):
+    node = full_disk_node
+    video = factory.video_h264(payload=2 * SIZE_MB * 1024 * 1024)  # twice the disk
+    small = factory.secondary_capture()
+    contexts = [(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID]) for ds in (video, small)]
+    assoc = associate(node, "UNN_US", contexts)
+    assert assoc.is_established
+    with contextlib.ExitStack() as stack:
+        stack.callback(assoc.release)
+        rsp = assoc.send_c_store(video)
+        assert rsp.Status == status.OUT_OF_RESOURCES
+        assert "No space left" in rsp.ErrorComment
+        assert node.service.index.find_instance(video.SOPInstanceUID) is None
+        assert kept_files(node.service.storage.root) == []
+        assert list(node.service.storage.incoming.iterdir()) == []  # the partial file is gone
+        # the space came back at once: the same association stores the next instance
+        assert assoc.send_c_store(small).Status == status.SUCCESS
+    assert node.service.index.find_instance(small.SOPInstanceUID) is not None
+    assert shutil.disk_usage(node.service.storage.root).free > SIZE_MB * 1024 * 1024 // 2
