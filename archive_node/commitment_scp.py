@@ -167,15 +167,18 @@ class CommitmentSCP:
                 self.service.index.commitment_delivered(record.id)
                 return
             log.warning("%s: %s; trying a new association", what, error)
-        if peer is None:
+        callee = self.service.registry.peer(record.requester)  # as registered now
+        if callee is None:
             error = "the requester is no longer registered"
-        elif not peer.host or not peer.port:
+        elif not callee.enabled:
+            error = "the requester is disabled"
+        elif not callee.host or not callee.port:
             error = (
                 "the requesting association is closed and the AE has no registered host and "
                 "port to call back (ae update --host --port)"
             )
         else:
-            error = self._send_on_new_association(peer, report, result.event_type)
+            error = self._send_on_new_association(callee, report, result.event_type)
             if error is None:
                 log.info("%s sent on a new association", what)
                 self.service.index.commitment_delivered(record.id)

@@ -300,6 +300,26 @@ def test_no_port_means_the_report_waits_and_the_log_says_why(cnode, caplog):
     wait_for_state(cnode, ds.TransactionUID, DELIVERED)
 
 
+def test_a_disabled_requester_is_not_called_back_until_enabled(cnode, caplog):
+    refs = stored(cnode, factory.secondary_capture())
+    caplog.set_level(logging.WARNING, logger="archive_node")
+    with modality("UNN_US", answer_on_association=False) as scu:
+        cnode.service.registry.update_ae("UNN_US", port=scu.listen())
+        assoc = scu.associate(cnode)
+        ds = request(refs)
+        assert n_action(assoc, ds).Status == 0
+        cnode.service.registry.update_ae("UNN_US", enabled=False)
+        assoc.release()
+        deadline = time.monotonic() + DEADLINE
+        while "the requester is disabled" not in caplog.text:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with pytest.raises(queue.Empty):
+            scu.report(timeout=0.2)
+        cnode.service.registry.update_ae("UNN_US", enabled=True)
+        assert scu.report()[:2] == ("listener", EVENT_ALL_COMMITTED)
+
+
 def test_pending_report_survives_a_restart(tmp_path, index_url, registry):
     with node_with(tmp_path, index_url, commitment={"retry_interval": 3600.0}) as first:
         refs = stored(first, factory.secondary_capture())
