@@ -159,30 +159,10 @@ class CommitmentSCP:
             record.transaction_uid, result, self.service.config.node.ae_title
         )
         what = f"storage commitment report {record.transaction_uid} to {record.requester}"
-        error = None
-        if assoc is not None and connected(assoc):
-            error = self._send(assoc, report, result.event_type)
-            if error is None:
-                log.info("%s sent on the requesting association", what)
-                self.service.index.commitment_delivered(record.id)
-                return
-            log.warning("%s: %s; trying a new association", what, error)
-        callee = self.service.registry.peer(record.requester)  # as registered now
-        if callee is None:
-            error = "the requester is no longer registered"
-        elif not callee.enabled:
-            error = "the requester is disabled"
-        elif not callee.host or not callee.port:
-            error = (
-                "the requesting association is closed and the AE has no registered host and "
-                "port to call back (ae update --host --port)"
-            )
-        else:
-            error = self._send_on_new_association(callee, report, result.event_type)
-            if error is None:
-                log.info("%s sent on a new association", what)
-                self.service.index.commitment_delivered(record.id)
-                return
+        error = self._deliver(record.requester, assoc, report, result.event_type, what)
+        if error is None:
+            self.service.index.commitment_delivered(record.id)
+            return
         cfg = self.service.config.commitment
         retry_at = next_attempt(
             record.attempts + 1,
@@ -196,6 +176,32 @@ class CommitmentSCP:
             log.error("%s abandoned after %d attempt(s): %s", what, record.attempts + 1, error)
         else:
             log.warning("%s not delivered (%s): retrying at %s UTC", what, error, retry_at)
+
+    def _deliver(
+        self, requester: str, assoc: Any, report: Any, event_type: int, what: str
+    ) -> str | None:
+        """Send the report on the requesting association if open, else on a new one to the
+        requester as registered now; None when delivered, else why not."""
+        if assoc is not None and connected(assoc):
+            error = self._send(assoc, report, event_type)
+            if error is None:
+                log.info("%s sent on the requesting association", what)
+                return None
+            log.warning("%s: %s; trying a new association", what, error)
+        callee = self.service.registry.peer(requester)
+        if callee is None:
+            return "the requester is no longer registered"
+        if not callee.enabled:
+            return "the requester is disabled"
+        if not callee.host or not callee.port:
+            return (
+                "the requesting association is closed and the AE has no registered host and "
+                "port to call back (ae update --host --port)"
+            )
+        error = self._send_on_new_association(callee, report, event_type)
+        if error is None:
+            log.info("%s sent on a new association", what)
+        return error
 
     def _send(self, assoc: Any, report: Any, event_type: int) -> str | None:
         """Send the N-EVENT-REPORT on `assoc`; None when the peer answered success.
