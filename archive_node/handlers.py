@@ -97,18 +97,20 @@ class Handlers:
     def on_echo(self, event: Any) -> int:
         return self.service.authorise(self.peer_of(event.assoc), "echo")
 
-    def on_store(self, event: Any) -> int:
+    def on_store(self, event: Any) -> Any:
+        unwritten = receive_failure(event.dataset_path)  # asked first: it is asked only once
         peer = self.peer_of(event.assoc)
         refused = self.service.authorise(peer, "store")
         if refused or peer is None:
             return refused
         request = event.request
-        unwritten = receive_failure(event.dataset_path)
         if unwritten:
-            log.error(
-                "instance %s from %s could not be received: %s",
+            log.warning(
+                "refused instance %s from %s (%s): 0x%04X not written: %s",
                 str(request.AffectedSOPInstanceUID).strip(),
                 peer.ae_title,
+                peer.hospital,
+                status.OUT_OF_RESOURCES,
                 unwritten,
             )
             return response_status(status.OUT_OF_RESOURCES, f"not written: {unwritten}")
@@ -118,7 +120,9 @@ class Handlers:
             sop_class_uid=str(request.AffectedSOPClassUID),
             sop_instance_uid=str(request.AffectedSOPInstanceUID),
         )
-        return outcome.status
+        if outcome.status == status.SUCCESS:
+            return outcome.status
+        return response_status(outcome.status, outcome.message)
 
     def on_find(self, event: Any) -> Iterator[tuple[Any, Any]]:
         """C-FIND (PS3.4 C.4.1): a pending response per match; C-CANCEL is checked before each

@@ -5,10 +5,12 @@ Meta Information it builds from the command alone. The node wraps that step once
 for associations of an AE registered with record_provenance() (other AEs are left alone):
 - the file meta just written is replaced by one that also records the calling AE, its
   hospital and issuer (provenance.py), before any of the dataset's own bytes follow it;
-- the file is guarded: when a write fails (the disk is full), what was written is freed, the
+- the file is guarded: when free space is already below the reserve as the dataset begins,
+  or a write fails (the disk is full), nothing more is written, what was written is freed, the
   rest of the dataset is read off the network and dropped, and receive_failure() tells the
-  C-STORE handler, which answers 0xA700. pynetdicom itself would let the exception end the
-  association, leaving the partial file to fill the disk until the next restart.
+  C-STORE handler, which answers 0xA700. pynetdicom itself would write a whole video onto an
+  almost full disk, and on a full one let the exception end the association, leaving the
+  partial file to fill the disk until the next restart.
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ from .provenance import Provenance, add_to_file_meta
 log = logging.getLogger(__name__)
 
 Lookup = Callable[[Any], Provenance | None]
+RoomProblem = Callable[[], str | None]
 
-_lookups: weakref.WeakKeyDictionary[Any, Lookup] = weakref.WeakKeyDictionary()
+_receivers: weakref.WeakKeyDictionary[Any, tuple[Lookup, RoomProblem]] = (
+    weakref.WeakKeyDictionary()
+)
 _install_lock = threading.Lock()
 _original_decode_msg: Any = None
 
@@ -41,15 +46,16 @@ _PREAMBLE = 128 + 4  # preamble and "DICM" (PS3.10 7.1)
 _GROUP_LENGTH_ELEMENT = 12  # (0002,0000) UL, explicit VR: tag 4, VR 2, length 2, value 4
 
 
-def record_provenance(ae: Any, lookup: Lookup) -> None:
-    """Record, in the file meta of every C-STORE `ae` receives, the provenance `lookup`
-    returns for the association (None: leave pynetdicom's file meta as it is)."""
+def extend_receiving(ae: Any, *, provenance_of: Lookup, room_problem: RoomProblem) -> None:
+    """For every C-STORE `ae` receives: record in the file meta the provenance
+    `provenance_of` returns for the association (None: leave pynetdicom's file meta as it is),
+    and write nothing when `room_problem` says why there is no room (None: there is)."""
     global _original_decode_msg
     with _install_lock:
         if _original_decode_msg is None:
             _original_decode_msg = DIMSEMessage.decode_msg
             DIMSEMessage.decode_msg = _decode_msg  # type: ignore[method-assign]
-        _lookups[ae] = lookup
+        _receivers[ae] = (provenance_of, room_problem)
 
 
 def _decode_msg(self: Any, primitive: Any, assoc: Any = None) -> bool:
@@ -58,16 +64,22 @@ def _decode_msg(self: Any, primitive: Any, assoc: Any = None) -> bool:
     stream = getattr(self, "_data_set_file", None)
     if had_file or stream is None or assoc is None:
         return done
-    lookup = _lookups.get(assoc.ae)
-    if lookup is None:
+    receiver = _receivers.get(assoc.ae)
+    if receiver is None:
         return done
-    provenance = lookup(assoc)
+    provenance_of, room_problem = receiver
+    guarded = _GuardedFile(stream)
+    self._data_set_file = guarded
+    problem = room_problem()
+    if problem:
+        guarded.refuse(problem)
+        return done
+    provenance = provenance_of(assoc)
     if provenance is not None:
         try:
             _rewrite_file_meta(stream, self._data_set_path, provenance, assoc.ae.ae_title)
         except Exception:  # the image matters more than its provenance: keep receiving
             log.exception("could not record the sender in %s", self._data_set_path)
-    self._data_set_file = _GuardedFile(stream)
     return done
 
 
@@ -98,7 +110,7 @@ class _GuardedFile:
             try:
                 return self._stream.write(data)
             except OSError as exc:
-                self._fail(exc)
+                self.refuse(exc.strerror or str(exc))
         return len(data)
 
     def flush(self) -> None:
@@ -106,17 +118,18 @@ class _GuardedFile:
             try:
                 self._stream.flush()
             except OSError as exc:
-                self._fail(exc)
+                self.refuse(exc.strerror or str(exc))
 
     def close(self) -> None:
         # what was still buffered may not fit: the file is removed after the handler anyway
         with contextlib.suppress(OSError):
             self._stream.close()
 
-    def _fail(self, exc: OSError) -> None:
+    def refuse(self, reason: str) -> None:
+        """Write no more of this dataset, free what was written, and keep `reason`."""
         self._failed = True
         with _failures_lock:
-            _failures[str(self.name)] = exc.strerror or str(exc)
+            _failures[str(self.name)] = reason
         try:
             os.ftruncate(self._stream.fileno(), 0)
         except OSError:

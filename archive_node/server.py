@@ -19,7 +19,7 @@ from .commitment_scp import CommitmentSCP
 from .errors import ConfigError
 from .handlers import Handlers
 from .query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
-from .receiving import record_provenance
+from .receiving import extend_receiving
 from .retrieve_scp import RetrieveSCP, serve_retrieve
 from .service import ArchiveService
 
@@ -118,7 +118,9 @@ class ArchiveServer:
         self.ae = build_ae(service)
         self.handlers = Handlers(service)
         serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of))
-        record_provenance(self.ae, self.handlers.provenance_of)
+        extend_receiving(
+            self.ae, provenance_of=self.handlers.provenance_of, room_problem=service.room_problem
+        )
         self.commitment = CommitmentSCP(service, self.ae, self.handlers.peer_of)
         self._server: Any = None
         self._stopping = threading.Event()

@@ -172,14 +172,18 @@ class ArchiveService:
             )
         return outcome
 
+    def room_problem(self) -> str | None:
+        """Why nothing may be stored now (free space below storage.min_free_mb), or None."""
+        if self.storage.has_room():
+            return None
+        return f"free space below the reserve of {self.config.storage.min_free_mb} MiB"
+
     def _store(
         self, peer: Peer, received: Path, sop_class_uid: str, sop_instance_uid: str
     ) -> StoreOutcome:
-        if not self.storage.has_room():
-            return StoreOutcome(
-                status.OUT_OF_RESOURCES,
-                f"free space below the reserve of {self.config.storage.min_free_mb} MiB",
-            )
+        problem = self.room_problem()
+        if problem:
+            return StoreOutcome(status.OUT_OF_RESOURCES, problem)
         header = read_header(
             received, expected_sop_class=sop_class_uid, expected_sop_instance=sop_instance_uid
         )

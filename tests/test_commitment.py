@@ -409,6 +409,7 @@ def test_an_ae_without_the_store_right_is_not_authorised(node, registry):
 
 def test_no_patient_data_in_info_logs(node, caplog):
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="archive_node")  # CLI tests may have raised it
     ds = factory.secondary_capture(patient_id="SECRETPID", patient_name="SECRET^NAME")
     refs = stored(node, ds)
     with modality("UNN_US") as scu:

@@ -7,6 +7,7 @@ so the write really fails with ENOSPC part way through a dataset.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -38,19 +39,22 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
-@pytest.fixture
-def full_disk_node(tmp_path, index_url, small_disk):
+def node_on(tmp_path, index_url, disk: Path, min_free_mb: int):
     config = make_config(
-        tmp_path, index_url, storage={"path": str(small_disk / "store"), "min_free_mb": 0}
+        tmp_path, index_url, storage={"path": str(disk / "store"), "min_free_mb": min_free_mb}
     )
     service = ArchiveService.from_config(config)
     service.index.init_schema()
     service.storage.create()
     service.registry.add_hospital("UNN", "University Hospital of North Norway", issuer="UNN")
     service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1")
-    with serving(service) as node:
+    return serving(service)
+
+
+@pytest.fixture
+def full_disk_node(tmp_path, index_url, small_disk):
+    with node_on(tmp_path, index_url, small_disk, min_free_mb=0) as node:
         yield node
-    service.index.close()
 
 
 def kept_files(root: Path) -> list[Path]:
@@ -76,3 +80,33 @@ def test_a_full_disk_mid_transfer_answers_a700_and_the_association_goes_on(full_
         assert assoc.send_c_store(small).Status == status.SUCCESS
     assert node.service.index.find_instance(small.SOPInstanceUID) is not None
     assert shutil.disk_usage(node.service.storage.root).free > SIZE_MB * 1024 * 1024 // 2
+
+
+def test_below_the_reserve_an_arriving_video_is_not_even_written(tmp_path, index_url, small_disk):
+    """The reserve is checked as a dataset begins: a video larger than the space left is read
+    off the network and dropped, not written until the disk is full."""
+    with node_on(tmp_path, index_url, small_disk, min_free_mb=SIZE_MB // 2) as node:
+        filler = small_disk / "filler"
+        with open(filler, "wb") as fh:
+            os.posix_fallocate(fh.fileno(), 0, (SIZE_MB // 2 + 4) * 1024 * 1024)
+        video = factory.video_h264(payload=SIZE_MB * 1024 * 1024)
+        assoc = associate(
+            node, "UNN_US", [(video.SOPClassUID, [video.file_meta.TransferSyntaxUID])]
+        )
+        try:
+            rsp = assoc.send_c_store(video)
+        finally:
+            assoc.release()
+        assert rsp.Status == status.OUT_OF_RESOURCES
+        assert "reserve" in rsp.ErrorComment and "No space" not in rsp.ErrorComment
+        assert list(node.service.storage.incoming.iterdir()) == []
+        assert node.service.index.count_instances() == 0
+        filler.unlink()
+        small = factory.secondary_capture()
+        assoc = associate(
+            node, "UNN_US", [(small.SOPClassUID, [small.file_meta.TransferSyntaxUID])]
+        )
+        try:
+            assert assoc.send_c_store(small).Status == status.SUCCESS
+        finally:
+            assoc.release()
