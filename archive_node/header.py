@@ -82,6 +82,44 @@ def read_header(
     the dataset's SOP Instance/Class UID differs from the command's Affected SOP Instance/Class.
     """
     try:
+        _ds, header = _parse(path)
+    except OSError:
+        if not path.is_file():  # the file went away: our storage's problem, not the sender's
+            raise
+        raise StoreRejected(
+            status.CANNOT_UNDERSTAND, "dataset cannot be parsed: truncated"
+        ) from None
+    if header.sop_instance_uid != expected_sop_instance.strip():
+        raise StoreRejected(
+            status.UID_MISMATCH,
+            f"dataset SOPInstanceUID {header.sop_instance_uid} differs from the request's "
+            f"Affected SOP Instance UID {expected_sop_instance}",
+        )
+    if header.sop_class_uid != expected_sop_class.strip():
+        raise StoreRejected(
+            status.DATASET_MISMATCH,
+            f"dataset SOPClassUID {header.sop_class_uid} differs from the request's "
+            f"Affected SOP Class UID {expected_sop_class}",
+        )
+    return header
+
+
+def read_kept_header(path: Path) -> tuple[InstanceHeader, Any]:
+    """The index's attributes of a file already in the store, and its File Meta Information
+    (provenance.from_file_meta reads the sender from it), for `verify` and `reindex`.
+
+    Checked as read_header checks a received file, but against no C-STORE command. Raises
+    OSError when the file cannot be read (a truncated one included), StoreRejected (0xC000,
+    0xA902, 0xA903: see read_header) when it is not a DICOM file the node would have kept.
+    """
+    ds, header = _parse(path)
+    return header, ds.file_meta
+
+
+def _parse(path: Path) -> tuple[Any, InstanceHeader]:
+    """The header of a Part 10 file, its four UIDs present and fit for a path, and what the
+    index keeps of it. Raises OSError, or StoreRejected (0xC000, 0xA902, 0xA903)."""
+    try:
         ds = read_stored_header(path)
         transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
         uids = {
@@ -94,11 +132,7 @@ def read_header(
             )
         }
     except OSError:
-        if not path.is_file():  # the file went away: our storage's problem, not the sender's
-            raise
-        raise StoreRejected(
-            status.CANNOT_UNDERSTAND, "dataset cannot be parsed: truncated"
-        ) from None
+        raise
     except (InvalidDicomError, ValueError, KeyError, AttributeError, EOFError) as exc:
         raise StoreRejected(status.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {exc}") from None
     except Exception as exc:  # pydicom raises a variety of errors on corrupt input
@@ -111,20 +145,8 @@ def read_header(
             raise StoreRejected(status.MISSING_UID, f"{keyword} is missing")
         if not is_valid_uid(value):
             raise StoreRejected(status.MALFORMED_UID, f"{keyword} {value!r} is not a valid UID")
-    if uids["SOPInstanceUID"] != expected_sop_instance.strip():
-        raise StoreRejected(
-            status.UID_MISMATCH,
-            f"dataset SOPInstanceUID {uids['SOPInstanceUID']} differs from the request's "
-            f"Affected SOP Instance UID {expected_sop_instance}",
-        )
-    if uids["SOPClassUID"] != expected_sop_class.strip():
-        raise StoreRejected(
-            status.DATASET_MISMATCH,
-            f"dataset SOPClassUID {uids['SOPClassUID']} differs from the request's "
-            f"Affected SOP Class UID {expected_sop_class}",
-        )
 
-    return InstanceHeader(
+    return ds, InstanceHeader(
         sop_class_uid=uids["SOPClassUID"],
         sop_instance_uid=uids["SOPInstanceUID"],
         transfer_syntax_uid=transfer_syntax,

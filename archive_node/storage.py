@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -9,8 +10,10 @@ import os
 import shutil
 import threading
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError, InvalidInput
 from .values import is_valid_uid
@@ -19,6 +22,9 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 INCOMING = ".incoming"
+# What a walk of the kept files leaves out: transfers in progress, and the directory fsck
+# keeps at a filesystem's root (the store may be a mount point; it is root's, mode 0700).
+NOT_KEPT = frozenset({INCOMING, "lost+found"})
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,22 @@ class FileFacts:
 
     size: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class KeptFiles:
+    """The files of one directory of the store, for comparing with the index a study at a time.
+
+    `study_uid` is the directory's name when it stands where the layout puts a study
+    (<fan-out>/<study>); it is None for files lying elsewhere. `files` are relative paths of
+    every file below the directory; `unlistable` the (relative path, reason) of directories
+    below it that could not be listed.
+    """
+
+    directory: str
+    study_uid: str | None
+    files: list[str]
+    unlistable: list[tuple[str, str]] = field(default_factory=list)
 
 
 class FilesystemStorage:
@@ -83,15 +105,11 @@ class FilesystemStorage:
 
     def inspect(self, path: Path) -> FileFacts:
         """Size and SHA-256 of a file, read in chunks; fsynced in the same pass when enabled."""
-        digest = hashlib.sha256()
-        size = 0
-        with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
+        with open(path, "rb", buffering=0) as fh:
+            facts = _facts(fh)
             if self.fsync:
                 os.fsync(fh.fileno())
-        return FileFacts(size=size, sha256=digest.hexdigest())
+        return facts
 
     def has_room(self) -> bool:
         """False when free space is below the configured reserve."""
@@ -175,6 +193,98 @@ class FilesystemStorage:
             return
         for directory in dict.fromkeys(directories):
             _fsync_directory(directory)
+
+    # -- reading back what is kept (verify, reindex) -----------------------------------------
+
+    def study_directory(self, study_uid: str) -> str:
+        """The relative directory of a study's files. Raises InvalidInput for an unfit UID."""
+        # the layout's own first two components, so that the two can never disagree
+        return self.layout(study_uid, "0", "0").rsplit("/", 2)[0]
+
+    def digest(self, path: Path) -> FileFacts:
+        """Size and SHA-256 of a file, read in CHUNK-sized pieces into one buffer (memory does
+        not grow with the file) and never fsynced: a check, not a keep. Raises OSError."""
+        with open(path, "rb", buffering=0) as fh:
+            with contextlib.suppress(AttributeError, OSError):  # a hint: not everywhere
+                os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            return _facts(fh)
+
+    def stat(self, relative: str) -> os.stat_result:
+        """The stat of a kept file (its mtime is when it was received). Raises OSError,
+        InvalidInput for a path outside the store."""
+        return self.absolute(relative).stat()
+
+    def top_directories(self) -> list[str]:
+        """The walk's units, in order: "" (files lying in the root itself), then each fan-out
+        directory (NOT_KEPT left out). Raises OSError when the root cannot be listed."""
+        names = sorted(
+            entry.name
+            for entry in os.scandir(self.root)
+            if entry.name not in NOT_KEPT and entry.is_dir(follow_symlinks=False)
+        )
+        return ["", *names]
+
+    def kept_files(self, top: str) -> Iterator[KeptFiles]:
+        """The files under one of top_directories(), a study directory at a time (memory holds
+        one study's names), in name order; files not inside a study directory come as groups
+        whose study_uid is None, directories that cannot be listed as `unlistable`."""
+        base = self.root / top if top else self.root
+        loose: list[str] = []
+        directories: list[str] = []
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except FileNotFoundError:  # removed since it was listed
+            return
+        except OSError as exc:
+            yield KeptFiles(top, None, [], [(top, exc.strerror or str(exc))])
+            return
+        for entry in entries:
+            if not top and entry.name in NOT_KEPT:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                directories.append(entry.name)
+            else:
+                loose.append(self._relative(Path(entry.path)))
+        if loose:
+            yield KeptFiles(top, None, loose)
+        if not top:
+            return  # the root's directories are top directories of their own
+        for name in directories:
+            yield self._files_below(f"{top}/{name}", study_uid=name)
+
+    def study_files(self, study_uid: str) -> KeptFiles:
+        """The files of one study's directory (none when it does not exist). Raises
+        InvalidInput for an unfit UID."""
+        return self._files_below(self.study_directory(study_uid), study_uid=study_uid)
+
+    def _files_below(self, directory: str, *, study_uid: str | None) -> KeptFiles:
+        files: list[str] = []
+        unlistable: list[tuple[str, str]] = []
+
+        def note(exc: OSError) -> None:
+            if not isinstance(exc, FileNotFoundError):  # gone since: nothing to check
+                where = self._relative(Path(exc.filename)) if exc.filename else directory
+                unlistable.append((where, exc.strerror or str(exc)))
+
+        for current, subdirectories, names in os.walk(self.root / directory, onerror=note):
+            subdirectories.sort()
+            files.extend(self._relative(Path(current) / name) for name in sorted(names))
+        return KeptFiles(directory, study_uid, files, unlistable)
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+def _facts(fh: Any) -> FileFacts:
+    """Size and SHA-256 of an open unbuffered file, read into one CHUNK-sized buffer."""
+    digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    while read := fh.readinto(buffer):
+        digest.update(view[:read])
+        size += read
+    return FileFacts(size=size, sha256=digest.hexdigest())
 
 
 def _fsync_directory(directory: Path) -> None:

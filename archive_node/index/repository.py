@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from peewee import JOIN, Database, DatabaseError, IntegrityError, fn
@@ -205,33 +206,41 @@ class Index(AuditQueries, CommitmentQueries):
         (then no instance row was written). The caller has looked the instance up before keeping
         the file; a writer that indexed it since is caught by the conflict and the path check.
         """
-        h = new.header
         with self.session(write=True):
             hospital = Hospital.get_or_none(Hospital.code == new.hospital)
             if hospital is None:
                 raise NotFound(f"no hospital {new.hospital}")
-            patient = self._patient(h, new.issuer)
-            study = self._study(h, patient, hospital)
-            series = self._series(h, study)
-            Instance.insert(
-                sop_uid=h.sop_instance_uid,
-                series=series,
-                sop_class_uid=h.sop_class_uid,
-                transfer_syntax_uid=h.transfer_syntax_uid,
-                instance_number=h.instance_number,
-                number_of_frames=h.number_of_frames,
-                path=new.path,
-                size=new.size,
-                sha256=new.sha256,
-                calling_ae=new.calling_ae,
-                hospital=hospital,
-            ).on_conflict_ignore().execute()
-            # A concurrent writer may have won the race: then the row names its file, not ours.
-            indexed_path = (
-                Instance.select(Instance.path).where(Instance.sop_uid == h.sop_instance_uid)
-            ).scalar()
-            if indexed_path != new.path:
-                return self._find_instance(h.sop_instance_uid)
+            return self._insert_instance(new, hospital)
+
+    def _insert_instance(
+        self, new: NewInstance, hospital: Hospital, received_at: datetime | None = None
+    ) -> InstanceRecord | None:
+        """The patient, study, series and instance rows of `new`, in the caller's transaction
+        (received now unless `received_at` says otherwise); as record_instance returns."""
+        h = new.header
+        patient = self._patient(h, new.issuer)
+        study = self._study(h, patient, hospital)
+        series = self._series(h, study)
+        Instance.insert(
+            sop_uid=h.sop_instance_uid,
+            series=series,
+            sop_class_uid=h.sop_class_uid,
+            transfer_syntax_uid=h.transfer_syntax_uid,
+            instance_number=h.instance_number,
+            number_of_frames=h.number_of_frames,
+            path=new.path,
+            size=new.size,
+            sha256=new.sha256,
+            received_at=received_at or utcnow(),
+            calling_ae=new.calling_ae,
+            hospital=hospital,
+        ).on_conflict_ignore().execute()
+        # A concurrent writer may have won the race: then the row names its file, not ours.
+        indexed_path = (
+            Instance.select(Instance.path).where(Instance.sop_uid == h.sop_instance_uid)
+        ).scalar()
+        if indexed_path != new.path:
+            return self._find_instance(h.sop_instance_uid)
         return None
 
     def replace_instance(self, new: NewInstance) -> str:

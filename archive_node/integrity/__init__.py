@@ -1,0 +1,37 @@
+"""`verify` and `reindex`: check the store against the index, and rebuild the index from the
+store alone. Uses the store and the index; no network, no command line."""
+
+from .common import (
+    CORRUPT,
+    DUPLICATE,
+    MISSING,
+    ORPHAN,
+    OUTSIDE,
+    REPOINTED,
+    UNATTRIBUTED,
+    UNREADABLE,
+    NoProgress,
+    Problem,
+    Progress,
+)
+from .reindexing import ReindexReport, reindex
+from .verifying import Scope, VerifyReport, verify
+
+__all__ = [
+    "CORRUPT",
+    "DUPLICATE",
+    "MISSING",
+    "ORPHAN",
+    "OUTSIDE",
+    "REPOINTED",
+    "UNATTRIBUTED",
+    "UNREADABLE",
+    "NoProgress",
+    "Problem",
+    "Progress",
+    "ReindexReport",
+    "Scope",
+    "VerifyReport",
+    "reindex",
+    "verify",
+]
