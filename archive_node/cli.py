@@ -394,6 +394,146 @@ def studies(patient_id: str | None, hospital: str | None, as_json: bool) -> None
     )
 
 
+@command(cli)
+@click.option(
+    "--state",
+    type=click.Choice(["pending", "delivered", "abandoned"]),
+    help="Only requests in this state (pending: the report is still to be delivered).",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+def commitments(state: str | None, limit: int, as_json: bool) -> None:
+    """List Storage Commitment requests, newest first, and whether their reports went out."""
+    service = get_service()
+    service.index.check_schema()
+    rows = [
+        {
+            "transaction_uid": r.transaction_uid,
+            "requester": r.requester,
+            "instances": len(json.loads(r.references)),
+            "state": r.state,
+            "attempts": r.attempts,
+            "created_at": r.created_at,
+            "delivered_at": r.delivered_at,
+            "last_error": r.last_error,
+        }
+        for r in service.index.commitments(state=state, limit=limit)
+    ]
+    columns = ["transaction_uid", "requester", "instances", "state", "attempts", "created_at"]
+    print_table(rows, [*columns, "delivered_at", "last_error"] if as_json else columns, as_json)
+
+
+# -- integrity -----------------------------------------------------------------------------------
+
+
+class _ProgressBar:
+    """integrity.Progress drawn as a click progress bar on stderr."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def begin(self, label: str, total: int) -> None:
+        self._bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr)
+        self._bar.__enter__()
+
+    def advance(self, amount: int) -> None:
+        if self._bar is not None:
+            self._bar.update(amount)
+
+    def end(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+def _progress(as_json: bool) -> _ProgressBar | None:
+    """A bar only for a person watching: stderr a terminal, and no --json."""
+    return _ProgressBar() if not as_json and sys.stderr.isatty() else None
+
+
+def _print_problems(problems: Sequence[Any]) -> None:
+    if problems:
+        print_table(records(problems), ["kind", "path", "sop_instance_uid", "detail"], False)
+
+
+@command(cli)
+@click.option("--hospital", metavar="CODE", help="Only the instances this hospital's AEs sent.")
+@click.option("--study", "study_uid", metavar="UID", help="Only this study.")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Only instances received on or after this day (YYYY-MM-DD, UTC).",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Only instances received on or before this day (YYYY-MM-DD, UTC).",
+)
+@json_option
+def verify(
+    hospital: str | None, study_uid: str | None, since: Any, until: Any, as_json: bool
+) -> None:
+    """Re-read stored files and check them against the index (size, SHA-256), and look for
+    files the index lacks; exit status 1 when anything is wrong."""
+    from . import integrity
+
+    service = get_service()
+    scope = integrity.Scope(
+        hospital=hospital,
+        study_uid=study_uid,
+        since=since.date() if since else None,
+        until=until.date() if until else None,
+    )
+    report = integrity.verify(service.storage, service.index, scope, progress=_progress(as_json))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        rate = report.bytes / 1e6 / report.seconds if report.seconds else 0.0
+        found = f"{len(report.problems)} problem(s)" if report.problems else "no problems"
+        click.echo(
+            f"checked {report.checked} files, {report.bytes / 1e6:.1f} MB in "
+            f"{report.seconds:.1f} s ({rate:.1f} MB/s): {found}"
+        )
+        _print_problems(report.problems)
+    if not report.ok:
+        sys.exit(1)
+
+
+@command(cli)
+@click.option(
+    "--default-hospital",
+    metavar="CODE",
+    help="Index files that do not record their sender under this registered hospital.",
+)
+@json_option
+def reindex(default_hospital: str | None, as_json: bool) -> None:
+    """Rebuild or repair the index from the stored files alone (after `init` on a new
+    database); safe to run again or after an interruption; exit status 1 when a file was left
+    out."""
+    from . import integrity
+
+    service = get_service()
+    report = integrity.reindex(
+        service.storage,
+        service.index,
+        default_hospital=default_hospital,
+        progress=_progress(as_json),
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(
+            f"{report.files} files in the store: {report.indexed} indexed, "
+            f"{report.already_indexed} already indexed, {len(report.problems)} problem(s) "
+            f"({report.seconds:.1f} s)"
+        )
+        for code in report.hospitals_created:
+            click.echo(f"created hospital {code} (named after its code; register its AEs)")
+        _print_problems(report.problems)
+    if not report.ok:
+        sys.exit(1)
+
+
 # -- network clients -----------------------------------------------------------------------------
 
 

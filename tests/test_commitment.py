@@ -8,11 +8,14 @@ opens back to it.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
+import threading
 import time
 
 import pytest
+from click.testing import CliRunner
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
@@ -25,6 +28,7 @@ from pynetdicom.sop_class import (
 )
 
 from archive_node import status
+from archive_node.cli import cli
 from archive_node.commitment import EVENT_ALL_COMMITTED, EVENT_FAILURES_EXIST
 from archive_node.handlers import set_tcp_nodelay
 from archive_node.index import SCHEMA_VERSION
@@ -32,6 +36,7 @@ from archive_node.index.commitments import ABANDONED, DELIVERED, PENDING
 from archive_node.index.models import SchemaInfo
 from tests import factory
 from tests.conftest import node_with
+from tests.test_cli import write_config
 from tests.test_store import store
 
 SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
@@ -63,10 +68,19 @@ class Modality:
     """A commitment SCU: its requesting associations, and optionally a listener for reports
     the node sends back on an association of its own."""
 
-    def __init__(self, title: str, *, answer_on_association: bool = True) -> None:
+    def __init__(
+        self,
+        title: str,
+        *,
+        answer_on_association: bool = True,
+        hold: threading.Event | None = None,
+    ) -> None:
+        """`answer_on_association` False: a report on the requesting association is answered
+        with a failure (pynetdicom's default); `hold`: the answer there waits for that event."""
         self.title = title
         self.reports: queue.Queue[tuple[str, int, Dataset]] = queue.Queue()
         self.answer_on_association = answer_on_association
+        self.hold = hold
         self.ae = AE(ae_title=title)
         self.ae.acse_timeout = self.ae.dimse_timeout = self.ae.network_timeout = 30
         self.ae.add_requested_context(StorageCommitmentPushModel, SYNTAXES)
@@ -79,6 +93,8 @@ class Modality:
     def _on_report(self, where: str):
         def handler(event):
             self.reports.put((where, event.event_type, event.event_information))
+            if where == "association" and self.hold is not None:
+                self.hold.wait(DEADLINE)
             return 0x0000, None
 
         return handler
@@ -91,13 +107,16 @@ class Modality:
         )
         return self._server.server_address[1]
 
-    def associate(self, node):
+    def associate(self, node, port: int | None = None):
+        """An association to `node` (None: the node listening on `port` of 127.0.0.1)."""
         handlers = [(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
         if self.answer_on_association:
             handlers.append((evt.EVT_N_EVENT_REPORT, self._on_report("association")))
-        assoc = self.ae.associate(
-            node.host, node.port, ae_title=node.ae_title, evt_handlers=handlers
-        )
+        if node is None:
+            host, called = "127.0.0.1", "ARCHIVE"
+        else:
+            host, port, called = node.host, node.port, node.ae_title
+        assoc = self.ae.associate(host, port, ae_title=called, evt_handlers=handlers)
         assert assoc.is_established
         return assoc
 
@@ -430,3 +449,25 @@ def test_schema_2_index_gains_the_commitment_table(service, registry):
     commitment_id = service.index.add_commitment("UNN_US", "1.2.3", "[]")
     assert [r.id for r in service.index.commitments(state=PENDING)] == [commitment_id]
     assert {a.ae_title for a in registry.list_aes()} >= {"UNN_US", "UNN_WS"}
+
+
+def test_commitments_command_lists_requests_and_their_state(node, tmp_path, index_url):
+    refs = stored(node, factory.secondary_capture())
+    with modality("UNN_US") as scu:
+        assoc = scu.associate(node)
+        ds = request(refs)
+        assert n_action(assoc, ds).Status == 0
+        scu.report()
+        assoc.release()
+    wait_for_state(node, ds.TransactionUID, DELIVERED)
+    config = write_config(tmp_path, index_url)
+    result = CliRunner().invoke(cli, ["--config", str(config), "commitments"])
+    assert result.exit_code == 0, result.output
+    assert ds.TransactionUID in result.output and "delivered" in result.output
+    result = CliRunner().invoke(cli, ["--config", str(config), "commitments", "--json"])
+    [row] = json.loads(result.output)
+    assert (row["requester"], row["instances"], row["state"]) == ("UNN_US", 1, DELIVERED)
+    result = CliRunner().invoke(
+        cli, ["--config", str(config), "commitments", "--state", "pending"]
+    )
+    assert result.exit_code == 0 and "(none)" in result.output

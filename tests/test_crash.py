@@ -1,4 +1,4 @@
-"""Crash safety of a real `archive-node serve`: SIGKILL during ingest and during a C-MOVE.
+"""Crash safety of a real `archive-node serve`: SIGKILL during ingest, a C-MOVE, a commitment.
 
 Each test runs `serve` as a subprocess (tests/serving_process.py) on SQLite and on PostgreSQL
 with storage.fsync on, kills it with SIGKILL at a chosen moment, starts it again on the same
@@ -27,11 +27,14 @@ from pydicom import dcmread
 from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 
+from archive_node.commitment import EVENT_ALL_COMMITTED
 from archive_node.handlers import set_tcp_nodelay
+from archive_node.index.commitments import DELIVERED, PENDING
 from tests import factory
 from tests.conftest import _pg_connect, _reset_pg
 from tests.retrieving import STUDY_MOVE, Destination, identifier, move
 from tests.serving_process import CALLED, CALLING, HOST, Archive
+from tests.test_commitment import modality, n_action, referenced, request
 
 SENDERS = 4  # concurrent storing associations
 PER_SENDER = 50  # instances each has ready; far more than are sent before the kill
@@ -497,3 +500,64 @@ def test_sigkill_during_move(archive, tmp_path):
         dest.stop()
     assert archive.terminate() == 0, archive.log()
     assert "Traceback" not in archive.log()
+
+
+# -- SIGKILL during Storage Commitment ---------------------------------------------------------
+
+
+def commitment_rows(url: str) -> dict[str, str]:
+    """State of each Storage Commitment request, by Transaction UID, read with plain SQL."""
+    sql = "SELECT transaction_uid, state FROM commitment_request"
+    conn: Any = (
+        sqlite3.connect(url.removeprefix("sqlite:///"))
+        if url.startswith("sqlite:///")
+        else _pg_connect(url)
+    )
+    try:
+        cur = conn.cursor()
+        cur.execute(sql)
+        return dict(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def test_sigkill_during_commitment(archive, tmp_path):
+    """Killed while its report waits for the modality's answer on the requesting association,
+    the node sends the report again after the restart, on an association of its own to the
+    modality's registered port: an unanswered report is not a delivered one."""
+    hold = threading.Event()
+    with modality(CALLING, hold=hold) as scu:
+        archive.cli("ae", "update", CALLING, "--port", str(scu.listen()))
+        archive.start()
+        refs = []
+        assoc = store_association(UNCOMPRESSED, archive.port)
+        try:
+            for n in range(3):
+                ds = factory.ct(patient_id="P1")
+                path = factory.write(ds, tmp_path / "send" / f"ct{n}.dcm")
+                assert assoc.send_c_store(path).Status == 0x0000
+                refs.append((ds.SOPClassUID, ds.SOPInstanceUID))
+        finally:
+            assoc.release()
+        ds = request(refs)
+        requesting = scu.associate(None, archive.port)
+        try:
+            assert n_action(requesting, ds).Status == 0x0000
+            where, event_type, _ = scu.report(timeout=DEADLINE)
+            assert (where, event_type) == ("association", EVENT_ALL_COMMITTED)
+            assert commitment_rows(archive.url) == {ds.TransactionUID: PENDING}
+            archive.kill()  # while the node waits for the answer to its report
+        finally:
+            hold.set()
+            requesting.abort()
+        archive.start()
+        where, event_type, info = scu.report(timeout=DEADLINE)
+        assert (where, event_type) == ("listener", EVENT_ALL_COMMITTED)
+        assert info.TransactionUID == ds.TransactionUID
+        assert referenced(info) == {uid for _, uid in refs}
+        deadline = time.monotonic() + DEADLINE
+        while commitment_rows(archive.url) != {ds.TransactionUID: DELIVERED}:
+            assert time.monotonic() < deadline, commitment_rows(archive.url)
+            time.sleep(0.05)
+        check_rows(archive, index_rows(archive.url))
+        assert incoming(archive) == []

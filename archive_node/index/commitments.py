@@ -156,10 +156,12 @@ class CommitmentQueries:
                 CommitmentRequest.id == commitment_id
             ).execute()
 
-    def commitments(self, *, state: str | None = None) -> list[CommitmentRecord]:
+    def commitments(
+        self, *, state: str | None = None, limit: int | None = None
+    ) -> list[CommitmentRecord]:
         """Requests (newest first), for the operator."""
         with self.session():
-            query = CommitmentRequest.select().order_by(CommitmentRequest.id.desc())
+            query = CommitmentRequest.select().order_by(CommitmentRequest.id.desc()).limit(limit)
             if state is not None:
                 query = query.where(CommitmentRequest.state == state)
             return [_record(row) for row in query]
@@ -176,4 +178,5 @@ def _record(row: CommitmentRequest) -> CommitmentRecord:
         attempts=row.attempts,
         last_error=row.last_error,
         created_at=row.created_at,
+        delivered_at=row.delivered_at,
     )

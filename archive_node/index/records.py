@@ -105,3 +105,4 @@ class CommitmentRecord:
     attempts: int
     last_error: str
     created_at: datetime
+    delivered_at: datetime | None = None
