@@ -22,14 +22,11 @@ import struct
 import threading
 import weakref
 from collections.abc import Callable
-from io import BytesIO
 from typing import Any
 
-from pydicom.filereader import read_file_meta_info
-from pydicom.filewriter import write_file_meta_info
 from pynetdicom.dimse_messages import DIMSEMessage
 
-from .provenance import Provenance, add_to_file_meta
+from .provenance import Provenance, with_provenance
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +74,7 @@ def _decode_msg(self: Any, primitive: Any, assoc: Any = None) -> bool:
     provenance = provenance_of(assoc)
     if provenance is not None:
         try:
-            _rewrite_file_meta(stream, self._data_set_path, provenance, assoc.ae.ae_title)
+            _rewrite_file_meta(stream, provenance, assoc.ae.ae_title)
         except Exception:  # the image matters more than its provenance: keep receiving
             log.exception("could not record the sender in %s", self._data_set_path)
     return done
@@ -136,22 +133,20 @@ class _GuardedFile:
             log.exception("could not free the partial file %s", self.name)
 
 
-def _rewrite_file_meta(stream: Any, path: Any, provenance: Provenance, our_title: str) -> None:
+def _rewrite_file_meta(stream: Any, provenance: Provenance, our_title: str) -> None:
     """Replace the file meta at the start of a file being received, keeping any dataset bytes
     already written after it; the open stream goes on appending after them."""
     stream.flush()
-    with open(path, "rb") as fh:
-        head = fh.read(_PREAMBLE + _GROUP_LENGTH_ELEMENT)
-        (group_length,) = struct.unpack("<I", head[-4:])
-        fh.seek(_PREAMBLE + _GROUP_LENGTH_ELEMENT + group_length)
-        already = fh.read()  # at most what one P-DATA carried beyond the command
-    meta = read_file_meta_info(path)
-    add_to_file_meta(meta, provenance, our_title)
-    encoded = BytesIO()
-    encoded.write(head[:_PREAMBLE])
-    write_file_meta_info(encoded, meta, enforce_standard=True)
-    stream.seek(0)
-    stream.write(encoded.getvalue())
-    stream.write(already)
-    stream.truncate()
+    fd = stream.fileno()
+    written = stream.tell()
+    head = os.pread(fd, _PREAMBLE + _GROUP_LENGTH_ELEMENT, 0)
+    (group_length,) = struct.unpack("<I", head[-4:])
+    meta_end = _PREAMBLE + _GROUP_LENGTH_ELEMENT + group_length
+    meta = os.pread(fd, meta_end - _PREAMBLE, _PREAMBLE)
+    already = os.pread(fd, written - meta_end, meta_end) if written > meta_end else b""
+    replaced = with_provenance(meta, provenance, our_title) + already
+    stream.seek(_PREAMBLE)
+    stream.write(replaced)  # `already`: at most what one P-DATA carried beyond the command
+    if _PREAMBLE + len(replaced) < written:  # never, as elements are only added
+        stream.truncate()
     stream.flush()
