@@ -1,30 +1,34 @@
-"""Storage Commitment Push Model SCP (PS3.4 J.3): the N-ACTION handler and the report sender.
+"""Storage Commitment Push Model SCP (PS3.4 J.3): the N-ACTION, then the N-EVENT-REPORT.
 
-The N-ACTION is answered as soon as the request is durably recorded. One thread per node then
-decides each request (service.commitment_result) and sends the N-EVENT-REPORT:
-- on the requesting association, if it is still open (J.3.3: the SCP may use it);
-- otherwise on an association the node opens to the requester's registered host and port,
-  proposing the SCP role for itself by SCP/SCU Role Selection (PS3.4 J.3.3, PS3.7 D.3.3.4);
-- a report that cannot go out yet stays pending in the index and is retried with a growing
-  delay (commitment.retry_interval), also after a restart, until commitment.give_up_after.
+- The N-ACTION is answered as soon as the request is durably recorded, claimed by this node.
+- Right after pynetdicom has sent that answer, in the association's own thread, the node
+  decides the request and sends the report on the requesting association (J.3.3 allows it),
+  serving whatever the modality sends meanwhile: one thread per association, as pynetdicom
+  wants, and no other thread ever touches it.
+- When that cannot be done (the modality released, or answered the report with a failure, or
+  the association is gone), and for reports left pending by a stopped or crashed node, a
+  sender thread calls the requester back at its registered host and port, proposing the SCP
+  role for itself by SCP/SCU Role Selection (PS3.4 J.3.3, PS3.7 D.3.3.4). An undelivered
+  report is retried with a growing delay until commitment.give_up_after.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import threading
 import time
+import weakref
 from datetime import timedelta
 from io import BytesIO
 from typing import Any
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context, build_role, evt
-from pynetdicom.dimse_primitives import N_EVENT_REPORT
+from pynetdicom.dimse_primitives import N_ACTION, N_EVENT_REPORT
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import A_RELEASE
+from pynetdicom.service_class_n import StorageCommitmentServiceClass
 
 from . import status
 from .commitment import (
@@ -35,35 +39,56 @@ from .commitment import (
 )
 from .errors import IndexUnavailable, Refused
 from .handlers import response_status, set_tcp_nodelay, wake_waiting_sender
+from .index import CommitmentRecord
 from .index.models import utcnow
 from .policy import Peer
 from .retrieve_scp import connected
+from .routing import route
 from .service import ArchiveService
 
 log = logging.getLogger(__name__)
 
-# How long one delivery attempt may hold a report before another worker may take it.
+# How long a claim on a request holds off other workers (and other nodes on the same index).
 _CLAIM = timedelta(minutes=5)
 # While idle, the index is asked this often for reports that fell due (also another node's).
 _IDLE_POLL = 5.0
 
+_NODES: weakref.WeakKeyDictionary[Any, CommitmentSCP] = weakref.WeakKeyDictionary()
+_message_ids = itertools.count(1)
+
+
+class CommitmentServiceClass(StorageCommitmentServiceClass):
+    """pynetdicom's Storage Commitment service class; on a node's associations the report
+    follows the N-ACTION's answer, in the same thread."""
+
+    def SCP(self, req: Any, context: Any) -> None:
+        super().SCP(req, context)
+        scp = _NODES.get(self.assoc.ae)
+        if scp is not None and isinstance(req, N_ACTION):
+            scp.report_after_answer(self.assoc)
+
 
 class CommitmentSCP:
-    """Answers N-ACTION requests and delivers their N-EVENT-REPORTs from its own thread."""
+    """Answers N-ACTION requests, reports on the requesting association, calls back later."""
 
     def __init__(self, service: ArchiveService, ae: Any, peer_of: Any) -> None:
         self.service = service
         self.ae = ae
         self.peer_of = peer_of
-        self._hints: queue.Queue[tuple[int, Any]] = queue.Queue()
+        self.claimant = ""  # this node, host:port, once it listens
+        self._answered: weakref.WeakKeyDictionary[Any, CommitmentRecord] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._message_ids = itertools.count(1)
+        _NODES[ae] = self
+        route([STORAGE_COMMITMENT_CLASS], CommitmentServiceClass)
 
-    # -- the N-ACTION -----------------------------------------------------------------------
+    # -- on the requesting association --------------------------------------------------------
 
     def on_n_action(self, event: Any) -> tuple[Any, None]:
-        """Record the request and answer at once; the report follows from the sender thread."""
+        """Record the request and answer at once; the report follows (report_after_answer)."""
         peer = self.peer_of(event.assoc)
         refused = self.service.authorise(peer, "store")
         if refused or peer is None:
@@ -77,13 +102,13 @@ class CommitmentSCP:
                 status.INVALID_ARGUMENT_VALUE, "Action Information cannot be decoded"
             ), None
         try:
-            commitment_id = self.service.request_commitment(
+            record = self.service.request_commitment(
                 peer,
                 request.ActionTypeID,
                 str(request.RequestedSOPInstanceUID or ""),
                 info,
-                # this process holds the association: no other worker takes the report first
-                reserved_until=utcnow() + _CLAIM,
+                claimant=self.claimant,
+                claimed_until=utcnow() + _CLAIM,
             )
         except Refused as exc:
             log.warning(
@@ -93,13 +118,48 @@ class CommitmentSCP:
         except IndexUnavailable as exc:
             log.error("storage commitment from %s failed: %s", peer.ae_title, exc)
             return response_status(status.PROCESSING_FAILURE, "index unavailable"), None
-        self._hints.put((commitment_id, event.assoc))
+        self._answered[event.assoc] = record
         return status.SUCCESS, None
 
-    # -- the sender thread ------------------------------------------------------------------
+    def report_after_answer(self, assoc: Any) -> None:
+        """Decide the request just answered on `assoc` and report on it; hand it to the sender
+        thread when the requester does not take it there."""
+        record = self._answered.pop(assoc, None)
+        if record is None:  # refused, or not a request for commitment
+            return
+        what = _what(record)
+        try:
+            result = self.service.commitment_result(record, self.peer_of(assoc))
+            report = event_information(
+                record.transaction_uid, result, self.service.config.node.ae_title
+            )
+            error = _exchange_report(assoc, report, result.event_type)
+            if error is None and self.service.index.commitment_delivered(record):
+                log.info("%s sent on the requesting association", what)
+                return
+        except IndexUnavailable as exc:
+            error = f"index unavailable: {exc}"
+        except Exception as exc:  # never a traceback into pynetdicom's reactor
+            log.exception("%s failed unexpectedly", what)
+            error = f"{type(exc).__name__}: {exc}"
+        if error is None:  # delivered, but the request was replaced meanwhile: its own turn
+            return
+        log.warning("%s not taken on the requesting association (%s): calling back", what, error)
+        try:
+            self.service.index.hand_over_commitment(record)
+        except IndexUnavailable:
+            log.error("%s waits for its claim to run out (index unavailable)", what)
+        self._wake.set()
 
-    def start(self) -> None:
-        """Start sending reports, the ones left pending by an earlier run first."""
+    # -- the sender thread: calling back ------------------------------------------------------
+
+    def start(self, claimant: str) -> None:
+        """Start calling back; reports this node held when it stopped are due at once."""
+        self.claimant = claimant
+        try:
+            self.service.index.release_commitment_claims(claimant)
+        except IndexUnavailable as exc:
+            log.error("storage commitment reports wait for the index: %s", exc)
         self._stopping.clear()
         self._thread = threading.Thread(
             target=self._run, name="archive-node-commitment", daemon=True
@@ -108,26 +168,20 @@ class CommitmentSCP:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
-        self._hints.put((0, None))
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
 
     def _run(self) -> None:
         while not self._stopping.is_set():
+            self._wake.wait(self._idle_wait())
+            self._wake.clear()
             try:
-                commitment_id, assoc = self._hints.get(timeout=self._idle_wait())
-            except queue.Empty:
-                commitment_id, assoc = 0, None
-            if self._stopping.is_set():
-                return
-            try:
-                if commitment_id:
-                    self._attempt(commitment_id, assoc)
-                for due in self.service.index.due_commitments():
+                for commitment_id, _requester in self.service.index.due_commitments():
                     if self._stopping.is_set():
                         return
-                    self._attempt(due, None)
+                    self._call_back(commitment_id)
             except IndexUnavailable as exc:
                 log.error("storage commitment reports wait for the index: %s", exc)
                 self._stopping.wait(_IDLE_POLL)
@@ -144,25 +198,35 @@ class CommitmentSCP:
             return _IDLE_POLL
         return min(max((due - utcnow()).total_seconds(), 0.01), _IDLE_POLL)
 
-    def _attempt(self, commitment_id: int, assoc: Any) -> None:
-        """Decide the request if not yet done, then try to deliver its report once."""
+    def _call_back(self, commitment_id: int) -> None:
+        """Claim a due request, decide it if not yet done, and try once to deliver its report
+        on a new association to the requester as registered now."""
         record = self.service.index.claim_commitment(
-            commitment_id, utcnow() + _CLAIM, reserved=assoc is not None
+            commitment_id, self.claimant, utcnow() + _CLAIM
         )
-        if record is None:  # delivered, abandoned, or in another worker's hands
+        if record is None:  # delivered, abandoned, or another worker was quicker
             return
-        peer = (self.peer_of(assoc) if assoc is not None else None) or self.service.registry.peer(
-            record.requester
-        )
-        result = self.service.commitment_result(record, peer)
-        report = event_information(
-            record.transaction_uid, result, self.service.config.node.ae_title
-        )
-        what = f"storage commitment report {record.transaction_uid} to {record.requester}"
-        error = self._deliver(record.requester, assoc, report, result.event_type, what)
-        if error is None:
-            self.service.index.commitment_delivered(record.id)
-            return
+        what = _what(record)
+        callee = self.service.registry.peer(record.requester)
+        result = self.service.commitment_result(record, callee)
+        if callee is None:
+            error = "the requester is no longer registered"
+        elif not callee.enabled:
+            error = "the requester is disabled"
+        elif not callee.host or not callee.port:
+            error = (
+                "the requesting association is closed and the AE has no registered host and "
+                "port to call back (ae update --host --port)"
+            )
+        else:
+            report = event_information(
+                record.transaction_uid, result, self.service.config.node.ae_title
+            )
+            error = self._send_on_new_association(callee, report, result.event_type)
+            if error is None:
+                if self.service.index.commitment_delivered(record):
+                    log.info("%s sent on a new association", what)
+                return
         cfg = self.service.config.commitment
         retry_at = next_attempt(
             record.attempts + 1,
@@ -171,67 +235,14 @@ class CommitmentSCP:
             interval=cfg.retry_interval,
             give_up_after_hours=cfg.give_up_after,
         )
-        self.service.index.commitment_not_delivered(record.id, error, retry_at)
+        if not self.service.index.commitment_not_delivered(record, error, retry_at):
+            return  # replaced by a newer request meanwhile
         if retry_at is None:
             log.error("%s abandoned after %d attempt(s): %s", what, record.attempts + 1, error)
-        else:
-            log.warning("%s not delivered (%s): retrying at %s UTC", what, error, retry_at)
-
-    def _deliver(
-        self, requester: str, assoc: Any, report: Any, event_type: int, what: str
-    ) -> str | None:
-        """Send the report on the requesting association if open, else on a new one to the
-        requester as registered now; None when delivered, else why not."""
-        if assoc is not None and connected(assoc):
-            error = self._send(assoc, report, event_type)
-            if error is None:
-                log.info("%s sent on the requesting association", what)
-                return None
-            log.warning("%s: %s; trying a new association", what, error)
-        callee = self.service.registry.peer(requester)
-        if callee is None:
-            return "the requester is no longer registered"
-        if not callee.enabled:
-            return "the requester is disabled"
-        if not callee.host or not callee.port:
-            return (
-                "the requesting association is closed and the AE has no registered host and "
-                "port to call back (ae update --host --port)"
-            )
-        error = self._send_on_new_association(callee, report, event_type)
-        if error is None:
-            log.info("%s sent on a new association", what)
-        return error
-
-    def _send(self, assoc: Any, report: Any, event_type: int) -> str | None:
-        """Send the N-EVENT-REPORT on `assoc`; None when the peer answered success.
-
-        As pynetdicom's send_n_event_report, but its wait for the response ends as soon as the
-        peer asks to release or closes the association (a modality that releases right after
-        its N-ACTION expects the report on a new association) or sends something else, instead
-        of lasting the whole DIMSE timeout.
-        """
-        try:
-            context = assoc._get_valid_context(STORAGE_COMMITMENT_CLASS, "", None)
-            syntax = context.transfer_syntax[0]
-            request = N_EVENT_REPORT()
-            request.MessageID = next(self._message_ids) % 65536
-            request.AffectedSOPClassUID = STORAGE_COMMITMENT_CLASS
-            request.AffectedSOPInstanceUID = STORAGE_COMMITMENT_INSTANCE
-            request.EventTypeID = event_type
-            request.EventInformation = BytesIO(
-                encode(report, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
-            )
-        except Exception as exc:  # no such context, or the report cannot be encoded
-            return f"{type(exc).__name__}: {exc}"
-        try:
-            _pause_reactor(assoc)
-            assoc.dimse.send_msg(request, context.context_id)
-            return _await_response(assoc, request.MessageID)
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-        finally:
-            assoc._reactor_checkpoint.set()
+            return
+        log.warning("%s not delivered (%s): retrying at %s UTC", what, error, retry_at)
+        # the requester's other reports would only wait out the same timeouts now
+        self.service.index.postpone_commitments(record.requester, retry_at)
 
     def _send_on_new_association(self, peer: Peer, report: Any, event_type: int) -> str | None:
         try:
@@ -259,25 +270,54 @@ class CommitmentSCP:
                 cx.abstract_syntax == STORAGE_COMMITMENT_CLASS for cx in assoc.accepted_contexts
             ):
                 return f"{peer.ae_title} did not accept the Storage Commitment context"
-            return self._send(assoc, report, event_type)
+            rsp, _ = assoc.send_n_event_report(
+                report,
+                event_type,
+                STORAGE_COMMITMENT_CLASS,
+                STORAGE_COMMITMENT_INSTANCE,
+                msg_id=_next_message_id(),
+            )
+            return _outcome(getattr(rsp, "Status", None))
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
         finally:
             if assoc.is_established:
                 assoc.release()
 
 
-def _await_response(assoc: Any, message_id: int) -> str | None:
-    """Wait for the N-EVENT-REPORT response: None on success, else why not."""
+def _exchange_report(assoc: Any, report: Any, event_type: int) -> str | None:
+    """Send the N-EVENT-REPORT on `assoc` from its own reactor thread and wait for the answer,
+    serving any request the requester sends meanwhile as the reactor would (PS3.7 D.3.3.3:
+    it may have one outstanding while the report is). None when answered with success.
+
+    The wait ends as soon as the requester asks to release or the association closes (a
+    modality that releases right after its N-ACTION expects the report on a new association),
+    instead of lasting the whole DIMSE timeout.
+    """
+    if not connected(assoc):
+        return "the requesting association closed before the report"
+    context = assoc._get_valid_context(STORAGE_COMMITMENT_CLASS, "", None)
+    syntax = context.transfer_syntax[0]
+    request = N_EVENT_REPORT()
+    request.MessageID = _next_message_id()
+    request.AffectedSOPClassUID = STORAGE_COMMITMENT_CLASS
+    request.AffectedSOPInstanceUID = STORAGE_COMMITMENT_INSTANCE
+    request.EventTypeID = event_type
+    request.EventInformation = BytesIO(
+        encode(report, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+    )
+    assoc.dimse.send_msg(request, context.context_id)
     deadline = time.monotonic() + (assoc.dimse_timeout or 30.0)
     while True:
-        _, message = assoc.dimse.peek_msg()
+        context_id, message = assoc.dimse.get_msg(block=False)
         if isinstance(message, N_EVENT_REPORT) and message.is_valid_response:
-            assoc.dimse.get_msg(block=False)
-            if message.MessageIDBeingRespondedTo != message_id:
+            if message.MessageIDBeingRespondedTo != request.MessageID:
                 return "the requester answered another message"
-            code = message.Status
-            return None if code == status.SUCCESS else f"the requester answered 0x{code:04X}"
-        if message is not None:
-            return "the requester sent a request instead of answering the report"
+            return _outcome(message.Status)
+        if message is not None:  # a request sent meanwhile: serve it now, in this thread
+            assoc._serve_request(message, context_id)
+            deadline = time.monotonic() + (assoc.dimse_timeout or 30.0)
+            continue
         pdu = assoc.dul.peek_next_pdu()
         if isinstance(pdu, A_RELEASE) and pdu.result is None:
             return "the requester released the association before answering"
@@ -288,15 +328,15 @@ def _await_response(assoc: Any, message_id: int) -> str | None:
         time.sleep(0.001)
 
 
-def _pause_reactor(assoc: Any, settle: float = 0.002) -> None:
-    """Hold the association's reactor (as pynetdicom's own send methods do) before another
-    thread sends on it, and make sure it is really held: the reactor may have just passed its
-    checkpoint, and would then take the report's response off the queue as a new request."""
-    assoc._reactor_checkpoint.clear()
-    for _ in range(2):
-        deadline = time.monotonic() + (assoc.dimse_timeout or 30.0)
-        while not assoc._is_paused:
-            if time.monotonic() > deadline or not connected(assoc):
-                raise TimeoutError("the association stayed busy")
-            time.sleep(0.0005)
-        time.sleep(settle)
+def _outcome(code: int | None) -> str | None:
+    if code is None:
+        return "no N-EVENT-REPORT response (timeout or abort)"
+    return None if code == status.SUCCESS else f"the requester answered 0x{code:04X}"
+
+
+def _next_message_id() -> int:
+    return next(_message_ids) % 65535 + 1
+
+
+def _what(record: CommitmentRecord) -> str:
+    return f"storage commitment report {record.transaction_uid} to {record.requester}"

@@ -18,7 +18,6 @@ from io import BytesIO
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import association as _association
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.dsutils import decode, encode
@@ -32,6 +31,7 @@ from .handlers import response_status, set_tcp_nodelay, wake_waiting_sender
 from .policy import Peer
 from .query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
 from .retrieve import Outgoing, SubOperations, batches, choose_syntax
+from .routing import route
 from .service import ArchiveService
 
 log = logging.getLogger(__name__)
@@ -446,22 +446,8 @@ class RetrieveServiceClass(QueryRetrieveServiceClass):
         return None
 
 
-_stock_service_class = _association.uid_to_service_class
-
-
-def _service_class(uid: str) -> Any:
-    if uid in _RETRIEVE_SOP_CLASSES:
-        return RetrieveServiceClass
-    return _stock_service_class(uid)
-
-
 def serve_retrieve(ae: Any, scp: RetrieveSCP) -> None:
-    """Let `scp` answer the C-MOVE and C-GET requests of `ae`'s associations.
-
-    pynetdicom picks a request's service class by SOP class UID in Association._serve_request
-    (association.uid_to_service_class); that lookup is wrapped once per process, and hands
-    the MOVE and GET classes to RetrieveServiceClass (tests/test_get.py pins that other AEs
-    keep pynetdicom's own service).
-    """
-    _association.uid_to_service_class = _service_class
+    """Let `scp` answer the C-MOVE and C-GET requests of `ae`'s associations (routing.py;
+    tests/test_get.py pins that other AEs keep pynetdicom's own service)."""
     _NODES[ae] = scp
+    route(_RETRIEVE_SOP_CLASSES, RetrieveServiceClass)

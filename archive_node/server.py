@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -156,6 +157,9 @@ class ArchiveServer:
             raise ConfigError(
                 f"node.bind/node.port: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
             ) from None
+        # Storage Commitment reports this node (host:port) was delivering when it stopped are
+        # due again before the first association comes in.
+        self.commitment.start(f"{socket.gethostname()}:{self.address[1]}")
         # As AE.start_server(block=False), but polling for shutdown every 50 ms, not 500 ms.
         threading.Thread(
             target=self._server.serve_forever,
@@ -164,8 +168,6 @@ class ArchiveServer:
             daemon=True,
         ).start()
         self.ae._servers.append(self._server)  # so AE.shutdown() stops it too
-        self.service.index.release_commitment_claims()  # a report this node held when it died
-        self.commitment.start()
         host, bound = self.address
         log.info(
             "%s listening on %s:%d, index %s, store %s",

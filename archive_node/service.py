@@ -454,16 +454,20 @@ class ArchiveService:
         action_type: int | None,
         instance_uid: str,
         info: Any,
-        reserved_until: datetime | None = None,
-    ) -> int:
-        """Record an N-ACTION's request for Storage Commitment durably, before it is answered;
-        return its id. Raises Refused (commitment.parse_request), IndexUnavailable."""
+        *,
+        claimant: str,
+        claimed_until: datetime,
+    ) -> CommitmentRecord:
+        """Record an N-ACTION's request for Storage Commitment durably, before it is answered,
+        claimed by `claimant` until `claimed_until`. Raises Refused (commitment.parse_request),
+        IndexUnavailable."""
         request = parse_request(action_type, instance_uid, info)
-        commitment_id = self.index.add_commitment(
+        record = self.index.add_commitment(
             peer.ae_title,
             request.transaction_uid,
             references_to_json(request.references),
-            reserved_until,
+            claimant=claimant,
+            claimed_until=claimed_until,
         )
         log.info(
             "storage commitment %s requested by %s (%s) for %d instance(s)",
@@ -472,7 +476,7 @@ class ArchiveService:
             peer.hospital,
             len(request.references),
         )
-        return commitment_id
+        return record
 
     def commitment_result(self, record: CommitmentRecord, peer: Peer | None) -> CommitmentResult:
         """The outcome of a request, decided once and kept with it (a report delivered after a
@@ -495,7 +499,7 @@ class ArchiveService:
                 else:
                     failed.append(Failure(class_uid, uid, reason))
             result = CommitmentResult(tuple(committed), tuple(failed))
-        self.index.save_commitment_result(record.id, result.to_json())
+        self.index.save_commitment_result(record, result.to_json())
         log.info(
             "storage commitment %s for %s: %d committed, %d failed",
             record.transaction_uid,

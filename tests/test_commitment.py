@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -33,7 +34,7 @@ from archive_node.commitment import EVENT_ALL_COMMITTED, EVENT_FAILURES_EXIST
 from archive_node.handlers import set_tcp_nodelay
 from archive_node.index import SCHEMA_VERSION
 from archive_node.index.commitments import ABANDONED, DELIVERED, PENDING
-from archive_node.index.models import SchemaInfo
+from archive_node.index.models import CommitmentRequest, SchemaInfo, utcnow
 from tests import factory
 from tests.conftest import node_with
 from tests.test_cli import write_config
@@ -269,6 +270,83 @@ def test_a_repeated_transaction_uid_is_decided_and_reported_again(node):
     assert event_type == EVENT_ALL_COMMITTED and len(referenced(info)) == 2
 
 
+def test_requests_sent_while_the_report_is_outstanding_are_served(cnode):
+    """PS3.7 D.3.3.3: the modality may go on asking while the node's report is outstanding;
+    the node serves those requests and still takes the report's answer on that association."""
+    first, second = factory.secondary_capture(), factory.secondary_capture()
+    refs = stored(cnode, first)
+    with modality("UNN_US") as scu:
+        scu.ae.add_requested_context(first.SOPClassUID, SYNTAXES)
+        cnode.service.registry.update_ae("UNN_US", port=scu.listen())
+        assoc = scu.associate(cnode)
+        ds = request(refs)
+        assert n_action(assoc, ds).Status == 0
+        assert [assoc.send_c_echo().Status for _ in range(3)] == [0, 0, 0]
+        assert assoc.send_c_store(second).Status == 0
+        where, event_type, _ = scu.report()
+        wait_for_state(cnode, ds.TransactionUID, DELIVERED)
+        assoc.release()
+        with pytest.raises(queue.Empty):
+            scu.report(timeout=0.5)  # not called back as well
+    assert (where, event_type) == ("association", EVENT_ALL_COMMITTED)
+    assert cnode.service.index.find_instance(second.SOPInstanceUID) is not None
+
+
+# -- claims and generations (several workers and nodes on one index) ---------------------------
+
+
+def test_a_replaced_request_fences_off_its_earlier_generation(service, registry):
+    index = service.index
+    soon = utcnow() + timedelta(minutes=5)
+    old = index.add_commitment("UNN_US", "1.2.3", "[]", claimant="a:1", claimed_until=soon)
+    new = index.add_commitment(
+        "UNN_US", "1.2.3", '[["1.2", "1.3"]]', claimant="a:1", claimed_until=soon
+    )
+    assert (new.id, new.generation) == (old.id, old.generation + 1)
+    assert not index.save_commitment_result(old, '{"committed":[],"failed":[]}')
+    assert not index.commitment_delivered(old)
+    assert not index.commitment_not_delivered(old, "late", None)
+    assert index.commitment(new.id).state == PENDING and index.commitment(new.id).result is None
+    assert index.commitment_delivered(new)
+    assert index.commitment(new.id).state == DELIVERED
+
+
+def test_a_claim_is_taken_once_and_fences_off_the_worker_whose_claim_ran_out(service, registry):
+    index = service.index
+    record = index.add_commitment("UNN_US", "1.2.3", "[]", claimant="a:1", claimed_until=utcnow())
+    first = index.claim_commitment(record.id, "a:1", utcnow() + timedelta(minutes=5))
+    assert first is not None
+    assert index.claim_commitment(record.id, "b:2", utcnow() + timedelta(minutes=5)) is None
+    with index.session(write=True):  # a's claim runs out
+        CommitmentRequest.update(next_attempt_at=utcnow() - timedelta(seconds=1)).execute()
+    second = index.claim_commitment(record.id, "b:2", utcnow() + timedelta(minutes=5))
+    assert second is not None and second.generation > first.generation
+    assert not index.commitment_delivered(first)
+    assert index.commitment_delivered(second)
+
+
+def test_start_up_releases_its_own_and_unheld_claims_not_another_nodes(service, registry):
+    index = service.index
+    later = utcnow() + timedelta(hours=1)
+    mine = index.add_commitment("UNN_US", "1.1", "[]", claimant="a:1", claimed_until=later)
+    theirs = index.add_commitment("UNN_US", "1.2", "[]", claimant="b:2", claimed_until=later)
+    waiting = index.add_commitment("UNN_US", "1.3", "[]", claimant="", claimed_until=later)
+    index.release_commitment_claims("a:1")
+    assert {i for i, _ in index.due_commitments()} == {mine.id, waiting.id}
+    assert theirs.id not in {i for i, _ in index.due_commitments()}
+
+
+def test_a_failed_call_back_postpones_the_requesters_other_reports(service, registry):
+    index = service.index
+    now = utcnow()
+    one = index.add_commitment("UNN_US", "1.1", "[]", claimant="", claimed_until=now)
+    two = index.add_commitment("UNN_US", "1.2", "[]", claimant="", claimed_until=now)
+    other = index.add_commitment("NLSH_CAM", "1.3", "[]", claimant="", claimed_until=now)
+    index.postpone_commitments("UNN_US", now + timedelta(hours=1))
+    assert [i for i, _ in index.due_commitments()] == [other.id]
+    assert {one.id, two.id}.isdisjoint(i for i, _ in index.due_commitments())
+
+
 # -- the report on a new association ------------------------------------------------------------
 
 
@@ -325,9 +403,9 @@ def test_a_disabled_requester_is_not_called_back_until_enabled(cnode, caplog):
     with modality("UNN_US", answer_on_association=False) as scu:
         cnode.service.registry.update_ae("UNN_US", port=scu.listen())
         assoc = scu.associate(cnode)
+        cnode.service.registry.update_ae("UNN_US", enabled=False)  # its open association goes on
         ds = request(refs)
         assert n_action(assoc, ds).Status == 0
-        cnode.service.registry.update_ae("UNN_US", enabled=False)
         assoc.release()
         deadline = time.monotonic() + DEADLINE
         while "the requester is disabled" not in caplog.text:
@@ -446,8 +524,10 @@ def test_schema_2_index_gains_the_commitment_table(service, registry):
         db.execute_sql('DROP TABLE "commitment_request"')
         SchemaInfo.update(value="2").where(SchemaInfo.key == "version").execute()
     assert service.index.init_schema() == (2, SCHEMA_VERSION)
-    commitment_id = service.index.add_commitment("UNN_US", "1.2.3", "[]")
-    assert [r.id for r in service.index.commitments(state=PENDING)] == [commitment_id]
+    record = service.index.add_commitment(
+        "UNN_US", "1.2.3", "[]", claimant="here:1", claimed_until=utcnow()
+    )
+    assert [r.id for r in service.index.commitments(state=PENDING)] == [record.id]
     assert {a.ae_title for a in registry.list_aes()} >= {"UNN_US", "UNN_WS"}
 
 

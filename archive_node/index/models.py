@@ -125,8 +125,9 @@ class Instance(BaseModel):
 class CommitmentRequest(BaseModel):
     """A Storage Commitment request (PS3.4 J.3.2) until its report is delivered (schema 3).
 
-    Kept so that a report survives a restart: `result` is the evaluation, once made, as JSON
-    (commitment.py); a report is due when `state` is pending and `next_attempt_at` has come.
+    Kept so that a report survives a restart: `result` is the decision, once made, as JSON
+    (commitment.py); a report is due when `state` is pending and `next_attempt_at` has come
+    (until then it may be claimed by the node delivering it).
     """
 
     requester = CharField(max_length=16)
@@ -136,6 +137,10 @@ class CommitmentRequest(BaseModel):
     state = CharField(max_length=16, default="pending", index=True)
     attempts = IntegerField(default=0)
     next_attempt_at = DateTimeField(default=utcnow)
+    # Fencing: every new request under the same Transaction UID and every claim bumps the
+    # generation, and a worker writes only while the row still has the generation it got.
+    generation = IntegerField(default=1)
+    claimed_by = TextField(default="")  # the node (host:port) delivering it, until next_attempt_at
     last_error = TextField(default="")
     created_at = DateTimeField(default=utcnow)
     delivered_at = DateTimeField(null=True)

@@ -102,6 +102,7 @@ class CommitmentRecord:
     references: str
     result: str | None
     state: str
+    generation: int
     attempts: int
     last_error: str
     created_at: datetime
