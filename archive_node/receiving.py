@@ -67,28 +67,31 @@ def _decode_msg(self: Any, primitive: Any, assoc: Any = None) -> bool:
     provenance_of, room_problem = receiver
     guarded = _GuardedFile(stream)
     self._data_set_file = guarded
-    problem = room_problem()
-    if problem:
-        guarded.refuse(problem)
-        return done
-    provenance = provenance_of(assoc)
-    if provenance is not None:
-        try:
+    try:  # nothing may escape into pynetdicom's DUL thread: it would end the association
+        problem = room_problem()
+        if problem:
+            guarded.refuse(problem)
+            return done
+        provenance = provenance_of(assoc)
+        if provenance is not None:
             _rewrite_file_meta(stream, provenance, assoc.ae.ae_title)
-        except Exception:  # the image matters more than its provenance: keep receiving
-            log.exception("could not record the sender in %s", self._data_set_path)
+    except OSError as exc:  # the disk, full or failing: refused with 0xA700
+        guarded.refuse(exc.strerror or str(exc))
+    except Exception as exc:  # a half-rewritten file must not be kept
+        log.exception("could not record the sender in %s", self._data_set_path)
+        guarded.refuse(f"file meta not written: {type(exc).__name__}")
     return done
 
 
 def receive_failure(path: Any) -> str | None:
-    """Why the dataset received into `path` could not be written (None: it was); asked once
-    by the C-STORE handler."""
-    with _failures_lock:
-        return _failures.pop(str(path), None)
+    """Why the dataset received into `path` could not be written (None: it was)."""
+    guarded = _guarded.get(str(path))
+    return guarded.failure if guarded is not None else None
 
 
-_failures: dict[str, str] = {}
-_failures_lock = threading.Lock()
+# The guarded file of each dataset being received, by path; an entry goes with its file object
+# (after the C-STORE, or with the association when it aborts mid-transfer).
+_guarded: weakref.WeakValueDictionary[str, _GuardedFile] = weakref.WeakValueDictionary()
 
 
 class _GuardedFile:
@@ -100,10 +103,11 @@ class _GuardedFile:
         self._stream = stream
         self.name = stream.name
         self.file = self  # pynetdicom flushes through .file
-        self._failed = False
+        self.failure: str | None = None
+        _guarded[str(self.name)] = self
 
     def write(self, data: bytes) -> int:
-        if not self._failed:
+        if self.failure is None:
             try:
                 return self._stream.write(data)
             except OSError as exc:
@@ -111,7 +115,7 @@ class _GuardedFile:
         return len(data)
 
     def flush(self) -> None:
-        if not self._failed:
+        if self.failure is None:
             try:
                 self._stream.flush()
             except OSError as exc:
@@ -124,9 +128,7 @@ class _GuardedFile:
 
     def refuse(self, reason: str) -> None:
         """Write no more of this dataset, free what was written, and keep `reason`."""
-        self._failed = True
-        with _failures_lock:
-            _failures[str(self.name)] = reason
+        self.failure = reason
         try:
             os.ftruncate(self._stream.fileno(), 0)
         except OSError:

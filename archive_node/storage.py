@@ -144,12 +144,17 @@ class FilesystemStorage:
         return candidate.relative_to(self.root).as_posix()
 
     def make_durable(self, relative: str) -> None:
-        """fsync a kept file and its directory whatever storage.fsync says: before the node
-        commits to keeping it (Storage Commitment), it must survive power loss."""
+        """fsync a kept file and every directory from it up to the store's root, whatever
+        storage.fsync says: before the node commits to keeping it (Storage Commitment), its
+        name as well as its bytes must survive power loss."""
         path = self.absolute(relative)
         with open(path, "rb") as fh:
             os.fsync(fh.fileno())
-        _fsync_directory(path.parent)
+        root = self.root.resolve()
+        for directory in path.parents:
+            _fsync_directory(directory)
+            if directory == root:
+                break
 
     def exists(self, relative: str) -> bool:
         return self.absolute(relative).is_file()

@@ -111,8 +111,10 @@ def verify(
         after = page[-1].pk
     progress.end()
 
+    orphans = []
     for group in _groups_in_scope(storage, index, rows, progress):
-        report.problems.extend(_orphans(storage, index, group))
+        orphans.extend(_orphans(storage, index, group))
+    report.problems.extend(_settled(storage, index, orphans))
 
     report.seconds = time.monotonic() - started
     log.info(
@@ -211,6 +213,33 @@ def _orphans(storage: FilesystemStorage, index: Index, group: KeptFiles) -> list
         if detail is not None:
             problems.append(Problem(ORPHAN, path, sop_uid, group.study_uid, detail))
     return problems
+
+
+# A serving node links a file into place a few milliseconds before it commits its row: a file
+# younger than this is looked up again once it is this old before it is called an orphan.
+SETTLE_SECONDS = 2.0
+
+
+def _settled(storage: FilesystemStorage, index: Index, orphans: list[Problem]) -> list[Problem]:
+    """The orphans that are still orphans once the youngest has had SETTLE_SECONDS to get its
+    index row (verify beside a serving node)."""
+    young = []
+    for problem in orphans:
+        try:
+            age = time.time() - storage.stat(problem.path).st_mtime
+        except (OSError, InvalidInput):
+            continue
+        if age < SETTLE_SECONDS and problem.sop_instance_uid:
+            young.append((age, problem))
+    if not young:
+        return orphans
+    time.sleep(SETTLE_SECONDS - min(age for age, _ in young))
+    indexed = set()
+    for _, problem in young:
+        record = index.find_instance(problem.sop_instance_uid or "")
+        if record is not None and record.path == problem.path:
+            indexed.add(problem.path)
+    return [p for p in orphans if p.path not in indexed]
 
 
 def _orphan_detail(
