@@ -174,6 +174,13 @@ def wait_for_state(node, transaction_uid: str, state: str) -> None:
         time.sleep(0.02)
 
 
+def wait_for_log(caplog, text: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while text not in caplog.text:
+        assert time.monotonic() < deadline, f"never logged: {text}"
+        time.sleep(0.02)
+
+
 # -- the report on the requesting association ---------------------------------------------------
 
 
@@ -387,10 +394,7 @@ def test_no_port_means_the_report_waits_and_the_log_says_why(cnode, caplog):
         ds = request(refs)
         assert n_action(assoc, ds).Status == 0
         assoc.release()
-        deadline = time.monotonic() + DEADLINE
-        while "no registered host and port" not in caplog.text:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_for_log(caplog, "no registered host and port")
         assert commitment_state(cnode, ds.TransactionUID).state == PENDING
         cnode.service.registry.update_ae("UNN_US", port=scu.listen())  # now the retry delivers
         assert scu.report()[:2] == ("listener", EVENT_ALL_COMMITTED)
@@ -407,10 +411,7 @@ def test_a_disabled_requester_is_not_called_back_until_enabled(cnode, caplog):
         ds = request(refs)
         assert n_action(assoc, ds).Status == 0
         assoc.release()
-        deadline = time.monotonic() + DEADLINE
-        while "the requester is disabled" not in caplog.text:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_for_log(caplog, "the requester is disabled")
         with pytest.raises(queue.Empty):
             scu.report(timeout=0.2)
         cnode.service.registry.update_ae("UNN_US", enabled=True)

@@ -20,6 +20,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, JPEGBaseline8Bit
 
+from archive_node.provenance import Provenance, from_file_meta
 from tests import factory
 
 pytestmark = [
@@ -202,6 +203,8 @@ def test_storescu_mixed_directory_kept_byte_for_byte(node, tmp_path, profile):
         kept_ts = dcmread(kept, stop_before_pixels=True).file_meta.TransferSyntaxUID
         assert kept_ts == source_ts, source.name
         assert record.transfer_syntax_uid == source_ts, source.name
+        kept_meta = dcmread(kept, stop_before_pixels=True).file_meta
+        assert from_file_meta(kept_meta) == Provenance("UNN_US", "UNN", "UNN"), source.name
     assert node.service.index.count_instances() == len(sources)
     assert list(node.service.storage.incoming.iterdir()) == []
 

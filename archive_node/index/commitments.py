@@ -8,19 +8,16 @@ claim ran out, or whose request was replaced meanwhile, changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 
 from peewee import fn
 
-from .models import CommitmentRequest, Hospital, Instance, Series, Study, utcnow
-from .records import CommitmentRecord, InstanceRecord, instance_record
+from .models import CommitmentRequest, utcnow
+from .records import CommitmentRecord
 
 PENDING = "pending"
 DELIVERED = "delivered"
 ABANDONED = "abandoned"
-
-_UID_CHUNK = 500  # SQL parameters per IN (...) lookup
 
 
 class CommitmentQueries:
@@ -180,24 +177,6 @@ class CommitmentQueries:
                 & (CommitmentRequest.claimed_by == "")
                 & (CommitmentRequest.next_attempt_at < until)
             ).execute()
-
-    def instances_by_uid(self, sop_uids: Iterable[str]) -> dict[str, InstanceRecord]:
-        """The indexed instances among `sop_uids`, by SOP Instance UID."""
-        uids = list(dict.fromkeys(sop_uids))
-        found: dict[str, InstanceRecord] = {}
-        with self.session():
-            for start in range(0, len(uids), _UID_CHUNK):
-                rows = (
-                    Instance.select(Instance, Series.series_uid, Study.study_uid, Hospital.code)
-                    .join(Series)
-                    .join(Study)
-                    .switch(Instance)
-                    .join(Hospital)
-                    .where(Instance.sop_uid.in_(uids[start : start + _UID_CHUNK]))
-                )
-                for row in rows:
-                    found[row.sop_uid] = instance_record(row)
-        return found
 
     def commitments(
         self, *, state: str | None = None, limit: int | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from .search import Match
 log = logging.getLogger(__name__)
 
 _AE_FIELDS = ("host", "port", "allow", "scope", "description", "enabled")
+_UID_CHUNK = 500  # SQL parameters per IN (...) lookup
 
 
 class Index(AuditQueries, CommitmentQueries):
@@ -272,16 +273,19 @@ class Index(AuditQueries, CommitmentQueries):
             ).where(Instance.id == row.id).execute()
             return row.path
 
+    def instances_by_uid(self, sop_uids: Iterable[str]) -> dict[str, InstanceRecord]:
+        """The indexed instances among `sop_uids`, by SOP Instance UID."""
+        uids = list(dict.fromkeys(sop_uids))
+        found: dict[str, InstanceRecord] = {}
+        with self.session():
+            for start in range(0, len(uids), _UID_CHUNK):
+                chunk = uids[start : start + _UID_CHUNK]
+                for row in _instances().where(Instance.sop_uid.in_(chunk)):
+                    found[row.sop_uid] = instance_record(row)
+        return found
+
     def _find_instance(self, sop_uid: str) -> InstanceRecord | None:
-        row = (
-            Instance.select(Instance, Series.series_uid, Study.study_uid, Hospital.code)
-            .join(Series)
-            .join(Study)
-            .switch(Instance)
-            .join(Hospital)
-            .where(Instance.sop_uid == sop_uid)
-            .first()
-        )
+        row = _instances().where(Instance.sop_uid == sop_uid).first()
         return instance_record(row) if row is not None else None
 
     @staticmethod
@@ -430,6 +434,17 @@ class Index(AuditQueries, CommitmentQueries):
                 )
                 for uid, pid, issuer, date, desc, code, n_series, n_inst, size in rows
             ]
+
+
+def _instances() -> Any:
+    """Instance rows with what an InstanceRecord needs of their series, study and hospital."""
+    return (
+        Instance.select(Instance, Series.series_uid, Study.study_uid, Hospital.code)
+        .join(Series)
+        .join(Study)
+        .switch(Instance)
+        .join(Hospital)
+    )
 
 
 def _ae_record(row: ApplicationEntity) -> AERecord:
