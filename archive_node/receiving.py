@@ -2,7 +2,7 @@
 
 With STORE_RECV_CHUNKED_DATASET pynetdicom writes each incoming dataset to a file whose File
 Meta Information it builds from the command alone. The node wraps that step once per process,
-for associations of an AE registered with record_provenance() (other AEs are left alone):
+for associations of an AE registered with extend_receiving() (other AEs are left alone):
 - the file meta just written is replaced by one that also records the calling AE, its
   hospital and issuer (provenance.py), before any of the dataset's own bytes follow it;
 - the file is guarded: when free space is already below the reserve as the dataset begins,

@@ -520,7 +520,7 @@ class ArchiveService:
         if held.sop_class_uid != class_uid:
             return FAILURE_CLASS_CONFLICT
         try:
-            facts = self.storage.inspect(self.storage.absolute(held.path))
+            facts = self.storage.digest(self.storage.absolute(held.path))
             if (facts.size, facts.sha256) != (held.size, held.sha256):
                 log.error(
                     "instance %s: %s no longer matches the SHA-256 recorded at receipt: "
