@@ -82,6 +82,9 @@ class FindResponse:
     keyword: str | None = None
 
 
+# A file at an instance's place that no row names, unchanged for this long, is a crash's leftover.
+LEFTOVER_AGE = 300.0
+
 # Matches are answered in pages: computed keys are fetched a page at a time, and no database
 # cursor stays open while the SCU reads responses.
 FIND_PAGE = 200
@@ -102,6 +105,12 @@ class ArchiveService:
         self.storage = storage
         self.registry = Registry(index)
         self.resolver = resolver
+
+    @property
+    def _stale_after(self) -> float:
+        """Seconds after which a file no row names is no other association's store in
+        progress: longer than any wait for the index lock."""
+        return max(LEFTOVER_AGE, 3 * self.config.index.busy_timeout)
 
     @classmethod
     def from_config(cls, config: Config) -> ArchiveService:
@@ -207,7 +216,9 @@ class ArchiveService:
         if existing is not None:
             return self._duplicate(existing, new, received)
 
-        kept = self.storage.keep(received, layout)
+        # No row names this instance, so a file at its place that has not changed for a while
+        # is a leftover of a crash between keeping and indexing: replaced, not kept beside.
+        kept = self.storage.keep(received, layout, stale_after=self._stale_after)
         new = dataclasses.replace(new, path=kept)
         try:
             existing = self.index.record_instance(new)

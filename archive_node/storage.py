@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -115,12 +116,15 @@ class FilesystemStorage:
         """False when free space is below the configured reserve."""
         return shutil.disk_usage(self.root).free >= self.min_free_bytes
 
-    def keep(self, source: Path, relative: str) -> str:
+    def keep(self, source: Path, relative: str, *, stale_after: float | None = None) -> str:
         """Give `source` (already fsynced) a durable name in the store; return that name.
 
         The name is `relative` unless a file is already there (a leftover, or a concurrent
         sender of the same instance), in which case a unique sibling name is chosen: a kept file
-        is never overwritten. `source` is left in place for its owner to remove.
+        is never overwritten. With `stale_after`, the caller knows that no index row names
+        `relative`: a file there that has not changed for that many seconds is a leftover of a
+        crash between keeping a file and indexing it, and is replaced (atomically) instead.
+        `source` is left in place for its owner to remove.
         """
         target = self.absolute(relative)
         self._make_dirs(target.parent)
@@ -132,6 +136,9 @@ class FilesystemStorage:
                     os.link(copied or source, candidate)
                     break
                 except FileExistsError:
+                    if candidate == target and _unchanged_for(target, stale_after):
+                        self._replace(copied or source, target)
+                        break
                     candidate = target.with_name(f"{target.stem}.{uuid.uuid4().hex[:12]}.dcm")
                 except OSError as exc:
                     if exc.errno != errno.EXDEV or copied:
@@ -155,6 +162,18 @@ class FilesystemStorage:
             _fsync_directory(directory)
             if directory == root:
                 break
+
+    @staticmethod
+    def _replace(source: Path, target: Path) -> None:
+        """Put `source` at `target` in one step (a link beside it, renamed over it)."""
+        beside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}")
+        os.link(source, beside)
+        try:
+            os.replace(beside, target)
+        except BaseException:
+            beside.unlink(missing_ok=True)
+            raise
+        log.warning("replaced %s, a leftover no index row named", target.name)
 
     def exists(self, relative: str) -> bool:
         return self.absolute(relative).is_file()
@@ -278,6 +297,15 @@ class FilesystemStorage:
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+
+def _unchanged_for(path: Path, seconds: float | None) -> bool:
+    if seconds is None:
+        return False
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
 
 
 def _facts(fh: Any) -> FileFacts:

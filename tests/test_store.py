@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sqlite3
 import struct
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -441,3 +443,24 @@ def test_referenced_and_streaming_syntaxes_are_not_accepted(node):
     accepted = {cx.abstract_syntax for cx in assoc.accepted_contexts}
     assoc.release()
     assert accepted == {factory.SECONDARY_CAPTURE}
+
+
+@pytest.mark.parametrize(("age", "replaced"), [(3600, True), (0, False)], ids=["old", "young"])
+def test_a_crash_leftover_at_the_instances_place(node, age, replaced):
+    """A file at an instance's place that no row names was left by a crash between keeping and
+    indexing: once it has not changed for a while it is replaced by the resend; a young one may
+    be another association's store in progress, and the resend goes beside it."""
+    ds = factory.secondary_capture()
+    storage = node.service.storage
+    place = storage.layout(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    leftover = storage.root / place
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"the first copy, never indexed")
+    os.utime(leftover, (time.time() - age, time.time() - age))
+    assert store(node, ds) == status.SUCCESS
+    record = node.service.index.find_instance(ds.SOPInstanceUID)
+    kept = storage.absolute(record.path)
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == record.sha256
+    assert (record.path == place) is replaced
+    siblings = sorted(p.name for p in leftover.parent.iterdir())
+    assert len(siblings) == (1 if replaced else 2), siblings
