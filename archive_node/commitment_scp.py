@@ -55,6 +55,7 @@ _IDLE_POLL = 5.0
 
 _NODES: weakref.WeakKeyDictionary[Any, CommitmentSCP] = weakref.WeakKeyDictionary()
 _message_ids = itertools.count(1)
+_answers: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()
 
 
 class CommitmentServiceClass(StorageCommitmentServiceClass):
@@ -308,12 +309,16 @@ def _exchange_report(assoc: Any, report: Any, event_type: int) -> str | None:
     )
     assoc.dimse.send_msg(request, context.context_id)
     deadline = time.monotonic() + (assoc.dimse_timeout or 30.0)
+    # Answers by Message ID: a request served meanwhile may be another N-ACTION, whose own
+    # report's wait may take this report's answer off the queue (and the other way round).
+    answers = _answers.setdefault(assoc, {})
     while True:
+        if request.MessageID in answers:
+            return _outcome(answers.pop(request.MessageID).Status)
         context_id, message = assoc.dimse.get_msg(block=False)
         if isinstance(message, N_EVENT_REPORT) and message.is_valid_response:
-            if message.MessageIDBeingRespondedTo != request.MessageID:
-                return "the requester answered another message"
-            return _outcome(message.Status)
+            answers[message.MessageIDBeingRespondedTo] = message
+            continue
         if message is not None:  # a request sent meanwhile: serve it now, in this thread
             assoc._serve_request(message, context_id)
             deadline = time.monotonic() + (assoc.dimse_timeout or 30.0)

@@ -299,6 +299,28 @@ def test_requests_sent_while_the_report_is_outstanding_are_served(cnode):
     assert cnode.service.index.find_instance(second.SOPInstanceUID) is not None
 
 
+def test_a_second_request_while_the_first_report_waits_for_its_answer(cnode):
+    """The modality asks again before answering the first report: the node serves the second
+    N-ACTION inside the first report's wait, and each report still gets its own answer."""
+    first, second = factory.secondary_capture(), factory.secondary_capture()
+    refs = stored(cnode, first, second)
+    hold = threading.Event()
+    with modality("UNN_US", hold=hold) as scu:
+        cnode.service.registry.update_ae("UNN_US", port=scu.listen())
+        assoc = scu.associate(cnode)
+        one, two = request(refs[:1]), request(refs[1:])
+        assert n_action(assoc, one).Status == 0
+        assert scu.report()[0] == "association"  # the first report, held unanswered
+        assert n_action(assoc, two).Status == 0  # asked again meanwhile
+        hold.set()
+        assert scu.report()[0] == "association"
+        wait_for_state(cnode, one.TransactionUID, DELIVERED)
+        wait_for_state(cnode, two.TransactionUID, DELIVERED)
+        assoc.release()
+        with pytest.raises(queue.Empty):
+            scu.report(timeout=0.5)  # neither was called back
+
+
 # -- claims and generations (several workers and nodes on one index) ---------------------------
 
 
