@@ -545,8 +545,11 @@ def test_schema_2_index_gains_the_commitment_table(service, registry):
     db = service.index.db
     with service.index.session(write=True):
         db.execute_sql('DROP TABLE "commitment_request"')
+        db.execute_sql('DROP INDEX "instance_received_at"')
         SchemaInfo.update(value="2").where(SchemaInfo.key == "version").execute()
     assert service.index.init_schema() == (2, SCHEMA_VERSION)
+    with service.index.session():
+        assert "instance_received_at" in {i.name for i in db.get_indexes("instance")}
     record = service.index.add_commitment(
         "UNN_US", "1.2.3", "[]", claimant="here:1", claimed_until=utcnow()
     )

@@ -117,7 +117,7 @@ class Instance(BaseModel):
     path = TextField()
     size = BigIntegerField()
     sha256 = CharField(max_length=64)
-    received_at = DateTimeField(default=utcnow)
+    received_at = DateTimeField(default=utcnow, index=True)  # indexed from schema 3 (verify)
     calling_ae = CharField(max_length=16)
     hospital = ForeignKeyField(Hospital, backref="instances", on_delete="RESTRICT", index=True)
 

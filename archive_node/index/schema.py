@@ -58,8 +58,12 @@ def _add_matching_keys(db: Database) -> None:
 
 
 def _add_commitment_requests(db: Database) -> None:
-    """Schema 3 (Storage Commitment): pending commitment reports, kept across restarts."""
+    """Schema 3: pending Storage Commitment reports, kept across restarts; an index on when
+    instances were received (`verify --since/--until`)."""
     db.create_tables([CommitmentRequest])
+    db.execute_sql(
+        'CREATE INDEX IF NOT EXISTS "instance_received_at" ON "instance" ("received_at")'
+    )
 
 
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
