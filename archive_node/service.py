@@ -203,14 +203,14 @@ class ArchiveService:
         except InvalidInput as exc:
             raise StoreRejected(status.MALFORMED_UID, str(exc)) from None
         facts = self.storage.inspect(received)
-        new = NewInstance(
-            header=header,
+        new = NewInstance.kept(
+            header,
             path=layout,
             size=facts.size,
             sha256=facts.sha256,
             calling_ae=peer.ae_title,
             hospital=peer.hospital,
-            issuer=header.issuer_of_patient_id or peer.issuer,
+            hospital_issuer=peer.issuer,
         )
         existing = self.index.find_instance(header.sop_instance_uid)
         if existing is not None:

@@ -90,6 +90,30 @@ class NewInstance:
     hospital: str
     issuer: str  # IssuerOfPatientID to record: the dataset's, else the hospital's
 
+    @classmethod
+    def kept(
+        cls,
+        header: InstanceHeader,
+        *,
+        path: str,
+        size: int,
+        sha256: str,
+        calling_ae: str,
+        hospital: str,
+        hospital_issuer: str,
+    ) -> NewInstance:
+        """A kept file's instance, its patient identified in the dataset's own Issuer of
+        Patient ID or, without one, in that of the hospital that sent it."""
+        return cls(
+            header=header,
+            path=path,
+            size=size,
+            sha256=sha256,
+            calling_ae=calling_ae,
+            hospital=hospital,
+            issuer=header.issuer_of_patient_id or hospital_issuer,
+        )
+
 
 @dataclass(frozen=True)
 class CommitmentRecord:

@@ -182,15 +182,14 @@ class _Reindex:
         if sender is None:
             self._problem(UNATTRIBUTED, path, header, why)
             return
-        new = NewInstance(
-            header=header,
+        new = NewInstance.kept(  # as ArchiveService.store records a received file
+            header,
             path=path,
             size=facts.size,
             sha256=facts.sha256,
             calling_ae=sender.calling_ae,
             hospital=sender.hospital,
-            # as ArchiveService.store: the dataset's own issuer, else its sender's hospital's
-            issuer=header.issuer_of_patient_id or sender.issuer,
+            hospital_issuer=sender.issuer,
         )
         # the mtime of a kept file is the end of its receipt: the store links, never rewrites
         received_at = datetime.fromtimestamp(mtime_ns / 1e9, UTC).replace(tzinfo=None)
