@@ -24,7 +24,7 @@ from io import BytesIO
 from typing import Any
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import build_context, build_role, evt
+from pynetdicom import build_context, build_role
 from pynetdicom.dimse_primitives import N_ACTION, N_EVENT_REPORT
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import A_RELEASE
@@ -38,13 +38,12 @@ from .commitment import (
     next_attempt,
 )
 from .errors import IndexUnavailable, Refused
-from .handlers import response_status, set_tcp_nodelay, wake_waiting_sender
+from .handlers import OUTGOING_HANDLERS, connected, response_status
 from .index import CommitmentRecord
-from .index.models import utcnow
 from .policy import Peer
-from .retrieve_scp import connected
 from .routing import route
 from .service import ArchiveService
+from .values import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +256,7 @@ class CommitmentSCP:
                     )
                 ],
                 ext_neg=[build_role(STORAGE_COMMITMENT_CLASS, scu_role=False, scp_role=True)],
-                evt_handlers=[
-                    (evt.EVT_CONN_OPEN, set_tcp_nodelay),
-                    (evt.EVT_CONN_CLOSE, wake_waiting_sender),
-                ],
+                evt_handlers=OUTGOING_HANDLERS,
             )
         except Exception as exc:
             return f"cannot call {peer.ae_title}: {type(exc).__name__}: {exc}"

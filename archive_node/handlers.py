@@ -229,6 +229,21 @@ def set_tcp_nodelay(event: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def connected(assoc: Any) -> bool:
+    """Whether the association can still carry messages. `is_established` alone is updated
+    by the association's own reactor, which is paused while a handler or a C-STORE runs on
+    it: an abort or a dropped connection shows first in the ACSE queue and the DUL thread."""
+    return bool(assoc.is_established and assoc.dul.is_alive() and not assoc.acse.is_aborted())
+
+
+# The handlers of every association the node opens (C-MOVE sub-associations, commitment
+# call-backs): no Nagle delay, and a wait for a response that ends when the peer goes.
+OUTGOING_HANDLERS = [
+    (evt.EVT_CONN_OPEN, set_tcp_nodelay),
+    (evt.EVT_CONN_CLOSE, wake_waiting_sender),
+]
+
+
 def _title(value: Any) -> str:
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")

@@ -18,7 +18,6 @@ from io import BytesIO
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.dsutils import decode, encode
 from pynetdicom.pdu_primitives import P_DATA
@@ -27,7 +26,7 @@ from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from . import status
 from .errors import IndexUnavailable, Refused
-from .handlers import response_status, set_tcp_nodelay, wake_waiting_sender
+from .handlers import OUTGOING_HANDLERS, connected, response_status
 from .policy import Peer
 from .query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
 from .retrieve import Outgoing, SubOperations, batches, choose_syntax
@@ -155,10 +154,7 @@ class RetrieveSCP:
                 destination.port,
                 contexts=[build_context(sop_class, list(ts)) for sop_class, ts in contexts],
                 ae_title=destination.ae_title,
-                evt_handlers=[
-                    (evt.EVT_CONN_OPEN, set_tcp_nodelay),
-                    (evt.EVT_CONN_CLOSE, wake_waiting_sender),
-                ],
+                evt_handlers=OUTGOING_HANDLERS,
             )
         except Exception as exc:  # e.g. a registered title pynetdicom will not call
             log.exception("association to %s failed", where)
@@ -366,13 +362,6 @@ class _Sender:
             self.last_error = "no response (association aborted or timed out)"
             return None
         return int(rsp.Status)
-
-
-def connected(assoc: Any) -> bool:
-    """Whether the association can still carry messages. `is_established` alone is updated
-    by the association's own reactor, which is paused while a handler or a C-STORE runs on
-    it: an abort or a dropped connection shows first in the ACSE queue and the DUL thread."""
-    return bool(assoc.is_established and assoc.dul.is_alive() and not assoc.acse.is_aborted())
 
 
 def bound_send_queue(assoc: Any, limit: int = QUEUED_PDUS) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
-from datetime import date
+from datetime import UTC, date, datetime
 
 _UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
 _HOSPITAL_CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,15}")
@@ -158,3 +158,8 @@ def name_key(name: str) -> str:
     while components and not components[-1]:
         components.pop()
     return "^".join(components).lower()
+
+
+def utcnow() -> datetime:
+    """Now in UTC, without tzinfo: how the index keeps times."""
+    return datetime.now(UTC).replace(tzinfo=None)

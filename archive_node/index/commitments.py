@@ -12,7 +12,8 @@ from datetime import datetime
 
 from peewee import fn
 
-from .models import CommitmentRequest, utcnow
+from ..values import utcnow
+from .models import CommitmentRequest
 from .records import CommitmentRecord
 
 PENDING = "pending"
@@ -83,11 +84,6 @@ class CommitmentQueries:
             if not claimed:
                 return None
             return _record(CommitmentRequest.get_by_id(commitment_id))
-
-    def commitment(self, commitment_id: int) -> CommitmentRecord | None:
-        with self.session():
-            row = CommitmentRequest.get_or_none(CommitmentRequest.id == commitment_id)
-            return _record(row) if row else None
 
     def release_commitment_claims(self, claimant: str) -> None:
         """At `claimant`'s start-up, make due now the pending requests it held (a report a

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from peewee import (
     BigIntegerField,
     BooleanField,
@@ -15,11 +13,8 @@ from peewee import (
     TextField,
 )
 
+from ..values import utcnow
 from .database import database
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class BaseModel(Model):

@@ -12,12 +12,12 @@ from peewee import JOIN, Database, DatabaseError, IntegrityError, fn
 
 from ..errors import Conflict, IndexUnavailable, NotFound
 from ..query import Query
-from ..values import date_key, name_key
+from ..values import date_key, name_key, utcnow
 from . import search
 from .audit import AuditQueries
 from .commitments import CommitmentQueries
 from .database import database, open_database
-from .models import ApplicationEntity, Hospital, Instance, Patient, Series, Study, utcnow
+from .models import ApplicationEntity, Hospital, Instance, Patient, Series, Study
 from .records import (
     AERecord,
     HospitalRecord,
