@@ -145,12 +145,7 @@ class AuditQueries:
         with self.session(write=True):
             changed = (
                 Instance.update(
-                    transfer_syntax_uid=header.transfer_syntax_uid,
-                    instance_number=header.instance_number,
-                    number_of_frames=header.number_of_frames,
-                    path=path,
-                    size=size,
-                    sha256=sha256,
+                    **Instance.file_columns(header, path=path, size=size, sha256=sha256)
                 )
                 .where(
                     (Instance.sop_uid == header.sop_instance_uid) & (Instance.path == displaced)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from peewee import (
     BigIntegerField,
     BooleanField,
@@ -115,6 +117,19 @@ class Instance(BaseModel):
     received_at = DateTimeField(default=utcnow, index=True)  # indexed from schema 3 (verify)
     calling_ae = CharField(max_length=16)
     hospital = ForeignKeyField(Hospital, backref="instances", on_delete="RESTRICT", index=True)
+
+    @staticmethod
+    def file_columns(header: Any, *, path: str, size: int, sha256: str) -> dict[str, Any]:
+        """The columns that follow an instance's kept file: where it is, its size and hash,
+        and what its header says (a replacement or a repair changes these together)."""
+        return {
+            "transfer_syntax_uid": header.transfer_syntax_uid,
+            "instance_number": header.instance_number,
+            "number_of_frames": header.number_of_frames,
+            "path": path,
+            "size": size,
+            "sha256": sha256,
+        }
 
 
 class CommitmentRequest(BaseModel):

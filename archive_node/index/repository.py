@@ -226,12 +226,7 @@ class Index(AuditQueries, CommitmentQueries):
             sop_uid=h.sop_instance_uid,
             series=series,
             sop_class_uid=h.sop_class_uid,
-            transfer_syntax_uid=h.transfer_syntax_uid,
-            instance_number=h.instance_number,
-            number_of_frames=h.number_of_frames,
-            path=new.path,
-            size=new.size,
-            sha256=new.sha256,
+            **Instance.file_columns(h, path=new.path, size=new.size, sha256=new.sha256),
             received_at=received_at or utcnow(),
             calling_ae=new.calling_ae,
             hospital=hospital,
@@ -262,12 +257,7 @@ class Index(AuditQueries, CommitmentQueries):
             if row is None:
                 raise NotFound(f"instance {h.sop_instance_uid} vanished during replacement")
             Instance.update(
-                transfer_syntax_uid=h.transfer_syntax_uid,
-                instance_number=h.instance_number,
-                number_of_frames=h.number_of_frames,
-                path=new.path,
-                size=new.size,
-                sha256=new.sha256,
+                **Instance.file_columns(h, path=new.path, size=new.size, sha256=new.sha256),
                 calling_ae=new.calling_ae,
                 received_at=utcnow(),
             ).where(Instance.id == row.id).execute()
