@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from peewee import fn
 
 from ..errors import NotFound
+from . import recording
 from .models import Hospital, Instance, Series, Study
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class AuditQueries:
                 )
             # as a C-STORE records it: the same patient (latest non-empty demographics win),
             # study (its first instance's hospital), series and instance rows
-            return self._insert_instance(new, hospital, received_at), created
+            return recording.insert_instance(self.db, new, hospital.id, received_at), created
 
     def repoint_instance(
         self, header: InstanceHeader, *, path: str, size: int, sha256: str, displaced: str

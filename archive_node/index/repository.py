@@ -5,15 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
 from peewee import JOIN, Database, DatabaseError, IntegrityError, fn
 
 from ..errors import Conflict, IndexUnavailable, NotFound
 from ..query import Query
-from ..values import date_key, name_key, utcnow
-from . import search
+from ..values import utcnow
+from . import recording, search
 from .audit import AuditQueries
 from .commitments import CommitmentQueries
 from .database import database, open_database
@@ -26,7 +25,7 @@ from .records import (
     StudySummary,
     instance_record,
 )
-from .schema import check_schema, init_schema, study_spans
+from .schema import check_schema, init_schema
 from .search import Match
 
 log = logging.getLogger(__name__)
@@ -208,36 +207,10 @@ class Index(AuditQueries, CommitmentQueries):
         the file; a writer that indexed it since is caught by the conflict and the path check.
         """
         with self.session(write=True):
-            hospital = Hospital.get_or_none(Hospital.code == new.hospital)
+            hospital = recording.hospital_id(self.db, new.hospital)
             if hospital is None:
                 raise NotFound(f"no hospital {new.hospital}")
-            return self._insert_instance(new, hospital)
-
-    def _insert_instance(
-        self, new: NewInstance, hospital: Hospital, received_at: datetime | None = None
-    ) -> InstanceRecord | None:
-        """The patient, study, series and instance rows of `new`, in the caller's transaction
-        (received now unless `received_at` says otherwise); as record_instance returns."""
-        h = new.header
-        patient = self._patient(h, new.issuer)
-        study = self._study(h, patient, hospital)
-        series = self._series(h, study)
-        Instance.insert(
-            sop_uid=h.sop_instance_uid,
-            series=series,
-            sop_class_uid=h.sop_class_uid,
-            **Instance.file_columns(h, path=new.path, size=new.size, sha256=new.sha256),
-            received_at=received_at or utcnow(),
-            calling_ae=new.calling_ae,
-            hospital=hospital,
-        ).on_conflict_ignore().execute()
-        # A concurrent writer may have won the race: then the row names its file, not ours.
-        indexed_path = (
-            Instance.select(Instance.path).where(Instance.sop_uid == h.sop_instance_uid)
-        ).scalar()
-        if indexed_path != new.path:
-            return self._find_instance(h.sop_instance_uid)
-        return None
+            return recording.insert_instance(self.db, new, hospital, utcnow())
 
     def replace_instance(self, new: NewInstance) -> str:
         """Point an existing instance row at a new file; return the path it named until now.
@@ -275,74 +248,7 @@ class Index(AuditQueries, CommitmentQueries):
         return found
 
     def _find_instance(self, sop_uid: str) -> InstanceRecord | None:
-        row = _instances().where(Instance.sop_uid == sop_uid).first()
-        return instance_record(row) if row is not None else None
-
-    @staticmethod
-    def _patient(h: Any, issuer: str) -> Patient:
-        name = h.patient_name
-        Patient.insert(
-            patient_id=h.patient_id,
-            issuer=issuer,
-            patient_name=name,
-            name_key=name_key(name),
-            birth_date=h.patient_birth_date,
-            birth_key=date_key(h.patient_birth_date),
-            sex=h.patient_sex,
-        ).on_conflict_ignore().execute()
-        patient = Patient.get((Patient.patient_id == h.patient_id) & (Patient.issuer == issuer))
-        demographics = {
-            "patient_name": name,
-            "birth_date": h.patient_birth_date,
-            "sex": h.patient_sex,
-        }
-        changed = {k: v for k, v in demographics.items() if v and getattr(patient, k) != v}
-        if changed:  # the latest non-empty demographics win
-            if "patient_name" in changed:
-                changed["name_key"] = name_key(name)
-            if "birth_date" in changed:
-                changed["birth_key"] = date_key(h.patient_birth_date)
-            Patient.update(**changed).where(Patient.id == patient.id).execute()
-        return patient
-
-    @staticmethod
-    def _study(h: Any, patient: Patient, hospital: Hospital) -> Study:
-        Study.insert(
-            study_uid=h.study_uid,
-            patient=patient,
-            hospital=hospital,
-            study_date=h.study_date,
-            study_time=h.study_time,
-            accession_number=h.accession_number,
-            study_id=h.study_id,
-            description=h.study_description,
-            referring_physician=h.referring_physician,
-            **study_spans(h.study_date, h.study_time),
-            referring_key=name_key(h.referring_physician),
-        ).on_conflict_ignore().execute()
-        study = Study.get(Study.study_uid == h.study_uid)
-        if study.patient_id != patient.id:
-            log.warning(
-                "study %s already belongs to another patient; instance filed under it", h.study_uid
-            )
-        return study
-
-    @staticmethod
-    def _series(h: Any, study: Study) -> Series:
-        Series.insert(
-            series_uid=h.series_uid,
-            study=study,
-            modality=h.modality,
-            series_number=h.series_number,
-            description=h.series_description,
-            body_part=h.body_part,
-        ).on_conflict_ignore().execute()
-        series = Series.get(Series.series_uid == h.series_uid)
-        if series.study_id != study.id:
-            log.warning(
-                "series %s already belongs to another study; instance filed under it", h.series_uid
-            )
-        return series
+        return recording.find_instance(self.db, sop_uid)
 
     # -- C-FIND -------------------------------------------------------------------------------
 
