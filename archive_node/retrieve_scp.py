@@ -392,7 +392,9 @@ def bound_send_queue(assoc: Any, limit: int = QUEUED_PDUS) -> None:
 
 
 def _close(sub: Any) -> None:
-    if sub.is_established:
+    # not is_established alone: the sub-association's reactor may not have seen the peer's
+    # abort yet, and a release sent then would wait for an answer that never comes
+    if connected(sub):
         sub.release()
 
 

@@ -14,7 +14,9 @@ from pydicom import config as pydicom_config
 from pydicom import uid as uids
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
+from pynetdicom.transport import ThreadedAssociationServer
 
+from . import reactor
 from .commitment import STORAGE_COMMITMENT_CLASS
 from .commitment_scp import CommitmentSCP
 from .errors import ConfigError
@@ -114,10 +116,12 @@ def build_ae(service: ArchiveService) -> AE:
 class ArchiveServer:
     """The running node: start() listens without blocking, stop() drains and closes."""
 
-    def __init__(self, service: ArchiveService) -> None:
+    def __init__(self, service: ArchiveService, *, worker: int | None = None) -> None:
         self.service = service
+        self.worker = worker  # its number under `serve --workers N`, else None
         self.ae = build_ae(service)
         self.handlers = Handlers(service)
+        reactor.install()
         serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of))
         extend_receiving(
             self.ae, provenance_of=self.handlers.provenance_of, room_problem=service.room_problem
@@ -131,16 +135,19 @@ class ArchiveServer:
         host, port = self._server.server_address[:2]
         return host, port
 
-    def start(self, bind: str | None = None, port: int | None = None) -> tuple[str, int]:
-        """Prepare the store and index, then listen; returns the bound (host, port)."""
+    def start(
+        self,
+        bind: str | None = None,
+        port: int | None = None,
+        *,
+        reuse_port: bool = False,
+        sweep: bool = True,
+    ) -> tuple[str, int]:
+        """Prepare the store and index, then listen; returns the bound (host, port).
+        `reuse_port`: share the port with other processes (workers.py), which swept the
+        node's partial transfers before they started (`sweep` False)."""
         node = self.service.config.node
         self.service.index.check_schema()
-        removed = self.service.storage.sweep_incoming()
-        if removed:
-            log.warning("removed %d partial file(s) of interrupted transfers", removed)
-        # pynetdicom writes each incoming dataset to a NamedTemporaryFile: put it in the store's
-        # filesystem so keeping it is a link, not a copy.
-        tempfile.tempdir = str(self.service.storage.incoming)
         address = (
             bind if bind is not None else node.bind,
             port if port is not None else node.port,
@@ -152,14 +159,29 @@ class ArchiveServer:
                     *self.handlers.bindings(),
                     (evt.EVT_N_ACTION, self.commitment.on_n_action),
                 ],
+                server_class=SharedPortServer if reuse_port else None,
             )
         except OSError as exc:
             raise ConfigError(
                 f"node.bind/node.port: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
             ) from None
-        # Storage Commitment reports this node (host:port) was delivering when it stopped are
-        # due again before the first association comes in.
-        self.commitment.start(f"{socket.gethostname()}:{self.address[1]}")
+        storage = self.service.storage
+        storage.use_node_directory(node_name(self.address[1]))
+        if sweep:
+            removed = storage.sweep_incoming()
+            if removed:
+                log.warning("removed %d partial file(s) of interrupted transfers", removed)
+        else:
+            storage.create()
+        # pynetdicom writes each incoming dataset to a NamedTemporaryFile: put it in the store's
+        # filesystem so keeping it is a link, not a copy.
+        tempfile.tempdir = str(storage.incoming)
+        # Storage Commitment reports this node (host:port, and worker) was delivering when it
+        # stopped are due again before the first association comes in.
+        claimant = f"{socket.gethostname()}:{self.address[1]}"
+        if self.worker is not None:
+            claimant += f"/{self.worker}"
+        self.commitment.start(claimant)
         # As AE.start_server(block=False), but polling for shutdown every 50 ms, not 500 ms.
         threading.Thread(
             target=self._server.serve_forever,
@@ -170,10 +192,11 @@ class ArchiveServer:
         self.ae._servers.append(self._server)  # so AE.shutdown() stops it too
         host, bound = self.address
         log.info(
-            "%s listening on %s:%d, index %s, store %s",
+            "%s listening on %s:%d%s, index %s, store %s",
             node.ae_title,
             host,
             bound,
+            f" (worker {self.worker})" if self.worker is not None else "",
             _safe_url(self.service.index.url),
             self.service.storage.root,
         )
@@ -200,9 +223,16 @@ class ArchiveServer:
     def _active(self) -> list[Any]:
         return [a for a in self.ae.active_associations if a.is_alive()]
 
-    def serve_forever(self, bind: str | None = None, port: int | None = None) -> None:
+    def serve_forever(
+        self,
+        bind: str | None = None,
+        port: int | None = None,
+        *,
+        reuse_port: bool = False,
+        sweep: bool = True,
+    ) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""
-        self.start(bind, port)
+        self.start(bind, port, reuse_port=reuse_port, sweep=sweep)
         previous = {
             sig: signal.signal(sig, lambda *_: self._stopping.set())
             for sig in (signal.SIGTERM, signal.SIGINT)
@@ -215,6 +245,20 @@ class ArchiveServer:
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+class SharedPortServer(ThreadedAssociationServer):
+    """pynetdicom's association server on a socket that other processes bind too: the kernel
+    spreads new connections over them (SO_REUSEPORT, Linux 3.9+)."""
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+def node_name(port: int) -> str:
+    """This node among others sharing a store: its host name and port."""
+    return f"{socket.gethostname()}-{port}"
 
 
 def _safe_url(url: str) -> str:

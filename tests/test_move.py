@@ -576,7 +576,8 @@ def test_requester_abort_stops_the_move(node, tmp_path, caplog):
                 time.sleep(0.005)
         finally:
             release.set()
-    assert len(stores) == 2
+    # the first, and the second if it was under way when the abort was noticed; never the rest
+    assert len(stores) in (1, 2)
 
 
 def test_destination_abort_ends_the_move_at_once(node, tmp_path):

@@ -1,0 +1,259 @@
+"""pynetdicom's two reactor loops, woken by events instead of polled every millisecond.
+
+pynetdicom 3.0.4 runs each association on two threads that poll: the DUL thread sleeps 1 ms
+whenever a turn found nothing to do, and the association thread sleeps 1 ms before every look
+at its DIMSE queue. A C-STORE waits for both on the way in and for the DUL again on the way
+out: ~1.5 ms of idle time per message, more than the node's own work for a small object.
+
+install() replaces both loops once per process, keeping every step they take in the same order:
+- the DUL waits in select() on its socket and on a wake-up pipe that send_pdu() writes to,
+  so it reads a PDU the moment one arrives and sends a primitive the moment one is queued;
+  other conditions (ARTIM timer, kill) are looked at every TURN seconds, as pynetdicom does
+  once per idle turn;
+- the association thread waits instead of sleeping 1 ms per turn: an acceptor's on its DIMSE
+  queue (a request is served the moment it is decoded), a requestor's until one of the node's
+  own send_*() calls asks it to pause (pynetdicom's pause is a cleared Event the caller then
+  polls; the reactor reached it only after its 1 ms sleep, once per C-STORE of a C-MOVE).
+  Release, abort and timeouts are looked at every TURN seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import select
+import threading
+import time
+from typing import Any
+
+from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
+
+log = logging.getLogger(__name__)
+
+TURN = 0.005  # seconds between looks at timers and flags when no event arrives
+
+_install_lock = threading.Lock()
+_installed = False
+_original_send_pdu: Any = None
+_original_assoc_init: Any = None
+
+
+def install() -> None:
+    """Replace pynetdicom's reactor loops in this process (idempotent)."""
+    global _installed, _original_send_pdu, _original_assoc_init
+    with _install_lock:
+        if _installed:
+            return
+        _original_send_pdu = DULServiceProvider.send_pdu
+        _original_assoc_init = Association.__init__
+        DULServiceProvider.run_reactor = _dul_reactor  # type: ignore[method-assign]
+        DULServiceProvider.send_pdu = _send_pdu  # type: ignore[method-assign]
+        Association.__init__ = _association_init  # type: ignore[method-assign]
+        Association._run_reactor = _association_reactor  # type: ignore[method-assign]
+        _installed = True
+
+
+class _Checkpoint(threading.Event):
+    """Association._reactor_checkpoint that also says when someone asked the reactor to pause
+    (cleared it), so that the reactor goes to its pause point at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pause_requested = threading.Event()
+
+    def clear(self) -> None:
+        super().clear()
+        self.pause_requested.set()
+
+
+def _association_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    _original_assoc_init(self, *args, **kwargs)
+    checkpoint = _Checkpoint()
+    checkpoint.set()  # as pynetdicom's: running
+    self._reactor_checkpoint = checkpoint
+
+
+class _Wakeup:
+    """A pipe one thread writes a byte to so that another's select() returns at once."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def fileno(self) -> int:
+        return self._read
+
+    def set(self) -> None:
+        with self._lock:  # never a write to a closed (and maybe reused) descriptor
+            if self._closed:
+                return
+            # a full pipe already holds a pending wake-up
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._write, b"\0")
+
+    def clear(self) -> None:
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            os.close(self._read)
+            os.close(self._write)
+
+
+def _wakeup_of(dul: Any) -> _Wakeup:
+    wakeup = dul.__dict__.get("_archive_wakeup")
+    if wakeup is None:
+        with _install_lock:
+            wakeup = dul.__dict__.get("_archive_wakeup")
+            if wakeup is None:
+                wakeup = dul._archive_wakeup = _Wakeup()
+    return wakeup
+
+
+def _send_pdu(self: Any, primitive: Any) -> None:
+    _original_send_pdu(self, primitive)
+    _wakeup_of(self).set()
+
+
+def _wait_for_work(dul: Any, wakeup: _Wakeup) -> None:
+    """Block until the peer sent data, a primitive was queued, or TURN has passed."""
+    waiting: list[Any] = [wakeup]
+    transport = dul.socket
+    raw = getattr(transport, "socket", None) if transport is not None else None
+    if raw is not None and getattr(transport, "_is_connected", False):
+        waiting.append(raw)
+    # a socket closed under us is noticed by the next turn
+    with contextlib.suppress(OSError, ValueError):
+        select.select(waiting, [], [], TURN)
+    wakeup.clear()
+
+
+def _dul_reactor(self: Any) -> None:
+    """DULServiceProvider.run_reactor of pynetdicom 3.0.4, with _wait_for_work() where it
+    slept for _run_loop_delay."""
+    self._idle_timer.start()
+    wakeup = _wakeup_of(self)
+    sleep = False
+    try:
+        while True:
+            if not self.assoc._dul_ready.is_set():
+                self.assoc._dul_ready.set()
+                sleep = True
+            if sleep:
+                _wait_for_work(self, wakeup)
+            if self._kill_thread:
+                break
+            if self.artim_timer.expired:
+                self.event_queue.put("Evt18")
+            try:
+                # one primitive encoded and sent, or one PDU received, per turn
+                if self._process_recv_primitive():
+                    pass
+                elif self._is_transport_event():
+                    self._idle_timer.restart()
+            except Exception as exc:
+                log.exception("exception in the DUL reactor, aborting the association: %s", exc)
+                abort_pdu = A_ABORT_RQ()
+                abort_pdu.source = 0x02
+                abort_pdu.reason_diagnostic = 0x00
+                self.socket.send(abort_pdu.encode())
+                self.assoc.is_aborted = True
+                self.assoc.is_established = False
+                self.assoc._kill = True
+                self._kill_thread = True
+                return
+            try:
+                event = self.event_queue.get(block=False)
+            except queue.Empty:
+                sleep = True
+                continue
+            self.state_machine.do_action(event)
+            sleep = False
+    finally:
+        wakeup.close()
+
+
+def _association_reactor(self: Any) -> None:
+    """Association._run_reactor of pynetdicom 3.0.4, waiting (_next_message) where it slept
+    1 ms before every non-blocking look at its DIMSE queue."""
+    self._is_paused = False
+    checkpoint = self._reactor_checkpoint
+    while not self._kill:
+        self._is_paused = True
+        checkpoint.wait()
+        self._is_paused = False
+        context_id, msg = _next_message(self)
+        if msg:
+            self._serve_request(msg, context_id)
+        if self.is_established and self.acse.is_release_requested():
+            self.acse.send_release(is_response=True)
+            log.info("Association Released")
+            self.is_released = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_RELEASED, {})
+            self.kill()
+            return
+        if self.acse.is_aborted():
+            message = "Association Aborted"
+            if self.acse.is_aborted("a-p-abort"):
+                message += " (A-P-ABORT)"
+            log.info(message)
+            self.dul.receive_pdu(wait=False)
+            self.is_aborted = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_ABORTED, {})
+            self.kill()
+            return
+        if not self.dul.is_alive():
+            self.kill()
+            return
+        if self.dul.idle_timer_expired():
+            log.error("Network timeout reached")
+            if self.network_timeout_response == "A-RELEASE":
+                self._is_paused = True
+                self._reactor_checkpoint.wait()
+                self.release()
+                self._is_paused = False
+            else:
+                self.abort()
+            self.kill()
+            return
+        if msg is None and self.is_requestor:
+            _wait_for_pause_request(checkpoint)
+    return None
+
+
+def _next_message(assoc: Any) -> tuple[Any, Any]:
+    """The next DIMSE request for the reactor to serve, or (None, None). An acceptor waits
+    up to TURN for one; a requestor's requests come from the node's own thread, which pauses
+    the reactor for each and reads the answers itself: it only looks."""
+    if not assoc.is_acceptor:
+        return assoc.dimse.get_msg(block=False)
+    try:
+        return assoc.dimse.msg_queue.get(timeout=TURN)
+    except queue.Empty:
+        return None, None
+
+
+def _wait_for_pause_request(checkpoint: Any) -> None:
+    """A requestor's idle turn, after its checks for release and abort (as pynetdicom's 1 ms
+    sleep was): until the node's thread asks it to pause, at most TURN."""
+    pause = getattr(checkpoint, "pause_requested", None)
+    if pause is None:  # an association made before install()
+        time.sleep(0.001)
+        return
+    pause.wait(TURN)
+    pause.clear()
