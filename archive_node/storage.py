@@ -26,6 +26,7 @@ INCOMING = ".incoming"
 # What a walk of the kept files leaves out: transfers in progress, and the directory fsck
 # keeps at a filesystem's root (the store may be a mount point; it is root's, mode 0700).
 NOT_KEPT = frozenset({INCOMING, "lost+found"})
+DURABLE_DIRS_REMEMBERED = 10_000  # then forgotten (and fsynced again once used)
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,19 @@ class FilesystemStorage:
         self.fsync = fsync
         self.min_free_bytes = min_free_bytes
         self._dirs_lock = threading.Lock()
+        self._durable_dirs: set[Path] = set()  # made durable by this process (_make_dirs)
+        self._node = ""
 
     @property
     def incoming(self) -> Path:
-        """Where partial transfers are written; on the store's filesystem so keeping is a link."""
-        return self.root / INCOMING
+        """Where partial transfers are written; on the store's filesystem so keeping is a link.
+        A serving node writes in its own directory below it (use_node_directory)."""
+        return self.root / INCOMING / self._node if self._node else self.root / INCOMING
+
+    def use_node_directory(self, node: str) -> None:
+        """Write partial transfers in .incoming/`node`: nodes sharing one store (NFS) each
+        sweep only their own at start-up, never another's transfers in progress."""
+        self._node = node.replace("/", "_").replace(os.sep, "_")
 
     def create(self) -> None:
         """Create the store's directories. Raises ConfigError when that is impossible."""
@@ -77,17 +86,25 @@ class FilesystemStorage:
         except OSError as exc:
             raise ConfigError(f"storage.path: cannot use {self.root}: {exc.strerror}") from None
 
-    def sweep_incoming(self) -> int:
+    def sweep_incoming(self, *, loose_after: float = 300.0) -> int:
         """Remove partial files of interrupted transfers; return how many.
 
-        Only for a node that is starting: a running node's transfers in progress live there.
+        Only for a node that is starting, in its own directory: a running node's transfers in
+        progress live there. Files lying in .incoming itself (written by the CLI, or by an
+        earlier version) go once unchanged for `loose_after` seconds.
         """
         self.create()
         removed = 0
+        shared = self.root / INCOMING
         for entry in self.incoming.iterdir():
             if entry.is_file():
                 entry.unlink(missing_ok=True)
                 removed += 1
+        if self.incoming != shared:
+            for entry in shared.iterdir():
+                if entry.is_file() and _unchanged_for(entry, loose_after):
+                    entry.unlink(missing_ok=True)
+                    removed += 1
         return removed
 
     def layout(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
@@ -185,21 +202,28 @@ class FilesystemStorage:
         self._sync_dirs([path.parent])
 
     def _make_dirs(self, directory: Path) -> None:
-        """mkdir -p whose new entries are durable before any thread can see the directory.
+        """mkdir -p whose entries are durable before this process keeps a file below them.
 
-        Under one lock, so a thread that finds a directory already there knows its creator has
-        fsynced the parents: otherwise it could acknowledge a file in a directory that a crash
-        would still take away.
+        Another thread, another worker or another node sharing the store may have created a
+        directory a moment ago and not yet fsynced its parent; a file acknowledged in it could
+        then vanish with it in a crash. So the first time this process uses a directory, it
+        fsyncs the parent of each directory on the way down from the root, whoever made them;
+        under one lock, so a thread that finds a directory in the set knows it is durable.
         """
         with self._dirs_lock:
-            missing = []
+            if directory in self._durable_dirs:
+                return
+            chain = []
             probe = directory
-            while not probe.exists():
-                missing.append(probe)
+            while probe != self.root and probe not in self._durable_dirs:
+                chain.append(probe)
                 probe = probe.parent
-            for path in reversed(missing):
-                path.mkdir()
-            self._sync_dirs([p.parent for p in missing])
+            for path in reversed(chain):
+                path.mkdir(exist_ok=True)  # another process may make it at the same moment
+            self._sync_dirs([p.parent for p in reversed(chain)])
+            if len(self._durable_dirs) >= DURABLE_DIRS_REMEMBERED:
+                self._durable_dirs.clear()
+            self._durable_dirs.update(chain)
 
     def _copy_in(self, source: Path) -> Path:
         """Copy a file from another filesystem into the incoming area, fsynced."""

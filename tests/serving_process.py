@@ -85,7 +85,9 @@ class Archive:
 
     @property
     def incoming(self) -> Path:
-        return self.storage / ".incoming"
+        """Where this node writes partial transfers: its own directory (host-port) below
+        the store's .incoming."""
+        return self.storage / ".incoming" / f"{socket.gethostname()}-{self.port}"
 
     @property
     def log_path(self) -> Path:

@@ -88,7 +88,7 @@ def sop_uid(path: Path) -> str:
 
 def incoming_files(storage: Path) -> list[Path]:
     area = storage / ".incoming"
-    return sorted(area.iterdir()) if area.exists() else []
+    return sorted(p for p in area.rglob("*") if p.is_file())  # each node writes in its own
 
 
 # -- in-process node, SQLite and PostgreSQL ----------------------------------------------------

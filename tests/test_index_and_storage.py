@@ -175,6 +175,28 @@ def test_sweep_removes_partial_transfers(storage):
     assert list(storage.incoming.iterdir()) == []
 
 
+def test_a_node_sweeps_only_its_own_partial_transfers(storage):
+    """Nodes sharing a store (NFS) each write in .incoming/<host>-<port>: one starting up must
+    not remove another's transfers in progress. Loose files in .incoming itself (the CLI's,
+    an earlier version's) go once they have not changed for a while."""
+    shared = storage.root / ".incoming"
+    other = shared / "other-host-11112"
+    other.mkdir(parents=True)
+    (other / "tmp-in-progress.dcm").write_bytes(b"another node's transfer")
+    young, old = shared / "copy-young.dcm", shared / "copy-old.dcm"
+    young.write_bytes(b"a CLI copy being made")
+    old.write_bytes(b"left by a crash")
+    an_hour_ago = os.stat(old).st_mtime - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    storage.use_node_directory("this-host-11112")
+    assert storage.incoming == shared / "this-host-11112"
+    storage.create()
+    (storage.incoming / "tmp-mine.dcm").write_bytes(b"partial")
+    assert storage.sweep_incoming() == 2  # its own, and the old loose file
+    assert list(storage.incoming.iterdir()) == []
+    assert (other / "tmp-in-progress.dcm").exists() and young.exists() and not old.exists()
+
+
 def test_inspect_hashes_in_chunks(storage, tmp_path):
     import hashlib
 
