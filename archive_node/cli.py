@@ -203,9 +203,15 @@ def _register_demo(registry) -> None:
 @command(cli)
 @click.option("--bind", help="Override node.bind.")
 @click.option("--port", type=int, help="Override node.port.")
-def serve(bind: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Override node.workers: processes sharing the port, one core each.",
+)
+def serve(bind: str | None, port: int | None, workers: int | None) -> None:
     """Run the node until SIGTERM or SIGINT (running associations get a grace period)."""
     from .server import ArchiveServer
+    from .workers import Supervisor
 
     service = get_service()
     config = service.config
@@ -213,7 +219,11 @@ def serve(bind: str | None, port: int | None) -> None:
         log.warning("storage.fsync is off: acknowledged instances may be lost on power failure")
     if config.storage.min_free_mb == 0:
         log.warning("storage.min_free_mb is 0: a full disk fails stores mid-transfer")
-    ArchiveServer(service).serve_forever(bind, port)
+    workers = workers or config.node.workers
+    if workers == 1:
+        ArchiveServer(service).serve_forever(bind, port)
+    else:
+        sys.exit(Supervisor(service, workers).run(bind, port))
 
 
 # -- hospitals ---------------------------------------------------------------------------------

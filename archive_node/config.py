@@ -105,6 +105,15 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "node",
+        "workers",
+        int,
+        1,
+        "Processes serving the port (SO_REUSEPORT): one uses one core; use up to the core count.",
+        minimum=1,
+        maximum=64,
+    ),
+    Setting(
         "storage",
         "path",
         str,
@@ -211,6 +220,7 @@ class NodeConfig:
     dimse_timeout: float
     network_timeout: float
     shutdown_grace: float
+    workers: int
 
 
 @dataclass(frozen=True)

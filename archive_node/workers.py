@@ -1,0 +1,217 @@
+"""`serve --workers N`: N node processes sharing one port (SO_REUSEPORT), one store, one index.
+
+One Python process computes on one core at a time, so a node that should use a machine's cores
+runs several. The supervisor checks the index and sweeps the node's partial transfers once,
+then forks the workers before it has started any thread (a fork copies only the calling
+thread), and forks a worker again when one dies. Each worker is a whole node (server.py) on
+its own socket bound to the same address; the kernel spreads new connections over them.
+SIGTERM or SIGINT is passed on to every worker, which drains as a single node does.
+
+What the workers share lives in the index (SQLite in WAL with IMMEDIATE transactions, or
+PostgreSQL) and the store; node.max_associations counts per worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .server import ArchiveServer, node_name
+from .service import ArchiveService
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY = 1.0  # seconds before a dead worker is forked again, doubling while it keeps dying
+RESTART_DELAY_MAX = 30.0
+QUICK_DEATH = 10.0  # a worker that dies sooner than this after its start did not start
+QUICK_DEATHS_ALLOWED = 3  # in a row, for one worker: then the node gives up
+STOP_MARGIN = 15.0  # seconds beyond node.shutdown_grace before a worker is killed
+
+
+@dataclass
+class _Worker:
+    number: int
+    pid: int = 0
+    started: float = 0.0
+    quick_deaths: int = 0
+    due: float = 0.0  # when a dead worker is forked again
+
+
+class Supervisor:
+    """Runs `count` workers of one node until SIGTERM or SIGINT; run() returns the exit code."""
+
+    def __init__(self, service: ArchiveService, count: int) -> None:
+        self.service = service
+        self.workers = [_Worker(number) for number in range(1, count + 1)]
+        self._stopping = threading.Event()  # set from signal handlers; no thread is started
+
+    def run(self, bind: str | None = None, port: int | None = None) -> int:
+        node = self.service.config.node
+        address = (
+            bind if bind is not None else node.bind,
+            port if port is not None else node.port,
+        )
+        # Held (bound, never listening) for the node's lifetime: the port is resolved once,
+        # workers forked again later bind the same one, and a port in use fails here.
+        holder = _bind_shared(address)
+        address = (address[0], holder.getsockname()[1])
+        try:
+            self.service.index.check_schema()
+            storage = self.service.storage
+            storage.use_node_directory(node_name(address[1]))
+            removed = storage.sweep_incoming()
+            if removed:
+                log.warning("removed %d partial file(s) of interrupted transfers", removed)
+            self.service.index.close()  # no connection may be shared across the fork
+            previous = {
+                sig: signal.signal(sig, lambda *_: self._stopping.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)
+            }
+            log.info(
+                "%d workers serving %s:%d (supervisor pid %d)",
+                len(self.workers),
+                *address,
+                os.getpid(),
+            )
+            try:
+                return self._supervise(address)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+        finally:
+            holder.close()
+
+    def _supervise(self, address: tuple[str, int]) -> int:
+        for worker in self.workers:
+            self._fork(worker, address)
+        code = 0
+        while not self._stopping.is_set():
+            self._reap(address)
+            if any(w.quick_deaths >= QUICK_DEATHS_ALLOWED for w in self.workers):
+                log.error("a worker keeps failing at start-up: stopping the node")
+                code = 1
+                break
+            now = time.monotonic()
+            for worker in self.workers:
+                if not worker.pid and now >= worker.due:
+                    self._fork(worker, address)
+            self._stopping.wait(0.2)
+        log.info("stopping %d workers", sum(1 for w in self.workers if w.pid))
+        self._stop_all()
+        return code
+
+    def _fork(self, worker: _Worker, address: tuple[str, int]) -> None:
+        # Signals wait until the worker has dropped the supervisor's handlers (which would only
+        # set the worker's copy of _stopping): then SIGTERM ends it at once until it serves.
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        supervisor = os.getpid()
+        pid = os.fork()
+        if pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+        else:  # the worker: a whole node on the shared port, until SIGTERM
+            code = 1
+            try:
+                for sig in stop_signals:
+                    signal.signal(sig, signal.SIG_DFL)  # until the server installs its own
+                _end_with(supervisor)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+                server = ArchiveServer(self.service, worker=worker.number)
+                server.serve_forever(*address, reuse_port=True, sweep=False)
+                code = 0
+            except ConfigError as exc:
+                log.error("worker %d: %s", worker.number, exc)
+            except BaseException:
+                log.exception("worker %d failed", worker.number)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        worker.pid, worker.started = pid, time.monotonic()
+
+    def _reap(self, address: tuple[str, int]) -> None:
+        """Notice workers that ended; schedule their restart."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = next((w for w in self.workers if w.pid == pid), None)
+            if worker is None:
+                continue
+            lived = time.monotonic() - worker.started
+            worker.pid = 0
+            worker.quick_deaths = worker.quick_deaths + 1 if lived < QUICK_DEATH else 0
+            delay = min(RESTART_DELAY * 2 ** max(worker.quick_deaths - 1, 0), RESTART_DELAY_MAX)
+            worker.due = time.monotonic() + delay
+            log.error(
+                "worker %d (pid %d) ended (%s) after %.0f s: starting it again in %.0f s",
+                worker.number,
+                pid,
+                _describe(status),
+                lived,
+                delay,
+            )
+
+    def _stop_all(self) -> None:
+        running = [w for w in self.workers if w.pid]
+        for worker in running:
+            _signal(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.service.config.node.shutdown_grace + STOP_MARGIN
+        while running and time.monotonic() < deadline:
+            for worker in list(running):
+                pid, _status = os.waitpid(worker.pid, os.WNOHANG)
+                if pid:
+                    running.remove(worker)
+                    worker.pid = 0
+            time.sleep(0.05)
+        for worker in running:
+            log.error("worker %d (pid %d) did not stop: killed", worker.number, worker.pid)
+            _signal(worker.pid, signal.SIGKILL)
+            os.waitpid(worker.pid, 0)
+            worker.pid = 0
+
+
+def _bind_shared(address: tuple[str, int]) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"node.bind/node.port: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
+        ) from None
+    return sock
+
+
+def _end_with(supervisor: int) -> None:
+    """SIGTERM this process when the supervisor dies (Linux prctl PR_SET_PDEATHSIG): a worker
+    left behind by a killed supervisor drains and ends, it does not hold the port."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != supervisor:  # it died before the prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
