@@ -24,7 +24,7 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import build_context
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
-from . import status
+from . import commands, status
 from .errors import IndexUnavailable, Refused
 from .handlers import OUTGOING_HANDLERS, connected, response_status
 from .policy import Peer
@@ -244,7 +244,20 @@ class _Exchange:
         self._send(response_status(refused.status, str(refused), refused.keyword))
 
     def pending(self, ops: SubOperations) -> None:
-        self._send(response_status(status.PENDING), ops)
+        """A pending response with the counts, packed by hand (commands.py) and queued as
+        pynetdicom queues its own: one P-DATA with the whole command (PS3.8 E.2)."""
+        command = commands.pending_response(
+            commands.C_MOVE_RSP if isinstance(self.rsp, C_MOVE) else commands.C_GET_RSP,
+            self.req.AffectedSOPClassUID,
+            self.req.MessageID,
+            remaining=ops.remaining,
+            completed=ops.completed,
+            failed=ops.failed,
+            warning=ops.warning,
+        )
+        pdata = P_DATA()
+        pdata.presentation_data_value_list.append((self.context.context_id, b"\x03" + command))
+        self.provider.assoc.dul.send_pdu(pdata)
 
     def finish(self, ops: SubOperations) -> None:
         code = ops.final_status(self.cancelled)

@@ -1,0 +1,52 @@
+"""Pending C-MOVE and C-GET responses, encoded by hand (PS3.7 9.3.3.2, 9.3.4.2, annex E).
+
+pynetdicom builds each response as a pydicom Dataset, validates and encodes it, about 1 ms; a
+pending response after every sub-operation was a quarter of a C-MOVE's CPU. A pending response
+is always the same nine command elements in Implicit VR Little Endian (PS3.7 6.3.1), only the
+Message ID and the counts change, so it is packed directly.
+"""
+
+from __future__ import annotations
+
+import struct
+
+C_GET_RSP = 0x8010
+C_MOVE_RSP = 0x8021
+PENDING = 0xFF00
+NO_DATA_SET = 0x0101  # Command Data Set Type: no data set follows (PS3.7 E.1)
+
+_US = struct.Struct("<HHIH")  # group, element, length 2, value
+_UL = struct.Struct("<HHII")
+
+
+def pending_response(
+    command_field: int,
+    sop_class_uid: str,
+    message_id: int,
+    *,
+    remaining: int,
+    completed: int,
+    failed: int,
+    warning: int,
+) -> bytes:
+    """The command set of a pending C-GET-RSP or C-MOVE-RSP with its sub-operation counts."""
+    remaining, completed, failed, warning = (
+        min(count, 0xFFFF) for count in (remaining, completed, failed, warning)
+    )  # US values; a count beyond 65,535 is shown as 65,535
+    uid = sop_class_uid.encode("ascii")
+    if len(uid) % 2:
+        uid += b"\0"  # UI values are padded to even length with a NULL (PS3.5 6.2)
+    elements = b"".join(
+        (
+            struct.pack("<HHI", 0x0000, 0x0002, len(uid)) + uid,  # Affected SOP Class UID
+            _US.pack(0x0000, 0x0100, 2, command_field),
+            _US.pack(0x0000, 0x0120, 2, message_id),  # Message ID Being Responded To
+            _US.pack(0x0000, 0x0800, 2, NO_DATA_SET),
+            _US.pack(0x0000, 0x0900, 2, PENDING),  # Status
+            _US.pack(0x0000, 0x1020, 2, remaining),
+            _US.pack(0x0000, 0x1021, 2, completed),
+            _US.pack(0x0000, 0x1022, 2, failed),
+            _US.pack(0x0000, 0x1023, 2, warning),
+        )
+    )
+    return _UL.pack(0x0000, 0x0000, 4, len(elements)) + elements  # Command Group Length
