@@ -59,15 +59,26 @@ def install() -> None:
 
 
 class _Checkpoint(threading.Event):
-    """Association._reactor_checkpoint that also says when someone asked the reactor to pause
-    (cleared it), so that the reactor goes to its pause point at once."""
+    """Association._reactor_checkpoint, made safe to pause on.
+
+    pynetdicom's send_*() clear it, then wait for the reactor's _is_paused, then send and read
+    the answer from the DIMSE queue. Its reactor sets _is_paused False only after wait()
+    returned, so a send_*() that clears the checkpoint just after it was set again (the next
+    C-STORE of a C-MOVE) could see a stale True and send while the reactor goes on to read that
+    queue and take the answer ("Received unexpected C-STORE service message", then a 30 s
+    wait). Here the reactor leaves its pause point under `lock` and only if the checkpoint is
+    still set (resumed), and clear() takes the same lock. clear() also says that a pause was
+    asked for, so that an idle reactor goes to its pause point at once.
+    """
 
     def __init__(self) -> None:
         super().__init__()
+        self.lock = threading.Lock()
         self.pause_requested = threading.Event()
 
     def clear(self) -> None:
-        super().clear()
+        with self.lock:
+            super().clear()
         self.pause_requested.set()
 
 
@@ -184,17 +195,35 @@ def _dul_reactor(self: Any) -> None:
             sleep = False
     finally:
         wakeup.close()
+        _release_waiting_acceptor(self.assoc)
+
+
+def _release_waiting_acceptor(assoc: Any) -> None:
+    """An acceptor whose connection ended before its A-ASSOCIATE-RQ came (a load balancer's
+    TCP check, a port scan) would wait node.acse_timeout for it, holding an association slot
+    and a stopping node: give it the end of its wait at once."""
+    waiting = assoc.is_acceptor and assoc.requestor.primitive is None
+    if waiting and not assoc.is_established and assoc.dul.to_user_queue.empty():
+        assoc.dul.to_user_queue.put(None)
 
 
 def _association_reactor(self: Any) -> None:
     """Association._run_reactor of pynetdicom 3.0.4, waiting (_next_message) where it slept
     1 ms before every non-blocking look at its DIMSE queue."""
     self._is_paused = False
+    try:
+        _react(self)
+    finally:
+        # A reactor that has ended counts as paused for good: a send_*() or release() asked
+        # for later must not wait for it forever.
+        self._is_paused = True
+
+
+def _react(self: Any) -> None:
     checkpoint = self._reactor_checkpoint
     while not self._kill:
-        self._is_paused = True
-        checkpoint.wait()
-        self._is_paused = False
+        if not _leave_pause_point(self, checkpoint) or self._kill:
+            continue
         context_id, msg = _next_message(self)
         if msg:
             self._serve_request(msg, context_id)
@@ -233,7 +262,21 @@ def _association_reactor(self: Any) -> None:
             return
         if msg is None and self.is_requestor:
             _wait_for_pause_request(checkpoint)
-    return None
+
+
+def _leave_pause_point(assoc: Any, checkpoint: Any) -> bool:
+    """Wait while the reactor is paused; True when it may go on (False: paused again)."""
+    assoc._is_paused = True
+    checkpoint.wait()
+    lock = getattr(checkpoint, "lock", None)
+    if lock is None:  # an association made before install()
+        assoc._is_paused = False
+        return True
+    with lock:
+        if not checkpoint.is_set() or assoc._kill:  # paused again, or killed meanwhile
+            return False
+        assoc._is_paused = False
+        return True
 
 
 def _next_message(assoc: Any) -> tuple[Any, Any]:

@@ -16,7 +16,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
-from . import reactor
+from . import reactor, sending
 from .commitment import STORAGE_COMMITMENT_CLASS
 from .commitment_scp import CommitmentSCP
 from .errors import ConfigError
@@ -122,6 +122,7 @@ class ArchiveServer:
         self.ae = build_ae(service)
         self.handlers = Handlers(service)
         reactor.install()
+        sending.install()
         serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of))
         extend_receiving(
             self.ae, provenance_of=self.handlers.provenance_of, room_problem=service.room_problem
@@ -209,6 +210,11 @@ class ArchiveServer:
         grace = self.service.config.node.shutdown_grace if grace is None else grace
         server, self._server = self._server, None
         server.shutdown()
+        # Connections that have not asked for an association yet hold nothing worth waiting
+        # for: their DUL ends now, and with it their wait for an A-ASSOCIATE-RQ (reactor.py).
+        for assoc in self._active():
+            if not assoc.is_established and assoc.requestor.primitive is None:
+                assoc.dul.kill_dul()
         deadline = time.monotonic() + grace
         while self._active() and time.monotonic() < deadline:
             time.sleep(0.05)

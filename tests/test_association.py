@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 import time
 
@@ -142,3 +143,39 @@ def test_a_broken_registry_row_rejects_instead_of_admitting(node, index_url):
             ApplicationEntity.ae_title == "UNN_US"
         ).execute()
     assert rejection(associate(node, "UNN_US")) == (2, 1, 1)
+
+
+def _active(node) -> list:
+    return [a for a in node.server.ae.active_associations if a.is_alive()]
+
+
+def _wait_for_no_association(node, deadline: float = 10.0) -> None:
+    """Poll until no association is alive (the node's ACSE timeout here is 30 s)."""
+    end = time.monotonic() + deadline
+    while _active(node):
+        assert time.monotonic() < end, f"still alive: {_active(node)}"
+        time.sleep(0.01)
+
+
+def test_a_connection_closed_before_its_association_request_frees_its_slot(node):
+    """A load balancer's TCP check connects and closes: pynetdicom alone held the slot (and a
+    stopping node) until the ACSE timeout."""
+    with socket.create_connection((node.host, node.port)):
+        end = time.monotonic() + 10
+        while not _active(node):
+            assert time.monotonic() < end, "the connection never reached the node"
+            time.sleep(0.01)
+    _wait_for_no_association(node)
+
+
+def test_stopping_ends_connections_that_never_asked_for_an_association(node, caplog):
+    """A silent connection (a port scan) does not hold the node's stop for its grace period."""
+    with socket.create_connection((node.host, node.port)):
+        end = time.monotonic() + 10
+        while not _active(node):
+            assert time.monotonic() < end, "the connection never reached the node"
+            time.sleep(0.01)
+        with caplog.at_level(logging.WARNING, logger="archive_node"):
+            node.server.stop(grace=30)
+    assert "aborting" not in caplog.text
+    assert not _active(node)
