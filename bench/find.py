@@ -8,6 +8,9 @@ import contextlib
 import json
 import os
 import random
+import re
+import shlex
+import shutil
 import socket
 import statistics
 import subprocess
@@ -26,6 +29,7 @@ from archive_node.index import Index
 from archive_node.scu import echo
 from bench.corpus import DAYS, FIRST_DAY, Corpus, populate
 
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK's switch for Nagle's algorithm
 PG_ADMIN_URL = os.environ.get("ARCHIVE_NODE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1/test")
 RETURN_KEYS = (
     "PatientName",
@@ -68,7 +72,24 @@ def query_types(corpus: Corpus, rng: random.Random) -> dict[str, Callable[[], di
             "ModalitiesInStudy": rng.choice(["US", "XC", "ES"]),
             "StudyDate": day(rng.randrange(DAYS)),
         },
+        # as many days as hold ~150 studies at this size (a month at 20,000, 6 days at 100,000)
+        "StudyDate range ~150 hits": lambda: date_range(corpus, RANGE_HITS, rng),
     }
+
+
+RANGE_HITS = 150  # the issue's StudyDate range target: ~150 matches in < 30 ms
+LARGE_HITS = 5000  # the large result DCMTK findscu receives
+
+
+def date_range(corpus: Corpus, hits: int, rng: random.Random | None = None) -> dict[str, str]:
+    """A StudyDate range of as many days as hold about `hits` of the corpus's studies (their
+    dates are uniform over DAYS days), starting on a random day (the first day without rng)."""
+    from datetime import timedelta
+
+    width = min(DAYS, max(1, round(hits * DAYS / corpus.studies)))
+    start = rng.randrange(DAYS - width + 1) if rng else 0
+    first, last = (FIRST_DAY + timedelta(days=d) for d in (start, start + width - 1))
+    return {"StudyDate": f"{first:%Y%m%d}-{last:%Y%m%d}"}
 
 
 # The same draws, asked by an AE with scope hospital (its hospital's studies only).
@@ -79,6 +100,43 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    """Whether some socket listens on TCP `port` (Linux /proc/net; True when unreadable).
+    Asked instead of connecting: a connection closed before its A-ASSOCIATE-RQ holds up
+    `archive-node serve`'s shutdown for the whole ACSE timeout."""
+    try:
+        tables = [Path(f"/proc/net/{name}").read_text() for name in ("tcp", "tcp6")]
+    except OSError:
+        return True
+    for table in tables:
+        for line in table.splitlines()[1:]:
+            # sl local_address rem_address st ...: "0100007F:2B67", state 0A is LISTEN
+            fields = line.split()
+            if fields[1].rsplit(":", 1)[1] == f"{port:04X}" and fields[3] == "0A":
+                return True
+    return False
+
+
+def wait_until_answering(
+    proc: subprocess.Popen, port: int, calling: str, called: str, timeout: float = 30
+) -> None:
+    """Poll until the server `proc` listens on `port`, then until it answers a C-ECHO (a
+    failed association costs a tenth of a second). Raises when it dies first."""
+    deadline = time.monotonic() + timeout
+    failure: Exception | None = None
+    while True:
+        try:
+            if listening(port) and (
+                echo("127.0.0.1", port, calling=calling, called=called, timeout=5) == 0
+            ):
+                return
+        except Exception as exc:  # not yet
+            failure = exc
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"{shlex.join(proc.args)} did not answer on {port}") from failure
+        time.sleep(0.02)
 
 
 # The AEs the find benchmark registers: a region-wide one and one of scope hospital.
@@ -99,33 +157,31 @@ FIND_AES = (
 
 
 @contextlib.contextmanager
-def serving(root: Path, index_url: str, aes=FIND_AES) -> Iterator[subprocess.Popen]:
+def serving(
+    root: Path, index_url: str, aes=FIND_AES, *, workers: int = 1, prepare: bool = True
+) -> Iterator[subprocess.Popen]:
     """Run `archive-node serve` on a free port with this index and these AEs (`ae add`
-    arguments; the first must have `echo`); yield the process (its port is `.port`)."""
+    arguments; the first must have `echo`); yield the process (its port is `.port`).
+    `workers` > 1 passes `--workers`; `prepare=False` serves an index already initialised and
+    holding the AEs (a restart)."""
     port = free_port()
     config = root / "archive-node.toml"
     config.write_text(
         f'[node]\nbind = "127.0.0.1"\nport = {port}\n'
-        f'[storage]\npath = "{root / "storage"}"\nmin_free_mb = 0\n'
+        f'[storage]\npath = "{root / "storage"}"\nmin_free_mb = 1\n'
         f'[index]\nurl = "{index_url}"\n[query]\nmax_results = 10000\n[log]\nlevel = "WARNING"\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_NODE_")}
     cli = [sys.executable, "-m", "archive_node", "--config", str(config)]
-    subprocess.run([*cli, "init"], check=True, capture_output=True, env=env)
-    for args in aes:
-        subprocess.run([*cli, "ae", "add", *args], check=True, capture_output=True, env=env)
-    proc = subprocess.Popen([*cli, "serve"], env=env, stdout=subprocess.DEVNULL)
+    if prepare:
+        subprocess.run([*cli, "init"], check=True, capture_output=True, env=env)
+        for args in aes:
+            subprocess.run([*cli, "ae", "add", *args], check=True, capture_output=True, env=env)
+    serve = [*cli, "serve", *(["--workers", str(workers)] if workers > 1 else [])]
+    proc = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL)
     proc.port = port  # type: ignore[attr-defined]
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if echo("127.0.0.1", port, calling=aes[0][0], called="ARCHIVE", timeout=5) == 0:
-                    break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
+        wait_until_answering(proc, port, aes[0][0], "ARCHIVE")
         yield proc
     finally:
         proc.terminate()
@@ -185,6 +241,34 @@ def _measure(
     return results
 
 
+def time_findscu(port: int, corpus: Corpus, runs: int, hits: int = LARGE_HITS) -> dict:
+    """Responses per second of a large result (a StudyDate range of about `hits` studies)
+    received by DCMTK findscu, a process per query: the median of `runs` after one warm-up."""
+    keys = {**{k: "" for k in RETURN_KEYS}, **date_range(corpus, hits)}
+    args = [
+        *("findscu", "-S", "-v", "-aet", "BENCH", "-aec", "ARCHIVE"),
+        *("-k", "QueryRetrieveLevel=STUDY"),
+        *(arg for keyword, value in keys.items() for arg in ("-k", f"{keyword}={value}")),
+        *("127.0.0.1", str(port)),
+    ]
+    timings, counts = [], []
+    for _ in range(runs + 1):
+        started = time.perf_counter()
+        done = subprocess.run(args, env=DCMTK_ENV, capture_output=True, check=True)
+        timings.append(time.perf_counter() - started)
+        output = done.stdout + done.stderr
+        assert b"Received Final Find Response (Success)" in output, output[-500:]
+        counts.append(len(re.findall(rb"Find Response: \d+ \(Pending\)", output)))
+    timings, counts = timings[1:], counts[1:]
+    seconds = statistics.median(timings)
+    return {
+        "query": keys["StudyDate"],
+        "responses": statistics.median(counts),
+        "seconds": round(seconds, 3),
+        "responses_per_s": round(statistics.median(counts) / seconds, 1),
+    }
+
+
 @contextlib.contextmanager
 def index_url_for(backend: str, root: Path) -> Iterator[str]:
     if backend == "sqlite":
@@ -205,7 +289,7 @@ def index_url_for(backend: str, root: Path) -> Iterator[str]:
         admin.close()
 
 
-def run(backend: str, studies: int, runs: int, seed: int) -> dict:
+def run(backend: str, studies: int, runs: int, seed: int, *, workers: int = 1) -> dict:
     with tempfile.TemporaryDirectory(prefix="archive-node-bench-") as tmp:
         root = Path(tmp)
         with index_url_for(backend, root) as url:
@@ -218,8 +302,13 @@ def run(backend: str, studies: int, runs: int, seed: int) -> dict:
                     index.db.execute_sql("ANALYZE")
             populated = time.perf_counter() - started
             index.close()
-            with serving(root, url) as node:
+            with serving(root, url, workers=workers) as node:
                 results = measure(node.port, corpus, runs, seed)
+                findscu = (
+                    time_findscu(node.port, corpus, max(3, runs // 10))
+                    if shutil.which("findscu")
+                    else None
+                )
     return {
         "backend": backend,
         "studies": corpus.studies,
@@ -228,6 +317,7 @@ def run(backend: str, studies: int, runs: int, seed: int) -> dict:
         "instances": corpus.instances,
         "populate_s": round(populated, 1),
         "queries": results,
+        "findscu": findscu,
     }
 
 
@@ -242,21 +332,40 @@ def table(reports: list[dict]) -> str:
                 f"| {report['backend']} | {report['studies']:,} | {name} | {r['p50_ms']:.1f} "
                 f"| {r['p95_ms']:.1f} | {r['mean_matches']:.1f} |"
             )
+        large = report.get("findscu")
+        if large:
+            lines.append(
+                f"| {report['backend']} | {report['studies']:,} | large result by findscu "
+                f"({large['responses_per_s']:,.0f} responses/s) | {large['seconds'] * 1000:.0f} "
+                f"| | {large['responses']:.0f} |"
+            )
     return "\n".join(lines)
+
+
+def studies_list(text: str) -> list[int]:
+    """Parse "20000,100000" (or "20_000") into [20000, 100000]."""
+    return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--studies", type=int, default=100_000)
+    parser.add_argument(
+        "--studies", default="100000", help="studies in the index; a list runs each (20000,100000)"
+    )
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--backend", choices=["sqlite", "postgresql", "both"], default="both", help="index"
     )
+    parser.add_argument("--workers", type=int, default=1, help="archive-node serve --workers")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    reports = [run(b, args.studies, args.runs, args.seed) for b in backends]
+    reports = [
+        run(b, studies, args.runs, args.seed, workers=args.workers)
+        for studies in studies_list(args.studies)
+        for b in backends
+    ]
     print(table(reports))
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))

@@ -5,8 +5,8 @@ python -m bench.retrieve --instances 1000 [--backend sqlite|postgresql|both] [--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import re
 import shutil
 import socket
@@ -17,9 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pydicom import dcmread
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as STUDY_MOVE
 
@@ -27,36 +25,8 @@ from archive_node.handlers import set_tcp_nodelay
 from archive_node.index import Index
 from archive_node.registry import Registry
 from archive_node.scu import send_files
-from bench.find import free_port, index_url_for, serving
-
-CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK's switch for Nagle's algorithm
-
-
-def write_study(directory: Path, instances: int) -> int:
-    """`instances` CT slices of 512 x 512 x 16 bits in one study; returns the bytes written."""
-    directory.mkdir(parents=True, exist_ok=True)
-    study, series = generate_uid(), generate_uid()
-    pixels = os.urandom(512 * 512 * 2)
-    total = 0
-    for number in range(1, instances + 1):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = CT_IMAGE
-        ds.file_meta.MediaStorageSOPInstanceUID = uid = generate_uid()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID, ds.SOPInstanceUID = CT_IMAGE, uid
-        ds.PatientID, ds.PatientName = "BENCH1", "BENCH^RETRIEVE"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.Modality, ds.InstanceNumber = "CT", number
-        ds.Rows = ds.Columns = 512
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelData = pixels
-        path = directory / f"ct{number:05d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        total += path.stat().st_size
-    return total
+from bench.find import DCMTK_ENV, free_port, index_url_for, serving
+from bench.media import CACHE, media
 
 
 def vm_hwm(pid: int) -> int:
@@ -65,9 +35,29 @@ def vm_hwm(pid: int) -> int:
     return int(re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE).group(1)) * 1024
 
 
-def start_storescp(directory: Path, port: int) -> subprocess.Popen:
+def tree_hwm(pid: int) -> int:
+    """Peak RSS in bytes of a process and its living descendants (the largest of them)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        ppid = int(text.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    peak, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError, AttributeError):
+            peak = max(peak, vm_hwm(current))
+        todo += children.get(current, [])
+    return peak
+
+
+def start_storescp(directory: Path, port: int, *options: str) -> subprocess.Popen:
+    """DCMTK storescp as STORESCP writing into `directory`, once it accepts connections."""
     proc = subprocess.Popen(
-        ["storescp", "-aet", "STORESCP", "-od", str(directory), str(port)],
+        ["storescp", *options, "-aet", "STORESCP", "-od", str(directory), str(port)],
         env=DCMTK_ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -97,12 +87,16 @@ def time_move(port: int, study: str) -> float:
         started = time.perf_counter()
         final = None
         for rsp, _ in assoc.send_c_move(query, "STORESCP", STUDY_MOVE):
-            if rsp.Status != 0xFF00:
+            # pynetdicom yields an empty dataset when the node did not answer in time
+            if rsp.get("Status") != 0xFF00:
                 final = rsp
         elapsed = time.perf_counter() - started
     finally:
-        assoc.release()
-    assert final is not None and final.Status == 0, f"C-MOVE ended with {final}"
+        if assoc.is_established:
+            assoc.release()
+    assert final is not None and final.get("Status") == 0, (
+        f"C-MOVE ended with {final or 'no response (timed out or aborted)'}"
+    )
     return elapsed
 
 
@@ -121,10 +115,19 @@ def time_get(port: int, study: str, directory: Path) -> float:
     return time.perf_counter() - started
 
 
-def run(backend: str, instances: int, runs: int) -> dict:
+def run(
+    backend: str,
+    instances: int,
+    runs: int,
+    *,
+    seed: int = 1,
+    workers: int = 1,
+    cache: Path = CACHE,
+) -> dict:
+    study = media("ct", instances, seed, cache=cache)
+    size = study.bytes
     with tempfile.TemporaryDirectory(prefix="archive-node-bench-") as tmp:
         root = Path(tmp)
-        size = write_study(root / "send", instances)
         with index_url_for(backend, root) as url:
             index = Index.open(url)
             index.init_schema()
@@ -136,14 +139,13 @@ def run(backend: str, instances: int, runs: int) -> dict:
                 ["BENCH", *local, "--allow", "echo,store,move,get"],
                 ["STORESCP", *local, "--port", str(dest_port)],
             )
-            with serving(root, url, aes) as node:
+            with serving(root, url, aes, workers=workers) as node:
                 started = time.perf_counter()
                 sent = send_files(
-                    [root / "send"], "127.0.0.1", node.port, calling="BENCH", called="ARCHIVE"
+                    study.files, "127.0.0.1", node.port, calling="BENCH", called="ARCHIVE"
                 )
                 ingest = time.perf_counter() - started
                 assert all(r.status == 0 for r in sent), "ingest failed"
-                study = str(dcmread(root / "send" / "ct00001.dcm").StudyInstanceUID)
                 moves, gets = [], []
                 for _ in range(runs):
                     out = root / "storescp"
@@ -151,7 +153,7 @@ def run(backend: str, instances: int, runs: int) -> dict:
                     out.mkdir()
                     storescp = start_storescp(out, dest_port)
                     try:
-                        moves.append(time_move(node.port, study))
+                        moves.append(time_move(node.port, study.study_uid))
                     finally:
                         storescp.terminate()
                         storescp.wait(timeout=10)
@@ -159,9 +161,9 @@ def run(backend: str, instances: int, runs: int) -> dict:
                     out = root / "getscu"
                     shutil.rmtree(out, ignore_errors=True)
                     out.mkdir()
-                    gets.append(time_get(node.port, study, out))
+                    gets.append(time_get(node.port, study.study_uid, out))
                     assert len(list(out.iterdir())) == instances, "getscu lacks instances"
-                peak = vm_hwm(node.pid)
+                peak = tree_hwm(node.pid)
     move_s, get_s = statistics.median(moves), statistics.median(gets)
     return {
         "backend": backend,
@@ -198,13 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backend", choices=["sqlite", "postgresql", "both"], default="both", help="index"
     )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="archive-node serve --workers")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if not (shutil.which("storescp") and shutil.which("getscu")):
         print("DCMTK storescp and getscu are needed: apt-get install dcmtk", file=sys.stderr)
         return 2
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    reports = [run(b, args.instances, args.runs) for b in backends]
+    reports = [
+        run(b, args.instances, args.runs, seed=args.seed, workers=args.workers) for b in backends
+    ]
     print(table(reports))
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))

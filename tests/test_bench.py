@@ -6,8 +6,13 @@ import json
 import shutil
 
 import pytest
+from pydicom import dcmread
+from pydicom.encaps import generate_fragments
 
 from bench import find as find_bench
+from bench import ingest as ingest_bench
+from bench import media
+from bench import report as report_bench
 from bench import retrieve as retrieve_bench
 
 
@@ -40,3 +45,108 @@ def test_retrieve_benchmark_runs_on_a_tiny_study(tmp_path, capsys):
     assert report["instances"] == 3 and report["move_instances_per_s"] > 0
     assert report["get_instances_per_s"] > 0 and report["serve_peak_rss_mb"] > 0
     assert "| sqlite | 3 (" in capsys.readouterr().out
+
+
+needs_dcmtk = pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("storescu", "storescp", "getscu", "findscu")),
+    reason="DCMTK not installed",
+)
+
+
+def test_media_is_deterministic(tmp_path):
+    one = media.media("ct", 2, seed=7, cache=tmp_path / "one")
+    two = media.media("ct", 2, seed=7, cache=tmp_path / "two")
+    assert [p.read_bytes() for p in one.files] == [p.read_bytes() for p in two.files]
+    assert one.study_uid == str(dcmread(one.files[0]).StudyInstanceUID)
+    assert media.media("ct", 2, seed=8, cache=tmp_path / "one").study_uid != one.study_uid
+    video = media.media("video", 1, seed=7, video_mb=1, cache=tmp_path)
+    ds = dcmread(video.files[0])
+    assert ds.file_meta.TransferSyntaxUID == media.MPEG4_HP41
+    assert ds.SOPClassUID == media.VIDEO_PHOTOGRAPHIC
+    assert 1_000_000 <= len(b"".join(generate_fragments(ds.PixelData))) <= 1_000_002
+
+
+@needs_dcmtk
+def test_ingest_benchmark_runs_on_a_tiny_corpus(tmp_path, capsys):
+    out = tmp_path / "ingest.json"
+    args = ["--kinds", "sc,ct,video", "--sc", "4", "--ct", "2", "--video-mb", "2"]
+    args += ["--associations", "1,2", "--runs", "1", "--backend", "sqlite"]
+    assert ingest_bench.main([*args, "--cache", str(tmp_path), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert {k: v["instances"] for k, v in report["corpus"].items()} == {
+        "sc": 4,
+        "ct": 2,
+        "video": 1,
+    }
+    receivers = {"archive-node sqlite", "DCMTK storescp", "pynetdicom storescp"}
+    expected = {(r, k, n) for r in receivers for k in ("sc", "ct") for n in (1, 2)}
+    expected |= {(r, "video", 1) for r in receivers}  # one video: one association
+    rows = report["results"]
+    assert {(r["receiver"], r["kind"], r["associations"]) for r in rows} == expected
+    for row in rows:  # every receiver got every object, in every run
+        assert row["received"] == [row["instances"]], row
+        assert row["instances_per_s"] > 0 and row["mb_per_s"] > 0
+        if row["associations"] == 1:
+            assert row["peak_rss_mb"] > 0
+    (sent,) = report["video_send"]
+    assert sent["receiver"] == "archive-node sqlite" and sent["peak_rss_mb"] > 0
+    assert "| video | 1 | archive-node sqlite | 1 (2.0) |" in capsys.readouterr().out
+
+
+def test_report_judges_the_targets():
+    ingest = {
+        "associations": [1],
+        "corpus": {
+            "sc": {"instances": 10, "mb": 0.1, "mean_kb": 10.4},
+            "ct": {"instances": 10, "mb": 5.3, "mean_kb": 525.1},
+        },
+        "results": [
+            {"receiver": r, "kind": k, "associations": 1, "instances_per_s": i, "mb_per_s": m}
+            for r, k, i, m in [
+                ("archive-node sqlite", "sc", 400, 4),
+                ("DCMTK storescp", "sc", 800, 8),
+                ("pynetdicom storescp", "sc", 183, 2),
+                ("archive-node sqlite", "ct", 200, 100),  # >= Orthanc's 93, < 70% of 200
+                ("DCMTK storescp", "ct", 400, 200),
+                ("pynetdicom storescp", "ct", 140, 70),
+            ]
+        ],
+        "video_send": [],
+    }
+    sc, ct = report_bench.ingest_rows(ingest, ["sqlite"])
+    assert (sc.met, sc.orthanc, ct.met, ct.orthanc) == (
+        {"sqlite": True},
+        542,
+        {"sqlite": False},
+        93,
+    )
+    text = report_bench.table([sc, ct], ["sqlite"])
+    assert "| 400 | 800 | 183 | 542 | 0.50 | 2.19 | 0.74 | >= 2x pynetdicom | yes |" in text
+    assert "| 100 | 200 | 70.0 | 93.0 | 0.50 | 1.43 | 1.08 |" in text
+
+
+@needs_dcmtk
+def test_report_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    args = ["--backend", "sqlite", "--kinds", "sc,video", "--sc", "3", "--video-mb", "1"]
+    args += ["--associations", "1", "--runs", "1", "--studies", "200", "--find-runs", "3"]
+    args += ["--instances", "2", "--cache", str(tmp_path), "--json", str(out)]
+    assert report_bench.main(args) == 0
+    report = json.loads(out.read_text())
+    assert {"nproc", "memory_mb", "kernel", "python", "pynetdicom", "pydicom", "dcmtk"} <= set(
+        report["machine"]
+    )
+    assert report["command"].endswith("--json " + str(out))
+    assert all(r["received"] == [r["instances"]] for r in report["ingest"]["results"])
+    (found,) = report["find"]
+    assert found["studies"] == 200 and found["findscu"]["responses"] == 200
+    (retrieved,) = report["retrieve"]
+    assert retrieved["instances"] == 2
+    figures = [row["figure"] for row in report["table"]]
+    assert any(f.startswith("C-STORE secondary captures of 10 KB x 3, 1 assoc") for f in figures)
+    assert "peak RSS sending the video (C-MOVE into DCMTK storescp), MB" in figures
+    assert any(f.startswith("C-FIND StudyDate range ~150 hits at 200 studies") for f in figures)
+    assert any(f.startswith("C-MOVE 2-instance CT study") for f in figures)
+    printed = capsys.readouterr().out
+    assert printed.startswith("| figure | archive-node sqlite | DCMTK storescp |")
+    assert report["markdown"] in printed

@@ -1,0 +1,404 @@
+"""C-STORE ingest into archive-node (SQLite, PostgreSQL) beside DCMTK and pynetdicom storescp."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from archive_node.index import Index
+from archive_node.registry import Registry
+from bench.find import free_port, index_url_for, serving, wait_until_answering
+from bench.media import CACHE, KINDS, MPEG4_HP41, Media, media
+from bench.retrieve import DCMTK_ENV, start_storescp, time_move, tree_hwm
+
+BACKENDS = ("sqlite", "postgresql")
+BASELINES = ("dcmtk", "pynetdicom")
+RECEIVER_NAMES = {
+    "sqlite": "archive-node sqlite",
+    "postgresql": "archive-node postgresql",
+    "dcmtk": "DCMTK storescp",
+    "pynetdicom": "pynetdicom storescp",
+}
+QUICK = {"sc": 100, "ct": 30, "us": 2, "video": 1}
+
+
+@dataclass
+class Target:
+    """A receiver listening for one run: where to send, what to measure, how to count."""
+
+    name: str
+    port: int
+    called: str
+    pid: int
+    count: Callable[[], int]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _files_in(directory: Path) -> int:
+    return sum(1 for p in directory.iterdir() if p.is_file())
+
+
+def node_run(
+    backend: str, corpus: Media, associations: int, *, workers: int, send_video: bool
+) -> tuple[dict, dict | None]:
+    """One run into a fresh `archive-node serve` (empty store and index); with `send_video`,
+    then a C-MOVE of what it received into DCMTK storescp, by the node restarted on the same
+    store and index, so its peak RSS is that of sending alone."""
+    with tempfile.TemporaryDirectory(prefix="archive-node-bench-ingest-") as tmp:
+        root = Path(tmp)
+        with index_url_for(backend, root) as url:
+            dest_port = free_port()
+            index = Index.open(url)
+            index.init_schema()  # in process, not by `archive-node init` and `ae add`: quicker
+            registry = Registry(index)
+            registry.add_hospital("UNN", "Bench hospital")
+            registry.add_ae("BENCH", "UNN", host="127.0.0.1", allow="echo,store,find,move,get")
+            registry.add_ae("STORESCP", "UNN", host="127.0.0.1", port=dest_port)
+            index.close()
+            aes = (["BENCH"],)  # serving() calls as the first AE to see that it answers
+            name = RECEIVER_NAMES[backend]
+            with serving(root, url, aes, workers=workers, prepare=False) as node:
+                target = Target(name, node.port, "ARCHIVE", node.pid, _counter(url))
+                result = _receive(target, corpus, associations, root)
+            if not send_video:
+                return result, None
+            with serving(root, url, aes, workers=workers, prepare=False) as node:
+                target = Target(name, node.port, "ARCHIVE", node.pid, _counter(url))
+                return result, _send(target, corpus, root, dest_port)
+
+
+def _counter(url: str) -> Callable[[], int]:
+    def count() -> int:
+        index = Index.open(url)
+        try:
+            return index.count_instances()
+        finally:
+            index.close()
+
+    return count
+
+
+@contextlib.contextmanager
+def dcmtk_storescp(root: Path, associations: int) -> Iterator[Target]:
+    """DCMTK storescp writing files (no index), accepting every syntax it knows (the H.264 video
+    too), one child process per association when there are several."""
+    out = root / "storescp"
+    out.mkdir()
+    port = free_port()
+    with open(root / "storescp.log", "wb") as log:
+        proc = subprocess.Popen(
+            [
+                *("storescp", "+xa", "-aet", "STORESCP", "-od", str(out)),
+                *(["--fork"] if associations > 1 else []),
+                str(port),
+            ],
+            env=DCMTK_ENV,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_answering(proc, port, "BENCH", "STORESCP")
+        yield Target(RECEIVER_NAMES["dcmtk"], port, "STORESCP", proc.pid, lambda: _files_in(out))
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
+def pynetdicom_storescp(root: Path, associations: int) -> Iterator[Target]:
+    """pynetdicom's own storescp app writing files (no index), as it comes."""
+    out = root / "pynetdicom"
+    out.mkdir()
+    port = free_port()
+    with open(root / "pynetdicom.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pynetdicom", "storescp", str(port), "-od", str(out)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_answering(proc, port, "BENCH", "STORESCP")
+        yield Target(
+            RECEIVER_NAMES["pynetdicom"], port, "STORESCP", proc.pid, lambda: _files_in(out)
+        )
+    finally:
+        _stop(proc)
+
+
+def storescu_args(kind: str) -> list[str]:
+    """Propose only the contexts the files need (-R), in the files' own syntax: storescu
+    proposes an H.264 syntax only when told to (-xn), never by itself."""
+    return ["-R", "-xn"] if kind == "video" else ["-R"]
+
+
+def push(files: list[Path], kind: str, target: Target, associations: int, log: Path) -> float:
+    """Send `files` with `associations` storescu processes at once (files dealt round-robin);
+    returns the wall time from the first start to the last exit. Raises when one fails."""
+    groups = [files[i::associations] for i in range(associations)]
+    started = time.perf_counter()
+    with open(log, "wb") as out:
+        procs = [
+            subprocess.Popen(
+                [
+                    *("storescu", *storescu_args(kind), "-aet", "BENCH", "-aec", target.called),
+                    *("127.0.0.1", str(target.port), *map(str, group)),
+                ],
+                env=DCMTK_ENV,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            for group in groups
+            if group
+        ]
+        codes = [p.wait() for p in procs]
+    elapsed = time.perf_counter() - started
+    if any(codes):
+        tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"storescu into {target.name} exited {codes}:\n{tail}")
+    return elapsed
+
+
+def baseline_run(baseline: str, corpus: Media, associations: int) -> dict:
+    """One run into a fresh DCMTK or pynetdicom storescp writing into an empty directory."""
+    receiver = dcmtk_storescp if baseline == "dcmtk" else pynetdicom_storescp
+    with tempfile.TemporaryDirectory(prefix="archive-node-bench-ingest-") as tmp:
+        root = Path(tmp)
+        with receiver(root, associations) as target:
+            return _receive(target, corpus, associations, root)
+
+
+def _receive(target: Target, corpus: Media, associations: int, root: Path) -> dict:
+    seconds = push(corpus.files, corpus.kind, target, associations, root / "storescu.log")
+    peak = tree_hwm(target.pid)
+    received = target.count()
+    if received != len(corpus.files):
+        raise RuntimeError(f"{target.name} holds {received} of {len(corpus.files)} instances")
+    return {"seconds": seconds, "received": received, "peak_rss": peak}
+
+
+def _send(target: Target, corpus: Media, root: Path, dest_port: int) -> dict:
+    out = root / "moved"
+    out.mkdir()
+    storescp = start_storescp(out, dest_port, "+xa")
+    try:
+        seconds = time_move(target.port, corpus.study_uid)
+    finally:
+        storescp.terminate()
+        storescp.wait(timeout=30)
+    peak = tree_hwm(target.pid)
+    moved = _files_in(out)
+    if moved != len(corpus.files):
+        raise RuntimeError(f"C-MOVE of the video delivered {moved} of {len(corpus.files)}")
+    return {"seconds": seconds, "moved": moved, "peak_rss": peak}
+
+
+def run(
+    *,
+    kinds: dict[str, int],
+    backends: list[str],
+    baselines: list[str],
+    associations: list[int],
+    runs: int,
+    seed: int = 1,
+    workers: int = 1,
+    video_mb: int = 300,
+    us_frames: int = 30,
+    cache: Path = CACHE,
+) -> dict:
+    """Every (kind, associations, receiver) `runs` times, receivers taking turns each run."""
+    results, sends, corpus_info = [], [], {}
+    for kind, count in kinds.items():
+        corpus = media(kind, count, seed, video_mb=video_mb, us_frames=us_frames, cache=cache)
+        corpus_info[kind] = {
+            "label": KINDS[kind].label,
+            "instances": count,
+            "mb": round(corpus.bytes / 1e6, 1),
+            "mean_kb": round(corpus.bytes / count / 1e3, 1),
+            "transfer_syntax": MPEG4_HP41 if kind == "video" else "1.2.840.10008.1.2.1",
+            "directory": str(corpus.directory),
+        }
+        for n in associations:
+            if n > count:
+                continue
+            names = [RECEIVER_NAMES[r] for r in (*backends, *baselines)]
+            per: dict[str, list[dict]] = {name: [] for name in names}
+            send_per: dict[str, list[dict]] = {}
+            send_video = kind == "video" and n == 1
+            for _ in range(runs):
+                for backend in backends:
+                    result, sent = node_run(
+                        backend, corpus, n, workers=workers, send_video=send_video
+                    )
+                    per[RECEIVER_NAMES[backend]].append(result)
+                    if sent:
+                        send_per.setdefault(RECEIVER_NAMES[backend], []).append(sent)
+                for baseline in baselines:
+                    per[RECEIVER_NAMES[baseline]].append(baseline_run(baseline, corpus, n))
+            for name, rows in per.items():
+                results.append(_summary(name, kind, n, corpus, rows))
+            for name, rows in send_per.items():
+                seconds = statistics.median(r["seconds"] for r in rows)
+                sends.append(
+                    {
+                        "receiver": name,
+                        "kind": kind,
+                        "method": "C-MOVE into DCMTK storescp (+xa), after a restart",
+                        "runs_s": [round(r["seconds"], 3) for r in rows],
+                        "mb_per_s": round(corpus.bytes / 1e6 / seconds, 1),
+                        "peak_rss_mb": round(max(r["peak_rss"] for r in rows) / 2**20, 1),
+                    }
+                )
+    return {
+        "seed": seed,
+        "runs": runs,
+        "workers": workers,
+        "associations": associations,
+        "corpus": corpus_info,
+        "results": results,
+        "video_send": sends,
+    }
+
+
+def _summary(name: str, kind: str, n: int, corpus: Media, rows: list[dict]) -> dict:
+    seconds = statistics.median(r["seconds"] for r in rows)
+    count = len(corpus.files)
+    return {
+        "receiver": name,
+        "kind": kind,
+        "associations": n,
+        "instances": count,
+        "mb": round(corpus.bytes / 1e6, 1),
+        "runs_s": [round(r["seconds"], 3) for r in rows],
+        "received": [r["received"] for r in rows],
+        "seconds": round(seconds, 3),
+        "instances_per_s": round(count / seconds, 1),
+        "mb_per_s": round(corpus.bytes / 1e6 / seconds, 1),
+        # storescp --fork children are gone by the time it is read: one association only
+        "peak_rss_mb": (
+            round(max(r["peak_rss"] for r in rows) / 2**20, 1)
+            if n == 1 or name.startswith("archive-node")
+            else None
+        ),
+    }
+
+
+def find(report: dict, receiver: str, kind: str, associations: int) -> dict | None:
+    """The summary row of one receiver, kind and association count, if measured."""
+    for row in report["results"]:
+        if (row["receiver"], row["kind"], row["associations"]) == (receiver, kind, associations):
+            return row
+    return None
+
+
+def table(report: dict) -> str:
+    lines = [
+        "| kind | assoc | receiver | instances (MB) | median s | inst/s | MB/s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        rss = "-" if r["peak_rss_mb"] is None else r["peak_rss_mb"]
+        lines.append(
+            f"| {r['kind']} | {r['associations']} | {r['receiver']} | {r['instances']} "
+            f"({r['mb']}) | {r['seconds']} | {r['instances_per_s']} | {r['mb_per_s']} | {rss} |"
+        )
+    for s in report["video_send"]:
+        lines.append(
+            f"| {s['kind']} sent by C-MOVE | 1 | {s['receiver']} | | | | {s['mb_per_s']} "
+            f"| {s['peak_rss_mb']} |"
+        )
+    return "\n".join(lines)
+
+
+def available_baselines(wanted: list[str]) -> list[str]:
+    """The baselines asked for that can run here (DCMTK storescp must be installed)."""
+    return [b for b in wanted if b != "dcmtk" or shutil.which("storescp")]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ingest options (bench.report takes them too)."""
+    parser.add_argument(
+        "--kinds", default="sc,ct,us,video", help="which kinds: sc,ct,us,video (default: all)"
+    )
+    for kind, spec in KINDS.items():
+        parser.add_argument(
+            f"--{kind}", type=int, help=f"number of {spec.label} (default {spec.default_count})"
+        )
+    parser.add_argument("--video-mb", type=int, default=None, help="video size (default 300)")
+    parser.add_argument("--us-frames", type=int, default=30, help="frames per US multiframe")
+    parser.add_argument(
+        "--associations", default="1,4", help="parallel associations to push with (default 1,4)"
+    )
+    parser.add_argument(
+        "--baselines", default="dcmtk,pynetdicom", help="dcmtk,pynetdicom or none (default both)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="archive-node serve --workers")
+    parser.add_argument(
+        "--quick", action="store_true", help="100 SC, 30 CT, 2 US, a 50 MB video, 1 run"
+    )
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where the corpus is kept")
+
+
+def ingest_options(args: argparse.Namespace) -> dict:
+    """run() keyword arguments from parsed options (add_arguments, plus --runs/--seed)."""
+    kinds = [k for k in args.kinds.split(",") if k]
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise SystemExit(f"unknown kinds: {', '.join(sorted(unknown))}")
+    defaults = QUICK if args.quick else {k: s.default_count for k, s in KINDS.items()}
+    counts = {k: getattr(args, k) if getattr(args, k) is not None else defaults[k] for k in kinds}
+    baselines = [] if args.baselines == "none" else args.baselines.split(",")
+    if set(baselines) - set(BASELINES):
+        raise SystemExit(f"--baselines: choose from {', '.join(BASELINES)} or none")
+    return {
+        "kinds": {k: n for k, n in counts.items() if n > 0},
+        "baselines": available_baselines(baselines),
+        "associations": [int(n) for n in args.associations.split(",")],
+        "seed": args.seed,
+        "workers": args.workers,
+        "video_mb": args.video_mb or (50 if args.quick else 300),
+        "us_frames": args.us_frames,
+        "cache": args.cache,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    parser.add_argument("--runs", type=int, help="runs per figure, median taken (default 3)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--backend", choices=["sqlite", "postgresql", "both", "none"], default="both"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if not shutil.which("storescu"):
+        print("DCMTK storescu is needed: apt-get install dcmtk", file=sys.stderr)
+        return 2
+    backends = {"both": list(BACKENDS), "none": []}.get(args.backend, [args.backend])
+    runs = args.runs or (1 if args.quick else 3)
+    report = run(backends=backends, runs=runs, **ingest_options(args))
+    print(table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
