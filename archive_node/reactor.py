@@ -32,6 +32,7 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu_primitives import A_P_ABORT
 
 log = logging.getLogger(__name__)
 
@@ -124,23 +125,35 @@ class _Wakeup:
             os.close(self._write)
 
 
-def _wakeup_of(dul: Any) -> _Wakeup:
-    wakeup = dul.__dict__.get("_archive_wakeup")
-    if wakeup is None:
+def _wakeup_of(dul: Any) -> _Wakeup | None:
+    """The DUL's wake-up pipe, made on first use; None when no descriptor is left (EMFILE):
+    that DUL then polls as pynetdicom does."""
+    wakeup = dul.__dict__.get("_archive_wakeup", False)
+    if wakeup is False:
         with _install_lock:
-            wakeup = dul.__dict__.get("_archive_wakeup")
-            if wakeup is None:
-                wakeup = dul._archive_wakeup = _Wakeup()
+            wakeup = dul.__dict__.get("_archive_wakeup", False)
+            if wakeup is False:
+                try:
+                    wakeup = _Wakeup()
+                except OSError as exc:
+                    log.warning("no wake-up pipe for an association (%s): polling", exc)
+                    wakeup = None
+                dul._archive_wakeup = wakeup
     return wakeup
 
 
 def _send_pdu(self: Any, primitive: Any) -> None:
     _original_send_pdu(self, primitive)
-    _wakeup_of(self).set()
+    wakeup = _wakeup_of(self)
+    if wakeup is not None:
+        wakeup.set()
 
 
-def _wait_for_work(dul: Any, wakeup: _Wakeup) -> None:
+def _wait_for_work(dul: Any, wakeup: _Wakeup | None) -> None:
     """Block until the peer sent data, a primitive was queued, or TURN has passed."""
+    if wakeup is None:
+        time.sleep(dul._run_loop_delay)
+        return
     waiting: list[Any] = [wakeup]
     transport = dul.socket
     raw = getattr(transport, "socket", None) if transport is not None else None
@@ -176,26 +189,45 @@ def _dul_reactor(self: Any) -> None:
                 elif self._is_transport_event():
                     self._idle_timer.restart()
             except Exception as exc:
-                log.exception("exception in the DUL reactor, aborting the association: %s", exc)
-                abort_pdu = A_ABORT_RQ()
-                abort_pdu.source = 0x02
-                abort_pdu.reason_diagnostic = 0x00
-                self.socket.send(abort_pdu.encode())
-                self.assoc.is_aborted = True
-                self.assoc.is_established = False
-                self.assoc._kill = True
-                self._kill_thread = True
+                _abort_on_error(self, exc)
                 return
             try:
                 event = self.event_queue.get(block=False)
             except queue.Empty:
                 sleep = True
                 continue
-            self.state_machine.do_action(event)
+            try:
+                self.state_machine.do_action(event)
+            except Exception as exc:  # e.g. an event the state allows not (a peer's P-DATA
+                _abort_on_error(self, exc)  # after our A-RELEASE-RQ): pynetdicom's thread died
+                return
             sleep = False
     finally:
-        wakeup.close()
+        if wakeup is not None:
+            wakeup.close()
         _release_waiting_acceptor(self.assoc)
+
+
+def _abort_on_error(dul: Any, exc: Exception) -> None:
+    """As pynetdicom's reactor on an error: send an A-ABORT and end; and wake whoever waits
+    for this association (a DIMSE answer, a release answer), who would otherwise wait for
+    their timeouts."""
+    log.error("error in the DUL reactor, aborting the association: %s", exc)
+    log.debug("DUL reactor error", exc_info=True)
+    abort_pdu = A_ABORT_RQ()
+    abort_pdu.source = 0x02
+    abort_pdu.reason_diagnostic = 0x00
+    with contextlib.suppress(Exception):
+        dul.socket.send(abort_pdu.encode())
+    assoc = dul.assoc
+    assoc.is_aborted = True
+    assoc.is_established = False
+    assoc._kill = True
+    dul._kill_thread = True
+    abort = A_P_ABORT()
+    abort.provider_reason = 0x00
+    dul.to_user_queue.put(abort)
+    assoc.dimse.msg_queue.put((None, None))
 
 
 def _release_waiting_acceptor(assoc: Any) -> None:

@@ -11,24 +11,32 @@ transfer action (DT-1, PS3.8 9.2) by reading the file into one reused buffer and
 PDU straight to the socket: the same PDUs pynetdicom would send (PS3.8 9.3.5: one PDV per PDU,
 message control header 0x00, the last one 0x02, sized to the peer's maximum PDU length), in
 the same place in the stream (after the command's fragments, before anything queued later).
-Memory stays one PDU whatever the object's size, and the file is read as it is sent.
+Memory stays one PDU (at most 1 MiB, whatever the peer announces), and the file is read as it
+is sent. The sender waits until the last PDU is written, as pynetdicom's send returns once all
+are queued, so the DIMSE timeout that follows is the peer's time to answer. Writing stops part
+way for an abort queued behind the file, a DUL being killed, or a peer that read nothing for
+PATIENCE seconds (the sender then gets TimeoutError and the association is cut).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import struct
 import threading
-from pathlib import Path
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 from pynetdicom import fsm
 from pynetdicom.dimse_messages import DIMSEMessage
-from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT, P_DATA
 
 log = logging.getLogger(__name__)
 
-UNLIMITED_PDU_DATA = 1 << 20  # bytes per PDU when the peer sets no maximum (0)
+MAX_PDU_DATA = 1 << 20  # bytes per PDU at most (also when the peer sets no maximum, 0)
+PATIENCE = 60.0  # seconds without progress before a send is given up
 _HEADER = struct.Struct(">BBIIBB")  # PDU type, reserved, PDU length, PDV length, context, control
 _LAST = 0x02  # message control header: dataset, last fragment (PS3.8 E.2)
 _MORE = 0x00
@@ -36,83 +44,142 @@ _MORE = 0x00
 _install_lock = threading.Lock()
 _original_encode_msg: Any = None
 _original_dt_1: Any = None
+_original_ar_7: Any = None
 
 
 class FileDataset(P_DATA):
-    """The dataset part of a DIMSE message, still in its file: `path` from `offset`."""
+    """The dataset part of a DIMSE message, still in its file (opened by the sender): `size`
+    bytes from the file's current position. The DUL thread reports progress in `sent` and
+    sets `done` when it has written the last PDU or given up."""
 
-    def __init__(self, path: Path, offset: int, context_id: int, max_pdu_length: int) -> None:
+    def __init__(self, file: BinaryIO, size: int, context_id: int, max_pdu_length: int) -> None:
         super().__init__()
-        self.path = Path(path)
-        self.offset = offset
+        self.file = file
+        self.size = size
         self.context_id = context_id
         self.max_pdu_length = max_pdu_length
+        self.sent = 0
+        self.done = threading.Event()
+        self.socket: Any = None  # set by the DUL thread when it starts writing
+        self.abandoned = False  # the sender stopped waiting: write nothing more
 
 
 def install() -> None:
     """Send every file-backed dataset of this process as a FileDataset (idempotent)."""
-    global _original_encode_msg, _original_dt_1
+    global _original_encode_msg, _original_dt_1, _original_ar_7
     with _install_lock:
         if _original_encode_msg is not None:
             return
         _original_encode_msg = DIMSEMessage.encode_msg
         description, _original_dt_1, next_state = fsm.ACTIONS["DT-1"]
-        DIMSEMessage.encode_msg = _encode_msg  # type: ignore[method-assign]
         fsm.ACTIONS["DT-1"] = (description, _dt_1, next_state)
+        description, _original_ar_7, next_state = fsm.ACTIONS["AR-7"]
+        fsm.ACTIONS["AR-7"] = (description, _ar_7, next_state)
+        DIMSEMessage.encode_msg = _encode_msg  # type: ignore[method-assign]
 
 
 def _encode_msg(self: Any, context_id: int, max_pdu_length: int) -> Any:
     """DIMSEMessage.encode_msg: the command's fragments as pynetdicom makes them, then the
-    dataset of a file as one FileDataset."""
+    dataset of a file as one FileDataset; returns once it is written, as pynetdicom's own
+    send returns once every fragment is queued (so that the DIMSE timeout, which starts next,
+    is the peer's time to answer, not the transfer's)."""
     source = self._data_set_path
     if source is None:
         yield from _original_encode_msg(self, context_id, max_pdu_length)
         return
-    self._data_set_path = None
-    try:
-        yield from _original_encode_msg(self, context_id, max_pdu_length)
-    finally:
-        self._data_set_path = source
     path, offset = source if isinstance(source, tuple) else (source, 0)
-    yield FileDataset(path, offset, context_id, max_pdu_length)
+    with open(path, "rb", buffering=0) as fh:  # a missing file fails here, in the sender
+        size = fh.seek(0, 2) - fh.seek(offset)
+        self._data_set_path = None
+        try:
+            yield from _original_encode_msg(self, context_id, max_pdu_length)
+        finally:
+            self._data_set_path = source
+        dataset = FileDataset(fh, size, context_id, max_pdu_length)
+        yield dataset
+        _wait_until_written(dataset)
+
+
+def _wait_until_written(dataset: FileDataset) -> None:
+    """Wait while the DUL thread writes; raise TimeoutError when it makes no progress for
+    PATIENCE seconds (the peer stopped reading): then its socket is shut, which ends the
+    association, as a C-STORE cut off part way cannot be resumed."""
+    progress, since = -1, time.monotonic()
+    while not dataset.done.wait(1.0):
+        if dataset.sent != progress:
+            progress, since = dataset.sent, time.monotonic()
+        elif time.monotonic() - since > PATIENCE:
+            dataset.abandoned = True
+            if dataset.socket is not None:
+                with contextlib.suppress(OSError):
+                    dataset.socket.shutdown(socket.SHUT_RDWR)
+            raise TimeoutError(f"the peer read nothing for {PATIENCE:.0f} s")
 
 
 def _dt_1(dul: Any) -> str:
     """Data transfer action DT-1 (PS3.8 table 9-7): send the P-DATA-TF PDU(s) of the next
     primitive; a FileDataset's straight from its file."""
-    primitive = dul.to_provider_queue.queue[0]
-    if not isinstance(primitive, FileDataset):
+    if not isinstance(dul.to_provider_queue.queue[0], FileDataset):
         return _original_dt_1(dul)
-    dul.to_provider_queue.get(False)
-    try:
-        send_file_dataset(dul.socket.socket, primitive)
-    except OSError as exc:  # as pynetdicom's own send: the transport connection is gone
-        log.warning("sending %s failed: %s", primitive.path.name, exc)
-        dul.event_queue.put("Evt17")
+    _write(dul)
     return "Sta6"
 
 
-def send_file_dataset(sock: Any, dataset: FileDataset) -> int:
-    """Write the dataset's PDUs to `sock`; return the dataset bytes sent. Raises OSError."""
-    room = (
-        dataset.max_pdu_length - 6 if dataset.max_pdu_length else UNLIMITED_PDU_DATA
-    )  # PDV data per PDU: the PDU's length less the PDV's length, context and control bytes
+def _ar_7(dul: Any) -> str:
+    """AR-7 (Sta8, the peer asked for release first): P-DATA may still be sent."""
+    if not isinstance(dul.to_provider_queue.queue[0], FileDataset):
+        return _original_ar_7(dul)
+    _write(dul)
+    return "Sta8"
+
+
+def _write(dul: Any) -> None:
+    dataset = dul.to_provider_queue.get(False)
+    try:
+        dataset.socket = dul.socket.socket
+        send_file_dataset(dataset.socket, dataset, stop=lambda: _stopping(dul, dataset))
+    except OSError as exc:  # as pynetdicom's own send: the transport connection is gone
+        log.warning("sending a stored file failed: %s", exc)
+        dul.event_queue.put("Evt17")
+    finally:
+        dataset.done.set()
+
+
+def _stopping(dul: Any, dataset: FileDataset) -> bool:
+    """Whether to stop part way: the sender gave up, the DUL is being killed, or an abort
+    was queued behind the file (it must not wait for the rest)."""
+    if dataset.abandoned or dul._kill_thread:
+        return True
+    queued = dul.to_provider_queue.queue
+    return bool(queued) and any(isinstance(p, (A_ABORT, A_P_ABORT)) for p in list(queued))
+
+
+def send_file_dataset(
+    sock: Any, dataset: FileDataset, stop: Callable[[], bool] = lambda: False
+) -> int:
+    """Write the dataset's PDUs to `sock`; return the dataset bytes sent. Raises OSError,
+    also when `stop()` says so between PDUs (the association is then cut)."""
+    peer_room = dataset.max_pdu_length - 6 if dataset.max_pdu_length else MAX_PDU_DATA
+    if peer_room < 1:
+        raise OSError(f"the peer's maximum PDU length {dataset.max_pdu_length} holds no data")
+    # PDV data per PDU: what the peer takes, bounded by the file and by MAX_PDU_DATA
+    room = max(1, min(peer_room, MAX_PDU_DATA, dataset.size))
     buffer = bytearray(_HEADER.size + room)
     view = memoryview(buffer)
     data = view[_HEADER.size :]
-    sent = 0
-    with open(dataset.path, "rb", buffering=0) as fh:
-        remaining = fh.seek(0, 2) - fh.seek(dataset.offset)
-        while True:
-            size = min(room, remaining)
-            got = fh.readinto(data[:size]) if size else 0
-            if got != size:
-                raise OSError(f"{dataset.path.name} shrank while being sent")
-            remaining -= size
-            control = _LAST if remaining == 0 else _MORE
-            context = dataset.context_id
-            _HEADER.pack_into(buffer, 0, 0x04, 0x00, size + 6, size + 2, context, control)
-            sock.sendall(view[: _HEADER.size + size])
-            sent += size
-            if remaining == 0:
-                return sent
+    remaining = dataset.size
+    while True:
+        size = min(room, remaining)
+        got = dataset.file.readinto(data[:size]) if size else 0
+        if got != size:
+            raise OSError("the stored file shrank while being sent")
+        remaining -= size
+        control = _LAST if remaining == 0 else _MORE
+        context = dataset.context_id
+        _HEADER.pack_into(buffer, 0, 0x04, 0x00, size + 6, size + 2, context, control)
+        sock.sendall(view[: _HEADER.size + size])
+        dataset.sent += size
+        if remaining == 0:
+            return dataset.sent
+        if stop():
+            raise OSError("sending stopped part way (abort, shutdown or timeout)")

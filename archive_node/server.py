@@ -16,7 +16,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
-from . import reactor, sending
+from . import reactor, responding, sending
 from .commitment import STORAGE_COMMITMENT_CLASS
 from .commitment_scp import CommitmentSCP
 from .errors import ConfigError
@@ -123,6 +123,7 @@ class ArchiveServer:
         self.handlers = Handlers(service)
         reactor.install()
         sending.install()
+        responding.install()
         serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of))
         extend_receiving(
             self.ae, provenance_of=self.handlers.provenance_of, room_problem=service.room_problem

@@ -61,7 +61,7 @@ class FilesystemStorage:
     """
 
     def __init__(self, root: Path, *, fsync: bool = True, min_free_bytes: int = 0) -> None:
-        self.root = Path(root).absolute()
+        self.root = Path(root).resolve()  # symlinks and .. resolved once: paths compare
         self.fsync = fsync
         self.min_free_bytes = min_free_bytes
         self._dirs_lock = threading.Lock()
@@ -215,7 +215,7 @@ class FilesystemStorage:
                 return
             chain = []
             probe = directory
-            while probe != self.root and probe not in self._durable_dirs:
+            while probe != self.root and probe != probe.parent and probe not in self._durable_dirs:
                 chain.append(probe)
                 probe = probe.parent
             for path in reversed(chain):

@@ -182,9 +182,17 @@ class Supervisor:
 
 
 def _bind_shared(address: tuple[str, int]) -> socket.socket:
+    """A socket bound to `address` with SO_REUSEPORT, after a bind without it has shown that
+    no other process holds the port (one that shares it, another `serve --workers` of the
+    same user, would otherwise get half of this node's associations)."""
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as pynetdicom binds
+        probe.bind(address)
+        address = (address[0], probe.getsockname()[1])
+        probe.close()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
@@ -193,6 +201,8 @@ def _bind_shared(address: tuple[str, int]) -> socket.socket:
         raise ConfigError(
             f"node.bind/node.port: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
         ) from None
+    finally:
+        probe.close()
     return sock
 
 

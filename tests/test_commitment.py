@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import (
     CTImageStorage,
     SecondaryCaptureImageStorage,
@@ -81,6 +82,7 @@ class Modality:
         with a failure (pynetdicom's default); `hold`: the answer there waits for that event."""
         self.title = title
         self.reports: queue.Queue[tuple[str, int, Dataset]] = queue.Queue()
+        self._unanswered: list[tuple[str, int, Dataset]] = []
         self.answer_on_association = answer_on_association
         self.hold = hold
         self.ae = AE(ae_title=title)
@@ -94,24 +96,38 @@ class Modality:
 
     def _on_report(self, where: str):
         def handler(event):
-            self.reports.put((where, event.event_type, event.event_information))
+            # published once the answer is on the wire (_on_pdu_sent): a test that releases
+            # as soon as it has a report must not overtake the answer (pynetdicom then gets
+            # the answer's P-DATA after its A-RELEASE-RQ, which its state machine refuses)
+            report = (where, event.event_type, event.event_information)
             if where == "association" and self.hold is not None:
+                self.reports.put(report)  # the test wants it while the answer is held
                 self.hold.wait(DEADLINE)
+            else:
+                self._unanswered.append(report)
             return 0x0000, None
 
         return handler
+
+    def _on_pdu_sent(self, event) -> None:
+        if isinstance(event.pdu, P_DATA_TF):
+            while self._unanswered:
+                self.reports.put(self._unanswered.pop(0))
 
     def listen(self) -> int:
         self._server = self.ae.start_server(
             ("127.0.0.1", 0),
             block=False,
-            evt_handlers=[(evt.EVT_N_EVENT_REPORT, self._on_report("listener"))],
+            evt_handlers=[
+                (evt.EVT_N_EVENT_REPORT, self._on_report("listener")),
+                (evt.EVT_PDU_SENT, self._on_pdu_sent),
+            ],
         )
         return self._server.server_address[1]
 
     def associate(self, node, port: int | None = None):
         """An association to `node` (None: the node listening on `port` of 127.0.0.1)."""
-        handlers = [(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
+        handlers = [(evt.EVT_CONN_OPEN, set_tcp_nodelay), (evt.EVT_PDU_SENT, self._on_pdu_sent)]
         if self.answer_on_association:
             handlers.append((evt.EVT_N_EVENT_REPORT, self._on_report("association")))
         if node is None:

@@ -211,3 +211,17 @@ def test_inspect_hashes_in_chunks(storage, tmp_path):
 def test_absolute_refuses_paths_outside_the_store(storage):
     with pytest.raises(InvalidInput):
         storage.absolute("../../etc/passwd")
+
+
+def test_a_store_reached_through_a_symlink_keeps_files(tmp_path):
+    """storage.path may be a symlink (or hold ..): keeping walks up to the resolved root."""
+    real = tmp_path / "real-store"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    storage = FilesystemStorage(tmp_path / "link" / ".." / "link")
+    storage.create()
+    source = tmp_path / "received.dcm"
+    source.write_bytes(b"dataset")
+    layout = storage.layout("1.2.3", "1.2.3.4", "1.2.3.4.5")
+    assert storage.keep(source, layout) == layout
+    assert (real / layout).read_bytes() == b"dataset"

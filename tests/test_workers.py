@@ -169,3 +169,20 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_a_port_another_node_shares_is_a_clear_error(node, tmp_path):
+    """A second `serve --workers` on the port of a running one (same user, SO_REUSEPORT on
+    both) must not split the first node's associations with it."""
+    other = Archive(tmp_path / "other", port=node.port)
+    other.root.mkdir()
+    other.init()
+    proc = subprocess.run(
+        [*CLI, "--config", str(other.config), "serve", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
+    assert proc.returncode != 0
+    assert "cannot listen on" in proc.stderr

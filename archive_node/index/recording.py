@@ -47,9 +47,18 @@ _SERIES = "SELECT id, study_id FROM series WHERE series_uid = ?"
 _NEW_SERIES = """
 INSERT INTO series (series_uid, study_id, modality, series_number, description, body_part)
 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
-_NEW_INSTANCE = """
-INSERT INTO instance (sop_uid, series_id, sop_class_uid, transfer_syntax_uid, instance_number,
-                      number_of_frames, path, size, sha256, received_at, calling_ae, hospital_id)
+# the columns of Instance.file_columns, in the order _NEW_INSTANCE names them
+_FILE_COLUMNS = (
+    "transfer_syntax_uid",
+    "instance_number",
+    "number_of_frames",
+    "path",
+    "size",
+    "sha256",
+)
+_NEW_INSTANCE = f"""
+INSERT INTO instance (sop_uid, series_id, sop_class_uid, {", ".join(_FILE_COLUMNS)},
+                      received_at, calling_ae, hospital_id)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
 
 _statements: dict[tuple[str, str], str] = {}
@@ -83,14 +92,16 @@ def insert_instance(
 ) -> InstanceRecord | None:
     """Add the patient, study, series and instance rows of `new`, in the caller's transaction.
 
-    Returns None when the instance row was inserted, or the record of the instance another
-    writer indexed first under this SOP Instance UID (then nothing of `new` was written but
-    patient, study or series rows it lacked).
+    Returns None when the instance row was inserted (or another writer's row names the very
+    file `new` names), or the record of the instance another writer indexed first under this
+    SOP Instance UID (then nothing of `new` was written but patient, study or series rows it
+    lacked).
     """
     h = new.header
     patient = _patient(db, h, new.issuer)
     study = _study(db, h, patient, hospital)
     series = _series(db, h, study)
+    files = Instance.file_columns(h, path=new.path, size=new.size, sha256=new.sha256)
     inserted = _run(
         db,
         _NEW_INSTANCE,
@@ -98,12 +109,7 @@ def insert_instance(
             h.sop_instance_uid,
             series,
             h.sop_class_uid,
-            h.transfer_syntax_uid,
-            h.instance_number,
-            h.number_of_frames,
-            new.path,
-            new.size,
-            new.sha256,
+            *(files[column] for column in _FILE_COLUMNS),
             Instance.received_at.db_value(received_at),
             new.calling_ae,
             hospital,
@@ -111,8 +117,10 @@ def insert_instance(
     ).rowcount
     if inserted == 1:
         return None
-    # A concurrent writer won the race: its row names its file, not ours.
-    return find_instance(db, h.sop_instance_uid)
+    # A concurrent writer won the race: its row names its file, unless both kept the same one
+    # (two resends that replaced the same leftover): then it is ours too, and must stay.
+    existing = find_instance(db, h.sop_instance_uid)
+    return None if existing is not None and existing.path == new.path else existing
 
 
 def _patient(db: Database, h: Any, issuer: str) -> int:
