@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 
+C_STORE_RSP = 0x8001
 C_GET_RSP = 0x8010
 C_FIND_RSP = 0x8020
 C_MOVE_RSP = 0x8021
@@ -51,15 +52,29 @@ def find_pending_response(sop_class_uid: str, message_id: int, status: int) -> b
     return _command(_response_head(C_FIND_RSP, sop_class_uid, message_id, DATA_SET, status))
 
 
+def store_response(
+    sop_class_uid: str, message_id: int, status: int, sop_instance_uid: str
+) -> bytes:
+    """The command set of a C-STORE-RSP without Error Comment or Offending Element."""
+    return _command(
+        _response_head(C_STORE_RSP, sop_class_uid, message_id, NO_DATA_SET, status),
+        _uid(0x1000, sop_instance_uid),  # Affected SOP Instance UID
+    )
+
+
+def _uid(element: int, uid: str) -> bytes:
+    value = uid.encode("ascii")
+    if len(value) % 2:
+        value += b"\0"  # UI values are padded to even length with a NULL (PS3.5 6.2)
+    return struct.pack("<HHI", 0x0000, element, len(value)) + value
+
+
 def _response_head(
     command_field: int, sop_class_uid: str, message_id: int, data_set_type: int, status: int
 ) -> bytes:
-    uid = sop_class_uid.encode("ascii")
-    if len(uid) % 2:
-        uid += b"\0"  # UI values are padded to even length with a NULL (PS3.5 6.2)
     return b"".join(
         (
-            struct.pack("<HHI", 0x0000, 0x0002, len(uid)) + uid,  # Affected SOP Class UID
+            _uid(0x0002, sop_class_uid),  # Affected SOP Class UID
             _US.pack(0x0000, 0x0100, 2, command_field),
             _US.pack(0x0000, 0x0120, 2, message_id),  # Message ID Being Responded To
             _US.pack(0x0000, 0x0800, 2, data_set_type),

@@ -1,4 +1,4 @@
-"""C-FIND pending responses sent without pynetdicom's per-response pydicom work.
+"""C-FIND and C-STORE responses sent without pynetdicom's per-response pydicom work.
 
 For each match pynetdicom's C-FIND SCP encodes the identifier with pydicom, then builds the
 response's command set as a pydicom Dataset, validates and encodes it (~0.85 ms per match
@@ -9,7 +9,8 @@ for every C-FIND this process answers:
 - a pending response (0xFF00, 0xFF01) is its command packed by commands.py and the identifier
   queued as P-DATA fragments sized to the peer's maximum PDU, as pynetdicom fragments a message
   (PS3.8 E.2: the command in one PDV with control header 0x03, the identifier in PDVs 0x00 and
-  a last 0x02). Final responses go through pynetdicom unchanged.
+  a last 0x02). Final responses go through pynetdicom unchanged;
+- a C-STORE response without Error Comment or Offending Element (every success) is packed too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from pynetdicom import service_class
 from pynetdicom.dimse import DIMSEServiceProvider
-from pynetdicom.dimse_primitives import C_FIND
+from pynetdicom.dimse_primitives import C_FIND, C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
 from . import commands
@@ -61,7 +62,10 @@ def _encode(ds: Any, is_implicit_vr: bool, is_little_endian: bool, deflated: boo
 
 
 def _send_msg(self: Any, primitive: Any, context_id: int) -> None:
-    """DIMSEServiceProvider.send_msg; a pending C-FIND response packed and queued directly."""
+    """DIMSEServiceProvider.send_msg; a pending C-FIND response and a plain C-STORE response
+    packed and queued directly."""
+    if type(primitive) is C_STORE:
+        return _send_store_response(self, primitive, context_id)
     identifier = getattr(primitive, "Identifier", None)
     if (
         type(primitive) is not C_FIND
@@ -79,6 +83,26 @@ def _send_msg(self: Any, primitive: Any, context_id: int) -> None:
     for start in range(0, max(len(data), 1), room):
         last = start + room >= len(data)
         self.dul.send_pdu(_pdata(context_id, 0x02 if last else 0x00, data[start : start + room]))
+    return None
+
+
+def _send_store_response(self: Any, primitive: Any, context_id: int) -> None:
+    """A C-STORE-RSP with neither Error Comment nor Offending Element (every success) packed;
+    anything else through pynetdicom."""
+    if (
+        primitive.MessageIDBeingRespondedTo is None
+        or primitive.ErrorComment is not None
+        or primitive.OffendingElement is not None
+        or primitive.AffectedSOPInstanceUID is None
+    ):
+        return _original_send_msg(self, primitive, context_id)
+    command = commands.store_response(
+        primitive.AffectedSOPClassUID,
+        primitive.MessageIDBeingRespondedTo,
+        primitive.Status,
+        primitive.AffectedSOPInstanceUID,
+    )
+    self.dul.send_pdu(_pdata(context_id, 0x03, command))
     return None
 
 

@@ -43,3 +43,21 @@ def test_counts_beyond_an_unsigned_short_are_capped():
         commands.C_MOVE_RSP, STUDY_MOVE, 1, remaining=70_000, completed=0, failed=0, warning=0
     )
     assert b"\x00\x00\x20\x10\x02\x00\x00\x00\xff\xff" in packed
+
+
+@pytest.mark.parametrize("status", [0x0000, 0xB000])
+def test_store_response_is_what_pynetdicom_encodes(status):
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = 12
+    rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    rsp.AffectedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    rsp.Status = status
+    msg = C_STORE_RSP()
+    msg.primitive_to_message(rsp)
+    packed = commands.store_response(
+        "1.2.840.10008.5.1.4.1.1.7", 12, status, "1.2.826.0.1.3680043.8.498.1"
+    )
+    assert packed == encode(msg.command_set, True, True)
