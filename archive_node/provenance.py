@@ -53,6 +53,30 @@ def with_provenance(meta: bytes, provenance: Provenance, receiving_ae: str) -> b
     return _element(0x0000, b"UL", struct.pack("<I", len(body)), b"") + body
 
 
+def file_meta(
+    *,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax: str,
+    implementation_uid: str,
+    implementation_version: str,
+) -> bytes:
+    """A File Meta Information group (PS3.10 7.1) with the elements pynetdicom writes for a
+    received dataset, from its Group Length on: the same bytes pydicom's writer produces, for
+    a fraction of its cost."""
+    body = b"".join(
+        (
+            _element(0x0001, b"OB", b"\x00\x01", b""),  # File Meta Information Version
+            _element(0x0002, b"UI", sop_class_uid.encode(), b"\0"),
+            _element(0x0003, b"UI", sop_instance_uid.encode(), b"\0"),
+            _element(0x0010, b"UI", transfer_syntax.encode(), b"\0"),
+            _element(0x0012, b"UI", implementation_uid.encode(), b"\0"),
+            _element(0x0013, b"SH", implementation_version.encode(), b" "),
+        )
+    )
+    return _element(0x0000, b"UL", struct.pack("<I", len(body)), b"") + body
+
+
 # PS3.5 7.1.2: these VRs have a 2-byte reserved field and a 4-byte length.
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}

@@ -22,11 +22,17 @@ import struct
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+from pynetdicom import (
+    PYNETDICOM_IMPLEMENTATION_UID,
+    PYNETDICOM_IMPLEMENTATION_VERSION,
+    dimse_messages,
+)
 from pynetdicom.dimse_messages import DIMSEMessage
 
 from .provenance import Provenance, with_provenance
+from .provenance import file_meta as file_meta_bytes
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ _receivers: weakref.WeakKeyDictionary[Any, tuple[Lookup, RoomProblem]] = (
 )
 _install_lock = threading.Lock()
 _original_decode_msg: Any = None
+_original_write_file_meta_info: Any = None
 
 _PREAMBLE = 128 + 4  # preamble and "DICM" (PS3.10 7.1)
 _GROUP_LENGTH_ELEMENT = 12  # (0002,0000) UL, explicit VR: tag 4, VR 2, length 2, value 4
@@ -47,12 +54,33 @@ def extend_receiving(ae: Any, *, provenance_of: Lookup, room_problem: RoomProble
     """For every C-STORE `ae` receives: record in the file meta the provenance
     `provenance_of` returns for the association (None: leave pynetdicom's file meta as it is),
     and write nothing when `room_problem` says why there is no room (None: there is)."""
-    global _original_decode_msg
+    global _original_decode_msg, _original_write_file_meta_info
     with _install_lock:
         if _original_decode_msg is None:
             _original_decode_msg = DIMSEMessage.decode_msg
             DIMSEMessage.decode_msg = _decode_msg  # type: ignore[method-assign]
+            _original_write_file_meta_info = dimse_messages.write_file_meta_info
+            dimse_messages.create_file_meta = _FileMeta
+            dimse_messages.write_file_meta_info = _write_file_meta_info
         _receivers[ae] = (provenance_of, room_problem)
+
+
+class _FileMeta(NamedTuple):
+    """What pynetdicom's create_file_meta() puts in a received file's meta, kept as values:
+    provenance.file_meta() writes them (pydicom's Dataset and writer cost ~0.3 ms each time)."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    implementation_uid: str = PYNETDICOM_IMPLEMENTATION_UID
+    implementation_version: str = PYNETDICOM_IMPLEMENTATION_VERSION
+
+
+def _write_file_meta_info(fp: Any, file_meta: Any, enforce_standard: bool = True) -> None:
+    if not isinstance(file_meta, _FileMeta):
+        return _original_write_file_meta_info(fp, file_meta, enforce_standard)
+    fp.write(file_meta_bytes(**file_meta._asdict()))
+    return None
 
 
 def _decode_msg(self: Any, primitive: Any, assoc: Any = None) -> bool:

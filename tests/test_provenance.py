@@ -6,10 +6,18 @@ from io import BytesIO
 
 import pytest
 from pydicom import dcmread
+from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 from pynetdicom.dsutils import create_file_meta
 
-from archive_node.provenance import PROVENANCE_UID, Provenance, from_file_meta, with_provenance
+from archive_node.provenance import (
+    PROVENANCE_UID,
+    Provenance,
+    file_meta,
+    from_file_meta,
+    with_provenance,
+)
 
 PREAMBLE = b"\0" * 128 + b"DICM"
 
@@ -92,3 +100,22 @@ def test_a_file_meta_without_usable_provenance_records_none(extra):
 def test_bytes_that_are_not_a_file_meta_group_are_refused():
     with pytest.raises(ValueError):
         with_provenance(b"\x08\x00\x16\x00UI\x02\x001\0", Provenance("A", "B", "C"), "ARCHIVE")
+
+
+def test_file_meta_is_what_pydicom_writes():
+    """provenance.file_meta, which receiving.py writes for every received dataset instead of
+    pydicom's writer, gives the same bytes as pydicom for pynetdicom's file meta."""
+    values = {
+        "sop_class_uid": "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # odd length: padded
+        "sop_instance_uid": "1.2.826.0.1.3680043.8.498.12",
+        "transfer_syntax": "1.2.840.10008.1.2.4.102",
+    }
+    expected = DicomBytesIO()
+    expected.is_little_endian, expected.is_implicit_VR = True, False
+    write_file_meta_info(expected, create_file_meta(**values))
+    packed = file_meta(
+        **values,
+        implementation_uid=PYNETDICOM_IMPLEMENTATION_UID,
+        implementation_version=PYNETDICOM_IMPLEMENTATION_VERSION,
+    )
+    assert packed == expected.getvalue()
