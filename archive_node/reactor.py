@@ -15,6 +15,14 @@ install() replaces both loops once per process, keeping every step they take in 
   own send_*() calls asks it to pause (pynetdicom's pause is a cleared Event the caller then
   polls; the reactor reached it only after its 1 ms sleep, once per C-STORE of a C-MOVE).
   Release, abort and timeouts are looked at every TURN seconds.
+
+And three things pynetdicom's loops get wrong, put right on the way:
+- pausing: a send_*() right after the reactor resumed could see it paused while it was not,
+  and lose its answer to the reactor (_Checkpoint);
+- an error in the DUL's state machine (a P-DATA arriving after our A-RELEASE-RQ) killed its
+  thread silently, leaving every waiter to its timeout: now it aborts and wakes them;
+- an acceptor whose connection ended before its A-ASSOCIATE-RQ waited the whole ACSE timeout
+  for it, holding an association slot and a stopping node.
 """
 
 from __future__ import annotations

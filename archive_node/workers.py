@@ -94,7 +94,7 @@ class Supervisor:
             self._fork(worker, address)
         code = 0
         while not self._stopping.is_set():
-            self._reap(address)
+            self._reap()
             if any(w.quick_deaths >= QUICK_DEATHS_ALLOWED for w in self.workers):
                 log.error("a worker keeps failing at start-up: stopping the node")
                 code = 1
@@ -136,7 +136,7 @@ class Supervisor:
                 os._exit(code)
         worker.pid, worker.started = pid, time.monotonic()
 
-    def _reap(self, address: tuple[str, int]) -> None:
+    def _reap(self) -> None:
         """Notice workers that ended; schedule their restart."""
         while True:
             try:
