@@ -45,6 +45,15 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a whole file, read in chunks (what the index records for a kept file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def dataset_digest(path: Path) -> str:
     """SHA-256 of a Part 10 file's bytes after its File Meta Information, read in chunks."""
     digest = hashlib.sha256()

@@ -33,7 +33,7 @@ from archive_node.index.commitments import DELIVERED, PENDING
 from tests import factory
 from tests.conftest import _pg_connect, _reset_pg
 from tests.retrieving import STUDY_MOVE, Destination, identifier, move
-from tests.serving_process import CALLED, CALLING, HOST, Archive
+from tests.serving_process import CALLED, CALLING, HOST, Archive, file_sha256
 from tests.test_commitment import modality, n_action, referenced, request
 
 SENDERS = 4  # concurrent storing associations
@@ -86,14 +86,6 @@ def index_rows(url: str) -> dict[str, Row]:
         return {uid: Row(path, int(size), sha) for uid, path, size, sha in cur.fetchall()}
     finally:
         conn.close()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def dataset_sha256(path: Path) -> str:

@@ -14,7 +14,6 @@ ARCHIVE_NODE_REQUIRE_PG=1 (tests/conftest.py).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import socket
 import threading
@@ -45,7 +44,14 @@ from tests.retrieving import (
     identifier,
     move,
 )
-from tests.serving_process import CALLED, CALLING, HOST, Archive, dataset_digest
+from tests.serving_process import (
+    CALLED,
+    CALLING,
+    HOST,
+    Archive,
+    dataset_digest,
+    file_sha256,
+)
 
 WORKSTATION = "UNN_WS"  # registered with find, move and get
 DEADLINE = 60.0
@@ -210,14 +216,6 @@ def count(url: str, table: str) -> int:
             return int(cur.fetchone()[0])
     finally:
         conn.close()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def incoming_files(store: Path) -> list[Path]:

@@ -153,13 +153,18 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
         busy.listen()
         archive = Archive(tmp_path, port=busy.getsockname()[1])
         archive.init()
-        proc = subprocess.run(
-            [*CLI, "--config", str(archive.config), "serve", "--workers", "2"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=child_env(),
-        )
+        assert_cannot_listen(archive)
+
+
+def assert_cannot_listen(archive: Archive) -> None:
+    """`serve --workers 2` on `archive`'s config fails at once, saying why."""
+    proc = subprocess.run(
+        [*CLI, "--config", str(archive.config), "serve", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
     assert proc.returncode != 0
     assert "cannot listen on" in proc.stderr
 
@@ -177,12 +182,4 @@ def test_a_port_another_node_shares_is_a_clear_error(node, tmp_path):
     other = Archive(tmp_path / "other", port=node.port)
     other.root.mkdir()
     other.init()
-    proc = subprocess.run(
-        [*CLI, "--config", str(other.config), "serve", "--workers", "2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=child_env(),
-    )
-    assert proc.returncode != 0
-    assert "cannot listen on" in proc.stderr
+    assert_cannot_listen(other)
