@@ -11,6 +11,8 @@ for associations of an AE registered with extend_receiving() (other AEs are left
   C-STORE handler, which answers 0xA700. pynetdicom itself would write a whole video onto an
   almost full disk, and on a full one let the exception end the association, leaving the
   partial file to fill the disk until the next restart.
+For every AE of the process, pynetdicom's own first file meta is written by
+provenance.file_meta(): the same bytes, without a pydicom Dataset built and written each time.
 """
 
 from __future__ import annotations
