@@ -52,6 +52,12 @@ def find_pending_response(sop_class_uid: str, message_id: int, status: int) -> b
     return _command(_response_head(C_FIND_RSP, sop_class_uid, message_id, DATA_SET, status))
 
 
+def find_final_response(sop_class_uid: str, message_id: int, status: int) -> bytes:
+    """The command set of a final C-FIND-RSP without identifier, comment or offending element
+    (success, cancel)."""
+    return _command(_response_head(C_FIND_RSP, sop_class_uid, message_id, NO_DATA_SET, status))
+
+
 def store_response(
     sop_class_uid: str, message_id: int, status: int, sop_instance_uid: str
 ) -> bytes:

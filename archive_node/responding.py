@@ -10,7 +10,8 @@ for every C-FIND this process answers:
   queued as P-DATA fragments sized to the peer's maximum PDU, as pynetdicom fragments a message
   (PS3.8 E.2: the command in one PDV with control header 0x03, the identifier in PDVs 0x00 and
   a last 0x02). Final responses go through pynetdicom unchanged;
-- a C-STORE response without Error Comment or Offending Element (every success) is packed too.
+- a final C-FIND response with a bare status (success, cancel) and a C-STORE response without
+  Error Comment or Offending Element (every success) are packed too.
 """
 
 from __future__ import annotations
@@ -67,13 +68,10 @@ def _send_msg(self: Any, primitive: Any, context_id: int) -> None:
     if type(primitive) is C_STORE:
         return _send_store_response(self, primitive, context_id)
     identifier = getattr(primitive, "Identifier", None)
-    if (
-        type(primitive) is not C_FIND
-        or primitive.MessageIDBeingRespondedTo is None
-        or primitive.Status not in PENDING_STATUSES
-        or identifier is None
-    ):
+    if type(primitive) is not C_FIND or primitive.MessageIDBeingRespondedTo is None:
         return _original_send_msg(self, primitive, context_id)
+    if primitive.Status not in PENDING_STATUSES or identifier is None:
+        return _send_find_final(self, primitive, context_id)
     command = commands.find_pending_response(
         primitive.AffectedSOPClassUID, primitive.MessageIDBeingRespondedTo, primitive.Status
     )
@@ -83,6 +81,23 @@ def _send_msg(self: Any, primitive: Any, context_id: int) -> None:
     for start in range(0, max(len(data), 1), room):
         last = start + room >= len(data)
         self.dul.send_pdu(_pdata(context_id, 0x02 if last else 0x00, data[start : start + room]))
+    return None
+
+
+def _send_find_final(self: Any, primitive: Any, context_id: int) -> None:
+    """A final C-FIND-RSP with nothing but its status (success, cancel) packed; a failure, with
+    its comment or offending element, through pynetdicom."""
+    if (
+        getattr(primitive, "Identifier", None) is not None
+        or primitive.Status in PENDING_STATUSES
+        or primitive.ErrorComment is not None
+        or primitive.OffendingElement is not None
+    ):
+        return _original_send_msg(self, primitive, context_id)
+    command = commands.find_final_response(
+        primitive.AffectedSOPClassUID, primitive.MessageIDBeingRespondedTo, primitive.Status
+    )
+    self.dul.send_pdu(_pdata(context_id, 0x03, command))
     return None
 
 

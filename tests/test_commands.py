@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pynetdicom.dimse_messages import C_GET_RSP, C_MOVE_RSP
-from pynetdicom.dimse_primitives import C_GET, C_MOVE
+from pynetdicom.dimse_messages import C_FIND_RSP, C_GET_RSP, C_MOVE_RSP
+from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE
 from pynetdicom.dsutils import encode
 
 from archive_node import commands
@@ -60,4 +60,16 @@ def test_store_response_is_what_pynetdicom_encodes(status):
     packed = commands.store_response(
         "1.2.840.10008.5.1.4.1.1.7", 12, status, "1.2.826.0.1.3680043.8.498.1"
     )
+    assert packed == encode(msg.command_set, True, True)
+
+
+@pytest.mark.parametrize("status", [0x0000, 0xFE00])
+def test_find_final_response_is_what_pynetdicom_encodes(status):
+    rsp = C_FIND()
+    rsp.MessageIDBeingRespondedTo = 3
+    rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.1"
+    rsp.Status = status
+    msg = C_FIND_RSP()
+    msg.primitive_to_message(rsp)
+    packed = commands.find_final_response("1.2.840.10008.5.1.4.1.2.2.1", 3, status)
     assert packed == encode(msg.command_set, True, True)
