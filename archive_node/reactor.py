@@ -214,6 +214,7 @@ def _dul_reactor(self: Any) -> None:
         if wakeup is not None:
             wakeup.close()
         _release_waiting_acceptor(self.assoc)
+        _release_waiting_senders(self)
 
 
 def _abort_on_error(dul: Any, exc: Exception) -> None:
@@ -245,6 +246,15 @@ def _release_waiting_acceptor(assoc: Any) -> None:
     waiting = assoc.is_acceptor and assoc.requestor.primitive is None
     if waiting and not assoc.is_established and assoc.dul.to_user_queue.empty():
         assoc.dul.to_user_queue.put(None)
+
+
+def _release_waiting_senders(dul: Any) -> None:
+    """Primitives still queued when the DUL ends will never be sent: a sender waiting for one
+    to be written (sending.FileDataset's `done`) learns it now, not after its patience."""
+    for primitive in list(dul.to_provider_queue.queue):
+        done = getattr(primitive, "done", None)
+        if isinstance(done, threading.Event):
+            done.set()
 
 
 def _association_reactor(self: Any) -> None:

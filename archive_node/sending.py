@@ -15,7 +15,8 @@ Memory stays one PDU (at most 1 MiB, whatever the peer announces), and the file 
 is sent. The sender waits until the last PDU is written, as pynetdicom's send returns once all
 are queued, so the DIMSE timeout that follows is the peer's time to answer. Writing stops part
 way for an abort queued behind the file, a DUL being killed, or a peer that read nothing for
-PATIENCE seconds (the sender then gets TimeoutError and the association is cut).
+PATIENCE seconds (the sender then gets TimeoutError and the association is cut); a DUL that
+ends with the file still queued tells the sender at once (reactor.py).
 """
 
 from __future__ import annotations
