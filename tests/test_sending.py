@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import os
+import queue
 import struct
+from types import SimpleNamespace
 
 import pytest
 
+from archive_node.reactor import _release_waiting_senders
 from archive_node.sending import MAX_PDU_DATA, FileDataset, send_file_dataset
 
 
@@ -70,3 +73,13 @@ def test_a_peer_maximum_that_holds_no_data_is_refused():
     dataset = FileDataset(io.BytesIO(bytes(10)), 10, 1, 6)
     with pytest.raises(OSError, match="holds no data"):
         send_file_dataset(Collecting(), dataset)
+
+
+def test_a_dul_that_ends_releases_the_sender_of_a_queued_file():
+    """The DUL's end (reactor.py) tells a sender whose file was still queued, instead of
+    leaving it to wait out its patience."""
+    dataset = FileDataset(io.BytesIO(bytes(10)), 10, 1, 16384)
+    dul = SimpleNamespace(to_provider_queue=queue.Queue())
+    dul.to_provider_queue.put(dataset)
+    _release_waiting_senders(dul)
+    assert dataset.done.is_set() and dataset.sent == 0
