@@ -117,7 +117,7 @@ class FilesystemStorage:
 
     def absolute(self, relative: str) -> Path:
         path = (self.root / relative).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        if not path.is_relative_to(self.root):
             raise InvalidInput(f"path {relative!r} is outside the store")
         return path
 
@@ -174,10 +174,9 @@ class FilesystemStorage:
         path = self.absolute(relative)
         with open(path, "rb") as fh:
             os.fsync(fh.fileno())
-        root = self.root.resolve()
         for directory in path.parents:
             _fsync_directory(directory)
-            if directory == root:
+            if directory == self.root:
                 break
 
     @staticmethod
