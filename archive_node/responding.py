@@ -75,7 +75,7 @@ def _send_msg(self: Any, primitive: Any, context_id: int) -> None:
     command = commands.find_pending_response(
         primitive.AffectedSOPClassUID, primitive.MessageIDBeingRespondedTo, primitive.Status
     )
-    self.dul.send_pdu(_pdata(context_id, 0x03, command))
+    send_command(self.dul, context_id, command)
     data = identifier.getvalue()
     room = self.maximum_pdu_size - 6 if self.maximum_pdu_size else len(data) or 1
     for start in range(0, max(len(data), 1), room):
@@ -97,7 +97,7 @@ def _send_find_final(self: Any, primitive: Any, context_id: int) -> None:
     command = commands.find_final_response(
         primitive.AffectedSOPClassUID, primitive.MessageIDBeingRespondedTo, primitive.Status
     )
-    self.dul.send_pdu(_pdata(context_id, 0x03, command))
+    send_command(self.dul, context_id, command)
     return None
 
 
@@ -117,8 +117,14 @@ def _send_store_response(self: Any, primitive: Any, context_id: int) -> None:
         primitive.Status,
         primitive.AffectedSOPInstanceUID,
     )
-    self.dul.send_pdu(_pdata(context_id, 0x03, command))
+    send_command(self.dul, context_id, command)
     return None
+
+
+def send_command(dul: Any, context_id: int, command: bytes) -> None:
+    """Queue a packed command set (commands.py) as pynetdicom queues a message's command: one
+    P-DATA, one PDV, message control header 0x03 (command, last fragment; PS3.8 E.2)."""
+    dul.send_pdu(_pdata(context_id, 0x03, command))
 
 
 def _pdata(context_id: int, control: int, fragment: bytes) -> P_DATA:

@@ -29,6 +29,7 @@ from .errors import IndexUnavailable, Refused
 from .handlers import OUTGOING_HANDLERS, connected, response_status
 from .policy import Peer
 from .query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
+from .responding import send_command
 from .retrieve import Outgoing, SubOperations, batches, choose_syntax
 from .routing import route
 from .service import ArchiveService
@@ -244,8 +245,7 @@ class _Exchange:
         self._send(response_status(refused.status, str(refused), refused.keyword))
 
     def pending(self, ops: SubOperations) -> None:
-        """A pending response with the counts, packed by hand (commands.py) and queued as
-        pynetdicom queues its own: one P-DATA with the whole command (PS3.8 E.2)."""
+        """A pending response with the counts, packed by hand (commands.py)."""
         command = commands.pending_response(
             commands.C_MOVE_RSP if isinstance(self.rsp, C_MOVE) else commands.C_GET_RSP,
             self.req.AffectedSOPClassUID,
@@ -255,9 +255,7 @@ class _Exchange:
             failed=ops.failed,
             warning=ops.warning,
         )
-        pdata = P_DATA()
-        pdata.presentation_data_value_list.append((self.context.context_id, b"\x03" + command))
-        self.provider.assoc.dul.send_pdu(pdata)
+        send_command(self.provider.assoc.dul, self.context.context_id, command)
 
     def finish(self, ops: SubOperations) -> None:
         code = ops.final_status(self.cancelled)

@@ -164,9 +164,7 @@ class ArchiveServer:
                 server_class=SharedPortServer if reuse_port else None,
             )
         except OSError as exc:
-            raise ConfigError(
-                f"node.bind/node.port: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
-            ) from None
+            raise cannot_listen(address, exc) from None
         storage = self.service.storage
         storage.use_node_directory(node_name(self.address[1]))
         if sweep:
@@ -261,6 +259,13 @@ class SharedPortServer(ThreadedAssociationServer):
     def server_bind(self) -> None:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
+
+
+def cannot_listen(address: tuple[str, int], exc: OSError) -> ConfigError:
+    """The error of a node that cannot bind its address (in use, not ours, not allowed)."""
+    return ConfigError(
+        f"node.bind/node.port: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
+    )
 
 
 def node_name(port: int) -> str:

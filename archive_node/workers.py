@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .server import ArchiveServer, node_name
+from .server import ArchiveServer, cannot_listen, node_name
 from .service import ArchiveService
 
 log = logging.getLogger(__name__)
@@ -198,9 +198,7 @@ def _bind_shared(address: tuple[str, int]) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        raise ConfigError(
-            f"node.bind/node.port: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
-        ) from None
+        raise cannot_listen(address, exc) from None
     finally:
         probe.close()
     return sock
