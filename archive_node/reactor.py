@@ -47,16 +47,15 @@ log = logging.getLogger(__name__)
 TURN = 0.005  # seconds between looks at timers and flags when no event arrives
 
 _install_lock = threading.Lock()
-_installed = False
 _original_send_pdu: Any = None
 _original_assoc_init: Any = None
 
 
 def install() -> None:
     """Replace pynetdicom's reactor loops in this process (idempotent)."""
-    global _installed, _original_send_pdu, _original_assoc_init
+    global _original_send_pdu, _original_assoc_init
     with _install_lock:
-        if _installed:
+        if _original_assoc_init is not None:
             return
         _original_send_pdu = DULServiceProvider.send_pdu
         _original_assoc_init = Association.__init__
@@ -64,7 +63,6 @@ def install() -> None:
         DULServiceProvider.send_pdu = _send_pdu  # type: ignore[method-assign]
         Association.__init__ = _association_init  # type: ignore[method-assign]
         Association._run_reactor = _association_reactor  # type: ignore[method-assign]
-        _installed = True
 
 
 class _Checkpoint(threading.Event):

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from archive_node.index import Index
 from archive_node.registry import Registry
-from bench.find import free_port, index_url_for, serving, wait_until_answering
+from bench.find import DCMTK_ENV, free_port, index_url_for, serving, wait_until_answering
 from bench.media import CACHE, KINDS, MPEG4_HP41, Media, media
-from bench.retrieve import DCMTK_ENV, start_storescp, time_move, tree_hwm
+from bench.retrieve import start_storescp, time_move, tree_hwm
 
 BACKENDS = ("sqlite", "postgresql")
 BASELINES = ("dcmtk", "pynetdicom")

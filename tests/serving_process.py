@@ -54,6 +54,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def incoming_files(store: Path) -> list[Path]:
+    """Files anywhere under a store's incoming area (every node writes in its own directory)."""
+    area = store / ".incoming"
+    return sorted(p for p in area.rglob("*") if p.is_file()) if area.exists() else []
+
+
 def dataset_digest(path: Path) -> str:
     """SHA-256 of a Part 10 file's bytes after its File Meta Information, read in chunks."""
     digest = hashlib.sha256()

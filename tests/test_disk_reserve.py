@@ -27,7 +27,7 @@ from archive_node import status
 from archive_node.handlers import set_tcp_nodelay
 from tests import factory
 from tests.conftest import associate, make_config
-from tests.serving_process import CALLED, CALLING, HOST, Archive
+from tests.serving_process import CALLED, CALLING, HOST, Archive, incoming_files
 
 MiB = 1 << 20
 MARGIN = 512 * MiB
@@ -84,11 +84,6 @@ def files_in(storage: Path) -> list[Path]:
 
 def sop_uid(path: Path) -> str:
     return str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
-
-
-def incoming_files(storage: Path) -> list[Path]:
-    area = storage / ".incoming"
-    return sorted(p for p in area.rglob("*") if p.is_file())  # each node writes in its own
 
 
 # -- in-process node, SQLite and PostgreSQL ----------------------------------------------------

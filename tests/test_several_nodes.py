@@ -51,6 +51,7 @@ from tests.serving_process import (
     Archive,
     dataset_digest,
     file_sha256,
+    incoming_files,
 )
 
 WORKSTATION = "UNN_WS"  # registered with find, move and get
@@ -216,12 +217,6 @@ def count(url: str, table: str) -> int:
             return int(cur.fetchone()[0])
     finally:
         conn.close()
-
-
-def incoming_files(store: Path) -> list[Path]:
-    """Files anywhere under the store's incoming area (one directory, or one per node)."""
-    area = store / ".incoming"
-    return sorted(p for p in area.rglob("*") if p.is_file()) if area.exists() else []
 
 
 def kept_files(store: Path) -> set[str]:
