@@ -544,6 +544,90 @@ def reindex(default_hospital: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
+# -- media import --------------------------------------------------------------------------------
+
+
+@command(cli, "import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--hospital", required=True, metavar="CODE", help="The hospital the files come from."
+)
+@click.option("--patient-id", required=True, metavar="ID", help="Patient ID (required).")
+@click.option("--issuer", help="Issuer of Patient ID (default: the hospital's issuer).")
+@click.option("--patient-name", default="", metavar="NAME", help="e.g. Family^Given.")
+@click.option("--birth-date", default="", metavar="YYYYMMDD")
+@click.option("--sex", type=click.Choice(["M", "F", "O"]), default=None)
+@click.option("--study-uid", metavar="UID", help="Add to this study (new or stored).")
+@click.option(
+    "--accession",
+    metavar="NUMBER",
+    help="Add to the patient's study with this Accession Number (new if none).",
+)
+@click.option("--study-description", default="", metavar="TEXT")
+@click.option("--series-description", default="", metavar="TEXT")
+@click.option("--body-part", default="", metavar="TEXT", help="Body Part Examined, e.g. ARM.")
+@click.option("--operator", default="", metavar="NAME", help="Who took the photo or video.")
+@json_option
+def import_media(
+    paths: tuple[str, ...],
+    hospital: str,
+    patient_id: str,
+    issuer: str | None,
+    patient_name: str,
+    birth_date: str,
+    sex: str | None,
+    study_uid: str | None,
+    accession: str | None,
+    study_description: str,
+    series_description: str,
+    body_part: str,
+    operator: str,
+    as_json: bool,
+) -> None:
+    """Import JPEG photos, MP4 videos (H.264, HEVC) and PDFs for one patient as one study:
+    each kept unchanged inside a DICOM instance, stored as a C-STORE from HOSPITAL would be."""
+    from pathlib import Path
+
+    from .importing import Importer, ImportRequest
+
+    request = ImportRequest(
+        paths=[Path(p) for p in paths],
+        hospital=hospital,
+        patient_id=patient_id,
+        issuer=issuer,
+        patient_name=patient_name,
+        birth_date=birth_date,
+        sex=sex or "",
+        study_uid=study_uid,
+        accession_number=accession,
+        study_description=study_description,
+        series_description=series_description,
+        body_part=body_part.upper(),
+        operator=operator,
+    )
+    service = get_service()
+    report = Importer(service, progress=_progress(as_json)).run(request)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report), indent=2))
+    else:
+        made = "new study" if report.new_study else "study"
+        click.echo(f"{made} {report.study_instance_uid} (hospital {report.hospital})")
+        rows = [
+            {**dataclasses.asdict(f), "bytes": f.stored_bytes, "status": _shown(f)}
+            for f in report.files
+        ]
+        print_table(rows, ["path", "kind", "sop_instance_uid", "bytes", "status"], False)
+        for f in report.files:
+            for warning in f.warnings:
+                click.echo(f"warning: {f.path}: {warning}", err=True)
+    if not report.complete:
+        sys.exit(1)
+
+
+def _shown(item: Any) -> str:
+    return f"{item.status}: {item.detail}" if item.detail else item.status
+
+
 # -- network clients -----------------------------------------------------------------------------
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .values import ae_title_problem
+from .values import ae_title_problem, is_valid_uid
 
 CONFIG_ENV = "ARCHIVE_NODE_CONFIG"
 INDEX_URL_ENV = "ARCHIVE_NODE_INDEX_URL"
+UID_ROOT_MAX = 40  # a 64-character UID then keeps 23 digits (76 bits) of its own
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Processes serving the port (SO_REUSEPORT): one uses one core; use up to the core count.",
         minimum=1,
         maximum=64,
+    ),
+    Setting(
+        "node",
+        "uid_root",
+        str,
+        "",
+        "Root of the UIDs the node makes (studies, series and instances of imported media): "
+        "your organisation's registered root, e.g. 1.2.826.0.1.3680043.10.1234, at most "
+        f"{UID_ROOT_MAX} characters. Empty: UUID-derived 2.25 UIDs (PS3.5 B.2).",
     ),
     Setting(
         "storage",
@@ -221,6 +231,7 @@ class NodeConfig:
     network_timeout: float
     shutdown_grace: float
     workers: int
+    uid_root: str
 
 
 @dataclass(frozen=True)
@@ -290,9 +301,18 @@ def _coerce(setting: Setting, value: Any) -> Any:
         raise ConfigError(f"{setting.name}: {value!r} is below the minimum {setting.minimum}")
     if setting.maximum is not None and value > setting.maximum:
         raise ConfigError(f"{setting.name}: {value!r} is above the maximum {setting.maximum}")
+    if setting.name == "node.uid_root" and value and not _fit_uid_root(value):
+        raise ConfigError(
+            f"{setting.name}: {value!r} is not a UID root of at most {UID_ROOT_MAX} characters"
+        )
     if setting.name == "node.ae_title" and (problem := ae_title_problem(value)):
         raise ConfigError(f"{setting.name}: {value!r}: {problem}")
     return value
+
+
+def _fit_uid_root(value: str) -> bool:
+    """A UID (PS3.5 9.1) short enough to leave room for 23 digits of its own below it."""
+    return len(value) <= UID_ROOT_MAX and is_valid_uid(value)
 
 
 def build_config(data: dict[str, Any], source: str = "built-in defaults") -> Config:

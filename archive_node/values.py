@@ -45,6 +45,31 @@ def hospital_code_problem(value: str) -> str | None:
     return None
 
 
+# PS3.5 Table 6.2-1: the most characters a value of these VRs holds (PN: per component group)
+_MAX_LENGTH = {"LO": 64, "SH": 16, "PN": 64, "CS": 16}
+_CS_RE = re.compile(r"[A-Z0-9 _]*")
+
+
+def text_problem(value: str, vr: str) -> str | None:
+    """Say what keeps `value` from being a single value of `vr` (LO, SH, PN, CS), or None.
+
+    PS3.5 6.2: no backslash (it separates values) and no control characters; at most 64
+    characters (LO, a PN component group), 16 (SH, CS); CS is upper case letters, digits, space
+    and underscore.
+    """
+    if "\\" in value:
+        return "may not hold a backslash"
+    if not value.isprintable():
+        return "may not hold control characters"
+    groups = value.split("=") if vr == "PN" else [value]
+    longest = max(len(group) for group in groups)
+    if longest > _MAX_LENGTH[vr]:
+        return f"has at most {_MAX_LENGTH[vr]} characters"
+    if vr == "CS" and _CS_RE.fullmatch(value) is None:
+        return "is upper case letters, digits, space and underscore"
+    return None
+
+
 # -- dates and times (PS3.5 6.2, VR DA, TM and DT) ------------------------------------------------
 
 # [0-9], not \d: \d also takes other scripts' digits, which no DA, TM or DT may hold.

@@ -11,6 +11,7 @@ from .records import (
 from .repository import Index
 from .schema import SCHEMA_VERSION
 from .search import Match
+from .studies import StudyRecord
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -21,5 +22,6 @@ __all__ = [
     "InstanceRecord",
     "Match",
     "NewInstance",
+    "StudyRecord",
     "StudySummary",
 ]

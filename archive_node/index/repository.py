@@ -27,6 +27,7 @@ from .records import (
 )
 from .schema import check_schema, init_schema
 from .search import Match
+from .studies import StudyQueries
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ _AE_FIELDS = ("host", "port", "allow", "scope", "description", "enabled")
 _UID_CHUNK = 500  # SQL parameters per IN (...) lookup
 
 
-class Index(AuditQueries, CommitmentQueries):
+class Index(AuditQueries, CommitmentQueries, StudyQueries):
     """The index database. One per process: the models are bound to one database proxy."""
 
     def __init__(self, db: Database, url: str) -> None:

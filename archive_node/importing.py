@@ -1,0 +1,448 @@
+"""`archive-node import`: photos, videos and PDFs made DICOM and kept as a C-STORE keeps them.
+
+Every file is read and checked, and every instance planned, before anything is stored: a bad
+file, a missing patient ID or an unknown hospital stores nothing. Each instance is written
+into the store's incoming area with its bulk value copied from the file (memory does not grow
+with its size), then handed to ArchiveService.store: the same keep order, index, duplicate
+handling and hospital scope as an instance received by C-STORE, the given hospital being the
+one that sent it.
+
+UIDs are derived from what they name (PS3.5 9.1, B.2): an instance's from its study and the
+file's SHA-256, a series' from its study and kind, a new study's from the patient and the
+files (or the accession number). Importing the same file into the same study again therefore
+finds it stored and stores nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from . import __version__, status
+from .errors import Conflict, InvalidInput, NotFound
+from .index import StudyRecord
+from .media.probe import Media, probe
+from .media.refusal import Refusal
+from .part10 import CHUNK, SourceChanged, write_part10
+from .policy import Peer
+from .provenance import Provenance, file_meta, with_provenance
+from .service import ArchiveService
+from .values import is_valid_uid, parse_date, text_problem
+from .wrapping import Subject, Wrapped, content_time, wrap
+
+log = logging.getLogger(__name__)
+
+# The calling AE recorded for imported instances (index, file meta, logs).
+IMPORTER_AE = "IMPORT"
+# archive-node's Implementation Class UID (PS3.7 D.3.3.2), in the files it writes itself.
+IMPLEMENTATION_UID = "2.25.243828247669745321920924030631851866672"
+IMPLEMENTATION_VERSION = f"ARCHNODE_{__version__}"[:16]
+# The name space of the UUIDs behind derived 2.25 UIDs (RFC 4122 name-based, SHA-1).
+_UID_NAMESPACE = uuid.UUID("c1f0a3e6-5b7d-4e2a-9f3c-6d8b2a1e4f70")
+
+STORED, ALREADY_STORED, FAILED, NOT_IMPORTED = "stored", "already stored", "failed", "not imported"
+
+
+class Progress(Protocol):
+    def begin(self, label: str, total: int) -> None: ...
+    def advance(self, amount: int) -> None: ...
+    def end(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """What `archive-node import` was asked, before any check."""
+
+    paths: Sequence[Path]
+    hospital: str
+    patient_id: str
+    issuer: str | None = None
+    patient_name: str = ""
+    birth_date: str = ""
+    sex: str = ""
+    study_uid: str | None = None
+    accession_number: str | None = None
+    study_description: str = ""
+    series_description: str = ""
+    body_part: str = ""
+    operator: str = ""
+
+
+@dataclass
+class ImportedFile:
+    """One file's outcome."""
+
+    path: str
+    kind: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    encoding: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    instance_number: int | None  # None: not written now
+    file_bytes: int
+    stored_bytes: int | None = None
+    status: str = NOT_IMPORTED
+    detail: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    study_instance_uid: str
+    new_study: bool
+    hospital: str
+    patient_id: str
+    issuer: str
+    files: list[ImportedFile]
+
+    @property
+    def complete(self) -> bool:
+        return all(f.status in (STORED, ALREADY_STORED) for f in self.files)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    media: Media
+    sha256: str
+    stat: tuple[int, int]  # size and mtime when hashed: the file must not change after
+    wrapped: Wrapped
+    result: ImportedFile
+
+
+def derived_uid(root: str, *parts: str) -> str:
+    """A UID that depends only on `parts`: under `root` (digits of their SHA-256, to 64
+    characters), or without a root the 2.25 form of a name-based UUID (PS3.5 B.2)."""
+    name = "\x1f".join(parts)
+    if not root:
+        return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
+    digits = str(int.from_bytes(hashlib.sha256(name.encode()).digest(), "big"))
+    return f"{root}.{digits[: 64 - len(root) - 1]}"
+
+
+class Importer:
+    """Imports media files for one patient into one study."""
+
+    def __init__(self, service: ArchiveService, progress: Progress | None = None) -> None:
+        self.service = service
+        self.index = service.index
+        self.progress = progress
+
+    def run(self, request: ImportRequest, *, now: datetime | None = None) -> ImportReport:
+        """Check and plan everything, then store file by file (stopping at the first
+        failure). Raises InvalidInput (Refusal for a file), NotFound (the hospital), Conflict
+        (the study belongs to another patient, an accession names several studies)."""
+        now = now or datetime.now()
+        _check(request)
+        peer = self._importer_peer(request.hospital)
+        issuer = request.issuer or peer.issuer
+        media = self._probe_all(request.paths)
+        hashes = [self._hash(m) for m in media]
+        study, existing = self._study(request, issuer, hashes)
+        subject = _subject(request, issuer, study, existing, media, now)
+        plans = self._plan(subject, media, hashes, now)
+        report = ImportReport(
+            study_instance_uid=study,
+            new_study=existing is None,
+            hospital=peer.hospital,
+            patient_id=request.patient_id,
+            issuer=issuer,
+            files=[plan.result for plan in plans],
+        )
+        for plan in plans:
+            if plan.result.status == ALREADY_STORED:
+                continue
+            self._store(peer, plan)
+            if plan.result.status != STORED:
+                break
+        return report
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def _importer_peer(self, code: str) -> Peer:
+        """The hospital the files come from, as the sender C-STORE would know."""
+        self.index.check_schema()
+        hospital = next((h for h in self.index.list_hospitals() if h.code == code), None)
+        if hospital is None:
+            raise NotFound(f"no hospital {code!r} (see: archive-node hospital list)")
+        return Peer(
+            ae_title=IMPORTER_AE,
+            hospital=hospital.code,
+            issuer=hospital.issuer,
+            host="",
+            port=None,
+            allow=frozenset({"store"}),
+            scope="hospital",
+        )
+
+    def _probe_all(self, paths: Sequence[Path]) -> list[Media]:
+        """Every file read and checked; one Refusal naming every bad file."""
+        if not paths:
+            raise InvalidInput("no file to import")
+        found, problems = [], []
+        for path in paths:
+            try:
+                found.append(probe(path))
+            except Refusal as exc:
+                problems.append(str(exc))
+        if problems:
+            raise Refusal("; ".join(problems))
+        return found
+
+    def _hash(self, media: Media) -> tuple[str, tuple[int, int]]:
+        """SHA-256 of the file, and its size and mtime before reading (to notice a change)."""
+        digest = hashlib.sha256()
+        try:
+            with open(media.path, "rb") as fh:
+                before = os.fstat(fh.fileno())
+                self._begin(f"reading {media.path.name}", before.st_size)
+                while chunk := fh.read(CHUNK):
+                    digest.update(chunk)
+                    self._advance(len(chunk))
+        except OSError as exc:
+            raise Refusal(f"{media.path}: cannot read it: {exc.strerror or exc}") from None
+        finally:
+            self._end()
+        return digest.hexdigest(), (before.st_size, before.st_mtime_ns)
+
+    # -- the study ----------------------------------------------------------------------------
+
+    def _study(
+        self, request: ImportRequest, issuer: str, hashes: list[tuple[str, tuple[int, int]]]
+    ) -> tuple[str, StudyRecord | None]:
+        """The Study Instance UID the files go to, and the study if it is indexed already."""
+        root = self.service.config.node.uid_root
+        if request.study_uid:
+            existing = self.index.study(request.study_uid)
+            if existing is not None and (existing.patient_id, existing.issuer) != (
+                request.patient_id,
+                issuer,
+            ):
+                raise Conflict(
+                    f"study {request.study_uid} belongs to another patient: check the patient "
+                    "ID and issuer"
+                )
+            return request.study_uid, existing
+        if request.accession_number:
+            found = self.index.studies_with_accession(
+                request.accession_number, request.patient_id, issuer
+            )
+            if len(found) > 1:
+                raise Conflict(
+                    f"accession {request.accession_number} names {len(found)} studies of this "
+                    "patient: give --study-uid"
+                )
+            if found:
+                return found[0].study_uid, found[0]
+            parts = ("study", issuer, request.patient_id, "accession", request.accession_number)
+        else:
+            parts = ("study", issuer, request.patient_id, *sorted(h for h, _ in hashes))
+        study = derived_uid(root, *parts)
+        return study, self.index.study(study)
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def _plan(
+        self,
+        subject: Subject,
+        media: list[Media],
+        hashes: list[tuple[str, tuple[int, int]]],
+        now: datetime,
+    ) -> list[_Planned]:
+        root = self.service.config.node.uid_root
+        plans: list[_Planned] = []
+        numbers: dict[str, int] = {}
+        seen: dict[str, str] = {}  # SOP Instance UID: the first path of that content
+        for item, (sha256, stat) in zip(media, hashes, strict=True):
+            series = derived_uid(root, "series", subject.study_uid, item.kind)
+            sop = derived_uid(root, "instance", subject.study_uid, sha256)
+            if series not in numbers:
+                numbers[series] = self.index.last_instance_number(series)
+            first = seen.setdefault(sop, str(item.path))
+            stored = self.index.find_instance(sop) if first == str(item.path) else None
+            new = first == str(item.path) and stored is None
+            if new:
+                numbers[series] += 1
+            wrapped = wrap(
+                item,
+                subject,
+                series_uid=series,
+                sop_instance_uid=sop,
+                instance_number=numbers[series],
+                now=now,
+            )
+            result = ImportedFile(
+                path=str(item.path),
+                kind=item.kind,
+                sop_class_uid=wrapped.sop_class_uid,
+                transfer_syntax_uid=wrapped.transfer_syntax_uid,
+                encoding=wrapped.note,
+                series_instance_uid=series,
+                sop_instance_uid=sop,
+                instance_number=numbers[series] if new else None,
+                file_bytes=item.size,
+                warnings=_warnings(item),
+            )
+            if first != str(item.path):
+                result.status, result.detail = ALREADY_STORED, f"the same file as {first}"
+            elif stored is not None:
+                result.status, result.detail = ALREADY_STORED, "imported before"
+                result.stored_bytes = stored.size
+            plans.append(_Planned(item, sha256, stat, wrapped, result))
+        return plans
+
+    # -- storing ------------------------------------------------------------------------------
+
+    def _store(self, peer: Peer, plan: _Planned) -> None:
+        """Write the instance into the incoming area and keep it as C-STORE would."""
+        result = plan.result
+        storage = self.service.storage
+        storage.create()
+        temporary = storage.incoming / f"import-{uuid.uuid4().hex}.dcm"
+        try:
+            self._write(peer, plan, temporary)
+            outcome = self.service.store(
+                peer,
+                temporary,
+                sop_class_uid=result.sop_class_uid,
+                sop_instance_uid=result.sop_instance_uid,
+            )
+            if outcome.status == status.SUCCESS:
+                result.status = STORED if outcome.message == "stored" else ALREADY_STORED
+                result.detail = "" if outcome.message == "stored" else outcome.message
+                result.stored_bytes = temporary.stat().st_size
+            else:
+                result.status = FAILED
+                result.detail = f"0x{outcome.status:04X} {outcome.message}"
+        except (OSError, SourceChanged) as exc:
+            result.status = FAILED
+            result.detail = str(exc) if isinstance(exc, SourceChanged) else f"write failed: {exc}"
+            log.error("import of %s failed: %s", result.sop_instance_uid, result.detail)
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+
+    def _write(self, peer: Peer, plan: _Planned, temporary: Path) -> None:
+        wrapped = plan.wrapped
+        meta = with_provenance(
+            file_meta(
+                sop_class_uid=wrapped.sop_class_uid,
+                sop_instance_uid=plan.result.sop_instance_uid,
+                transfer_syntax=wrapped.transfer_syntax_uid,
+                implementation_uid=IMPLEMENTATION_UID,
+                implementation_version=IMPLEMENTATION_VERSION,
+            ),
+            Provenance(calling_ae=peer.ae_title, hospital=peer.hospital, issuer=peer.issuer),
+            self.service.config.node.ae_title,
+        )
+        self._begin(f"writing {plan.media.path.name}", wrapped.bulk.length)
+        try:
+            with open(temporary, "xb") as target:
+                write_part10(target, meta, wrapped.dataset, wrapped.bulk, self._advance)
+        finally:
+            self._end()
+        now = os.stat(plan.media.path)
+        if (now.st_size, now.st_mtime_ns) != plan.stat:
+            raise SourceChanged(f"{plan.media.path} changed while it was imported")
+
+    # -- progress -----------------------------------------------------------------------------
+
+    def _begin(self, label: str, total: int) -> None:
+        if self.progress is not None:
+            self.progress.begin(label, total)
+
+    def _advance(self, amount: int) -> None:
+        if self.progress is not None:
+            self.progress.advance(amount)
+
+    def _end(self) -> None:
+        if self.progress is not None:
+            self.progress.end()
+
+
+def _check(request: ImportRequest) -> None:
+    """Refuse values no DICOM attribute can hold, naming the option."""
+    if not request.patient_id.strip():
+        raise InvalidInput("--patient-id: a patient ID is required")
+    checks = [
+        ("--patient-id", request.patient_id, "LO"),
+        ("--issuer", request.issuer or "", "LO"),
+        ("--patient-name", request.patient_name, "PN"),
+        ("--accession", request.accession_number or "", "SH"),
+        ("--study-description", request.study_description, "LO"),
+        ("--series-description", request.series_description, "LO"),
+        ("--body-part", request.body_part, "CS"),
+        ("--operator", request.operator, "PN"),
+    ]
+    for option, value, vr in checks:
+        problem = text_problem(value, vr)
+        if problem:
+            raise InvalidInput(f"{option}: {value!r} {problem}")
+    if request.birth_date:
+        try:
+            parse_date(request.birth_date)
+        except ValueError as exc:
+            raise InvalidInput(f"--birth-date: {exc}") from None
+    if request.sex not in ("", "M", "F", "O"):
+        raise InvalidInput(f"--sex: {request.sex!r} is not M, F or O")
+    if request.study_uid and not is_valid_uid(request.study_uid):
+        raise InvalidInput(f"--study-uid: {request.study_uid!r} is not a valid UID")
+    if request.study_uid and request.accession_number:
+        raise InvalidInput("give --study-uid or --accession, not both")
+
+
+def _subject(
+    request: ImportRequest,
+    issuer: str,
+    study: str,
+    existing: StudyRecord | None,
+    media: list[Media],
+    now: datetime,
+) -> Subject:
+    """The patient and study attributes of the instances: as given, else as indexed."""
+    if existing is not None:
+        date, time = existing.study_date, existing.study_time
+    else:
+        taken = [t for t in (content_time(m) for m in media) if t is not None]
+        first = min(taken) if taken else now
+        date, time = first.strftime("%Y%m%d"), first.strftime("%H%M%S")
+    known = existing
+    return Subject(
+        patient_id=request.patient_id,
+        issuer=issuer,
+        patient_name=request.patient_name or (known.patient_name if known else ""),
+        birth_date=request.birth_date or (known.birth_date if known else ""),
+        sex=request.sex or (known.sex if known else ""),
+        study_uid=study,
+        study_date=date,
+        study_time=time,
+        accession_number=request.accession_number or (known.accession_number if known else ""),
+        study_id=known.study_id if known else "",
+        study_description=request.study_description or (known.description if known else ""),
+        referring_physician=known.referring_physician if known else "",
+        series_description=request.series_description,
+        body_part=request.body_part,
+        operator=request.operator,
+    )
+
+
+def _warnings(media: Media) -> list[str]:
+    """What the admin should know about a file DICOM carries as it is."""
+    facts = media.facts
+    rotation = getattr(facts, "rotation", 0)
+    orientation = getattr(facts, "orientation", 1)
+    if rotation or orientation != 1:
+        asks = f"a turn of {rotation} degrees" if rotation else f"EXIF orientation {orientation}"
+        return [
+            f"its players are asked for {asks}; DICOM has no such instruction, so viewers show "
+            "the picture as it is stored"
+        ]
+    return []
