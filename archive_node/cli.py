@@ -437,12 +437,16 @@ def commitments(state: str | None, limit: int, as_json: bool) -> None:
 
 
 class _ProgressBar:
-    """integrity.Progress drawn as a click progress bar on stderr."""
+    """integrity.Progress (and importing.Progress) drawn as a click progress bar on stderr;
+    none for a task smaller than `smallest` (a bar that flashes by tells nothing)."""
 
-    def __init__(self) -> None:
+    def __init__(self, smallest: int = 0) -> None:
         self._bar: Any = None
+        self._smallest = smallest
 
     def begin(self, label: str, total: int) -> None:
+        if total < self._smallest:
+            return
         self._bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr)
         self._bar.__enter__()
 
@@ -456,9 +460,9 @@ class _ProgressBar:
             self._bar = None
 
 
-def _progress(as_json: bool) -> _ProgressBar | None:
+def _progress(as_json: bool, smallest: int = 0) -> _ProgressBar | None:
     """A bar only for a person watching: stderr a terminal, and no --json."""
-    return _ProgressBar() if not as_json and sys.stderr.isatty() else None
+    return _ProgressBar(smallest) if not as_json and sys.stderr.isatty() else None
 
 
 def _print_problems(problems: Sequence[Any]) -> None:
@@ -606,7 +610,7 @@ def import_media(
         operator=operator,
     )
     service = get_service()
-    report = Importer(service, progress=_progress(as_json)).run(request)
+    report = Importer(service, progress=_progress(as_json, LARGE_FILE)).run(request)
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(report), indent=2))
     else:
@@ -622,6 +626,9 @@ def import_media(
                 click.echo(f"warning: {f.path}: {warning}", err=True)
     if not report.complete:
         sys.exit(1)
+
+
+LARGE_FILE = 32 * 1024 * 1024  # import draws a bar for files from this size
 
 
 def _shown(item: Any) -> str:
