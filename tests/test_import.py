@@ -69,6 +69,27 @@ def media(tmp_path_factory) -> dict[str, Path]:
         "mpeg4_part2": mp4(folder / "old.mp4", "-c:v", "mpeg4"),
     }
     made["text"].write_text("not a picture\n")
+    made["quicktime"] = folder / "phone.mov"
+    subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(made["video"]),
+            "-c",
+            "copy",
+            str(made["quicktime"]),
+        ],
+        check=True,
+        timeout=60,
+    )
+    # a baseline JPEG whose frame header claims 20000 x 20000 pixels
+    data = made["photo"].read_bytes()
+    sof = data.index(b"\xff\xc0")
+    made["huge"] = folder / "huge.jpg"
+    made["huge"].write_bytes(data[: sof + 5] + b"\x4e\x20\x4e\x20" + data[sof + 9 :])
     for kind, source in (("photo", "truncated.jpg"), ("video", "truncated.mp4")):
         data = made[kind].read_bytes()
         made[f"truncated_{kind}"] = folder / source
@@ -357,6 +378,8 @@ def test_uids_are_made_under_the_configured_root(tmp_path, sqlite_url, media):
         (["progressive"], {}, Refusal, "progressive"),
         (["truncated_video"], {}, Refusal, "truncated"),
         (["mpeg4_part2"], {}, Refusal, "MPEG-4 Part 2"),
+        (["quicktime"], {}, Refusal, "QuickTime"),
+        (["huge"], {}, Refusal, "400-megapixel"),
         (["photo", "video", "text"], {}, Refusal, "notes.txt"),
         (["photo"], {"patient_id": " "}, InvalidInput, "patient ID is required"),
         (["photo"], {"hospital": "NOPE"}, NotFound, "no hospital 'NOPE'"),

@@ -85,6 +85,9 @@ def read_jpeg(path: str | os.PathLike[str]) -> JpegImage:
             info = dict(image.info)
             exif = image.getexif()
             _decode_all(image)
+    except Image.DecompressionBombError:
+        megapixels = rows * columns / 1e6
+        raise Refusal(f"a {megapixels:.0f}-megapixel JPEG: larger than Pillow reads") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise Refusal(f"a damaged or truncated JPEG: {exc}") from None
     photometric = _photometric(components, ids, info.get("adobe_transform"))

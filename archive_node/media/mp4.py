@@ -72,6 +72,12 @@ def read_mp4(path: str | os.PathLike[str]) -> VideoStream:
         boxes = _top_level_boxes(fh, size)
         if not boxes or boxes[0][0] != b"ftyp":
             raise Refusal("not an MP4 file (no 'ftyp' box at its start)")
+        fh.seek(boxes[0][1])
+        if fh.read(4) == b"qt  ":  # ISO/IEC 14496-14 is the container PS3.5 8.2.7 names
+            raise Refusal(
+                "a QuickTime (.mov) file, not MP4: remux it first, e.g. "
+                "ffmpeg -i IN -c copy OUT.mp4 (the stream is not re-encoded)"
+            )
         kinds = [kind for kind, _, _ in boxes]
         if b"moof" in kinds:
             raise Refusal(
