@@ -47,6 +47,10 @@ class Bulk:
     encapsulated: bool
     fragment_size: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.fragment_size is not None and self.fragment_size < 2:
+            raise ValueError("a fragment holds at least 2 bytes (PS3.5 A.4)")
+
 
 def write_part10(
     target: BinaryIO,

@@ -119,10 +119,11 @@ def _hevc(stream: VideoStream) -> VideoEncoding:
 
 
 def _avc_level(stream: VideoStream) -> str:
-    """The level as H.264 Table A-1 names it; level_idc 11 with constraint_set3 is 1b."""
+    """The level as H.264 Table A-1 names it; level_idc 11 with constraint_set3 is 1b in the
+    Baseline, Main and Extended profiles (7.4.2.1.1)."""
     if stream.level_idc == 9 or (
         stream.level_idc == 11
-        and stream.profile_idc in (66, 77)
+        and stream.profile_idc in (66, 77, 88)
         and stream.constraint_flags & 0x10
     ):
         return "1b"
