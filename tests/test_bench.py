@@ -10,6 +10,7 @@ from pydicom import dcmread
 from pydicom.encaps import generate_fragments
 
 from bench import find as find_bench
+from bench import importing as import_bench
 from bench import ingest as ingest_bench
 from bench import media
 from bench import report as report_bench
@@ -45,6 +46,16 @@ def test_retrieve_benchmark_runs_on_a_tiny_study(tmp_path, capsys):
     assert report["instances"] == 3 and report["move_instances_per_s"] > 0
     assert report["get_instances_per_s"] > 0 and report["serve_peak_rss_mb"] > 0
     assert "| sqlite | 3 (" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg not installed")
+def test_import_benchmark_runs_on_a_tiny_corpus(tmp_path, capsys):
+    out = tmp_path / "import.json"
+    args = ["--photos", "1", "--video-mb", "2", "--runs", "1", "--json", str(out)]
+    assert import_bench.main(args) == 0
+    report = json.loads(out.read_text())
+    assert report["photos sqlite"]["files/s"] > 0 and report["video sqlite"]["peak_rss_mb"] > 0
+    assert "| video sqlite |" in capsys.readouterr().out
 
 
 needs_dcmtk = pytest.mark.skipif(
