@@ -7,28 +7,29 @@ with its size), then handed to ArchiveService.store: the same keep order, index,
 handling and hospital scope as an instance received by C-STORE, the given hospital being the
 one that sent it.
 
-UIDs are derived from what they name (PS3.5 9.1, B.2): an instance's from its study and the
+UIDs are derived from what they name (PS3.5 9.1, B.2): an instance's from the patient and the
 file's SHA-256, a series' from its study and kind, a new study's from the patient and the
-files (or the accession number). Importing the same file into the same study again therefore
-finds it stored and stores nothing.
+files (or the accession number). Importing a file again for the same patient therefore finds it
+stored and stores nothing, whatever other files come with it; and the instance written for the
+same file and study is the same, byte for byte (nothing in it depends on the time of import).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from . import __version__, status
 from .errors import Conflict, InvalidInput, NotFound
-from .index import StudyRecord
+from .index import InstanceRecord, StudyRecord
 from .media.probe import Media, probe
 from .media.refusal import Refusal
 from .part10 import CHUNK, SourceChanged, write_part10
@@ -85,9 +86,10 @@ class ImportedFile:
     sop_class_uid: str
     transfer_syntax_uid: str
     encoding: str
+    study_instance_uid: str
     series_instance_uid: str
     sop_instance_uid: str
-    instance_number: int | None  # None: not written now
+    instance_number: int | None  # in its series, as written or as stored
     file_bytes: int
     stored_bytes: int | None = None
     status: str = NOT_IMPORTED
@@ -110,10 +112,20 @@ class ImportReport:
 
 
 @dataclass(frozen=True)
-class _Planned:
+class _File:
+    """A file to import, read: its hash, size and mtime then, and its instance if stored."""
+
     media: Media
     sha256: str
     stat: tuple[int, int]  # size and mtime when hashed: the file must not change after
+    sop_instance_uid: str
+    stored: InstanceRecord | None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    media: Media
+    stat: tuple[int, int]
     wrapped: Wrapped
     result: ImportedFile
 
@@ -136,19 +148,24 @@ class Importer:
         self.index = service.index
         self.progress = progress
 
-    def run(self, request: ImportRequest, *, now: datetime | None = None) -> ImportReport:
+    def run(self, request: ImportRequest) -> ImportReport:
         """Check and plan everything, then store file by file (stopping at the first
         failure). Raises InvalidInput (Refusal for a file), NotFound (the hospital), Conflict
-        (the study belongs to another patient, an accession names several studies)."""
-        now = now or datetime.now()
+        (the study belongs to another patient, an accession names several studies, the files
+        are stored in several studies already)."""
         _check(request)
         peer = self._importer_peer(request.hospital)
         issuer = request.issuer or peer.issuer
         media = self._probe_all(request.paths)
-        hashes = [self._hash(m) for m in media]
-        study, existing = self._study(request, issuer, hashes)
-        subject = _subject(request, issuer, study, existing, media, now)
-        plans = self._plan(subject, media, hashes, now)
+        root = self.service.config.node.uid_root
+        files = []
+        for item in media:
+            sha256, stat = self._hash(item)
+            sop = derived_uid(root, "instance", issuer, request.patient_id, sha256)
+            files.append(_File(item, sha256, stat, sop, self.index.find_instance(sop)))
+        study, existing = self._study(request, issuer, files)
+        subject = _subject(request, issuer, study, existing, media)
+        plans = self._plan(subject, files)
         report = ImportReport(
             study_instance_uid=study,
             new_study=existing is None,
@@ -216,10 +233,11 @@ class Importer:
     # -- the study ----------------------------------------------------------------------------
 
     def _study(
-        self, request: ImportRequest, issuer: str, hashes: list[tuple[str, tuple[int, int]]]
+        self, request: ImportRequest, issuer: str, files: list[_File]
     ) -> tuple[str, StudyRecord | None]:
-        """The Study Instance UID the files go to, and the study if it is indexed already."""
-        root = self.service.config.node.uid_root
+        """The Study Instance UID the files go to, and the study if it is indexed already:
+        the one given, the patient's of the accession number, the one the files already
+        stored are in, or a new one derived from the patient and the files."""
         if request.study_uid:
             existing = self.index.study(request.study_uid)
             if existing is not None and (existing.patient_id, existing.issuer) != (
@@ -231,6 +249,7 @@ class Importer:
                     "ID and issuer"
                 )
             return request.study_uid, existing
+        root = self.service.config.node.uid_root
         if request.accession_number:
             found = self.index.studies_with_accession(
                 request.accession_number, request.patient_id, issuer
@@ -243,41 +262,53 @@ class Importer:
             if found:
                 return found[0].study_uid, found[0]
             parts = ("study", issuer, request.patient_id, "accession", request.accession_number)
-        else:
-            parts = ("study", issuer, request.patient_id, *sorted(h for h, _ in hashes))
-        study = derived_uid(root, *parts)
+            study = derived_uid(root, *parts)
+            return study, self.index.study(study)
+        earlier = sorted({f.stored.study_uid for f in files if f.stored is not None})
+        if len(earlier) > 1:
+            raise Conflict(
+                f"some of these files are stored already, in {len(earlier)} studies: give "
+                "--study-uid for the others"
+            )
+        if earlier:
+            return earlier[0], self.index.study(earlier[0])
+        hashes = sorted({f.sha256 for f in files})
+        study = derived_uid(root, "study", issuer, request.patient_id, *hashes)
         return study, self.index.study(study)
 
     # -- planning -----------------------------------------------------------------------------
 
-    def _plan(
-        self,
-        subject: Subject,
-        media: list[Media],
-        hashes: list[tuple[str, tuple[int, int]]],
-        now: datetime,
-    ) -> list[_Planned]:
+    def _plan(self, subject: Subject, files: list[_File]) -> list[_Planned]:
+        """Each file's instance, or why none is written: the file came earlier in this call,
+        or was imported before (its stored file is there; a missing one is written again, as
+        a C-STORE resend restores it)."""
         root = self.service.config.node.uid_root
         plans: list[_Planned] = []
         numbers: dict[str, int] = {}
-        seen: dict[str, str] = {}  # SOP Instance UID: the first path of that content
-        for item, (sha256, stat) in zip(media, hashes, strict=True):
+        first: dict[str, str] = {}  # SOP Instance UID: the path that brought it in this call
+        for file in files:
+            item, sop, stored = file.media, file.sop_instance_uid, file.stored
             series = derived_uid(root, "series", subject.study_uid, item.kind)
-            sop = derived_uid(root, "instance", subject.study_uid, sha256)
-            if series not in numbers:
-                numbers[series] = self.index.last_instance_number(series)
-            first = seen.setdefault(sop, str(item.path))
-            stored = self.index.find_instance(sop) if first == str(item.path) else None
-            new = first == str(item.path) and stored is None
-            if new:
+            if stored is not None:  # it keeps its place, number and bytes
+                series, study = stored.series_uid, stored.study_uid
+                number = self.index.instance_number(sop)
+            else:
+                study = subject.study_uid
+                if series not in numbers:
+                    numbers[series] = self.index.last_instance_number(series)
+                number = None
+            write = sop not in first and (
+                stored is None or not self.service.storage.exists(stored.path)
+            )
+            if write and stored is None:
                 numbers[series] += 1
+                number = numbers[series]
             wrapped = wrap(
                 item,
-                subject,
+                dataclasses.replace(subject, study_uid=study),
                 series_uid=series,
                 sop_instance_uid=sop,
-                instance_number=numbers[series],
-                now=now,
+                instance_number=number or 0,
             )
             result = ImportedFile(
                 path=str(item.path),
@@ -285,18 +316,24 @@ class Importer:
                 sop_class_uid=wrapped.sop_class_uid,
                 transfer_syntax_uid=wrapped.transfer_syntax_uid,
                 encoding=wrapped.note,
+                study_instance_uid=study,
                 series_instance_uid=series,
                 sop_instance_uid=sop,
-                instance_number=numbers[series] if new else None,
+                instance_number=number,
                 file_bytes=item.size,
                 warnings=_warnings(item),
             )
-            if first != str(item.path):
-                result.status, result.detail = ALREADY_STORED, f"the same file as {first}"
-            elif stored is not None:
-                result.status, result.detail = ALREADY_STORED, "imported before"
-                result.stored_bytes = stored.size
-            plans.append(_Planned(item, sha256, stat, wrapped, result))
+            if sop in first:
+                result.status = ALREADY_STORED
+                result.detail = f"the same file as {first[sop]}"
+            elif not write:
+                assert stored is not None
+                result.status, result.stored_bytes = ALREADY_STORED, stored.size
+                result.detail = "imported before" + (
+                    f", into study {study}" if study != subject.study_uid else ""
+                )
+            first.setdefault(sop, str(item.path))
+            plans.append(_Planned(item, file.stat, wrapped, result))
         return plans
 
     # -- storing ------------------------------------------------------------------------------
@@ -316,15 +353,25 @@ class Importer:
                 sop_instance_uid=result.sop_instance_uid,
             )
             if outcome.status == status.SUCCESS:
-                result.status = STORED if outcome.message == "stored" else ALREADY_STORED
-                result.detail = "" if outcome.message == "stored" else outcome.message
-                result.stored_bytes = temporary.stat().st_size
+                kept = self.index.find_instance(result.sop_instance_uid)
+                if outcome.message in ("stored", "duplicate, restored"):
+                    result.status = STORED  # restored: its indexed file had gone missing
+                    result.detail = "" if outcome.message == "stored" else "restored"
+                else:  # another import or C-STORE of it came first
+                    result.status, result.detail = ALREADY_STORED, outcome.message
+                result.stored_bytes = kept.size if kept is not None else None
+                if kept is None or not self.service.storage.exists(kept.path):
+                    result.status = FAILED
+                    result.detail = f"{outcome.message}, but no file is kept: see verify"
             else:
                 result.status = FAILED
                 result.detail = f"0x{outcome.status:04X} {outcome.message}"
         except (OSError, SourceChanged) as exc:
             result.status = FAILED
-            result.detail = str(exc) if isinstance(exc, SourceChanged) else f"write failed: {exc}"
+            # no path in the log: a file's name may be a patient's
+            result.detail = (
+                str(exc) if isinstance(exc, SourceChanged) else f"write failed: {exc.strerror}"
+            )
             log.error("import of %s failed: %s", result.sop_instance_uid, result.detail)
         finally:
             with contextlib.suppress(OSError):
@@ -349,9 +396,9 @@ class Importer:
                 write_part10(target, meta, wrapped.dataset, wrapped.bulk, self._advance)
         finally:
             self._end()
-        now = os.stat(plan.media.path)
-        if (now.st_size, now.st_mtime_ns) != plan.stat:
-            raise SourceChanged(f"{plan.media.path} changed while it was imported")
+        after = os.stat(plan.media.path)
+        if (after.st_size, after.st_mtime_ns) != plan.stat:
+            raise SourceChanged("the file changed while it was imported")
 
     # -- progress -----------------------------------------------------------------------------
 
@@ -405,29 +452,28 @@ def _subject(
     study: str,
     existing: StudyRecord | None,
     media: list[Media],
-    now: datetime,
 ) -> Subject:
-    """The patient and study attributes of the instances: as given, else as indexed."""
+    """The patient and study attributes of the instances: as given, else as indexed; a new
+    study's date is that of its earliest photo or video (wrapping.content_time)."""
     if existing is not None:
         date, time = existing.study_date, existing.study_time
     else:
-        taken = [t for t in (content_time(m) for m in media) if t is not None]
-        first = min(taken) if taken else now
+        first = min(content_time(m) for m in media)
         date, time = first.strftime("%Y%m%d"), first.strftime("%H%M%S")
-    known = existing
     return Subject(
         patient_id=request.patient_id,
         issuer=issuer,
-        patient_name=request.patient_name or (known.patient_name if known else ""),
-        birth_date=request.birth_date or (known.birth_date if known else ""),
-        sex=request.sex or (known.sex if known else ""),
+        patient_name=request.patient_name or (existing.patient_name if existing else ""),
+        birth_date=request.birth_date or (existing.birth_date if existing else ""),
+        sex=request.sex or (existing.sex if existing else ""),
         study_uid=study,
         study_date=date,
         study_time=time,
-        accession_number=request.accession_number or (known.accession_number if known else ""),
-        study_id=known.study_id if known else "",
-        study_description=request.study_description or (known.description if known else ""),
-        referring_physician=known.referring_physician if known else "",
+        accession_number=request.accession_number
+        or (existing.accession_number if existing else ""),
+        study_id=existing.study_id if existing else "",
+        study_description=request.study_description or (existing.description if existing else ""),
+        referring_physician=existing.referring_physician if existing else "",
         series_description=request.series_description,
         body_part=request.body_part,
         operator=request.operator,
@@ -437,12 +483,18 @@ def _subject(
 def _warnings(media: Media) -> list[str]:
     """What the admin should know about a file DICOM carries as it is."""
     facts = media.facts
+    warnings = []
     rotation = getattr(facts, "rotation", 0)
     orientation = getattr(facts, "orientation", 1)
     if rotation or orientation != 1:
         asks = f"a turn of {rotation} degrees" if rotation else f"EXIF orientation {orientation}"
-        return [
+        warnings.append(
             f"its players are asked for {asks}; DICOM has no such instruction, so viewers show "
             "the picture as it is stored"
-        ]
-    return []
+        )
+    if trailing := getattr(facts, "trailing", 0):
+        warnings.append(
+            f"{trailing} bytes after the JPEG's end-of-image marker (a motion photo's video, "
+            "an editor's data) are not part of the photo and are not kept"
+        )
+    return warnings

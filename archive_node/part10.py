@@ -29,12 +29,12 @@ Progress = Callable[[int], None]
 
 
 class SourceChanged(Exception):
-    """The source file's length changed while it was copied."""
+    """The source file ended before the bytes it was to give (it shrank while copied)."""
 
 
 @dataclass(frozen=True)
 class Bulk:
-    """The large value: `length` bytes of `source`, as the element `tag`.
+    """The large value: the first `length` bytes of `source`, as the element `tag`.
 
     Encapsulated (PS3.5 A.4): an empty Basic Offset Table item, then the bytes in fragments
     of at most `fragment_size` (None: one fragment), then a Sequence Delimitation Item.
@@ -62,7 +62,7 @@ def write_part10(
     """Write the preamble, `file_meta` (the encoded group 0002 from its Group Length on),
     `dataset` in Explicit VR Little Endian with `bulk` in its place by tag order.
 
-    Raises SourceChanged when the source holds other than `bulk.length` bytes, OSError.
+    Raises SourceChanged when the source holds fewer than `bulk.length` bytes, OSError.
     """
     if bulk.tag in dataset:
         raise ValueError(f"the dataset already holds the bulk element {bulk.tag:08X}")
@@ -78,8 +78,6 @@ def write_part10(
             _write_fragments(target, source, bulk, progress)
         else:
             _write_value(target, source, bulk, progress)
-        if source.read(1):
-            raise SourceChanged(f"{bulk.source} grew while it was copied")
     target.write(_encoded(after, encoding))
 
 
@@ -102,7 +100,7 @@ def _write_fragments(
     while remaining:
         fragment = min(size, remaining)
         target.write(_tag(_ITEM) + struct.pack("<I", fragment + fragment % 2))
-        _copy(source, target, fragment, bulk.source, progress)
+        _copy(source, target, fragment, progress)
         remaining -= fragment
     target.write(_tag(_SEQUENCE_DELIMITER) + struct.pack("<I", 0))
 
@@ -114,18 +112,16 @@ def _write_value(
         raise ValueError(f"{bulk.source}: {bulk.length} bytes do not fit one DICOM value")
     padded = bulk.length + bulk.length % 2
     target.write(_tag(bulk.tag) + b"OB\0\0" + struct.pack("<I", padded))
-    _copy(source, target, bulk.length, bulk.source, progress)
+    _copy(source, target, bulk.length, progress)
 
 
-def _copy(
-    source: BinaryIO, target: BinaryIO, length: int, name: Path, progress: Progress | None
-) -> None:
+def _copy(source: BinaryIO, target: BinaryIO, length: int, progress: Progress | None) -> None:
     """Copy `length` bytes, then the pad byte an odd length needs (PS3.5 7.1.1, A.4)."""
     left = length
     while left:
         chunk = source.read(min(CHUNK, left))
         if not chunk:
-            raise SourceChanged(f"{name} shrank while it was copied")
+            raise SourceChanged("the file shrank while it was copied")
         target.write(chunk)
         left -= len(chunk)
         if progress is not None:

@@ -54,14 +54,18 @@ def text_problem(value: str, vr: str) -> str | None:
     """Say what keeps `value` from being a single value of `vr` (LO, SH, PN, CS), or None.
 
     PS3.5 6.2: no backslash (it separates values) and no control characters; at most 64
-    characters (LO, a PN component group), 16 (SH, CS); CS is upper case letters, digits, space
-    and underscore.
+    characters (LO, a PN component group), 16 (SH, CS); PN has at most 3 groups of at most 5
+    components; CS is upper case letters, digits, space and underscore.
     """
     if "\\" in value:
         return "may not hold a backslash"
     if not value.isprintable():
         return "may not hold control characters"
     groups = value.split("=") if vr == "PN" else [value]
+    if len(groups) > 3:  # PS3.5 6.2.1.1: alphabetic, ideographic, phonetic
+        return "has at most 3 component groups (separated by =)"
+    if vr == "PN" and any(len(g.split("^")) > 5 for g in groups):  # family^given^middle^...
+        return "has at most 5 components (separated by ^)"
     longest = max(len(group) for group in groups)
     if longest > _MAX_LENGTH[vr]:
         return f"has at most {_MAX_LENGTH[vr]} characters"

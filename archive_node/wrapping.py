@@ -20,7 +20,6 @@ from .media.jpeg import JpegImage
 from .media.mp4 import VideoStream
 from .media.pdf import PdfDocument
 from .media.probe import DOCUMENT, PHOTO, VIDEO, Media
-from .media.video_syntax import video_encoding
 from .part10 import Bulk
 
 VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
@@ -82,30 +81,30 @@ def wrap(
     series_uid: str,
     sop_instance_uid: str,
     instance_number: int,
-    now: datetime,
 ) -> Wrapped:
-    """The instance `media` becomes in `subject`'s study. Raises Refusal (media.video_syntax)
-    for a video no transfer syntax carries."""
-    ds = _common(subject, media.kind, series_uid, sop_instance_uid, instance_number, now)
-    wrapped = _wrap(ds, media, now)
+    """The instance `media` becomes in `subject`'s study. Nothing in it depends on the time
+    of the import: the same file, subject and UIDs give the same bytes."""
+    ds = _common(subject, media.kind, series_uid, sop_instance_uid, instance_number)
+    wrapped = _wrap(ds, media)
     _character_set(ds)
     return wrapped
 
 
-def _wrap(ds: Dataset, media: Media, now: datetime) -> Wrapped:
+def _wrap(ds: Dataset, media: Media) -> Wrapped:
     facts = media.facts
     if isinstance(facts, JpegImage):
-        _photo(ds, facts, media.size, now)
+        _photo(ds, facts, media.modified)
         return Wrapped(
             VL_PHOTOGRAPHIC,
             JPEGBaseline8Bit,
             ds,
-            Bulk(PIXEL_DATA, media.path, media.size, encapsulated=True),
+            Bulk(PIXEL_DATA, media.path, facts.length, encapsulated=True),
             "JPEG Baseline (Process 1)",
         )
     if isinstance(facts, VideoStream):
-        encoding = video_encoding(facts, media.size)
-        _video(ds, facts, encoding.bits_stored, now)
+        encoding = media.encoding
+        assert encoding is not None  # probe() chose it
+        _video(ds, facts, encoding.bits_stored, media.modified)
         return Wrapped(
             VIDEO_PHOTOGRAPHIC,
             encoding.transfer_syntax_uid,
@@ -120,7 +119,7 @@ def _wrap(ds: Dataset, media: Media, now: datetime) -> Wrapped:
             encoding.name,
         )
     assert isinstance(facts, PdfDocument)
-    _document(ds, media, now)
+    _document(ds, media)
     return Wrapped(
         ENCAPSULATED_PDF,
         ExplicitVRLittleEndian,
@@ -130,8 +129,13 @@ def _wrap(ds: Dataset, media: Media, now: datetime) -> Wrapped:
     )
 
 
-def content_time(media: Media) -> datetime | None:
-    """When the photo was taken or the video recorded (local time), if the file says."""
+def content_time(media: Media) -> datetime:
+    """When the photo was taken or the video recorded (local time) if the file says, else
+    when the file was last written."""
+    return _taken(media) or media.modified
+
+
+def _taken(media: Media) -> datetime | None:
     facts = media.facts
     if isinstance(facts, JpegImage):
         return facts.taken
@@ -146,15 +150,12 @@ def _common(
     series_uid: str,
     sop_instance_uid: str,
     instance_number: int,
-    now: datetime,
 ) -> Dataset:
     """Patient, General Study, General Series, General Equipment and SOP Common."""
     ds = Dataset()
     # SOP Common (PS3.3 C.12.1)
     ds.SOPClassUID = SOP_CLASS[kind]
     ds.SOPInstanceUID = sop_instance_uid
-    ds.InstanceCreationDate = _date(now)
-    ds.InstanceCreationTime = _time(now)
     # Patient (C.7.1.1)
     ds.PatientName = subject.patient_name
     ds.PatientID = subject.patient_id
@@ -208,15 +209,16 @@ def _image(ds: Dataset, rows: int, columns: int, samples: int, photometric: str)
     ds.AcquisitionContextSequence = []
 
 
-def _photo(ds: Dataset, photo: JpegImage, size: int, now: datetime) -> None:
+def _photo(ds: Dataset, photo: JpegImage, modified: datetime) -> None:
     """VL Photographic Image (PS3.3 A.32.4): the VL Image module (C.8.12.1) over the JPEG."""
-    if photo.make:
-        ds.Manufacturer = photo.make
-    if photo.model:
-        ds.ManufacturerModelName = photo.model
-    if photo.software:
-        ds.SoftwareVersions = photo.software
-    _when(ds, photo.taken, now)
+    # the camera as its EXIF names it, made fit for LO (one value, at most 64 characters)
+    if make := _lo(photo.make):
+        ds.Manufacturer = make
+    if model := _lo(photo.model):
+        ds.ManufacturerModelName = model
+    if software := _lo(photo.software):
+        ds.SoftwareVersions = software
+    _when(ds, photo.taken, modified)
     _image(
         ds, photo.rows, photo.columns, photo.samples_per_pixel, photo.photometric_interpretation
     )
@@ -226,16 +228,16 @@ def _photo(ds: Dataset, photo: JpegImage, size: int, now: datetime) -> None:
     ds.LossyImageCompression = "01"
     ds.LossyImageCompressionMethod = "ISO_10918_1"
     raw = photo.rows * photo.columns * photo.samples_per_pixel
-    ds.LossyImageCompressionRatio = f"{raw / max(size, 1):.2f}"
+    ds.LossyImageCompressionRatio = f"{raw / max(photo.length, 1):.2f}"
     if photo.icc_profile:  # ICC Profile module (C.11.15): the camera's colours, kept
         ds.ICCProfile = photo.icc_profile
 
 
-def _video(ds: Dataset, video: VideoStream, bits_stored: int, now: datetime) -> None:
+def _video(ds: Dataset, video: VideoStream, bits_stored: int, modified: datetime) -> None:
     """Video Photographic Image (PS3.3 A.32.7): VL Image, Cine (C.7.6.5) and Multi-frame
     (C.7.6.6), with the pixel description PS3.5 8.2.7-8.2.11 prescribes."""
     created = video.created.astimezone().replace(tzinfo=None) if video.created else None
-    _when(ds, created, now)
+    _when(ds, created, modified)
     _image(ds, video.rows, video.columns, 3, "YBR_PARTIAL_420")
     ds.BitsAllocated = 8 if bits_stored == 8 else 16
     ds.BitsStored = bits_stored
@@ -254,32 +256,38 @@ def _video(ds: Dataset, video: VideoStream, bits_stored: int, now: datetime) -> 
     ds.StopTrim = video.frames
 
 
-def _document(ds: Dataset, media: Media, now: datetime) -> None:
+def _document(ds: Dataset, media: Media) -> None:
     """Encapsulated PDF (PS3.3 A.45.1): SC Equipment (C.8.6.1) and Encapsulated Document
     (C.24.2)."""
     ds.ConversionType = "SD"  # scanned document: the region's paper records
     ds.SecondaryCaptureDeviceManufacturer = "archive-node"
     ds.SecondaryCaptureDeviceSoftwareVersions = __version__
-    ds.ContentDate = _date(now)
-    ds.ContentTime = _time(now)
+    ds.ContentDate = _date(media.modified)  # when the scan or export was written
+    ds.ContentTime = _time(media.modified)
     ds.AcquisitionDateTime = ""
     ds.BurnedInAnnotation = "YES"  # a clinical document names its patient
-    ds.DocumentTitle = media.path.stem[:64]
+    ds.DocumentTitle = _lo(media.path.stem.encode("utf-8", "replace").decode())
     ds.ConceptNameCodeSequence = []
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     ds.EncapsulatedDocumentLength = media.size  # without the pad byte (PS3.3 C.24.2.1)
 
 
-def _when(ds: Dataset, taken: datetime | None, now: datetime) -> None:
+def _when(ds: Dataset, taken: datetime | None, modified: datetime) -> None:
     """Content and acquisition date/time (C.7.6.1, C.7.10.1): when the camera recorded it,
-    else (the VL Image module wants a Content Time) when it was made into DICOM."""
+    else (the VL Image module wants a Content Time) when the file was last written."""
     if taken is None:
-        ds.ContentDate = _date(now)
-        ds.ContentTime = _time(now)
+        ds.ContentDate = _date(modified)
+        ds.ContentTime = _time(modified)
         return
     ds.ContentDate = ds.AcquisitionDate = _date(taken)
     ds.ContentTime = ds.AcquisitionTime = _time(taken)
     ds.AcquisitionDateTime = _date(taken) + _time(taken)
+
+
+def _lo(text: str) -> str:
+    """`text` as one LO value (PS3.5 6.2): no backslash or control character, 64 at most."""
+    kept = "".join(c if c.isprintable() and c != "\\" else " " for c in text)
+    return " ".join(kept.split())[:64]
 
 
 def _date(moment: datetime) -> str:

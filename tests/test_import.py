@@ -85,11 +85,20 @@ def media(tmp_path_factory) -> dict[str, Path]:
         check=True,
         timeout=60,
     )
-    # a baseline JPEG whose frame header claims 20000 x 20000 pixels
+    made["high10"] = mp4(folder / "high10.mp4", "-c:v", "libx264", "-pix_fmt", "yuv420p10le")
+    made["heic"] = folder / "phone.heic"
+    made["heic"].write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64))
+    made["huge_pdf"] = folder / "huge.pdf"  # sparse: 4 GiB that take no disk
+    with open(made["huge_pdf"], "wb") as fh:
+        fh.write(b"%PDF-1.4\n")
+        fh.truncate(4 * 2**30)
+        fh.seek(4 * 2**30 - 6)
+        fh.write(b"%%EOF\n")
+    # a baseline JPEG whose frame header claims 40000 x 40000 pixels
     data = made["photo"].read_bytes()
     sof = data.index(b"\xff\xc0")
     made["huge"] = folder / "huge.jpg"
-    made["huge"].write_bytes(data[: sof + 5] + b"\x4e\x20\x4e\x20" + data[sof + 9 :])
+    made["huge"].write_bytes(data[: sof + 5] + b"\x9c\x40\x9c\x40" + data[sof + 9 :])
     for kind, source in (("photo", "truncated.jpg"), ("video", "truncated.mp4")):
         data = made[kind].read_bytes()
         made[f"truncated_{kind}"] = folder / source
@@ -288,13 +297,61 @@ def test_importing_the_same_files_again_stores_nothing_new(service, registry, me
     assert service.index.count_instances() == 2
 
 
-def test_the_same_file_twice_in_one_call_is_one_instance(service, registry, media, tmp_path):
-    copy = tmp_path / "copy.jpg"
-    copy.write_bytes(media["photo"].read_bytes())
-    report = run_import(service, [media["photo"], copy])
+@pytest.mark.parametrize("how", ["a copy", "the same path"])
+def test_the_same_file_twice_in_one_call_is_one_instance(service, registry, media, tmp_path, how):
+    again = tmp_path / "copy.jpg" if how == "a copy" else media["photo"]
+    if how == "a copy":
+        again.write_bytes(media["photo"].read_bytes())
+    report = run_import(service, [media["photo"], again])
     assert [f.status for f in report.files] == [STORED, ALREADY_STORED]
     assert report.files[1].detail == f"the same file as {media['photo']}"
     assert service.index.count_instances() == 1
+    assert report.files[0].instance_number == 1
+
+
+def test_a_file_imported_before_stays_in_its_study_and_the_new_ones_join_it(
+    service, registry, media
+):
+    first = run_import(service, [media["photo"]])
+    later = run_import(service, [media["photo"], media["photo2"], media["document"]])
+    assert later.study_instance_uid == first.study_instance_uid and not later.new_study
+    assert [f.status for f in later.files] == [ALREADY_STORED, STORED, STORED]
+    assert later.files[0].instance_number == 1 and later.files[1].instance_number == 2
+    assert len(service.index.studies(patient_id="IMP-1")) == 1
+    assert service.index.count_instances() == 3
+
+
+def test_re_import_restores_a_stored_file_that_went_missing(service, registry, media):
+    first = run_import(service, [media["photo"], media["document"]])
+    path = stored_path(service, first.files[1].sop_instance_uid)
+    kept = path.read_bytes()
+    path.unlink()
+    again = run_import(service, [media["photo"], media["document"]])
+    assert [(f.status, f.detail) for f in again.files] == [
+        (ALREADY_STORED, "imported before"),
+        (STORED, "restored"),
+    ]
+    assert path.read_bytes() == kept  # the same bytes: nothing in them depends on the time
+
+
+def test_exif_text_is_made_fit_for_its_attributes(service, registry, tmp_path):
+    photo = jpeg(tmp_path / "odd.jpg", make="Can\\on\x07 " + "X" * 80, model="M\x01odel")
+    report = run_import(service, [photo])
+    kept = dcmread(stored_path(service, report.files[0].sop_instance_uid), stop_before_pixels=True)
+    assert kept.Manufacturer == ("Can on " + "X" * 80)[:64]
+    assert kept.ManufacturerModelName == "M odel"
+
+
+def test_a_motion_photo_keeps_its_jpeg_and_says_what_follows_is_not_kept(
+    service, registry, media, tmp_path
+):
+    motion = tmp_path / "motion.jpg"
+    motion.write_bytes(media["photo"].read_bytes() + media["video"].read_bytes())
+    report = run_import(service, [motion])
+    item = report.files[0]
+    data, photo = carried(stored_path(service, item.sop_instance_uid)), media["photo"].read_bytes()
+    assert data[: len(photo)] == photo and data[len(photo) :] in (b"", b"\0")
+    assert any("not part of the photo" in warning for warning in item.warnings)
 
 
 def test_an_accession_number_gathers_later_imports_into_its_study(service, registry, media):
@@ -379,7 +436,11 @@ def test_uids_are_made_under_the_configured_root(tmp_path, sqlite_url, media):
         (["truncated_video"], {}, Refusal, "truncated"),
         (["mpeg4_part2"], {}, Refusal, "MPEG-4 Part 2"),
         (["quicktime"], {}, Refusal, "QuickTime"),
-        (["huge"], {}, Refusal, "400-megapixel"),
+        (["huge"], {}, Refusal, "1600-megapixel"),
+        (["high10"], {}, Refusal, r"high10\.mp4: H\.264 High 10 profile"),
+        (["heic"], {}, Refusal, "HEIF/HEIC"),
+        (["huge_pdf"], {}, Refusal, "more than one DICOM value holds"),
+        (["photo"], {"patient_name": "A=B=C=D"}, InvalidInput, "3 component groups"),
         (["photo", "video", "text"], {}, Refusal, "notes.txt"),
         (["photo"], {"patient_id": " "}, InvalidInput, "patient ID is required"),
         (["photo"], {"hospital": "NOPE"}, NotFound, "no hospital 'NOPE'"),
@@ -419,7 +480,8 @@ def test_a_file_that_changes_while_imported_is_not_kept(service, registry, media
 
     report = Importer(service, progress=AppendWhileWriting()).run(request([growing]))
     assert not report.complete
-    assert report.files[0].status == "failed" and "grew" in report.files[0].detail
+    assert report.files[0].status == "failed"
+    assert report.files[0].detail == "the file changed while it was imported"
     assert_nothing_stored(service)
 
 

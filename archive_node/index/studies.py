@@ -1,5 +1,5 @@
 """Index queries that place imported media: an existing study's patient and attributes, the
-studies of an accession number, the last instance number of a series."""
+studies of an accession number, instance numbers."""
 
 from __future__ import annotations
 
@@ -49,6 +49,15 @@ class StudyQueries:
                 & (Patient.issuer == issuer)
             )
             return [StudyRecord(*row) for row in rows.tuples()]
+
+    def instance_number(self, sop_uid: str) -> int | None:
+        """The Instance Number indexed for this SOP Instance UID (None: none, or no row)."""
+        with self.session():  # type: ignore[attr-defined]
+            return (
+                Instance.select(Instance.instance_number)
+                .where(Instance.sop_uid == sop_uid)
+                .scalar()
+            )
 
     def last_instance_number(self, series_uid: str) -> int:
         """The highest Instance Number in the series (0 when it has none or does not exist)."""

@@ -1,15 +1,21 @@
-"""The facts of a JPEG photo that DICOM needs: its frame header, its colour and its EXIF.
+"""The facts of a JPEG photo that DICOM needs: its frame header, its colour, its EXIF, and
+where its bitstream ends.
 
 Pillow reads the image and its EXIF; the frame's coding process (Pillow does not say which
 SOF marker it met) is read by a walk over the marker segments before the scan (ITU-T T.81
-B.1.1.3, Table B.1). The whole entropy-coded data is decoded once, at an eighth of the size,
-so a truncated or damaged file is refused without holding a full-size image in memory.
+B.1.1.3, Table B.1), and the walk goes on through the scans to the end-of-image marker: what
+follows it (the video of a phone's "motion photo", say) is not part of the JPEG bitstream.
+The entropy-coded data is decoded once, at an eighth of the size, so a file cut off before its
+end is refused without holding a full-size image in memory.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
+import threading
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -39,9 +45,14 @@ _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
 
 # EXIF 2.3 tags (CIPA DC-008): IFD0, and the Exif IFD it points to.
 _EXIF_IFD = 0x8769
-_ORIENTATION, _MAKE, _MODEL, _SOFTWARE, _DATE_TIME = 0x0112, 0x010F, 0x0110, 0x0131, 0x0132
+_ORIENTATION, _MAKE, _MODEL, _SOFTWARE = 0x0112, 0x010F, 0x0110, 0x0131
 _DATE_TIME_ORIGINAL, _DATE_TIME_DIGITIZED = 0x9003, 0x9004
 _SUBSEC_ORIGINAL = 0x9291
+
+# Decoded at 1/8 scale, a gigapixel photo takes ~50 MB: Pillow's own limit (~179 megapixels,
+# against decompression bombs at full size) would refuse a 200-megapixel phone photo.
+MAX_MEGAPIXELS = 1000
+_pixel_limit = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -58,14 +69,18 @@ class JpegImage:
     software: str
     orientation: int  # EXIF Orientation, 1 = upright as stored
     icc_profile: bytes | None
+    length: int  # bytes of the JPEG bitstream, SOI to EOI
+    trailing: int  # bytes after the end-of-image marker (not part of the bitstream)
 
 
 def read_jpeg(path: str | os.PathLike[str]) -> JpegImage:
     """The DICOM facts of a baseline JPEG. Raises Refusal naming why it is not one: not a
-    JPEG, another coding process (progressive, 12-bit, lossless, arithmetic...), CMYK, or
-    truncated or damaged."""
+    JPEG, another coding process (progressive, 12-bit, lossless, arithmetic...), CMYK, too
+    large, or cut off before its end."""
     with open(path, "rb") as fh:
         marker, frame = _frame_header(fh)
+        size = os.fstat(fh.fileno()).st_size
+        end = _end_of_image(fh)
     if marker != 0xC0:
         raise Refusal(
             f"a {_FRAME_TYPES[marker]} JPEG: only baseline JPEG (ISO/IEC 10918-1 process 1) "
@@ -79,15 +94,23 @@ def read_jpeg(path: str | os.PathLike[str]) -> JpegImage:
         raise Refusal(f"a {kind} JPEG: DICOM photos are grayscale or colour (1 or 3 samples)")
     if rows == 0 or columns == 0:
         raise Refusal("a JPEG whose height is set only after the scan (DNL): not supported")
+    if rows * columns > MAX_MEGAPIXELS * 1_000_000:
+        megapixels = rows * columns / 1e6
+        raise Refusal(f"a {megapixels:.0f}-megapixel JPEG: more than {MAX_MEGAPIXELS} megapixels")
+    if end is None:
+        raise Refusal("a truncated JPEG: no end-of-image marker after its scans")
     ids = bytes(frame[6 + 3 * i] for i in range(components))
     try:
-        with Image.open(path) as image:
-            info = dict(image.info)
-            exif = image.getexif()
-            _decode_all(image)
-    except Image.DecompressionBombError:
-        megapixels = rows * columns / 1e6
-        raise Refusal(f"a {megapixels:.0f}-megapixel JPEG: larger than Pillow reads") from None
+        with _pixel_limit, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            default, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked above
+            try:
+                with Image.open(path) as image:
+                    info = dict(image.info)
+                    exif = image.getexif()
+                    _decode_all(image)
+            finally:
+                Image.MAX_IMAGE_PIXELS = default
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise Refusal(f"a damaged or truncated JPEG: {exc}") from None
     photometric = _photometric(components, ids, info.get("adobe_transform"))
@@ -102,6 +125,8 @@ def read_jpeg(path: str | os.PathLike[str]) -> JpegImage:
         software=_text(exif.get(_SOFTWARE)),
         orientation=_orientation(exif.get(_ORIENTATION)),
         icc_profile=info.get("icc_profile") or None,
+        length=end,
+        trailing=size - end,
     )
 
 
@@ -137,6 +162,51 @@ def _frame_header(fh: BinaryIO) -> tuple[int, bytes]:
         fh.seek(length - 2, os.SEEK_CUR)
 
 
+def _end_of_image(fh: BinaryIO) -> int | None:
+    """The offset just past the EOI marker that ends the bitstream, or None when the file
+    ends first. Marker segments are skipped by their length (an EXIF thumbnail's own EOI
+    lies inside one); in entropy-coded data 0xFF is followed by 0x00 (stuffing) or a restart
+    marker, anything else is a marker (T.81 B.1.1.5, F.1.2.3). Read through a memory map: the
+    file is never copied into memory."""
+    with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        size, offset = len(data), 2
+        while offset + 2 <= size:
+            if data[offset] != 0xFF:
+                return None
+            marker = data[offset + 1]
+            if marker == 0xFF:  # a fill byte
+                offset += 1
+                continue
+            if marker == _EOI:
+                return offset + 2
+            if marker in _STANDALONE:
+                offset += 2
+                continue
+            if offset + 4 > size:
+                return None
+            offset += 2 + int.from_bytes(data[offset + 2 : offset + 4], "big")
+            if marker == _SOS:
+                offset = _after_entropy_coded_data(data, offset)
+                if offset < 0:
+                    return None
+    return None
+
+
+def _after_entropy_coded_data(data: mmap.mmap, offset: int) -> int:
+    """The offset of the first marker after a scan's entropy-coded data, -1 at end of file."""
+    while True:
+        offset = data.find(b"\xff", offset)
+        if offset < 0 or offset + 1 >= len(data):
+            return -1
+        following = data[offset + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7:  # stuffing, RSTn
+            offset += 2
+        elif following == 0xFF:  # fill bytes before a marker
+            offset += 1
+        else:
+            return offset
+
+
 def _decode_all(image: Any) -> None:
     """Decode every scan at 1/8 scale (libjpeg's DCT scaling): all the entropy-coded data is
     read, for a fraction of the memory and time of a full decode."""
@@ -158,17 +228,14 @@ def _photometric(components: int, ids: bytes, transform: Any) -> str:
 
 
 def _taken(exif: Any) -> datetime | None:
-    """When the photo was taken: EXIF DateTimeOriginal, else DateTimeDigitized, else DateTime
-    (camera local time, 'YYYY:MM:DD HH:MM:SS'); None when absent or not a real time."""
+    """When the photo was taken: EXIF DateTimeOriginal, else DateTimeDigitized (camera local
+    time, 'YYYY:MM:DD HH:MM:SS'); None when absent or not a real time. DateTime (0x0132) is
+    left out: it is when the file was last changed, by an editor as well as the camera."""
     try:
         details = exif.get_ifd(_EXIF_IFD)
     except Exception:  # a damaged Exif IFD: no time rather than no photo
         details = {}
-    for value in (
-        details.get(_DATE_TIME_ORIGINAL),
-        details.get(_DATE_TIME_DIGITIZED),
-        exif.get(_DATE_TIME),
-    ):
+    for value in (details.get(_DATE_TIME_ORIGINAL), details.get(_DATE_TIME_DIGITIZED)):
         try:
             taken = datetime.strptime(_text(value)[:19], "%Y:%m:%d %H:%M:%S")
         except ValueError:
