@@ -550,6 +550,8 @@ def reindex(default_hospital: str | None, as_json: bool) -> None:
 
 # -- media import --------------------------------------------------------------------------------
 
+LARGE_FILE = 32 * 1024 * 1024  # import draws a progress bar for files from this size
+
 
 @command(cli, "import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
@@ -626,9 +628,6 @@ def import_media(
                 click.echo(f"warning: {f.path}: {warning}", err=True)
     if not report.complete:
         sys.exit(1)
-
-
-LARGE_FILE = 32 * 1024 * 1024  # import draws a bar for files from this size
 
 
 def _shown(item: Any) -> str:

@@ -228,6 +228,8 @@ class Importer:
             raise Refusal(f"{media.path}: cannot read it: {exc.strerror or exc}") from None
         finally:
             self._end()
+        if before.st_size != media.size:
+            raise Refusal(f"{media.path}: it changed while it was read")
         return digest.hexdigest(), (before.st_size, before.st_mtime_ns)
 
     # -- the study ----------------------------------------------------------------------------
