@@ -19,11 +19,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from bench.find import index_url_for
 from bench.media import CACHE
+from bench.retrieve import vm_hwm
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHIVE_NODE = ROOT / ".venv" / "bin" / "archive-node"
@@ -94,16 +96,36 @@ def import_run(files: list[Path], backend: str) -> dict:
             command += ["--patient-id", "BENCH-1", "--json"]
             start = time.perf_counter()
             proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE)
+            peak = _PeakWatch(proc.pid)
             output = proc.stdout.read()
-            _, code, usage = os.wait4(proc.pid, 0)
+            code = proc.wait()
             seconds = time.perf_counter() - start
+            peak.join()
             if code != 0:
                 raise RuntimeError(f"archive-node import exited {code}")
             report = json.loads(output)
             stored = sum(1 for f in report["files"] if f["status"] == "stored")
             if stored != len(files):
                 raise RuntimeError(f"stored {stored} of {len(files)}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+    return {"seconds": seconds, "peak_rss_mb": peak.bytes / 2**20}
+
+
+class _PeakWatch(threading.Thread):
+    """VmHWM of a process, read every 5 ms until it exits. wait4's ru_maxrss would not do: it
+    keeps the high-water mark of the forked copy of this (large) process from before exec."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.bytes = pid, 0
+        self.start()
+
+    def run(self) -> None:
+        while True:
+            try:
+                self.bytes = max(self.bytes, vm_hwm(self.pid))
+            except (OSError, AttributeError):  # gone, or a zombie without memory
+                return
+            time.sleep(0.005)
 
 
 def img2dcm_run(files: list[Path]) -> float | None:
