@@ -16,7 +16,6 @@ from click.testing import CliRunner
 from pydicom import dcmread
 from pydicom.encaps import generate_fragments
 from pydicom.uid import generate_uid
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
 from archive_node import status
 from archive_node.cli import cli
@@ -45,13 +44,13 @@ from tests.retrieving import (
     move,
 )
 from tests.test_cli import write_config
+from tests.test_find import find
 from tests.test_interop_dcmtk import output
 from tests.test_interop_retrieve import REQUIRED as DCMTK_REQUIRED
 from tests.test_interop_retrieve import TOOLS, counts, final_response, getscu
 from tests.test_store import store
 
 pytestmark = needs_ffmpeg
-FIND = StudyRootQueryRetrieveInformationModelFind
 DCMDUMP = shutil.which("dcmdump")
 
 
@@ -184,8 +183,8 @@ def test_photo_video_and_pdf_become_one_study_found_and_got_byte_for_byte(node, 
         StudyDescription="",
     )
     query.SpecificCharacterSet = "ISO_IR 192"
-    matches = find(node, query)
-    assert len(matches) == 1
+    final, matches = find(node, query)
+    assert final.Status == status.SUCCESS and len(matches) == 1
     match = matches[0]
     assert match.StudyInstanceUID == report.study_instance_uid
     assert str(match.PatientName) == "Nordmann^Åse"
@@ -193,7 +192,7 @@ def test_photo_video_and_pdf_become_one_study_found_and_got_byte_for_byte(node, 
     assert set(match.ModalitiesInStudy) == {"XC", "DOC"}
     assert int(match.NumberOfStudyRelatedInstances) == 3
     assert match.StudyDescription == "Wound follow-up"
-    assert find(node, identifier("STUDY", PatientID="IMP-1", IssuerOfPatientID="NLSH")) == []
+    assert find(node, identifier("STUDY", PatientID="IMP-1", IssuerOfPatientID="NLSH"))[1] == []
 
     # C-GET: each instance arrives carrying the input's bytes
     received = Received(tmp_path / "got")
@@ -241,16 +240,6 @@ def test_imported_study_is_moved_to_a_workstation(node, media, tmp_path):
     files = destination.received.files
     assert_carries(files[report.files[0].sop_instance_uid], media["photo"])
     assert_carries(files[report.files[1].sop_instance_uid], media["document"])
-
-
-def find(node, query) -> list:
-    assoc = associate(node, "UNN_WS", [FIND])
-    assert assoc.is_established
-    try:
-        answers = [a for s, a in assoc.send_c_find(query, FIND) if s and s.Status == 0xFF00]
-    finally:
-        assoc.release()
-    return answers
 
 
 @pytest.mark.skipif(DCMDUMP is None, reason="DCMTK dcmdump not installed")
@@ -391,12 +380,8 @@ def test_the_given_hospital_is_the_source_for_hospital_scope(node, media):
     assert report.issuer == "NLSH"
     query = identifier("STUDY", PatientID="N-7", StudyInstanceUID="")
     for calling, expected in (("NLSH_WS", 1), ("UNN_SCOPED", 0), ("UNN_WS", 1)):
-        assoc = associate(node, calling, [FIND])
-        try:
-            found = [a for s, a in assoc.send_c_find(query, FIND) if s and s.Status == 0xFF00]
-        finally:
-            assoc.release()
-        assert len(found) == expected, calling
+        final, found = find(node, query, calling=calling)
+        assert final.Status == status.SUCCESS and len(found) == expected, calling
     assert service_hospital(node.service, report.files[0].sop_instance_uid) == "NLSH"
 
 
