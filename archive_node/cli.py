@@ -622,7 +622,8 @@ def import_media(
             {**dataclasses.asdict(f), "bytes": f.stored_bytes, "status": _shown(f)}
             for f in report.files
         ]
-        print_table(rows, ["path", "kind", "sop_instance_uid", "bytes", "status"], False)
+        columns = ["path", "kind", "series_instance_uid", "sop_instance_uid", "bytes", "status"]
+        print_table(rows, columns, False)
         for f in report.files:
             for warning in f.warnings:
                 click.echo(f"warning: {f.path}: {warning}", err=True)

@@ -561,6 +561,39 @@ def test_the_media_tools_are_there_where_required():
     assert FFMPEG is not None and DCIODVFY is not None
 
 
+def test_done_when_cli_import_is_found_retrieved_and_read(node, media, tmp_path, index_url):
+    """The issue's 'done when': a dermatology photo, a wound video and a scanned PDF imported
+    from the CLI into the serving node's store and index are found by a workstation's C-FIND
+    under the right patient and issuer, retrieved byte for byte, and read by dcmdump."""
+    config = write_config(tmp_path, index_url, name="cli.toml")
+    files = [str(media[kind]) for kind in ("photo", "video", "document")]
+    patient = ["--hospital", "NLSH", "--patient-id", "D-1", "--patient-name", "Hansen^Ola"]
+    result = CliRunner().invoke(cli, ["-c", str(config), "import", *files, *patient, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["issuer"] == "NLSH"
+
+    query = identifier("STUDY", PatientID="D-1", IssuerOfPatientID="NLSH", StudyInstanceUID="")
+    final, matches = find(node, query)
+    assert final.Status == status.SUCCESS
+    assert [m.StudyInstanceUID for m in matches] == [report["study_instance_uid"]]
+
+    received = Received(tmp_path / "got")
+    received.directory.mkdir()
+    assoc = get_association(node, "UNN_WS", received)
+    try:
+        final, _, _ = get(assoc, identifier("STUDY", StudyInstanceUID=matches[0].StudyInstanceUID))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUCCESS
+    for item, kind in zip(report["files"], ("photo", "video", "document"), strict=True):
+        path = received.files[item["sop_instance_uid"]]
+        assert_carries(path, media[kind])
+        if DCMDUMP is not None:
+            dump = subprocess.run([DCMDUMP, "-q", str(path)], capture_output=True, timeout=60)
+            assert dump.returncode == 0 and b"E:" not in dump.stdout + dump.stderr
+
+
 # -- a peer nobody here wrote --------------------------------------------------------------------
 
 
