@@ -150,6 +150,8 @@ def _wakeup_of(dul: Any) -> _Wakeup | None:
 
 def _send_pdu(self: Any, primitive: Any) -> None:
     _original_send_pdu(self, primitive)
+    if self.__dict__.get("_archive_ended"):  # queued after the DUL's last look at its queue
+        _release_waiting_senders(self)
     wakeup = _wakeup_of(self)
     if wakeup is not None:
         wakeup.set()
@@ -212,6 +214,9 @@ def _dul_reactor(self: Any) -> None:
         if wakeup is not None:
             wakeup.close()
         _release_waiting_acceptor(self.assoc)
+        # Marked ended before its queue is looked at: a sender that queues a file after that
+        # look sees the mark (_send_pdu) and is released there, not after its patience.
+        self._archive_ended = True
         _release_waiting_senders(self)
 
 

@@ -9,7 +9,9 @@ import struct
 from types import SimpleNamespace
 
 import pytest
+from pynetdicom.dul import DULServiceProvider
 
+from archive_node import reactor
 from archive_node.reactor import _release_waiting_senders
 from archive_node.sending import MAX_PDU_DATA, FileDataset, send_file_dataset
 
@@ -82,4 +84,16 @@ def test_a_dul_that_ends_releases_the_sender_of_a_queued_file():
     dul = SimpleNamespace(to_provider_queue=queue.Queue())
     dul.to_provider_queue.put(dataset)
     _release_waiting_senders(dul)
+    assert dataset.done.is_set() and dataset.sent == 0
+
+
+def test_a_file_queued_after_the_dul_ended_releases_its_sender():
+    """A sender that queues its file just after the DUL's last look at its queue (the peer
+    gone a moment before) is released when it queues, not after PATIENCE (seen once in
+    test_crash, as a sender thread still alive a minute after the node was killed)."""
+    reactor.install()
+    dataset = FileDataset(io.BytesIO(bytes(10)), 10, 1, 16384)
+    dul = DULServiceProvider(SimpleNamespace(network_timeout=None))
+    dul._archive_ended = True  # as _dul_reactor's end leaves it
+    dul.send_pdu(dataset)
     assert dataset.done.is_set() and dataset.sent == 0
