@@ -18,12 +18,13 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
+from .values import MAX_VALUE_LENGTH
+
 CHUNK = 1024 * 1024
 PREAMBLE = b"\0" * 128 + b"DICM"  # PS3.10 7.1
 _ITEM = 0xFFFEE000
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
-_MAX_VALUE = 0xFFFFFFFE  # the largest even 32-bit length (PS3.5 7.1.1)
 
 Progress = Callable[[int], None]
 
@@ -95,7 +96,9 @@ def _write_fragments(
     """PS3.5 A.4: encapsulated pixel data, an undefined-length OB of items."""
     target.write(_tag(bulk.tag) + b"OB\0\0" + struct.pack("<I", _UNDEFINED))
     target.write(_tag(_ITEM) + struct.pack("<I", 0))  # Basic Offset Table, empty
-    size = min(bulk.fragment_size or _MAX_VALUE, _MAX_VALUE) // 2 * 2  # only the last is odd
+    size = (
+        min(bulk.fragment_size or MAX_VALUE_LENGTH, MAX_VALUE_LENGTH) // 2 * 2
+    )  # only the last is odd
     remaining = bulk.length
     while remaining:
         fragment = min(size, remaining)
@@ -108,7 +111,7 @@ def _write_fragments(
 def _write_value(
     target: BinaryIO, source: BinaryIO, bulk: Bulk, progress: Progress | None
 ) -> None:
-    if bulk.length > _MAX_VALUE:
+    if bulk.length > MAX_VALUE_LENGTH:
         raise ValueError(f"{bulk.source}: {bulk.length} bytes do not fit one DICOM value")
     padded = bulk.length + bulk.length % 2
     target.write(_tag(bulk.tag) + b"OB\0\0" + struct.pack("<I", padded))

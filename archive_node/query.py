@@ -14,7 +14,14 @@ from pydicom.sequence import Sequence
 
 from . import status
 from .errors import Refused
-from .values import datetime_bounds, is_valid_uid, name_key, parse_date, time_bounds
+from .values import (
+    MAX_LENGTH,
+    datetime_bounds,
+    is_valid_uid,
+    name_key,
+    parse_date,
+    time_bounds,
+)
 
 # PS3.4 C.6: the Query/Retrieve information models and their levels, top down.
 PATIENT_ROOT = "PATIENT"
@@ -357,8 +364,9 @@ def _name_patterns(text: str) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-# PS3.5 6.2: the longest value of each VR a matching key may have (PN: three groups of 64).
-_MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 194, "UI": 64, "IS": 12}
+# PS3.5 6.2: the longest value of each VR a matching key may have (PN: three groups of 64
+# and the two '=' between them).
+_MAX_LENGTH = {**MAX_LENGTH, "PN": 3 * MAX_LENGTH["PN"] + 2}
 
 
 def _shown(key: Key, text: str) -> str:

@@ -45,8 +45,12 @@ def hospital_code_problem(value: str) -> str | None:
     return None
 
 
-# PS3.5 Table 6.2-1: the most characters a value of these VRs holds (PN: per component group)
-_MAX_LENGTH = {"LO": 64, "SH": 16, "PN": 64, "CS": 16}
+# PS3.5 Table 6.2-1: the most characters one value of these VRs holds (PN: per component
+# group, of which a name has up to three)
+MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "UI": 64, "IS": 12}
+# PS3.5 7.1.1: the largest value length a 32-bit length field gives, even (0xFFFFFFFF is
+# "undefined"): one encapsulated fragment or one OB value at most
+MAX_VALUE_LENGTH = 0xFFFFFFFE
 _CS_RE = re.compile(r"[A-Z0-9 _]*")
 
 
@@ -67,8 +71,8 @@ def text_problem(value: str, vr: str) -> str | None:
     if vr == "PN" and any(len(g.split("^")) > 5 for g in groups):  # family^given^middle^...
         return "has at most 5 components (separated by ^)"
     longest = max(len(group) for group in groups)
-    if longest > _MAX_LENGTH[vr]:
-        return f"has at most {_MAX_LENGTH[vr]} characters"
+    if longest > MAX_LENGTH[vr]:
+        return f"has at most {MAX_LENGTH[vr]} characters"
     if vr == "CS" and _CS_RE.fullmatch(value) is None:
         return "is upper case letters, digits, space and underscore"
     return None

@@ -109,13 +109,7 @@ def _wrap(ds: Dataset, media: Media) -> Wrapped:
             VIDEO_PHOTOGRAPHIC,
             encoding.transfer_syntax_uid,
             ds,
-            Bulk(
-                PIXEL_DATA,
-                media.path,
-                media.size,
-                encapsulated=True,
-                fragment_size=encoding.fragment_size,
-            ),
+            Bulk(PIXEL_DATA, media.path, media.size, encapsulated=True),
             encoding.name,
         )
     assert isinstance(facts, PdfDocument)

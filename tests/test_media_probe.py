@@ -29,11 +29,11 @@ from archive_node.media.video_syntax import (
     H264_LEVEL_42_FRAGMENTABLE,
     HEVC_MAIN,
     HEVC_MAIN_10,
-    MAX_FRAGMENT,
     video_encoding,
 )
 from archive_node.part10 import Bulk, SourceChanged, write_part10
 from archive_node.provenance import file_meta
+from archive_node.values import MAX_VALUE_LENGTH
 
 from .media_files import FFMPEG, jpeg, mp4, needs_ffmpeg, pdf
 
@@ -410,17 +410,16 @@ HEVC = dataclasses.replace(BASE, codec="HEVC", sample_entry="hvc1", profile_idc=
 )
 def test_video_encoding_long_h264_is_fragmentable(level_idc, single, uid):
     stream = dataclasses.replace(BASE, level_idc=level_idc)
-    short = video_encoding(stream, MAX_FRAGMENT)
+    short = video_encoding(stream, MAX_VALUE_LENGTH)
     assert short.transfer_syntax_uid == single
     assert not short.name.startswith("Fragmentable")
-    long = video_encoding(stream, MAX_FRAGMENT + 1)
+    long = video_encoding(stream, MAX_VALUE_LENGTH + 1)
     assert long.transfer_syntax_uid == uid
     assert long.name.startswith("Fragmentable")
-    assert long.fragment_size <= MAX_FRAGMENT
 
 
 def test_video_encoding_long_hevc_keeps_its_syntax():
-    assert video_encoding(HEVC, MAX_FRAGMENT * 3).transfer_syntax_uid == HEVC_MAIN
+    assert video_encoding(HEVC, MAX_VALUE_LENGTH * 3).transfer_syntax_uid == HEVC_MAIN
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from ..values import MAX_VALUE_LENGTH
 from .jpeg import JpegImage, read_jpeg
 from .mp4 import VideoStream, read_mp4
 from .pdf import PdfDocument, read_pdf
 from .refusal import Refusal
-from .video_syntax import MAX_FRAGMENT, VideoEncoding, video_encoding
+from .video_syntax import VideoEncoding, video_encoding
 
 PHOTO, VIDEO, DOCUMENT = "photo", "video", "document"
 # ISO/IEC 23008-12 brands: still images in the ISO base media file format, not MP4 video
@@ -74,5 +75,5 @@ def _read(path: Path, head: bytes, status: os.stat_result) -> Media:
 
 def _fits_one_value(length: int) -> None:
     """A photo is one fragment, a document one value: at most 2^32 - 2 bytes (PS3.5 7.1.1)."""
-    if length > MAX_FRAGMENT:
-        raise Refusal(f"{length} bytes: more than one DICOM value holds ({MAX_FRAGMENT})")
+    if length > MAX_VALUE_LENGTH:
+        raise Refusal(f"{length} bytes: more than one DICOM value holds ({MAX_VALUE_LENGTH})")

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..values import MAX_VALUE_LENGTH
 from .mp4 import VideoStream
 from .refusal import Refusal
-
-MAX_FRAGMENT = 0xFFFFFFFE  # the largest even item length (PS3.5 7.1.1, A.4)
 
 # H.264 profile_idc (ITU-T H.264 A.2) and HEVC general_profile_idc (ITU-T H.265 A.3).
 _AVC_PROFILES = {
@@ -45,12 +44,12 @@ HEVC_MAIN_10 = "1.2.840.10008.1.2.4.108"  # HEVC/H.265 Main 10 Profile / Level 5
 
 @dataclass(frozen=True)
 class VideoEncoding:
-    """The transfer syntax of a video, and how its Pixel Data is laid out."""
+    """The transfer syntax of a video. Its Pixel Data is the stream in fragments as large as
+    one item holds (part10.Bulk without a fragment size): one, unless the stream is longer."""
 
     transfer_syntax_uid: str
     name: str
     bits_stored: int  # 8, or 10 for HEVC Main 10 (in 16 allocated)
-    fragment_size: int  # the stream is cut into fragments of this size (the last shorter)
 
 
 def video_encoding(stream: VideoStream, length: int) -> VideoEncoding:
@@ -81,7 +80,7 @@ def _h264(stream: VideoStream, length: int) -> VideoEncoding:
         )
     if stream.chroma_format != 1 or stream.bit_depth != 8:
         raise Refusal(f"{named} with {_sampling(stream)}: DICOM's H.264 is 4:2:0 8-bit")
-    one_fragment = length <= MAX_FRAGMENT
+    one_fragment = length <= MAX_VALUE_LENGTH
     if stream.level_idc <= 41 or level == "1b":
         uid = H264_LEVEL_41 if one_fragment else H264_LEVEL_41_FRAGMENTABLE
         name = "MPEG-4 AVC/H.264 High Profile / Level 4.1"
@@ -95,7 +94,7 @@ def _h264(stream: VideoStream, length: int) -> VideoEncoding:
         )
     if not one_fragment:
         name = f"Fragmentable {name}"
-    return VideoEncoding(uid, name, bits_stored=8, fragment_size=MAX_FRAGMENT)
+    return VideoEncoding(uid, name, bits_stored=8)
 
 
 def _hevc(stream: VideoStream) -> VideoEncoding:
@@ -110,12 +109,8 @@ def _hevc(stream: VideoStream) -> VideoEncoding:
     if stream.chroma_format != 1:
         raise Refusal(f"{named} with {_sampling(stream)}: DICOM's HEVC is 4:2:0")
     if profile == "Main":
-        return VideoEncoding(
-            HEVC_MAIN, "HEVC/H.265 Main Profile / Level 5.1", 8, fragment_size=MAX_FRAGMENT
-        )
-    return VideoEncoding(
-        HEVC_MAIN_10, "HEVC/H.265 Main 10 Profile / Level 5.1", 10, fragment_size=MAX_FRAGMENT
-    )
+        return VideoEncoding(HEVC_MAIN, "HEVC/H.265 Main Profile / Level 5.1", 8)
+    return VideoEncoding(HEVC_MAIN_10, "HEVC/H.265 Main 10 Profile / Level 5.1", 10)
 
 
 def _avc_level(stream: VideoStream) -> str:
