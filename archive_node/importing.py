@@ -32,7 +32,7 @@ from .errors import Conflict, InvalidInput, NotFound
 from .index import InstanceRecord, StudyRecord
 from .media.probe import Media, probe
 from .media.refusal import Refusal
-from .part10 import CHUNK, SourceChanged, write_part10
+from .part10 import SourceChanged, write_part10
 from .policy import Peer
 from .provenance import Provenance, file_meta, with_provenance
 from .service import ArchiveService
@@ -176,6 +176,8 @@ class Importer:
             issuer=issuer,
             files=[plan.result for plan in plans],
         )
+        if any(plan.result.status != ALREADY_STORED for plan in plans):
+            self.service.storage.create()  # the incoming area the instances are written into
         for plan in plans:
             if plan.result.status == ALREADY_STORED:
                 continue
@@ -189,13 +191,13 @@ class Importer:
     def _importer_peer(self, code: str) -> Peer:
         """The hospital the files come from, as the sender C-STORE would know."""
         self.index.check_schema()
-        hospital = next((h for h in self.index.list_hospitals() if h.code == code), None)
-        if hospital is None:
+        issuer = self.index.hospital_issuer(code)
+        if issuer is None:
             raise NotFound(f"no hospital {code!r} (see: archive-node hospital list)")
         return Peer(
             ae_title=IMPORTER_AE,
-            hospital=hospital.code,
-            issuer=hospital.issuer,
+            hospital=code,
+            issuer=issuer,
             host="",
             port=None,
             allow=frozenset({"store"}),
@@ -218,21 +220,17 @@ class Importer:
 
     def _hash(self, media: Media) -> tuple[str, tuple[int, int]]:
         """SHA-256 of the file, and its size and mtime before reading (to notice a change)."""
-        digest = hashlib.sha256()
+        self._begin(f"reading {media.path.name}", media.size)
         try:
-            with open(media.path, "rb") as fh:
-                before = os.fstat(fh.fileno())
-                self._begin(f"reading {media.path.name}", before.st_size)
-                while chunk := fh.read(CHUNK):
-                    digest.update(chunk)
-                    self._advance(len(chunk))
+            before = os.stat(media.path)
+            facts = self.service.storage.digest(media.path, progress=self._advance)
         except OSError as exc:
             raise Refusal(f"{media.path}: cannot read it: {exc.strerror or exc}") from None
         finally:
             self._end()
-        if before.st_size != media.size:
+        if before.st_size != media.size or facts.size != media.size:
             raise Refusal(f"{media.path}: it changed while it was read")
-        return digest.hexdigest(), (before.st_size, before.st_mtime_ns)
+        return facts.sha256, (before.st_size, before.st_mtime_ns)
 
     # -- the study ----------------------------------------------------------------------------
 
@@ -345,9 +343,7 @@ class Importer:
     def _store(self, peer: Peer, plan: _Planned) -> None:
         """Write the instance into the incoming area and keep it as C-STORE would."""
         result = plan.result
-        storage = self.service.storage
-        storage.create()
-        temporary = storage.incoming / f"import-{uuid.uuid4().hex}.dcm"
+        temporary = self.service.storage.incoming / f"import-{uuid.uuid4().hex}.dcm"
         try:
             self._write(peer, plan, temporary)
             outcome = self.service.store(
@@ -356,17 +352,11 @@ class Importer:
                 sop_class_uid=result.sop_class_uid,
                 sop_instance_uid=result.sop_instance_uid,
             )
-            if outcome.status == status.SUCCESS:
-                kept = self.index.find_instance(result.sop_instance_uid)
-                if outcome.message in ("stored", "duplicate, restored"):
-                    result.status = STORED  # restored: its indexed file had gone missing
-                    result.detail = "" if outcome.message == "stored" else "restored"
-                else:  # another import or C-STORE of it came first
-                    result.status, result.detail = ALREADY_STORED, outcome.message
-                result.stored_bytes = kept.size if kept is not None else None
-                if kept is None or not self.service.storage.exists(kept.path):
-                    result.status = FAILED
-                    result.detail = f"{outcome.message}, but no file is kept: see verify"
+            if outcome.status == status.SUCCESS and outcome.message == "stored":
+                result.status = STORED
+                result.stored_bytes = temporary.stat().st_size  # the kept file is its link
+            elif outcome.status == status.SUCCESS:  # a duplicate: what is kept now?
+                self._duplicate(result, outcome.message)
             else:
                 result.status = FAILED
                 result.detail = f"0x{outcome.status:04X} {outcome.message}"
@@ -380,6 +370,19 @@ class Importer:
         finally:
             with contextlib.suppress(OSError):
                 temporary.unlink()
+
+    def _duplicate(self, result: ImportedFile, message: str) -> None:
+        """The outcome of an instance the index already had: restored (its file had gone
+        missing), or kept as it was (another import or C-STORE of it came first)."""
+        kept = self.index.find_instance(result.sop_instance_uid)
+        if kept is None or not self.service.storage.exists(kept.path):
+            result.status, result.detail = FAILED, f"{message}, but no file is kept: see verify"
+            return
+        result.stored_bytes = kept.size
+        if message == "duplicate, restored":
+            result.status, result.detail = STORED, "restored"
+        else:
+            result.status, result.detail = ALREADY_STORED, message
 
     def _write(self, peer: Peer, plan: _Planned, temporary: Path) -> None:
         wrapped = plan.wrapped

@@ -11,7 +11,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,13 +248,14 @@ class FilesystemStorage:
         # the layout's own first two components, so that the two can never disagree
         return self.layout(study_uid, "0", "0").rsplit("/", 2)[0]
 
-    def digest(self, path: Path) -> FileFacts:
+    def digest(self, path: Path, progress: Callable[[int], None] | None = None) -> FileFacts:
         """Size and SHA-256 of a file, read in CHUNK-sized pieces into one buffer (memory does
-        not grow with the file) and never fsynced: a check, not a keep. Raises OSError."""
+        not grow with the file) and never fsynced: a check, not a keep; `progress` is told the
+        bytes of each piece. Raises OSError."""
         with open(path, "rb", buffering=0) as fh:
             with contextlib.suppress(AttributeError, OSError):  # a hint: not everywhere
                 os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            return _facts(fh)
+            return _facts(fh, progress)
 
     def stat(self, relative: str) -> os.stat_result:
         """The stat of a kept file (its mtime is when it was received). Raises OSError,
@@ -331,7 +332,7 @@ def _unchanged_for(path: Path, seconds: float | None) -> bool:
         return False
 
 
-def _facts(fh: Any) -> FileFacts:
+def _facts(fh: Any, progress: Callable[[int], None] | None = None) -> FileFacts:
     """Size and SHA-256 of an open unbuffered file, read into one CHUNK-sized buffer."""
     digest = hashlib.sha256()
     size = 0
@@ -340,6 +341,8 @@ def _facts(fh: Any) -> FileFacts:
     while read := fh.readinto(buffer):
         digest.update(view[:read])
         size += read
+        if progress is not None:
+            progress(read)
     return FileFacts(size=size, sha256=digest.hexdigest())
 
 
