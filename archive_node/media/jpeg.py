@@ -78,9 +78,33 @@ def read_jpeg(path: str | os.PathLike[str]) -> JpegImage:
     JPEG, another coding process (progressive, 12-bit, lossless, arithmetic...), CMYK, too
     large, or cut off before its end."""
     with open(path, "rb") as fh:
-        marker, frame = _frame_header(fh)
+        rows, columns, components, ids = _baseline_frame(*_frame_header(fh))
         size = os.fstat(fh.fileno()).st_size
         end = _end_of_image(fh)
+        if end is None:
+            raise Refusal("a truncated JPEG: no end-of-image marker after its scans")
+        fh.seek(0)
+        info, exif = _decoded(fh)
+    photometric = _photometric(components, ids, info.get("adobe_transform"))
+    return JpegImage(
+        rows=rows,
+        columns=columns,
+        samples_per_pixel=components,
+        photometric_interpretation=photometric,
+        taken=_taken(exif),
+        make=_text(exif.get(_MAKE)),
+        model=_text(exif.get(_MODEL)),
+        software=_text(exif.get(_SOFTWARE)),
+        orientation=_orientation(exif.get(_ORIENTATION)),
+        icc_profile=info.get("icc_profile") or None,
+        length=end,
+        trailing=size - end,
+    )
+
+
+def _baseline_frame(marker: int, frame: bytes) -> tuple[int, int, int, bytes]:
+    """(rows, columns, components, component ids) of a baseline frame header; Refusal for
+    another coding process, precision, component count or size."""
     if marker != 0xC0:
         raise Refusal(
             f"a {_FRAME_TYPES[marker]} JPEG: only baseline JPEG (ISO/IEC 10918-1 process 1) "
@@ -97,15 +121,18 @@ def read_jpeg(path: str | os.PathLike[str]) -> JpegImage:
     if rows * columns > MAX_MEGAPIXELS * 1_000_000:
         megapixels = rows * columns / 1e6
         raise Refusal(f"a {megapixels:.0f}-megapixel JPEG: more than {MAX_MEGAPIXELS} megapixels")
-    if end is None:
-        raise Refusal("a truncated JPEG: no end-of-image marker after its scans")
-    ids = bytes(frame[6 + 3 * i] for i in range(components))
+    return rows, columns, components, bytes(frame[6 + 3 * i] for i in range(components))
+
+
+def _decoded(fh: BinaryIO) -> tuple[dict[str, Any], Any]:
+    """Pillow's info and EXIF of the JPEG in `fh`, after decoding all of it at 1/8 scale;
+    Refusal when that fails (damaged or cut-off data)."""
     try:
         with _pixel_limit, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            default, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked above
+            default, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked before
             try:
-                with Image.open(path) as image:
+                with Image.open(fh) as image:
                     info = dict(image.info)
                     exif = image.getexif()
                     _decode_all(image)
@@ -113,21 +140,7 @@ def read_jpeg(path: str | os.PathLike[str]) -> JpegImage:
                 Image.MAX_IMAGE_PIXELS = default
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise Refusal(f"a damaged or truncated JPEG: {exc}") from None
-    photometric = _photometric(components, ids, info.get("adobe_transform"))
-    return JpegImage(
-        rows=rows,
-        columns=columns,
-        samples_per_pixel=components,
-        photometric_interpretation=photometric,
-        taken=_taken(exif),
-        make=_text(exif.get(_MAKE)),
-        model=_text(exif.get(_MODEL)),
-        software=_text(exif.get(_SOFTWARE)),
-        orientation=_orientation(exif.get(_ORIENTATION)),
-        icc_profile=info.get("icc_profile") or None,
-        length=end,
-        trailing=size - end,
-    )
+    return info, exif
 
 
 def _frame_header(fh: BinaryIO) -> tuple[int, bytes]:
