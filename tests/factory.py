@@ -237,3 +237,14 @@ def index_row(
     )
     assert service.index.record_instance(new) is None
     return header
+
+
+def four_kinds(study_uid: str, patient_id: str) -> list[Dataset]:
+    """One study of the kinds retrieve tests send: a US multi-frame, a VL photo (JPEG
+    baseline), an H.264 video and a CT, in that order."""
+    return [
+        us_multiframe(study_uid=study_uid, patient_id=patient_id),
+        vl_photo_jpeg(study_uid=study_uid, patient_id=patient_id),
+        video_h264(study_uid=study_uid, patient_id=patient_id),
+        ct(study_uid=study_uid, patient_id=patient_id),
+    ]

@@ -51,12 +51,7 @@ def four_kinds_study(node: Node) -> tuple[str, list[str]]:
     """One UNN study pushed by C-STORE: a US multi-frame, a VL photo (JPEG baseline), an H.264
     video and a CT of patient P1; the study UID and the instances' UIDs in that order."""
     study_uid = generate_uid()
-    made = [
-        factory.us_multiframe(study_uid=study_uid, patient_id="P1"),
-        factory.vl_photo_jpeg(study_uid=study_uid, patient_id="P1"),
-        factory.video_h264(study_uid=study_uid, patient_id="P1"),
-        factory.ct(study_uid=study_uid, patient_id="P1"),
-    ]
+    made = factory.four_kinds(study_uid, "P1")
     for ds in made:
         assert store(node, ds) == 0x0000
     return study_uid, [str(ds.SOPInstanceUID) for ds in made]
@@ -223,6 +218,22 @@ def get(
 ) -> tuple[Dataset, list[Dataset], Dataset | None]:
     """(final status, pending statuses, final identifier) of one C-GET."""
     return _collect(assoc.send_c_get(query, model))
+
+
+def get_study(
+    node: Any, calling: str, directory: Path, study_uid: str
+) -> tuple[Dataset, Received]:
+    """The final status of a Study Root STUDY level C-GET on an association of its own, and
+    what arrived (kept in `directory`, made here)."""
+    directory.mkdir(parents=True)
+    received = Received(directory)
+    assoc = get_association(node, calling, received)
+    assert assoc.is_established
+    try:
+        final, _, _ = get(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    return final, received
 
 
 def failed_uids(answer: Dataset | None) -> list[str]:

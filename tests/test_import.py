@@ -37,9 +37,7 @@ from tests.media_files import DCIODVFY, FFMPEG, REQUIRED, jpeg, mp4, needs_ffmpe
 from tests.retrieving import (
     STUDY_MOVE,
     Destination,
-    Received,
-    get,
-    get_association,
+    get_study,
     identifier,
     move,
 )
@@ -195,13 +193,7 @@ def test_photo_video_and_pdf_become_one_study_found_and_got_byte_for_byte(node, 
     assert find(node, identifier("STUDY", PatientID="IMP-1", IssuerOfPatientID="NLSH"))[1] == []
 
     # C-GET: each instance arrives carrying the input's bytes
-    received = Received(tmp_path / "got")
-    received.directory.mkdir()
-    assoc = get_association(node, "UNN_WS", received)
-    try:
-        final, _, _ = get(assoc, identifier("STUDY", StudyInstanceUID=report.study_instance_uid))
-    finally:
-        assoc.release()
+    final, received = get_study(node, "UNN_WS", tmp_path / "got", report.study_instance_uid)
     assert final.Status == status.SUCCESS
     assert set(received.files) == {f.sop_instance_uid for f in report.files}
     for item, source in zip(report.files, ["photo", "video", "document"], strict=True):
@@ -578,13 +570,7 @@ def test_done_when_cli_import_is_found_retrieved_and_read(node, media, tmp_path,
     assert final.Status == status.SUCCESS
     assert [m.StudyInstanceUID for m in matches] == [report["study_instance_uid"]]
 
-    received = Received(tmp_path / "got")
-    received.directory.mkdir()
-    assoc = get_association(node, "UNN_WS", received)
-    try:
-        final, _, _ = get(assoc, identifier("STUDY", StudyInstanceUID=matches[0].StudyInstanceUID))
-    finally:
-        assoc.release()
+    final, received = get_study(node, "UNN_WS", tmp_path / "got", matches[0].StudyInstanceUID)
     assert final.Status == status.SUCCESS
     for item, kind in zip(report["files"], ("photo", "video", "document"), strict=True):
         path = received.files[item["sop_instance_uid"]]

@@ -104,12 +104,8 @@ def study(node) -> Study:
     """A US multi-frame, a VL photo (JPEG baseline), an H.264 video and a CT in one study,
     pushed by C-STORE; and a CT of another patient that no retrieve here may send."""
     study_uid, patient_id = generate_uid(), "RETR-1"
-    objects = {
-        "us": factory.us_multiframe(study_uid=study_uid, patient_id=patient_id),
-        "photo": factory.vl_photo_jpeg(study_uid=study_uid, patient_id=patient_id),
-        "video": factory.video_h264(study_uid=study_uid, patient_id=patient_id),
-        "ct": factory.ct(study_uid=study_uid, patient_id=patient_id),
-    }
+    kinds = ("us", "photo", "video", "ct")
+    objects = dict(zip(kinds, factory.four_kinds(study_uid, patient_id), strict=True))
     for ds in [*objects.values(), factory.ct(patient_id="RETR-OTHER")]:
         assert store(node, ds) == status.SUCCESS
     return Study(study_uid, patient_id, objects)

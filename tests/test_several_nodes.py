@@ -38,9 +38,7 @@ from tests.conftest import _pg_connect, _reset_pg
 from tests.retrieving import (
     STUDY_MOVE,
     Destination,
-    Received,
-    get,
-    get_association,
+    get_study,
     identifier,
     move,
 )
@@ -238,12 +236,7 @@ def test_study_stored_through_one_node_is_found_and_retrieved_through_the_other(
             "ae", "add", "DEST", "--hospital", "UNN", "--host", HOST, "--port", str(dest.port)
         )
         study_uid = generate_uid()
-        made = [
-            factory.us_multiframe(study_uid=study_uid, patient_id="P1"),
-            factory.vl_photo_jpeg(study_uid=study_uid, patient_id="P1"),
-            factory.video_h264(study_uid=study_uid, patient_id="P1"),
-            factory.ct(study_uid=study_uid, patient_id="P1"),
-        ]
+        made = factory.four_kinds(study_uid, "P1")
         sources = {
             str(ds.SOPInstanceUID): factory.write(ds, tmp_path / "send" / f"{n}.dcm")
             for n, ds in enumerate(made)
@@ -271,15 +264,8 @@ def test_study_stored_through_one_node_is_found_and_retrieved_through_the_other(
         assert found == set(sources)
 
         # C-GET through B: every instance comes back over the association, bytes as sent.
-        received = Received(tmp_path / "got")
-        received.directory.mkdir()
         node_b = SimpleNamespace(host=HOST, port=pair.b.port, ae_title=CALLED)
-        assoc = get_association(node_b, WORKSTATION, received)
-        assert assoc.is_established
-        try:
-            final, _, _ = get(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
-        finally:
-            assoc.release()
+        final, received = get_study(node_b, WORKSTATION, tmp_path / "got", study_uid)
         assert final.Status == 0x0000, final
         assert final.NumberOfCompletedSuboperations == len(sources)
         assert set(received.files) == set(sources)
