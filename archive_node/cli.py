@@ -437,7 +437,7 @@ def commitments(state: str | None, limit: int, as_json: bool) -> None:
 
 
 class _ProgressBar:
-    """integrity.Progress (and importing.Progress) drawn as a click progress bar on stderr;
+    """integrity.Progress (verify, reindex, import) drawn as a click progress bar on stderr;
     none for a task smaller than `smallest` (a bar that flashes by tells nothing)."""
 
     def __init__(self, smallest: int = 0) -> None:

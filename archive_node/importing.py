@@ -25,11 +25,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from . import __version__, status
 from .errors import Conflict, InvalidInput, NotFound
 from .index import InstanceRecord, StudyRecord
+from .integrity.common import NoProgress, Progress
 from .media.probe import Media, probe
 from .media.refusal import Refusal
 from .part10 import SourceChanged, write_part10
@@ -50,14 +50,6 @@ IMPLEMENTATION_VERSION = f"ARCHNODE_{__version__}"[:16]
 _UID_NAMESPACE = uuid.UUID("c1f0a3e6-5b7d-4e2a-9f3c-6d8b2a1e4f70")
 
 STORED, ALREADY_STORED, FAILED, NOT_IMPORTED = "stored", "already stored", "failed", "not imported"
-
-
-class Progress(Protocol):
-    """What the import reports as it reads and writes each file (the CLI draws a bar)."""
-
-    def begin(self, label: str, total: int) -> None: ...
-    def advance(self, amount: int) -> None: ...
-    def end(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -148,7 +140,7 @@ class Importer:
     def __init__(self, service: ArchiveService, progress: Progress | None = None) -> None:
         self.service = service
         self.index = service.index
-        self.progress = progress
+        self.progress = progress or NoProgress()
 
     def run(self, request: ImportRequest) -> ImportReport:
         """Check and plan everything, then store file by file (stopping at the first
@@ -220,14 +212,14 @@ class Importer:
 
     def _hash(self, media: Media) -> tuple[str, tuple[int, int]]:
         """SHA-256 of the file, and its size and mtime before reading (to notice a change)."""
-        self._begin(f"reading {media.path.name}", media.size)
+        self.progress.begin(f"reading {media.path.name}", media.size)
         try:
             before = os.stat(media.path)
-            facts = self.service.storage.digest(media.path, progress=self._advance)
+            facts = self.service.storage.digest(media.path, progress=self.progress.advance)
         except OSError as exc:
             raise Refusal(f"{media.path}: cannot read it: {exc.strerror or exc}") from None
         finally:
-            self._end()
+            self.progress.end()
         if before.st_size != media.size or facts.size != media.size:
             raise Refusal(f"{media.path}: it changed while it was read")
         return facts.sha256, (before.st_size, before.st_mtime_ns)
@@ -397,29 +389,15 @@ class Importer:
             Provenance(calling_ae=peer.ae_title, hospital=peer.hospital, issuer=peer.issuer),
             self.service.config.node.ae_title,
         )
-        self._begin(f"writing {plan.media.path.name}", wrapped.bulk.length)
+        self.progress.begin(f"writing {plan.media.path.name}", wrapped.bulk.length)
         try:
             with open(temporary, "xb") as target:
-                write_part10(target, meta, wrapped.dataset, wrapped.bulk, self._advance)
+                write_part10(target, meta, wrapped.dataset, wrapped.bulk, self.progress.advance)
         finally:
-            self._end()
+            self.progress.end()
         after = os.stat(plan.media.path)
         if (after.st_size, after.st_mtime_ns) != plan.stat:
             raise SourceChanged("the file changed while it was imported")
-
-    # -- progress -----------------------------------------------------------------------------
-
-    def _begin(self, label: str, total: int) -> None:
-        if self.progress is not None:
-            self.progress.begin(label, total)
-
-    def _advance(self, amount: int) -> None:
-        if self.progress is not None:
-            self.progress.advance(amount)
-
-    def _end(self) -> None:
-        if self.progress is not None:
-            self.progress.end()
 
 
 def _check(request: ImportRequest) -> None:
