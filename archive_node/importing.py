@@ -37,7 +37,7 @@ from .policy import Peer
 from .provenance import Provenance, file_meta, with_provenance
 from .service import ArchiveService
 from .values import is_valid_uid, parse_date, text_problem
-from .wrapping import Subject, Wrapped, content_time, wrap
+from .wrapping import Subject, Wrapped, content_time, da_value, tm_value, wrap
 
 log = logging.getLogger(__name__)
 
@@ -444,7 +444,7 @@ def _subject(
         date, time = existing.study_date, existing.study_time
     else:
         first = min(content_time(m) for m in media)
-        date, time = first.strftime("%Y%m%d"), first.strftime("%H%M%S")
+        date, time = da_value(first), tm_value(first)
     return Subject(
         patient_id=request.patient_id,
         issuer=issuer,

@@ -256,8 +256,8 @@ def _document(ds: Dataset, media: Media) -> None:
     ds.ConversionType = "SD"  # scanned document: the region's paper records
     ds.SecondaryCaptureDeviceManufacturer = "archive-node"
     ds.SecondaryCaptureDeviceSoftwareVersions = __version__
-    ds.ContentDate = _date(media.modified)  # when the scan or export was written
-    ds.ContentTime = _time(media.modified)
+    ds.ContentDate = da_value(media.modified)  # when the scan or export was written
+    ds.ContentTime = tm_value(media.modified)
     ds.AcquisitionDateTime = ""
     ds.BurnedInAnnotation = "YES"  # a clinical document names its patient
     ds.DocumentTitle = _lo(media.path.stem.encode("utf-8", "replace").decode())
@@ -270,12 +270,12 @@ def _when(ds: Dataset, taken: datetime | None, modified: datetime) -> None:
     """Content and acquisition date/time (C.7.6.1, C.7.10.1): when the camera recorded it,
     else (the VL Image module wants a Content Time) when the file was last written."""
     if taken is None:
-        ds.ContentDate = _date(modified)
-        ds.ContentTime = _time(modified)
+        ds.ContentDate = da_value(modified)
+        ds.ContentTime = tm_value(modified)
         return
-    ds.ContentDate = ds.AcquisitionDate = _date(taken)
-    ds.ContentTime = ds.AcquisitionTime = _time(taken)
-    ds.AcquisitionDateTime = _date(taken) + _time(taken)
+    ds.ContentDate = ds.AcquisitionDate = da_value(taken)
+    ds.ContentTime = ds.AcquisitionTime = tm_value(taken)
+    ds.AcquisitionDateTime = da_value(taken) + tm_value(taken)
 
 
 def _lo(text: str) -> str:
@@ -284,9 +284,11 @@ def _lo(text: str) -> str:
     return " ".join(kept.split())[:64]
 
 
-def _date(moment: datetime) -> str:
+def da_value(moment: datetime) -> str:
+    """A DA value (PS3.5 6.2): YYYYMMDD."""
     return moment.strftime("%Y%m%d")
 
 
-def _time(moment: datetime) -> str:
+def tm_value(moment: datetime) -> str:
+    """A TM value (PS3.5 6.2): HHMMSS, with the fraction when there is one."""
     return moment.strftime("%H%M%S.%f") if moment.microsecond else moment.strftime("%H%M%S")
