@@ -93,7 +93,8 @@ def wrap(
 def _wrap(ds: Dataset, media: Media) -> Wrapped:
     facts = media.facts
     if isinstance(facts, JpegImage):
-        _photo(ds, facts, media.modified)
+        _photo(ds, facts)
+        _when(ds, _taken(media), media.modified)
         return Wrapped(
             VL_PHOTOGRAPHIC,
             JPEGBaseline8Bit,
@@ -104,7 +105,8 @@ def _wrap(ds: Dataset, media: Media) -> Wrapped:
     if isinstance(facts, VideoStream):
         encoding = media.encoding
         assert encoding is not None  # probe() chose it
-        _video(ds, facts, encoding.bits_stored, media.modified)
+        _video(ds, facts, encoding.bits_stored)
+        _when(ds, _taken(media), media.modified)
         return Wrapped(
             VIDEO_PHOTOGRAPHIC,
             encoding.transfer_syntax_uid,
@@ -203,7 +205,7 @@ def _image(ds: Dataset, rows: int, columns: int, samples: int, photometric: str)
     ds.AcquisitionContextSequence = []
 
 
-def _photo(ds: Dataset, photo: JpegImage, modified: datetime) -> None:
+def _photo(ds: Dataset, photo: JpegImage) -> None:
     """VL Photographic Image (PS3.3 A.32.4): the VL Image module (C.8.12.1) over the JPEG."""
     # the camera as its EXIF names it, made fit for LO (one value, at most 64 characters)
     if make := _lo(photo.make):
@@ -212,7 +214,6 @@ def _photo(ds: Dataset, photo: JpegImage, modified: datetime) -> None:
         ds.ManufacturerModelName = model
     if software := _lo(photo.software):
         ds.SoftwareVersions = software
-    _when(ds, photo.taken, modified)
     _image(
         ds, photo.rows, photo.columns, photo.samples_per_pixel, photo.photometric_interpretation
     )
@@ -227,11 +228,9 @@ def _photo(ds: Dataset, photo: JpegImage, modified: datetime) -> None:
         ds.ICCProfile = photo.icc_profile
 
 
-def _video(ds: Dataset, video: VideoStream, bits_stored: int, modified: datetime) -> None:
+def _video(ds: Dataset, video: VideoStream, bits_stored: int) -> None:
     """Video Photographic Image (PS3.3 A.32.7): VL Image, Cine (C.7.6.5) and Multi-frame
     (C.7.6.6), with the pixel description PS3.5 8.2.7-8.2.11 prescribes."""
-    created = video.created.astimezone().replace(tzinfo=None) if video.created else None
-    _when(ds, created, modified)
     _image(ds, video.rows, video.columns, 3, "YBR_PARTIAL_420")
     ds.BitsAllocated = 8 if bits_stored == 8 else 16
     ds.BitsStored = bits_stored
