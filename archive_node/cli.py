@@ -14,7 +14,7 @@ import click
 from . import __version__
 from .config import Config, example_toml, load_config
 from .errors import ArchiveError, InvalidInput
-from .policy import SCOPES
+from .rules.access import SCOPES
 
 log = logging.getLogger("archive_node")
 

@@ -31,17 +31,17 @@ from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.service_class_n import StorageCommitmentServiceClass
 
 from . import status
-from .commitment import (
+from .errors import IndexUnavailable, Refused
+from .handlers import OUTGOING_HANDLERS, connected, response_status
+from .index import CommitmentRecord
+from .routing import route
+from .rules.access import Peer
+from .rules.commitment import (
     STORAGE_COMMITMENT_CLASS,
     STORAGE_COMMITMENT_INSTANCE,
     event_information,
     next_attempt,
 )
-from .errors import IndexUnavailable, Refused
-from .handlers import OUTGOING_HANDLERS, connected, response_status
-from .index import CommitmentRecord
-from .policy import Peer
-from .routing import route
 from .service import ArchiveService
 from .values import utcnow
 

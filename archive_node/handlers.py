@@ -14,10 +14,10 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 
 from . import status
-from .policy import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
 from .provenance import Provenance
-from .query import FIND_SOP_CLASSES
 from .receiving import receive_failure
+from .rules.access import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
+from .rules.query import FIND_SOP_CLASSES
 from .service import ArchiveService
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import IS, PersonName
 
-from .answers import CODECS
+from .rules.find_answers import CODECS
 
 # Text VRs whose values may use the dataset's character set (PS3.5 6.1.2.3); the other text
 # VRs hold the default repertoire only.

@@ -33,8 +33,8 @@ from .integrity.common import NoProgress, Progress
 from .media.probe import Media, probe
 from .media.refusal import Refusal
 from .part10 import SourceChanged, write_part10
-from .policy import Peer
 from .provenance import Provenance, file_meta, with_provenance
+from .rules.access import Peer
 from .service import ArchiveService
 from .values import is_valid_uid, parse_date, text_problem
 from .wrapping import Subject, Wrapped, content_time, da_value, tm_value, wrap

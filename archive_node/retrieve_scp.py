@@ -27,11 +27,11 @@ from pynetdicom.service_class import QueryRetrieveServiceClass
 from . import commands, status
 from .errors import IndexUnavailable, Refused
 from .handlers import OUTGOING_HANDLERS, connected, response_status
-from .policy import Peer
-from .query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
 from .responding import send_command
-from .retrieve import Outgoing, SubOperations, batches, choose_syntax
 from .routing import route
+from .rules.access import Peer
+from .rules.query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
+from .rules.retrieve_plan import Outgoing, SubOperations, batches, choose_syntax
 from .service import ArchiveService
 
 log = logging.getLogger(__name__)

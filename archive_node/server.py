@@ -17,13 +17,13 @@ from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from . import reactor, responding, sending
-from .commitment import STORAGE_COMMITMENT_CLASS
 from .commitment_scp import CommitmentSCP
 from .errors import ConfigError
 from .handlers import Handlers
-from .query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
 from .receiving import extend_receiving
 from .retrieve_scp import RetrieveSCP, serve_retrieve
+from .rules.commitment import STORAGE_COMMITMENT_CLASS
+from .rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
 from .service import ArchiveService
 
 log = logging.getLogger(__name__)

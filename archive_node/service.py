@@ -15,8 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from . import status
-from .answers import response_identifier
-from .commitment import (
+from .config import Config
+from .errors import IndexUnavailable, InvalidInput, StoreRejected
+from .header import InstanceHeader, read_header, read_stored_header
+from .index import CommitmentRecord, Index, InstanceRecord, Match, NewInstance
+from .recode import recode
+from .registry import Registry
+from .rules.access import (
+    REJECT_TRANSIENT,
+    AssociationDecision,
+    Peer,
+    decide_association,
+    may_request,
+    move_refusal,
+    visible_hospital,
+)
+from .rules.commitment import (
     FAILURE_CLASS_CONFLICT,
     FAILURE_NO_SUCH_INSTANCE,
     FAILURE_PROCESSING,
@@ -26,23 +40,9 @@ from .commitment import (
     references_from_json,
     references_to_json,
 )
-from .config import Config
-from .errors import IndexUnavailable, InvalidInput, StoreRejected
-from .header import InstanceHeader, read_header, read_stored_header
-from .index import CommitmentRecord, Index, InstanceRecord, Match, NewInstance
-from .policy import (
-    REJECT_TRANSIENT,
-    AssociationDecision,
-    Peer,
-    decide_association,
-    may_request,
-    move_refusal,
-    visible_hospital,
-)
-from .query import InvalidQuery, Query, parse_query, parse_retrieve
-from .recode import recode
-from .registry import Registry
-from .retrieve import MAX_SUB_OPERATIONS, Outgoing
+from .rules.find_answers import response_identifier
+from .rules.query import InvalidQuery, Query, parse_query, parse_retrieve
+from .rules.retrieve_plan import MAX_SUB_OPERATIONS, Outgoing
 from .storage import FilesystemStorage
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,9 @@ from pydicom import dcmread
 from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 
-from archive_node.commitment import EVENT_ALL_COMMITTED
 from archive_node.handlers import set_tcp_nodelay
 from archive_node.index.commitments import DELIVERED, PENDING
+from archive_node.rules.commitment import EVENT_ALL_COMMITTED
 from tests import factory
 from tests.conftest import _pg_connect, _reset_pg
 from tests.retrieving import STUDY_MOVE, Destination, identifier, move

@@ -11,8 +11,8 @@ from archive_node import status
 from archive_node.header import InstanceHeader
 from archive_node.index import SCHEMA_VERSION, search
 from archive_node.index.models import Patient, SchemaInfo, Study
-from archive_node.policy import Peer
-from archive_node.query import PATIENT_ROOT, STUDY_ROOT, parse_query
+from archive_node.rules.access import Peer
+from archive_node.rules.query import PATIENT_ROOT, STUDY_ROOT, parse_query
 from tests import factory
 
 PEER = Peer("UNN_WS", "UNN", "UNN", "127.0.0.1", None, frozenset({"find"}), "region")

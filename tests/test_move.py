@@ -16,7 +16,8 @@ from pydicom import dcmread
 from pydicom.filereader import read_dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from archive_node import retrieve, status
+from archive_node import status
+from archive_node.rules import retrieve_plan
 from tests import factory
 from tests.conftest import associate
 from tests.retrieving import (
@@ -672,7 +673,7 @@ def test_more_contexts_than_one_association_takes_are_spread_over_several(
     """PS3.8 allows 128 contexts per association; with the limit lowered to 2, the four kinds
     of object (four SOP classes) go over several associations, all of them delivered."""
     study_uid, uids = study
-    monkeypatch.setattr(retrieve, "MAX_CONTEXTS", 2)
+    monkeypatch.setattr(retrieve_plan, "MAX_CONTEXTS", 2)
     final, pending, _ = move_study(node, study_uid)
     assert (final.Status, final.NumberOfCompletedSuboperations) == (status.SUCCESS, 4)
     assert [p.NumberOfRemainingSuboperations for p in pending] == [3, 2, 1]

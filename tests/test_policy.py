@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from archive_node.errors import InvalidInput
-from archive_node.policy import (
+from archive_node.rules.access import (
     REJECT_CALLED_AE,
     REJECT_CALLING_AE,
     Peer,

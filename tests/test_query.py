@@ -12,8 +12,8 @@ from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
 from archive_node import status
-from archive_node.answers import choose_character_set
-from archive_node.query import (
+from archive_node.rules.find_answers import choose_character_set
+from archive_node.rules.query import (
     PATIENT_ROOT,
     STUDY_ROOT,
     Condition,

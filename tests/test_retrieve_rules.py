@@ -16,9 +16,9 @@ from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
 from archive_node import status
-from archive_node.policy import Peer, move_refusal
-from archive_node.query import PATIENT_ROOT, STUDY_ROOT, InvalidQuery, Query, parse_retrieve
-from archive_node.retrieve import (
+from archive_node.rules.access import Peer, move_refusal
+from archive_node.rules.query import PATIENT_ROOT, STUDY_ROOT, InvalidQuery, Query, parse_retrieve
+from archive_node.rules.retrieve_plan import (
     CONVERTIBLE,
     DEFLATED_LE,
     EXPLICIT_LE,

@@ -10,7 +10,7 @@ from typing import Any
 from peewee import JOIN, Database, DatabaseError, IntegrityError, fn
 
 from ..errors import Conflict, IndexUnavailable, NotFound
-from ..query import Query
+from ..rules.query import Query
 from ..values import utcnow
 from . import recording, search
 from .audit import AuditQueries

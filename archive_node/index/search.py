@@ -10,7 +10,7 @@ from typing import Any
 
 from peewee import SQL, Database, Expression, Field, SqliteDatabase, fn
 
-from ..query import Condition, Query
+from ..rules.query import Condition, Query
 from .models import Hospital, Instance, Patient, Series, Study
 
 

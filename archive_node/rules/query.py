@@ -12,16 +12,9 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from . import status
-from .errors import Refused
-from .values import (
-    MAX_LENGTH,
-    datetime_bounds,
-    is_valid_uid,
-    name_key,
-    parse_date,
-    time_bounds,
-)
+from .. import status
+from ..errors import Refused
+from ..values import MAX_LENGTH, datetime_bounds, is_valid_uid, name_key, parse_date, time_bounds
 
 # PS3.4 C.6: the Query/Retrieve information models and their levels, top down.
 PATIENT_ROOT = "PATIENT"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 SERVICES = ("echo", "store", "find", "move", "get")
 DEFAULT_ALLOW = frozenset({"echo", "store"})
