@@ -30,10 +30,11 @@ from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.service_class_n import StorageCommitmentServiceClass
 
-from . import status
+from .dicom import status
 from .errors import IndexUnavailable, Refused
 from .handlers import OUTGOING_HANDLERS, connected, response_status
 from .index import CommitmentRecord
+from .index.clock import utcnow
 from .routing import route
 from .rules.access import Peer
 from .rules.commitment import (
@@ -43,7 +44,6 @@ from .rules.commitment import (
     next_attempt,
 )
 from .service import ArchiveService
-from .values import utcnow
 
 log = logging.getLogger(__name__)
 

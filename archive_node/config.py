@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .dicom.values import ae_title_problem, is_valid_uid
 from .errors import ConfigError
-from .values import ae_title_problem, is_valid_uid
 
 CONFIG_ENV = "ARCHIVE_NODE_CONFIG"
 INDEX_URL_ENV = "ARCHIVE_NODE_INDEX_URL"

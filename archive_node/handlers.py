@@ -13,8 +13,8 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 
-from . import status
-from .provenance import Provenance
+from .dicom import status
+from .dicom.provenance import Provenance
 from .receiving import receive_failure
 from .rules.access import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
 from .rules.query import FIND_SOP_CLASSES

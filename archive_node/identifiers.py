@@ -1,11 +1,11 @@
 """C-FIND response identifiers encoded without pydicom's writer (PS3.5 7.1, 6.2, 6.1.2.3).
 
 pydicom writes a dataset element by element through its generic machinery, ~20 us per element;
-a C-FIND answer of a dozen keys per match made it the largest cost of a query. What answers.py
-builds is nearly always flat text in one character set with a plain codec (answers.CODECS):
-encode_flat() writes exactly the bytes pydicom would for such a dataset, in Little Endian, and
-returns None for anything else (a sequence, binary or numeric values, several character sets),
-which the caller then leaves to pydicom.
+a C-FIND answer of a dozen keys per match made it the largest cost of a query. What
+rules/find_answers.py builds is nearly always flat text in one character set with a plain codec
+(dicom/charsets.CODECS): encode_flat() writes exactly the bytes pydicom would for such a
+dataset, in Little Endian, and returns None for anything else (a sequence, binary or numeric
+values, several character sets), which the caller then leaves to pydicom.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import IS, PersonName
 
-from .rules.find_answers import CODECS
+from .dicom.charsets import CODECS
 
 # Text VRs whose values may use the dataset's character set (PS3.5 6.1.2.3); the other text
 # VRs hold the default repertoire only.

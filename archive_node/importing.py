@@ -26,17 +26,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, status
+from . import __version__
+from .dicom import status
+from .dicom.part10_writer import SourceChanged, write_part10
+from .dicom.provenance import Provenance, file_meta, with_provenance
+from .dicom.values import is_valid_uid, parse_date, text_problem
 from .errors import Conflict, InvalidInput, NotFound
 from .index import InstanceRecord, StudyRecord
 from .integrity.common import NoProgress, Progress
 from .media.probe import Media, probe
 from .media.refusal import Refusal
-from .part10 import SourceChanged, write_part10
-from .provenance import Provenance, file_meta, with_provenance
 from .rules.access import Peer
 from .service import ArchiveService
-from .values import is_valid_uid, parse_date, text_problem
 from .wrapping import Subject, Wrapped, content_time, da_value, tm_value, wrap
 
 log = logging.getLogger(__name__)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from .dicom.values import ae_title_problem, hospital_code_problem, normalise_ae_title
 from .errors import InvalidInput
 from .index import AERecord, HospitalRecord, Index
 from .rules.access import DEFAULT_ALLOW, SCOPES, Peer, format_allow, parse_allow
-from .values import ae_title_problem, hospital_code_problem, normalise_ae_title
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # RFC 1123 host name label
 _HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")

@@ -24,7 +24,8 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import build_context
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
-from . import commands, status
+from . import commands
+from .dicom import status
 from .errors import IndexUnavailable, Refused
 from .handlers import OUTGOING_HANDLERS, connected, response_status
 from .responding import send_command

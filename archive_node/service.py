@@ -14,12 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import status
 from .config import Config
+from .dicom import status
+from .dicom.instance_header import InstanceHeader, read_header, read_stored_header
+from .dicom.reencode import recode
 from .errors import IndexUnavailable, InvalidInput, StoreRejected
-from .header import InstanceHeader, read_header, read_stored_header
 from .index import CommitmentRecord, Index, InstanceRecord, Match, NewInstance
-from .recode import recode
 from .registry import Registry
 from .rules.access import (
     REJECT_TRANSIENT,

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .dicom.values import is_valid_uid
 from .errors import ConfigError, InvalidInput
-from .values import is_valid_uid
 
 log = logging.getLogger(__name__)
 

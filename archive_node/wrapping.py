@@ -16,11 +16,11 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 from . import __version__
+from .dicom.part10_writer import Bulk
 from .media.jpeg import JpegImage
 from .media.mp4 import VideoStream
 from .media.pdf import PdfDocument
 from .media.probe import DOCUMENT, PHOTO, VIDEO, Media
-from .part10 import Bulk
 
 VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
 VIDEO_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4.1"

@@ -18,7 +18,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from archive_node.header import InstanceHeader
+from archive_node.dicom.instance_header import InstanceHeader
 from archive_node.index import NewInstance
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"

@@ -11,7 +11,7 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom.sop_class import Verification
 
-from archive_node import status
+from archive_node.dicom import status
 from archive_node.index.models import ApplicationEntity
 from tests import factory
 from tests.conftest import associate, node_with

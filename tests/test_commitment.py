@@ -29,14 +29,14 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from archive_node import status
 from archive_node.cli import cli
+from archive_node.dicom import status
 from archive_node.handlers import set_tcp_nodelay
 from archive_node.index import SCHEMA_VERSION
+from archive_node.index.clock import utcnow
 from archive_node.index.commitments import ABANDONED, DELIVERED, PENDING
 from archive_node.index.models import CommitmentRequest, SchemaInfo
 from archive_node.rules.commitment import EVENT_ALL_COMMITTED, EVENT_FAILURES_EXIST
-from archive_node.values import utcnow
 from tests import factory
 from tests.conftest import node_with
 from tests.test_cli import write_config

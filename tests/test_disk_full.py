@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from archive_node import status
+from archive_node.dicom import status
 from archive_node.service import ArchiveService
 from tests import factory
 from tests.conftest import associate, make_config, serving

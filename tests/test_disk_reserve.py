@@ -23,7 +23,7 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 
-from archive_node import status
+from archive_node.dicom import status
 from archive_node.handlers import set_tcp_nodelay
 from tests import factory
 from tests.conftest import associate, make_config

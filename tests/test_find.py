@@ -16,7 +16,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT,
 )
 
-from archive_node import status
+from archive_node.dicom import status
 from bench.corpus import populate
 from tests import factory
 from tests.conftest import associate, node_with

@@ -7,8 +7,8 @@ import pytest
 from peewee import SqliteDatabase
 from pydicom.dataset import Dataset
 
-from archive_node import status
-from archive_node.header import InstanceHeader
+from archive_node.dicom import status
+from archive_node.dicom.instance_header import InstanceHeader
 from archive_node.index import SCHEMA_VERSION, search
 from archive_node.index.models import Patient, SchemaInfo, Study
 from archive_node.rules.access import Peer

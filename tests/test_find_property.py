@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
-from archive_node import status
+from archive_node.dicom import status
 from tests import factory
 
 ROOT = "1.2.826.0.1.3680043.9.7777"

@@ -18,7 +18,7 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, build_role, evt
 
-from archive_node import status
+from archive_node.dicom import status
 from tests import factory
 from tests.retrieving import (
     PATIENT_GET,

@@ -9,8 +9,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pynetdicom.dsutils import encode
 
+from archive_node.dicom.charsets import CODECS
 from archive_node.identifiers import encode_flat
-from archive_node.rules.find_answers import CODECS
 
 NAMES = ["ÆRØ^Åse", "HANSEN^OLA", "Ødegård^Bjørn^^Dr", "Nguyễn^Văn", "佐藤^花子", "", "A^B=C^D"]
 KEYS = st.fixed_dictionaries(

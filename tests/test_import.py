@@ -17,9 +17,9 @@ from pydicom import dcmread
 from pydicom.encaps import generate_fragments
 from pydicom.uid import generate_uid
 
-from archive_node import status
 from archive_node.cli import cli
 from archive_node.config import CONFIG_ENV, INDEX_URL_ENV
+from archive_node.dicom import status
 from archive_node.errors import Conflict, InvalidInput, NotFound
 from archive_node.importing import (
     ALREADY_STORED,

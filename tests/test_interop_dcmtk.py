@@ -20,7 +20,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, JPEGBaseline8Bit
 
-from archive_node.provenance import Provenance, from_file_meta
+from archive_node.dicom.provenance import Provenance, from_file_meta
 from tests import factory
 
 pytestmark = [

@@ -16,7 +16,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from archive_node import status
+from archive_node.dicom import status
 from tests import factory
 from tests.test_interop_dcmtk import TIMEOUT, output
 from tests.test_store import store

@@ -31,7 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom.sop_class import Verification
 
-from archive_node import status
+from archive_node.dicom import status
 from tests import factory
 from tests.conftest import associate
 from tests.test_interop_dcmtk import output, run, stored_path

@@ -17,6 +17,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
 
+from archive_node.dicom.part10_writer import Bulk, SourceChanged, write_part10
+from archive_node.dicom.provenance import file_meta
+from archive_node.dicom.values import MAX_VALUE_LENGTH
 from archive_node.media.jpeg import read_jpeg
 from archive_node.media.mp4 import VideoStream, read_mp4
 from archive_node.media.pdf import read_pdf
@@ -31,9 +34,6 @@ from archive_node.media.video_syntax import (
     HEVC_MAIN_10,
     video_encoding,
 )
-from archive_node.part10 import Bulk, SourceChanged, write_part10
-from archive_node.provenance import file_meta
-from archive_node.values import MAX_VALUE_LENGTH
 
 from .media_files import FFMPEG, jpeg, mp4, needs_ffmpeg, pdf
 

@@ -16,7 +16,7 @@ from pydicom import dcmread
 from pydicom.filereader import read_dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from archive_node import status
+from archive_node.dicom import status
 from archive_node.rules import retrieve_plan
 from tests import factory
 from tests.conftest import associate

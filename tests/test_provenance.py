@@ -11,7 +11,7 @@ from pydicom.filewriter import write_file_meta_info
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 from pynetdicom.dsutils import create_file_meta
 
-from archive_node.provenance import (
+from archive_node.dicom.provenance import (
     PROVENANCE_UID,
     Provenance,
     file_meta,

@@ -11,8 +11,16 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
-from archive_node import status
-from archive_node.rules.find_answers import choose_character_set
+from archive_node.dicom import status
+from archive_node.dicom.charsets import choose_character_set
+from archive_node.rules.matching import (
+    date_key,
+    datetime_bounds,
+    datetime_span,
+    name_key,
+    time_bounds,
+    time_span,
+)
 from archive_node.rules.query import (
     PATIENT_ROOT,
     STUDY_ROOT,
@@ -21,14 +29,6 @@ from archive_node.rules.query import (
     Query,
     key_level,
     parse_query,
-)
-from archive_node.values import (
-    date_key,
-    datetime_bounds,
-    datetime_span,
-    name_key,
-    time_bounds,
-    time_span,
 )
 
 UNABLE = 0xC000  # PS3.4 C.4.1.1.4 Failure: Unable to process (a malformed value)

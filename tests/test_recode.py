@@ -13,7 +13,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian as DEFLATED
 from pydicom.uid import ExplicitVRLittleEndian as EXPLICIT
 from pydicom.uid import ImplicitVRLittleEndian as IMPLICIT
 
-from archive_node.recode import recode
+from archive_node.dicom.reencode import recode
 from tests import factory
 
 

@@ -15,7 +15,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
-from archive_node import status
+from archive_node.dicom import status
 from archive_node.rules.access import Peer, move_refusal
 from archive_node.rules.query import PATIENT_ROOT, STUDY_ROOT, InvalidQuery, Query, parse_retrieve
 from archive_node.rules.retrieve_plan import (

@@ -17,11 +17,11 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import _config
 
-from archive_node import status
-from archive_node.header import read_header
+from archive_node.dicom import status
+from archive_node.dicom.instance_header import read_header
+from archive_node.dicom.provenance import Provenance, from_file_meta
 from archive_node.index import NewInstance
 from archive_node.index.models import Patient
-from archive_node.provenance import Provenance, from_file_meta
 from tests import factory
 from tests.conftest import associate, node_with
 

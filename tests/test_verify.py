@@ -15,11 +15,12 @@ import pytest
 from click.testing import CliRunner, Result
 from pydicom.uid import generate_uid
 
-from archive_node import integrity, status
+from archive_node import integrity
 from archive_node.cli import cli
 from archive_node.config import CONFIG_ENV, INDEX_URL_ENV
+from archive_node.dicom import status
+from archive_node.dicom.instance_header import read_kept_header
 from archive_node.errors import InvalidInput, NotFound
-from archive_node.header import read_kept_header
 from archive_node.index import NewInstance
 from archive_node.index.models import Instance
 from archive_node.integrity import Scope

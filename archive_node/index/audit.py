@@ -13,7 +13,7 @@ from . import recording
 from .models import Hospital, Instance, Series, Study
 
 if TYPE_CHECKING:
-    from ..header import InstanceHeader
+    from ..dicom.instance_header import InstanceHeader
     from .records import InstanceRecord, NewInstance
 
 

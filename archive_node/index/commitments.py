@@ -12,7 +12,7 @@ from datetime import datetime
 
 from peewee import fn
 
-from ..values import utcnow
+from .clock import utcnow
 from .models import CommitmentRequest
 from .records import CommitmentRecord
 

@@ -15,7 +15,7 @@ from peewee import (
     TextField,
 )
 
-from ..values import utcnow
+from .clock import utcnow
 from .database import database
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from peewee import Database
 
-from ..values import date_key, name_key, utcnow
+from ..rules.matching import date_key, name_key
+from .clock import utcnow
 from .models import Instance, Study
 from .records import InstanceRecord, NewInstance
 from .schema import study_spans

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..header import InstanceHeader
+    from ..dicom.instance_header import InstanceHeader
 
 
 @dataclass(frozen=True)

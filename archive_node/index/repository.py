@@ -11,9 +11,9 @@ from peewee import JOIN, Database, DatabaseError, IntegrityError, fn
 
 from ..errors import Conflict, IndexUnavailable, NotFound
 from ..rules.query import Query
-from ..values import utcnow
 from . import recording, search
 from .audit import AuditQueries
+from .clock import utcnow
 from .commitments import CommitmentQueries
 from .database import database, open_database
 from .models import ApplicationEntity, Hospital, Instance, Patient, Series, Study

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from peewee import Database
 
 from ..errors import SchemaError
-from ..values import date_key, datetime_span, name_key, time_span
+from ..rules.matching import date_key, datetime_span, name_key, time_span
 from .models import MODELS, CommitmentRequest, Patient, SchemaInfo, Study
 
 SCHEMA_VERSION = 3

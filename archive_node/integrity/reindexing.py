@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..dicom.instance_header import InstanceHeader, read_kept_header
+from ..dicom.provenance import from_file_meta
+from ..dicom.values import ae_title_problem, hospital_code_problem
 from ..errors import InvalidInput, NotFound, Refused
-from ..header import InstanceHeader, read_kept_header
 from ..index import Index, InstanceRecord, NewInstance
-from ..provenance import from_file_meta
 from ..storage import FileFacts, FilesystemStorage
-from ..values import ae_title_problem, hospital_code_problem
 from .common import (
     DUPLICATE,
     REPOINTED,

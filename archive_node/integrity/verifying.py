@@ -11,12 +11,12 @@ from datetime import date, datetime, timedelta
 from datetime import time as day_start
 from typing import Any
 
+from ..dicom.instance_header import read_kept_header
+from ..dicom.values import is_valid_uid
 from ..errors import InvalidInput, NotFound, Refused
-from ..header import read_kept_header
 from ..index import Index
 from ..index.audit import InstanceScope, KeptRow
 from ..storage import FilesystemStorage, KeptFiles
-from ..values import is_valid_uid
 from .common import (
     CORRUPT,
     MISSING,

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from .. import status
+from ..dicom import status
+from ..dicom.values import is_valid_uid
 from ..errors import Refused
-from ..values import is_valid_uid
 
 STORAGE_COMMITMENT_CLASS = "1.2.840.10008.1.20.1"  # Storage Commitment Push Model SOP Class
 STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"  # its well-known SOP Instance

@@ -12,9 +12,10 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from .. import status
+from ..dicom import status
+from ..dicom.values import MAX_LENGTH, is_valid_uid, parse_date
 from ..errors import Refused
-from ..values import MAX_LENGTH, datetime_bounds, is_valid_uid, name_key, parse_date, time_bounds
+from .matching import datetime_bounds, name_key, time_bounds
 
 # PS3.4 C.6: the Query/Retrieve information models and their levels, top down.
 PATIENT_ROOT = "PATIENT"

@@ -14,7 +14,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from .. import status
+from ..dicom import status
 
 EXPLICIT_LE = str(ExplicitVRLittleEndian)
 IMPLICIT_LE = str(ImplicitVRLittleEndian)

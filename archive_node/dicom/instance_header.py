@@ -11,8 +11,8 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
+from ..errors import StoreRejected
 from . import status
-from .errors import StoreRejected
 from .values import is_valid_uid
 
 log = logging.getLogger(__name__)
