@@ -437,7 +437,7 @@ def commitments(state: str | None, limit: int, as_json: bool) -> None:
 
 
 class _ProgressBar:
-    """integrity.Progress (verify, reindex, import) drawn as a click progress bar on stderr;
+    """progress.Progress (verify, reindex, import) drawn as a click progress bar on stderr;
     none for a task smaller than `smallest` (a bar that flashes by tells nothing)."""
 
     def __init__(self, smallest: int = 0) -> None:
@@ -594,7 +594,7 @@ def import_media(
     each kept unchanged inside a DICOM instance, stored as a C-STORE from HOSPITAL would be."""
     from pathlib import Path
 
-    from .importing import Importer, ImportRequest
+    from .importing.importer import Importer, ImportRequest
 
     request = ImportRequest(
         paths=[Path(p) for p in paths],

@@ -21,7 +21,7 @@ from archive_node.cli import cli
 from archive_node.config import CONFIG_ENV, INDEX_URL_ENV
 from archive_node.dicom import status
 from archive_node.errors import Conflict, InvalidInput, NotFound
-from archive_node.importing import (
+from archive_node.importing.importer import (
     ALREADY_STORED,
     IMPORTER_AE,
     STORED,
@@ -29,8 +29,8 @@ from archive_node.importing import (
     ImportRequest,
     derived_uid,
 )
-from archive_node.media.refusal import Refusal
-from archive_node.wrapping import ENCAPSULATED_PDF, VIDEO_PHOTOGRAPHIC, VL_PHOTOGRAPHIC
+from archive_node.importing.media.refusal import Refusal
+from archive_node.importing.wrapping import ENCAPSULATED_PDF, VIDEO_PHOTOGRAPHIC, VL_PHOTOGRAPHIC
 from tests import factory
 from tests.conftest import associate, make_config
 from tests.media_files import DCIODVFY, FFMPEG, REQUIRED, jpeg, mp4, needs_ffmpeg, pdf

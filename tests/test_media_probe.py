@@ -20,12 +20,12 @@ from pydicom.encaps import generate_fragments
 from archive_node.dicom.part10_writer import Bulk, SourceChanged, write_part10
 from archive_node.dicom.provenance import file_meta
 from archive_node.dicom.values import MAX_VALUE_LENGTH
-from archive_node.media.jpeg import read_jpeg
-from archive_node.media.mp4 import VideoStream, read_mp4
-from archive_node.media.pdf import read_pdf
-from archive_node.media.probe import DOCUMENT, PHOTO, VIDEO, probe
-from archive_node.media.refusal import Refusal
-from archive_node.media.video_syntax import (
+from archive_node.importing.media.jpeg import read_jpeg
+from archive_node.importing.media.mp4 import VideoStream, read_mp4
+from archive_node.importing.media.pdf import read_pdf
+from archive_node.importing.media.probe import DOCUMENT, PHOTO, VIDEO, probe
+from archive_node.importing.media.refusal import Refusal
+from archive_node.importing.media.video_syntax import (
     H264_LEVEL_41,
     H264_LEVEL_41_FRAGMENTABLE,
     H264_LEVEL_42,

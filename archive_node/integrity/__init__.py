@@ -1,7 +1,7 @@
 """`verify` and `reindex`: check the store against the index, and rebuild the index from the
 store alone. Uses the store and the index; no network, no command line."""
 
-from .common import (
+from .problems import (
     CORRUPT,
     DUPLICATE,
     MISSING,
@@ -10,9 +10,7 @@ from .common import (
     REPOINTED,
     UNATTRIBUTED,
     UNREADABLE,
-    NoProgress,
     Problem,
-    Progress,
 )
 from .reindexing import ReindexReport, reindex
 from .verifying import Scope, VerifyReport, verify
@@ -26,9 +24,7 @@ __all__ = [
     "REPOINTED",
     "UNATTRIBUTED",
     "UNREADABLE",
-    "NoProgress",
     "Problem",
-    "Progress",
     "ReindexReport",
     "Scope",
     "VerifyReport",

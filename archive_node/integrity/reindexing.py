@@ -14,15 +14,14 @@ from ..dicom.provenance import from_file_meta
 from ..dicom.values import ae_title_problem, hospital_code_problem
 from ..errors import InvalidInput, NotFound, Refused
 from ..index import Index, InstanceRecord, NewInstance
+from ..progress import NoProgress, Progress
 from ..storage import FileFacts, FilesystemStorage
-from .common import (
+from .problems import (
     DUPLICATE,
     REPOINTED,
     UNATTRIBUTED,
     UNREADABLE,
-    NoProgress,
     Problem,
-    Progress,
     reason,
     top_directories,
 )

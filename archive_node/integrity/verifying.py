@@ -16,16 +16,15 @@ from ..dicom.values import is_valid_uid
 from ..errors import InvalidInput, NotFound, Refused
 from ..index import Index
 from ..index.audit import InstanceScope, KeptRow
+from ..progress import NoProgress, Progress
 from ..storage import FilesystemStorage, KeptFiles
-from .common import (
+from .problems import (
     CORRUPT,
     MISSING,
     ORPHAN,
     OUTSIDE,
     UNREADABLE,
-    NoProgress,
     Problem,
-    Progress,
     reason,
     top_directories,
 )

@@ -1,6 +1,6 @@
 """The one error of media probing: why a file cannot become a DICOM instance unchanged."""
 
-from ..errors import InvalidInput
+from ...errors import InvalidInput
 
 
 class Refusal(InvalidInput):

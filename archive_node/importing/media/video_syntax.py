@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..dicom.values import MAX_VALUE_LENGTH
+from ...dicom.values import MAX_VALUE_LENGTH
 from .mp4 import VideoStream
 from .refusal import Refusal
 

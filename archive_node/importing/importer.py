@@ -26,18 +26,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .dicom import status
-from .dicom.part10_writer import SourceChanged, write_part10
-from .dicom.provenance import Provenance, file_meta, with_provenance
-from .dicom.values import is_valid_uid, parse_date, text_problem
-from .errors import Conflict, InvalidInput, NotFound
-from .index import InstanceRecord, StudyRecord
-from .integrity.common import NoProgress, Progress
+from .. import __version__
+from ..dicom import status
+from ..dicom.part10_writer import SourceChanged, write_part10
+from ..dicom.provenance import Provenance, file_meta, with_provenance
+from ..dicom.values import is_valid_uid, parse_date, text_problem
+from ..errors import Conflict, InvalidInput, NotFound
+from ..index import InstanceRecord, StudyRecord
+from ..progress import NoProgress, Progress
+from ..rules.access import Peer
+from ..service import ArchiveService
 from .media.probe import Media, probe
 from .media.refusal import Refusal
-from .rules.access import Peer
-from .service import ArchiveService
 from .wrapping import Subject, Wrapped, content_time, da_value, tm_value, wrap
 
 log = logging.getLogger(__name__)

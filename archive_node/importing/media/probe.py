@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ..dicom.values import MAX_VALUE_LENGTH
+from ...dicom.values import MAX_VALUE_LENGTH
 from .jpeg import JpegImage, read_jpeg
 from .mp4 import VideoStream, read_mp4
 from .pdf import PdfDocument, read_pdf

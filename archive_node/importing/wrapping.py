@@ -15,8 +15,8 @@ from datetime import datetime
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
-from . import __version__
-from .dicom.part10_writer import Bulk
+from .. import __version__
+from ..dicom.part10_writer import Bulk
 from .media.jpeg import JpegImage
 from .media.mp4 import VideoStream
 from .media.pdf import PdfDocument

@@ -1,9 +1,9 @@
-"""What `verify` and `reindex` share: the problems they report and how they show progress."""
+"""What `verify` and `reindex` report: the kinds of problem, one Problem each, as one line."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 
@@ -31,29 +31,6 @@ class Problem:
     sop_instance_uid: str | None = None
     study_uid: str | None = None
     detail: str = ""
-
-
-class Progress(Protocol):
-    """Where a long run reports how far it has come (the CLI draws a bar on a terminal)."""
-
-    def begin(self, label: str, total: int) -> None: ...
-
-    def advance(self, amount: int) -> None: ...
-
-    def end(self) -> None: ...
-
-
-class NoProgress:
-    """Progress reported to no one."""
-
-    def begin(self, label: str, total: int) -> None:
-        pass
-
-    def advance(self, amount: int) -> None:
-        pass
-
-    def end(self) -> None:
-        pass
 
 
 def reason(exc: Exception) -> str:
