@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from archive_node.index import Index
-from archive_node.index.models import Hospital, Instance, Patient, Series, Study
 from archive_node.index.schema import study_spans
+from archive_node.index.tables import Hospital, Instance, Patient, Series, Study
 from archive_node.rules.matching import name_key
 
 HOSPITALS = ("UNN", "NLSH", "HF", "FIN")

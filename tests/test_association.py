@@ -12,7 +12,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom.sop_class import Verification
 
 from archive_node.dicom import status
-from archive_node.index.models import ApplicationEntity
+from archive_node.index.tables import ApplicationEntity
 from tests import factory
 from tests.conftest import associate, node_with
 

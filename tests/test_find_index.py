@@ -9,8 +9,8 @@ from pydicom.dataset import Dataset
 
 from archive_node.dicom import status
 from archive_node.dicom.instance_header import InstanceHeader
-from archive_node.index import SCHEMA_VERSION, search
-from archive_node.index.models import Patient, SchemaInfo, Study
+from archive_node.index import SCHEMA_VERSION, find_sql
+from archive_node.index.tables import Patient, SchemaInfo, Study
 from archive_node.rules.access import Peer
 from archive_node.rules.query import PATIENT_ROOT, STUDY_ROOT, parse_query
 from tests import factory
@@ -129,8 +129,8 @@ def assert_no_table_scan(service, level: str, keys: dict[str, str], hospital: st
     model = PATIENT_ROOT if level == "PATIENT" else STUDY_ROOT
     db = service.index.db
     with service.index.session():
-        scope = search.hospital_pk(hospital)
-        select = search.matches_select(db, parse_query(query, model), scope)
+        scope = find_sql.hospital_pk(hospital)
+        select = find_sql.matches_select(db, parse_query(query, model), scope)
         sql, params = select.limit(100).sql()
         if isinstance(db, SqliteDatabase):
             plan = [row[3] for row in db.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params)]

@@ -10,7 +10,7 @@ import pytest
 from archive_node.errors import Conflict, InvalidInput, NotFound, SchemaError
 from archive_node.index import SCHEMA_VERSION, Index
 from archive_node.index import schema as schema_module
-from archive_node.index.models import SchemaInfo
+from archive_node.index.tables import SchemaInfo
 from archive_node.storage import FilesystemStorage
 
 # -- schema ------------------------------------------------------------------------------------

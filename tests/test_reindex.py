@@ -20,7 +20,7 @@ from archive_node import integrity
 from archive_node.config import CONFIG_ENV, INDEX_URL_ENV
 from archive_node.errors import NotFound
 from archive_node.index import Index
-from archive_node.index.models import Hospital, Instance, Patient, Series, Study
+from archive_node.index.tables import Hospital, Instance, Patient, Series, Study
 from tests import factory
 from tests.conftest import _reset_pg, serving
 from tests.test_cli import write_config

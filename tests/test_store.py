@@ -21,7 +21,7 @@ from archive_node.dicom import status
 from archive_node.dicom.instance_header import read_header
 from archive_node.dicom.provenance import Provenance, from_file_meta
 from archive_node.index import NewInstance
-from archive_node.index.models import Patient
+from archive_node.index.tables import Patient
 from tests import factory
 from tests.conftest import associate, node_with
 

@@ -22,7 +22,7 @@ from archive_node.dicom import status
 from archive_node.dicom.instance_header import read_kept_header
 from archive_node.errors import InvalidInput, NotFound
 from archive_node.index import NewInstance
-from archive_node.index.models import Instance
+from archive_node.index.tables import Instance
 from archive_node.integrity import Scope
 from tests import factory
 from tests.conftest import associate, serving

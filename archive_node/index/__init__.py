@@ -1,5 +1,7 @@
 """The index: peewee models, database opening, schema versions and the repository."""
 
+from .find_sql import Match
+from .import_lookups import StudyRecord
 from .records import (
     AERecord,
     CommitmentRecord,
@@ -10,8 +12,6 @@ from .records import (
 )
 from .repository import Index
 from .schema import SCHEMA_VERSION
-from .search import Match
-from .studies import StudyRecord
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -11,12 +11,13 @@ from peewee import JOIN, Database, DatabaseError, IntegrityError, fn
 
 from ..errors import Conflict, IndexUnavailable, NotFound
 from ..rules.query import Query
-from . import recording, search
-from .audit import AuditQueries
+from . import find_sql, instance_insert
 from .clock import utcnow
-from .commitments import CommitmentQueries
+from .commitment_rows import CommitmentQueries
 from .database import database, open_database
-from .models import ApplicationEntity, Hospital, Instance, Patient, Series, Study
+from .find_sql import Match
+from .import_lookups import StudyQueries
+from .integrity_queries import AuditQueries
 from .records import (
     AERecord,
     HospitalRecord,
@@ -26,8 +27,7 @@ from .records import (
     instance_record,
 )
 from .schema import check_schema, init_schema
-from .search import Match
-from .studies import StudyQueries
+from .tables import ApplicationEntity, Hospital, Instance, Patient, Series, Study
 
 log = logging.getLogger(__name__)
 
@@ -208,10 +208,10 @@ class Index(AuditQueries, CommitmentQueries, StudyQueries):
         the file; a writer that indexed it since is caught by the conflict and the path check.
         """
         with self.session(write=True):
-            hospital = recording.hospital_id(self.db, new.hospital)
+            hospital = instance_insert.hospital_id(self.db, new.hospital)
             if hospital is None:
                 raise NotFound(f"no hospital {new.hospital}")
-            return recording.insert_instance(self.db, new, hospital, utcnow())
+            return instance_insert.insert_instance(self.db, new, hospital, utcnow())
 
     def replace_instance(self, new: NewInstance) -> str:
         """Point an existing instance row at a new file; return the path it named until now.
@@ -249,21 +249,21 @@ class Index(AuditQueries, CommitmentQueries, StudyQueries):
         return found
 
     def _find_instance(self, sop_uid: str) -> InstanceRecord | None:
-        return recording.find_instance(self.db, sop_uid)
+        return instance_insert.find_instance(self.db, sop_uid)
 
     # -- C-FIND -------------------------------------------------------------------------------
 
     def find_matches(self, query: Query, *, hospital: str | None, limit: int) -> list[Match]:
-        """Entities matching a C-FIND query (at most `limit`); see search.find_matches."""
+        """Entities matching a C-FIND query (at most `limit`); see find_sql.find_matches."""
         with self.session():
-            return search.find_matches(self.db, query, hospital, limit)
+            return find_sql.find_matches(self.db, query, hospital, limit)
 
     def computed_keys(
         self, query: Query, matches: list[Match], *, hospital: str | None
     ) -> dict[int, dict[str, Any]]:
-        """Counts and lists the query asked for, per match; see search.computed_keys."""
+        """Counts and lists the query asked for, per match; see find_sql.computed_keys."""
         with self.session():
-            return search.computed_keys(query, matches, hospital)
+            return find_sql.computed_keys(query, matches, hospital)
 
     # -- listings -----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from peewee import Database
 
 from ..errors import SchemaError
 from ..rules.matching import date_key, datetime_span, name_key, time_span
-from .models import MODELS, CommitmentRequest, Patient, SchemaInfo, Study
+from .tables import MODELS, CommitmentRequest, Patient, SchemaInfo, Study
 
 SCHEMA_VERSION = 3
 

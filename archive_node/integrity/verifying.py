@@ -15,7 +15,7 @@ from ..dicom.instance_header import read_kept_header
 from ..dicom.values import is_valid_uid
 from ..errors import InvalidInput, NotFound, Refused
 from ..index import Index
-from ..index.audit import InstanceScope, KeptRow
+from ..index.integrity_queries import InstanceScope, KeptRow
 from ..progress import NoProgress, Progress
 from ..storage import FilesystemStorage, KeptFiles
 from .problems import (

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from peewee import fn
 
 from ..errors import NotFound
-from . import recording
-from .models import Hospital, Instance, Series, Study
+from . import instance_insert
+from .tables import Hospital, Instance, Series, Study
 
 if TYPE_CHECKING:
     from ..dicom.instance_header import InstanceHeader
@@ -135,7 +135,7 @@ class AuditQueries:
                 )
             # as a C-STORE records it: the same patient (latest non-empty demographics win),
             # study (its first instance's hospital), series and instance rows
-            return recording.insert_instance(self.db, new, hospital.id, received_at), created
+            return instance_insert.insert_instance(self.db, new, hospital.id, received_at), created
 
     def repoint_instance(
         self, header: InstanceHeader, *, path: str, size: int, sha256: str, displaced: str

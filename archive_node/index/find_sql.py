@@ -11,7 +11,7 @@ from typing import Any
 from peewee import SQL, Database, Expression, Field, SqliteDatabase, fn
 
 from ..rules.query import Condition, Query
-from .models import Hospital, Instance, Patient, Series, Study
+from .tables import Hospital, Instance, Patient, Series, Study
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from datetime import datetime
 from peewee import fn
 
 from .clock import utcnow
-from .models import CommitmentRequest
 from .records import CommitmentRecord
+from .tables import CommitmentRequest
 
 PENDING = "pending"
 DELIVERED = "delivered"

@@ -73,7 +73,7 @@ class Patient(BaseModel):
 
 class Study(BaseModel):
     """A study; its hospital is the one whose AE sent its first instance (scope hospital looks
-    further, at each instance's hospital: index/search.py)."""
+    further, at each instance's hospital: index/find_sql.py)."""
 
     study_uid = CharField(max_length=64, unique=True)
     patient = ForeignKeyField(Patient, backref="studies", on_delete="RESTRICT", index=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from peewee import fn
 
-from .models import Hospital, Instance, Patient, Series, Study
+from .tables import Hospital, Instance, Patient, Series, Study
 
 
 @dataclass(frozen=True)

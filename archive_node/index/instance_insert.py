@@ -17,9 +17,9 @@ from peewee import Database
 
 from ..rules.matching import date_key, name_key
 from .clock import utcnow
-from .models import Instance, Study
 from .records import InstanceRecord, NewInstance
 from .schema import study_spans
+from .tables import Instance, Study
 
 log = logging.getLogger(__name__)
 
