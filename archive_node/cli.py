@@ -210,8 +210,8 @@ def _register_demo(registry) -> None:
 )
 def serve(bind: str | None, port: int | None, workers: int | None) -> None:
     """Run the node until SIGTERM or SIGINT (running associations get a grace period)."""
-    from .server import ArchiveServer
-    from .workers import Supervisor
+    from .net.server import ArchiveServer
+    from .net.supervisor import Supervisor
 
     service = get_service()
     config = service.config
@@ -649,7 +649,7 @@ def _node_address(config: Config) -> str:
 @click.option("--port", type=int, help="Port to call (default: the registry's, or this node's).")
 def echo(aet: str, calling_aet: str | None, host: str | None, port: int | None) -> None:
     """C-ECHO a registered AE, or this node itself when AET is node.ae_title."""
-    from .scu import echo as send_echo
+    from .net.client import echo as send_echo
 
     config = get_config()
     if host is None or port is None:
@@ -683,7 +683,7 @@ def send(
     as_json: bool,
 ) -> None:
     """C-STORE DICOM files (directories are walked), streamed in their own transfer syntax."""
-    from .scu import send_files
+    from .net.client import send_files
 
     config = get_config()
     results = send_files(
@@ -732,7 +732,7 @@ def find(
 ) -> None:
     """C-FIND, e.g. -k PatientID=P1 -k StudyDate=20240101- -k ModalitiesInStudy (prints names
     and IDs to the terminal: it is a query tool)."""
-    from .scu import find as send_find
+    from .net.client import find as send_find
 
     config = get_config()
     wanted = _keys(keys)
@@ -789,7 +789,7 @@ def move(
 ) -> None:
     """C-MOVE studies, series or instances to a registered AE, e.g. --destination UNN_WS
     -k StudyInstanceUID=1.2.3 (the node sends to the address the registry holds)."""
-    from .scu import move as send_move
+    from .net.client import move as send_move
 
     config = get_config()
     wanted = _keys(keys, need_values=True)

@@ -24,9 +24,9 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT
 
-from archive_node.handlers import set_tcp_nodelay
 from archive_node.index import Index
-from archive_node.scu import echo
+from archive_node.net.client import echo
+from archive_node.net.handlers import set_tcp_nodelay
 from bench.corpus import DAYS, FIRST_DAY, Corpus, populate
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK's switch for Nagle's algorithm

@@ -21,10 +21,10 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as STUDY_MOVE
 
-from archive_node.handlers import set_tcp_nodelay
 from archive_node.index import Index
+from archive_node.net.client import send_files
+from archive_node.net.handlers import set_tcp_nodelay
 from archive_node.registry import Registry
-from archive_node.scu import send_files
 from bench.find import DCMTK_ENV, free_port, index_url_for, serving
 from bench.media import CACHE, media
 

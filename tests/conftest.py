@@ -13,8 +13,8 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
 from archive_node.config import build_config
-from archive_node.handlers import set_tcp_nodelay
-from archive_node.server import ArchiveServer
+from archive_node.net.handlers import set_tcp_nodelay
+from archive_node.net.server import ArchiveServer
 from archive_node.service import ArchiveService
 
 PG_ADMIN_URL = os.environ.get(

@@ -23,7 +23,7 @@ from typing import IO
 import pytest
 
 from archive_node.errors import AssociationFailed
-from archive_node.scu import SendResult, echo, send_files
+from archive_node.net.client import SendResult, echo, send_files
 
 HOST = "127.0.0.1"
 CALLING = "UNN_US"

@@ -10,7 +10,7 @@ from pydicom.sequence import Sequence
 from pynetdicom.dsutils import encode
 
 from archive_node.dicom.charsets import CODECS
-from archive_node.identifiers import encode_flat
+from archive_node.net.wire.identifiers import encode_flat
 
 NAMES = ["ÆRØ^Åse", "HANSEN^OLA", "Ødegård^Bjørn^^Dr", "Nguyễn^Văn", "佐藤^花子", "", "A^B=C^D"]
 KEYS = st.fixed_dictionaries(

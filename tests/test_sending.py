@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pytest
 from pynetdicom.dul import DULServiceProvider
 
-from archive_node import reactor
-from archive_node.reactor import _release_waiting_senders
-from archive_node.sending import MAX_PDU_DATA, FileDataset, send_file_dataset
+from archive_node.net.patches import reactor
+from archive_node.net.patches.file_sending import MAX_PDU_DATA, FileDataset, send_file_dataset
+from archive_node.net.patches.reactor import _release_waiting_senders
 
 
 class Collecting:

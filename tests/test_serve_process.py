@@ -23,7 +23,7 @@ from pydicom import dcmread
 from pynetdicom import AE
 
 from archive_node.errors import AssociationFailed
-from archive_node.scu import SendResult, echo
+from archive_node.net.client import SendResult, echo
 from bench.retrieve import vm_hwm
 from tests import factory
 from tests.retrieving import STUDY_MOVE, Destination, identifier, move

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from archive_node.errors import AssociationFailed
-from archive_node.scu import echo, send_files
+from archive_node.net.client import echo, send_files
 from tests import factory
 from tests.serving_process import CALLED, CALLING, HOST, Archive, child_env
 

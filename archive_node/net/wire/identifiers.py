@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import IS, PersonName
 
-from .dicom.charsets import CODECS
+from ...dicom.charsets import CODECS
 
 # Text VRs whose values may use the dataset's character set (PS3.5 6.1.2.3); the other text
 # VRs hold the default repertoire only.

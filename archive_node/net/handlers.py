@@ -13,12 +13,12 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 
-from .dicom import status
-from .dicom.provenance import Provenance
-from .receiving import receive_failure
-from .rules.access import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
-from .rules.query import FIND_SOP_CLASSES
-from .service import ArchiveService
+from ..dicom import status
+from ..dicom.provenance import Provenance
+from ..rules.access import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
+from ..rules.query import FIND_SOP_CLASSES
+from ..service import ArchiveService
+from .patches.receiving import receive_failure
 
 log = logging.getLogger(__name__)
 

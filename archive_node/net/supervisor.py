@@ -23,9 +23,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..service import ArchiveService
 from .server import ArchiveServer, cannot_listen, node_name
-from .service import ArchiveService
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_FIND, C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-from . import commands
-from .identifiers import encode_flat
+from ..wire import commands
+from ..wire.identifiers import encode_flat
 
 log = logging.getLogger(__name__)
 

@@ -30,20 +30,20 @@ from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.service_class_n import StorageCommitmentServiceClass
 
-from .dicom import status
-from .errors import IndexUnavailable, Refused
-from .handlers import OUTGOING_HANDLERS, connected, response_status
-from .index import CommitmentRecord
-from .index.clock import utcnow
-from .routing import route
-from .rules.access import Peer
-from .rules.commitment import (
+from ..dicom import status
+from ..errors import IndexUnavailable, Refused
+from ..index import CommitmentRecord
+from ..index.clock import utcnow
+from ..rules.access import Peer
+from ..rules.commitment import (
     STORAGE_COMMITMENT_CLASS,
     STORAGE_COMMITMENT_INSTANCE,
     event_information,
     next_attempt,
 )
-from .service import ArchiveService
+from ..service import ArchiveService
+from .handlers import OUTGOING_HANDLERS, connected, response_status
+from .patches.service_classes import route
 
 log = logging.getLogger(__name__)
 

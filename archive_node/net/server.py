@@ -16,15 +16,15 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
-from . import reactor, responding, sending
+from ..errors import ConfigError
+from ..rules.commitment import STORAGE_COMMITMENT_CLASS
+from ..rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
+from ..service import ArchiveService
 from .commitment_scp import CommitmentSCP
-from .errors import ConfigError
 from .handlers import Handlers
-from .receiving import extend_receiving
+from .patches import file_sending, reactor, responses
+from .patches.receiving import extend_receiving
 from .retrieve_scp import RetrieveSCP, serve_retrieve
-from .rules.commitment import STORAGE_COMMITMENT_CLASS
-from .rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
-from .service import ArchiveService
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ class ArchiveServer:
         self.ae = build_ae(service)
         self.handlers = Handlers(service)
         reactor.install()
-        sending.install()
-        responding.install()
+        file_sending.install()
+        responses.install()
         serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of))
         extend_receiving(
             self.ae, provenance_of=self.handlers.provenance_of, room_problem=service.room_problem

@@ -21,9 +21,9 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from . import reactor, sending
-from .errors import AssociationFailed
+from ..errors import AssociationFailed
 from .handlers import set_tcp_nodelay
+from .patches import file_sending, reactor
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class SendResult:
 def _client(calling: str, timeout: float) -> AE:
     # the node's own event-driven reactor and file sending serve its client too
     reactor.install()
-    sending.install()
+    file_sending.install()
     ae = AE(ae_title=calling)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     return ae

@@ -24,16 +24,16 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import build_context
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
-from . import commands
-from .dicom import status
-from .errors import IndexUnavailable, Refused
+from ..dicom import status
+from ..errors import IndexUnavailable, Refused
+from ..rules.access import Peer
+from ..rules.query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
+from ..rules.retrieve_plan import Outgoing, SubOperations, batches, choose_syntax
+from ..service import ArchiveService
 from .handlers import OUTGOING_HANDLERS, connected, response_status
-from .responding import send_command
-from .routing import route
-from .rules.access import Peer
-from .rules.query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
-from .rules.retrieve_plan import Outgoing, SubOperations, batches, choose_syntax
-from .service import ArchiveService
+from .patches.responses import send_command
+from .patches.service_classes import route
+from .wire import commands
 
 log = logging.getLogger(__name__)
 

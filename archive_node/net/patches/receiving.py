@@ -33,8 +33,8 @@ from pynetdicom import (
 )
 from pynetdicom.dimse_messages import DIMSEMessage
 
-from .dicom.provenance import Provenance, with_provenance
-from .dicom.provenance import file_meta as file_meta_bytes
+from ...dicom.provenance import Provenance, with_provenance
+from ...dicom.provenance import file_meta as file_meta_bytes
 
 log = logging.getLogger(__name__)
 
