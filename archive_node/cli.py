@@ -663,7 +663,13 @@ def echo(aet: str, calling_aet: str | None, host: str | None, port: int | None) 
             port = port or record.port
             if not host or not port:
                 raise click.ClickException(f"AE {aet} has no registered host and port to call")
-    code = send_echo(host, port, calling=calling_aet or config.node.ae_title, called=aet)
+    code = send_echo(
+        host,
+        port,
+        calling=calling_aet or config.node.ae_title,
+        called=aet,
+        fast_paths=config.node.fast_paths,
+    )
     click.echo(f"C-ECHO {aet} at {host}:{port}: status 0x{code:04X}")
     if code != 0:
         sys.exit(1)
@@ -692,6 +698,7 @@ def send(
         port or config.node.port,
         calling=calling_aet,
         called=called_aet or config.node.ae_title,
+        fast_paths=config.node.fast_paths,
     )
     failed = [
         r for r in results if r.status is None or r.status >= 0xA000 or 0x0100 <= r.status < 0x0300
@@ -746,6 +753,7 @@ def find(
             keys=wanted,
             model=model,
             character_set="ISO_IR 192",
+            fast_paths=config.node.fast_paths,
         )
     except ValueError as exc:  # pydicom refusing a value, e.g. -k SeriesNumber=abc
         raise click.ClickException(f"-k: {exc}") from None
@@ -803,6 +811,7 @@ def move(
             level=level.upper(),
             keys=wanted,
             model=model,
+            fast_paths=config.node.fast_paths,
         )
     except ValueError as exc:
         raise click.ClickException(f"-k: {exc}") from None

@@ -124,6 +124,22 @@ SETTINGS: tuple[Setting, ...] = (
         f"{UID_ROOT_MAX} characters. Empty: UUID-derived 2.25 UIDs (PS3.5 B.2).",
     ),
     Setting(
+        "node",
+        "fast_paths",
+        bool,
+        True,
+        "Use the node's speed patches of pynetdicom (event-driven loops, responses packed by "
+        "hand, files sent straight to the socket); false runs pynetdicom's own code there.",
+    ),
+    Setting(
+        "node",
+        "untested_pynetdicom",
+        bool,
+        False,
+        "Start on a pynetdicom release the node's patches were not taken from, provided "
+        "every function they replace is unchanged (checked at start either way).",
+    ),
+    Setting(
         "storage",
         "path",
         str,
@@ -232,6 +248,8 @@ class NodeConfig:
     shutdown_grace: float
     workers: int
     uid_root: str
+    fast_paths: bool
+    untested_pynetdicom: bool
 
 
 @dataclass(frozen=True)

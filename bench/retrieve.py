@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as STUDY_MOVE
 
 from archive_node.index import Index
-from archive_node.net.client import send_files
-from archive_node.net.handlers import set_tcp_nodelay
+from archive_node.net.association import set_tcp_nodelay
+from archive_node.net.client import client_ae, send_files
 from archive_node.registry import Registry
 from bench.find import DCMTK_ENV, free_port, index_url_for, serving
 from bench.media import CACHE, media
@@ -75,7 +75,7 @@ def start_storescp(directory: Path, port: int, *options: str) -> subprocess.Pope
 
 
 def time_move(port: int, study: str) -> float:
-    ae = AE(ae_title="BENCH")
+    ae = client_ae("BENCH", 60.0, fast_paths=True)  # the client does not poll: the node's figure
     ae.add_requested_context(STUDY_MOVE)
     assoc = ae.associate(
         "127.0.0.1", port, ae_title="ARCHIVE", evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)]

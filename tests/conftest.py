@@ -13,7 +13,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
 from archive_node.config import build_config
-from archive_node.net.handlers import set_tcp_nodelay
+from archive_node.net.association import set_tcp_nodelay
 from archive_node.net.server import ArchiveServer
 from archive_node.service import ArchiveService
 
@@ -21,6 +21,8 @@ PG_ADMIN_URL = os.environ.get(
     "ARCHIVE_NODE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_PG = os.environ.get("ARCHIVE_NODE_REQUIRE_PG") == "1"
+# ARCHIVE_NODE_TEST_FAST_PATHS=0 runs the nodes of the tests without the speed patches
+FAST_PATHS = os.environ.get("ARCHIVE_NODE_TEST_FAST_PATHS", "1") != "0"
 
 
 def _pg_connect(url: str):
@@ -75,7 +77,7 @@ def sqlite_url(tmp_path) -> str:
 
 def make_config(tmp_path: Path, index_url: str, **sections):
     data = {
-        "node": {"port": 0, "bind": "127.0.0.1", "shutdown_grace": 5.0},
+        "node": {"port": 0, "bind": "127.0.0.1", "shutdown_grace": 5.0, "fast_paths": FAST_PATHS},
         "storage": {"path": str(tmp_path / "storage"), "min_free_mb": 0},
         "index": {"url": index_url, "busy_timeout": 5.0},
     }

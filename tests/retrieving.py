@@ -28,7 +28,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from archive_node.net.handlers import set_tcp_nodelay
+from archive_node.net.association import set_tcp_nodelay
 from tests import factory
 from tests.conftest import Node
 from tests.test_store import store

@@ -35,7 +35,7 @@ from archive_node.index import SCHEMA_VERSION
 from archive_node.index.clock import utcnow
 from archive_node.index.commitment_rows import ABANDONED, DELIVERED, PENDING
 from archive_node.index.tables import CommitmentRequest, SchemaInfo
-from archive_node.net.handlers import set_tcp_nodelay
+from archive_node.net.association import set_tcp_nodelay
 from archive_node.rules.commitment import EVENT_ALL_COMMITTED, EVENT_FAILURES_EXIST
 from tests import factory
 from tests.conftest import node_with

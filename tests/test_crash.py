@@ -28,7 +28,7 @@ from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, ImplicitVRLittleEndia
 from pynetdicom import AE, evt
 
 from archive_node.index.commitment_rows import DELIVERED, PENDING
-from archive_node.net.handlers import set_tcp_nodelay
+from archive_node.net.association import set_tcp_nodelay
 from archive_node.rules.commitment import EVENT_ALL_COMMITTED
 from tests import factory
 from tests.conftest import _pg_connect, _reset_pg

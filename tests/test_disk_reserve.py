@@ -24,7 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 
 from archive_node.dicom import status
-from archive_node.net.handlers import set_tcp_nodelay
+from archive_node.net.association import set_tcp_nodelay
 from tests import factory
 from tests.conftest import associate, make_config
 from tests.serving_process import CALLED, CALLING, HOST, Archive, incoming_files

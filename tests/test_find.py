@@ -705,7 +705,7 @@ def test_acr_nema_birth_dates_match_as_dates(node, registry):
 
 
 def test_error_comment_never_carries_a_backslash():
-    from archive_node.net.handlers import response_status
+    from archive_node.net.association import response_status
 
     answer = response_status(status.UNABLE_TO_PROCESS, "StudyTime '10\\11' is wrong", "StudyTime")
     assert answer.ErrorComment == "StudyTime '10/11' is wrong"

@@ -9,9 +9,10 @@ import struct
 from types import SimpleNamespace
 
 import pytest
+from pynetdicom import AE
 from pynetdicom.dul import DULServiceProvider
 
-from archive_node.net.patches import reactor
+from archive_node.net import patches
 from archive_node.net.patches.file_sending import MAX_PDU_DATA, FileDataset, send_file_dataset
 from archive_node.net.patches.reactor import _release_waiting_senders
 
@@ -91,9 +92,10 @@ def test_a_file_queued_after_the_dul_ended_releases_its_sender():
     """A sender that queues its file just after the DUL's last look at its queue (the peer
     gone a moment before) is released when it queues, not after PATIENCE (seen once in
     test_crash, as a sender thread still alive a minute after the node was killed)."""
-    reactor.install()
+    ae = AE()
+    patches.install_for(ae, fast_paths=True)
     dataset = FileDataset(io.BytesIO(bytes(10)), 10, 1, 16384)
-    dul = DULServiceProvider(SimpleNamespace(network_timeout=None))
+    dul = DULServiceProvider(SimpleNamespace(network_timeout=None, ae=ae))
     dul._archive_ended = True  # as _dul_reactor's end leaves it
     dul.send_pdu(dataset)
     assert dataset.done.is_set() and dataset.sent == 0

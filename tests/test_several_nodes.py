@@ -31,8 +31,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
+from archive_node.net.association import set_tcp_nodelay
 from archive_node.net.client import echo, send_files
-from archive_node.net.handlers import set_tcp_nodelay
 from tests import factory
 from tests.conftest import _pg_connect, _reset_pg
 from tests.retrieving import (

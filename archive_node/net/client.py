@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, evt
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -22,8 +22,9 @@ from pynetdicom.sop_class import (
 )
 
 from ..errors import AssociationFailed
-from .handlers import set_tcp_nodelay
-from .patches import file_sending, reactor
+from . import patches
+from .association import set_tcp_nodelay
+from .patches.send_queue import bound_send_queue
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,11 @@ class SendResult:
     error: str = ""
 
 
-def _client(calling: str, timeout: float) -> AE:
-    # the node's own event-driven reactor and file sending serve its client too
-    reactor.install()
-    file_sending.install()
+def client_ae(calling: str, timeout: float, *, fast_paths: bool = True) -> AE:
+    """An AE calling as `calling`, with the node's speed patches when `fast_paths` (its
+    event-driven reactor and file sending serve its client too). Raises PatchError."""
     ae = AE(ae_title=calling)
+    patches.install_for(ae, fast_paths=fast_paths)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     return ae
 
@@ -62,9 +63,17 @@ def _associate(ae: AE, host: str, port: int, called: str):
     raise AssociationFailed(f"no association with {called} at {host}:{port} (aborted or refused)")
 
 
-def echo(host: str, port: int, *, calling: str, called: str, timeout: float = 30.0) -> int:
+def echo(
+    host: str,
+    port: int,
+    *,
+    calling: str,
+    called: str,
+    timeout: float = 30.0,
+    fast_paths: bool = True,
+) -> int:
     """Send a C-ECHO; return its status. Raises AssociationFailed."""
-    ae = _client(calling, timeout)
+    ae = client_ae(calling, timeout, fast_paths=fast_paths)
     ae.add_requested_context(Verification)
     assoc = _associate(ae, host, port, called)
     try:
@@ -93,6 +102,7 @@ def send_files(
     calling: str,
     called: str,
     timeout: float = 60.0,
+    fast_paths: bool = True,
 ) -> list[SendResult]:
     """C-STORE each Part 10 file in its own transfer syntax, streamed from disk.
 
@@ -114,22 +124,27 @@ def send_files(
             results.append(SendResult(str(path), "", None, f"not a DICOM Part 10 file: {exc}"))
             continue
         if key not in contexts and len(contexts) == MAX_CONTEXTS:
-            results += _send_batch(batch, contexts, host, port, calling, called, timeout)
+            results += _send_batch(
+                batch, contexts, host, port, calling, called, timeout, fast_paths
+            )
             batch, contexts = [], set()
         contexts.add(key)
         batch.append((path, sop_uid, key))
     if batch:
-        results += _send_batch(batch, contexts, host, port, calling, called, timeout)
+        results += _send_batch(batch, contexts, host, port, calling, called, timeout, fast_paths)
     return results
 
 
-def _send_batch(batch, contexts, host, port, calling, called, timeout) -> list[SendResult]:
-    ae = _client(calling, timeout)
+def _send_batch(
+    batch, contexts, host, port, calling, called, timeout, fast_paths
+) -> list[SendResult]:
+    ae = client_ae(calling, timeout, fast_paths=fast_paths)
     ae.requested_contexts = [build_context(sop, [ts]) for sop, ts in sorted(contexts)]
     assoc = _associate(ae, host, port, called)
     accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
+    if not fast_paths:  # then pynetdicom queues every PDU of a file at once
+        bound_send_queue(assoc)
     results = []
-    chunked, _config.STORE_SEND_CHUNKED_DATASET = _config.STORE_SEND_CHUNKED_DATASET, True
     try:
         for path, sop_uid, key in batch:
             if key not in accepted:
@@ -151,7 +166,6 @@ def _send_batch(batch, contexts, host, port, calling, called, timeout) -> list[S
                 SendResult(str(path), sop_uid, code, "" if code is not None else "no response")
             )
     finally:
-        _config.STORE_SEND_CHUNKED_DATASET = chunked
         if assoc.is_established:
             assoc.release()
     return results
@@ -192,13 +206,14 @@ def find(
     model: str = "study",
     character_set: str | None = None,
     timeout: float = 30.0,
+    fast_paths: bool = True,
 ) -> FindResult:
     """Send one C-FIND with these keys (empty value: return the key) and collect the answers.
 
     Raises AssociationFailed, or ValueError naming a key pydicom does not know.
     """
     identifier = _identifier(level, keys, character_set)
-    ae = _client(calling, timeout)
+    ae = client_ae(calling, timeout, fast_paths=fast_paths)
     ae.add_requested_context(FIND_MODELS[model])
     assoc = _associate(ae, host, port, called)
     matches: list[Dataset] = []
@@ -245,13 +260,14 @@ def move(
     keys: dict[str, str],
     model: str = "study",
     timeout: float = 60.0,
+    fast_paths: bool = True,
 ) -> MoveResult:
     """Ask for one C-MOVE of what `keys` name (unique keys) to the AE titled `destination`.
 
     Raises AssociationFailed, or ValueError naming a key pydicom does not know.
     """
     identifier = _identifier(level, keys)
-    ae = _client(calling, timeout)
+    ae = client_ae(calling, timeout, fast_paths=fast_paths)
     ae.add_requested_context(MOVE_MODELS[model])
     assoc = _associate(ae, host, port, called)
     result = MoveResult(None)

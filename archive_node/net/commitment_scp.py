@@ -25,10 +25,9 @@ from typing import Any
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context, build_role
-from pynetdicom.dimse_primitives import N_ACTION, N_EVENT_REPORT
+from pynetdicom.dimse_primitives import N_EVENT_REPORT
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import A_RELEASE
-from pynetdicom.service_class_n import StorageCommitmentServiceClass
 
 from ..dicom import status
 from ..errors import IndexUnavailable, Refused
@@ -42,8 +41,7 @@ from ..rules.commitment import (
     next_attempt,
 )
 from ..service import ArchiveService
-from .handlers import OUTGOING_HANDLERS, connected, response_status
-from .patches.service_classes import route
+from .association import OUTGOING_HANDLERS, connected, response_status
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +53,6 @@ _IDLE_POLL = 5.0
 _NODES: weakref.WeakKeyDictionary[Any, CommitmentSCP] = weakref.WeakKeyDictionary()
 _message_ids = itertools.count(1)
 _answers: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()
-
-
-class CommitmentServiceClass(StorageCommitmentServiceClass):
-    """pynetdicom's Storage Commitment service class; on a node's associations the report
-    follows the N-ACTION's answer, in the same thread."""
-
-    def SCP(self, req: Any, context: Any) -> None:
-        super().SCP(req, context)
-        scp = _NODES.get(self.assoc.ae)
-        if scp is not None and isinstance(req, N_ACTION):
-            scp.report_after_answer(self.assoc)
 
 
 class CommitmentSCP:
@@ -82,8 +69,6 @@ class CommitmentSCP:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        _NODES[ae] = self
-        route([STORAGE_COMMITMENT_CLASS], CommitmentServiceClass)
 
     # -- on the requesting association --------------------------------------------------------
 

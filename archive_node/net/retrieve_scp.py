@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from io import BytesIO
@@ -20,7 +19,6 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.dsutils import decode, encode
-from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import build_context
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
@@ -30,16 +28,12 @@ from ..rules.access import Peer
 from ..rules.query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
 from ..rules.retrieve_plan import Outgoing, SubOperations, batches, choose_syntax
 from ..service import ArchiveService
-from .handlers import OUTGOING_HANDLERS, connected, response_status
-from .patches.responses import send_command
-from .patches.service_classes import route
+from . import patches
+from .association import OUTGOING_HANDLERS, connected, response_status
+from .patches.send_queue import bound_send_queue
 from .wire import commands
 
 log = logging.getLogger(__name__)
-
-# P-DATA PDUs a sending association may have queued: pynetdicom's send queue is unbounded, so
-# a file read in fragments faster than the socket drains would otherwise end up in memory.
-QUEUED_PDUS = 8
 
 
 class RetrieveSCP:
@@ -246,7 +240,11 @@ class _Exchange:
         self._send(response_status(refused.status, str(refused), refused.keyword))
 
     def pending(self, ops: SubOperations) -> None:
-        """A pending response with the counts, packed by hand (commands.py)."""
+        """A pending response with the counts; packed by hand (wire/commands.py) with the speed
+        patches."""
+        if not patches.is_fast(self.provider.assoc.ae):
+            self._send(response_status(status.PENDING), ops)
+            return
         command = commands.pending_response(
             commands.C_MOVE_RSP if isinstance(self.rsp, C_MOVE) else commands.C_GET_RSP,
             self.req.AffectedSOPClassUID,
@@ -256,7 +254,7 @@ class _Exchange:
             failed=ops.failed,
             warning=ops.warning,
         )
-        send_command(self.provider.assoc.dul, self.context.context_id, command)
+        commands.queue(self.provider.assoc.dul, self.context.context_id, command)
 
     def finish(self, ops: SubOperations) -> None:
         code = ops.final_status(self.cancelled)
@@ -327,7 +325,8 @@ class _Sender:
                 self.accepted.setdefault(str(cx.abstract_syntax), set()).add(
                     str(cx.transfer_syntax[0])
                 )
-        bound_send_queue(assoc)
+        if not patches.is_fast(assoc.ae):  # then pynetdicom queues the file's PDUs
+            bound_send_queue(assoc)
 
     def alive(self) -> bool:
         return connected(self.assoc)
@@ -376,33 +375,6 @@ class _Sender:
         return int(rsp.Status)
 
 
-def bound_send_queue(assoc: Any, limit: int = QUEUED_PDUS) -> None:
-    """Make pynetdicom's send queue of `assoc` hold at most `limit` P-DATA PDUs: the sending
-    thread waits for the socket to drain it. Raises ConnectionError from the send when the
-    association is lost (what is left of the file is not read), TimeoutError when nothing
-    drains for the association's network timeout (the peer stopped reading)."""
-    dul = assoc.dul
-    if getattr(dul, "_archive_bounded", False):
-        return
-    unbounded = dul.send_pdu
-    patience = assoc.network_timeout or 60.0
-
-    def send_pdu(primitive: Any) -> None:
-        if isinstance(primitive, P_DATA):
-            deadline = time.monotonic() + patience
-            # a lost association never drains the queue: it is noticed while waiting
-            while dul.to_provider_queue.qsize() >= limit:
-                if not connected(assoc):
-                    raise ConnectionError("the association was lost")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the peer read nothing for {patience:.0f} s")
-                time.sleep(0.0005)
-        unbounded(primitive)
-
-    dul.send_pdu = send_pdu
-    dul._archive_bounded = True
-
-
 def _close(sub: Any) -> None:
     # not is_established alone: the sub-association's reactor may not have seen the peer's
     # abort yet, and a release sent then would wait for an answer that never comes
@@ -422,35 +394,3 @@ def _log_done(what: str, peer: Peer, ops: SubOperations, started: float, cancell
         ops.remaining,
         time.monotonic() - started,
     )
-
-
-# -- routing the MOVE and GET SOP classes to the node -----------------------------------------
-
-_NODES: weakref.WeakKeyDictionary[Any, RetrieveSCP] = weakref.WeakKeyDictionary()
-_RETRIEVE_SOP_CLASSES = frozenset(MOVE_SOP_CLASSES) | frozenset(GET_SOP_CLASSES)
-
-
-class RetrieveServiceClass(QueryRetrieveServiceClass):
-    """pynetdicom's Query/Retrieve service class, with C-MOVE and C-GET done by the node's
-    RetrieveSCP for associations of a node's AE (pynetdicom's own for any other AE)."""
-
-    def _move_scp(self, req: C_MOVE, context: Any) -> None:
-        scp = _NODES.get(self.assoc.ae)
-        if scp is None:
-            return super()._move_scp(req, context)
-        scp.move(self, req, context)
-        return None
-
-    def _get_scp(self, req: C_GET, context: Any) -> None:
-        scp = _NODES.get(self.assoc.ae)
-        if scp is None:
-            return super()._get_scp(req, context)
-        scp.get(self, req, context)
-        return None
-
-
-def serve_retrieve(ae: Any, scp: RetrieveSCP) -> None:
-    """Let `scp` answer the C-MOVE and C-GET requests of `ae`'s associations (routing.py;
-    tests/test_get.py pins that other AEs keep pynetdicom's own service)."""
-    _NODES[ae] = scp
-    route(_RETRIEVE_SOP_CLASSES, RetrieveServiceClass)

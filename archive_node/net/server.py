@@ -10,9 +10,8 @@ import threading
 import time
 from typing import Any
 
-from pydicom import config as pydicom_config
 from pydicom import uid as uids
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -20,24 +19,15 @@ from ..errors import ConfigError
 from ..rules.commitment import STORAGE_COMMITMENT_CLASS
 from ..rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
 from ..service import ArchiveService
+from . import patches
+from .association import release_waiting_acceptor
 from .commitment_scp import CommitmentSCP
-from .handlers import Handlers
-from .patches import file_sending, reactor, responses
-from .patches.receiving import extend_receiving
-from .retrieve_scp import RetrieveSCP, serve_retrieve
+from .patches.receiving import serve_receiving
+from .patches.service_classes import serve_commitment, serve_retrieve
+from .retrieve_scp import RetrieveSCP
+from .scp_handlers import Handlers
 
 log = logging.getLogger(__name__)
-
-# Receive C-STORE datasets straight into a file in the store's filesystem and send stored files
-# in fragments read from disk (bounded memory), and never log query identifiers (patient names)
-# at INFO.
-_config.STORE_RECV_CHUNKED_DATASET = True
-_config.STORE_SEND_CHUNKED_DATASET = True
-_config.LOG_REQUEST_IDENTIFIERS = False
-_config.LOG_RESPONSE_IDENTIFIERS = False
-# The node validates what it indexes itself (values.py, header.py); pydicom's per-value warnings
-# about what senders send would only flood the log.
-pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
 # pynetdicom accepts the first of *our* syntaxes that the requestor proposes in a context.
 # Native first, then lossless compression, then lossy: an SCU that offers both a lossy and an
@@ -89,9 +79,14 @@ STORAGE_SOP_CLASSES = sorted(set(_STORAGE_CLASSES.values()))
 def build_ae(service: ArchiveService) -> AE:
     """An AE that accepts Verification, every storage SOP class pynetdicom knows (in either
     role: a C-GET SCU proposes the SCP role for itself), the Patient Root and Study Root
-    FIND, MOVE and GET models, and Storage Commitment Push Model."""
+    FIND, MOVE and GET models, and Storage Commitment Push Model; with the node's patches
+    (patches/). Raises PatchError when the installed pynetdicom is not what they were taken
+    from."""
     node = service.config.node
     ae = AE(ae_title=node.ae_title)
+    patches.install_for(
+        ae, fast_paths=node.fast_paths, untested_pynetdicom=node.untested_pynetdicom
+    )
     ae.maximum_associations = node.max_associations
     ae.maximum_pdu_size = node.max_pdu
     ae.acse_timeout = node.acse_timeout
@@ -121,14 +116,12 @@ class ArchiveServer:
         self.worker = worker  # its number under `serve --workers N`, else None
         self.ae = build_ae(service)
         self.handlers = Handlers(service)
-        reactor.install()
-        file_sending.install()
-        responses.install()
         serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of))
-        extend_receiving(
+        serve_receiving(
             self.ae, provenance_of=self.handlers.provenance_of, room_problem=service.room_problem
         )
         self.commitment = CommitmentSCP(service, self.ae, self.handlers.peer_of)
+        serve_commitment(self.ae, self.commitment)
         self._server: Any = None
         self._stopping = threading.Event()
 
@@ -210,10 +203,11 @@ class ArchiveServer:
         server, self._server = self._server, None
         server.shutdown()
         # Connections that have not asked for an association yet hold nothing worth waiting
-        # for: their DUL ends now, and with it their wait for an A-ASSOCIATE-RQ (reactor.py).
+        # for: their DUL ends now, and with it their wait for an A-ASSOCIATE-RQ.
         for assoc in self._active():
             if not assoc.is_established and assoc.requestor.primitive is None:
                 assoc.dul.kill_dul()
+                release_waiting_acceptor(assoc)
         deadline = time.monotonic() + grace
         while self._active() and time.monotonic() < deadline:
             time.sleep(0.05)

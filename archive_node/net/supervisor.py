@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..service import ArchiveService
+from . import patches
 from .server import ArchiveServer, cannot_listen, node_name
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class Supervisor:
 
     def run(self, bind: str | None = None, port: int | None = None) -> int:
         node = self.service.config.node
+        # a pynetdicom the patches were not taken from: one line, before any worker is forked
+        patches.check(fast_paths=node.fast_paths, untested_pynetdicom=node.untested_pynetdicom)
         address = (
             bind if bind is not None else node.bind,
             port if port is not None else node.port,

@@ -1,1 +1,87 @@
-"""Replacements of pynetdicom internals."""
+"""Every replacement of pynetdicom internals, installed in one place with its papers (guard.py).
+
+The node runs on pynetdicom 3.0.4 with some of its internals replaced. Each module here opens
+with what it replaces, why (measured where it is about speed) and what upstream behaviour it
+works around; each is a Patch that guard.py checks against the installed library before it is
+put in place. Two kinds:
+
+- features, which the node needs to be what it is: `receiving` (the sender in each received
+  file's meta, a full disk answered 0xA700) and `service_classes` (the node's own C-MOVE, C-GET
+  and Storage Commitment SCPs);
+- speed, which `node.fast_paths = false` leaves out, so that the benchmark shows what they are
+  worth and an upgrade that breaks one has a way back: `reactor` (event-driven loops),
+  `messages` (responses and identifiers packed by hand), `file_sending` (a stored file's PDUs
+  written straight to the socket) and `file_meta` (a received file's first meta without
+  pydicom). Without them, send_queue.py bounds the memory of sending a stored file.
+
+install_for(ae, ...) is the one way in: it checks and installs the patches (once per process),
+makes pynetdicom's and pydicom's process-wide settings, and enables them for `ae` alone
+(scope.py): another AE in the same process (a test's client) keeps pynetdicom's behaviour.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pydicom import config as pydicom_config
+from pynetdicom import _config
+
+from . import file_meta, file_sending, guard, messages, reactor, receiving, scope, service_classes
+from .guard import PatchError
+
+FEATURES: tuple[guard.Patch, ...] = (receiving.PATCH, service_classes.PATCH)
+SPEED: tuple[guard.Patch, ...] = (
+    reactor.PATCH,
+    messages.PATCH,
+    file_sending.PATCH,
+    file_meta.PATCH,
+)
+
+__all__ = ["FEATURES", "SPEED", "PatchError", "check", "install_for", "is_fast"]
+
+_lock = threading.Lock()
+_settings_made = False
+
+
+def check(*, fast_paths: bool, untested_pynetdicom: bool = False) -> None:
+    """Raise PatchError (one line, naming the function) unless every patch that these settings
+    install was taken from the installed pynetdicom."""
+    for patch in FEATURES + (SPEED if fast_paths else ()):
+        guard.check(patch, untested_ok=untested_pynetdicom)
+
+
+def install_for(ae: Any, *, fast_paths: bool, untested_pynetdicom: bool = False) -> None:
+    """Check and install the patches (once per process), make the process-wide settings, and
+    let `ae`'s associations take them: the features always, the speed patches when
+    `fast_paths`. Raises PatchError, installing nothing, when a check fails."""
+    check(fast_paths=fast_paths, untested_pynetdicom=untested_pynetdicom)
+    with _lock:
+        _make_settings()
+        for patch in FEATURES + (SPEED if fast_paths else ()):
+            guard.install(patch.replacements)
+    if fast_paths:
+        scope.enable_fast_paths(ae)
+
+
+def is_fast(ae: Any) -> bool:
+    """Whether `ae`'s associations take the speed patches."""
+    return scope.is_fast(ae)
+
+
+def _make_settings() -> None:
+    """pynetdicom's and pydicom's settings for the whole process, made once."""
+    global _settings_made
+    if _settings_made:
+        return
+    # Receive C-STORE datasets straight into a file in the store's filesystem, and send stored
+    # files in fragments read from disk: memory does not grow with the object.
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    # Query identifiers carry patient names and IDs: never at INFO.
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    # The node validates what it indexes itself (dicom/values.py, dicom/instance_header.py);
+    # pydicom's per-value warnings about what senders send would only flood the log.
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    _settings_made = True

@@ -1,22 +1,30 @@
-"""A stored file sent as a C-STORE dataset: its P-DATA-TF PDUs written to the socket in one go.
+"""A stored file sent as a C-STORE dataset: its P-DATA-TF PDUs written to the socket in one go
+(speed).
 
-pynetdicom sends a dataset read from a file (STORE_SEND_CHUNKED_DATASET) as one P_DATA
-primitive per PDU: each is queued to the DUL thread, put through the state machine, turned into
-a P_DATA_TF object, encoded and sent, ~150 us of Python apiece. A peer taking DCMTK's default
-16 KiB PDUs needs 32 of them for a 0.5 MB CT slice, and that cost bounded C-MOVE and C-GET.
+Replaces the data transfer actions DT-1 and AR-7 of pynetdicom 3.0.4's state machine (fsm.py)
+for one primitive of its own, FileDataset, which only the node's associations queue (the
+messages patch hands them a file's dataset that way; everyone else's P-DATA goes through
+pynetdicom's actions unchanged).
 
-install() makes every file-backed dataset (the node's C-MOVE and C-GET sub-operations, the
-bundled client) one queued primitive, FileDataset, that the DUL thread sends in its data
-transfer action (DT-1, PS3.8 9.2) by reading the file into one reused buffer and writing each
-PDU straight to the socket: the same PDUs pynetdicom would send (PS3.8 9.3.5: one PDV per PDU,
-message control header 0x00, the last one 0x02, sized to the peer's maximum PDU length), in
-the same place in the stream (after the command's fragments, before anything queued later).
-Memory stays one PDU (at most 1 MiB, whatever the peer announces), and the file is read as it
-is sent. The sender waits until the last PDU is written, as pynetdicom's send returns once all
-are queued, so the DIMSE timeout that follows is the peer's time to answer. Writing stops part
-way for an abort queued behind the file, a DUL being killed, or a peer that read nothing for
-PATIENCE seconds (the sender then gets TimeoutError and the association is cut); a DUL that
-ends with the file still queued tells the sender at once (reactor.py).
+Why: pynetdicom sends a dataset read from a file (STORE_SEND_CHUNKED_DATASET) as one P_DATA
+primitive per PDU: each is queued to the DUL thread, put through the state machine, turned
+into a P_DATA_TF object, encoded and sent, ~150 us of Python apiece. A peer taking DCMTK's
+default 16 KiB PDUs needs 32 of them for a 0.5 MB CT slice, and that cost bounded C-MOVE and
+C-GET. Its send queue is also unbounded: the fragments of a 512 MiB file are queued faster than
+the socket drains them (~413 MB peak; pynetdicom-facts, no upstream issue found).
+
+Here a file-backed dataset (the node's C-MOVE and C-GET sub-operations, the bundled client) is
+one queued primitive that the DUL thread sends in its data transfer action (DT-1, PS3.8 9.2)
+by reading the file into one reused buffer and writing each PDU straight to the socket: the
+same PDUs pynetdicom would send (PS3.8 9.3.5: one PDV per PDU, message control header 0x00, the
+last one 0x02, sized to the peer's maximum PDU length), in the same place in the stream (after
+the command's fragments, before anything queued later). Memory stays one PDU (at most 1 MiB,
+whatever the peer announces), and the file is read as it is sent. The sender waits until the
+last PDU is written, as pynetdicom's send returns once all are queued, so the DIMSE timeout
+that follows is the peer's time to answer. Writing stops part way for an abort queued behind
+the file, a DUL being killed, or a peer that read nothing for PATIENCE seconds (the sender
+then gets TimeoutError and the association is cut); a DUL that ends with the file still queued
+tells the sender at once (reactor.py).
 """
 
 from __future__ import annotations
@@ -31,8 +39,9 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from pynetdicom import fsm
-from pynetdicom.dimse_messages import DIMSEMessage
 from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT, P_DATA
+
+from . import guard
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +51,8 @@ _HEADER = struct.Struct(">BBIIBB")  # PDU type, reserved, PDU length, PDV length
 _LAST = 0x02  # message control header: dataset, last fragment (PS3.8 E.2)
 _MORE = 0x00
 
-_install_lock = threading.Lock()
-_original_encode_msg: Any = None
-_original_dt_1: Any = None
-_original_ar_7: Any = None
+_DT_1 = "pynetdicom.fsm.DT_1"
+_AR_7 = "pynetdicom.fsm.AR_7"
 
 
 class FileDataset(P_DATA):
@@ -65,37 +72,23 @@ class FileDataset(P_DATA):
         self.abandoned = False  # the sender stopped waiting: write nothing more
 
 
-def install() -> None:
-    """Send every file-backed dataset of this process as a FileDataset (idempotent)."""
-    global _original_encode_msg, _original_dt_1, _original_ar_7
-    with _install_lock:
-        if _original_encode_msg is not None:
-            return
-        _original_encode_msg = DIMSEMessage.encode_msg
-        description, _original_dt_1, next_state = fsm.ACTIONS["DT-1"]
-        fsm.ACTIONS["DT-1"] = (description, _dt_1, next_state)
-        description, _original_ar_7, next_state = fsm.ACTIONS["AR-7"]
-        fsm.ACTIONS["AR-7"] = (description, _ar_7, next_state)
-        DIMSEMessage.encode_msg = _encode_msg  # type: ignore[method-assign]
-
-
-def _encode_msg(self: Any, context_id: int, max_pdu_length: int) -> Any:
-    """DIMSEMessage.encode_msg: the command's fragments as pynetdicom makes them, then the
-    dataset of a file as one FileDataset; returns once it is written, as pynetdicom's own
-    send returns once every fragment is queued (so that the DIMSE timeout, which starts next,
-    is the peer's time to answer, not the transfer's)."""
-    source = self._data_set_path
+def encode_msg(message: Any, context_id: int, max_pdu_length: int) -> Any:
+    """DIMSEMessage.encode_msg(context_id, max_pdu_length) of `message`: the command's
+    fragments as pynetdicom makes them, then the dataset of a file as one FileDataset; returns
+    once it is written, as pynetdicom's own send returns once every fragment is queued (so that
+    the DIMSE timeout, which starts next, is the peer's time to answer, not the transfer's)."""
+    source = message._data_set_path
     if source is None:
-        yield from _original_encode_msg(self, context_id, max_pdu_length)
+        yield from message.encode_msg(context_id, max_pdu_length)
         return
     path, offset = source if isinstance(source, tuple) else (source, 0)
     with open(path, "rb", buffering=0) as fh:  # a missing file fails here, in the sender
         size = fh.seek(0, 2) - fh.seek(offset)
-        self._data_set_path = None
+        message._data_set_path = None
         try:
-            yield from _original_encode_msg(self, context_id, max_pdu_length)
+            yield from message.encode_msg(context_id, max_pdu_length)
         finally:
-            self._data_set_path = source
+            message._data_set_path = source
         dataset = FileDataset(fh, size, context_id, max_pdu_length)
         yield dataset
         _wait_until_written(dataset)
@@ -121,7 +114,7 @@ def _dt_1(dul: Any) -> str:
     """Data transfer action DT-1 (PS3.8 table 9-7): send the P-DATA-TF PDU(s) of the next
     primitive; a FileDataset's straight from its file."""
     if not isinstance(dul.to_provider_queue.queue[0], FileDataset):
-        return _original_dt_1(dul)
+        return guard.original(_DT_1)(dul)
     _write(dul)
     return "Sta6"
 
@@ -129,7 +122,7 @@ def _dt_1(dul: Any) -> str:
 def _ar_7(dul: Any) -> str:
     """AR-7 (Sta8, the peer asked for release first): P-DATA may still be sent."""
     if not isinstance(dul.to_provider_queue.queue[0], FileDataset):
-        return _original_ar_7(dul)
+        return guard.original(_AR_7)(dul)
     _write(dul)
     return "Sta8"
 
@@ -184,3 +177,23 @@ def send_file_dataset(
             return dataset.sent
         if stop():
             raise OSError("sending stopped part way (abort, shutdown or timeout)")
+
+
+def _action(path: str, replacement: Any) -> guard.Replacement:
+    """A state machine action replaced where pynetdicom looks it up: fsm.ACTIONS."""
+    name = path.rsplit(".", 1)[1].replace("_", "-")  # DT_1 -> "DT-1"
+
+    def install() -> Any:
+        description, original, next_state = fsm.ACTIONS[name]
+        fsm.ACTIONS[name] = (description, replacement, next_state)
+        return original
+
+    return guard.Replacement(path, install)
+
+
+PATCH = guard.Patch(
+    "file_sending",
+    speed=True,
+    replacements=(_action(_DT_1, _dt_1), _action(_AR_7, _ar_7)),
+    relies_on=("pynetdicom.dimse_messages.DIMSEMessage.encode_msg",),
+)

@@ -1,11 +1,18 @@
-"""pynetdicom's two reactor loops, woken by events instead of polled every millisecond.
+"""pynetdicom's two reactor loops, woken by events instead of polled every millisecond (speed).
 
-pynetdicom 3.0.4 runs each association on two threads that poll: the DUL thread sleeps 1 ms
+Replaces DULServiceProvider.run_reactor and send_pdu, Association.__init__ and _run_reactor of
+pynetdicom 3.0.4, for the associations of the node's own AEs (scope.py); every other AE keeps
+pynetdicom's loops.
+
+Why: pynetdicom runs each association on two threads that poll. The DUL thread sleeps 1 ms
 whenever a turn found nothing to do, and the association thread sleeps 1 ms before every look
 at its DIMSE queue. A C-STORE waits for both on the way in and for the DUL again on the way
-out: ~1.5 ms of idle time per message, more than the node's own work for a small object.
+out: ~1.5 ms of idle time per message, more than the node's own work for a small object
+(docs/benchmarks.md measures the node with and without the speed patches). Upstream knows the
+polling: pynetdicom issue #650 (storescu ~35x slower than DCMTK's, `_run_loop_delay`) and
+pull request #139 (reduce the DUL loop's sleep); 3.0.4 still sleeps.
 
-install() replaces both loops once per process, keeping every step they take in the same order:
+The loops keep every step pynetdicom's take, in the same order:
 - the DUL waits in select() on its socket and on a wake-up pipe that send_pdu() writes to,
   so it reads a PDU the moment one arrives and sends a primitive the moment one is queued;
   other conditions (ARTIM timer, kill) are looked at every TURN seconds, as pynetdicom does
@@ -16,13 +23,12 @@ install() replaces both loops once per process, keeping every step they take in 
   polls; the reactor reached it only after its 1 ms sleep, once per C-STORE of a C-MOVE).
   Release, abort and timeouts are looked at every TURN seconds.
 
-And three things pynetdicom's loops get wrong, put right on the way:
+And two things pynetdicom's loops get wrong, put right on the way (with node.fast_paths =
+false the node runs pynetdicom's loops, and these with them):
 - pausing: a send_*() right after the reactor resumed could see it paused while it was not,
   and lose its answer to the reactor (_Checkpoint);
 - an error in the DUL's state machine (a P-DATA arriving after our A-RELEASE-RQ) killed its
-  thread silently, leaving every waiter to its timeout: now it aborts and wakes them;
-- an acceptor whose connection ended before its A-ASSOCIATE-RQ waited the whole ACSE timeout
-  for it, holding an association slot and a stopping node.
+  thread silently, leaving every waiter to its timeout: now it aborts and wakes them.
 """
 
 from __future__ import annotations
@@ -37,32 +43,64 @@ import time
 from typing import Any
 
 from pynetdicom import evt
-from pynetdicom.association import Association
-from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import A_P_ABORT
+
+from . import guard, scope
 
 log = logging.getLogger(__name__)
 
 TURN = 0.005  # seconds between looks at timers and flags when no event arrives
 
-_install_lock = threading.Lock()
-_original_send_pdu: Any = None
-_original_assoc_init: Any = None
+_DUL_REACTOR = "pynetdicom.dul.DULServiceProvider.run_reactor"
+_SEND_PDU = "pynetdicom.dul.DULServiceProvider.send_pdu"
+_ASSOCIATION_INIT = "pynetdicom.association.Association.__init__"
+_ASSOCIATION_REACTOR = "pynetdicom.association.Association._run_reactor"
+
+_wakeup_lock = threading.Lock()
 
 
-def install() -> None:
-    """Replace pynetdicom's reactor loops in this process (idempotent)."""
-    global _original_send_pdu, _original_assoc_init
-    with _install_lock:
-        if _original_assoc_init is not None:
-            return
-        _original_send_pdu = DULServiceProvider.send_pdu
-        _original_assoc_init = Association.__init__
-        DULServiceProvider.run_reactor = _dul_reactor  # type: ignore[method-assign]
-        DULServiceProvider.send_pdu = _send_pdu  # type: ignore[method-assign]
-        Association.__init__ = _association_init  # type: ignore[method-assign]
-        Association._run_reactor = _association_reactor  # type: ignore[method-assign]
+def _run_dul_reactor(self: Any) -> None:
+    if scope.is_fast(self.assoc.ae):
+        return _dul_reactor(self)
+    return guard.original(_DUL_REACTOR)(self)
+
+
+def _send_pdu(self: Any, primitive: Any) -> None:
+    guard.original(_SEND_PDU)(self, primitive)
+    if not scope.is_fast(self.assoc.ae):
+        return
+    if self.__dict__.get("_archive_ended"):  # queued after the DUL's last look at its queue
+        _release_waiting_senders(self)
+    wakeup = _wakeup_of(self)
+    if wakeup is not None:
+        wakeup.set()
+
+
+def _association_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    guard.original(_ASSOCIATION_INIT)(self, *args, **kwargs)
+    if scope.is_fast(self.ae):
+        checkpoint = _Checkpoint()
+        checkpoint.set()  # as pynetdicom's: running
+        self._reactor_checkpoint = checkpoint
+
+
+def _run_association_reactor(self: Any) -> None:
+    if scope.is_fast(self.ae):
+        return _association_reactor(self)
+    return guard.original(_ASSOCIATION_REACTOR)(self)
+
+
+PATCH = guard.Patch(
+    "reactor",
+    speed=True,
+    replacements=(
+        guard.replace(_DUL_REACTOR, _run_dul_reactor),
+        guard.replace(_SEND_PDU, _send_pdu),
+        guard.replace(_ASSOCIATION_INIT, _association_init),
+        guard.replace(_ASSOCIATION_REACTOR, _run_association_reactor),
+    ),
+)
 
 
 class _Checkpoint(threading.Event):
@@ -87,13 +125,6 @@ class _Checkpoint(threading.Event):
         with self.lock:
             super().clear()
         self.pause_requested.set()
-
-
-def _association_init(self: Any, *args: Any, **kwargs: Any) -> None:
-    _original_assoc_init(self, *args, **kwargs)
-    checkpoint = _Checkpoint()
-    checkpoint.set()  # as pynetdicom's: running
-    self._reactor_checkpoint = checkpoint
 
 
 class _Wakeup:
@@ -136,7 +167,7 @@ def _wakeup_of(dul: Any) -> _Wakeup | None:
     that DUL then polls as pynetdicom does."""
     wakeup = dul.__dict__.get("_archive_wakeup", False)
     if wakeup is False:
-        with _install_lock:
+        with _wakeup_lock:
             wakeup = dul.__dict__.get("_archive_wakeup", False)
             if wakeup is False:
                 try:
@@ -146,15 +177,6 @@ def _wakeup_of(dul: Any) -> _Wakeup | None:
                     wakeup = None
                 dul._archive_wakeup = wakeup
     return wakeup
-
-
-def _send_pdu(self: Any, primitive: Any) -> None:
-    _original_send_pdu(self, primitive)
-    if self.__dict__.get("_archive_ended"):  # queued after the DUL's last look at its queue
-        _release_waiting_senders(self)
-    wakeup = _wakeup_of(self)
-    if wakeup is not None:
-        wakeup.set()
 
 
 def _wait_for_work(dul: Any, wakeup: _Wakeup | None) -> None:
@@ -213,7 +235,6 @@ def _dul_reactor(self: Any) -> None:
     finally:
         if wakeup is not None:
             wakeup.close()
-        _release_waiting_acceptor(self.assoc)
         # Marked ended before its queue is looked at: a sender that queues a file after that
         # look sees the mark (_send_pdu) and is released there, not after its patience.
         self._archive_ended = True
@@ -240,15 +261,6 @@ def _abort_on_error(dul: Any, exc: Exception) -> None:
     abort.provider_reason = 0x00
     dul.to_user_queue.put(abort)
     assoc.dimse.msg_queue.put((None, None))
-
-
-def _release_waiting_acceptor(assoc: Any) -> None:
-    """An acceptor whose connection ended before its A-ASSOCIATE-RQ came (a load balancer's
-    TCP check, a port scan) would wait node.acse_timeout for it, holding an association slot
-    and a stopping node: give it the end of its wait at once."""
-    waiting = assoc.is_acceptor and assoc.requestor.primitive is None
-    if waiting and not assoc.is_established and assoc.dul.to_user_queue.empty():
-        assoc.dul.to_user_queue.put(None)
 
 
 def _release_waiting_senders(dul: Any) -> None:

@@ -1,18 +1,21 @@
 """pynetdicom's chunked C-STORE receive, extended: the sender in the file meta, a full disk.
 
+Wraps DIMSEMessage.decode_msg of pynetdicom 3.0.4 (feature), for the associations of the AEs
+given to serve_receiving(); any other AE's are left as pynetdicom decodes them.
+
 With STORE_RECV_CHUNKED_DATASET pynetdicom writes each incoming dataset to a file whose File
-Meta Information it builds from the command alone. The node wraps that step once per process,
-for associations of an AE registered with extend_receiving() (other AEs are left alone):
+Meta Information it builds from the command alone. Right after that, before any of the
+dataset's own bytes follow:
 - the file meta just written is replaced by one that also records the calling AE, its
-  hospital and issuer (provenance.py), before any of the dataset's own bytes follow it;
+  hospital and issuer (dicom/provenance.py), so that `reindex` can rebuild the index from the
+  files alone;
 - the file is guarded: when free space is already below the reserve as the dataset begins,
   or a write fails (the disk is full), nothing more is written, what was written is freed, the
   rest of the dataset is read off the network and dropped, and receive_failure() tells the
   C-STORE handler, which answers 0xA700. pynetdicom itself would write a whole video onto an
   almost full disk, and on a full one let the exception end the association, leaving the
-  partial file to fill the disk until the next restart.
-For every AE of the process, pynetdicom's own first file meta is written by
-provenance.file_meta(): the same bytes, without a pydicom Dataset built and written each time.
+  partial file to fill the disk until the next restart (its decode_msg writes without a
+  guard; no upstream issue names it).
 """
 
 from __future__ import annotations
@@ -21,73 +24,38 @@ import contextlib
 import logging
 import os
 import struct
-import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, NamedTuple
-
-from pynetdicom import (
-    PYNETDICOM_IMPLEMENTATION_UID,
-    PYNETDICOM_IMPLEMENTATION_VERSION,
-    dimse_messages,
-)
-from pynetdicom.dimse_messages import DIMSEMessage
+from typing import Any
 
 from ...dicom.provenance import Provenance, with_provenance
-from ...dicom.provenance import file_meta as file_meta_bytes
+from . import guard
 
 log = logging.getLogger(__name__)
 
 Lookup = Callable[[Any], Provenance | None]
 RoomProblem = Callable[[], str | None]
 
+_DECODE_MSG = "pynetdicom.dimse_messages.DIMSEMessage.decode_msg"
+
 _receivers: weakref.WeakKeyDictionary[Any, tuple[Lookup, RoomProblem]] = (
     weakref.WeakKeyDictionary()
 )
-_install_lock = threading.Lock()
-_original_decode_msg: Any = None
-_original_write_file_meta_info: Any = None
 
 _PREAMBLE = 128 + 4  # preamble and "DICM" (PS3.10 7.1)
 _GROUP_LENGTH_ELEMENT = 12  # (0002,0000) UL, explicit VR: tag 4, VR 2, length 2, value 4
 
 
-def extend_receiving(ae: Any, *, provenance_of: Lookup, room_problem: RoomProblem) -> None:
+def serve_receiving(ae: Any, *, provenance_of: Lookup, room_problem: RoomProblem) -> None:
     """For every C-STORE `ae` receives: record in the file meta the provenance
     `provenance_of` returns for the association (None: leave pynetdicom's file meta as it is),
     and write nothing when `room_problem` says why there is no room (None: there is)."""
-    global _original_decode_msg, _original_write_file_meta_info
-    with _install_lock:
-        if _original_decode_msg is None:
-            _original_decode_msg = DIMSEMessage.decode_msg
-            DIMSEMessage.decode_msg = _decode_msg  # type: ignore[method-assign]
-            _original_write_file_meta_info = dimse_messages.write_file_meta_info
-            dimse_messages.create_file_meta = _FileMeta
-            dimse_messages.write_file_meta_info = _write_file_meta_info
-        _receivers[ae] = (provenance_of, room_problem)
-
-
-class _FileMeta(NamedTuple):
-    """What pynetdicom's create_file_meta() puts in a received file's meta, kept as values:
-    provenance.file_meta() writes them (pydicom's Dataset and writer cost ~0.3 ms each time)."""
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax: str
-    implementation_uid: str = PYNETDICOM_IMPLEMENTATION_UID
-    implementation_version: str = PYNETDICOM_IMPLEMENTATION_VERSION
-
-
-def _write_file_meta_info(fp: Any, file_meta: Any, enforce_standard: bool = True) -> None:
-    if not isinstance(file_meta, _FileMeta):
-        return _original_write_file_meta_info(fp, file_meta, enforce_standard)
-    fp.write(file_meta_bytes(**file_meta._asdict()))
-    return None
+    _receivers[ae] = (provenance_of, room_problem)
 
 
 def _decode_msg(self: Any, primitive: Any, assoc: Any = None) -> bool:
     had_file = getattr(self, "_data_set_file", None) is not None
-    done = _original_decode_msg(self, primitive, assoc)
+    done = guard.original(_DECODE_MSG)(self, primitive, assoc)
     stream = getattr(self, "_data_set_file", None)
     if had_file or stream is None or assoc is None:
         return done
@@ -182,3 +150,10 @@ def _rewrite_file_meta(stream: Any, provenance: Provenance, our_title: str) -> N
     if _PREAMBLE + len(replaced) < written:  # never, as elements are only added
         stream.truncate()
     stream.flush()
+
+
+PATCH = guard.Patch(
+    "receiving",
+    speed=False,
+    replacements=(guard.replace(_DECODE_MSG, _decode_msg),),
+)

@@ -1,16 +1,20 @@
-"""Pending C-FIND, C-GET and C-MOVE responses, encoded by hand (PS3.7 9.3.2.2, 9.3.3.2,
-9.3.4.2, annex E).
+"""DIMSE response command sets encoded by hand (PS3.7 9.3.1.2, 9.3.2.2, 9.3.3.2, 9.3.4.2,
+annex E), and queued as pynetdicom queues a command.
 
 pynetdicom builds each response as a pydicom Dataset, validates and encodes it, about 0.5 ms:
 with a pending response per match or per sub-operation, that was a quarter to a half of the
 node's CPU in C-FIND, C-MOVE and C-GET. A pending response is always the same few command
 elements in Implicit VR Little Endian (PS3.7 6.3.1); only the Message ID, the status and the
-counts change, so it is packed directly.
+counts change, so it is packed directly (C-STORE responses likewise). Tests compare each with
+pynetdicom's encoding of the same primitive.
 """
 
 from __future__ import annotations
 
 import struct
+from typing import Any
+
+from pynetdicom.pdu_primitives import P_DATA
 
 C_STORE_RSP = 0x8001
 C_GET_RSP = 0x8010
@@ -92,3 +96,16 @@ def _response_head(
 def _command(*parts: bytes) -> bytes:
     elements = b"".join(parts)
     return _UL.pack(0x0000, 0x0000, 4, len(elements)) + elements  # Command Group Length
+
+
+def queue(dul: Any, context_id: int, command: bytes) -> None:
+    """Queue a packed command set as pynetdicom queues a message's command: one P-DATA, one
+    PDV, message control header 0x03 (command, last fragment; PS3.8 E.2)."""
+    dul.send_pdu(p_data(context_id, 0x03, command))
+
+
+def p_data(context_id: int, control: int, fragment: bytes) -> P_DATA:
+    """A P-DATA primitive carrying one PDV: its message control header, then `fragment`."""
+    pdata = P_DATA()
+    pdata.presentation_data_value_list.append((context_id, bytes([control]) + fragment))
+    return pdata

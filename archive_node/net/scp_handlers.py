@@ -1,16 +1,14 @@
-"""pynetdicom event handlers: unpack the event, ask the archive service, answer."""
+"""The node's pynetdicom event handlers: admit an association, then C-ECHO, C-STORE and C-FIND;
+each unpacks the event, asks the archive service and answers."""
 
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataset import Dataset
 from pynetdicom import evt
 
 from ..dicom import status
@@ -18,6 +16,7 @@ from ..dicom.provenance import Provenance
 from ..rules.access import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
 from ..rules.query import FIND_SOP_CLASSES
 from ..service import ArchiveService
+from .association import on_connection_closed, response_status, set_tcp_nodelay
 from .patches.receiving import receive_failure
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ class Handlers:
     def bindings(self) -> list[tuple[Any, Any]]:
         return [
             (evt.EVT_CONN_OPEN, set_tcp_nodelay),
-            (evt.EVT_CONN_CLOSE, wake_waiting_sender),
+            (evt.EVT_CONN_CLOSE, on_connection_closed),
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_C_ECHO, self.on_echo),
             (evt.EVT_C_STORE, self.on_store),
@@ -154,15 +153,17 @@ class Handlers:
                 yield response.status, None
 
 
-# pynetdicom's reactor reads the socket only when it has nothing queued to send, and its send
-# queue is unbounded: a query answering faster than the socket drains would neither see a
-# C-CANCEL nor bound its memory. Every this many responses the handler lets the queue empty.
+# The DUL's reactor (pynetdicom's, and the node's in patches/reactor.py alike) reads the socket
+# only when it has nothing queued to send, and its send queue is unbounded: a query answering
+# faster than the socket drains would neither see a C-CANCEL nor bound its memory. Every this
+# many responses the handler lets the queue empty.
 CANCEL_CHECK_EVERY = 64
 
 
 def _let_the_reactor_read(assoc: Any, timeout: float = 30.0) -> None:
-    """Wait until pynetdicom has sent what is queued, then for one more idle turn of its reactor
-    (which sleeps 1 ms when idle), in which it reads an arrived C-CANCEL."""
+    """Wait until the DUL has sent what is queued, then for one more idle turn of its reactor, in
+    which it reads an arrived C-CANCEL (pynetdicom's turns every 1 ms when idle; the node's
+    reads as soon as the socket has data)."""
     dul = assoc.dul
     deadline = time.monotonic() + timeout
     while dul.to_provider_queue.qsize() and assoc.is_established:
@@ -170,17 +171,6 @@ def _let_the_reactor_read(assoc: Any, timeout: float = 30.0) -> None:
             return
         time.sleep(0.0005)
     time.sleep(0.002)
-
-
-def response_status(code: int, comment: str = "", keyword: str | None = None) -> Dataset:
-    """A status with its Error Comment (LO, at most 64 characters) and Offending Element."""
-    answer = Dataset()
-    answer.Status = code
-    if comment:
-        answer.ErrorComment = comment.replace("\\", "/")[:64]  # a backslash would split the LO
-    if keyword and (tag := tag_for_keyword(keyword)) is not None:
-        answer.OffendingElement = [tag]
-    return answer
 
 
 def prefer_receivers_syntaxes(assoc: Any) -> None:
@@ -213,35 +203,6 @@ def prefer_receivers_syntaxes(assoc: Any) -> None:
             ours = [str(ts) for ts in cx.transfer_syntax]
             first = [ts for ts in dict.fromkeys(order) if ts in ours]
             cx.transfer_syntax = first + [ts for ts in ours if ts not in first]
-
-
-def wake_waiting_sender(event: Any) -> None:
-    """On a closed connection, end a wait for a DIMSE response at once: pynetdicom's
-    send_c_store pauses the reactor that would notice the close, and would otherwise wait the
-    full DIMSE timeout. (None, None) is what its get_msg returns on a timeout."""
-    event.assoc.dimse.msg_queue.put((None, None))
-
-
-def set_tcp_nodelay(event: Any) -> None:
-    """Nagle plus delayed ACK costs a small C-STORE ~40 ms: send segments at once."""
-    sock = event.assoc.dul.socket.socket
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def connected(assoc: Any) -> bool:
-    """Whether the association can still carry messages. `is_established` alone is updated
-    by the association's own reactor, which is paused while a handler or a C-STORE runs on
-    it: an abort or a dropped connection shows first in the ACSE queue and the DUL thread."""
-    return bool(assoc.is_established and assoc.dul.is_alive() and not assoc.acse.is_aborted())
-
-
-# The handlers of every association the node opens (C-MOVE sub-associations, commitment
-# call-backs): no Nagle delay, and a wait for a response that ends when the peer goes.
-OUTGOING_HANDLERS = [
-    (evt.EVT_CONN_OPEN, set_tcp_nodelay),
-    (evt.EVT_CONN_CLOSE, wake_waiting_sender),
-]
 
 
 def _title(value: Any) -> str:
