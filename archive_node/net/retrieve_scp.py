@@ -254,7 +254,8 @@ class _Exchange:
             failed=ops.failed,
             warning=ops.warning,
         )
-        commands.queue(self.provider.assoc.dul, self.context.context_id, command)
+        dimse = self.provider.dimse
+        commands.queue(dimse.dul, self.context.context_id, command, dimse.maximum_pdu_size)
 
     def finish(self, ops: SubOperations) -> None:
         code = ops.final_status(self.cancelled)

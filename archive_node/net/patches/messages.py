@@ -73,13 +73,10 @@ def _send_msg(self: Any, primitive: Any, context_id: int) -> None:
     command = commands.find_pending_response(
         primitive.AffectedSOPClassUID, primitive.MessageIDBeingRespondedTo, primitive.Status
     )
-    commands.queue(self.dul, context_id, command)
+    commands.queue(self.dul, context_id, command, self.maximum_pdu_size)
     data = identifier.getvalue()
-    room = self.maximum_pdu_size - 6 if self.maximum_pdu_size else len(data) or 1
-    for start in range(0, max(len(data), 1), room):
-        last = start + room >= len(data)
-        fragment = data[start : start + room]
-        self.dul.send_pdu(commands.p_data(context_id, 0x02 if last else 0x00, fragment))
+    for control, fragment in commands.fragments(data, self.maximum_pdu_size, more=0x00, last=0x02):
+        self.dul.send_pdu(commands.p_data(context_id, control, fragment))
     return None
 
 
@@ -96,7 +93,7 @@ def _send_find_final(self: Any, primitive: Any, context_id: int) -> None:
     command = commands.find_final_response(
         primitive.AffectedSOPClassUID, primitive.MessageIDBeingRespondedTo, primitive.Status
     )
-    commands.queue(self.dul, context_id, command)
+    commands.queue(self.dul, context_id, command, self.maximum_pdu_size)
     return None
 
 
@@ -116,7 +113,7 @@ def _send_store_response(self: Any, primitive: Any, context_id: int) -> None:
         primitive.Status,
         primitive.AffectedSOPInstanceUID,
     )
-    commands.queue(self.dul, context_id, command)
+    commands.queue(self.dul, context_id, command, self.maximum_pdu_size)
     return None
 
 

@@ -3,8 +3,8 @@
 Wraps DIMSEMessage.decode_msg of pynetdicom 3.0.4 (feature), for the associations of the AEs
 given to serve_receiving(); any other AE's are left as pynetdicom decodes them.
 
-With STORE_RECV_CHUNKED_DATASET pynetdicom writes each incoming dataset to a file whose File
-Meta Information it builds from the command alone. Right after that, before any of the
+Why: with STORE_RECV_CHUNKED_DATASET pynetdicom writes each incoming dataset to a file whose
+File Meta Information it builds from the command alone. Right after that, before any of the
 dataset's own bytes follow:
 - the file meta just written is replaced by one that also records the calling AE, its
   hospital and issuer (dicom/provenance.py), so that `reindex` can rebuild the index from the

@@ -12,6 +12,7 @@ pynetdicom's encoding of the same primitive.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from pynetdicom.pdu_primitives import P_DATA
@@ -98,10 +99,23 @@ def _command(*parts: bytes) -> bytes:
     return _UL.pack(0x0000, 0x0000, 4, len(elements)) + elements  # Command Group Length
 
 
-def queue(dul: Any, context_id: int, command: bytes) -> None:
-    """Queue a packed command set as pynetdicom queues a message's command: one P-DATA, one
-    PDV, message control header 0x03 (command, last fragment; PS3.8 E.2)."""
-    dul.send_pdu(p_data(context_id, 0x03, command))
+def queue(dul: Any, context_id: int, command: bytes, max_pdu_length: int) -> None:
+    """Queue a packed command set as pynetdicom queues a message's command (PS3.8 E.2): in PDVs
+    that fit the peer's maximum PDU length (0: no limit), message control header 0x01, the
+    last 0x03 (command, last fragment)."""
+    for control, fragment in fragments(command, max_pdu_length, more=0x01, last=0x03):
+        dul.send_pdu(p_data(context_id, control, fragment))
+
+
+def fragments(
+    data: bytes, max_pdu_length: int, *, more: int, last: int
+) -> Iterator[tuple[int, bytes]]:
+    """`data` cut as pynetdicom cuts a message into PDVs (PS3.8 9.3.5.1, E.2): each at most
+    the peer's maximum PDU length less the PDV item's 6 bytes (0: one PDV), with message
+    control header `more`, the last with `last`; one (empty) PDV for no data."""
+    room = max_pdu_length - 6 if max_pdu_length else len(data) or 1
+    for start in range(0, max(len(data), 1), room):
+        yield (last if start + room >= len(data) else more), data[start : start + room]
 
 
 def p_data(context_id: int, control: int, fragment: bytes) -> P_DATA:
