@@ -386,7 +386,7 @@ def studies(patient_id: str | None, hospital: str | None, as_json: bool) -> None
     """List stored studies with their series and instance counts and sizes."""
     service = get_service()
     service.index.check_schema()
-    rows = records(service.index.studies(patient_id=patient_id, hospital=hospital))
+    rows = records(service.index.instances.studies(patient_id=patient_id, hospital=hospital))
     print_table(
         rows,
         [
@@ -427,7 +427,7 @@ def commitments(state: str | None, limit: int, as_json: bool) -> None:
             "delivered_at": r.delivered_at,
             "last_error": r.last_error,
         }
-        for r in service.index.commitments(state=state, limit=limit)
+        for r in service.index.commitments.listing(state=state, limit=limit)
     ]
     columns = ["transaction_uid", "requester", "instances", "state", "attempts", "created_at"]
     print_table(rows, [*columns, "delivered_at", "last_error"] if as_json else columns, as_json)

@@ -79,13 +79,13 @@ class Registry:
         issuer = (issuer or code).strip()
         if not issuer or len(issuer) > 64 or "\\" in issuer:
             raise InvalidInput(f"issuer {issuer!r}: 1-64 characters without backslash")
-        return self.index.add_hospital(code, name.strip(), issuer)
+        return self.index.registry.add_hospital(code, name.strip(), issuer)
 
     def list_hospitals(self) -> list[HospitalRecord]:
-        return self.index.list_hospitals()
+        return self.index.registry.list_hospitals()
 
     def remove_hospital(self, code: str) -> None:
-        self.index.remove_hospital(code)
+        self.index.registry.remove_hospital(code)
 
     def add_ae(
         self,
@@ -99,7 +99,7 @@ class Registry:
         description: str = "",
     ) -> AERecord:
         rights = parse_allow(allow) if allow is not None else DEFAULT_ALLOW
-        return self.index.add_ae(
+        return self.index.registry.add_ae(
             check_ae_title(ae_title),
             hospital,
             host=check_host(host),
@@ -137,15 +137,17 @@ class Registry:
             changes["description"] = description
         if enabled is not None:
             changes["enabled"] = enabled
-        return self.index.update_ae(check_ae_title(ae_title), hospital=hospital, **changes)
+        return self.index.registry.update_ae(
+            check_ae_title(ae_title), hospital=hospital, **changes
+        )
 
     def list_aes(self, hospital: str | None = None) -> list[AERecord]:
-        return self.index.list_aes(hospital)
+        return self.index.registry.list_aes(hospital)
 
     def remove_ae(self, ae_title: str) -> None:
-        self.index.remove_ae(check_ae_title(ae_title))
+        self.index.registry.remove_ae(check_ae_title(ae_title))
 
     def peer(self, ae_title: str) -> Peer | None:
         """The registered AE as the policy sees it, or None."""
-        record = self.index.find_ae(normalise_ae_title(ae_title))
+        record = self.index.registry.find_ae(normalise_ae_title(ae_title))
         return peer_from_record(record) if record else None

@@ -212,7 +212,7 @@ class ArchiveService:
             hospital=peer.hospital,
             hospital_issuer=peer.issuer,
         )
-        existing = self.index.find_instance(header.sop_instance_uid)
+        existing = self.index.instances.find(header.sop_instance_uid)
         if existing is not None:
             return self._duplicate(existing, new, received)
 
@@ -221,7 +221,7 @@ class ArchiveService:
         kept = self.storage.keep(received, layout, stale_after=self._stale_after)
         new = dataclasses.replace(new, path=kept)
         try:
-            existing = self.index.record_instance(new)
+            existing = self.index.instances.record(new)
         except BaseException:
             self._discard_unless_indexed(kept, header.sop_instance_uid)
             raise
@@ -287,7 +287,7 @@ class ArchiveService:
         """Keep the received file and point the row at it; remove the file it displaced."""
         kept = self.storage.keep(received, new.path)
         try:
-            displaced = self.index.replace_instance(dataclasses.replace(new, path=kept))
+            displaced = self.index.instances.replace(dataclasses.replace(new, path=kept))
         except BaseException:
             self._discard_unless_indexed(kept, new.header.sop_instance_uid)
             raise
@@ -303,7 +303,7 @@ class ArchiveService:
         file without a row is recoverable, a row without a file is a lost image.
         """
         try:
-            record = self.index.find_instance(sop_uid)
+            record = self.index.instances.find(sop_uid)
         except IndexUnavailable:
             log.error("cannot tell whether %s was indexed: leaving %s in the store", sop_uid, kept)
             return
@@ -339,7 +339,7 @@ class ArchiveService:
         hospital = visible_hospital(peer)
         limit = self.config.query.max_results
         try:
-            matches = self.index.find_matches(query, hospital=hospital, limit=limit + 1)
+            matches = self.index.find.matches(query, hospital=hospital, limit=limit + 1)
             overflow = len(matches) > limit
             del matches[limit:]
             log.info(
@@ -353,7 +353,7 @@ class ArchiveService:
             )
             for start in range(0, len(matches), FIND_PAGE):
                 page = matches[start : start + FIND_PAGE]
-                computed = self.index.computed_keys(query, page, hospital=hospital)
+                computed = self.index.find.computed_keys(query, page, hospital=hospital)
                 for match in page:
                     yield FindResponse(status.PENDING, self._answer(query, match, computed))
         except IndexUnavailable as exc:
@@ -397,7 +397,7 @@ class ArchiveService:
         """
         query = parse_retrieve(identifier, model)
         instances = dataclasses.replace(query, level="IMAGE", requested=_RETRIEVED_KEYS)
-        matches = self.index.find_matches(
+        matches = self.index.find.matches(
             instances, hospital=visible_hospital(peer), limit=MAX_SUB_OPERATIONS + 1
         )
         if len(matches) > MAX_SUB_OPERATIONS:
@@ -473,7 +473,7 @@ class ArchiveService:
         claimed by `claimant` until `claimed_until`. Raises Refused (commitment.parse_request),
         IndexUnavailable."""
         request = parse_request(action_type, instance_uid, info)
-        record = self.index.add_commitment(
+        record = self.index.commitments.add(
             peer.ae_title,
             request.transaction_uid,
             references_to_json(request.references),
@@ -500,7 +500,7 @@ class ArchiveService:
                 (), tuple(Failure(c, i, FAILURE_PROCESSING) for c, i in references)
             )
         else:
-            held = self.index.instances_by_uid(uid for _, uid in references)
+            held = self.index.instances.by_uid(uid for _, uid in references)
             hospital = visible_hospital(peer)
             committed, failed = [], []
             for class_uid, uid in references:
@@ -510,7 +510,7 @@ class ArchiveService:
                 else:
                     failed.append(Failure(class_uid, uid, reason))
             result = CommitmentResult(tuple(committed), tuple(failed))
-        self.index.save_commitment_result(record, result.to_json())
+        self.index.commitments.save_result(record, result.to_json())
         log.info(
             "storage commitment %s for %s: %d committed, %d failed",
             record.transaction_uid,

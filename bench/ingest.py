@@ -89,7 +89,7 @@ def _counter(url: str) -> Callable[[], int]:
     def count() -> int:
         index = Index.open(url)
         try:
-            return index.count_instances()
+            return index.instances.count()
         finally:
             index.close()
 

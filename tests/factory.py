@@ -235,7 +235,7 @@ def index_row(
         hospital=hospital,
         issuer=header.issuer_of_patient_id or hospital,
     )
-    assert service.index.record_instance(new) is None
+    assert service.index.instances.record(new) is None
     return header
 
 

@@ -71,7 +71,7 @@ def test_store_without_store_right_is_0124_and_nothing_kept(node):
     assoc = associate(node, "ECHO_ONLY", [(factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])])
     assert assoc.send_c_store(factory.secondary_capture()).Status == status.NOT_AUTHORISED
     assoc.release()
-    assert node.service.index.count_instances() == 0
+    assert node.service.index.instances.count() == 0
 
 
 def test_registry_changes_take_effect_for_the_next_association(node):

@@ -179,7 +179,9 @@ def failures(ds: Dataset) -> dict[str, int]:
 
 
 def commitment_state(node, transaction_uid: str):
-    rows = [r for r in node.service.index.commitments() if r.transaction_uid == transaction_uid]
+    rows = [
+        r for r in node.service.index.commitments.listing() if r.transaction_uid == transaction_uid
+    ]
     assert len(rows) == 1
     return rows[0]
 
@@ -221,11 +223,11 @@ def test_failures_carry_the_standard_reasons(node):
     good, corrupt, gone, other_class = (factory.secondary_capture() for _ in range(4))
     stored(node, good, corrupt, gone, other_class)
     storage, index = node.service.storage, node.service.index
-    corrupt_path = storage.absolute(index.find_instance(corrupt.SOPInstanceUID).path)
+    corrupt_path = storage.absolute(index.instances.find(corrupt.SOPInstanceUID).path)
     raw = bytearray(corrupt_path.read_bytes())
     raw[-1] ^= 0xFF  # one bit of pixel data flipped
     corrupt_path.write_bytes(bytes(raw))
-    storage.absolute(index.find_instance(gone.SOPInstanceUID).path).unlink()
+    storage.absolute(index.instances.find(gone.SOPInstanceUID).path).unlink()
     unknown = generate_uid()
     refs = [
         (good.SOPClassUID, good.SOPInstanceUID),
@@ -313,7 +315,7 @@ def test_requests_sent_while_the_report_is_outstanding_are_served(cnode):
         with pytest.raises(queue.Empty):
             scu.report(timeout=0.5)  # not called back as well
     assert (where, event_type) == ("association", EVENT_ALL_COMMITTED)
-    assert cnode.service.index.find_instance(second.SOPInstanceUID) is not None
+    assert cnode.service.index.instances.find(second.SOPInstanceUID) is not None
 
 
 def test_a_second_request_while_the_first_report_waits_for_its_answer(cnode):
@@ -344,54 +346,54 @@ def test_a_second_request_while_the_first_report_waits_for_its_answer(cnode):
 def test_a_replaced_request_fences_off_its_earlier_generation(service, registry):
     index = service.index
     soon = utcnow() + timedelta(minutes=5)
-    old = index.add_commitment("UNN_US", "1.2.3", "[]", claimant="a:1", claimed_until=soon)
-    new = index.add_commitment(
+    old = index.commitments.add("UNN_US", "1.2.3", "[]", claimant="a:1", claimed_until=soon)
+    new = index.commitments.add(
         "UNN_US", "1.2.3", '[["1.2", "1.3"]]', claimant="a:1", claimed_until=soon
     )
     assert (new.id, new.generation) == (old.id, old.generation + 1)
-    assert not index.save_commitment_result(old, '{"committed":[],"failed":[]}')
-    assert not index.commitment_delivered(old)
-    assert not index.commitment_not_delivered(old, "late", None)
-    [row] = index.commitments()
+    assert not index.commitments.save_result(old, '{"committed":[],"failed":[]}')
+    assert not index.commitments.delivered(old)
+    assert not index.commitments.not_delivered(old, "late", None)
+    [row] = index.commitments.listing()
     assert (row.state, row.result) == (PENDING, None)
-    assert index.commitment_delivered(new)
-    assert [row.state for row in index.commitments()] == [DELIVERED]
+    assert index.commitments.delivered(new)
+    assert [row.state for row in index.commitments.listing()] == [DELIVERED]
 
 
 def test_a_claim_is_taken_once_and_fences_off_the_worker_whose_claim_ran_out(service, registry):
     index = service.index
-    record = index.add_commitment("UNN_US", "1.2.3", "[]", claimant="a:1", claimed_until=utcnow())
-    first = index.claim_commitment(record.id, "a:1", utcnow() + timedelta(minutes=5))
+    record = index.commitments.add("UNN_US", "1.2.3", "[]", claimant="a:1", claimed_until=utcnow())
+    first = index.commitments.claim(record.id, "a:1", utcnow() + timedelta(minutes=5))
     assert first is not None
-    assert index.claim_commitment(record.id, "b:2", utcnow() + timedelta(minutes=5)) is None
+    assert index.commitments.claim(record.id, "b:2", utcnow() + timedelta(minutes=5)) is None
     with index.session(write=True):  # a's claim runs out
         CommitmentRequest.update(next_attempt_at=utcnow() - timedelta(seconds=1)).execute()
-    second = index.claim_commitment(record.id, "b:2", utcnow() + timedelta(minutes=5))
+    second = index.commitments.claim(record.id, "b:2", utcnow() + timedelta(minutes=5))
     assert second is not None and second.generation > first.generation
-    assert not index.commitment_delivered(first)
-    assert index.commitment_delivered(second)
+    assert not index.commitments.delivered(first)
+    assert index.commitments.delivered(second)
 
 
 def test_start_up_releases_its_own_and_unheld_claims_not_another_nodes(service, registry):
     index = service.index
     later = utcnow() + timedelta(hours=1)
-    mine = index.add_commitment("UNN_US", "1.1", "[]", claimant="a:1", claimed_until=later)
-    theirs = index.add_commitment("UNN_US", "1.2", "[]", claimant="b:2", claimed_until=later)
-    waiting = index.add_commitment("UNN_US", "1.3", "[]", claimant="", claimed_until=later)
-    index.release_commitment_claims("a:1")
-    assert {i for i, _ in index.due_commitments()} == {mine.id, waiting.id}
-    assert theirs.id not in {i for i, _ in index.due_commitments()}
+    mine = index.commitments.add("UNN_US", "1.1", "[]", claimant="a:1", claimed_until=later)
+    theirs = index.commitments.add("UNN_US", "1.2", "[]", claimant="b:2", claimed_until=later)
+    waiting = index.commitments.add("UNN_US", "1.3", "[]", claimant="", claimed_until=later)
+    index.commitments.release_claims("a:1")
+    assert {i for i, _ in index.commitments.due()} == {mine.id, waiting.id}
+    assert theirs.id not in {i for i, _ in index.commitments.due()}
 
 
 def test_a_failed_call_back_postpones_the_requesters_other_reports(service, registry):
     index = service.index
     now = utcnow()
-    one = index.add_commitment("UNN_US", "1.1", "[]", claimant="", claimed_until=now)
-    two = index.add_commitment("UNN_US", "1.2", "[]", claimant="", claimed_until=now)
-    other = index.add_commitment("NLSH_CAM", "1.3", "[]", claimant="", claimed_until=now)
-    index.postpone_commitments("UNN_US", now + timedelta(hours=1))
-    assert [i for i, _ in index.due_commitments()] == [other.id]
-    assert {one.id, two.id}.isdisjoint(i for i, _ in index.due_commitments())
+    one = index.commitments.add("UNN_US", "1.1", "[]", claimant="", claimed_until=now)
+    two = index.commitments.add("UNN_US", "1.2", "[]", claimant="", claimed_until=now)
+    other = index.commitments.add("NLSH_CAM", "1.3", "[]", claimant="", claimed_until=now)
+    index.commitments.postpone("UNN_US", now + timedelta(hours=1))
+    assert [i for i, _ in index.commitments.due()] == [other.id]
+    assert {one.id, two.id}.isdisjoint(i for i, _ in index.commitments.due())
 
 
 # -- the report on a new association ------------------------------------------------------------
@@ -532,7 +534,7 @@ def test_bad_requests_are_refused_and_the_association_serves_on(node, kwargs, da
         with pytest.raises(queue.Empty):
             scu.report(timeout=0.2)
         assoc.release()
-    assert node.service.index.commitments() == []
+    assert node.service.index.commitments.listing() == []
 
 
 def test_an_ae_without_the_store_right_is_not_authorised(node, registry):
@@ -542,7 +544,7 @@ def test_an_ae_without_the_store_right_is_not_authorised(node, registry):
         rsp = n_action(assoc, request([(SecondaryCaptureImageStorage, generate_uid())]))
         assert rsp.Status == status.NOT_AUTHORISED
         assoc.release()
-    assert node.service.index.commitments() == []
+    assert node.service.index.commitments.listing() == []
 
 
 def test_no_patient_data_in_info_logs(node, caplog):
@@ -568,10 +570,10 @@ def test_schema_2_index_gains_the_commitment_table(service, registry):
     assert service.index.init_schema() == (2, SCHEMA_VERSION)
     with service.index.session():
         assert "instance_received_at" in {i.name for i in db.get_indexes("instance")}
-    record = service.index.add_commitment(
+    record = service.index.commitments.add(
         "UNN_US", "1.2.3", "[]", claimant="here:1", claimed_until=utcnow()
     )
-    assert [r.id for r in service.index.commitments(state=PENDING)] == [record.id]
+    assert [r.id for r in service.index.commitments.listing(state=PENDING)] == [record.id]
     assert {a.ae_title for a in registry.list_aes()} >= {"UNN_US", "UNN_WS"}
 
 

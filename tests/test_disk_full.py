@@ -73,12 +73,12 @@ def test_a_full_disk_mid_transfer_answers_a700_and_the_association_goes_on(full_
         rsp = assoc.send_c_store(video)
         assert rsp.Status == status.OUT_OF_RESOURCES
         assert "No space left" in rsp.ErrorComment
-        assert node.service.index.find_instance(video.SOPInstanceUID) is None
+        assert node.service.index.instances.find(video.SOPInstanceUID) is None
         assert kept_files(node.service.storage.root) == []
         assert list(node.service.storage.incoming.iterdir()) == []  # the partial file is gone
         # the space came back at once: the same association stores the next instance
         assert assoc.send_c_store(small).Status == status.SUCCESS
-    assert node.service.index.find_instance(small.SOPInstanceUID) is not None
+    assert node.service.index.instances.find(small.SOPInstanceUID) is not None
     assert shutil.disk_usage(node.service.storage.root).free > SIZE_MB * 1024 * 1024 // 2
 
 
@@ -100,7 +100,7 @@ def test_below_the_reserve_an_arriving_video_is_not_even_written(tmp_path, index
         assert rsp.Status == status.OUT_OF_RESOURCES
         assert "reserve" in rsp.ErrorComment and "No space" not in rsp.ErrorComment
         assert list(node.service.storage.incoming.iterdir()) == []
-        assert node.service.index.count_instances() == 0
+        assert node.service.index.instances.count() == 0
         filler.unlink()
         small = factory.secondary_capture()
         assoc = associate(

@@ -111,7 +111,7 @@ def test_full_disk_refuses_then_resumes_without_restart(node, tmp_path):
         assert free_bytes(storage) >= reserve
         assert assoc.send_c_store(first).Status == status.SUCCESS
         kept_before = files_in(storage)
-        assert len(kept_before) == 1 and index.count_instances() == 1
+        assert len(kept_before) == 1 and index.instances.count() == 1
 
         with disk_filled(tmp_path / "filler"):
             assert free_bytes(storage) < reserve, "the filler did not take the disk under"
@@ -119,8 +119,8 @@ def test_full_disk_refuses_then_resumes_without_restart(node, tmp_path):
             assert rsp.Status == status.OUT_OF_RESOURCES == 0xA700
             # Nothing kept: no new file, no row, and the received copy is gone already.
             assert files_in(storage) == kept_before
-            assert index.find_instance(refused_uid) is None
-            assert index.count_instances() == 1
+            assert index.instances.find(refused_uid) is None
+            assert index.instances.count() == 1
             assert incoming_files(storage) == []
 
         # Room again: the very same node and association store it, no restart.
@@ -128,11 +128,11 @@ def test_full_disk_refuses_then_resumes_without_restart(node, tmp_path):
         assert assoc.send_c_store(refused).Status == status.SUCCESS
     finally:
         assoc.release()
-    record = index.find_instance(refused_uid)
+    record = index.instances.find(refused_uid)
     assert record is not None
     kept = node.service.storage.absolute(record.path)
     assert factory.dataset_bytes(kept) == factory.dataset_bytes(refused)
-    assert index.count_instances() == 2
+    assert index.instances.count() == 2
     assert incoming_files(storage) == []
     # And a new association is served too.
     another = associate(node, "UNN_US", CONTEXTS)

@@ -130,13 +130,13 @@ def assert_carries(path: Path, source: Path) -> None:
 
 
 def assert_nothing_stored(service) -> None:
-    assert service.index.count_instances() == 0
+    assert service.index.instances.count() == 0
     kept = [p for p in service.storage.root.rglob("*") if p.is_file()]
     assert kept == [], f"files left in the store: {kept}"
 
 
 def stored_path(service, sop_uid: str) -> Path:
-    record = service.index.find_instance(sop_uid)
+    record = service.index.instances.find(sop_uid)
     assert record is not None
     return service.storage.absolute(record.path)
 
@@ -275,7 +275,7 @@ def test_importing_the_same_files_again_stores_nothing_new(service, registry, me
     assert again.study_instance_uid == first.study_instance_uid and not again.new_study
     assert [f.status for f in again.files] == [ALREADY_STORED] * 2
     assert [f.sop_instance_uid for f in again.files] == [f.sop_instance_uid for f in first.files]
-    assert service.index.count_instances() == 2
+    assert service.index.instances.count() == 2
 
 
 @pytest.mark.parametrize("how", ["a copy", "the same path"])
@@ -286,7 +286,7 @@ def test_the_same_file_twice_in_one_call_is_one_instance(service, registry, medi
     report = run_import(service, [media["photo"], again])
     assert [f.status for f in report.files] == [STORED, ALREADY_STORED]
     assert report.files[1].detail == f"the same file as {media['photo']}"
-    assert service.index.count_instances() == 1
+    assert service.index.instances.count() == 1
     assert report.files[0].instance_number == 1
 
 
@@ -298,8 +298,8 @@ def test_a_file_imported_before_stays_in_its_study_and_the_new_ones_join_it(
     assert later.study_instance_uid == first.study_instance_uid and not later.new_study
     assert [f.status for f in later.files] == [ALREADY_STORED, STORED, STORED]
     assert later.files[0].instance_number == 1 and later.files[1].instance_number == 2
-    assert len(service.index.studies(patient_id="IMP-1")) == 1
-    assert service.index.count_instances() == 3
+    assert len(service.index.instances.studies(patient_id="IMP-1")) == 1
+    assert service.index.instances.count() == 3
 
 
 def test_re_import_restores_a_stored_file_that_went_missing(service, registry, media):
@@ -358,7 +358,7 @@ def test_a_study_uid_adds_to_a_study_stored_by_c_store(node, media):
 
     with pytest.raises(Conflict, match="another patient"):
         run_import(node.service, [media["photo2"]], study_uid=study_uid, patient_id="IMP-2")
-    assert node.service.index.count_instances() == 2
+    assert node.service.index.instances.count() == 2
 
 
 def test_the_given_hospital_is_the_source_for_hospital_scope(node, media):
@@ -378,7 +378,7 @@ def test_the_given_hospital_is_the_source_for_hospital_scope(node, media):
 
 
 def service_hospital(service, sop_uid: str) -> str:
-    return service.index.find_instance(sop_uid).hospital
+    return service.index.instances.find(sop_uid).hospital
 
 
 def test_uids_are_made_under_the_configured_root(tmp_path, sqlite_url, media):

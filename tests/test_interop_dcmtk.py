@@ -127,7 +127,7 @@ def mixed_objects() -> dict[str, object]:
 
 
 def stored_path(node, sop_uid: str) -> Path:
-    record = node.service.index.find_instance(sop_uid)
+    record = node.service.index.instances.find(sop_uid)
     assert record is not None, f"no index row for {sop_uid}"
     return node.service.storage.absolute(record.path)
 
@@ -194,7 +194,7 @@ def test_storescu_mixed_directory_kept_byte_for_byte(node, tmp_path, profile):
         assert before == after, line
 
     for sop_uid, source in sources.items():
-        record = node.service.index.find_instance(sop_uid)
+        record = node.service.index.instances.find(sop_uid)
         assert record is not None, f"no index row for {source.name}"
         assert record.calling_ae == "UNN_US" and record.hospital == "UNN"
         kept = node.service.storage.absolute(record.path)
@@ -205,7 +205,7 @@ def test_storescu_mixed_directory_kept_byte_for_byte(node, tmp_path, profile):
         assert record.transfer_syntax_uid == source_ts, source.name
         kept_meta = dcmread(kept, stop_before_pixels=True).file_meta
         assert from_file_meta(kept_meta) == Provenance("UNN_US", "UNN", "UNN"), source.name
-    assert node.service.index.count_instances() == len(sources)
+    assert node.service.index.instances.count() == len(sources)
     assert list(node.service.storage.incoming.iterdir()) == []
 
 
@@ -218,7 +218,7 @@ def test_storescu_from_store_only_ae(node, tmp_path, profile):
     assert "Received Store Response (Success)" in text
     kept = stored_path(node, ds.SOPInstanceUID)
     assert factory.dataset_bytes(kept) == factory.dataset_bytes(source)
-    record = node.service.index.find_instance(ds.SOPInstanceUID)
+    record = node.service.index.instances.find(ds.SOPInstanceUID)
     assert record.calling_ae == "NLSH_CAM" and record.hospital == "NLSH"
 
 
@@ -228,5 +228,5 @@ def test_storescu_from_unregistered_ae_stores_nothing(node, tmp_path, profile):
     proc = storescu(node, "STRANGER", profile, source)
     assert proc.returncode != 0
     assert "Calling AE Title Not Recognized" in output(proc)
-    assert node.service.index.find_instance(ds.SOPInstanceUID) is None
-    assert node.service.index.count_instances() == 0
+    assert node.service.index.instances.find(ds.SOPInstanceUID) is None
+    assert node.service.index.instances.count() == 0

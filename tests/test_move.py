@@ -72,7 +72,7 @@ def study(node):
 
 
 def stored_path(node, sop_uid: str):
-    record = node.service.index.find_instance(sop_uid)
+    record = node.service.index.instances.find(sop_uid)
     return node.service.storage.absolute(record.path)
 
 

@@ -235,7 +235,7 @@ def test_an_interrupted_run_resumes(service, kept, stop_after):
     drop_index(service)
     with pytest.raises(Interrupted):
         rebuild(service, progress=StopAfter(stop_after))
-    assert service.index.count_instances() == stop_after  # a consistent prefix, oldest first
+    assert service.index.instances.count() == stop_after  # a consistent prefix, oldest first
     resumed = rebuild(service)
     assert resumed.ok
     assert (resumed.indexed, resumed.already_indexed) == (len(uids) - stop_after, stop_after)
@@ -263,9 +263,9 @@ def test_a_file_without_provenance_needs_a_default_hospital(service, kept):
     service.registry.add_hospital("LEGACY", "Files of the old PACS", issuer="OLDPACS")
     report = rebuild(service, default_hospital="LEGACY")
     assert report.ok and report.indexed == 1 and report.already_indexed == len(uids)
-    record = service.index.find_instance(legacy.SOPInstanceUID)
+    record = service.index.instances.find(legacy.SOPInstanceUID)
     assert (record.hospital, record.calling_ae, record.path) == ("LEGACY", "", path)
-    assert [s.issuer for s in service.index.studies(patient_id="OLD1")] == ["OLDPACS"]
+    assert [s.issuer for s in service.index.instances.studies(patient_id="OLD1")] == ["OLDPACS"]
 
 
 def test_a_duplicate_sop_instance_is_indexed_once(service, kept):
@@ -299,7 +299,7 @@ def test_a_row_whose_file_was_moved_is_repointed(service, kept):
         ("repointed", new, moved_uid)
     ]
     assert old in report.problems[0].detail and "same content" in report.problems[0].detail
-    assert service.index.find_instance(moved_uid).path == new
+    assert service.index.instances.find(moved_uid).path == new
     assert integrity.verify(service.storage, service.index).ok
     repaired = dump(service.index)
     original["instances"] = [

@@ -64,7 +64,7 @@ def test_store_keeps_file_and_index_row(node, tmp_path):
     assoc.release()
     assert rsp.Status == status.SUCCESS
 
-    record = node.service.index.find_instance(ds.SOPInstanceUID)
+    record = node.service.index.instances.find(ds.SOPInstanceUID)
     assert record is not None
     kept = node.service.storage.absolute(record.path)
     assert factory.dataset_bytes(kept) == factory.dataset_bytes(path)
@@ -90,7 +90,7 @@ def test_file_meta_records_the_sender_for_a_rebuild(node, tmp_path):
     assert [send_file(assoc, path).Status for path in paths] == [status.SUCCESS] * 2
     assoc.release()
     for ds, path in zip((small, large), paths, strict=True):
-        record = node.service.index.find_instance(ds.SOPInstanceUID)
+        record = node.service.index.instances.find(ds.SOPInstanceUID)
         kept = node.service.storage.absolute(record.path)
         assert factory.dataset_bytes(kept) == factory.dataset_bytes(path)
         meta = read_file_meta_info(kept)
@@ -119,9 +119,11 @@ def test_issuer_defaults_to_sending_hospital(node):
         )
         == 0
     )
-    issuers = {s.study_uid: s.issuer for s in node.service.index.studies(patient_id="SAME")}
+    issuers = {
+        s.study_uid: s.issuer for s in node.service.index.instances.studies(patient_id="SAME")
+    }
     assert issuers == {study_unn: "UNN", study_nlsh: "NLSH", study_own: "NO-FNR"}
-    hospitals = {s.study_uid: s.hospital for s in node.service.index.studies()}
+    hospitals = {s.study_uid: s.hospital for s in node.service.index.instances.studies()}
     assert hospitals[study_nlsh] == "NLSH" and hospitals[study_unn] == "UNN"
 
 
@@ -154,7 +156,7 @@ def test_many_associations_at_once_on_one_study(node):
     for t in threads:
         t.join()
     assert results == [status.SUCCESS] * 32
-    (summary,) = node.service.index.studies()
+    (summary,) = node.service.index.instances.studies()
     assert (summary.series_count, summary.instance_count) == (1, 32)
     assert len(stored_files(node.service)) == 32
 
@@ -176,7 +178,7 @@ def test_same_instance_from_two_associations_at_once(node, tmp_path):
     for t in threads:
         t.join()
     assert results == [0, 0]
-    assert node.service.index.count_instances() == 1
+    assert node.service.index.instances.count() == 1
     assert len(stored_files(node.service)) == 1
 
 
@@ -187,22 +189,22 @@ def test_identical_duplicate_is_success_and_stores_nothing_new(node):
     ds = factory.secondary_capture()
     assert store(node, ds) == status.SUCCESS
     before = stored_files(node.service)
-    record = node.service.index.find_instance(ds.SOPInstanceUID)
+    record = node.service.index.instances.find(ds.SOPInstanceUID)
     assert store(node, ds) == status.SUCCESS
     assert stored_files(node.service) == before
-    assert node.service.index.find_instance(ds.SOPInstanceUID) == record
+    assert node.service.index.instances.find(ds.SOPInstanceUID) == record
 
 
 def test_different_duplicate_keeps_original(node, caplog):
     ds = factory.secondary_capture()
     assert store(node, ds) == status.SUCCESS
-    original = node.service.index.find_instance(ds.SOPInstanceUID)
+    original = node.service.index.instances.find(ds.SOPInstanceUID)
     original_bytes = node.service.storage.absolute(original.path).read_bytes()
     ds.PixelData = bytes(len(ds.PixelData))  # same UID, other content
     with caplog.at_level(logging.WARNING, logger="archive_node"):
         assert store(node, ds) == status.SUCCESS
     assert "original kept" in caplog.text
-    assert node.service.index.find_instance(ds.SOPInstanceUID) == original
+    assert node.service.index.instances.find(ds.SOPInstanceUID) == original
     assert node.service.storage.absolute(original.path).read_bytes() == original_bytes
     assert len(stored_files(node.service)) == 1
 
@@ -217,10 +219,10 @@ def test_different_duplicate_replaces_when_configured(replacing_node):
     node = replacing_node
     ds = factory.secondary_capture()
     assert store(node, ds) == status.SUCCESS
-    original = node.service.index.find_instance(ds.SOPInstanceUID)
+    original = node.service.index.instances.find(ds.SOPInstanceUID)
     ds.PixelData = bytes(len(ds.PixelData))
     assert store(node, ds) == status.SUCCESS
-    replaced = node.service.index.find_instance(ds.SOPInstanceUID)
+    replaced = node.service.index.instances.find(ds.SOPInstanceUID)
     assert replaced.sha256 != original.sha256 and replaced.path != original.path
     files = stored_files(node.service)
     assert files == [node.service.storage.absolute(replaced.path)]
@@ -272,11 +274,11 @@ def test_bad_dataset_is_refused_and_association_stays_usable(node, tmp_path, mut
     assoc = associate(node, "UNN_US", ALL_KINDS)
     assert send_file(assoc, path).Status == expected
     assert stored_files(node.service) == []
-    assert node.service.index.count_instances() == 0
+    assert node.service.index.instances.count() == 0
     # the association goes on serving
     assert assoc.send_c_store(factory.secondary_capture()).Status == status.SUCCESS
     assoc.release()
-    assert node.service.index.count_instances() == 1
+    assert node.service.index.instances.count() == 1
     assert list(node.service.storage.incoming.iterdir()) == []
 
 
@@ -301,7 +303,7 @@ def test_free_space_reserve_refuses_then_resumes_without_restart(node):
     assoc = associate(node, "UNN_US", ALL_KINDS)
     assert assoc.send_c_store(ds).Status == status.OUT_OF_RESOURCES
     assert stored_files(node.service) == []
-    assert node.service.index.count_instances() == 0
+    assert node.service.index.instances.count() == 0
     node.service.storage.min_free_bytes = 0
     assert assoc.send_c_store(ds).Status == status.SUCCESS
     assoc.release()
@@ -318,7 +320,7 @@ def test_index_failure_removes_the_file_and_reports_failure(fast_failing_node, i
     finally:
         locker()
     assert stored_files(node.service) == []
-    assert node.service.index.find_instance(ds.SOPInstanceUID) is None
+    assert node.service.index.instances.find(ds.SOPInstanceUID) is None
     # and the node goes on storing once the index is back
     assert assoc.send_c_store(ds).Status == status.SUCCESS
     assoc.release()
@@ -362,12 +364,12 @@ def test_replacement_refused_across_hospitals_and_studies(replacing_node):
     node = replacing_node
     ds = factory.secondary_capture()
     assert store(node, ds) == status.SUCCESS
-    original = node.service.index.find_instance(ds.SOPInstanceUID)
+    original = node.service.index.instances.find(ds.SOPInstanceUID)
     ds.PixelData = bytes(len(ds.PixelData))
     assert store(node, ds, calling="NLSH_CAM") == status.SUCCESS  # another hospital
     ds.StudyInstanceUID = generate_uid()  # same hospital, but filed elsewhere
     assert store(node, ds) == status.SUCCESS
-    assert node.service.index.find_instance(ds.SOPInstanceUID) == original
+    assert node.service.index.instances.find(ds.SOPInstanceUID) == original
     assert stored_files(node.service) == [node.service.storage.absolute(original.path)]
 
 
@@ -378,7 +380,7 @@ def test_concurrent_replacements_leave_the_row_on_an_existing_file(replacing_nod
     peer = service.registry.peer("UNN_US")
     ds = factory.secondary_capture()
     assert store(node, ds) == status.SUCCESS
-    stale = service.index.find_instance(ds.SOPInstanceUID)  # what A read before B ran
+    stale = service.index.instances.find(ds.SOPInstanceUID)  # what A read before B ran
 
     ds.PixelData = bytes(len(ds.PixelData))
     b_file = factory.write(ds, tmp_path / "b.dcm")
@@ -397,7 +399,7 @@ def test_concurrent_replacements_leave_the_row_on_an_existing_file(replacing_nod
     a_new = NewInstance(header, stale.path, facts.size, facts.sha256, "UNN_US", "UNN", "UNN")
     assert service._duplicate(stale, a_new, a_file).status == status.SUCCESS
 
-    row = service.index.find_instance(ds.SOPInstanceUID)
+    row = service.index.instances.find(ds.SOPInstanceUID)
     assert row.sha256 == facts.sha256
     kept = service.storage.absolute(row.path)
     assert kept.is_file() and hashlib.sha256(kept.read_bytes()).hexdigest() == row.sha256
@@ -407,10 +409,10 @@ def test_concurrent_replacements_leave_the_row_on_an_existing_file(replacing_nod
 def test_identical_resend_restores_a_missing_file(node):
     ds = factory.secondary_capture()
     assert store(node, ds) == status.SUCCESS
-    record = node.service.index.find_instance(ds.SOPInstanceUID)
+    record = node.service.index.instances.find(ds.SOPInstanceUID)
     node.service.storage.absolute(record.path).unlink()  # lost behind the node's back
     assert store(node, ds) == status.SUCCESS
-    healed = node.service.index.find_instance(ds.SOPInstanceUID)
+    healed = node.service.index.instances.find(ds.SOPInstanceUID)
     kept = node.service.storage.absolute(healed.path)
     assert kept.is_file() and hashlib.sha256(kept.read_bytes()).hexdigest() == healed.sha256
     assert healed.sha256 == record.sha256
@@ -420,7 +422,7 @@ def test_file_stays_when_the_commit_landed_despite_an_error(node, tmp_path):
     """After an index error the file is removed only if no row names it."""
     ds = factory.secondary_capture()
     assert store(node, ds) == status.SUCCESS
-    record = node.service.index.find_instance(ds.SOPInstanceUID)
+    record = node.service.index.instances.find(ds.SOPInstanceUID)
     node.service._discard_unless_indexed(record.path, ds.SOPInstanceUID)
     assert node.service.storage.exists(record.path)
     stray = node.service.storage.keep(factory.write(ds, tmp_path / "x.dcm"), record.path)
@@ -458,7 +460,7 @@ def test_a_crash_leftover_at_the_instances_place(node, age, replaced):
     leftover.write_bytes(b"the first copy, never indexed")
     os.utime(leftover, (time.time() - age, time.time() - age))
     assert store(node, ds) == status.SUCCESS
-    record = node.service.index.find_instance(ds.SOPInstanceUID)
+    record = node.service.index.instances.find(ds.SOPInstanceUID)
     kept = storage.absolute(record.path)
     assert hashlib.sha256(kept.read_bytes()).hexdigest() == record.sha256
     assert (record.path == place) is replaced

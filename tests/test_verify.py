@@ -70,7 +70,7 @@ def keep_corpus(node) -> Corpus:
     push(node, "UNN_US", a)
     push(node, "NLSH_CAM", b)
     index = node.service.index
-    paths = {ds.SOPInstanceUID: index.find_instance(ds.SOPInstanceUID).path for ds in a + b}
+    paths = {ds.SOPInstanceUID: index.instances.find(ds.SOPInstanceUID).path for ds in a + b}
     return Corpus(
         study_a, study_b, paths, [ds.SOPInstanceUID for ds in a], [ds.SOPInstanceUID for ds in b]
     )
@@ -215,7 +215,7 @@ def test_a_file_replaced_while_verify_runs_is_no_problem(service, corpus):
     replacing = ReplaceDuringRead(service, second, corpus.paths[second])
     report = integrity.verify(service.storage, service.index, progress=replacing)
     assert replacing.done and report.ok, report.problems
-    assert service.index.find_instance(second).path == replacing.new
+    assert service.index.instances.find(second).path == replacing.new
 
 
 def test_filters_restrict_both_passes(service, corpus):
@@ -278,7 +278,7 @@ def test_files_are_read_in_chunks(service, registry, tmp_path):
     )
     facts = store.inspect(store.absolute(kept))
     new = NewInstance(header, kept, facts.size, facts.sha256, "UNN_US", "UNN", "UNN")
-    assert service.index.record_instance(new) is None
+    assert service.index.instances.record(new) is None
     assert facts.size > 64 << 20
 
     tracemalloc.start()

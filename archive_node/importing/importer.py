@@ -157,7 +157,7 @@ class Importer:
         for item in media:
             sha256, stat = self._hash(item)
             sop = derived_uid(root, "instance", issuer, request.patient_id, sha256)
-            files.append(_File(item, sha256, stat, sop, self.index.find_instance(sop)))
+            files.append(_File(item, sha256, stat, sop, self.index.instances.find(sop)))
         study, existing = self._study(request, issuer, files)
         subject = _subject(request, issuer, study, existing, media)
         plans = self._plan(subject, files)
@@ -184,7 +184,7 @@ class Importer:
     def _importer_peer(self, code: str) -> Peer:
         """The hospital the files come from, as the sender C-STORE would know."""
         self.index.check_schema()
-        issuer = self.index.hospital_issuer(code)
+        issuer = self.index.registry.hospital_issuer(code)
         if issuer is None:
             raise NotFound(f"no hospital {code!r} (see: archive-node hospital list)")
         return Peer(
@@ -234,7 +234,7 @@ class Importer:
         the one given, the patient's of the accession number, the one the files already
         stored are in, or a new one derived from the patient and the files."""
         if request.study_uid:
-            existing = self.index.study(request.study_uid)
+            existing = self.index.imports.study(request.study_uid)
             if existing is not None and (existing.patient_id, existing.issuer) != (
                 request.patient_id,
                 issuer,
@@ -246,7 +246,7 @@ class Importer:
             return request.study_uid, existing
         root = self.service.config.node.uid_root
         if request.accession_number:
-            found = self.index.studies_with_accession(
+            found = self.index.imports.studies_with_accession(
                 request.accession_number, request.patient_id, issuer
             )
             if len(found) > 1:
@@ -258,7 +258,7 @@ class Importer:
                 return found[0].study_uid, found[0]
             parts = ("study", issuer, request.patient_id, "accession", request.accession_number)
             study = derived_uid(root, *parts)
-            return study, self.index.study(study)
+            return study, self.index.imports.study(study)
         earlier = sorted({f.stored.study_uid for f in files if f.stored is not None})
         if len(earlier) > 1:
             raise Conflict(
@@ -266,10 +266,10 @@ class Importer:
                 "--study-uid for the others"
             )
         if earlier:
-            return earlier[0], self.index.study(earlier[0])
+            return earlier[0], self.index.imports.study(earlier[0])
         hashes = sorted({f.sha256 for f in files})
         study = derived_uid(root, "study", issuer, request.patient_id, *hashes)
-        return study, self.index.study(study)
+        return study, self.index.imports.study(study)
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -286,11 +286,11 @@ class Importer:
             series = derived_uid(root, "series", subject.study_uid, item.kind)
             if stored is not None:  # it keeps its place, number and bytes
                 series, study = stored.series_uid, stored.study_uid
-                number = self.index.instance_number(sop)
+                number = self.index.imports.instance_number(sop)
             else:
                 study = subject.study_uid
                 if series not in numbers:
-                    numbers[series] = self.index.last_instance_number(series)
+                    numbers[series] = self.index.imports.last_instance_number(series)
                 number = None
             write = sop not in first and (
                 stored is None or not self.service.storage.exists(stored.path)
@@ -367,7 +367,7 @@ class Importer:
     def _duplicate(self, result: ImportedFile, message: str) -> None:
         """The outcome of an instance the index already had: restored (its file had gone
         missing), or kept as it was (another import or C-STORE of it came first)."""
-        kept = self.index.find_instance(result.sop_instance_uid)
+        kept = self.index.instances.find(result.sop_instance_uid)
         if kept is None or not self.service.storage.exists(kept.path):
             result.status, result.detail = FAILED, f"{message}, but no file is kept: see verify"
             return

@@ -14,6 +14,7 @@ from peewee import fn
 
 from .clock import utcnow
 from .records import CommitmentRecord
+from .session import Role
 from .tables import CommitmentRequest
 
 PENDING = "pending"
@@ -21,10 +22,10 @@ DELIVERED = "delivered"
 ABANDONED = "abandoned"
 
 
-class CommitmentQueries:
-    """Mixed into Index (repository.py)."""
+class CommitmentRows(Role):
+    """The Storage Commitment requests, from their N-ACTION to their delivered report."""
 
-    def add_commitment(
+    def add(
         self,
         requester: str,
         transaction_uid: str,
@@ -62,9 +63,7 @@ class CommitmentQueries:
             ).execute()
             return _record(CommitmentRequest.get(key))
 
-    def claim_commitment(
-        self, commitment_id: int, claimant: str, until: datetime
-    ) -> CommitmentRecord | None:
+    def claim(self, commitment_id: int, claimant: str, until: datetime) -> CommitmentRecord | None:
         """Take a due request for delivery until `until`; None when it is not pending, not due
         or someone else took it."""
         with self.session(write=True):
@@ -85,7 +84,7 @@ class CommitmentQueries:
                 return None
             return _record(CommitmentRequest.get_by_id(commitment_id))
 
-    def release_commitment_claims(self, claimant: str) -> None:
+    def release_claims(self, claimant: str) -> None:
         """At `claimant`'s start-up, make due now the pending requests it held (a report a
         crashed node was delivering goes out at once, not when its claim runs out) and those
         nobody holds (a restart is a retry: what kept them back may have been fixed). Claims
@@ -96,7 +95,7 @@ class CommitmentQueries:
                 & CommitmentRequest.claimed_by.in_([claimant, ""])
             ).execute()
 
-    def hand_over_commitment(self, record: CommitmentRecord) -> bool:
+    def hand_over(self, record: CommitmentRecord) -> bool:
         """Give up a claim so that the report is due now for any worker; False when the row
         has moved on (a newer request or claim)."""
         with self.session(write=True):
@@ -106,7 +105,7 @@ class CommitmentQueries:
                 .execute()
             )
 
-    def due_commitments(self, limit: int = 100) -> list[tuple[int, str]]:
+    def due(self, limit: int = 100) -> list[tuple[int, str]]:
         """(id, requester) of pending requests whose next attempt has come, oldest first."""
         with self.session():
             query = (
@@ -120,7 +119,7 @@ class CommitmentQueries:
             )
             return list(query.tuples())
 
-    def next_commitment_due(self) -> datetime | None:
+    def next_due(self) -> datetime | None:
         """When the earliest pending request falls due (None: nothing pending)."""
         with self.session():
             return (
@@ -129,11 +128,11 @@ class CommitmentQueries:
                 .scalar()
             )
 
-    def save_commitment_result(self, record: CommitmentRecord, result: str) -> bool:
+    def save_result(self, record: CommitmentRecord, result: str) -> bool:
         with self.session(write=True):
             return bool(CommitmentRequest.update(result=result).where(_current(record)).execute())
 
-    def commitment_delivered(self, record: CommitmentRecord) -> bool:
+    def delivered(self, record: CommitmentRecord) -> bool:
         with self.session(write=True):
             return bool(
                 CommitmentRequest.update(
@@ -147,7 +146,7 @@ class CommitmentQueries:
                 .execute()
             )
 
-    def commitment_not_delivered(
+    def not_delivered(
         self, record: CommitmentRecord, error: str, retry_at: datetime | None
     ) -> bool:
         """Record a failed delivery: try again at `retry_at`, or abandon when it is None."""
@@ -163,7 +162,7 @@ class CommitmentQueries:
         with self.session(write=True):
             return bool(CommitmentRequest.update(**fields).where(_current(record)).execute())
 
-    def postpone_commitments(self, requester: str, until: datetime) -> None:
+    def postpone(self, requester: str, until: datetime) -> None:
         """Put off the pending reports to `requester` that would fall due before `until` (a
         delivery to it has just failed: the others would only wait out the same timeouts)."""
         with self.session(write=True):
@@ -174,7 +173,7 @@ class CommitmentQueries:
                 & (CommitmentRequest.next_attempt_at < until)
             ).execute()
 
-    def commitments(
+    def listing(
         self, *, state: str | None = None, limit: int | None = None
     ) -> list[CommitmentRecord]:
         """Requests (newest first), for the operator."""

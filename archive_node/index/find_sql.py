@@ -11,6 +11,7 @@ from typing import Any
 from peewee import SQL, Database, Expression, Field, SqliteDatabase, fn
 
 from ..rules.query import Condition, Query
+from .session import Role
 from .tables import Hospital, Instance, Patient, Series, Study
 
 
@@ -62,6 +63,22 @@ MATCHED: dict[str, Field] = {
 _ENTITY = {"PATIENT": Patient, "STUDY": Study, "SERIES": Series, "IMAGE": Instance}
 _INTEGER_KEYS = frozenset({"SeriesNumber", "InstanceNumber", "NumberOfFrames"})
 _DAY_START, _DAY_END = "000000.000000", "235959.999999"
+
+
+class FindQueries(Role):
+    """C-FIND, and the instances a C-MOVE or C-GET names, as SQL."""
+
+    def matches(self, query: Query, *, hospital: str | None, limit: int) -> list[Match]:
+        """Entities matching a C-FIND query (at most `limit`); see find_matches."""
+        with self.session():
+            return find_matches(self.db, query, hospital, limit)
+
+    def computed_keys(
+        self, query: Query, matches: list[Match], *, hospital: str | None
+    ) -> dict[int, dict[str, Any]]:
+        """Counts and lists the query asked for, per match; see computed_keys."""
+        with self.session():
+            return computed_keys(query, matches, hospital)
 
 
 def hospital_pk(hospital: str | None) -> int | None:

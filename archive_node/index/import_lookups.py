@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from peewee import fn
 
+from .session import Role
 from .tables import Hospital, Instance, Patient, Series, Study
 
 
@@ -29,12 +30,12 @@ class StudyRecord:
     hospital: str
 
 
-class StudyQueries:
-    """Mixed into Index (which provides session())."""
+class ImportLookups(Role):
+    """What `archive-node import` asks before it places media in a study."""
 
     def study(self, study_uid: str) -> StudyRecord | None:
         """The indexed study with this Study Instance UID, or None."""
-        with self.session():  # type: ignore[attr-defined]
+        with self.session():
             rows = _studies().where(Study.study_uid == study_uid).tuples()
             return next((StudyRecord(*row) for row in rows), None)
 
@@ -42,7 +43,7 @@ class StudyQueries:
         self, accession_number: str, patient_id: str, issuer: str
     ) -> list[StudyRecord]:
         """The studies of this patient (in this issuer) that carry this Accession Number."""
-        with self.session():  # type: ignore[attr-defined]
+        with self.session():
             rows = _studies().where(
                 (Study.accession_number == accession_number)
                 & (Patient.patient_id == patient_id)
@@ -52,7 +53,7 @@ class StudyQueries:
 
     def instance_number(self, sop_uid: str) -> int | None:
         """The Instance Number indexed for this SOP Instance UID (None: none, or no row)."""
-        with self.session():  # type: ignore[attr-defined]
+        with self.session():
             return (
                 Instance.select(Instance.instance_number)
                 .where(Instance.sop_uid == sop_uid)
@@ -61,7 +62,7 @@ class StudyQueries:
 
     def last_instance_number(self, series_uid: str) -> int:
         """The highest Instance Number in the series (0 when it has none or does not exist)."""
-        with self.session():  # type: ignore[attr-defined]
+        with self.session():
             value = (
                 Instance.select(fn.MAX(Instance.instance_number))
                 .join(Series)

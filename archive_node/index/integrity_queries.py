@@ -1,4 +1,4 @@
-"""Index queries for `verify` and `reindex`: instance rows in pages, rebuilt rows."""
+"""Index queries for `verify` and `reindex`: instance rows in pages, rebuilt and repointed rows."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from peewee import fn
 
 from ..errors import NotFound
 from . import instance_insert
+from .session import Role
 from .tables import Hospital, Instance, Series, Study
 
 if TYPE_CHECKING:
@@ -44,19 +45,12 @@ class KeptRow:
     sha256: str
 
 
-class AuditQueries:
-    """Mixed into Index (repository.py): reads and writes that integrity checks need.
+class IntegrityQueries(Role):
+    """The reads and writes `verify` and `reindex` need.
 
     Reads come in pages by primary key (keyset, a short query each), so no cursor stays open on
-    tables a serving node is writing while files are being read. Uses Index's session() and
-    its row helpers (_patient, _study, _series, _find_instance).
+    tables a serving node is writing while files are being read.
     """
-
-    def hospital_issuer(self, code: str) -> str | None:
-        """The Issuer of Patient ID of hospital `code`, or None when there is no such hospital."""
-        with self.session():
-            row = Hospital.get_or_none(Hospital.code == code)
-            return row.issuer if row is not None else None
 
     def kept_rows_total(self, scope: InstanceScope) -> tuple[int, int]:
         """How many instance rows are in scope, and the sum of their sizes."""
@@ -118,7 +112,7 @@ class AuditQueries:
     def rebuild_instance(
         self, new: NewInstance, *, received_at: datetime, hospital_issuer: str
     ) -> tuple[InstanceRecord | None, bool]:
-        """Record a file found in the store as Index.record_instance records a received one,
+        """Record a file found in the store as InstanceRows.record records a received one,
         with the time it was received, in one transaction. A hospital the index lacks is
         created (its name is its code, its issuer `hospital_issuer`).
 

@@ -86,7 +86,7 @@ def reindex(
     index.check_schema()
     default = None
     if default_hospital is not None:
-        issuer = index.hospital_issuer(default_hospital)
+        issuer = index.registry.hospital_issuer(default_hospital)
         if issuer is None:
             raise NotFound(
                 f"no hospital {default_hospital}: register it first (archive-node hospital add)"
@@ -134,7 +134,11 @@ class _Reindex:
             for group in self.storage.kept_files(top):
                 for where, why in group.unlistable:
                     self._problem(UNREADABLE, where, detail=f"cannot list: {why}")
-                indexed = self.index.indexed_paths(group.study_uid) if group.study_uid else set()
+                indexed = (
+                    self.index.integrity.indexed_paths(group.study_uid)
+                    if group.study_uid
+                    else set()
+                )
                 for path in group.files:
                     self.report.files += 1
                     if path in indexed:
@@ -173,7 +177,7 @@ class _Reindex:
             self._problem(UNREADABLE, path, detail=f"not indexed: {reason(exc)}")
             return
         self.report.bytes += facts.size
-        existing = self.index.find_instance(header.sop_instance_uid)
+        existing = self.index.instances.find(header.sop_instance_uid)
         if existing is not None:
             self._indexed_elsewhere(path, header, facts, existing)
             return
@@ -192,7 +196,7 @@ class _Reindex:
         )
         # the mtime of a kept file is the end of its receipt: the store links, never rewrites
         received_at = datetime.fromtimestamp(mtime_ns / 1e9, UTC).replace(tzinfo=None)
-        won, created = self.index.rebuild_instance(
+        won, created = self.index.integrity.rebuild_instance(
             new, received_at=received_at, hospital_issuer=sender.issuer
         )
         if created:
@@ -223,7 +227,7 @@ class _Reindex:
             )
             return
         try:
-            self.index.repoint_instance(
+            self.index.integrity.repoint_instance(
                 header,
                 path=path,
                 size=facts.size,

@@ -98,10 +98,10 @@ def verify(
     rows = scope.instance_scope()
     report = VerifyReport()
 
-    count, total = index.kept_rows_total(rows)
+    count, total = index.integrity.kept_rows_total(rows)
     progress.begin(f"checking {count} files", total)
     after = 0
-    while page := index.kept_rows(rows, after=after, limit=PAGE):
+    while page := index.integrity.kept_rows(rows, after=after, limit=PAGE):
         for row in page:
             problem = _check_row(storage, index, row, report)
             if problem:
@@ -127,7 +127,7 @@ def verify(
 
 
 def _check_scope(index: Index, scope: Scope) -> None:
-    if scope.hospital is not None and index.hospital_issuer(scope.hospital) is None:
+    if scope.hospital is not None and index.registry.hospital_issuer(scope.hospital) is None:
         raise NotFound(f"no hospital {scope.hospital}")
     if scope.study_uid is not None and not is_valid_uid(scope.study_uid):
         raise InvalidInput(f"--study {scope.study_uid!r} is not a valid UID")
@@ -152,7 +152,7 @@ def _check_row(
     except (FileNotFoundError, NotADirectoryError):
         # A running node may have replaced the file (a duplicate, or a resend restoring it)
         # since the page was read: only a row that still names the missing file is a problem.
-        if index.kept_path(row.pk) != row.path:
+        if index.integrity.kept_path(row.pk) != row.path:
             return None
         return problem(MISSING, "the index names a file that is not in the store")
     except OSError as exc:
@@ -178,13 +178,15 @@ def _groups_in_scope(
             progress.advance(1)
         progress.end()
         return
-    progress.begin("looking for files the index lacks", index.studies_in_scope_total(rows))
+    progress.begin(
+        "looking for files the index lacks", index.integrity.studies_in_scope_total(rows)
+    )
     if rows.study_uid is not None and rows == InstanceScope(study_uid=rows.study_uid):
         # a study named alone: its directory, even when the index has no row of it
         yield storage.study_files(rows.study_uid)
     else:
         after = 0
-        while page := index.studies_in_scope(rows, after=after, limit=PAGE):
+        while page := index.integrity.studies_in_scope(rows, after=after, limit=PAGE):
             for _pk, study_uid in page:
                 if is_valid_uid(study_uid):
                     yield storage.study_files(study_uid)
@@ -204,7 +206,7 @@ def _orphans(storage: FilesystemStorage, index: Index, group: KeptFiles) -> list
     ]
     if not group.files:
         return problems
-    indexed = index.indexed_paths(group.study_uid) if group.study_uid else set()
+    indexed = index.integrity.indexed_paths(group.study_uid) if group.study_uid else set()
     for path in group.files:
         if path in indexed:
             continue
@@ -235,7 +237,7 @@ def _settled(storage: FilesystemStorage, index: Index, orphans: list[Problem]) -
     time.sleep(SETTLE_SECONDS - min(age for age, _ in young))
     indexed = set()
     for _, problem in young:
-        record = index.find_instance(problem.sop_instance_uid or "")
+        record = index.instances.find(problem.sop_instance_uid or "")
         if record is not None and record.path == problem.path:
             indexed.add(problem.path)
     return [p for p in orphans if p.path not in indexed]
@@ -252,7 +254,7 @@ def _orphan_detail(
         return None, None
     except (OSError, Refused) as exc:
         return None, f"not in the index, and not a DICOM file the node keeps: {reason(exc)}"
-    record = index.find_instance(header.sop_instance_uid)
+    record = index.instances.find(header.sop_instance_uid)
     if record is None:
         return header.sop_instance_uid, "not in the index"
     if record.path == path:

@@ -119,7 +119,7 @@ class CommitmentSCP:
                 record.transaction_uid, result, self.service.config.node.ae_title
             )
             error = _exchange_report(assoc, report, result.event_type)
-            if error is None and self.service.index.commitment_delivered(record):
+            if error is None and self.service.index.commitments.delivered(record):
                 log.info("%s sent on the requesting association", what)
                 return
         except IndexUnavailable as exc:
@@ -131,7 +131,7 @@ class CommitmentSCP:
             return
         log.warning("%s not taken on the requesting association (%s): calling back", what, error)
         try:
-            self.service.index.hand_over_commitment(record)
+            self.service.index.commitments.hand_over(record)
         except IndexUnavailable:
             log.error("%s waits for its claim to run out (index unavailable)", what)
         self._wake.set()
@@ -142,7 +142,7 @@ class CommitmentSCP:
         """Start calling back; reports this node held when it stopped are due at once."""
         self.claimant = claimant
         try:
-            self.service.index.release_commitment_claims(claimant)
+            self.service.index.commitments.release_claims(claimant)
         except IndexUnavailable as exc:
             log.error("storage commitment reports wait for the index: %s", exc)
         self._stopping.clear()
@@ -163,7 +163,7 @@ class CommitmentSCP:
             self._wake.wait(self._idle_wait())
             self._wake.clear()
             try:
-                for commitment_id, _requester in self.service.index.due_commitments():
+                for commitment_id, _requester in self.service.index.commitments.due():
                     if self._stopping.is_set():
                         return
                     self._call_back(commitment_id)
@@ -176,7 +176,7 @@ class CommitmentSCP:
 
     def _idle_wait(self) -> float:
         try:
-            due = self.service.index.next_commitment_due()
+            due = self.service.index.commitments.next_due()
         except IndexUnavailable:
             return _IDLE_POLL
         if due is None:
@@ -186,7 +186,7 @@ class CommitmentSCP:
     def _call_back(self, commitment_id: int) -> None:
         """Claim a due request, decide it if not yet done, and try once to deliver its report
         on a new association to the requester as registered now."""
-        record = self.service.index.claim_commitment(
+        record = self.service.index.commitments.claim(
             commitment_id, self.claimant, utcnow() + _CLAIM
         )
         if record is None:  # delivered, abandoned, or another worker was quicker
@@ -209,7 +209,7 @@ class CommitmentSCP:
             )
             error = self._send_on_new_association(callee, report, result.event_type)
             if error is None:
-                if self.service.index.commitment_delivered(record):
+                if self.service.index.commitments.delivered(record):
                     log.info("%s sent on a new association", what)
                 return
         cfg = self.service.config.commitment
@@ -220,14 +220,14 @@ class CommitmentSCP:
             interval=cfg.retry_interval,
             give_up_after_hours=cfg.give_up_after,
         )
-        if not self.service.index.commitment_not_delivered(record, error, retry_at):
+        if not self.service.index.commitments.not_delivered(record, error, retry_at):
             return  # replaced by a newer request meanwhile
         if retry_at is None:
             log.error("%s abandoned after %d attempt(s): %s", what, record.attempts + 1, error)
             return
         log.warning("%s not delivered (%s): retrying at %s UTC", what, error, retry_at)
         # the requester's other reports would only wait out the same timeouts now
-        self.service.index.postpone_commitments(record.requester, retry_at)
+        self.service.index.commitments.postpone(record.requester, retry_at)
 
     def _send_on_new_association(self, peer: Peer, report: Any, event_type: int) -> str | None:
         try:

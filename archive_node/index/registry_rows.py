@@ -1,0 +1,144 @@
+"""Index rows of the registry: hospitals and their AEs (the allowlist)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peewee import fn
+
+from ..errors import Conflict, NotFound
+from .clock import utcnow
+from .records import AERecord, HospitalRecord
+from .session import Role
+from .tables import ApplicationEntity, Hospital, Instance, Study
+
+_AE_FIELDS = ("host", "port", "allow", "scope", "description", "enabled")
+
+
+class RegistryRows(Role):
+    """Hospitals and AEs: added, changed, removed, looked up (every association asks)."""
+
+    def add_hospital(self, code: str, name: str, issuer: str) -> HospitalRecord:
+        with self.session(write=True):
+            if Hospital.get_or_none(Hospital.code == code):
+                raise Conflict(f"hospital {code} already exists")
+            Hospital.create(code=code, name=name, issuer=issuer)
+        return HospitalRecord(code, name, issuer)
+
+    def list_hospitals(self) -> list[HospitalRecord]:
+        with self.session():
+            ae_counts = dict(
+                ApplicationEntity.select(
+                    ApplicationEntity.hospital, fn.COUNT(ApplicationEntity.id)
+                )
+                .group_by(ApplicationEntity.hospital)
+                .tuples()
+            )
+            study_counts = dict(
+                Study.select(Study.hospital, fn.COUNT(Study.id)).group_by(Study.hospital).tuples()
+            )
+            return [
+                HospitalRecord(
+                    h.code, h.name, h.issuer, ae_counts.get(h.id, 0), study_counts.get(h.id, 0)
+                )
+                for h in Hospital.select().order_by(Hospital.code)
+            ]
+
+    def remove_hospital(self, code: str) -> None:
+        """Raises NotFound, or Conflict while AEs, studies or instances refer to it."""
+        with self.session(write=True):
+            row = Hospital.get_or_none(Hospital.code == code)
+            if row is None:
+                raise NotFound(f"no hospital {code}")
+            aes = ApplicationEntity.select().where(ApplicationEntity.hospital == row).count()
+            studies = Study.select().where(Study.hospital == row).count()
+            instances = Instance.select().where(Instance.hospital == row).count()
+            if aes or studies or instances:
+                raise Conflict(
+                    f"hospital {code} is still referred to by {aes} AE(s) and {studies} "
+                    f"study(ies){f' and {instances} instance(s)' if instances else ''}"
+                )
+            row.delete_instance()
+
+    # -- application entities -----------------------------------------------------------------
+
+    def add_ae(self, ae_title: str, hospital: str, **fields: Any) -> AERecord:
+        with self.session(write=True):
+            owner = Hospital.get_or_none(Hospital.code == hospital)
+            if owner is None:
+                raise NotFound(f"no hospital {hospital}")
+            if ApplicationEntity.get_or_none(ApplicationEntity.ae_title == ae_title):
+                raise Conflict(f"AE {ae_title} already exists")
+            ApplicationEntity.create(ae_title=ae_title, hospital=owner, **fields)
+        return self.get_ae(ae_title)
+
+    def update_ae(self, ae_title: str, hospital: str | None = None, **fields: Any) -> AERecord:
+        unknown = set(fields) - set(_AE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown AE fields {unknown}")
+        with self.session(write=True):
+            row = ApplicationEntity.get_or_none(ApplicationEntity.ae_title == ae_title)
+            if row is None:
+                raise NotFound(f"no AE {ae_title}")
+            if hospital is not None:
+                owner = Hospital.get_or_none(Hospital.code == hospital)
+                if owner is None:
+                    raise NotFound(f"no hospital {hospital}")
+                row.hospital = owner
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.updated_at = utcnow()
+            row.save()
+        return self.get_ae(ae_title)
+
+    def remove_ae(self, ae_title: str) -> None:
+        with self.session(write=True):
+            deleted = (
+                ApplicationEntity.delete().where(ApplicationEntity.ae_title == ae_title).execute()
+            )
+            if not deleted:
+                raise NotFound(f"no AE {ae_title}")
+
+    def find_ae(self, ae_title: str) -> AERecord | None:
+        """The registered AE with this title, or None."""
+        with self.session():
+            query = self._ae_query().where(ApplicationEntity.ae_title == ae_title)
+            row = query.first()
+            return _ae_record(row) if row else None
+
+    def get_ae(self, ae_title: str) -> AERecord:
+        record = self.find_ae(ae_title)
+        if record is None:
+            raise NotFound(f"no AE {ae_title}")
+        return record
+
+    def list_aes(self, hospital: str | None = None) -> list[AERecord]:
+        with self.session():
+            query = self._ae_query().order_by(Hospital.code, ApplicationEntity.ae_title)
+            if hospital:
+                query = query.where(Hospital.code == hospital)
+            return [_ae_record(row) for row in query]
+
+    @staticmethod
+    def _ae_query():
+        return ApplicationEntity.select(ApplicationEntity, Hospital).join(Hospital)
+
+    def hospital_issuer(self, code: str) -> str | None:
+        """The Issuer of Patient ID of hospital `code`, or None when there is no such hospital."""
+        with self.session():
+            row = Hospital.get_or_none(Hospital.code == code)
+            return row.issuer if row is not None else None
+
+
+def _ae_record(row: ApplicationEntity) -> AERecord:
+    return AERecord(
+        ae_title=row.ae_title,
+        hospital=row.hospital.code,
+        issuer=row.hospital.issuer,
+        host=row.host,
+        port=row.port,
+        allow=row.allow,
+        scope=row.scope,
+        description=row.description,
+        enabled=row.enabled,
+    )
