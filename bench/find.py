@@ -156,18 +156,34 @@ FIND_AES = (
 )
 
 
+# A configuration of the node measured: its index backend, and "-plain" when it runs without its
+# speed patches (node.fast_paths = false), e.g. "sqlite", "postgresql", "sqlite-plain".
+PLAIN = "-plain"
+
+
+def configuration(name: str) -> tuple[str, bool]:
+    """(backend, fast_paths) of a configuration name."""
+    return name.removesuffix(PLAIN), not name.endswith(PLAIN)
+
+
 @contextlib.contextmanager
 def serving(
-    root: Path, index_url: str, aes=FIND_AES, *, workers: int = 1, prepare: bool = True
+    root: Path,
+    index_url: str,
+    aes=FIND_AES,
+    *,
+    workers: int = 1,
+    prepare: bool = True,
+    fast_paths: bool = True,
 ) -> Iterator[subprocess.Popen]:
     """Run `archive-node serve` on a free port with this index and these AEs (`ae add`
     arguments; the first must have `echo`); yield the process (its port is `.port`).
     `workers` > 1 passes `--workers`; `prepare=False` serves an index already initialised and
-    holding the AEs (a restart)."""
+    holding the AEs (a restart); `fast_paths` is node.fast_paths."""
     port = free_port()
     config = root / "archive-node.toml"
     config.write_text(
-        f'[node]\nbind = "127.0.0.1"\nport = {port}\n'
+        f'[node]\nbind = "127.0.0.1"\nport = {port}\nfast_paths = {str(fast_paths).lower()}\n'
         f'[storage]\npath = "{root / "storage"}"\nmin_free_mb = 1\n'
         f'[index]\nurl = "{index_url}"\n[query]\nmax_results = 10000\n[log]\nlevel = "WARNING"\n'
     )
@@ -272,7 +288,9 @@ def time_findscu(port: int, corpus: Corpus, runs: int, hits: int = LARGE_HITS) -
 
 
 @contextlib.contextmanager
-def index_url_for(backend: str, root: Path) -> Iterator[str]:
+def index_url_for(name: str, root: Path) -> Iterator[str]:
+    """A fresh index of the configuration's backend."""
+    backend, _ = configuration(name)
     if backend == "sqlite":
         yield f"sqlite:///{root}/index.sqlite3"
         return
@@ -292,6 +310,8 @@ def index_url_for(backend: str, root: Path) -> Iterator[str]:
 
 
 def run(backend: str, studies: int, runs: int, seed: int, *, workers: int = 1) -> dict:
+    """C-FIND timings of the configuration `backend` (see configuration())."""
+    base, fast_paths = configuration(backend)
     with tempfile.TemporaryDirectory(prefix="archive-node-bench-") as tmp:
         root = Path(tmp)
         with index_url_for(backend, root) as url:
@@ -299,12 +319,12 @@ def run(backend: str, studies: int, runs: int, seed: int, *, workers: int = 1) -
             index.init_schema()
             started = time.perf_counter()
             corpus = populate(index, studies, seed=seed)
-            if backend == "postgresql":
+            if base == "postgresql":
                 with index.session():
                     index.db.execute_sql("ANALYZE")
             populated = time.perf_counter() - started
             index.close()
-            with serving(root, url, workers=workers) as node:
+            with serving(root, url, workers=workers, fast_paths=fast_paths) as node:
                 results = measure(node.port, corpus, runs, seed)
                 findscu = (
                     time_findscu(node.port, corpus, max(3, runs // 10))

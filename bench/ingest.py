@@ -17,7 +17,15 @@ from pathlib import Path
 
 from archive_node.index import Index
 from archive_node.registry import Registry
-from bench.find import DCMTK_ENV, free_port, index_url_for, serving, wait_until_answering
+from bench.find import (
+    DCMTK_ENV,
+    PLAIN,
+    configuration,
+    free_port,
+    index_url_for,
+    serving,
+    wait_until_answering,
+)
 from bench.media import CACHE, KINDS, MPEG4_HP41, Media, media
 from bench.retrieve import start_storescp, time_move, tree_hwm
 
@@ -26,6 +34,8 @@ BASELINES = ("dcmtk", "pynetdicom")
 RECEIVER_NAMES = {
     "sqlite": "archive-node sqlite",
     "postgresql": "archive-node postgresql",
+    "sqlite" + PLAIN: "archive-node sqlite, fast paths off",
+    "postgresql" + PLAIN: "archive-node postgresql, fast paths off",
     "dcmtk": "DCMTK storescp",
     "pynetdicom": "pynetdicom storescp",
 }
@@ -61,7 +71,9 @@ def node_run(
 ) -> tuple[dict, dict | None]:
     """One run into a fresh `archive-node serve` (empty store and index); with `send_video`,
     then a C-MOVE of what it received into DCMTK storescp, by the node restarted on the same
-    store and index, so its peak RSS is that of sending alone."""
+    store and index, so its peak RSS is that of sending alone. `backend` is a configuration
+    (find.configuration)."""
+    _, fast_paths = configuration(backend)
     with tempfile.TemporaryDirectory(prefix="archive-node-bench-ingest-") as tmp:
         root = Path(tmp)
         with index_url_for(backend, root) as url:
@@ -75,12 +87,16 @@ def node_run(
             index.close()
             aes = (["BENCH"],)  # serving() calls as the first AE to see that it answers
             name = RECEIVER_NAMES[backend]
-            with serving(root, url, aes, workers=workers, prepare=False) as node:
+            with serving(
+                root, url, aes, workers=workers, prepare=False, fast_paths=fast_paths
+            ) as node:
                 target = Target(name, node.port, "ARCHIVE", node.pid, _counter(url))
                 result = _receive(target, corpus, associations, root)
             if not send_video:
                 return result, None
-            with serving(root, url, aes, workers=workers, prepare=False) as node:
+            with serving(
+                root, url, aes, workers=workers, prepare=False, fast_paths=fast_paths
+            ) as node:
                 target = Target(name, node.port, "ARCHIVE", node.pid, _counter(url))
                 return result, _send(target, corpus, root, dest_port)
 

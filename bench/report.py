@@ -257,7 +257,7 @@ def table(rows: list[Row], backends: list[str]) -> str:
     both = len(backends) > 1
     header = [
         "figure",
-        *(f"archive-node {b}" for b in backends),
+        *(ingest_bench.RECEIVER_NAMES[b] for b in backends),
         "DCMTK storescp",
         "pynetdicom storescp",
         "Orthanc (issue)",
@@ -297,8 +297,10 @@ def table(rows: list[Row], backends: list[str]) -> str:
 def notes(report: dict, backends: list[str]) -> str:
     ratio = " / ".join(backends)
     lines = [
-        f"Ratios and met are per backend ({ratio}). DCMTK and pynetdicom storescp are measured in "
-        "this run; Orthanc's figures are quoted from the issue (not installed here).",
+        f"Ratios and met are per configuration ({ratio}; -plain: node.fast_paths = false, "
+        "pynetdicom's own code where the node's speed patches would run). DCMTK and pynetdicom "
+        "storescp are measured in this run; Orthanc's figures are quoted from the issue (not "
+        "installed here).",
         "Ingest: DCMTK storescu, TCP_NODELAY=1, files in their own syntax, median of "
         f"{report['options'].get('runs')} run(s), a fresh receiver each run; archive-node "
         "fsyncs each file, the storescps do not and keep no index.",
@@ -377,6 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--instances", type=int, help="C-MOVE/C-GET study size in CT slices (default 1000)"
     )
+    parser.add_argument(
+        "--fast-paths",
+        choices=["both", "on", "off"],
+        default="both",
+        help="node.fast_paths: both (default: on for every backend, off for the first beside "
+        "it), on, or off",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write every raw result here")
     ingest_bench.add_arguments(parser)
@@ -392,6 +401,13 @@ def main(argv: list[str] | None = None) -> int:
         runs, studies = args.runs or 3, args.studies
         find_runs, instances = args.find_runs or 50, args.instances or 1000
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    # configurations, each a column: the backends with the speed patches, and without them
+    # (find.PLAIN) on the first backend; the patches are about pynetdicom, not the index
+    backends = {
+        "on": backends,
+        "off": [b + find_bench.PLAIN for b in backends],
+        "both": [*backends, backends[0] + find_bench.PLAIN],
+    }[args.fast_paths]
     dcmtk = all(shutil.which(tool) for tool in ("storescu", "storescp", "getscu"))
     if not dcmtk:
         _say("DCMTK (storescu, storescp, getscu) not installed: ingest and retrieve skipped")
@@ -409,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             "instances": instances,
             "seed": args.seed,
             "workers": args.workers,
+            "fast_paths": args.fast_paths,
         },
         "issue_figures": {
             "ingest": {f"{k} {n} assoc": v for (k, n), v in ISSUE_INGEST.items()},

@@ -25,7 +25,7 @@ from archive_node.index import Index
 from archive_node.net.association import set_tcp_nodelay
 from archive_node.net.client import client_ae, send_files
 from archive_node.registry import Registry
-from bench.find import DCMTK_ENV, free_port, index_url_for, serving
+from bench.find import DCMTK_ENV, configuration, free_port, index_url_for, serving
 from bench.media import CACHE, media
 
 
@@ -124,6 +124,7 @@ def run(
     workers: int = 1,
     cache: Path = CACHE,
 ) -> dict:
+    _, fast_paths = configuration(backend)
     study = media("ct", instances, seed, cache=cache)
     size = study.bytes
     with tempfile.TemporaryDirectory(prefix="archive-node-bench-") as tmp:
@@ -139,7 +140,7 @@ def run(
                 ["BENCH", *local, "--allow", "echo,store,move,get"],
                 ["STORESCP", *local, "--port", str(dest_port)],
             )
-            with serving(root, url, aes, workers=workers) as node:
+            with serving(root, url, aes, workers=workers, fast_paths=fast_paths) as node:
                 started = time.perf_counter()
                 sent = send_files(
                     study.files, "127.0.0.1", node.port, calling="BENCH", called="ARCHIVE"
