@@ -1,4 +1,8 @@
-"""The archive service: the one place that uses the store and the index together."""
+"""The archive service: what the network's requests do to the store and the index together
+(admission, the keep order of C-STORE, C-FIND, what a retrieve sends, Storage Commitment's
+verdict). The other users of both are commands of their own: importing/ keeps each media file
+through store() like a C-STORE, integrity/ checks and rebuilds, and the Storage Commitment
+SCP (net/commitment_scp.py) keeps its report rows through index.commitments."""
 
 from __future__ import annotations
 
@@ -445,7 +449,7 @@ class ArchiveService:
         """A temporary copy of `item` re-encoded in `transfer_syntax` (Explicit or Implicit
         VR Little Endian, from a syntax retrieve.CONVERTIBLE allows), in the store's incoming
         area, for the caller to send and remove; its pixel data is copied in chunks
-        (recode.py). Raises OSError, or pydicom's errors."""
+        (dicom/reencode.py). Raises OSError, or pydicom's errors."""
         handle, name = tempfile.mkstemp(
             prefix="outgoing-", suffix=".dcm", dir=self.storage.incoming
         )

@@ -29,7 +29,7 @@ from .problems import (
 log = logging.getLogger(__name__)
 
 # The calling AE recorded for a file without provenance indexed under --default-hospital: the
-# sender is unknown, and an empty title is one no registered AE can have (values.py).
+# sender is unknown, and an empty title is one no registered AE can have (dicom/values.py).
 UNKNOWN_SENDER = ""
 
 

@@ -87,7 +87,7 @@ class Handlers:
         return self._peers.get(assoc)
 
     def provenance_of(self, assoc: Any) -> Provenance | None:
-        """What the files an association sends record of their sender (receiving.py)."""
+        """What the files an association sends record of their sender (patches/receiving.py)."""
         peer = self._peers.get(assoc)
         if peer is None:
             return None

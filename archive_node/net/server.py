@@ -139,7 +139,7 @@ class ArchiveServer:
         sweep: bool = True,
     ) -> tuple[str, int]:
         """Prepare the store and index, then listen; returns the bound (host, port).
-        `reuse_port`: share the port with other processes (workers.py), which swept the
+        `reuse_port`: share the port with other processes (supervisor.py), which swept the
         node's partial transfers before they started (`sweep` False)."""
         node = self.service.config.node
         self.service.index.check_schema()
