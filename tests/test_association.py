@@ -13,8 +13,9 @@ from pynetdicom.sop_class import Verification
 
 from archive_node.dicom import status
 from archive_node.index.tables import ApplicationEntity
-from tests import factory
-from tests.conftest import associate, node_with
+from tests.helpers import dicom_objects
+from tests.helpers.dimse import associate
+from tests.helpers.serving import node_with
 
 
 def rejection(assoc) -> tuple[int, int, int]:
@@ -58,18 +59,22 @@ def test_ae_without_host_may_connect_from_anywhere(node):
 def test_service_outside_rights_is_0124_not_an_abort(node):
     # NLSH_CAM may store but not echo
     assoc = associate(
-        node, "NLSH_CAM", [Verification, (factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])]
+        node,
+        "NLSH_CAM",
+        [Verification, (dicom_objects.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])],
     )
     assert assoc.is_established
     assert assoc.send_c_echo().Status == status.NOT_AUTHORISED
-    assert assoc.send_c_store(factory.secondary_capture()).Status == status.SUCCESS
+    assert assoc.send_c_store(dicom_objects.secondary_capture()).Status == status.SUCCESS
     assoc.release()
 
 
 def test_store_without_store_right_is_0124_and_nothing_kept(node):
     node.service.registry.add_ae("ECHO_ONLY", "UNN", host="127.0.0.1", allow="echo")
-    assoc = associate(node, "ECHO_ONLY", [(factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])])
-    assert assoc.send_c_store(factory.secondary_capture()).Status == status.NOT_AUTHORISED
+    assoc = associate(
+        node, "ECHO_ONLY", [(dicom_objects.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])]
+    )
+    assert assoc.send_c_store(dicom_objects.secondary_capture()).Status == status.NOT_AUTHORISED
     assoc.release()
     assert node.service.index.instances.count() == 0
 

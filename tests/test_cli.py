@@ -10,11 +10,12 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from archive_node.cli import cli
 from archive_node.config import CONFIG_ENV, INDEX_URL_ENV, example_toml
 from archive_node.index import SCHEMA_VERSION
+from tests.helpers.cli import cli_run, write_config
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "archive-node.example.toml"
 
@@ -27,54 +28,21 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def toml_text(data: dict[str, dict[str, object]]) -> str:
-    lines = []
-    for section, table in data.items():
-        lines.append(f"[{section}]")
-        for key, value in table.items():
-            if isinstance(value, bool):
-                lines.append(f"{key} = {'true' if value else 'false'}")
-            elif isinstance(value, str):
-                lines.append(f"{key} = {json.dumps(value)}")
-            else:
-                lines.append(f"{key} = {value!r}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def write_config(tmp_path: Path, index_url: str, name: str = "archive-node.toml", **extra) -> Path:
-    data: dict[str, dict[str, object]] = {
-        "node": {"ae_title": "ARCHIVE", "port": 11112},
-        "storage": {"path": str(tmp_path / "storage"), "min_free_mb": 0, "fsync": False},
-        "index": {"url": index_url, "busy_timeout": 5.0},
-        "log": {"level": "WARNING"},
-    }
-    for section, values in extra.items():
-        data.setdefault(section, {}).update(values)
-    path = tmp_path / name
-    path.write_text(toml_text(data), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def cfg(tmp_path, sqlite_url) -> Path:
     """A config file on SQLite, not yet initialised."""
     return write_config(tmp_path, sqlite_url)
 
 
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="archive-node")
-
-
 def ok(*args: str | Path) -> Result:
-    result = run(*args)
+    result = cli_run(*args)
     assert result.exit_code == 0, (args, result.output, result.exception)
     return result
 
 
 def fails(*args: str | Path) -> str:
     """Run a command that must fail with a one-line error and no traceback; return the line."""
-    result = run(*args)
+    result = cli_run(*args)
     assert result.exit_code != 0, (args, result.output)
     # a ClickException exits via SystemExit; anything else escaped the error handling
     assert isinstance(result.exception, SystemExit), (args, result.exception)
@@ -259,7 +227,7 @@ def test_hospital_add_bad_name_and_issuer(ready):
 
 
 def test_hospital_add_needs_a_name(ready):
-    result = run("hospital", "add", "UNN", "--config", ready)
+    result = cli_run("hospital", "add", "UNN", "--config", ready)
     assert result.exit_code == 2
     assert "--name" in result.output
     assert hospitals(ready) == {}
@@ -396,7 +364,7 @@ def test_ae_add_bad_port(with_hospitals, port):
 
 
 def test_ae_add_non_numeric_port_is_a_usage_error(with_hospitals):
-    result = run("ae", "add", "X", "--hospital", "UNN", "--port", "abc", "-c", with_hospitals)
+    result = cli_run("ae", "add", "X", "--hospital", "UNN", "--port", "abc", "-c", with_hospitals)
     assert result.exit_code == 2
     assert "--port" in result.output
     assert aes(with_hospitals) == {}
@@ -411,7 +379,9 @@ def test_ae_add_bad_host(with_hospitals):
 
 
 def test_ae_add_bad_scope_is_a_usage_error(with_hospitals):
-    result = run("ae", "add", "X", "--hospital", "UNN", "--scope", "world", "-c", with_hospitals)
+    result = cli_run(
+        "ae", "add", "X", "--hospital", "UNN", "--scope", "world", "-c", with_hospitals
+    )
     assert result.exit_code == 2
     assert "world" in result.output
     assert aes(with_hospitals) == {}
@@ -572,7 +542,7 @@ def test_every_command_has_help():
     for path, command in walked:
         assert (command.help or "").strip(), f"{' '.join(path) or 'cli'} has no help"
         assert (command.get_short_help_str() or "").strip()
-        result = run(*path, "--help")
+        result = cli_run(*path, "--help")
         assert result.exit_code == 0, (path, result.output)
         assert result.output.startswith("Usage: archive-node"), (path, result.output)
         assert command.help.strip().splitlines()[0][:30] in " ".join(result.output.split())

@@ -7,7 +7,6 @@ opens back to it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import queue
@@ -18,15 +17,10 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
-from pynetdicom import AE, evt
-from pynetdicom.pdu import P_DATA_TF
+from pydicom.uid import generate_uid
 from pynetdicom.sop_class import (
     CTImageStorage,
     SecondaryCaptureImageStorage,
-    StorageCommitmentPushModel,
-    StorageCommitmentPushModelInstance,
-    Verification,
 )
 
 from archive_node.cli import cli
@@ -35,15 +29,19 @@ from archive_node.index import SCHEMA_VERSION
 from archive_node.index.clock import utcnow
 from archive_node.index.commitment_rows import ABANDONED, DELIVERED, PENDING
 from archive_node.index.tables import CommitmentRequest, SchemaInfo
-from archive_node.net.association import set_tcp_nodelay
 from archive_node.rules.commitment import EVENT_ALL_COMMITTED, EVENT_FAILURES_EXIST
-from tests import factory
-from tests.conftest import node_with
-from tests.test_cli import write_config
-from tests.test_store import store
-
-SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
-DEADLINE = 20.0
+from tests.helpers import dicom_objects
+from tests.helpers.cli import write_config
+from tests.helpers.commitment import (
+    DEADLINE,
+    SYNTAXES,
+    modality,
+    n_action,
+    referenced,
+    request,
+)
+from tests.helpers.dimse import store
+from tests.helpers.serving import node_with
 
 
 @pytest.fixture
@@ -54,121 +52,10 @@ def cnode(tmp_path, index_url, registry):
         yield node
 
 
-def request(references, transaction_uid=None) -> Dataset:
-    ds = Dataset()
-    ds.TransactionUID = transaction_uid or generate_uid()
-    items = []
-    for sop_class, sop_instance in references:
-        item = Dataset()
-        item.ReferencedSOPClassUID = sop_class
-        item.ReferencedSOPInstanceUID = sop_instance
-        items.append(item)
-    ds.ReferencedSOPSequence = items
-    return ds
-
-
-class Modality:
-    """A commitment SCU: its requesting associations, and optionally a listener for reports
-    the node sends back on an association of its own."""
-
-    def __init__(
-        self,
-        title: str,
-        *,
-        answer_on_association: bool = True,
-        hold: threading.Event | None = None,
-    ) -> None:
-        """`answer_on_association` False: a report on the requesting association is answered
-        with a failure (pynetdicom's default); `hold`: the answer there waits for that event."""
-        self.title = title
-        self.reports: queue.Queue[tuple[str, int, Dataset]] = queue.Queue()
-        self._unanswered: list[tuple[str, int, Dataset]] = []
-        self.answer_on_association = answer_on_association
-        self.hold = hold
-        self.ae = AE(ae_title=title)
-        self.ae.acse_timeout = self.ae.dimse_timeout = self.ae.network_timeout = 30
-        self.ae.add_requested_context(StorageCommitmentPushModel, SYNTAXES)
-        self.ae.add_requested_context(Verification)
-        self.ae.add_supported_context(
-            StorageCommitmentPushModel, SYNTAXES, scu_role=False, scp_role=True
-        )
-        self._server = None
-
-    def _on_report(self, where: str):
-        def handler(event):
-            # published once the answer is on the wire (_on_pdu_sent): a test that releases
-            # as soon as it has a report must not overtake the answer (pynetdicom then gets
-            # the answer's P-DATA after its A-RELEASE-RQ, which its state machine refuses)
-            report = (where, event.event_type, event.event_information)
-            if where == "association" and self.hold is not None:
-                self.reports.put(report)  # the test wants it while the answer is held
-                self.hold.wait(DEADLINE)
-            else:
-                self._unanswered.append(report)
-            return 0x0000, None
-
-        return handler
-
-    def _on_pdu_sent(self, event) -> None:
-        if isinstance(event.pdu, P_DATA_TF):
-            while self._unanswered:
-                self.reports.put(self._unanswered.pop(0))
-
-    def listen(self) -> int:
-        self._server = self.ae.start_server(
-            ("127.0.0.1", 0),
-            block=False,
-            evt_handlers=[
-                (evt.EVT_N_EVENT_REPORT, self._on_report("listener")),
-                (evt.EVT_PDU_SENT, self._on_pdu_sent),
-            ],
-        )
-        return self._server.server_address[1]
-
-    def associate(self, node, port: int | None = None):
-        """An association to `node` (None: the node listening on `port` of 127.0.0.1)."""
-        handlers = [(evt.EVT_CONN_OPEN, set_tcp_nodelay), (evt.EVT_PDU_SENT, self._on_pdu_sent)]
-        if self.answer_on_association:
-            handlers.append((evt.EVT_N_EVENT_REPORT, self._on_report("association")))
-        if node is None:
-            host, called = "127.0.0.1", "ARCHIVE"
-        else:
-            host, port, called = node.host, node.port, node.ae_title
-        assoc = self.ae.associate(host, port, ae_title=called, evt_handlers=handlers)
-        assert assoc.is_established
-        return assoc
-
-    def report(self, timeout: float = DEADLINE) -> tuple[str, int, Dataset]:
-        return self.reports.get(timeout=timeout)
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
-
-
-@contextlib.contextmanager
-def modality(title: str, **kwargs):
-    m = Modality(title, **kwargs)
-    try:
-        yield m
-    finally:
-        m.close()
-
-
-def n_action(assoc, ds, action_type=1, instance=StorageCommitmentPushModelInstance):
-    rsp, _ = assoc.send_n_action(ds, action_type, StorageCommitmentPushModel, instance)
-    return rsp
-
-
 def stored(node, *datasets, calling="UNN_US"):
     for ds in datasets:
         assert store(node, ds, calling) == status.SUCCESS
     return [(ds.SOPClassUID, ds.SOPInstanceUID) for ds in datasets]
-
-
-def referenced(ds: Dataset) -> set[str]:
-    return {item.ReferencedSOPInstanceUID for item in ds.get("ReferencedSOPSequence", [])}
 
 
 def failures(ds: Dataset) -> dict[str, int]:
@@ -204,7 +91,7 @@ def wait_for_log(caplog, text: str) -> None:
 
 
 def test_all_committed_report_arrives_on_the_same_association(node):
-    refs = stored(node, factory.secondary_capture(), factory.ct(patient_id="P1"))
+    refs = stored(node, dicom_objects.secondary_capture(), dicom_objects.ct(patient_id="P1"))
     with modality("UNN_US") as scu:
         assoc = scu.associate(node)
         ds = request(refs)
@@ -220,7 +107,7 @@ def test_all_committed_report_arrives_on_the_same_association(node):
 
 
 def test_failures_carry_the_standard_reasons(node):
-    good, corrupt, gone, other_class = (factory.secondary_capture() for _ in range(4))
+    good, corrupt, gone, other_class = (dicom_objects.secondary_capture() for _ in range(4))
     stored(node, good, corrupt, gone, other_class)
     storage, index = node.service.storage, node.service.index
     corrupt_path = storage.absolute(index.instances.find(corrupt.SOPInstanceUID).path)
@@ -267,7 +154,7 @@ def test_only_failures_report_has_no_committed_sequence(node):
 
 def test_hospital_scope_commits_only_its_own_hospitals_instances(node, registry):
     registry.update_ae("UNN_US", scope="hospital")
-    own, foreign = factory.secondary_capture(), factory.secondary_capture()
+    own, foreign = dicom_objects.secondary_capture(), dicom_objects.secondary_capture()
     stored(node, own, calling="UNN_US")
     stored(node, foreign, calling="NLSH_CAM")
     refs = [(own.SOPClassUID, own.SOPInstanceUID), (foreign.SOPClassUID, foreign.SOPInstanceUID)]
@@ -281,7 +168,7 @@ def test_hospital_scope_commits_only_its_own_hospitals_instances(node, registry)
 
 
 def test_a_repeated_transaction_uid_is_decided_and_reported_again(node):
-    ds_a, ds_b = factory.secondary_capture(), factory.secondary_capture()
+    ds_a, ds_b = dicom_objects.secondary_capture(), dicom_objects.secondary_capture()
     stored(node, ds_a)
     transaction = generate_uid()
     with modality("UNN_US") as scu:
@@ -299,7 +186,7 @@ def test_a_repeated_transaction_uid_is_decided_and_reported_again(node):
 def test_requests_sent_while_the_report_is_outstanding_are_served(cnode):
     """PS3.7 D.3.3.3: the modality may go on asking while the node's report is outstanding;
     the node serves those requests and still takes the report's answer on that association."""
-    first, second = factory.secondary_capture(), factory.secondary_capture()
+    first, second = dicom_objects.secondary_capture(), dicom_objects.secondary_capture()
     refs = stored(cnode, first)
     with modality("UNN_US") as scu:
         scu.ae.add_requested_context(first.SOPClassUID, SYNTAXES)
@@ -321,7 +208,7 @@ def test_requests_sent_while_the_report_is_outstanding_are_served(cnode):
 def test_a_second_request_while_the_first_report_waits_for_its_answer(cnode):
     """The modality asks again before answering the first report: the node serves the second
     N-ACTION inside the first report's wait, and each report still gets its own answer."""
-    first, second = factory.secondary_capture(), factory.secondary_capture()
+    first, second = dicom_objects.secondary_capture(), dicom_objects.secondary_capture()
     refs = stored(cnode, first, second)
     hold = threading.Event()
     with modality("UNN_US", hold=hold) as scu:
@@ -400,7 +287,7 @@ def test_a_failed_call_back_postpones_the_requesters_other_reports(service, regi
 
 
 def test_report_goes_to_the_registered_port_when_the_association_is_gone(cnode):
-    refs = stored(cnode, factory.secondary_capture())
+    refs = stored(cnode, dicom_objects.secondary_capture())
     with modality("UNN_US", answer_on_association=False) as scu:
         cnode.service.registry.update_ae("UNN_US", port=scu.listen())
         assoc = scu.associate(cnode)
@@ -418,7 +305,7 @@ def test_report_goes_to_the_registered_port_when_the_association_is_gone(cnode):
 def test_requester_refusing_on_its_association_gets_it_on_a_new_one(cnode):
     """A modality that takes reports only on associations the archive opens (many do) answers
     the report on its own association with a failure: the node calls it back."""
-    refs = stored(cnode, factory.secondary_capture())
+    refs = stored(cnode, dicom_objects.secondary_capture())
     with modality("UNN_US", answer_on_association=False) as scu:
         cnode.service.registry.update_ae("UNN_US", port=scu.listen())
         assoc = scu.associate(cnode)
@@ -429,7 +316,7 @@ def test_requester_refusing_on_its_association_gets_it_on_a_new_one(cnode):
 
 
 def test_no_port_means_the_report_waits_and_the_log_says_why(cnode, caplog):
-    refs = stored(cnode, factory.secondary_capture())
+    refs = stored(cnode, dicom_objects.secondary_capture())
     caplog.set_level(logging.WARNING, logger="archive_node")
     with modality("UNN_US", answer_on_association=False) as scu:
         assoc = scu.associate(cnode)
@@ -444,7 +331,7 @@ def test_no_port_means_the_report_waits_and_the_log_says_why(cnode, caplog):
 
 
 def test_a_disabled_requester_is_not_called_back_until_enabled(cnode, caplog):
-    refs = stored(cnode, factory.secondary_capture())
+    refs = stored(cnode, dicom_objects.secondary_capture())
     caplog.set_level(logging.WARNING, logger="archive_node")
     with modality("UNN_US", answer_on_association=False) as scu:
         cnode.service.registry.update_ae("UNN_US", port=scu.listen())
@@ -462,7 +349,7 @@ def test_a_disabled_requester_is_not_called_back_until_enabled(cnode, caplog):
 
 def test_pending_report_survives_a_restart(tmp_path, index_url, registry):
     with node_with(tmp_path, index_url, commitment={"retry_interval": 3600.0}) as first:
-        refs = stored(first, factory.secondary_capture())
+        refs = stored(first, dicom_objects.secondary_capture())
         with modality("UNN_US", answer_on_association=False) as scu:
             assoc = scu.associate(first)
             ds = request(refs)
@@ -550,7 +437,7 @@ def test_an_ae_without_the_store_right_is_not_authorised(node, registry):
 def test_no_patient_data_in_info_logs(node, caplog):
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.INFO, logger="archive_node")  # CLI tests may have raised it
-    ds = factory.secondary_capture(patient_id="SECRETPID", patient_name="SECRET^NAME")
+    ds = dicom_objects.secondary_capture(patient_id="SECRETPID", patient_name="SECRET^NAME")
     refs = stored(node, ds)
     with modality("UNN_US") as scu:
         assoc = scu.associate(node)
@@ -578,7 +465,7 @@ def test_schema_2_index_gains_the_commitment_table(service, registry):
 
 
 def test_commitments_command_lists_requests_and_their_state(node, tmp_path, index_url):
-    refs = stored(node, factory.secondary_capture())
+    refs = stored(node, dicom_objects.secondary_capture())
     with modality("UNN_US") as scu:
         assoc = scu.associate(node)
         ds = request(refs)

@@ -1,9 +1,9 @@
 """Crash safety of a real `archive-node serve`: SIGKILL during ingest, a C-MOVE, a commitment.
 
-Each test runs `serve` as a subprocess (tests/serving_process.py) on SQLite and on PostgreSQL
-with storage.fsync on, kills it with SIGKILL at a chosen moment, starts it again on the same
-config, and checks the store and the index from outside: read with plain SQL, hashed from
-the files.
+Each test runs `serve` as a subprocess (tests/helpers/serving_process.py) on SQLite and on
+PostgreSQL with storage.fsync on, kills it with SIGKILL at a chosen moment, starts it again on
+the same config, and checks the store and the index from outside: read with plain SQL, hashed
+from the files.
 
 The promise under test (README, "Storing"): an instance is acknowledged only once its file
 is durable and its row committed, so after a crash every acknowledged instance is indexed and
@@ -30,11 +30,11 @@ from pynetdicom import AE, evt
 from archive_node.index.commitment_rows import DELIVERED, PENDING
 from archive_node.net.association import set_tcp_nodelay
 from archive_node.rules.commitment import EVENT_ALL_COMMITTED
-from tests import factory
-from tests.conftest import _pg_connect, _reset_pg
-from tests.retrieving import STUDY_MOVE, Destination, identifier, move
-from tests.serving_process import CALLED, CALLING, HOST, Archive, file_sha256
-from tests.test_commitment import modality, n_action, referenced, request
+from tests.helpers import dicom_objects
+from tests.helpers.commitment import modality, n_action, referenced, request
+from tests.helpers.postgres import pg_connect, reset_pg
+from tests.helpers.retrieving import STUDY_MOVE, Destination, identifier, move
+from tests.helpers.serving_process import CALLED, CALLING, HOST, Archive, file_sha256
 
 SENDERS = 4  # concurrent storing associations
 PER_SENDER = 50  # instances each has ready; far more than are sent before the kill
@@ -53,7 +53,7 @@ def archive(request, tmp_path):
     url = ""
     if request.param == "postgresql":
         url = request.getfixturevalue("pg_url")
-        _reset_pg(url)
+        reset_pg(url)
     node = Archive(tmp_path, index_url=url, fsync=True)
     node.init()
     assert "fsync = true" in node.config.read_text()  # files and directories fsynced
@@ -79,7 +79,7 @@ def index_rows(url: str) -> dict[str, Row]:
     if url.startswith("sqlite:///"):
         conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"))
     else:
-        conn = _pg_connect(url)
+        conn = pg_connect(url)
     try:
         cur = conn.cursor()
         cur.execute(sql)
@@ -90,7 +90,7 @@ def index_rows(url: str) -> dict[str, Row]:
 
 def dataset_sha256(path: Path) -> str:
     """SHA-256 of what travels in a C-STORE: the bytes after the File Meta Information."""
-    return hashlib.sha256(factory.dataset_bytes(path)).hexdigest()
+    return hashlib.sha256(dicom_objects.dataset_bytes(path)).hexdigest()
 
 
 def check_rows(archive: Archive, rows: dict[str, Row]) -> None:
@@ -133,14 +133,14 @@ def store_association(contexts: list[tuple[str, str]], port: int) -> Any:
 
 
 UNCOMPRESSED = [
-    (factory.CT_IMAGE, ExplicitVRLittleEndian),
-    (factory.SECONDARY_CAPTURE, ExplicitVRLittleEndian),
+    (dicom_objects.CT_IMAGE, ExplicitVRLittleEndian),
+    (dicom_objects.SECONDARY_CAPTURE, ExplicitVRLittleEndian),
 ]
 
 
 def large_ct(**kw) -> Any:
     """A 512 x 512 16-bit CT slice (~0.5 MB)."""
-    ds = factory.ct(**kw)
+    ds = dicom_objects.ct(**kw)
     ds.Rows = ds.Columns = 512
     ds.PixelData = os.urandom(512 * 512 * 2)
     return ds
@@ -188,10 +188,10 @@ def ingest_plan(directory: Path) -> list[list[Outgoing]]:
             study, patient = studies[sender][i % len(studies[sender])]
             kind = "CT" if i % 3 == 0 else "SC"
             series_uid = series.setdefault((study, f"{sender}{kind}"), generate_uid())
-            make = large_ct if kind == "CT" else factory.secondary_capture
+            make = large_ct if kind == "CT" else dicom_objects.secondary_capture
             ds = make(study_uid=study, series_uid=series_uid, patient_id=patient)
             ds.InstanceNumber = i + 1
-            path = factory.write(ds, directory / f"{sender}-{i}.dcm")
+            path = dicom_objects.write(ds, directory / f"{sender}-{i}.dcm")
             items.append(Outgoing(path, str(ds.SOPInstanceUID), dataset_sha256(path)))
         plan.append(items)
     return plan
@@ -242,7 +242,7 @@ def push(port: int, sender: int, items: list[Outgoing], ledger: Ledger) -> None:
 
 
 def push_large(port: int, path: Path, outcome: list[Any]) -> None:
-    assoc = store_association([(factory.VIDEO_PHOTO, MPEG4HP41)], port)
+    assoc = store_association([(dicom_objects.VIDEO_PHOTO, MPEG4HP41)], port)
     try:
         rsp = assoc.send_c_store(path)
         outcome.append(rsp.get("Status") if rsp else None)
@@ -255,7 +255,7 @@ def push_large(port: int, path: Path, outcome: list[Any]) -> None:
 
 def test_sigkill_during_concurrent_ingest(archive, tmp_path):
     plan = ingest_plan(tmp_path / "send")
-    large = factory.write_large_video(tmp_path / "send" / "large.dcm", LARGE_SIZE)
+    large = dicom_objects.write_large_video(tmp_path / "send" / "large.dcm", LARGE_SIZE)
     large_uid = str(dcmread(large, stop_before_pixels=True).SOPInstanceUID)
     archive.start()
     ledger = Ledger()
@@ -308,7 +308,7 @@ def test_sigkill_during_concurrent_ingest(archive, tmp_path):
     assert "partial file(s) of interrupted transfers" in archive.log()
 
     # A new C-STORE succeeds on the first try right after readiness.
-    fresh = factory.write(factory.secondary_capture(), tmp_path / "fresh.dcm")
+    fresh = dicom_objects.write(dicom_objects.secondary_capture(), tmp_path / "fresh.dcm")
     assoc = store_association(UNCOMPRESSED, archive.port)
     try:
         assert assoc.send_c_store(fresh).Status == 0x0000
@@ -414,7 +414,7 @@ def test_sigkill_during_move(archive, tmp_path):
     gate = Gate()
     dest = Destination(
         tmp_path / "dest",
-        classes=[factory.CT_IMAGE],
+        classes=[dicom_objects.CT_IMAGE],
         syntaxes=[ImplicitVRLittleEndian],
         on_store=gate,
     )
@@ -434,7 +434,7 @@ def test_sigkill_during_move(archive, tmp_path):
             for n in range(MOVE_SLICES):
                 ds = large_ct(study_uid=study_uid, series_uid=series_uid, patient_id="P1")
                 ds.InstanceNumber = n + 1
-                path = factory.write(ds, tmp_path / "send" / f"ct{n}.dcm")
+                path = dicom_objects.write(ds, tmp_path / "send" / f"ct{n}.dcm")
                 assert assoc.send_c_store(path).Status == 0x0000
                 slices[str(ds.SOPInstanceUID)] = path
         finally:
@@ -503,7 +503,7 @@ def commitment_rows(url: str) -> dict[str, str]:
     conn: Any = (
         sqlite3.connect(url.removeprefix("sqlite:///"))
         if url.startswith("sqlite:///")
-        else _pg_connect(url)
+        else pg_connect(url)
     )
     try:
         cur = conn.cursor()
@@ -525,8 +525,8 @@ def test_sigkill_during_commitment(archive, tmp_path):
         assoc = store_association(UNCOMPRESSED, archive.port)
         try:
             for n in range(3):
-                ds = factory.ct(patient_id="P1")
-                path = factory.write(ds, tmp_path / "send" / f"ct{n}.dcm")
+                ds = dicom_objects.ct(patient_id="P1")
+                path = dicom_objects.write(ds, tmp_path / "send" / f"ct{n}.dcm")
                 assert assoc.send_c_store(path).Status == 0x0000
                 refs.append((ds.SOPClassUID, ds.SOPInstanceUID))
         finally:

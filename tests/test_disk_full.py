@@ -16,8 +16,9 @@ import pytest
 
 from archive_node.dicom import status
 from archive_node.service import ArchiveService
-from tests import factory
-from tests.conftest import associate, make_config, serving
+from tests.helpers import dicom_objects
+from tests.helpers.dimse import associate
+from tests.helpers.serving import make_config, serving
 
 SIZE_MB = 16
 
@@ -63,8 +64,8 @@ def kept_files(root: Path) -> list[Path]:
 
 def test_a_full_disk_mid_transfer_answers_a700_and_the_association_goes_on(full_disk_node):
     node = full_disk_node
-    video = factory.video_h264(payload=2 * SIZE_MB * 1024 * 1024)  # twice the disk
-    small = factory.secondary_capture()
+    video = dicom_objects.video_h264(payload=2 * SIZE_MB * 1024 * 1024)  # twice the disk
+    small = dicom_objects.secondary_capture()
     contexts = [(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID]) for ds in (video, small)]
     assoc = associate(node, "UNN_US", contexts)
     assert assoc.is_established
@@ -89,7 +90,7 @@ def test_below_the_reserve_an_arriving_video_is_not_even_written(tmp_path, index
         filler = small_disk / "filler"
         with open(filler, "wb") as fh:
             os.posix_fallocate(fh.fileno(), 0, (SIZE_MB // 2 + 4) * 1024 * 1024)
-        video = factory.video_h264(payload=SIZE_MB * 1024 * 1024)
+        video = dicom_objects.video_h264(payload=SIZE_MB * 1024 * 1024)
         assoc = associate(
             node, "UNN_US", [(video.SOPClassUID, [video.file_meta.TransferSyntaxUID])]
         )
@@ -102,7 +103,7 @@ def test_below_the_reserve_an_arriving_video_is_not_even_written(tmp_path, index
         assert list(node.service.storage.incoming.iterdir()) == []
         assert node.service.index.instances.count() == 0
         filler.unlink()
-        small = factory.secondary_capture()
+        small = dicom_objects.secondary_capture()
         assoc = associate(
             node, "UNN_US", [(small.SOPClassUID, [small.file_meta.TransferSyntaxUID])]
         )

@@ -25,16 +25,17 @@ from pynetdicom import AE, evt
 
 from archive_node.dicom import status
 from archive_node.net.association import set_tcp_nodelay
-from tests import factory
-from tests.conftest import associate, make_config
-from tests.serving_process import CALLED, CALLING, HOST, Archive, incoming_files
+from tests.helpers import dicom_objects
+from tests.helpers.dimse import associate
+from tests.helpers.serving import make_config
+from tests.helpers.serving_process import CALLED, CALLING, HOST, Archive, incoming_files
 
 MiB = 1 << 20
 MARGIN = 512 * MiB
 FILLER = 2 * MARGIN
 NEEDED = 2 << 30  # free space below which the test cannot fill the disk safely
 SETTLE = 30.0  # seconds the filesystem gets to show the filler's blocks free again
-CONTEXTS = [(factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])]
+CONTEXTS = [(dicom_objects.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])]
 
 
 def free_bytes(path: Path) -> int:
@@ -100,8 +101,10 @@ def test_full_disk_refuses_then_resumes_without_restart(node, tmp_path):
     assert os.stat(tmp_path).st_dev == os.stat(storage).st_dev  # the filler shares the disk
     reserve = node.service.config.storage.min_free_mb * MiB
     index = node.service.index
-    first = factory.write(factory.secondary_capture(), tmp_path / "send" / "first.dcm")
-    refused = factory.write(factory.secondary_capture(), tmp_path / "send" / "refused.dcm")
+    first = dicom_objects.write(dicom_objects.secondary_capture(), tmp_path / "send" / "first.dcm")
+    refused = dicom_objects.write(
+        dicom_objects.secondary_capture(), tmp_path / "send" / "refused.dcm"
+    )
     refused_uid = sop_uid(refused)
 
     assoc = associate(node, "UNN_US", CONTEXTS)
@@ -131,13 +134,13 @@ def test_full_disk_refuses_then_resumes_without_restart(node, tmp_path):
     record = index.instances.find(refused_uid)
     assert record is not None
     kept = node.service.storage.absolute(record.path)
-    assert factory.dataset_bytes(kept) == factory.dataset_bytes(refused)
+    assert dicom_objects.dataset_bytes(kept) == dicom_objects.dataset_bytes(refused)
     assert index.instances.count() == 2
     assert incoming_files(storage) == []
     # And a new association is served too.
     another = associate(node, "UNN_US", CONTEXTS)
     try:
-        assert another.send_c_store(factory.secondary_capture()).Status == status.SUCCESS
+        assert another.send_c_store(dicom_objects.secondary_capture()).Status == status.SUCCESS
     finally:
         another.release()
 
@@ -149,7 +152,7 @@ def test_full_disk_refusal_carries_an_error_comment(node, tmp_path):
         )
         assoc = associate(node, "UNN_US", CONTEXTS)
         try:
-            rsp = assoc.send_c_store(factory.secondary_capture())
+            rsp = assoc.send_c_store(dicom_objects.secondary_capture())
         finally:
             assoc.release()
     assert rsp.Status == status.OUT_OF_RESOURCES
@@ -167,7 +170,7 @@ def test_serve_process_refuses_on_full_disk_then_resumes(tmp_path):
         reserve = archive.min_free_mb * MiB
         ae = AE(ae_title=CALLING)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-        ae.add_requested_context(factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])
+        ae.add_requested_context(dicom_objects.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])
         assoc = ae.associate(
             HOST,
             archive.port,
@@ -175,7 +178,7 @@ def test_serve_process_refuses_on_full_disk_then_resumes(tmp_path):
             evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)],
         )
         assert assoc.is_established
-        path = factory.write(factory.secondary_capture(), tmp_path / "send" / "sc.dcm")
+        path = dicom_objects.write(dicom_objects.secondary_capture(), tmp_path / "send" / "sc.dcm")
         try:
             with disk_filled(tmp_path / "filler"):
                 assert free_bytes(archive.storage) < reserve
@@ -189,8 +192,8 @@ def test_serve_process_refuses_on_full_disk_then_resumes(tmp_path):
             assoc.release()
         assert proc.poll() is None and archive.proc is proc  # the same process throughout
         assert _rows(archive) == 1
-        assert factory.dataset_bytes(archive.stored(sop_uid(path))) == (
-            factory.dataset_bytes(path)
+        assert dicom_objects.dataset_bytes(archive.stored(sop_uid(path))) == (
+            dicom_objects.dataset_bytes(path)
         )
         log = archive.log()
         assert "0xA700" in log and "reserve" in log

@@ -18,9 +18,9 @@ from pynetdicom.sop_class import (
 
 from archive_node.dicom import status
 from bench.corpus import populate
-from tests import factory
-from tests.conftest import associate, node_with
-from tests.test_store import store
+from tests.helpers import dicom_objects
+from tests.helpers.dimse import associate, find, find_results, store
+from tests.helpers.serving import node_with
 
 FIXED_KEYS = {"QueryRetrieveLevel", "RetrieveAETitle", "InstanceAvailability"}
 
@@ -34,27 +34,6 @@ def identifier(level: str, **keys) -> Dataset:
     for keyword, value in keys.items():
         setattr(ds, keyword, value)
     return ds
-
-
-def find(node, query: Dataset, model=STUDY_ROOT, calling="UNN_WS"):
-    """(final status dataset, [identifiers of the pending responses]) of one C-FIND."""
-    assoc = associate(node, calling, [STUDY_ROOT, PATIENT_ROOT])
-    assert assoc.is_established
-    try:
-        return _collect(assoc.send_c_find(query, model))
-    finally:
-        assoc.release()
-
-
-def _collect(responses):
-    matches, final = [], None
-    for rsp_status, answer in responses:
-        assert rsp_status, "no response from the node"
-        if rsp_status.Status in (0xFF00, 0xFF01):
-            matches.append(answer)
-        else:
-            final = rsp_status
-    return final, matches
 
 
 def keywords(answer: Dataset) -> set[str]:
@@ -74,12 +53,36 @@ def region(node):
     us_study, ct_study, photo_study, utf8_study = (generate_uid() for _ in range(4))
     series = generate_uid()
     pushes = [
-        ("UNN_US", factory.us_multiframe, us_study, "P1", "ØDEGÅRD^ÅSE", "ISO_IR 100", series),
-        ("UNN_US", factory.us_multiframe, us_study, "P1", "ØDEGÅRD^ÅSE", "ISO_IR 100", series),
-        ("UNN_US", factory.ct, ct_study, "P1", "ØDEGÅRD^ÅSE", "ISO_IR 100", None),
-        ("UNN_US", factory.ct, ct_study, "P1", "ØDEGÅRD^ÅSE", "ISO_IR 100", None),
-        ("NLSH_CAM", factory.vl_photo_jpeg, photo_study, "P1", "HANSEN^OLA", None, None),
-        ("UNN_US", factory.secondary_capture, utf8_study, "P2", "ÆRØ^BJØRN", "ISO_IR 192", None),
+        (
+            "UNN_US",
+            dicom_objects.us_multiframe,
+            us_study,
+            "P1",
+            "ØDEGÅRD^ÅSE",
+            "ISO_IR 100",
+            series,
+        ),
+        (
+            "UNN_US",
+            dicom_objects.us_multiframe,
+            us_study,
+            "P1",
+            "ØDEGÅRD^ÅSE",
+            "ISO_IR 100",
+            series,
+        ),
+        ("UNN_US", dicom_objects.ct, ct_study, "P1", "ØDEGÅRD^ÅSE", "ISO_IR 100", None),
+        ("UNN_US", dicom_objects.ct, ct_study, "P1", "ØDEGÅRD^ÅSE", "ISO_IR 100", None),
+        ("NLSH_CAM", dicom_objects.vl_photo_jpeg, photo_study, "P1", "HANSEN^OLA", None, None),
+        (
+            "UNN_US",
+            dicom_objects.secondary_capture,
+            utf8_study,
+            "P2",
+            "ÆRØ^BJØRN",
+            "ISO_IR 192",
+            None,
+        ),
     ]
     dates = {us_study: "20230105", ct_study: "20240110", photo_study: "20240301"}
     for calling, make, study, pid, name, charset, series_uid in pushes:
@@ -130,7 +133,7 @@ def test_study_level_answers_requested_keys_and_computed_counts(node, region):
     assert us.NumberOfStudyRelatedSeries == 1
     assert us.NumberOfStudyRelatedInstances == 2
     assert us.ModalitiesInStudy == "US"
-    assert us.SOPClassesInStudy == factory.US_MULTIFRAME
+    assert us.SOPClassesInStudy == dicom_objects.US_MULTIFRAME
     assert us.StudyDate == "20230105"
     assert us.QueryRetrieveLevel == "STUDY"
     assert us.RetrieveAETitle == node.ae_title
@@ -160,14 +163,14 @@ def test_a_study_of_many_instances_is_one_study_response(node, registry):
 def _index_instances(service, study: str, count: int) -> int:
     series = generate_uid()
     for number in range(count):
-        header = factory.instance_header(
+        header = dicom_objects.instance_header(
             study_uid=study,
             series_uid=series,
             patient_id="MANY",
             study_date="20200101",
             instance_number=number,
         )
-        factory.index_row(service, header)
+        dicom_objects.index_row(service, header)
     return count
 
 
@@ -247,7 +250,7 @@ def test_image_level_reads_keys_the_index_lacks_from_the_stored_header(node, reg
     assert final.Status == status.SUCCESS
     assert len(matches) == 2
     for image in matches:
-        assert image.SOPClassUID == factory.US_MULTIFRAME
+        assert image.SOPClassUID == dicom_objects.US_MULTIFRAME
         assert image.NumberOfFrames == 4
         assert image.Rows == 32  # from the file's header
         assert image.FrameTime == 40
@@ -374,7 +377,7 @@ def test_hospital_scope_hides_other_hospitals_at_every_level(node, region, level
 
 def test_hospital_scope_counts_only_what_it_sees(node, region):
     # Give NLSH a study of UNN's patient P1/UNN: NLSH's counts of that patient are its own.
-    ds = factory.ct(
+    ds = dicom_objects.ct(
         patient_id="P1", issuer="UNN", patient_name="ØDEGÅRD^ÅSE", charset="ISO_IR 100"
     )
     assert store(node, ds, "NLSH_CAM") == status.SUCCESS
@@ -450,7 +453,7 @@ def test_bad_identifier_fails_and_association_stays_usable(
     query.PatientName = ""
     assoc = associate(node, "UNN_WS", [STUDY_ROOT, PATIENT_ROOT])
     try:
-        final, matches = _collect(assoc.send_c_find(query, model))
+        final, matches = find_results(assoc.send_c_find(query, model))
         assert final.Status == expected
         assert matches == []
         assert final.ErrorComment
@@ -458,7 +461,7 @@ def test_bad_identifier_fails_and_association_stays_usable(
             from pydicom.datadict import tag_for_keyword
 
             assert final.OffendingElement == tag_for_keyword(offending)
-        final, matches = _collect(
+        final, matches = find_results(
             assoc.send_c_find(identifier("STUDY", StudyInstanceUID=region["us"]), STUDY_ROOT)
         )
         assert final.Status == status.SUCCESS and len(matches) == 1
@@ -489,7 +492,9 @@ def test_non_integer_series_number_is_refused(node, region):
 def test_more_matches_than_the_cap_end_in_a_clear_failure(tmp_path, index_url, registry, caplog):
     with node_with(tmp_path, index_url, query={"max_results": 2}) as capped:
         for _ in range(3):
-            assert store(capped, factory.secondary_capture(patient_id="CAP")) == status.SUCCESS
+            assert (
+                store(capped, dicom_objects.secondary_capture(patient_id="CAP")) == status.SUCCESS
+            )
         with caplog.at_level(logging.WARNING, logger="archive_node"):
             final, matches = find(capped, identifier("STUDY", PatientID="CAP"))
         assert len(matches) == 2
@@ -512,10 +517,12 @@ def test_cancel_stops_the_query_between_responses(node, registry):
         first_status, _ = next(responses)
         assert first_status.Status == status.PENDING
         assoc.send_c_cancel(7, context.context_id)
-        final, matches = _collect(responses)
+        final, matches = find_results(responses)
         assert final.Status == status.CANCELLED
         assert len(matches) + 1 < many
-        final, matches = _collect(assoc.send_c_find(identifier("STUDY", **everything), STUDY_ROOT))
+        final, matches = find_results(
+            assoc.send_c_find(identifier("STUDY", **everything), STUDY_ROOT)
+        )
         assert final.Status == status.SUCCESS and len(matches) == many
     finally:
         assoc.release()
@@ -554,8 +561,8 @@ def shared_study(node):
     reg.add_ae("NLSH_WS", "NLSH", host="127.0.0.1", allow="find", scope="hospital")
     reg.add_ae("UNN_LOCAL", "UNN", host="127.0.0.1", allow="find", scope="hospital")
     study = generate_uid()
-    unn = factory.ct(study_uid=study, patient_id="P9", issuer="FNR")
-    nlsh = factory.us_multiframe(study_uid=study, patient_id="P9", issuer="FNR")
+    unn = dicom_objects.ct(study_uid=study, patient_id="P9", issuer="FNR")
+    nlsh = dicom_objects.us_multiframe(study_uid=study, patient_id="P9", issuer="FNR")
     assert store(node, unn, "UNN_US") == status.SUCCESS
     assert store(node, nlsh, "NLSH_CAM") == status.SUCCESS
     return study, unn, nlsh
@@ -622,7 +629,7 @@ def test_an_ascii_query_gets_non_ascii_answers_in_utf8(node, region, charset):
 
 
 def test_image_level_answers_no_bulk_data_and_only_the_requested_item_keys(node, registry):
-    pdf = factory.encapsulated_pdf()
+    pdf = dicom_objects.encapsulated_pdf()
     pdf.EncapsulatedDocument = b"%PDF-1.4\n" + b"x" * 200_000
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "T-D1100", "SRT", "Head"
@@ -662,9 +669,9 @@ def test_image_level_answers_no_bulk_data_and_only_the_requested_item_keys(node,
 def test_control_characters_and_oversized_values_are_refused(node, region, keys):
     assoc = associate(node, "UNN_WS", [STUDY_ROOT])
     try:
-        final, matches = _collect(assoc.send_c_find(identifier("STUDY", **keys), STUDY_ROOT))
+        final, matches = find_results(assoc.send_c_find(identifier("STUDY", **keys), STUDY_ROOT))
         assert final.Status == status.UNABLE_TO_PROCESS and matches == []
-        final, matches = _collect(
+        final, matches = find_results(
             assoc.send_c_find(identifier("STUDY", PatientID="P1"), STUDY_ROOT)
         )
         assert final.Status == status.SUCCESS and len(matches) == 3
@@ -675,7 +682,7 @@ def test_control_characters_and_oversized_values_are_refused(node, region, keys)
 def test_name_matching_edges(node, registry):
     names = {"GROß^KARL": None, "HANSEN": None, "ØDEGÅRD^ÅSE": None}
     for number, name in enumerate(names):
-        ds = factory.secondary_capture(
+        ds = dicom_objects.secondary_capture(
             patient_id=f"EDGE{number}", patient_name=name, charset="ISO_IR 192"
         )
         names[name] = ds.StudyInstanceUID
@@ -694,7 +701,7 @@ def test_name_matching_edges(node, registry):
 
 
 def test_acr_nema_birth_dates_match_as_dates(node, registry):
-    ds = factory.secondary_capture(patient_id="OLD")
+    ds = dicom_objects.secondary_capture(patient_id="OLD")
     ds.PatientBirthDate = "1970.01.02"
     assert store(node, ds) == status.SUCCESS
     for value in ("19700102", "19700101-19700103", "-19700102"):

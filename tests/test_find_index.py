@@ -13,7 +13,7 @@ from archive_node.index import SCHEMA_VERSION, find_sql
 from archive_node.index.tables import Patient, SchemaInfo, Study
 from archive_node.rules.access import Peer
 from archive_node.rules.query import PATIENT_ROOT, STUDY_ROOT, parse_query
-from tests import factory
+from tests.helpers import dicom_objects
 
 PEER = Peer("UNN_WS", "UNN", "UNN", "127.0.0.1", None, frozenset({"find"}), "region")
 
@@ -32,7 +32,9 @@ def record(service, **overrides) -> InstanceHeader:
         "referring_physician": "Lægen^Kari",
         "modality": "US",
     }
-    return factory.index_row(service, factory.instance_header(**{**defaults, **overrides}))
+    return dicom_objects.index_row(
+        service, dicom_objects.instance_header(**{**defaults, **overrides})
+    )
 
 
 def find_uids(service, **keys) -> set[str]:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
 from archive_node.dicom import status
-from tests import factory
+from tests.helpers import dicom_objects
 
 ROOT = "1.2.826.0.1.3680043.9.7777"
 DAY = 86_400_000_000  # microseconds
@@ -188,7 +188,7 @@ MULTI_SERIES = [s for s in STORED if len(s.series) > 1]
 def record(service, studies) -> None:
     for study in studies:
         for series in study.series:
-            header = factory.instance_header(
+            header = dicom_objects.instance_header(
                 sop_instance_uid=f"{series.uid}.1",
                 study_uid=study.uid,
                 series_uid=series.uid,
@@ -202,7 +202,7 @@ def record(service, studies) -> None:
                 modality=series.modality,
             )
             calling = "UNN_US" if study.hospital == "UNN" else "NLSH_CAM"
-            factory.index_row(service, header, hospital=study.hospital, calling_ae=calling)
+            dicom_objects.index_row(service, header, hospital=study.hospital, calling_ae=calling)
 
 
 PEERS = {"UNN_WS": None, "UNN_FIND_H": "UNN", "NLSH_FIND_H": "NLSH"}  # AE: scope hospital

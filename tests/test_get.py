@@ -19,8 +19,9 @@ from pydicom.uid import (
 from pynetdicom import AE, build_role, evt
 
 from archive_node.dicom import status
-from tests import factory
-from tests.retrieving import (
+from tests.helpers import dicom_objects
+from tests.helpers.dimse import store
+from tests.helpers.retrieving import (
     PATIENT_GET,
     STUDY_GET,
     Received,
@@ -30,8 +31,7 @@ from tests.retrieving import (
     get_association,
     identifier,
 )
-from tests.test_move import stored_path
-from tests.test_store import store
+from tests.helpers.serving import stored_path
 
 VIEWER = "UNN_WS"
 
@@ -67,7 +67,7 @@ def test_study_arrives_byte_for_byte_over_the_requesting_association(node, study
     assert answer is None
     assert set(received.files) == set(uids)
     for uid in uids:
-        assert factory.dataset_bytes(received.files[uid]) == factory.dataset_bytes(
+        assert dicom_objects.dataset_bytes(received.files[uid]) == dicom_objects.dataset_bytes(
             stored_path(node, uid)
         )
     # a C-GET's sub-operations name no Move Originator
@@ -86,10 +86,10 @@ def test_the_scus_own_syntax_order_is_honoured(node, study, received):
         VIEWER,
         received,
         syntaxes={
-            factory.VIDEO_PHOTO: [MPEG4HP41, *native],
-            factory.VL_PHOTO: [JPEGBaseline8Bit, *native],
-            factory.CT_IMAGE: native,
-            factory.US_MULTIFRAME: native,
+            dicom_objects.VIDEO_PHOTO: [MPEG4HP41, *native],
+            dicom_objects.VL_PHOTO: [JPEGBaseline8Bit, *native],
+            dicom_objects.CT_IMAGE: native,
+            dicom_objects.US_MULTIFRAME: native,
         },
     )
     try:
@@ -103,7 +103,7 @@ def test_the_scus_own_syntax_order_is_honoured(node, study, received):
         ct: ImplicitVRLittleEndian,
         us: ImplicitVRLittleEndian,
     }
-    assert factory.dataset_bytes(received.files[video]) == factory.dataset_bytes(
+    assert dicom_objects.dataset_bytes(received.files[video]) == dicom_objects.dataset_bytes(
         stored_path(node, video)
     )
 
@@ -126,7 +126,7 @@ def test_syntaxes_the_scu_does_not_take_are_failed_sub_operations(node, study, r
 
 def test_no_storage_role_for_any_instance_fails_them_all(node, study, received):
     study_uid, uids = study
-    assoc = get_association(node, VIEWER, received, classes=[factory.ENCAPSULATED_PDF])
+    assoc = get_association(node, VIEWER, received, classes=[dicom_objects.ENCAPSULATED_PDF])
     try:
         final, _pending, answer = get(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
     finally:
@@ -204,8 +204,8 @@ def test_hospital_scope_gets_only_its_hospitals_instances(node, received):
         "NLSH_VIEW", "NLSH", host="127.0.0.1", allow="get", scope="hospital"
     )
     shared = generate_uid()
-    unn = factory.ct(study_uid=shared, patient_id="P1")
-    nlsh = factory.vl_photo_jpeg(study_uid=shared, patient_id="P1")
+    unn = dicom_objects.ct(study_uid=shared, patient_id="P1")
+    nlsh = dicom_objects.vl_photo_jpeg(study_uid=shared, patient_id="P1")
     assert store(node, unn, "UNN_US") == status.SUCCESS
     assert store(node, nlsh, "NLSH_CAM") == status.SUCCESS
     assoc = get_association(node, "NLSH_VIEW", received)
@@ -246,7 +246,7 @@ def test_bad_identifier_fails_nothing_sent_association_usable(
 def test_cancel_stops_between_sub_operations(node, received):
     study_uid = generate_uid()
     for _ in range(6):
-        assert store(node, factory.secondary_capture(study_uid=study_uid)) == status.SUCCESS
+        assert store(node, dicom_objects.secondary_capture(study_uid=study_uid)) == status.SUCCESS
     cancelled = threading.Event()
     count = []
 
@@ -286,11 +286,11 @@ def test_classes_the_scu_also_pushes_keep_the_nodes_syntax_order(node):
     pushes CT in the same association is not asked to compress its CT lossily."""
     ae = AE(ae_title=VIEWER)
     ae.add_requested_context(STUDY_GET)
-    ae.add_requested_context(factory.CT_IMAGE, [JPEGBaseline8Bit, ExplicitVRLittleEndian])
-    ae.add_requested_context(factory.VL_PHOTO, [JPEGBaseline8Bit, ExplicitVRLittleEndian])
+    ae.add_requested_context(dicom_objects.CT_IMAGE, [JPEGBaseline8Bit, ExplicitVRLittleEndian])
+    ae.add_requested_context(dicom_objects.VL_PHOTO, [JPEGBaseline8Bit, ExplicitVRLittleEndian])
     roles = [
-        build_role(factory.CT_IMAGE, scu_role=True, scp_role=True),
-        build_role(factory.VL_PHOTO, scp_role=True),
+        build_role(dicom_objects.CT_IMAGE, scu_role=True, scp_role=True),
+        build_role(dicom_objects.VL_PHOTO, scp_role=True),
     ]
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=roles)
     assert assoc.is_established
@@ -300,17 +300,17 @@ def test_classes_the_scu_also_pushes_keep_the_nodes_syntax_order(node):
         }
     finally:
         assoc.release()
-    assert accepted[factory.CT_IMAGE] == ExplicitVRLittleEndian
-    assert accepted[factory.VL_PHOTO] == JPEGBaseline8Bit
+    assert accepted[dicom_objects.CT_IMAGE] == ExplicitVRLittleEndian
+    assert accepted[dicom_objects.VL_PHOTO] == JPEGBaseline8Bit
 
 
 def test_other_aes_in_the_process_keep_pynetdicoms_own_retrieve_service(node):
     """The node takes over C-GET/C-MOVE for its own AE only (retrieve_scp.serve_retrieve):
     a plain pynetdicom C-GET SCP in the same process still works by its handler."""
-    ds = factory.ct(patient_id="P1")
+    ds = dicom_objects.ct(patient_id="P1")
     plain = AE(ae_title="PLAIN")
     plain.add_supported_context(STUDY_GET)
-    plain.add_supported_context(factory.CT_IMAGE, scu_role=True, scp_role=True)
+    plain.add_supported_context(dicom_objects.CT_IMAGE, scu_role=True, scp_role=True)
 
     def on_get(event):
         yield 1
@@ -322,12 +322,12 @@ def test_other_aes_in_the_process_keep_pynetdicoms_own_retrieve_service(node):
     received = []
     viewer = AE(ae_title="VIEWER")
     viewer.add_requested_context(STUDY_GET)
-    viewer.add_requested_context(factory.CT_IMAGE)
+    viewer.add_requested_context(dicom_objects.CT_IMAGE)
     try:
         assoc = viewer.associate(
             "127.0.0.1",
             server.server_address[1],
-            ext_neg=[build_role(factory.CT_IMAGE, scp_role=True)],
+            ext_neg=[build_role(dicom_objects.CT_IMAGE, scp_role=True)],
             evt_handlers=[(evt.EVT_C_STORE, lambda event: received.append(event) or 0)],
         )
         query = identifier("STUDY", StudyInstanceUID=ds.StudyInstanceUID)

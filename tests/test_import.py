@@ -31,22 +31,20 @@ from archive_node.importing.importer import (
 )
 from archive_node.importing.media.refusal import Refusal
 from archive_node.importing.wrapping import ENCAPSULATED_PDF, VIDEO_PHOTOGRAPHIC, VL_PHOTOGRAPHIC
-from tests import factory
-from tests.conftest import associate, make_config
-from tests.media_files import DCIODVFY, FFMPEG, REQUIRED, jpeg, mp4, needs_ffmpeg, pdf
-from tests.retrieving import (
+from tests.helpers import dicom_objects
+from tests.helpers.cli import write_config
+from tests.helpers.dcmtk import TOOLS, counts, final_response, getscu, output
+from tests.helpers.dimse import associate, find, store
+from tests.helpers.environment import REQUIRE_DCMTK, REQUIRE_MEDIA_TOOLS
+from tests.helpers.media_files import DCIODVFY, FFMPEG, jpeg, mp4, needs_ffmpeg, pdf
+from tests.helpers.retrieving import (
     STUDY_MOVE,
     Destination,
     get_study,
     identifier,
     move,
 )
-from tests.test_cli import write_config
-from tests.test_find import find
-from tests.test_interop_dcmtk import output
-from tests.test_interop_retrieve import REQUIRED as DCMTK_REQUIRED
-from tests.test_interop_retrieve import TOOLS, counts, final_response, getscu
-from tests.test_store import store
+from tests.helpers.serving import make_config
 
 pytestmark = needs_ffmpeg
 DCMDUMP = shutil.which("dcmdump")
@@ -255,7 +253,7 @@ def test_dcmdump_and_dciodvfy_read_the_objects_without_errors(service, registry,
             [DCMDUMP, "-q", str(path)], capture_output=True, text=True, timeout=60, check=False
         )
         assert dump.returncode == 0 and "E:" not in dump.stdout + dump.stderr, dump.stderr
-        if DCIODVFY is None and REQUIRED:
+        if DCIODVFY is None and REQUIRE_MEDIA_TOOLS:
             pytest.fail("dciodvfy missing but ARCHIVE_NODE_REQUIRE_MEDIA_TOOLS=1")
         if DCIODVFY is None or item.transfer_syntax_uid == "1.2.840.10008.1.2.4.107":
             continue  # dicom3tools of 2022 cannot read the HEVC syntaxes
@@ -347,7 +345,7 @@ def test_an_accession_number_gathers_later_imports_into_its_study(service, regis
 
 def test_a_study_uid_adds_to_a_study_stored_by_c_store(node, media):
     study_uid = generate_uid()
-    ct = factory.ct(study_uid=study_uid, patient_id="IMP-1")
+    ct = dicom_objects.ct(study_uid=study_uid, patient_id="IMP-1")
     ct.IssuerOfPatientID = "UNN"
     ct.StudyDate = "20250102"
     assert store(node, ct) == status.SUCCESS
@@ -548,7 +546,7 @@ def test_import_request_fields_match_the_cli_options():
         assert names.get(field.name, field.name) in options, field.name
 
 
-@pytest.mark.skipif(not REQUIRED, reason="ARCHIVE_NODE_REQUIRE_MEDIA_TOOLS is not set")
+@pytest.mark.skipif(not REQUIRE_MEDIA_TOOLS, reason="ARCHIVE_NODE_REQUIRE_MEDIA_TOOLS is not set")
 def test_the_media_tools_are_there_where_required():
     assert FFMPEG is not None and DCIODVFY is not None
 
@@ -585,7 +583,7 @@ def test_done_when_cli_import_is_found_retrieved_and_read(node, media, tmp_path,
 
 @pytest.mark.dcmtk
 @pytest.mark.skipif(
-    TOOLS["getscu"] is None and not DCMTK_REQUIRED, reason="DCMTK getscu not installed"
+    TOOLS["getscu"] is None and not REQUIRE_DCMTK, reason="DCMTK getscu not installed"
 )
 def test_dcmtk_getscu_retrieves_each_imported_kind(node, media, tmp_path):
     report = run_import(node.service, [media["photo"], media["video"], media["document"]])

@@ -10,7 +10,6 @@ that pairs each SOP class with its syntax, plus `+sd` to scan the directory.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -21,15 +20,15 @@ from pydicom import dcmread
 from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 from archive_node.dicom.provenance import Provenance, from_file_meta
-from tests import factory
+from tests.helpers import dicom_objects
+from tests.helpers.dcmtk import output, run
+from tests.helpers.serving import stored_path
 
 pytestmark = [
     pytest.mark.dcmtk,
     pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK storescu not installed"),
     pytest.mark.skipif(shutil.which("echoscu") is None, reason="DCMTK echoscu not installed"),
 ]
-
-TIMEOUT = 60
 
 # An association profile for storescu (DCMTK asconfig.txt format): each SOP class in the
 # directory with the syntax its files are encoded in, so nothing is transcoded on the way.
@@ -58,23 +57,6 @@ PresentationContext6 = VideoPhotographicImageStorage\MPEG4
 [Archive]
 PresentationContexts = ArchiveInterop
 """
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run a DCMTK tool with TCP_NODELAY (DCMTK reads it from the environment)."""
-    env = {**os.environ, "TCP_NODELAY": "1"}
-    return subprocess.run(
-        [str(a) for a in args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=env,
-        check=False,
-    )
-
-
-def output(proc: subprocess.CompletedProcess[str]) -> str:
-    return proc.stdout + proc.stderr
 
 
 def echoscu(node, calling: str, called: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -117,19 +99,13 @@ def profile(tmp_path) -> Path:
 
 def mixed_objects() -> dict[str, object]:
     return {
-        "us_multiframe.dcm": factory.us_multiframe(patient_id="DCMTK1"),
-        "vl_photo_jpeg.dcm": factory.vl_photo_jpeg(patient_id="DCMTK1"),
-        "video_h264.dcm": factory.video_h264(patient_id="DCMTK1"),
-        "ct.dcm": factory.ct(patient_id="DCMTK1"),
-        "secondary_capture.dcm": factory.secondary_capture(patient_id="DCMTK1"),
-        "encapsulated_pdf.dcm": factory.encapsulated_pdf(patient_id="DCMTK1"),
+        "us_multiframe.dcm": dicom_objects.us_multiframe(patient_id="DCMTK1"),
+        "vl_photo_jpeg.dcm": dicom_objects.vl_photo_jpeg(patient_id="DCMTK1"),
+        "video_h264.dcm": dicom_objects.video_h264(patient_id="DCMTK1"),
+        "ct.dcm": dicom_objects.ct(patient_id="DCMTK1"),
+        "secondary_capture.dcm": dicom_objects.secondary_capture(patient_id="DCMTK1"),
+        "encapsulated_pdf.dcm": dicom_objects.encapsulated_pdf(patient_id="DCMTK1"),
     }
-
-
-def stored_path(node, sop_uid: str) -> Path:
-    record = node.service.index.instances.find(sop_uid)
-    assert record is not None, f"no index row for {sop_uid}"
-    return node.service.storage.absolute(record.path)
 
 
 # -- C-ECHO ----------------------------------------------------------------------------------
@@ -178,7 +154,7 @@ def test_echoscu_without_echo_right_gets_not_authorised(node):
 def test_storescu_mixed_directory_kept_byte_for_byte(node, tmp_path, profile):
     push = tmp_path / "push"
     sources = {
-        str(ds.SOPInstanceUID): factory.write(ds, push / name)
+        str(ds.SOPInstanceUID): dicom_objects.write(ds, push / name)
         for name, ds in mixed_objects().items()
     }
     expected_syntaxes = {str(dcmread(p).file_meta.TransferSyntaxUID) for p in sources.values()}
@@ -198,7 +174,9 @@ def test_storescu_mixed_directory_kept_byte_for_byte(node, tmp_path, profile):
         assert record is not None, f"no index row for {source.name}"
         assert record.calling_ae == "UNN_US" and record.hospital == "UNN"
         kept = node.service.storage.absolute(record.path)
-        assert factory.dataset_bytes(kept) == factory.dataset_bytes(source), source.name
+        assert dicom_objects.dataset_bytes(kept) == dicom_objects.dataset_bytes(source), (
+            source.name
+        )
         source_ts = dcmread(source, stop_before_pixels=True).file_meta.TransferSyntaxUID
         kept_ts = dcmread(kept, stop_before_pixels=True).file_meta.TransferSyntaxUID
         assert kept_ts == source_ts, source.name
@@ -210,21 +188,21 @@ def test_storescu_mixed_directory_kept_byte_for_byte(node, tmp_path, profile):
 
 
 def test_storescu_from_store_only_ae(node, tmp_path, profile):
-    ds = factory.ct(patient_id="CAM1")
-    source = factory.write(ds, tmp_path / "push" / "ct.dcm")
+    ds = dicom_objects.ct(patient_id="CAM1")
+    source = dicom_objects.write(ds, tmp_path / "push" / "ct.dcm")
     proc = storescu(node, "NLSH_CAM", profile, source)
     text = output(proc)
     assert proc.returncode == 0, text
     assert "Received Store Response (Success)" in text
     kept = stored_path(node, ds.SOPInstanceUID)
-    assert factory.dataset_bytes(kept) == factory.dataset_bytes(source)
+    assert dicom_objects.dataset_bytes(kept) == dicom_objects.dataset_bytes(source)
     record = node.service.index.instances.find(ds.SOPInstanceUID)
     assert record.calling_ae == "NLSH_CAM" and record.hospital == "NLSH"
 
 
 def test_storescu_from_unregistered_ae_stores_nothing(node, tmp_path, profile):
-    ds = factory.secondary_capture()
-    source = factory.write(ds, tmp_path / "push" / "sc.dcm")
+    ds = dicom_objects.secondary_capture()
+    source = dicom_objects.write(ds, tmp_path / "push" / "sc.dcm")
     proc = storescu(node, "STRANGER", profile, source)
     assert proc.returncode != 0
     assert "Calling AE Title Not Recognized" in output(proc)

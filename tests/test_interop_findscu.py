@@ -17,9 +17,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from archive_node.dicom import status
-from tests import factory
-from tests.test_interop_dcmtk import TIMEOUT, output
-from tests.test_store import store
+from tests.helpers import dicom_objects
+from tests.helpers.dcmtk import TIMEOUT, output
+from tests.helpers.dimse import store
 
 pytestmark = [
     pytest.mark.dcmtk,
@@ -53,14 +53,14 @@ def archive(node) -> Archive:
     latin1_study, ct_series, sc_series = generate_uid(), generate_uid(), generate_uid()
     latin1 = {"patient_id": "FS-L1", "patient_name": NAME, "charset": "ISO_IR 100"}
     objects = [
-        factory.ct(study_uid=latin1_study, series_uid=ct_series, **latin1),
-        factory.ct(study_uid=latin1_study, series_uid=ct_series, **latin1),
-        factory.secondary_capture(study_uid=latin1_study, series_uid=sc_series, **latin1),
-        factory.secondary_capture(
+        dicom_objects.ct(study_uid=latin1_study, series_uid=ct_series, **latin1),
+        dicom_objects.ct(study_uid=latin1_study, series_uid=ct_series, **latin1),
+        dicom_objects.secondary_capture(study_uid=latin1_study, series_uid=sc_series, **latin1),
+        dicom_objects.secondary_capture(
             patient_id="FS-U8", patient_name=NAME, charset="ISO_IR 192", study_date="20230610"
         ),
-        factory.ct(patient_id="FS-NL", patient_name="NORDMANN^OLA", study_date="20220301"),
-        factory.secondary_capture(
+        dicom_objects.ct(patient_id="FS-NL", patient_name="NORDMANN^OLA", study_date="20220301"),
+        dicom_objects.secondary_capture(
             patient_id="FS-GR", patient_name=GREEK, charset="ISO_IR 192", study_date="20210505"
         ),
     ]
@@ -303,7 +303,7 @@ def test_image_level_within_a_series(node, archive, tmp_path):
     responses, expected = image_query(node, tmp_path, archive, "SOPClassUID", "InstanceNumber")
     assert len(responses) == 2
     for ds in responses:
-        assert ds.SOPClassUID == factory.CT_IMAGE
+        assert ds.SOPClassUID == dicom_objects.CT_IMAGE
         assert int(ds.InstanceNumber) == expected[ds.SOPInstanceUID].InstanceNumber
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -32,36 +31,27 @@ from pydicom.uid import generate_uid
 from pynetdicom.sop_class import Verification
 
 from archive_node.dicom import status
-from tests import factory
-from tests.conftest import associate
-from tests.test_interop_dcmtk import output, run, stored_path
-from tests.test_serve_process import free_port
-from tests.test_store import store
-
-
-def dcmtk(tool: str) -> str | None:
-    """The first `tool` on PATH that is DCMTK's. pynetdicom installs apps of the same names
-    (.venv/bin/storescp, getscu, movescu) with other options: an activated venv shadows DCMTK."""
-    for directory in os.environ.get("PATH", "").split(os.pathsep):
-        found = shutil.which(tool, path=directory) if directory else None
-        if found is None:
-            continue
-        version = subprocess.run(
-            [found, "--version"], capture_output=True, text=True, timeout=10, check=False
-        )
-        if "$dcmtk: " in version.stdout + version.stderr:
-            return found
-    return None
-
-
-TOOLS = {tool: dcmtk(tool) for tool in ("movescu", "getscu", "storescp")}
-MISSING = [tool for tool, path in TOOLS.items() if path is None]
-REQUIRED = os.environ.get("ARCHIVE_NODE_REQUIRE_DCMTK") == "1"
+from tests.helpers import dicom_objects
+from tests.helpers.dcmtk import (
+    MISSING,
+    TOOLS,
+    counts,
+    files_by_uid,
+    final_response,
+    getscu,
+    output,
+    responses,
+    run,
+)
+from tests.helpers.dimse import associate, store
+from tests.helpers.environment import REQUIRE_DCMTK
+from tests.helpers.ports import free_port
+from tests.helpers.serving import stored_path
 
 pytestmark = [
     pytest.mark.dcmtk,
     pytest.mark.skipif(
-        bool(MISSING) and not REQUIRED, reason=f"DCMTK {', '.join(MISSING)} not installed"
+        bool(MISSING) and not REQUIRE_DCMTK, reason=f"DCMTK {', '.join(MISSING)} not installed"
     ),
 ]
 
@@ -105,8 +95,8 @@ def study(node) -> Study:
     pushed by C-STORE; and a CT of another patient that no retrieve here may send."""
     study_uid, patient_id = generate_uid(), "RETR-1"
     kinds = ("us", "photo", "video", "ct")
-    objects = dict(zip(kinds, factory.four_kinds(study_uid, patient_id), strict=True))
-    for ds in [*objects.values(), factory.ct(patient_id="RETR-OTHER")]:
+    objects = dict(zip(kinds, dicom_objects.four_kinds(study_uid, patient_id), strict=True))
+    for ds in [*objects.values(), dicom_objects.ct(patient_id="RETR-OTHER")]:
         assert store(node, ds) == status.SUCCESS
     return Study(study_uid, patient_id, objects)
 
@@ -116,71 +106,11 @@ def assert_kept_byte_for_byte(node, received: dict[str, Path], uids: set[str]) -
     assert set(received) == uids
     for uid in uids:
         kept = stored_path(node, uid)
-        assert factory.dataset_bytes(received[uid]) == factory.dataset_bytes(kept), (
+        assert dicom_objects.dataset_bytes(received[uid]) == dicom_objects.dataset_bytes(kept), (
             f"instance {uid} changed on the way"
         )
         arrived = dcmread(received[uid], stop_before_pixels=True).file_meta.TransferSyntaxUID
         assert arrived == dcmread(kept, stop_before_pixels=True).file_meta.TransferSyntaxUID
-
-
-def files_by_uid(directory: Path) -> dict[str, Path]:
-    """The DICOM files DCMTK wrote into `directory`, by the SOP Instance UID they hold; DCMTK
-    names them <modality>.<SOP Instance UID>."""
-    files: dict[str, Path] = {}
-    for path in sorted(directory.iterdir()):
-        uid = str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
-        assert path.name.endswith(f".{uid}"), path.name
-        assert uid not in files, f"{uid} written twice"
-        files[uid] = path
-    return files
-
-
-# -- DIMSE responses in DCMTK's debug log ----------------------------------------------------
-
-
-@dataclass
-class Response:
-    """One C-MOVE or C-GET response as DCMTK's -d log dumps it (None: not in the message)."""
-
-    status: int
-    remaining: int | None
-    completed: int | None
-    failed: int | None
-    warning: int | None
-
-
-def responses(proc: subprocess.CompletedProcess[str], kind: str) -> list[Response]:
-    """The incoming `kind` ("C-MOVE RSP", "C-GET RSP") messages, in order."""
-    found = []
-    for block in re.findall(
-        r"INCOMING DIMSE MESSAGE =+\n(.*?)END DIMSE MESSAGE", output(proc), re.S
-    ):
-        if not re.search(rf"Message Type\s*: {kind}\b", block):
-            continue
-        code = re.search(r"DIMSE Status\s*: 0x([0-9a-fA-F]{4})", block)
-        assert code, block
-        numbers = {}
-        for name in ("Remaining", "Completed", "Failed", "Warning"):
-            match = re.search(rf"{name} Suboperations\s*: (\d+|none)", block)
-            assert match, block
-            numbers[name.lower()] = None if match.group(1) == "none" else int(match.group(1))
-        found.append(Response(int(code.group(1), 16), **numbers))
-    return found
-
-
-def final_response(proc: subprocess.CompletedProcess[str], kind: str) -> Response:
-    """The one final response, after only pending ones. It is the verdict: getscu 3.6 exits 0
-    whatever the status, and movescu's exit code does not tell one failure from another."""
-    got = responses(proc, kind)
-    assert got, output(proc)
-    *pending, final = got
-    assert all(rsp.status == status.PENDING for rsp in pending), output(proc)
-    assert final.status != status.PENDING, output(proc)
-    return final
-
-
-def counts(rsp: Response) -> tuple[int | None, int | None, int | None]:
-    return rsp.completed, rsp.failed, rsp.warning
 
 
 # -- DCMTK processes -------------------------------------------------------------------------
@@ -288,21 +218,6 @@ def movescu(
     for key in keys:
         args += ["-k", key]
     return run(*args, node.host, str(node.port))
-
-
-def getscu(
-    node, tmp_path: Path, model: str, *keys: str, prefer: str = "", calling: str = WORKSTATION
-) -> tuple[subprocess.CompletedProcess[str], dict[str, Path]]:
-    """Run getscu (`prefer`: its preferred-syntax option, e.g. +xy) into a fresh directory;
-    the process, and the files it wrote by SOP Instance UID."""
-    out = tmp_path / f"getscu-{generate_uid()[-12:]}"
-    out.mkdir()
-    args = [str(TOOLS["getscu"]), "-d", model, *([prefer] if prefer else [])]
-    args += ["-aet", calling, "-aec", node.ae_title, "-od", str(out)]
-    for key in keys:
-        args += ["-k", key]
-    proc = run(*args, node.host, str(node.port))
-    return proc, files_by_uid(out)
 
 
 def store_requests(scp: StoreSCP, expected: int) -> list[str]:

@@ -34,8 +34,7 @@ from archive_node.importing.media.video_syntax import (
     HEVC_MAIN_10,
     video_encoding,
 )
-
-from .media_files import FFMPEG, jpeg, mp4, needs_ffmpeg, pdf
+from tests.helpers.media_files import FFMPEG, jpeg, mp4, needs_ffmpeg, pdf
 
 # ---------------------------------------------------------------------------------------
 # JPEG

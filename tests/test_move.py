@@ -18,9 +18,10 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate
 
 from archive_node.dicom import status
 from archive_node.rules import retrieve_plan
-from tests import factory
-from tests.conftest import associate
-from tests.retrieving import (
+from tests.helpers import dicom_objects
+from tests.helpers.dimse import associate, send_file, store
+from tests.helpers.ports import free_port
+from tests.helpers.retrieving import (
     PATIENT_MOVE,
     STUDY_MOVE,
     Destination,
@@ -30,8 +31,7 @@ from tests.retrieving import (
     identifier,
     move,
 )
-from tests.test_serve_process import free_port
-from tests.test_store import send_file, store
+from tests.helpers.serving import stored_path
 
 WORKSTATION = "UNN_WS"
 
@@ -71,11 +71,6 @@ def study(node):
     return four_kinds_study(node)
 
 
-def stored_path(node, sop_uid: str):
-    record = node.service.index.instances.find(sop_uid)
-    return node.service.storage.absolute(record.path)
-
-
 def move_assoc(node, calling: str = WORKSTATION):
     assoc = associate(node, calling, [STUDY_MOVE, PATIENT_MOVE])
     assert assoc.is_established
@@ -98,7 +93,7 @@ def test_study_moves_byte_for_byte_with_counts_and_originator(node, destination,
     received = destination.received
     assert set(received.files) == set(uids)
     for uid in uids:
-        assert factory.dataset_bytes(received.files[uid]) == factory.dataset_bytes(
+        assert dicom_objects.dataset_bytes(received.files[uid]) == dicom_objects.dataset_bytes(
             stored_path(node, uid)
         ), f"instance {uid} changed on the way"
     # PS3.4 C.4.2.2: the AE that asked, and its request's Message ID (pynetdicom's SCU uses 1)
@@ -144,7 +139,7 @@ def test_series_and_image_levels_and_lists_of_uids(node, destination, study):
 
 def test_patient_root_patient_and_study_levels(node, destination, study):
     study_uid, _ = study
-    other = factory.ct(patient_id="P1")  # a second study of the same patient
+    other = dicom_objects.ct(patient_id="P1")  # a second study of the same patient
     assert store(node, other) == status.SUCCESS
     assoc = move_assoc(node)
     try:
@@ -260,9 +255,9 @@ def test_hospital_scope_retrieves_only_its_hospitals_instances(node, tmp_path):
     reg = node.service.registry
     reg.add_ae("NLSH_WS", "NLSH", host="127.0.0.1", allow="move", scope="hospital")
     shared = generate_uid()
-    unn = factory.ct(study_uid=shared, patient_id="P1")
-    nlsh = factory.vl_photo_jpeg(study_uid=shared, patient_id="P1")
-    only_unn = factory.ct(patient_id="P1")
+    unn = dicom_objects.ct(study_uid=shared, patient_id="P1")
+    nlsh = dicom_objects.vl_photo_jpeg(study_uid=shared, patient_id="P1")
+    only_unn = dicom_objects.ct(patient_id="P1")
     assert store(node, unn, "UNN_US") == status.SUCCESS
     assert store(node, nlsh, "NLSH_CAM") == status.SUCCESS
     assert store(node, only_unn, "UNN_US") == status.SUCCESS
@@ -298,23 +293,23 @@ def test_destination_accepting_part_of_the_syntaxes_fails_those_sub_operations(
 
 
 def test_uncompressed_instance_is_converted_when_its_syntax_is_refused(node, tmp_path):
-    ds = factory.ct(patient_id="P1")  # stored in Explicit VR Little Endian
+    ds = dicom_objects.ct(patient_id="P1")  # stored in Explicit VR Little Endian
     assert store(node, ds) == status.SUCCESS
     with destination_at(node, tmp_path, "IMPLICIT", syntaxes=[ImplicitVRLittleEndian]) as dest:
         final, _, _ = move_study(node, ds.StudyInstanceUID, "IMPLICIT")
     assert final.Status == status.SUCCESS
     uid = ds.SOPInstanceUID
     assert dest.received.syntaxes[uid] == ImplicitVRLittleEndian
-    raw = factory.dataset_bytes(dest.received.files[uid])
+    raw = dicom_objects.dataset_bytes(dest.received.files[uid])
     arrived = read_dataset(BytesIO(raw), is_implicit_VR=True, is_little_endian=True)
     assert arrived.PixelData == ds.PixelData and arrived.PatientID == "P1"
     assert not list(node.service.storage.incoming.iterdir()), "the converted copy is left"
 
 
 def test_destination_accepting_no_context_fails_every_sub_operation(node, tmp_path):
-    photo = factory.vl_photo_jpeg(patient_id="P1")
+    photo = dicom_objects.vl_photo_jpeg(patient_id="P1")
     assert store(node, photo) == status.SUCCESS
-    with destination_at(node, tmp_path, "CT_ONLY", classes=[factory.CT_IMAGE]):
+    with destination_at(node, tmp_path, "CT_ONLY", classes=[dicom_objects.CT_IMAGE]):
         final, _, answer = move_study(node, photo.StudyInstanceUID, "CT_ONLY")
     assert final.Status == status.SUB_OPERATIONS_FAILED
     assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (0, 1)
@@ -393,7 +388,7 @@ def _requesting_association(node, calling: str):
 def test_cancel_stops_between_sub_operations(node, tmp_path):
     study_uid = generate_uid()
     for _ in range(6):
-        assert store(node, factory.secondary_capture(study_uid=study_uid)) == status.SUCCESS
+        assert store(node, dicom_objects.secondary_capture(study_uid=study_uid)) == status.SUCCESS
     release = threading.Event()
     stores = []
 
@@ -472,8 +467,8 @@ def test_bad_identifier_fails_nothing_sent_association_usable(
 
 
 def test_patient_id_of_two_issuers_needs_the_issuer(node, destination):
-    unn = factory.ct(patient_id="P7", issuer="UNN")
-    nlsh = factory.ct(patient_id="P7", issuer="NLSH")
+    unn = dicom_objects.ct(patient_id="P7", issuer="UNN")
+    nlsh = dicom_objects.ct(patient_id="P7", issuer="NLSH")
     assert store(node, unn) == status.SUCCESS
     assert store(node, nlsh) == status.SUCCESS
     assoc = move_assoc(node)
@@ -512,7 +507,7 @@ def test_index_failure_is_a_failure_and_the_node_keeps_serving(node, destination
 
 
 def test_no_patient_data_in_info_logs(node, destination, caplog):
-    ds = factory.ct(patient_id="SECRETPID", patient_name="SECRET^NAME")
+    ds = dicom_objects.ct(patient_id="SECRETPID", patient_name="SECRET^NAME")
     assert store(node, ds) == status.SUCCESS
     with caplog.at_level(logging.INFO, logger="archive_node"):
         assoc = move_assoc(node)
@@ -539,7 +534,7 @@ def test_no_patient_data_in_info_logs(node, destination, caplog):
 def _secondary_captures(node, count: int) -> str:
     study_uid = generate_uid()
     for _ in range(count):
-        assert store(node, factory.secondary_capture(study_uid=study_uid)) == status.SUCCESS
+        assert store(node, dicom_objects.secondary_capture(study_uid=study_uid)) == status.SUCCESS
     return study_uid
 
 
@@ -607,7 +602,7 @@ def test_destination_abort_ends_the_move_at_once(node, tmp_path):
 def test_link_lost_mid_file_stops_reading_it(node, tmp_path):
     """A link lost part way through a large video: the node stops reading the file (memory
     stays flat instead of the rest of the file piling up in pynetdicom's send queue)."""
-    large = factory.write_large_video(tmp_path / "large.dcm", 96 << 20, patient_id="P1")
+    large = dicom_objects.write_large_video(tmp_path / "large.dcm", 96 << 20, patient_id="P1")
     header = dcmread(large, stop_before_pixels=True)
     sender = associate(
         node, "UNN_US", [(header.SOPClassUID, [header.file_meta.TransferSyntaxUID])]
@@ -641,7 +636,7 @@ def test_a_long_failed_list_arrives_whole_or_cut_to_fit(node, syntax):
     contexts); a requester that offers only Explicit VR gets as many as a UI value holds."""
     study_uid = generate_uid()
     for _ in range(1200):
-        factory.index_row(node.service, factory.instance_header(study_uid=study_uid))
+        dicom_objects.index_row(node.service, dicom_objects.instance_header(study_uid=study_uid))
     node.service.registry.add_ae("NOWHERE", "UNN", host="127.0.0.1", port=free_port())
     assoc = associate(node, WORKSTATION, [(STUDY_MOVE, [syntax])])
     try:

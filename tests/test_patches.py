@@ -31,9 +31,9 @@ from archive_node.net import patches
 from archive_node.net.patches import file_meta, guard, scope
 from archive_node.net.patches.file_sending import FileDataset, send_file_dataset
 from archive_node.net.wire import commands
-from tests import factory
-from tests.conftest import associate
-from tests.test_cli import write_config
+from tests.helpers import dicom_objects
+from tests.helpers.cli import write_config
+from tests.helpers.dimse import associate
 
 STUDY_FIND = str(StudyRootQueryRetrieveInformationModelFind)
 STUDY_MOVE = str(StudyRootQueryRetrieveInformationModelMove)
@@ -163,7 +163,7 @@ def test_store_responses_are_the_pdus_pynetdicom_sends(status, comment):
 def test_a_stored_files_dataset_is_the_pdus_pynetdicom_sends(tmp_path, max_pdu):
     """The same PDUs (below file_sending.MAX_PDU_DATA: a larger file is cut into PDUs of at
     most 1 MiB even when the peer sets no maximum, where pynetdicom sends one PDU)."""
-    path = factory.write(factory.video_h264(payload=200_000), tmp_path / "video.dcm")
+    path = dicom_objects.write(dicom_objects.video_h264(payload=200_000), tmp_path / "video.dcm")
     offset = _dataset_offset(path)
 
     def request():

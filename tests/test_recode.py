@@ -14,13 +14,13 @@ from pydicom.uid import ExplicitVRLittleEndian as EXPLICIT
 from pydicom.uid import ImplicitVRLittleEndian as IMPLICIT
 
 from archive_node.dicom.reencode import recode
-from tests import factory
+from tests.helpers import dicom_objects
 
 
 def strictly_read(path, syntax):
     """The dataset as encoded, read without pydicom's guessing: an explicit VR body read as
     implicit (or the reverse) does not come out equal."""
-    raw = factory.dataset_bytes(path)
+    raw = dicom_objects.dataset_bytes(path)
     return read_dataset(BytesIO(raw), is_implicit_VR=syntax == IMPLICIT, is_little_endian=True)
 
 
@@ -29,8 +29,8 @@ def strictly_read(path, syntax):
 )
 @pytest.mark.parametrize("frames", [1, 60])  # 3 KiB of pixels (re-encoded), 180 KiB (copied)
 def test_recoded_object_has_the_same_elements_and_pixels(tmp_path, stored, wanted, frames):
-    ds = factory.us_multiframe(frames=frames, transfer_syntax=stored)
-    source = factory.write(ds, tmp_path / "stored.dcm")
+    ds = dicom_objects.us_multiframe(frames=frames, transfer_syntax=stored)
+    source = dicom_objects.write(ds, tmp_path / "stored.dcm")
     target = tmp_path / "out.dcm"
     recode(source, target, wanted)
     assert dcmread(target).file_meta.TransferSyntaxUID == wanted
@@ -42,8 +42,8 @@ def test_recoded_object_has_the_same_elements_and_pixels(tmp_path, stored, wante
 
 
 def test_large_pixel_data_is_copied_in_chunks(tmp_path):
-    ds = factory.us_multiframe(frames=4000)  # 32 x 32 x 3 x 4000 = 12 MB of pixels
-    source = factory.write(ds, tmp_path / "stored.dcm")
+    ds = dicom_objects.us_multiframe(frames=4000)  # 32 x 32 x 3 x 4000 = 12 MB of pixels
+    source = dicom_objects.write(ds, tmp_path / "stored.dcm")
     target = tmp_path / "out.dcm"
     tracemalloc.start()
     try:
@@ -56,17 +56,17 @@ def test_large_pixel_data_is_copied_in_chunks(tmp_path):
 
 
 def test_elements_after_the_pixel_data_are_kept(tmp_path):
-    ds = factory.us_multiframe(frames=60)
+    ds = dicom_objects.us_multiframe(frames=60)
     ds.add_new(0xFFFCFFFC, "OB", b"\0" * 8)  # Data Set Trailing Padding
-    source = factory.write(ds, tmp_path / "stored.dcm")
+    source = dicom_objects.write(ds, tmp_path / "stored.dcm")
     recode(source, tmp_path / "out.dcm", IMPLICIT)
     out = strictly_read(tmp_path / "out.dcm", IMPLICIT)
     assert out.PixelData == ds.PixelData and 0xFFFCFFFC in out
 
 
 def test_a_truncated_file_is_an_error(tmp_path):
-    ds = factory.us_multiframe(frames=60)
-    source = factory.write(ds, tmp_path / "stored.dcm")
+    ds = dicom_objects.us_multiframe(frames=60)
+    source = dicom_objects.write(ds, tmp_path / "stored.dcm")
     data = source.read_bytes()
     source.write_bytes(data[: len(data) - 1000])
     with pytest.raises(OSError, match="ends"):

@@ -21,10 +21,11 @@ from archive_node.config import CONFIG_ENV, INDEX_URL_ENV
 from archive_node.errors import NotFound
 from archive_node.index import Index
 from archive_node.index.tables import Hospital, Instance, Patient, Series, Study
-from tests import factory
-from tests.conftest import _reset_pg, serving
-from tests.test_cli import write_config
-from tests.test_verify import cli_run, push
+from tests.helpers import dicom_objects
+from tests.helpers.cli import cli_run, write_config
+from tests.helpers.dimse import push
+from tests.helpers.postgres import reset_pg
+from tests.helpers.serving import serving
 
 # received_at is rebuilt from each file's mtime (the end of its receipt) while the original
 # was stamped at its index commit a few milliseconds later: compared within this many seconds.
@@ -45,21 +46,24 @@ def keep_corpus(node) -> list[str]:
         (
             "UNN_US",
             [
-                factory.ct(patient_id="P1", patient_name="HANSEN^KARI", study_uid=p1_first),
-                factory.ct(patient_id="P1", patient_name="HANSEN^KARI", study_uid=p1_first),
-                factory.secondary_capture(
+                dicom_objects.ct(patient_id="P1", patient_name="HANSEN^KARI", study_uid=p1_first),
+                dicom_objects.ct(patient_id="P1", patient_name="HANSEN^KARI", study_uid=p1_first),
+                dicom_objects.secondary_capture(
                     patient_id="P1", patient_name="HANSEN^KARI", study_uid=p1_first
                 ),
             ],
         ),
-        ("NLSH_CAM", [factory.secondary_capture(patient_id="P3", study_uid=shared)]),
+        ("NLSH_CAM", [dicom_objects.secondary_capture(patient_id="P3", study_uid=shared)]),
         # the same patient later, married: a new name, no birth date given (the older stays)
-        ("UNN_WS", [_without_birth_date(factory.ct(patient_id="P1", patient_name="OLSEN^KARI"))]),
-        ("UNN_US", [factory.secondary_capture(patient_id="P3", study_uid=shared)]),
+        (
+            "UNN_WS",
+            [_without_birth_date(dicom_objects.ct(patient_id="P1", patient_name="OLSEN^KARI"))],
+        ),
+        ("UNN_US", [dicom_objects.secondary_capture(patient_id="P3", study_uid=shared)]),
         # the same PatientID from NLSH: another patient (issuer NLSH)...
-        ("ANYWHERE", [factory.ct(patient_id="P1", patient_name="NILSEN^PER")]),
+        ("ANYWHERE", [dicom_objects.ct(patient_id="P1", patient_name="NILSEN^PER")]),
         # ...and one with its own IssuerOfPatientID, whatever hospital sent it
-        ("NLSH_CAM", [factory.secondary_capture(patient_id="P1", issuer="NO-FNR")]),
+        ("NLSH_CAM", [dicom_objects.secondary_capture(patient_id="P1", issuer="NO-FNR")]),
     ]
     uids = []
     for calling, datasets in batches:
@@ -125,7 +129,7 @@ def lose_database(service) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(url[len("sqlite:///") :] + suffix).unlink(missing_ok=True)
     else:
-        _reset_pg(url)
+        reset_pg(url)
 
 
 def drop_index(service) -> None:
@@ -245,9 +249,9 @@ def test_an_interrupted_run_resumes(service, kept, stop_after):
 def test_a_file_without_provenance_needs_a_default_hospital(service, kept):
     uids, original = kept
     store = service.storage
-    legacy = factory.ct(patient_id="OLD1")
+    legacy = dicom_objects.ct(patient_id="OLD1")
     path = store.layout(legacy.StudyInstanceUID, legacy.SeriesInstanceUID, legacy.SOPInstanceUID)
-    factory.write(legacy, store.root / path)  # kept by an older release: no sender recorded
+    dicom_objects.write(legacy, store.root / path)  # kept by an older release: no sender recorded
     drop_index(service)
 
     report = rebuild(service)
@@ -363,10 +367,10 @@ def test_cli_reindex(service, kept, index_url, tmp_path):
     with fresh_index(index_url) as index:
         assert_same_index(dump(index), original)
 
-    legacy = factory.secondary_capture(patient_id="OLD1")
+    legacy = dicom_objects.secondary_capture(patient_id="OLD1")
     store = service.storage
     path = store.layout(legacy.StudyInstanceUID, legacy.SeriesInstanceUID, legacy.SOPInstanceUID)
-    factory.write(legacy, store.root / path)
+    dicom_objects.write(legacy, store.root / path)
     unattributed = cli_run("reindex", "--config", cfg, "--json")
     assert unattributed.exit_code == 1
     body = json.loads(unattributed.output)

@@ -3,7 +3,7 @@
 Each test writes a TOML config in tmp_path (SQLite index), runs `archive-node init` and
 registers a hospital and an AE through the CLI, then starts `python -m archive_node serve`
 with its log on a file. Readiness is a C-ECHO that answers, polled against a deadline
-(the helpers are in tests/serving_process.py).
+(the helpers are in tests/helpers/serving_process.py).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from pynetdicom import AE
 from archive_node.errors import AssociationFailed
 from archive_node.net.client import SendResult, echo
 from bench.retrieve import vm_hwm
-from tests import factory
-from tests.retrieving import STUDY_MOVE, Destination, identifier, move
-from tests.serving_process import (  # free_port: imported from here by other test modules
+from tests.helpers import dicom_objects
+from tests.helpers.retrieving import STUDY_MOVE, Destination, identifier, move
+from tests.helpers.serving_process import (
     CALLED,
     CALLING,
     HOST,
@@ -35,7 +35,6 @@ from tests.serving_process import (  # free_port: imported from here by other te
     Archive,
     child_env,
     dataset_digest,
-    free_port,  # noqa: F401
     send,
 )
 
@@ -57,14 +56,14 @@ def test_serve_smoke_echo_store_sigterm(archive, tmp_path):
     archive.start()
     assert echo(HOST, archive.port, calling=CALLING, called=CALLED) == 0
 
-    ds = factory.ct(patient_name=SECRET_NAME, patient_id=SECRET_PID)
-    source = factory.write(ds, tmp_path / "send" / "ct.dcm")
+    ds = dicom_objects.ct(patient_name=SECRET_NAME, patient_id=SECRET_PID)
+    source = dicom_objects.write(ds, tmp_path / "send" / "ct.dcm")
     sent = archive.cli("send", str(source), "--calling-aet", CALLING)
     assert "1 of 1 stored" in sent.stdout, sent.stdout + sent.stderr
     assert "0x0000" in sent.stdout
 
     kept = archive.stored(ds.SOPInstanceUID)
-    assert factory.dataset_bytes(kept) == factory.dataset_bytes(source)
+    assert dicom_objects.dataset_bytes(kept) == dicom_objects.dataset_bytes(source)
 
     archive.cli("ae", "add", "UNN_WS", "--hospital", "UNN", "--host", HOST, "--allow", "find,move")
     found = archive.cli(
@@ -122,8 +121,8 @@ def test_serve_smoke_echo_store_sigterm(archive, tmp_path):
     finally:
         dest.stop()
     assert json.loads(moved.stdout)["completed"] == 1
-    assert factory.dataset_bytes(dest.received.files[ds.SOPInstanceUID]) == (
-        factory.dataset_bytes(source)
+    assert dicom_objects.dataset_bytes(dest.received.files[ds.SOPInstanceUID]) == (
+        dicom_objects.dataset_bytes(source)
     )
 
     started = time.monotonic()
@@ -158,7 +157,7 @@ def test_serve_removes_leftover_partial_files(archive):
 
 
 def test_sigterm_lets_running_transfer_finish(archive, tmp_path):
-    source = factory.write_large_video(
+    source = dicom_objects.write_large_video(
         tmp_path / "send" / "large.dcm", 64 << 20, patient_name=SECRET_NAME, patient_id=SECRET_PID
     )
     sop_uid = str(dcmread(source, stop_before_pixels=True).SOPInstanceUID)
@@ -208,8 +207,8 @@ def test_sigterm_lets_running_transfer_finish(archive, tmp_path):
 
 @pytest.mark.slow
 def test_large_video_store_has_bounded_memory(archive, tmp_path):
-    small = factory.write(factory.secondary_capture(), tmp_path / "send" / "small.dcm")
-    large = factory.write_large_video(tmp_path / "send" / "large.dcm", 256 << 20)
+    small = dicom_objects.write(dicom_objects.secondary_capture(), tmp_path / "send" / "small.dcm")
+    large = dicom_objects.write_large_video(tmp_path / "send" / "large.dcm", 256 << 20)
     sop_uid = str(dcmread(large, stop_before_pixels=True).SOPInstanceUID)
 
     proc = archive.start()
@@ -235,8 +234,8 @@ def test_large_video_store_has_bounded_memory(archive, tmp_path):
 @pytest.mark.slow
 def test_large_video_move_has_bounded_memory(archive, tmp_path):
     """C-MOVE streams the stored file: the sending node's peak RSS does not grow with it."""
-    small = factory.write(factory.secondary_capture(), tmp_path / "send" / "small.dcm")
-    large = factory.write_large_video(tmp_path / "send" / "large.dcm", 256 << 20)
+    small = dicom_objects.write(dicom_objects.secondary_capture(), tmp_path / "send" / "small.dcm")
+    large = dicom_objects.write_large_video(tmp_path / "send" / "large.dcm", 256 << 20)
     header = dcmread(large, stop_before_pixels=True)
     dest = Destination(tmp_path / "dest")
     archive.cli("ae", "add", "DEST", "--hospital", "UNN", "--host", HOST, "--port", str(dest.port))
@@ -279,9 +278,9 @@ def test_large_video_move_has_bounded_memory(archive, tmp_path):
 def test_sigkill_mid_transfer_loses_nothing_acknowledged(archive, tmp_path):
     """Keep order under a crash: what was acknowledged is whole; the partial file goes away."""
     acknowledged = [
-        factory.write(factory.ct(), tmp_path / "send" / f"ct{i}.dcm") for i in range(3)
+        dicom_objects.write(dicom_objects.ct(), tmp_path / "send" / f"ct{i}.dcm") for i in range(3)
     ]
-    large = factory.write_large_video(tmp_path / "send" / "large.dcm", 64 << 20)
+    large = dicom_objects.write_large_video(tmp_path / "send" / "large.dcm", 64 << 20)
     large_uid = str(dcmread(large, stop_before_pixels=True).SOPInstanceUID)
     archive.start()
     assert [send(archive, path).status for path in acknowledged] == [0, 0, 0]
@@ -308,10 +307,12 @@ def test_sigkill_mid_transfer_loses_nothing_acknowledged(archive, tmp_path):
     for path in acknowledged:
         uid = str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
         kept = archive.stored(uid)
-        assert factory.dataset_bytes(kept) == factory.dataset_bytes(path)
+        assert dicom_objects.dataset_bytes(kept) == dicom_objects.dataset_bytes(path)
     assert not [p for p in archive.storage.rglob(f"{large_uid}*") if ".incoming" not in p.parts]
     # and it takes new stores at once
-    assert send(archive, factory.write(factory.ct(), tmp_path / "after.dcm")).status == 0
+    assert (
+        send(archive, dicom_objects.write(dicom_objects.ct(), tmp_path / "after.dcm")).status == 0
+    )
     assert archive.terminate() == 0
 
 

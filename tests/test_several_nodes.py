@@ -1,6 +1,6 @@
 """Several nodes: two `archive-node serve` processes on one PostgreSQL index and one store.
 
-Each test runs two real `serve` processes (tests/serving_process.py), A and B, standing for
+Each test runs two real `serve` processes (tests/helpers/serving_process.py), A and B, standing for
 two machines: each has its own config file, port and log, and both name the same PostgreSQL
 database and the same storage.path. Clients are real pynetdicom associations on 127.0.0.1.
 The promise under test (issue 6): a study stored through one node is found and retrieved
@@ -33,16 +33,16 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Ver
 
 from archive_node.net.association import set_tcp_nodelay
 from archive_node.net.client import echo, send_files
-from tests import factory
-from tests.conftest import _pg_connect, _reset_pg
-from tests.retrieving import (
+from tests.helpers import dicom_objects
+from tests.helpers.postgres import pg_connect, reset_pg
+from tests.helpers.retrieving import (
     STUDY_MOVE,
     Destination,
     get_study,
     identifier,
     move,
 )
-from tests.serving_process import (
+from tests.helpers.serving_process import (
     CALLED,
     CALLING,
     HOST,
@@ -104,7 +104,7 @@ def pair(tmp_path, pg_url):
     A's CLI creates the schema and registers UNN with CALLING (echo, store) and WORKSTATION
     (echo, find, move, get); B only gets a config of its own.
     """
-    _reset_pg(pg_url)
+    reset_pg(pg_url)
     store = tmp_path / "store"
     a = SharedNode(tmp_path / "a", index_url=pg_url, shared=store)
     b = SharedNode(tmp_path / "b", index_url=pg_url, shared=store)
@@ -194,7 +194,7 @@ class Row:
 
 def instance_rows(url: str) -> list[Row]:
     """Every instance row with its series and study UIDs, read with plain SQL."""
-    conn = _pg_connect(url)
+    conn = pg_connect(url)
     try:
         with conn.cursor() as cur:
             cur.execute(
@@ -208,7 +208,7 @@ def instance_rows(url: str) -> list[Row]:
 
 
 def count(url: str, table: str) -> int:
-    conn = _pg_connect(url)
+    conn = pg_connect(url)
     try:
         with conn.cursor() as cur:
             cur.execute(f"SELECT count(*) FROM {table}")  # table: a literal of this module
@@ -236,9 +236,9 @@ def test_study_stored_through_one_node_is_found_and_retrieved_through_the_other(
             "ae", "add", "DEST", "--hospital", "UNN", "--host", HOST, "--port", str(dest.port)
         )
         study_uid = generate_uid()
-        made = factory.four_kinds(study_uid, "P1")
+        made = dicom_objects.four_kinds(study_uid, "P1")
         sources = {
-            str(ds.SOPInstanceUID): factory.write(ds, tmp_path / "send" / f"{n}.dcm")
+            str(ds.SOPInstanceUID): dicom_objects.write(ds, tmp_path / "send" / f"{n}.dcm")
             for n, ds in enumerate(made)
         }
         results = send_files(
@@ -270,7 +270,9 @@ def test_study_stored_through_one_node_is_found_and_retrieved_through_the_other(
         assert final.NumberOfCompletedSuboperations == len(sources)
         assert set(received.files) == set(sources)
         for uid, path in sources.items():
-            assert factory.dataset_bytes(received.files[uid]) == factory.dataset_bytes(path)
+            assert dicom_objects.dataset_bytes(received.files[uid]) == dicom_objects.dataset_bytes(
+                path
+            )
 
         # C-MOVE through B into a storage SCP: the same.
         assoc = associate(pair.b.port, WORKSTATION, [STUDY_MOVE])
@@ -285,7 +287,9 @@ def test_study_stored_through_one_node_is_found_and_retrieved_through_the_other(
     assert final.NumberOfCompletedSuboperations == len(sources)
     assert set(dest.received.files) == set(sources)
     for uid, path in sources.items():
-        assert factory.dataset_bytes(dest.received.files[uid]) == factory.dataset_bytes(path)
+        assert dicom_objects.dataset_bytes(
+            dest.received.files[uid]
+        ) == dicom_objects.dataset_bytes(path)
     assert f"stored instance {made[0].SOPInstanceUID}" in pair.a.log()
     assert "stored instance" not in pair.b.log()  # B served it without having received it
     pair.stop()
@@ -298,7 +302,9 @@ def test_ae_registered_or_removed_through_one_node_is_honoured_by_the_other_at_o
     pair, tmp_path
 ):
     newcomer = "UNN_DERM"
-    source = factory.write(factory.vl_photo_jpeg(patient_id="P2"), tmp_path / "photo.dcm")
+    source = dicom_objects.write(
+        dicom_objects.vl_photo_jpeg(patient_id="P2"), tmp_path / "photo.dcm"
+    )
     sop_uid = str(dcmread(source, stop_before_pixels=True).SOPInstanceUID)
 
     assert rejection(pair.b.port, newcomer) == REJECT_CALLING_AE  # unknown so far
@@ -313,7 +319,9 @@ def test_ae_registered_or_removed_through_one_node_is_honoured_by_the_other_at_o
 
     # Rights changed through A: B answers Not Authorised to a C-STORE, echo still works.
     pair.a.cli("ae", "update", newcomer, "--allow", "echo")
-    again = factory.write(factory.vl_photo_jpeg(patient_id="P2"), tmp_path / "photo2.dcm")
+    again = dicom_objects.write(
+        dicom_objects.vl_photo_jpeg(patient_id="P2"), tmp_path / "photo2.dcm"
+    )
     assert store_one(pair.b.port, newcomer, again) == 0x0124
     assert echo(HOST, pair.b.port, calling=newcomer, called=CALLED) == 0x0000
 
@@ -341,8 +349,8 @@ SERIES = 6
 RESENT = 3  # each node sends this many of the shared instances once more at the end
 
 STORE_CONTEXTS = [
-    (factory.CT_IMAGE, [ExplicitVRLittleEndian]),
-    (factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian]),
+    (dicom_objects.CT_IMAGE, [ExplicitVRLittleEndian]),
+    (dicom_objects.SECONDARY_CAPTURE, [ExplicitVRLittleEndian]),
 ]
 
 
@@ -372,10 +380,10 @@ def test_concurrent_stores_of_one_study_through_both_nodes(pair, tmp_path):
     series = [generate_uid() for _ in range(SERIES)]
     paths: list[Path] = []
     for n in range(INSTANCES):
-        make = factory.ct if n % SERIES == 1 else factory.secondary_capture
+        make = dicom_objects.ct if n % SERIES == 1 else dicom_objects.secondary_capture
         ds = make(study_uid=study_uid, series_uid=series[n % SERIES], patient_id="P3")
         ds.InstanceNumber = n + 1
-        paths.append(factory.write(ds, tmp_path / "send" / f"{n}.dcm"))
+        paths.append(dicom_objects.write(ds, tmp_path / "send" / f"{n}.dcm"))
     uids = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in paths}
     shared, own = paths[:SHARED], paths[SHARED:]
     half = len(own) // 2
@@ -511,7 +519,9 @@ def large_partials(store: Path) -> list[Path]:
 
 
 def test_restarting_one_node_leaves_the_others_transfer_alone(pair, tmp_path):
-    large = factory.write_large_video(tmp_path / "send" / "large.dcm", LARGE_SIZE, patient_id="P4")
+    large = dicom_objects.write_large_video(
+        tmp_path / "send" / "large.dcm", LARGE_SIZE, patient_id="P4"
+    )
     sop_uid = str(dcmread(large, stop_before_pixels=True).SOPInstanceUID)
     relay = HoldingRelay(pair.a.port, HOLD_AFTER)
     outcome: list[Any] = []

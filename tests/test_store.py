@@ -15,19 +15,19 @@ from pathlib import Path
 import pytest
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
-from pynetdicom import _config
 
 from archive_node.dicom import status
 from archive_node.dicom.instance_header import read_header
 from archive_node.dicom.provenance import Provenance, from_file_meta
 from archive_node.index import NewInstance
 from archive_node.index.tables import Patient
-from tests import factory
-from tests.conftest import associate, node_with
+from tests.helpers import dicom_objects
+from tests.helpers.dimse import associate, send_file, store
+from tests.helpers.serving import node_with
 
 ALL_KINDS = [
-    (factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]),
-    (factory.CT_IMAGE, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]),
+    (dicom_objects.SECONDARY_CAPTURE, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]),
+    (dicom_objects.CT_IMAGE, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]),
 ]
 
 
@@ -36,28 +36,9 @@ def stored_files(service) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and ".incoming" not in p.parts)
 
 
-def send_file(assoc, path: Path):
-    """C-STORE a Part 10 file as it is on disk (its UIDs come from the file meta)."""
-    previous, _config.STORE_SEND_CHUNKED_DATASET = _config.STORE_SEND_CHUNKED_DATASET, True
-    try:
-        return assoc.send_c_store(path)
-    finally:
-        _config.STORE_SEND_CHUNKED_DATASET = previous
-
-
-def store(node, ds, calling="UNN_US"):
-    """C-STORE one dataset on its own association, in its own transfer syntax; the status."""
-    assoc = associate(node, calling, [(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])])
-    assert assoc.is_established
-    try:
-        return assoc.send_c_store(ds).Status
-    finally:
-        assoc.release()
-
-
 def test_store_keeps_file_and_index_row(node, tmp_path):
-    ds = factory.ct(patient_id="P1")
-    path = factory.write(ds, tmp_path / "ct.dcm")
+    ds = dicom_objects.ct(patient_id="P1")
+    path = dicom_objects.write(ds, tmp_path / "ct.dcm")
     assoc = associate(node, "UNN_US", ALL_KINDS)
     assert assoc.is_established
     rsp = send_file(assoc, path)
@@ -67,7 +48,7 @@ def test_store_keeps_file_and_index_row(node, tmp_path):
     record = node.service.index.instances.find(ds.SOPInstanceUID)
     assert record is not None
     kept = node.service.storage.absolute(record.path)
-    assert factory.dataset_bytes(kept) == factory.dataset_bytes(path)
+    assert dicom_objects.dataset_bytes(kept) == dicom_objects.dataset_bytes(path)
     assert hashlib.sha256(kept.read_bytes()).hexdigest() == record.sha256
     assert record.size == kept.stat().st_size
     assert record.calling_ae == "UNN_US" and record.hospital == "UNN"
@@ -84,15 +65,15 @@ def test_store_keeps_file_and_index_row(node, tmp_path):
 def test_file_meta_records_the_sender_for_a_rebuild(node, tmp_path):
     """PS3.10 7.1: Sending/Receiving AE Title and archive-node's Private Information (hospital,
     issuer) are written into the kept file's meta; the dataset's bytes are untouched."""
-    small, large = factory.secondary_capture(), factory.ct(patient_id="P1")
-    paths = [factory.write(ds, tmp_path / f"{n}.dcm") for n, ds in enumerate((small, large))]
+    small, large = dicom_objects.secondary_capture(), dicom_objects.ct(patient_id="P1")
+    paths = [dicom_objects.write(ds, tmp_path / f"{n}.dcm") for n, ds in enumerate((small, large))]
     assoc = associate(node, "NLSH_CAM", ALL_KINDS)
     assert [send_file(assoc, path).Status for path in paths] == [status.SUCCESS] * 2
     assoc.release()
     for ds, path in zip((small, large), paths, strict=True):
         record = node.service.index.instances.find(ds.SOPInstanceUID)
         kept = node.service.storage.absolute(record.path)
-        assert factory.dataset_bytes(kept) == factory.dataset_bytes(path)
+        assert dicom_objects.dataset_bytes(kept) == dicom_objects.dataset_bytes(path)
         meta = read_file_meta_info(kept)
         assert meta.SendingApplicationEntityTitle == "NLSH_CAM"
         assert meta.ReceivingApplicationEntityTitle == node.ae_title
@@ -103,11 +84,13 @@ def test_file_meta_records_the_sender_for_a_rebuild(node, tmp_path):
 
 def test_issuer_defaults_to_sending_hospital(node):
     study_unn, study_nlsh, study_own = generate_uid(), generate_uid(), generate_uid()
-    assert store(node, factory.secondary_capture(patient_id="SAME", study_uid=study_unn)) == 0
+    assert (
+        store(node, dicom_objects.secondary_capture(patient_id="SAME", study_uid=study_unn)) == 0
+    )
     assert (
         store(
             node,
-            factory.secondary_capture(patient_id="SAME", study_uid=study_nlsh),
+            dicom_objects.secondary_capture(patient_id="SAME", study_uid=study_nlsh),
             calling="NLSH_CAM",
         )
         == 0
@@ -115,7 +98,9 @@ def test_issuer_defaults_to_sending_hospital(node):
     assert (
         store(
             node,
-            factory.secondary_capture(patient_id="SAME", issuer="NO-FNR", study_uid=study_own),
+            dicom_objects.secondary_capture(
+                patient_id="SAME", issuer="NO-FNR", study_uid=study_own
+            ),
         )
         == 0
     )
@@ -131,7 +116,7 @@ def test_latin1_and_utf8_names_are_indexed_as_text(node):
     name = "ØDEGÅRD^ÅSE"
     for charset in ("ISO_IR 100", "ISO_IR 192"):
         pid = f"PN-{charset[-3:]}"
-        ds = factory.secondary_capture(patient_id=pid, patient_name=name, charset=charset)
+        ds = dicom_objects.secondary_capture(patient_id=pid, patient_name=name, charset=charset)
         assert store(node, ds) == status.SUCCESS
         with node.service.index.session():
             patient = Patient.get(Patient.patient_id == pid)
@@ -146,7 +131,7 @@ def test_many_associations_at_once_on_one_study(node):
     def push(count: int) -> None:
         assoc = associate(node, "UNN_US", ALL_KINDS)
         for _ in range(count):
-            ds = factory.secondary_capture(study_uid=study, series_uid=series)
+            ds = dicom_objects.secondary_capture(study_uid=study, series_uid=series)
             results.append(int(assoc.send_c_store(ds).Status))
         assoc.release()
 
@@ -162,12 +147,14 @@ def test_many_associations_at_once_on_one_study(node):
 
 
 def test_same_instance_from_two_associations_at_once(node, tmp_path):
-    path = factory.write(factory.us_multiframe(frames=20), tmp_path / "us.dcm")
+    path = dicom_objects.write(dicom_objects.us_multiframe(frames=20), tmp_path / "us.dcm")
     barrier = threading.Barrier(2)
     results = []
 
     def push():
-        assoc = associate(node, "UNN_US", [(factory.US_MULTIFRAME, [ExplicitVRLittleEndian])])
+        assoc = associate(
+            node, "UNN_US", [(dicom_objects.US_MULTIFRAME, [ExplicitVRLittleEndian])]
+        )
         barrier.wait()
         results.append(int(send_file(assoc, path).Status))
         assoc.release()
@@ -186,7 +173,7 @@ def test_same_instance_from_two_associations_at_once(node, tmp_path):
 
 
 def test_identical_duplicate_is_success_and_stores_nothing_new(node):
-    ds = factory.secondary_capture()
+    ds = dicom_objects.secondary_capture()
     assert store(node, ds) == status.SUCCESS
     before = stored_files(node.service)
     record = node.service.index.instances.find(ds.SOPInstanceUID)
@@ -196,7 +183,7 @@ def test_identical_duplicate_is_success_and_stores_nothing_new(node):
 
 
 def test_different_duplicate_keeps_original(node, caplog):
-    ds = factory.secondary_capture()
+    ds = dicom_objects.secondary_capture()
     assert store(node, ds) == status.SUCCESS
     original = node.service.index.instances.find(ds.SOPInstanceUID)
     original_bytes = node.service.storage.absolute(original.path).read_bytes()
@@ -217,7 +204,7 @@ def replacing_node(tmp_path, index_url, registry):
 
 def test_different_duplicate_replaces_when_configured(replacing_node):
     node = replacing_node
-    ds = factory.secondary_capture()
+    ds = dicom_objects.secondary_capture()
     assert store(node, ds) == status.SUCCESS
     original = node.service.index.instances.find(ds.SOPInstanceUID)
     ds.PixelData = bytes(len(ds.PixelData))
@@ -233,7 +220,7 @@ def test_different_duplicate_replaces_when_configured(replacing_node):
 
 
 def _bad_file(tmp_path: Path, mutate) -> Path:
-    ds = factory.secondary_capture()
+    ds = dicom_objects.secondary_capture()
     ds.file_meta.FileMetaInformationVersion = b"\0\1"
     with warnings.catch_warnings():  # pydicom warns about the invalid values we make on purpose
         warnings.simplefilter("ignore", UserWarning)
@@ -257,7 +244,7 @@ def _bad_file(tmp_path: Path, mutate) -> Path:
         (lambda ds: setattr(ds, "StudyInstanceUID", "1." + "2" * 70), status.MALFORMED_UID),
         # dataset SOP Instance UID differs from the command's Affected SOP Instance UID
         (lambda ds: setattr(ds, "SOPInstanceUID", generate_uid()), status.UID_MISMATCH),
-        (lambda ds: setattr(ds, "SOPClassUID", factory.CT_IMAGE), status.DATASET_MISMATCH),
+        (lambda ds: setattr(ds, "SOPClassUID", dicom_objects.CT_IMAGE), status.DATASET_MISMATCH),
     ],
     ids=[
         "no-study",
@@ -276,30 +263,30 @@ def test_bad_dataset_is_refused_and_association_stays_usable(node, tmp_path, mut
     assert stored_files(node.service) == []
     assert node.service.index.instances.count() == 0
     # the association goes on serving
-    assert assoc.send_c_store(factory.secondary_capture()).Status == status.SUCCESS
+    assert assoc.send_c_store(dicom_objects.secondary_capture()).Status == status.SUCCESS
     assoc.release()
     assert node.service.index.instances.count() == 1
     assert list(node.service.storage.incoming.iterdir()) == []
 
 
 def test_unreadable_dataset_is_refused(node, tmp_path):
-    path = factory.write(factory.secondary_capture(), tmp_path / "trunc.dcm")
+    path = dicom_objects.write(dicom_objects.secondary_capture(), tmp_path / "trunc.dcm")
     # a dataset that opens a sequence and then holds no item tag where one must be
     raw = path.read_bytes()
-    header_end = len(raw) - len(factory.dataset_bytes(path))
+    header_end = len(raw) - len(dicom_objects.dataset_bytes(path))
     garbage = struct.pack("<HH2sHI", 0x0008, 0x1115, b"SQ", 0, 0xFFFFFFFF)
     garbage += struct.pack("<HHI", 0x1234, 0x5678, 4) + b"abcd"
     path.write_bytes(raw[:header_end] + garbage)
     assoc = associate(node, "UNN_US", ALL_KINDS)
     assert send_file(assoc, path).Status == status.CANNOT_UNDERSTAND
     assert stored_files(node.service) == []
-    assert assoc.send_c_store(factory.secondary_capture()).Status == status.SUCCESS
+    assert assoc.send_c_store(dicom_objects.secondary_capture()).Status == status.SUCCESS
     assoc.release()
 
 
 def test_free_space_reserve_refuses_then_resumes_without_restart(node):
     node.service.storage.min_free_bytes = 1 << 62  # more than any disk has
-    ds = factory.secondary_capture()
+    ds = dicom_objects.secondary_capture()
     assoc = associate(node, "UNN_US", ALL_KINDS)
     assert assoc.send_c_store(ds).Status == status.OUT_OF_RESOURCES
     assert stored_files(node.service) == []
@@ -312,7 +299,7 @@ def test_free_space_reserve_refuses_then_resumes_without_restart(node):
 def test_index_failure_removes_the_file_and_reports_failure(fast_failing_node, index_url):
     """Keep order: the file is written first; if the index commit fails it is removed."""
     node = fast_failing_node
-    ds = factory.secondary_capture()
+    ds = dicom_objects.secondary_capture()
     locker = _lock_index(index_url)
     try:
         assoc = associate(node, "UNN_US", ALL_KINDS)
@@ -352,7 +339,7 @@ def fast_failing_node(tmp_path, index_url, registry):
 
 
 def test_no_patient_data_in_info_logs(node, caplog):
-    ds = factory.secondary_capture(patient_id="SECRETPID42", patient_name="SECRET^NAME")
+    ds = dicom_objects.secondary_capture(patient_id="SECRETPID42", patient_name="SECRET^NAME")
     with caplog.at_level(logging.DEBUG, logger="archive_node"):
         assert store(node, ds) == status.SUCCESS
     info = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
@@ -362,7 +349,7 @@ def test_no_patient_data_in_info_logs(node, caplog):
 
 def test_replacement_refused_across_hospitals_and_studies(replacing_node):
     node = replacing_node
-    ds = factory.secondary_capture()
+    ds = dicom_objects.secondary_capture()
     assert store(node, ds) == status.SUCCESS
     original = node.service.index.instances.find(ds.SOPInstanceUID)
     ds.PixelData = bytes(len(ds.PixelData))
@@ -378,12 +365,12 @@ def test_concurrent_replacements_leave_the_row_on_an_existing_file(replacing_nod
     node = replacing_node
     service = node.service
     peer = service.registry.peer("UNN_US")
-    ds = factory.secondary_capture()
+    ds = dicom_objects.secondary_capture()
     assert store(node, ds) == status.SUCCESS
     stale = service.index.instances.find(ds.SOPInstanceUID)  # what A read before B ran
 
     ds.PixelData = bytes(len(ds.PixelData))
-    b_file = factory.write(ds, tmp_path / "b.dcm")
+    b_file = dicom_objects.write(ds, tmp_path / "b.dcm")
     assert (
         service.store(
             peer, b_file, sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID
@@ -391,7 +378,7 @@ def test_concurrent_replacements_leave_the_row_on_an_existing_file(replacing_nod
         == status.SUCCESS
     )
     ds.PixelData = b"\x01" * len(ds.PixelData)
-    a_file = factory.write(ds, tmp_path / "a.dcm")
+    a_file = dicom_objects.write(ds, tmp_path / "a.dcm")
     header = read_header(
         a_file, expected_sop_class=ds.SOPClassUID, expected_sop_instance=ds.SOPInstanceUID
     )
@@ -407,7 +394,7 @@ def test_concurrent_replacements_leave_the_row_on_an_existing_file(replacing_nod
 
 
 def test_identical_resend_restores_a_missing_file(node):
-    ds = factory.secondary_capture()
+    ds = dicom_objects.secondary_capture()
     assert store(node, ds) == status.SUCCESS
     record = node.service.index.instances.find(ds.SOPInstanceUID)
     node.service.storage.absolute(record.path).unlink()  # lost behind the node's back
@@ -420,12 +407,12 @@ def test_identical_resend_restores_a_missing_file(node):
 
 def test_file_stays_when_the_commit_landed_despite_an_error(node, tmp_path):
     """After an index error the file is removed only if no row names it."""
-    ds = factory.secondary_capture()
+    ds = dicom_objects.secondary_capture()
     assert store(node, ds) == status.SUCCESS
     record = node.service.index.instances.find(ds.SOPInstanceUID)
     node.service._discard_unless_indexed(record.path, ds.SOPInstanceUID)
     assert node.service.storage.exists(record.path)
-    stray = node.service.storage.keep(factory.write(ds, tmp_path / "x.dcm"), record.path)
+    stray = node.service.storage.keep(dicom_objects.write(ds, tmp_path / "x.dcm"), record.path)
     node.service._discard_unless_indexed(stray, ds.SOPInstanceUID)
     assert not node.service.storage.exists(stray)
 
@@ -436,15 +423,15 @@ def test_referenced_and_streaming_syntaxes_are_not_accepted(node):
         node,
         "UNN_US",
         [
-            (factory.CT_IMAGE, [jpip]),
-            (factory.VIDEO_PHOTO, [smpte]),
-            (factory.SECONDARY_CAPTURE, [ExplicitVRLittleEndian]),
+            (dicom_objects.CT_IMAGE, [jpip]),
+            (dicom_objects.VIDEO_PHOTO, [smpte]),
+            (dicom_objects.SECONDARY_CAPTURE, [ExplicitVRLittleEndian]),
         ],
     )
     assert assoc.is_established
     accepted = {cx.abstract_syntax for cx in assoc.accepted_contexts}
     assoc.release()
-    assert accepted == {factory.SECONDARY_CAPTURE}
+    assert accepted == {dicom_objects.SECONDARY_CAPTURE}
 
 
 @pytest.mark.parametrize(("age", "replaced"), [(3600, True), (0, False)], ids=["old", "young"])
@@ -452,7 +439,7 @@ def test_a_crash_leftover_at_the_instances_place(node, age, replaced):
     """A file at an instance's place that no row names was left by a crash between keeping and
     indexing: once it has not changed for a while it is replaced by the resend; a young one may
     be another association's store in progress, and the resend goes beside it."""
-    ds = factory.secondary_capture()
+    ds = dicom_objects.secondary_capture()
     storage = node.service.storage
     place = storage.layout(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     leftover = storage.root / place

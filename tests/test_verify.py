@@ -12,41 +12,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from pydicom.uid import generate_uid
 
 from archive_node import integrity
-from archive_node.cli import cli
 from archive_node.config import CONFIG_ENV, INDEX_URL_ENV
-from archive_node.dicom import status
 from archive_node.dicom.instance_header import read_kept_header
 from archive_node.errors import InvalidInput, NotFound
 from archive_node.index import NewInstance
 from archive_node.index.tables import Instance
 from archive_node.integrity import Scope
-from tests import factory
-from tests.conftest import associate, serving
-from tests.test_cli import write_config
+from tests.helpers import dicom_objects
+from tests.helpers.cli import cli_run, write_config
+from tests.helpers.dimse import push
+from tests.helpers.serving import serving
 
 
 @pytest.fixture(autouse=True)
 def no_config_from_the_shell(monkeypatch):
     monkeypatch.delenv(CONFIG_ENV, raising=False)
     monkeypatch.delenv(INDEX_URL_ENV, raising=False)
-
-
-def push(node, calling: str, datasets) -> None:
-    """C-STORE datasets, in order, on one association of `calling`; each must succeed."""
-    contexts = list(
-        dict.fromkeys((ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets)
-    )
-    assoc = associate(node, calling, [(c, [t]) for c, t in contexts])
-    assert assoc.is_established
-    try:
-        for ds in datasets:
-            assert assoc.send_c_store(ds).Status == status.SUCCESS
-    finally:
-        assoc.release()
 
 
 @dataclass
@@ -64,9 +48,9 @@ class Corpus:
 def keep_corpus(node) -> Corpus:
     study_a, study_b = generate_uid(), generate_uid()
     series = generate_uid()
-    a = [factory.secondary_capture(study_uid=study_a, series_uid=series) for _ in range(4)]
-    a.append(factory.ct(study_uid=study_a))
-    b = [factory.secondary_capture(study_uid=study_b, patient_id="P2") for _ in range(3)]
+    a = [dicom_objects.secondary_capture(study_uid=study_a, series_uid=series) for _ in range(4)]
+    a.append(dicom_objects.ct(study_uid=study_a))
+    b = [dicom_objects.secondary_capture(study_uid=study_b, patient_id="P2") for _ in range(3)]
     push(node, "UNN_US", a)
     push(node, "NLSH_CAM", b)
     index = node.service.index
@@ -104,10 +88,6 @@ def set_path(service, sop_uid: str, path: str) -> None:
         Instance.update(path=path).where(Instance.sop_uid == sop_uid).execute()
 
 
-def cli_run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="archive-node")
-
-
 # -- integrity.verify --------------------------------------------------------------------------
 
 
@@ -135,12 +115,12 @@ def test_each_kind_of_damage_is_found_with_its_path(service, corpus, tmp_path):
     set_path(service, b[1], "../elsewhere.dcm")  # outside: the row leads out of the store
     # orphans: a new instance in a study's directory, one in a directory of a study the index
     # lacks, a stray copy of an indexed instance, and a file that is not DICOM at all
-    stray_series = factory.secondary_capture(study_uid=corpus.study_a)
+    stray_series = dicom_objects.secondary_capture(study_uid=corpus.study_a)
     in_study = store.layout(corpus.study_a, generate_uid(), stray_series.SOPInstanceUID)
-    factory.write(stray_series, store.root / in_study)
-    unknown = factory.secondary_capture()
+    dicom_objects.write(stray_series, store.root / in_study)
+    unknown = dicom_objects.secondary_capture()
     new_study = store.layout(unknown.StudyInstanceUID, unknown.SeriesInstanceUID, generate_uid())
-    factory.write(unknown, store.root / new_study)
+    dicom_objects.write(unknown, store.root / new_study)
     copy = paths[a[3]].replace(".dcm", ".copy.dcm")
     shutil.copyfile(absolute[a[3]], store.root / copy)
     junk = f"{store.study_directory(corpus.study_b)}/notes.txt"
@@ -222,12 +202,12 @@ def test_filters_restrict_both_passes(service, corpus):
     store, paths = service.storage, corpus.paths
     for uid in (corpus.a[0], corpus.b[0]):
         store.absolute(paths[uid]).unlink()
-    orphan_a = factory.write(
-        factory.secondary_capture(study_uid=corpus.study_a),
+    orphan_a = dicom_objects.write(
+        dicom_objects.secondary_capture(study_uid=corpus.study_a),
         store.root / store.study_directory(corpus.study_a) / "x" / "orphan.dcm",
     )
-    orphan_b = factory.write(
-        factory.secondary_capture(study_uid=corpus.study_b),
+    orphan_b = dicom_objects.write(
+        dicom_objects.secondary_capture(study_uid=corpus.study_b),
         store.root / store.study_directory(corpus.study_b) / "x" / "orphan.dcm",
     )
     in_a = {("missing", paths[corpus.a[0]]), ("orphan", store_relative(store, orphan_a))}
@@ -254,9 +234,9 @@ def test_filters_restrict_both_passes(service, corpus):
     checked = run_verify(service, hospital="NLSH")
     assert checked.checked == len(corpus.b) - 1
     # a study the index lacks, named alone: its directory is still looked at
-    lost = factory.secondary_capture()
+    lost = dicom_objects.secondary_capture()
     lost_path = store.layout(lost.StudyInstanceUID, lost.SeriesInstanceUID, lost.SOPInstanceUID)
-    factory.write(lost, store.root / lost_path)
+    dicom_objects.write(lost, store.root / lost_path)
     assert kinds_and_paths(study_uid=lost.StudyInstanceUID) == {("orphan", lost_path)}
 
 
@@ -268,8 +248,8 @@ def store_relative(store, path: Path) -> str:
 def test_files_are_read_in_chunks(service, registry, tmp_path):
     """A 64 MiB object is hashed without holding it: Python's peak allocation stays a few MiB."""
     store = service.storage
-    ds = factory.video_h264(payload=2)
-    source = factory.write_large_video(
+    ds = dicom_objects.video_h264(payload=2)
+    source = dicom_objects.write_large_video(
         tmp_path / "large.dcm", 64 << 20, study_uid=ds.StudyInstanceUID
     )
     header, _meta = read_kept_header(source)

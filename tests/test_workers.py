@@ -17,8 +17,8 @@ import pytest
 
 from archive_node.errors import AssociationFailed
 from archive_node.net.client import echo, send_files
-from tests import factory
-from tests.serving_process import CALLED, CALLING, HOST, Archive, child_env
+from tests.helpers import dicom_objects
+from tests.helpers.serving_process import CALLED, CALLING, HOST, Archive, child_env
 
 WORKERS = 2
 CLI = [sys.executable, "-m", "archive_node"]
@@ -90,9 +90,11 @@ def push(node: Archive, files: list[Path], associations: int) -> None:
 
 
 def study_files(tmp_path: Path, count: int) -> list[Path]:
-    study = factory.secondary_capture().StudyInstanceUID
+    study = dicom_objects.secondary_capture().StudyInstanceUID
     return [
-        factory.write(factory.secondary_capture(study_uid=study), tmp_path / "send" / f"{n}.dcm")
+        dicom_objects.write(
+            dicom_objects.secondary_capture(study_uid=study), tmp_path / "send" / f"{n}.dcm"
+        )
         for n in range(count)
     ]
 

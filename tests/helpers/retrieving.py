@@ -1,5 +1,4 @@
-"""Test helpers for C-MOVE and C-GET: a pynetdicom storage SCP as Move Destination, a C-GET
-SCU that keeps what it receives, and the requests that drive them."""
+"""C-MOVE and C-GET for tests: a storage SCP as Move Destination, a C-GET SCU, the requests."""
 
 from __future__ import annotations
 
@@ -29,21 +28,21 @@ from pynetdicom.sop_class import (
 )
 
 from archive_node.net.association import set_tcp_nodelay
-from tests import factory
-from tests.conftest import Node
-from tests.test_store import store
+from tests.helpers import dicom_objects
+from tests.helpers.dimse import store
+from tests.helpers.serving import Node
 
 STUDY_MOVE = StudyRootQueryRetrieveInformationModelMove
 PATIENT_MOVE = PatientRootQueryRetrieveInformationModelMove
 STUDY_GET = StudyRootQueryRetrieveInformationModelGet
 PATIENT_GET = PatientRootQueryRetrieveInformationModelGet
 CLASSES = [
-    factory.CT_IMAGE,
-    factory.US_MULTIFRAME,
-    factory.VL_PHOTO,
-    factory.VIDEO_PHOTO,
-    factory.SECONDARY_CAPTURE,
-    factory.ENCAPSULATED_PDF,
+    dicom_objects.CT_IMAGE,
+    dicom_objects.US_MULTIFRAME,
+    dicom_objects.VL_PHOTO,
+    dicom_objects.VIDEO_PHOTO,
+    dicom_objects.SECONDARY_CAPTURE,
+    dicom_objects.ENCAPSULATED_PDF,
 ]
 
 
@@ -51,7 +50,7 @@ def four_kinds_study(node: Node) -> tuple[str, list[str]]:
     """One UNN study pushed by C-STORE: a US multi-frame, a VL photo (JPEG baseline), an H.264
     video and a CT of patient P1; the study UID and the instances' UIDs in that order."""
     study_uid = generate_uid()
-    made = factory.four_kinds(study_uid, "P1")
+    made = dicom_objects.four_kinds(study_uid, "P1")
     for ds in made:
         assert store(node, ds) == 0x0000
     return study_uid, [str(ds.SOPInstanceUID) for ds in made]

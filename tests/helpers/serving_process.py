@@ -24,18 +24,13 @@ import pytest
 
 from archive_node.errors import AssociationFailed
 from archive_node.net.client import SendResult, echo, send_files
+from tests.helpers.ports import LOOPBACK, free_port
 
-HOST = "127.0.0.1"
+HOST = LOOPBACK
 CALLING = "UNN_US"
 CALLED = "ARCHIVE"
 START_DEADLINE = 30.0
 STOP_DEADLINE = 15.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def child_env() -> dict[str, str]:

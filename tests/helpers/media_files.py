@@ -1,9 +1,7 @@
-"""Synthetic media for the import tests: JPEGs made with Pillow, MP4s made with ffmpeg (from
-Debian's package; CI installs it), small PDFs written by hand."""
+"""Synthetic media for tests: JPEGs made with Pillow, MP4s with ffmpeg, PDFs written by hand."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,13 +9,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.helpers.environment import REQUIRE_MEDIA_TOOLS
+
 FFMPEG = shutil.which("ffmpeg")
 DCIODVFY = shutil.which("dciodvfy")
-# CI installs ffmpeg and dicom3tools and sets this: their tests fail there instead of skipping.
-REQUIRED = os.environ.get("ARCHIVE_NODE_REQUIRE_MEDIA_TOOLS") == "1"
-
+# CI installs ffmpeg and dicom3tools and sets ARCHIVE_NODE_REQUIRE_MEDIA_TOOLS: their tests fail
+# there instead of skipping.
 needs_ffmpeg = pytest.mark.skipif(
-    FFMPEG is None and not REQUIRED, reason="ffmpeg not installed (apt-get install ffmpeg)"
+    FFMPEG is None and not REQUIRE_MEDIA_TOOLS,
+    reason="ffmpeg not installed (apt-get install ffmpeg)",
 )
 
 

@@ -1,0 +1,1 @@
+"""What the tests share: DICOM objects, nodes in process and as processes, clients and peers."""

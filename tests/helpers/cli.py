@@ -1,0 +1,43 @@
+"""The `archive-node` CLI for tests: config files written from dicts, commands run by CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from archive_node.cli import cli
+
+
+def toml_text(data: dict[str, dict[str, object]]) -> str:
+    lines = []
+    for section, table in data.items():
+        lines.append(f"[{section}]")
+        for key, value in table.items():
+            if isinstance(value, bool):
+                lines.append(f"{key} = {'true' if value else 'false'}")
+            elif isinstance(value, str):
+                lines.append(f"{key} = {json.dumps(value)}")
+            else:
+                lines.append(f"{key} = {value!r}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_config(tmp_path: Path, index_url: str, name: str = "archive-node.toml", **extra) -> Path:
+    data: dict[str, dict[str, object]] = {
+        "node": {"ae_title": "ARCHIVE", "port": 11112},
+        "storage": {"path": str(tmp_path / "storage"), "min_free_mb": 0, "fsync": False},
+        "index": {"url": index_url, "busy_timeout": 5.0},
+        "log": {"level": "WARNING"},
+    }
+    for section, values in extra.items():
+        data.setdefault(section, {}).update(values)
+    path = tmp_path / name
+    path.write_text(toml_text(data), encoding="utf-8")
+    return path
+
+
+def cli_run(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="archive-node")

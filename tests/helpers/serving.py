@@ -1,0 +1,60 @@
+"""A node served in the test process: its config, the server, a second node, a kept file."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from archive_node.config import build_config
+from archive_node.net.server import ArchiveServer
+from archive_node.service import ArchiveService
+from tests.helpers.environment import FAST_PATHS
+
+
+def make_config(tmp_path: Path, index_url: str, **sections):
+    data = {
+        "node": {"port": 0, "bind": "127.0.0.1", "shutdown_grace": 5.0, "fast_paths": FAST_PATHS},
+        "storage": {"path": str(tmp_path / "storage"), "min_free_mb": 0},
+        "index": {"url": index_url, "busy_timeout": 5.0},
+    }
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    return build_config(data)
+
+
+@dataclass
+class Node:
+    server: ArchiveServer
+    service: ArchiveService
+    host: str
+    port: int
+
+    @property
+    def ae_title(self) -> str:
+        return self.service.config.node.ae_title
+
+
+@contextlib.contextmanager
+def serving(service: ArchiveService):
+    """Run a node for `service` on a free loopback port."""
+    server = ArchiveServer(service)
+    host, port = server.start("127.0.0.1", 0)
+    try:
+        yield Node(server, service, host, port)
+    finally:
+        server.stop(grace=2)
+
+
+@contextlib.contextmanager
+def node_with(tmp_path: Path, index_url: str, **sections):
+    """A second node with config overrides, on the same index (and registry) as the test's."""
+    with serving(ArchiveService.from_config(make_config(tmp_path, index_url, **sections))) as n:
+        yield n
+
+
+def stored_path(node: Node, sop_uid: str) -> Path:
+    """The file the node keeps for `sop_uid`, by its index row (which must exist)."""
+    record = node.service.index.instances.find(sop_uid)
+    assert record is not None, f"no index row for {sop_uid}"
+    return node.service.storage.absolute(record.path)
