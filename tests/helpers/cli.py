@@ -8,6 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from archive_node.cli import cli
+from tests.helpers.environment import FAST_PATHS
 
 
 def toml_text(data: dict[str, dict[str, object]]) -> str:
@@ -27,7 +28,7 @@ def toml_text(data: dict[str, dict[str, object]]) -> str:
 
 def write_config(tmp_path: Path, index_url: str, name: str = "archive-node.toml", **extra) -> Path:
     data: dict[str, dict[str, object]] = {
-        "node": {"ae_title": "ARCHIVE", "port": 11112},
+        "node": {"ae_title": "ARCHIVE", "port": 11112, "fast_paths": FAST_PATHS},
         "storage": {"path": str(tmp_path / "storage"), "min_free_mb": 0, "fsync": False},
         "index": {"url": index_url, "busy_timeout": 5.0},
         "log": {"level": "WARNING"},

@@ -24,6 +24,7 @@ import pytest
 
 from archive_node.errors import AssociationFailed
 from archive_node.net.client import SendResult, echo, send_files
+from tests.helpers.environment import FAST_PATHS
 from tests.helpers.ports import LOOPBACK, free_port
 
 HOST = LOOPBACK
@@ -113,6 +114,7 @@ class Archive:
             f'bind = "{HOST}"\n'
             f"port = {self.port}\n"
             "shutdown_grace = 30.0\n"
+            f"fast_paths = {'true' if FAST_PATHS else 'false'}\n"
             "[storage]\n"
             f'path = "{self.storage}"\n'
             f"min_free_mb = {self.min_free_mb}\n"
