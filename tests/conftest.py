@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,30 @@ from archive_node.service import ArchiveService  # noqa: E402
 from tests.helpers.environment import PG_ADMIN_URL, REQUIRE_PG  # noqa: E402
 from tests.helpers.postgres import pg_connect, reset_pg  # noqa: E402
 from tests.helpers.serving import make_config, serving  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+# Each kind of test is a directory below tests/, and each test carries its kind as a marker.
+KINDS = {
+    "unit": "pure: no running node and no database",
+    "node": "in process: a real index, a node served in the test process, the CLI by CliRunner",
+    "process": "real `archive-node serve` subprocesses",
+    "interop": "the node against DCMTK and other peers nobody here wrote",
+}
+
+
+def pytest_configure(config):
+    for kind, what in KINDS.items():
+        config.addinivalue_line("markers", f"{kind}: {what} (tests/{kind}/)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with its kind: the directory below tests/ it is in."""
+    for item in items:
+        path = Path(item.path).resolve()
+        if path.is_relative_to(TESTS):
+            kind = path.relative_to(TESTS).parts[0]
+            if kind in KINDS:
+                item.add_marker(getattr(pytest.mark, kind))
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from archive_node.config import SETTINGS, example_toml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_documents_every_setting():

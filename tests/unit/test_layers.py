@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "archive_node"
+PACKAGE = Path(__file__).resolve().parents[2] / "archive_node"
 
 # Bottom to top: a module may import from its own layer and the layers below it.
 LAYERS = [

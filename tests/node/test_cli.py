@@ -17,7 +17,7 @@ from archive_node.config import CONFIG_ENV, INDEX_URL_ENV, example_toml
 from archive_node.index import SCHEMA_VERSION
 from tests.helpers.cli import cli_run, write_config
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "archive-node.example.toml"
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "archive-node.example.toml"
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,1 @@
+"""Interoperability tests: the node against DCMTK, peers nobody here wrote."""

@@ -1,0 +1,1 @@
+"""In-process tests: a real index, a node served in the test process, the CLI by CliRunner."""

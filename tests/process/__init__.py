@@ -1,0 +1,1 @@
+"""Process tests: real `archive-node serve` subprocesses, started, stopped and killed."""
