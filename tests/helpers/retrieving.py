@@ -30,6 +30,7 @@ from pynetdicom.sop_class import (
 from archive_node.net.association import set_tcp_nodelay
 from tests.helpers import dicom_objects
 from tests.helpers.dimse import store
+from tests.helpers.identifiers import identifier
 from tests.helpers.serving import Node
 
 STUDY_MOVE = StudyRootQueryRetrieveInformationModelMove
@@ -54,14 +55,6 @@ def four_kinds_study(node: Node) -> tuple[str, list[str]]:
     for ds in made:
         assert store(node, ds) == 0x0000
     return study_uid, [str(ds.SOPInstanceUID) for ds in made]
-
-
-def identifier(level: str, **keys: Any) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = level
-    for keyword, value in keys.items():
-        setattr(ds, keyword, value)
-    return ds
 
 
 @dataclass

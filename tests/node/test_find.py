@@ -20,20 +20,10 @@ from archive_node.dicom import status
 from bench.corpus import populate
 from tests.helpers import dicom_objects
 from tests.helpers.dimse import associate, find, find_results, store
+from tests.helpers.identifiers import identifier
 from tests.helpers.serving import node_with
 
 FIXED_KEYS = {"QueryRetrieveLevel", "RetrieveAETitle", "InstanceAvailability"}
-
-
-def identifier(level: str, **keys) -> Dataset:
-    ds = Dataset()
-    charset = keys.pop("SpecificCharacterSet", None)
-    if charset:
-        ds.SpecificCharacterSet = charset
-    ds.QueryRetrieveLevel = level
-    for keyword, value in keys.items():
-        setattr(ds, keyword, value)
-    return ds
 
 
 def keywords(answer: Dataset) -> set[str]:
@@ -447,10 +437,7 @@ def test_hospital_scope_counts_only_what_it_sees(node, region):
 def test_bad_identifier_fails_and_association_stays_usable(
     node, region, model, keys, expected, offending
 ):
-    query = Dataset()
-    for keyword, value in keys.items():
-        setattr(query, keyword, value)
-    query.PatientName = ""
+    query = identifier(None, **keys, PatientName="")
     assoc = associate(node, "UNN_WS", [STUDY_ROOT, PATIENT_ROOT])
     try:
         final, matches = find_results(assoc.send_c_find(query, model))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from peewee import SqliteDatabase
-from pydicom.dataset import Dataset
 
 from archive_node.dicom import status
 from archive_node.dicom.instance_header import InstanceHeader
@@ -14,6 +13,7 @@ from archive_node.index.tables import Patient, SchemaInfo, Study
 from archive_node.rules.access import Peer
 from archive_node.rules.query import PATIENT_ROOT, STUDY_ROOT, parse_query
 from tests.helpers import dicom_objects
+from tests.helpers.identifiers import identifier
 
 PEER = Peer("UNN_WS", "UNN", "UNN", "127.0.0.1", None, frozenset({"find"}), "region")
 
@@ -38,11 +38,7 @@ def record(service, **overrides) -> InstanceHeader:
 
 
 def find_uids(service, **keys) -> set[str]:
-    query = Dataset()
-    query.QueryRetrieveLevel = "STUDY"
-    for keyword, value in keys.items():
-        setattr(query, keyword, value)
-    responses = list(service.find(PEER, query, STUDY_ROOT))
+    responses = list(service.find(PEER, identifier("STUDY", **keys), STUDY_ROOT))
     assert responses[-1].status == status.SUCCESS, responses[-1].comment
     return {r.identifier.StudyInstanceUID for r in responses[:-1]}
 
@@ -124,10 +120,7 @@ def test_hospital_scoped_queries_never_scan_a_table(service, registry, level, ke
 def assert_no_table_scan(service, level: str, keys: dict[str, str], hospital: str | None):
     for _ in range(3):
         record(service)
-    query = Dataset()
-    query.QueryRetrieveLevel = level
-    for keyword, value in keys.items():
-        setattr(query, keyword, value)
+    query = identifier(level, **keys)
     model = PATIENT_ROOT if level == "PATIENT" else STUDY_ROOT
     db = service.index.db
     with service.index.session():

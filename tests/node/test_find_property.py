@@ -11,10 +11,10 @@ from datetime import date
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pydicom.dataset import Dataset
 
 from archive_node.dicom import status
 from tests.helpers import dicom_objects
+from tests.helpers.identifiers import identifier
 
 ROOT = "1.2.826.0.1.3680043.9.7777"
 DAY = 86_400_000_000  # microseconds
@@ -388,24 +388,15 @@ def expected(level: str, keys: dict[str, str], hospital: str | None) -> set[str]
 # -- the code path under test ------------------------------------------------------------------
 
 
-def identifier(level: str, keys: dict[str, str]) -> Dataset:
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.QueryRetrieveLevel = level
-    ds.StudyInstanceUID = ""
-    if level == "SERIES":
-        ds.SeriesInstanceUID = ""
-    for keyword, value in keys.items():
-        setattr(ds, keyword, value.split("\\") if "\\" in value else value)
-    return ds
-
-
 def find_uids(service, ae_title: str, level: str, keys: dict[str, str]) -> tuple[int, set[str]]:
     """(final status, unique keys of the pending responses) of service.find."""
     peer = service.registry.peer(ae_title)
     unique = "StudyInstanceUID" if level == "STUDY" else "SeriesInstanceUID"
+    returned = {"StudyInstanceUID": ""} | ({"SeriesInstanceUID": ""} if level == "SERIES" else {})
+    values = {k: v.split("\\") if "\\" in v else v for k, v in keys.items()}
+    query = identifier(level, SpecificCharacterSet="ISO_IR 192", **{**returned, **values})
     found, final = set(), None
-    for response in service.find(peer, identifier(level, keys), "STUDY"):
+    for response in service.find(peer, query, "STUDY"):
         if response.status == status.PENDING:
             found.add(getattr(response.identifier, unique))
         else:

@@ -21,6 +21,7 @@ from pynetdicom import AE, build_role, evt
 from archive_node.dicom import status
 from tests.helpers import dicom_objects
 from tests.helpers.dimse import store
+from tests.helpers.identifiers import identifier
 from tests.helpers.retrieving import (
     PATIENT_GET,
     STUDY_GET,
@@ -29,7 +30,6 @@ from tests.helpers.retrieving import (
     four_kinds_study,
     get,
     get_association,
-    identifier,
 )
 from tests.helpers.serving import stored_path
 

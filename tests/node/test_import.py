@@ -36,12 +36,12 @@ from tests.helpers.cli import write_config
 from tests.helpers.dcmtk import TOOLS, counts, final_response, getscu, output
 from tests.helpers.dimse import associate, find, store
 from tests.helpers.environment import REQUIRE_DCMTK, REQUIRE_MEDIA_TOOLS
+from tests.helpers.identifiers import identifier
 from tests.helpers.media_files import DCIODVFY, FFMPEG, jpeg, mp4, needs_ffmpeg, pdf
 from tests.helpers.retrieving import (
     STUDY_MOVE,
     Destination,
     get_study,
-    identifier,
     move,
 )
 from tests.helpers.serving import make_config
@@ -177,8 +177,8 @@ def test_photo_video_and_pdf_become_one_study_found_and_got_byte_for_byte(node, 
         ModalitiesInStudy="",
         NumberOfStudyRelatedInstances="",
         StudyDescription="",
+        SpecificCharacterSet="ISO_IR 192",
     )
-    query.SpecificCharacterSet = "ISO_IR 192"
     final, matches = find(node, query)
     assert final.Status == status.SUCCESS and len(matches) == 1
     match = matches[0]

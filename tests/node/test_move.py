@@ -20,6 +20,7 @@ from archive_node.dicom import status
 from archive_node.rules import retrieve_plan
 from tests.helpers import dicom_objects
 from tests.helpers.dimse import associate, send_file, store
+from tests.helpers.identifiers import identifier
 from tests.helpers.ports import free_port
 from tests.helpers.retrieving import (
     PATIENT_MOVE,
@@ -28,7 +29,6 @@ from tests.helpers.retrieving import (
     cutting_proxy,
     failed_uids,
     four_kinds_study,
-    identifier,
     move,
 )
 from tests.helpers.serving import stored_path

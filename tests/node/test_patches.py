@@ -34,6 +34,7 @@ from archive_node.net.wire import commands
 from tests.helpers import dicom_objects
 from tests.helpers.cli import write_config
 from tests.helpers.dimse import associate
+from tests.helpers.identifiers import identifier
 
 STUDY_FIND = str(StudyRootQueryRetrieveInformationModelFind)
 STUDY_MOVE = str(StudyRootQueryRetrieveInformationModelMove)
@@ -116,13 +117,13 @@ def _encoded(ds: Dataset) -> bytes:
 
 
 def _answer(size: int = 1) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = "STUDY"
-    ds.PatientName = "SYNTHETIC^PATIENT"
-    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
-    ds.StudyDescription = "X" * min(size, 64)
-    ds.RetrieveAETitle = "ARCHIVE"
-    return ds
+    return identifier(
+        "STUDY",
+        PatientName="SYNTHETIC^PATIENT",
+        StudyInstanceUID="1.2.826.0.1.3680043.8.498.1",
+        StudyDescription="X" * min(size, 64),
+        RetrieveAETitle="ARCHIVE",
+    )
 
 
 # -- messages: responses packed by hand, a file's dataset as one primitive ------------------

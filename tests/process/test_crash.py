@@ -32,8 +32,9 @@ from archive_node.net.association import set_tcp_nodelay
 from archive_node.rules.commitment import EVENT_ALL_COMMITTED
 from tests.helpers import dicom_objects
 from tests.helpers.commitment import modality, n_action, referenced, request
+from tests.helpers.identifiers import identifier
 from tests.helpers.postgres import pg_connect, reset_pg
-from tests.helpers.retrieving import STUDY_MOVE, Destination, identifier, move
+from tests.helpers.retrieving import STUDY_MOVE, Destination, move
 from tests.helpers.serving_process import CALLED, CALLING, HOST, Archive, file_sha256
 
 SENDERS = 4  # concurrent storing associations

@@ -26,7 +26,8 @@ from archive_node.errors import AssociationFailed
 from archive_node.net.client import SendResult, echo
 from bench.retrieve import vm_hwm
 from tests.helpers import dicom_objects
-from tests.helpers.retrieving import STUDY_MOVE, Destination, identifier, move
+from tests.helpers.identifiers import identifier
+from tests.helpers.retrieving import STUDY_MOVE, Destination, move
 from tests.helpers.serving_process import (
     CALLED,
     CALLING,

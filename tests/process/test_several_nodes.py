@@ -34,12 +34,12 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Ver
 from archive_node.net.association import set_tcp_nodelay
 from archive_node.net.client import echo, send_files
 from tests.helpers import dicom_objects
+from tests.helpers.identifiers import identifier
 from tests.helpers.postgres import pg_connect, reset_pg
 from tests.helpers.retrieving import (
     STUDY_MOVE,
     Destination,
     get_study,
-    identifier,
     move,
 )
 from tests.helpers.serving_process import (

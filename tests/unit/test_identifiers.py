@@ -11,6 +11,7 @@ from pynetdicom.dsutils import encode
 
 from archive_node.dicom.charsets import CODECS
 from archive_node.net.wire.identifiers import encode_flat
+from tests.helpers.identifiers import identifier
 
 NAMES = ["ÆRØ^Åse", "HANSEN^OLA", "Ødegård^Bjørn^^Dr", "Nguyễn^Văn", "佐藤^花子", "", "A^B=C^D"]
 KEYS = st.fixed_dictionaries(
@@ -27,16 +28,6 @@ KEYS = st.fixed_dictionaries(
 )
 
 
-def identifier(keys: dict, charset: str | None) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = "STUDY"
-    for keyword, value in keys.items():
-        setattr(ds, keyword, value if value != [] else None)
-    if charset:
-        ds.SpecificCharacterSet = charset
-    return ds
-
-
 # pydicom does not know ISO_IR 203 (Latin-9) and writes Latin-1 for it: tested apart below
 PYDICOM_CHARSETS = [charset for charset in CODECS if charset != "ISO_IR 203"]
 
@@ -44,7 +35,8 @@ PYDICOM_CHARSETS = [charset for charset in CODECS if charset != "ISO_IR 203"]
 @settings(max_examples=300, deadline=None)
 @given(keys=KEYS, charset=st.sampled_from([None, *PYDICOM_CHARSETS]), implicit=st.booleans())
 def test_bytes_equal_pydicoms_or_none(keys, charset, implicit):
-    ds = identifier(keys, charset)
+    values = {keyword: value if value != [] else None for keyword, value in keys.items()}
+    ds = identifier("STUDY", SpecificCharacterSet=charset, **values)
     fast = encode_flat(ds, implicit)
     if fast is not None:
         assert fast == encode(ds, implicit, True)
@@ -62,7 +54,7 @@ def test_a_typical_answer_takes_the_fast_way(implicit):
         "StudyInstanceUID": "1.2.3",
         "RetrieveAETitle": "ARCHIVE",
     }
-    ds = identifier(keys, "ISO_IR 192")
+    ds = identifier("STUDY", SpecificCharacterSet="ISO_IR 192", **keys)
     assert encode_flat(ds, implicit) == encode(ds, implicit, True)
 
 

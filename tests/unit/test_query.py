@@ -7,7 +7,6 @@ from io import BytesIO
 
 import pytest
 from pydicom import config
-from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
@@ -30,6 +29,7 @@ from archive_node.rules.query import (
     key_level,
     parse_query,
 )
+from tests.helpers.identifiers import identifier
 
 UNABLE = 0xC000  # PS3.4 C.4.1.1.4 Failure: Unable to process (a malformed value)
 MISMATCH = 0xA900  # PS3.4 C.4.1.1.4 Failure: Identifier does not match SOP Class
@@ -48,23 +48,6 @@ ABOVE: dict[tuple[str, str], dict[str, str]] = {
         "SeriesInstanceUID": "1.2.3.4",
     },
 }
-
-
-def identifier(level: str | None = None, **keys: object) -> Dataset:
-    """An identifier from keyword=value pairs. A value pydicom refuses to build (an IS of 'abc')
-    is set raw, as it can arrive over the network."""
-    ds = Dataset()
-    with config.disable_value_validation():
-        if level is not None:
-            ds.QueryRetrieveLevel = level
-        for keyword, value in keys.items():
-            try:
-                setattr(ds, keyword, value)
-            except ValueError:
-                tag = tag_for_keyword(keyword)
-                ds.add_new(tag, dictionary_VR(tag), "1")
-                ds[tag]._value = value
-    return ds
 
 
 def find(level: str, model: str = STUDY_ROOT, **keys: object) -> Query:

@@ -5,13 +5,10 @@ C.4.2.1.5), and the move destination policy."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
 import pytest
-from pydicom import config
-from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
@@ -31,6 +28,7 @@ from archive_node.rules.retrieve_plan import (
     contexts_for,
     fallback_syntaxes,
 )
+from tests.helpers.identifiers import VR, identifier
 
 MISMATCH = 0xA900  # PS3.4 C.4.2.1.5 Failure: Identifier does not match SOP Class
 UNABLE = 0xC000  # PS3.4 C.4.2.1.5 Failure: Unable to process
@@ -67,29 +65,6 @@ def test_status_codes_are_the_standards():
 
 
 # == parse_retrieve ==============================================================================
-
-
-@dataclass(frozen=True)
-class VR:
-    """An element with an explicit VR (possibly not the dictionary's)."""
-
-    vr: str
-    value: object
-
-
-def identifier(level: str | None, **keys: object) -> Dataset:
-    """A C-MOVE/C-GET identifier from keyword=value pairs; VR(...) values keep their VR.
-    Values pydicom would warn about (a UID with letters) are set as they are."""
-    ds = Dataset()
-    with config.disable_value_validation():
-        if level is not None:
-            ds.QueryRetrieveLevel = level
-        for keyword, value in keys.items():
-            if isinstance(value, VR):
-                ds.add_new(tag_for_keyword(keyword), value.vr, value.value)
-            else:
-                setattr(ds, keyword, value)
-    return ds
 
 
 def conditions_of(query: Query) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -701,10 +676,7 @@ def test_retrieve_identifier_refused(model, level, keys, code, keyword):
 
 
 def _wire(implicit: bool, **elements: VR) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = "STUDY"
-    for keyword, element in elements.items():
-        ds.add_new(tag_for_keyword(keyword), element.vr, element.value)
+    ds = identifier("STUDY", **elements)
     return decode(BytesIO(encode(ds, implicit, True)), implicit, True)
 
 
