@@ -305,7 +305,7 @@ def test_classes_the_scu_also_pushes_keep_the_nodes_syntax_order(node):
 
 
 def test_other_aes_in_the_process_keep_pynetdicoms_own_retrieve_service(node):
-    """The node takes over C-GET/C-MOVE for its own AE only (retrieve_scp.serve_retrieve):
+    """The node takes over C-GET/C-MOVE for its own AE only (net/patches/service_classes.py):
     a plain pynetdicom C-GET SCP in the same process still works by its handler."""
     ds = dicom_objects.ct(patient_id="P1")
     plain = AE(ae_title="PLAIN")

@@ -35,6 +35,7 @@ from tests.helpers import dicom_objects
 from tests.helpers.cli import write_config
 from tests.helpers.dimse import associate
 from tests.helpers.identifiers import identifier
+from tests.helpers.serving import node_with
 
 STUDY_FIND = str(StudyRootQueryRetrieveInformationModelFind)
 STUDY_MOVE = str(StudyRootQueryRetrieveInformationModelMove)
@@ -319,10 +320,15 @@ def test_another_release_starts_only_when_allowed(tmp_path, sqlite_url, monkeypa
 # -- scope: the node's AEs only ----------------------------------------------------------------
 
 
-def test_a_client_in_the_same_process_keeps_pynetdicoms_loops(node):
+def test_a_client_in_the_same_process_keeps_pynetdicoms_loops(tmp_path, index_url, registry):
     """Once a node runs in this process, another AE's associations still run pynetdicom's
     own reactor and checkpoint (the node's are its patched ones)."""
-    assoc = associate(node, "UNN_US")
+    with node_with(tmp_path, index_url, node={"fast_paths": True}) as node:
+        assoc = associate(node, "UNN_US")
+        _client_keeps_stock_loops(node, assoc)
+
+
+def _client_keeps_stock_loops(node, assoc) -> None:
     assert assoc.is_established
     try:
         assert type(assoc._reactor_checkpoint) is threading.Event

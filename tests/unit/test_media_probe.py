@@ -1,4 +1,5 @@
-"""media/ and part10.py: JPEG, MP4 and PDF facts and refusals, video syntaxes, Part 10 writing."""
+"""importing/media/ and dicom/part10_writer.py: JPEG, MP4 and PDF facts and refusals, video
+syntaxes, Part 10 writing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""provenance.py: the sender recorded in a file meta, read back by pydicom and by reindex."""
+"""dicom/provenance.py: the sender recorded in a file meta, read back by pydicom and by reindex."""
 
 from __future__ import annotations
 
@@ -103,8 +103,8 @@ def test_bytes_that_are_not_a_file_meta_group_are_refused():
 
 
 def test_file_meta_is_what_pydicom_writes():
-    """provenance.file_meta, which receiving.py writes for every received dataset instead of
-    pydicom's writer, gives the same bytes as pydicom for pynetdicom's file meta."""
+    """provenance.file_meta, which net/patches/file_meta.py writes for every received dataset
+    instead of pydicom's writer, gives the same bytes as pydicom for pynetdicom's file meta."""
     values = {
         "sop_class_uid": "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # odd length: padded
         "sop_instance_uid": "1.2.826.0.1.3680043.8.498.12",

@@ -720,7 +720,7 @@ def test_decoded_names_match_like_the_utf8_query(charset, encoded):
     assert query.character_set == (charset,)
 
 
-# -- values.py -----------------------------------------------------------------------------------
+# -- rules/matching.py and dicom/values.py ------------------------------------------------------
 
 
 @pytest.mark.parametrize(

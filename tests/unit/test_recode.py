@@ -1,5 +1,5 @@
-"""recode.py: a stored uncompressed object re-encoded in Explicit or Implicit VR Little Endian,
-its pixel data copied from disk in chunks (memory does not grow with the object)."""
+"""dicom/reencode.py: a stored uncompressed object re-encoded in Explicit or Implicit VR Little
+Endian, its pixel data copied from disk in chunks (memory does not grow with the object)."""
 
 from __future__ import annotations
 

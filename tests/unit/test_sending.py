@@ -1,4 +1,5 @@
-"""sending.send_file_dataset: the PDUs pynetdicom would send (PS3.8 9.3.5, E.2), bounded."""
+"""net/patches/file_sending.send_file_dataset: the PDUs pynetdicom would send (PS3.8 9.3.5,
+E.2), bounded."""
 
 from __future__ import annotations
 
@@ -79,8 +80,8 @@ def test_a_peer_maximum_that_holds_no_data_is_refused():
 
 
 def test_a_dul_that_ends_releases_the_sender_of_a_queued_file():
-    """The DUL's end (reactor.py) tells a sender whose file was still queued, instead of
-    leaving it to wait out its patience."""
+    """The DUL's end (net/patches/reactor.py) tells a sender whose file was still queued,
+    instead of leaving it to wait out its patience."""
     dataset = FileDataset(io.BytesIO(bytes(10)), 10, 1, 16384)
     dul = SimpleNamespace(to_provider_queue=queue.Queue())
     dul.to_provider_queue.put(dataset)
