@@ -4,11 +4,12 @@ when the peer goes, whether it can still carry messages, and a response's status
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.events import Event, EventHandlerType
 
 
 def response_status(code: int, comment: str = "", keyword: str | None = None) -> Dataset:
@@ -22,38 +23,40 @@ def response_status(code: int, comment: str = "", keyword: str | None = None) ->
     return answer
 
 
-def on_connection_closed(event: Any) -> None:
+def on_connection_closed(event: Event) -> None:
     """On a closed connection, end at once what would otherwise wait for a timeout: a send that
     waits for its DIMSE response, and an acceptor still waiting for its A-ASSOCIATE-RQ."""
     wake_waiting_sender(event.assoc)
     release_waiting_acceptor(event.assoc)
 
 
-def wake_waiting_sender(assoc: Any) -> None:
+def wake_waiting_sender(assoc: Association) -> None:
     """End a wait for a DIMSE response: pynetdicom's send_c_store pauses the reactor that would
     notice the close, and would otherwise wait the full DIMSE timeout. (None, None) is what its
     get_msg returns on a timeout."""
     assoc.dimse.msg_queue.put((None, None))
 
 
-def release_waiting_acceptor(assoc: Any) -> None:
+def release_waiting_acceptor(assoc: Association) -> None:
     """An acceptor whose connection ended (or whose DUL was stopped) before its A-ASSOCIATE-RQ
     came (a load balancer's TCP check, a port scan) would wait node.acse_timeout for it,
     holding an association slot and a stopping node: give it the end of its wait at once
     (None, what pynetdicom's receive_pdu returns on its timeout)."""
     waiting = assoc.is_acceptor and assoc.requestor.primitive is None
     if waiting and not assoc.is_established and assoc.dul.to_user_queue.empty():
-        assoc.dul.to_user_queue.put(None)
+        assoc.dul.to_user_queue.put(None)  # type: ignore[arg-type]  # as receive_pdu's timeout
 
 
-def set_tcp_nodelay(event: Any) -> None:
+def set_tcp_nodelay(event: Event) -> None:
     """Nagle plus delayed ACK costs a small C-STORE ~40 ms: send segments at once."""
-    sock = event.assoc.dul.socket.socket
+    transport = event.assoc.dul.socket
+    assert transport is not None  # the connection has just opened
+    sock = transport.socket
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def connected(assoc: Any) -> bool:
+def connected(assoc: Association) -> bool:
     """Whether the association can still carry messages. `is_established` alone is updated
     by the association's own reactor, which is paused while a handler or a C-STORE runs on
     it: an abort or a dropped connection shows first in the ACSE queue and the DUL thread."""
@@ -62,7 +65,7 @@ def connected(assoc: Any) -> bool:
 
 # The handlers of every association the node opens (C-MOVE sub-associations, commitment
 # call-backs): no Nagle delay, and a wait for a response that ends when the peer goes.
-OUTGOING_HANDLERS = [
+OUTGOING_HANDLERS: list[EventHandlerType] = [
     (evt.EVT_CONN_OPEN, set_tcp_nodelay),
     (evt.EVT_CONN_CLOSE, on_connection_closed),
 ]

@@ -12,8 +12,9 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.presentation import build_context
-from pynetdicom.sop_class import (
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # set in globals() at import
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
@@ -48,7 +49,7 @@ def client_ae(calling: str, timeout: float, *, fast_paths: bool = True) -> AE:
     return ae
 
 
-def _associate(ae: AE, host: str, port: int, called: str):
+def _associate(ae: AE, host: str, port: int, called: str) -> Association:
     assoc = ae.associate(
         host, port, ae_title=called, evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
     )
@@ -56,6 +57,7 @@ def _associate(ae: AE, host: str, port: int, called: str):
         return assoc
     if assoc.is_rejected:
         rsp = assoc.acceptor.primitive
+        assert rsp is not None  # the A-ASSOCIATE-RJ
         raise AssociationFailed(
             f"association rejected by {called} at {host}:{port} (result {rsp.result}, "
             f"source {rsp.result_source}, reason {rsp.diagnostic})"
@@ -136,7 +138,14 @@ def send_files(
 
 
 def _send_batch(
-    batch, contexts, host, port, calling, called, timeout, fast_paths
+    batch: list[tuple[Path, str, tuple[str, str]]],
+    contexts: set[tuple[str, str]],
+    host: str,
+    port: int,
+    calling: str,
+    called: str,
+    timeout: float,
+    fast_paths: bool,
 ) -> list[SendResult]:
     ae = client_ae(calling, timeout, fast_paths=fast_paths)
     ae.requested_contexts = [build_context(sop, [ts]) for sop, ts in sorted(contexts)]

@@ -19,14 +19,18 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from datetime import timedelta
 from io import BytesIO
-from typing import Any
+from typing import cast
 
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import build_context, build_role
-from pynetdicom.dimse_primitives import N_EVENT_REPORT
+from pynetdicom import AE, build_context, build_role
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import N_ACTION, N_EVENT_REPORT
 from pynetdicom.dsutils import encode
+from pynetdicom.events import Event
 from pynetdicom.pdu_primitives import A_RELEASE
 
 from ..dicom import status
@@ -50,20 +54,27 @@ _CLAIM = timedelta(minutes=5)
 # While idle, the index is asked this often for reports that fell due (also another node's).
 _IDLE_POLL = 5.0
 
-_NODES: weakref.WeakKeyDictionary[Any, CommitmentSCP] = weakref.WeakKeyDictionary()
+_NODES: weakref.WeakKeyDictionary[AE, CommitmentSCP] = weakref.WeakKeyDictionary()
 _message_ids = itertools.count(1)
-_answers: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()
+_answers: weakref.WeakKeyDictionary[Association, dict[int, N_EVENT_REPORT]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class CommitmentSCP:
     """Answers N-ACTION requests, reports on the requesting association, calls back later."""
 
-    def __init__(self, service: ArchiveService, ae: Any, peer_of: Any) -> None:
+    def __init__(
+        self,
+        service: ArchiveService,
+        ae: AE,
+        peer_of: Callable[[Association], Peer | None],
+    ) -> None:
         self.service = service
         self.ae = ae
         self.peer_of = peer_of
         self.claimant = ""  # this node, host:port, once it listens
-        self._answered: weakref.WeakKeyDictionary[Any, CommitmentRecord] = (
+        self._answered: weakref.WeakKeyDictionary[Association, CommitmentRecord] = (
             weakref.WeakKeyDictionary()
         )
         self._wake = threading.Event()
@@ -72,13 +83,13 @@ class CommitmentSCP:
 
     # -- on the requesting association --------------------------------------------------------
 
-    def on_n_action(self, event: Any) -> tuple[Any, None]:
+    def on_n_action(self, event: Event) -> tuple[int | Dataset, None]:
         """Record the request and answer at once; the report follows (report_after_answer)."""
         peer = self.peer_of(event.assoc)
         refused = self.service.authorise(peer, "store")
         if refused or peer is None:
             return refused, None
-        request = event.request
+        request = cast(N_ACTION, event.request)
         try:
             info = event.action_information
         except Exception as exc:
@@ -106,7 +117,7 @@ class CommitmentSCP:
         self._answered[event.assoc] = record
         return status.SUCCESS, None
 
-    def report_after_answer(self, assoc: Any) -> None:
+    def report_after_answer(self, assoc: Association) -> None:
         """Decide the request just answered on `assoc` and report on it; hand it to the sender
         thread when the requester does not take it there."""
         record = self._answered.pop(assoc, None)
@@ -194,6 +205,7 @@ class CommitmentSCP:
         what = _what(record)
         callee = self.service.registry.peer(record.requester)
         result = self.service.commitment_result(record, callee)
+        error: str | None
         if callee is None:
             error = "the requester is no longer registered"
         elif not callee.enabled:
@@ -229,7 +241,8 @@ class CommitmentSCP:
         # the requester's other reports would only wait out the same timeouts now
         self.service.index.commitments.postpone(record.requester, retry_at)
 
-    def _send_on_new_association(self, peer: Peer, report: Any, event_type: int) -> str | None:
+    def _send_on_new_association(self, peer: Peer, report: Dataset, event_type: int) -> str | None:
+        assert peer.port is not None  # _call_back() calls back only an AE with a port
         try:
             assoc = self.ae.associate(
                 peer.host,
@@ -267,7 +280,7 @@ class CommitmentSCP:
                 assoc.release()
 
 
-def _exchange_report(assoc: Any, report: Any, event_type: int) -> str | None:
+def _exchange_report(assoc: Association, report: Dataset, event_type: int) -> str | None:
     """Send the N-EVENT-REPORT on `assoc` from its own reactor thread and wait for the answer,
     serving any request the requester sends meanwhile as the reactor would (PS3.7 D.3.3.3:
     it may have one outstanding while the report is). None when answered with success.
@@ -286,9 +299,11 @@ def _exchange_report(assoc: Any, report: Any, event_type: int) -> str | None:
     request.AffectedSOPInstanceUID = STORAGE_COMMITMENT_INSTANCE
     request.EventTypeID = event_type
     request.EventInformation = BytesIO(
-        encode(report, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+        encode(  # type: ignore[arg-type]  # None (not encoded): BytesIO() is empty
+            report, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated
+        )
     )
-    assoc.dimse.send_msg(request, context.context_id)
+    assoc.dimse.send_msg(request, cast(int, context.context_id))
     deadline = time.monotonic() + (assoc.dimse_timeout or 30.0)
     # Answers by Message ID: a request served meanwhile may be another N-ACTION, whose own
     # report's wait may take this report's answer off the queue (and the other way round).
@@ -298,10 +313,10 @@ def _exchange_report(assoc: Any, report: Any, event_type: int) -> str | None:
             return _outcome(answers.pop(request.MessageID).Status)
         context_id, message = assoc.dimse.get_msg(block=False)
         if isinstance(message, N_EVENT_REPORT) and message.is_valid_response:
-            answers[message.MessageIDBeingRespondedTo] = message
+            answers[cast(int, message.MessageIDBeingRespondedTo)] = message
             continue
         if message is not None:  # a request sent meanwhile: serve it now, in this thread
-            assoc._serve_request(message, context_id)
+            assoc._serve_request(message, cast(int, context_id))
             deadline = time.monotonic() + (assoc.dimse_timeout or 30.0)
             continue
         pdu = assoc.dul.peek_next_pdu()

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from io import BytesIO
-from typing import Any
+from typing import cast
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom import AE
+from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.dsutils import decode, encode
-from pynetdicom.presentation import build_context
+from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from ..dicom import status
@@ -39,13 +42,17 @@ log = logging.getLogger(__name__)
 class RetrieveSCP:
     """The node's C-MOVE and C-GET: rights, identifier, destination, then sub-operations."""
 
-    def __init__(self, service: ArchiveService, peer_of: Callable[[Any], Peer | None]) -> None:
+    def __init__(
+        self, service: ArchiveService, peer_of: Callable[[Association], Peer | None]
+    ) -> None:
         self.service = service
         self.peer_of = peer_of
 
     # -- C-MOVE -------------------------------------------------------------------------------
 
-    def move(self, provider: QueryRetrieveServiceClass, req: C_MOVE, context: Any) -> None:
+    def move(
+        self, provider: QueryRetrieveServiceClass, req: C_MOVE, context: PresentationContext
+    ) -> None:
         """PS3.4 C.4.2.3: sub-operations over an association the node opens to the Move
         Destination, whose address comes from the registry."""
         exchange = _Exchange(provider, req, context, C_MOVE())
@@ -98,7 +105,9 @@ class RetrieveSCP:
 
     # -- C-GET --------------------------------------------------------------------------------
 
-    def get(self, provider: QueryRetrieveServiceClass, req: C_GET, context: Any) -> None:
+    def get(
+        self, provider: QueryRetrieveServiceClass, req: C_GET, context: PresentationContext
+    ) -> None:
         """PS3.4 C.4.3.3: sub-operations over the requesting association, in the storage
         contexts it proposed with SCP role selection (PS3.7 D.3.3.4)."""
         exchange = _Exchange(provider, req, context, C_GET())
@@ -119,7 +128,7 @@ class RetrieveSCP:
 
     # -- both ---------------------------------------------------------------------------------
 
-    def _peer(self, assoc: Any, right: str) -> Peer:
+    def _peer(self, assoc: Association, right: str) -> Peer:
         peer = self.peer_of(assoc)
         refused = self.service.authorise(peer, right)
         if refused or peer is None:
@@ -141,9 +150,12 @@ class RetrieveSCP:
             log.warning("%s from %s refused: 0x%04X %s", what, peer.ae_title, exc.status, exc)
             raise
 
-    def _open(self, ae: Any, destination: Peer, contexts: Any) -> Any:
+    def _open(
+        self, ae: AE, destination: Peer, contexts: Sequence[tuple[str, Sequence[str]]]
+    ) -> Association | str:
         """An association to the destination proposing `contexts`, or why there is none."""
         where = destination.ae_title  # the address is for the log, not for the requester
+        assert destination.port is not None  # move_refusal() refused one without
         try:
             sub = ae.associate(
                 destination.host,
@@ -159,6 +171,7 @@ class RetrieveSCP:
             return sub
         if sub.is_rejected:
             rsp = sub.acceptor.primitive
+            assert rsp is not None  # the A-ASSOCIATE-RJ
             return (
                 f"{where} rejected the association "
                 f"(result {rsp.result}, source {rsp.result_source}, reason {rsp.diagnostic})"
@@ -167,7 +180,9 @@ class RetrieveSCP:
             return f"{where} accepted none of the {len(contexts)} proposed contexts"
         return f"{where} cannot be reached"
 
-    def _run(self, exchange: _Exchange, sender: _Sender, items: Any, ops: SubOperations) -> bool:
+    def _run(
+        self, exchange: _Exchange, sender: _Sender, items: Sequence[Outgoing], ops: SubOperations
+    ) -> bool:
         """Send `items`, a pending response after each but the last; False when the requesting
         association has gone (no final response can be sent)."""
         for position, item in enumerate(items):
@@ -213,7 +228,13 @@ def _failing_clearly(what: str, peer_title: str) -> Iterator[None]:
 class _Exchange:
     """One C-MOVE or C-GET request and its responses (PS3.7 9.1.3.1, 9.1.4.1)."""
 
-    def __init__(self, provider: Any, req: Any, context: Any, rsp: Any) -> None:
+    def __init__(
+        self,
+        provider: QueryRetrieveServiceClass,
+        req: C_MOVE | C_GET,
+        context: PresentationContext,
+        rsp: C_MOVE | C_GET,
+    ) -> None:
         self.provider = provider
         self.req = req
         self.context = context
@@ -224,14 +245,15 @@ class _Exchange:
 
     def identifier(self) -> Dataset:
         ts = self.syntax
-        return decode(self.req.Identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+        identifier = cast(BytesIO, self.req.Identifier)
+        return decode(identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
 
     def requester_alive(self) -> bool:
         return connected(self.provider.assoc)
 
     def cancel_requested(self) -> bool:
         """A C-CANCEL for this request arrived (PS3.7 9.3.2.3); checked between sub-operations."""
-        if self.provider.is_cancelled(self.req.MessageID):
+        if self.provider.is_cancelled(cast(int, self.req.MessageID)):
             log.info("retrieve cancelled by the SCU")
             self.cancelled = True
         return self.cancelled
@@ -247,15 +269,16 @@ class _Exchange:
             return
         command = commands.pending_response(
             commands.C_MOVE_RSP if isinstance(self.rsp, C_MOVE) else commands.C_GET_RSP,
-            self.req.AffectedSOPClassUID,
-            self.req.MessageID,
+            cast(UID, self.req.AffectedSOPClassUID),
+            cast(int, self.req.MessageID),
             remaining=ops.remaining,
             completed=ops.completed,
             failed=ops.failed,
             warning=ops.warning,
         )
         dimse = self.provider.dimse
-        commands.queue(dimse.dul, self.context.context_id, command, dimse.maximum_pdu_size)
+        context_id = cast(int, self.context.context_id)
+        commands.queue(dimse.dul, context_id, command, dimse.maximum_pdu_size)
 
     def finish(self, ops: SubOperations) -> None:
         code = ops.final_status(self.cancelled)
@@ -285,9 +308,11 @@ class _Exchange:
                 ts = self.syntax
                 listed.FailedSOPInstanceUIDList = _listable(ops.failed_uids, ts.is_implicit_VR)
                 rsp.Identifier = BytesIO(
-                    encode(listed, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+                    encode(  # type: ignore[arg-type]  # None (not encoded): BytesIO() is empty
+                        listed, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated
+                    )
                 )
-        self.provider.dimse.send_msg(rsp, self.context.context_id)
+        self.provider.dimse.send_msg(rsp, cast(int, self.context.context_id))
 
 
 def _listable(uids: list[str], implicit: bool) -> list[str]:
@@ -295,6 +320,7 @@ def _listable(uids: list[str], implicit: bool) -> list[str]:
     a UI value of at most 0xFFFE bytes (its length field has 16 bits), the first ones."""
     if implicit:
         return uids
+    kept: list[str]
     kept, size = [], -1
     for uid in uids:
         size += len(uid) + 1
@@ -311,7 +337,10 @@ class _Sender:
     """C-STOREs over one association: each stored file streamed in the syntax chosen for it."""
 
     def __init__(
-        self, service: ArchiveService, assoc: Any, originator: tuple[str, int] | None
+        self,
+        service: ArchiveService,
+        assoc: Association,
+        originator: tuple[str, int | None] | None,
     ) -> None:
         self.service = service
         self.assoc = assoc
@@ -376,7 +405,7 @@ class _Sender:
         return int(rsp.Status)
 
 
-def _close(sub: Any) -> None:
+def _close(sub: Association) -> None:
     # not is_established alone: the sub-association's reactor may not have seen the peer's
     # abort yet, and a release sent then would wait for an answer that never comes
     if connected(sub):

@@ -7,9 +7,14 @@ import logging
 import time
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import cast
 
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.events import Event, EventHandlerType
 
 from ..dicom import status
 from ..dicom.provenance import Provenance
@@ -27,9 +32,9 @@ class Handlers:
 
     def __init__(self, service: ArchiveService) -> None:
         self.service = service
-        self._peers: weakref.WeakKeyDictionary[Any, Peer] = weakref.WeakKeyDictionary()
+        self._peers: weakref.WeakKeyDictionary[Association, Peer] = weakref.WeakKeyDictionary()
 
-    def bindings(self) -> list[tuple[Any, Any]]:
+    def bindings(self) -> list[EventHandlerType]:
         return [
             (evt.EVT_CONN_OPEN, set_tcp_nodelay),
             (evt.EVT_CONN_CLOSE, on_connection_closed),
@@ -39,7 +44,7 @@ class Handlers:
             (evt.EVT_C_FIND, self.on_find),
         ]
 
-    def on_requested(self, event: Any) -> None:
+    def on_requested(self, event: Event) -> None:
         """Check the A-ASSOCIATE-RQ against the registry before negotiation (PS3.8 7.1.1).
 
         pynetdicom logs an exception from this handler and goes on negotiating, so anything
@@ -51,8 +56,9 @@ class Handlers:
             log.exception("association request failed: aborted")
             event.assoc.abort()
 
-    def _admit(self, assoc: Any) -> None:
+    def _admit(self, assoc: Association) -> None:
         request = assoc.requestor.primitive
+        assert request is not None  # the A-ASSOCIATE-RQ (EVT_REQUESTED)
         called = _title(request.called_ae_title)
         calling = _title(request.calling_ae_title)
         address = assoc.requestor.address
@@ -82,27 +88,27 @@ class Handlers:
         # Without kill() the socket closes before the A-ASSOCIATE-RJ leaves (peer sees abort).
         assoc.kill()
 
-    def peer_of(self, assoc: Any) -> Peer | None:
+    def peer_of(self, assoc: Association) -> Peer | None:
         """The registered peer of an accepted association (None only if admission broke)."""
         return self._peers.get(assoc)
 
-    def provenance_of(self, assoc: Any) -> Provenance | None:
+    def provenance_of(self, assoc: Association) -> Provenance | None:
         """What the files an association sends record of their sender (patches/receiving.py)."""
         peer = self._peers.get(assoc)
         if peer is None:
             return None
         return Provenance(calling_ae=peer.ae_title, hospital=peer.hospital, issuer=peer.issuer)
 
-    def on_echo(self, event: Any) -> int:
+    def on_echo(self, event: Event) -> int:
         return self.service.authorise(self.peer_of(event.assoc), "echo")
 
-    def on_store(self, event: Any) -> Any:
+    def on_store(self, event: Event) -> int | Dataset:
         unwritten = receive_failure(event.dataset_path)  # asked first: it is asked only once
         peer = self.peer_of(event.assoc)
         refused = self.service.authorise(peer, "store")
         if refused or peer is None:
             return refused
-        request = event.request
+        request = cast(C_STORE, event.request)
         if unwritten:
             log.warning(
                 "refused instance %s from %s (%s): 0x%04X not written: %s",
@@ -123,7 +129,7 @@ class Handlers:
             return outcome.status
         return response_status(outcome.status, outcome.message)
 
-    def on_find(self, event: Any) -> Iterator[tuple[Any, Any]]:
+    def on_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         """C-FIND (PS3.4 C.4.1): a pending response per match; C-CANCEL is checked before each
         one (pynetdicom reports a cancel only once)."""
         peer = self.peer_of(event.assoc)
@@ -160,7 +166,7 @@ class Handlers:
 CANCEL_CHECK_EVERY = 64
 
 
-def _let_the_reactor_read(assoc: Any, timeout: float = 30.0) -> None:
+def _let_the_reactor_read(assoc: Association, timeout: float = 30.0) -> None:
     """Wait until the DUL has sent what is queued, then for one more idle turn of its reactor, in
     which it reads an arrived C-CANCEL (pynetdicom's turns every 1 ms when idle; the node's
     reads as soon as the socket has data)."""
@@ -173,7 +179,7 @@ def _let_the_reactor_read(assoc: Any, timeout: float = 30.0) -> None:
     time.sleep(0.002)
 
 
-def prefer_receivers_syntaxes(assoc: Any) -> None:
+def prefer_receivers_syntaxes(assoc: Association) -> None:
     """For the storage SOP classes a requestor will only receive (the SCP role alone in its role
     selection, PS3.7 D.3.3.4: a C-GET SCU), accept the first syntax it proposes that the node
     supports. Classes it also pushes keep the node's order.
@@ -192,6 +198,7 @@ def prefer_receivers_syntaxes(assoc: Any) -> None:
     if not receiving:
         return
     proposed: dict[str, list[str]] = {}
+    assert request is not None  # the A-ASSOCIATE-RQ (EVT_REQUESTED)
     for cx in request.presentation_context_definition_list:
         if str(cx.abstract_syntax) in receiving:
             proposed.setdefault(str(cx.abstract_syntax), []).extend(
@@ -201,17 +208,17 @@ def prefer_receivers_syntaxes(assoc: Any) -> None:
         order = proposed.get(str(cx.abstract_syntax))
         if order:
             ours = [str(ts) for ts in cx.transfer_syntax]
-            first = [ts for ts in dict.fromkeys(order) if ts in ours]
+            first: list[str | bytes | UID] = [ts for ts in dict.fromkeys(order) if ts in ours]
             cx.transfer_syntax = first + [ts for ts in ours if ts not in first]
 
 
-def _title(value: Any) -> str:
+def _title(value: str | bytes) -> str:
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
     return str(value).strip()
 
 
-def _is_busy(assoc: Any) -> bool:
+def _is_busy(assoc: Association) -> bool:
     """pynetdicom makes the same check after us; making it here puts the reason in our log."""
     acceptors = [a for a in assoc.ae.active_associations if a.is_acceptor]
     return len(acceptors) > assoc.ae.maximum_associations

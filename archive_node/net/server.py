@@ -8,11 +8,14 @@ import socket
 import tempfile
 import threading
 import time
-from typing import Any
 
 from pydicom import uid as uids
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-from pynetdicom.sop_class import _STORAGE_CLASSES, Verification
+from pynetdicom.association import Association
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # set in globals() at import
+    _STORAGE_CLASSES,
+    Verification,
+)
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..errors import ConfigError
@@ -122,11 +125,12 @@ class ArchiveServer:
         )
         self.commitment = CommitmentSCP(service, self.ae, self.handlers.peer_of)
         serve_commitment(self.ae, self.commitment)
-        self._server: Any = None
+        self._server: ThreadedAssociationServer | None = None
         self._stopping = threading.Event()
 
     @property
     def address(self) -> tuple[str, int]:
+        assert self._server is not None  # listening (start())
         host, port = self._server.server_address[:2]
         return host, port
 
@@ -219,7 +223,7 @@ class ArchiveServer:
         self.service.index.close()
         log.info("stopped")
 
-    def _active(self) -> list[Any]:
+    def _active(self) -> list[Association]:
         return [a for a in self.ae.active_associations if a.is_alive()]
 
     def serve_forever(
@@ -251,6 +255,7 @@ class SharedPortServer(ThreadedAssociationServer):
     spreads new connections over them (SO_REUSEPORT, Linux 3.9+)."""
 
     def server_bind(self) -> None:
+        assert self.socket is not None  # made by TCPServer.__init__, which binds it
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
 

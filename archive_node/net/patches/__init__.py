@@ -22,10 +22,9 @@ makes pynetdicom's and pydicom's process-wide settings, and enables them for `ae
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from pydicom import config as pydicom_config
-from pynetdicom import _config
+from pynetdicom import AE, _config
 
 from . import file_meta, file_sending, guard, messages, reactor, receiving, scope, service_classes
 from .guard import PatchError
@@ -51,7 +50,7 @@ def check(*, fast_paths: bool, untested_pynetdicom: bool = False) -> None:
         guard.check(patch, untested_ok=untested_pynetdicom)
 
 
-def install_for(ae: Any, *, fast_paths: bool, untested_pynetdicom: bool = False) -> None:
+def install_for(ae: AE, *, fast_paths: bool, untested_pynetdicom: bool = False) -> None:
     """Check and install the patches (once per process), make the process-wide settings, and
     let `ae`'s associations take them: the features always, the speed patches when
     `fast_paths`. Raises PatchError, installing nothing, when a check fails."""
@@ -64,7 +63,7 @@ def install_for(ae: Any, *, fast_paths: bool, untested_pynetdicom: bool = False)
         scope.enable_fast_paths(ae)
 
 
-def is_fast(ae: Any) -> bool:
+def is_fast(ae: AE) -> bool:
     """Whether `ae`'s associations take the speed patches."""
     return scope.is_fast(ae)
 

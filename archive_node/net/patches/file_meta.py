@@ -13,8 +13,9 @@ with pydicom's). Not an upstream bug: the generic path is right, only slow for a
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import IO, NamedTuple, cast
 
+from pydicom.dataset import FileMetaDataset
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
 from ...dicom.provenance import file_meta as file_meta_bytes
@@ -34,17 +35,19 @@ class FileMeta(NamedTuple):
     implementation_version: str = PYNETDICOM_IMPLEMENTATION_VERSION
 
 
-def _create_file_meta(**values: Any) -> Any:
+def _create_file_meta(**values: str) -> FileMeta | FileMetaDataset:
     """create_file_meta(sop_class_uid=, sop_instance_uid=, transfer_syntax=), as pynetdicom
     calls it in the DUL thread of the receiving association."""
     if scope.thread_is_fast():
         return FileMeta(**values)
-    return guard.original(_CREATE)(**values)
+    return cast(FileMetaDataset, guard.original(_CREATE)(**values))
 
 
-def _write_file_meta_info(fp: Any, file_meta: Any, enforce_standard: bool = True) -> None:
+def _write_file_meta_info(
+    fp: IO[bytes], file_meta: FileMeta | FileMetaDataset, enforce_standard: bool = True
+) -> None:
     if not isinstance(file_meta, FileMeta):
-        return guard.original(_WRITE)(fp, file_meta, enforce_standard)
+        return guard.original(_WRITE)(fp, file_meta, enforce_standard)  # type: ignore[no-any-return]
     fp.write(file_meta_bytes(**file_meta._asdict()))
     return None
 

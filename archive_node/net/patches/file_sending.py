@@ -35,10 +35,13 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from io import BufferedIOBase, RawIOBase
+from typing import cast
 
 from pynetdicom import fsm
+from pynetdicom.dimse_messages import DIMSEMessage
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT, P_DATA
 
 from . import guard
@@ -60,7 +63,9 @@ class FileDataset(P_DATA):
     bytes from the file's current position. The DUL thread reports progress in `sent` and
     sets `done` when it has written the last PDU or given up."""
 
-    def __init__(self, file: BinaryIO, size: int, context_id: int, max_pdu_length: int) -> None:
+    def __init__(
+        self, file: RawIOBase | BufferedIOBase, size: int, context_id: int, max_pdu_length: int
+    ) -> None:
         super().__init__()
         self.file = file
         self.size = size
@@ -68,11 +73,11 @@ class FileDataset(P_DATA):
         self.max_pdu_length = max_pdu_length
         self.sent = 0
         self.done = threading.Event()
-        self.socket: Any = None  # set by the DUL thread when it starts writing
+        self.socket: socket.socket | None = None  # set by the DUL thread when it starts writing
         self.abandoned = False  # the sender stopped waiting: write nothing more
 
 
-def encode_msg(message: Any, context_id: int, max_pdu_length: int) -> Any:
+def encode_msg(message: DIMSEMessage, context_id: int, max_pdu_length: int) -> Iterator[P_DATA]:
     """DIMSEMessage.encode_msg(context_id, max_pdu_length) of `message`: the command's
     fragments as pynetdicom makes them, then the dataset of a file as one FileDataset; returns
     once it is written, as pynetdicom's own send returns once every fragment is queued (so that
@@ -110,27 +115,29 @@ def _wait_until_written(dataset: FileDataset) -> None:
             raise TimeoutError(f"the peer read nothing for {PATIENCE:.0f} s")
 
 
-def _dt_1(dul: Any) -> str:
+def _dt_1(dul: DULServiceProvider) -> str:
     """Data transfer action DT-1 (PS3.8 table 9-7): send the P-DATA-TF PDU(s) of the next
     primitive; a FileDataset's straight from its file."""
     if not isinstance(dul.to_provider_queue.queue[0], FileDataset):
-        return guard.original(_DT_1)(dul)
+        return cast(str, guard.original(_DT_1)(dul))
     _write(dul)
     return "Sta6"
 
 
-def _ar_7(dul: Any) -> str:
+def _ar_7(dul: DULServiceProvider) -> str:
     """AR-7 (Sta8, the peer asked for release first): P-DATA may still be sent."""
     if not isinstance(dul.to_provider_queue.queue[0], FileDataset):
-        return guard.original(_AR_7)(dul)
+        return cast(str, guard.original(_AR_7)(dul))
     _write(dul)
     return "Sta8"
 
 
-def _write(dul: Any) -> None:
-    dataset = dul.to_provider_queue.get(False)
+def _write(dul: DULServiceProvider) -> None:
+    dataset = cast(FileDataset, dul.to_provider_queue.get(False))  # _dt_1(), _ar_7() looked
     try:
-        dataset.socket = dul.socket.socket
+        transport = dul.socket
+        assert transport is not None and transport.socket is not None  # connected: Sta6, Sta8
+        dataset.socket = transport.socket
         send_file_dataset(dataset.socket, dataset, stop=lambda: _stopping(dul, dataset))
     except OSError as exc:  # as pynetdicom's own send: the transport connection is gone
         log.warning("sending a stored file failed: %s", exc)
@@ -139,7 +146,7 @@ def _write(dul: Any) -> None:
         dataset.done.set()
 
 
-def _stopping(dul: Any, dataset: FileDataset) -> bool:
+def _stopping(dul: DULServiceProvider, dataset: FileDataset) -> bool:
     """Whether to stop part way: the sender gave up, the DUL is being killed, or an abort
     was queued behind the file (it must not wait for the rest)."""
     if dataset.abandoned or dul._kill_thread:
@@ -149,7 +156,7 @@ def _stopping(dul: Any, dataset: FileDataset) -> bool:
 
 
 def send_file_dataset(
-    sock: Any, dataset: FileDataset, stop: Callable[[], bool] = lambda: False
+    sock: socket.socket, dataset: FileDataset, stop: Callable[[], bool] = lambda: False
 ) -> int:
     """Write the dataset's PDUs to `sock`; return the dataset bytes sent. Raises OSError,
     also when `stop()` says so between PDUs (the association is then cut)."""
@@ -179,13 +186,13 @@ def send_file_dataset(
             raise OSError("sending stopped part way (abort, shutdown or timeout)")
 
 
-def _action(path: str, replacement: Any) -> guard.Replacement:
+def _action(path: str, replacement: Callable[[DULServiceProvider], str]) -> guard.Replacement:
     """A state machine action replaced where pynetdicom looks it up: fsm.ACTIONS."""
     name = path.rsplit(".", 1)[1].replace("_", "-")  # DT_1 -> "DT-1"
 
-    def install() -> Any:
+    def install() -> Callable[[DULServiceProvider], str]:
         description, original, next_state = fsm.ACTIONS[name]
-        fsm.ACTIONS[name] = (description, replacement, next_state)
+        fsm.ACTIONS[name] = (description, replacement, next_state)  # type: ignore[assignment]
         return original
 
     return guard.Replacement(path, install)

@@ -82,7 +82,7 @@ _lock = threading.Lock()
 _originals: dict[str, Any] = {}  # path -> the library's function, once replaced
 
 
-def replace(path: str, replacement: Any) -> Replacement:
+def replace(path: str, replacement: Callable[..., Any]) -> Replacement:
     """A Replacement that sets the attribute `path` names to `replacement`."""
 
     def install() -> Any:

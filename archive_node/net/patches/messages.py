@@ -25,11 +25,13 @@ an upstream bug: pynetdicom's generic path is right, only slow per message.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import cast
 
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import evt
-from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE
-from pynetdicom.dimse_primitives import C_FIND, C_STORE
+from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
+from pynetdicom.dimse_primitives import C_FIND, C_STORE, DimsePrimitiveType
 
 from ..wire import commands
 from ..wire.identifiers import encode_flat
@@ -43,7 +45,9 @@ _SEND_MSG = "pynetdicom.dimse.DIMSEServiceProvider.send_msg"
 _ENCODE = "pynetdicom.service_class.encode"
 
 
-def _encode(ds: Any, is_implicit_vr: bool, is_little_endian: bool, deflated: bool = False) -> Any:
+def _encode(
+    ds: Dataset, is_implicit_vr: bool, is_little_endian: bool, deflated: bool = False
+) -> bytes | None:
     """pynetdicom.dsutils.encode, by identifiers.encode_flat where it applies, in the threads of
     the node's associations."""
     if is_little_endian and not deflated and scope.thread_is_fast():
@@ -54,15 +58,17 @@ def _encode(ds: Any, is_implicit_vr: bool, is_little_endian: bool, deflated: boo
             fast = None
         if fast is not None:
             return fast
-    return guard.original(_ENCODE)(ds, is_implicit_vr, is_little_endian, deflated)
+    return cast(
+        "bytes | None", guard.original(_ENCODE)(ds, is_implicit_vr, is_little_endian, deflated)
+    )
 
 
-def _send_msg(self: Any, primitive: Any, context_id: int) -> None:
+def _send_msg(self: DIMSEServiceProvider, primitive: DimsePrimitiveType, context_id: int) -> None:
     """DIMSEServiceProvider.send_msg: on the node's associations a pending C-FIND response and
     a plain C-STORE response packed and queued directly, anything else as pynetdicom sends it
     with a file's dataset as one primitive."""
     if not scope.is_fast(self.assoc.ae):
-        return guard.original(_SEND_MSG)(self, primitive, context_id)
+        return guard.original(_SEND_MSG)(self, primitive, context_id)  # type: ignore[no-any-return]
     if type(primitive) is C_STORE and primitive.MessageIDBeingRespondedTo is not None:
         return _send_store_response(self, primitive, context_id)
     identifier = getattr(primitive, "Identifier", None)
@@ -71,7 +77,9 @@ def _send_msg(self: Any, primitive: Any, context_id: int) -> None:
     if primitive.Status not in PENDING_STATUSES or identifier is None:
         return _send_find_final(self, primitive, context_id)
     command = commands.find_pending_response(
-        primitive.AffectedSOPClassUID, primitive.MessageIDBeingRespondedTo, primitive.Status
+        cast(UID, primitive.AffectedSOPClassUID),
+        primitive.MessageIDBeingRespondedTo,
+        primitive.Status,
     )
     commands.queue(self.dul, context_id, command, self.maximum_pdu_size)
     data = identifier.getvalue()
@@ -80,7 +88,7 @@ def _send_msg(self: Any, primitive: Any, context_id: int) -> None:
     return None
 
 
-def _send_find_final(self: Any, primitive: Any, context_id: int) -> None:
+def _send_find_final(self: DIMSEServiceProvider, primitive: C_FIND, context_id: int) -> None:
     """A final C-FIND-RSP with nothing but its status (success, cancel) packed; a failure, with
     its comment or offending element, through pynetdicom."""
     if (
@@ -91,13 +99,15 @@ def _send_find_final(self: Any, primitive: Any, context_id: int) -> None:
     ):
         return _send_message(self, primitive, context_id)
     command = commands.find_final_response(
-        primitive.AffectedSOPClassUID, primitive.MessageIDBeingRespondedTo, primitive.Status
+        cast(UID, primitive.AffectedSOPClassUID),
+        cast(int, primitive.MessageIDBeingRespondedTo),
+        cast(int, primitive.Status),
     )
     commands.queue(self.dul, context_id, command, self.maximum_pdu_size)
     return None
 
 
-def _send_store_response(self: Any, primitive: Any, context_id: int) -> None:
+def _send_store_response(self: DIMSEServiceProvider, primitive: C_STORE, context_id: int) -> None:
     """A C-STORE-RSP with neither Error Comment nor Offending Element (every success) packed;
     anything else through pynetdicom."""
     if (
@@ -108,19 +118,21 @@ def _send_store_response(self: Any, primitive: Any, context_id: int) -> None:
     ):
         return _send_message(self, primitive, context_id)
     command = commands.store_response(
-        primitive.AffectedSOPClassUID,
+        cast(UID, primitive.AffectedSOPClassUID),
         primitive.MessageIDBeingRespondedTo,
-        primitive.Status,
+        cast(int, primitive.Status),
         primitive.AffectedSOPInstanceUID,
     )
     commands.queue(self.dul, context_id, command, self.maximum_pdu_size)
     return None
 
 
-def _send_message(self: Any, primitive: Any, context_id: int) -> None:
+def _send_message(
+    self: DIMSEServiceProvider, primitive: DimsePrimitiveType, context_id: int
+) -> None:
     """pynetdicom 3.0.4's send_msg, with file_sending.encode_msg for dimse_msg.encode_msg."""
     if primitive.MessageIDBeingRespondedTo is None:
-        dimse_msg = _RQ_TO_MESSAGE[primitive.__class__]()
+        dimse_msg = _RQ_TO_MESSAGE[primitive.__class__]()  # type: ignore[index]  # as pynetdicom's
     else:
         dimse_msg = _RSP_TO_MESSAGE[primitive.__class__]()
     dimse_msg.primitive_to_message(primitive)

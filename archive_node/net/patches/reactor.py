@@ -40,11 +40,14 @@ import queue
 import select
 import threading
 import time
-from typing import Any
+from typing import Any, Literal, cast
 
 from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import DimseServiceType
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
-from pynetdicom.pdu_primitives import A_P_ABORT
+from pynetdicom.pdu_primitives import A_P_ABORT, _PDUPrimitiveType
 
 from . import guard, scope
 
@@ -60,13 +63,13 @@ _ASSOCIATION_REACTOR = "pynetdicom.association.Association._run_reactor"
 _wakeup_lock = threading.Lock()
 
 
-def _run_dul_reactor(self: Any) -> None:
+def _run_dul_reactor(self: DULServiceProvider) -> None:
     if scope.is_fast(self.assoc.ae):
         return _dul_reactor(self)
-    return guard.original(_DUL_REACTOR)(self)
+    return guard.original(_DUL_REACTOR)(self)  # type: ignore[no-any-return]
 
 
-def _send_pdu(self: Any, primitive: Any) -> None:
+def _send_pdu(self: DULServiceProvider, primitive: _PDUPrimitiveType) -> None:
     guard.original(_SEND_PDU)(self, primitive)
     if not scope.is_fast(self.assoc.ae):
         return
@@ -77,7 +80,7 @@ def _send_pdu(self: Any, primitive: Any) -> None:
         wakeup.set()
 
 
-def _association_init(self: Any, *args: Any, **kwargs: Any) -> None:
+def _association_init(self: Association, *args: Any, **kwargs: Any) -> None:
     guard.original(_ASSOCIATION_INIT)(self, *args, **kwargs)
     if scope.is_fast(self.ae):
         checkpoint = _Checkpoint()
@@ -85,10 +88,10 @@ def _association_init(self: Any, *args: Any, **kwargs: Any) -> None:
         self._reactor_checkpoint = checkpoint
 
 
-def _run_association_reactor(self: Any) -> None:
+def _run_association_reactor(self: Association) -> None:
     if scope.is_fast(self.ae):
         return _association_reactor(self)
-    return guard.original(_ASSOCIATION_REACTOR)(self)
+    return guard.original(_ASSOCIATION_REACTOR)(self)  # type: ignore[no-any-return]
 
 
 PATCH = guard.Patch(
@@ -162,10 +165,10 @@ class _Wakeup:
             os.close(self._write)
 
 
-def _wakeup_of(dul: Any) -> _Wakeup | None:
+def _wakeup_of(dul: DULServiceProvider) -> _Wakeup | None:
     """The DUL's wake-up pipe, made on first use; None when no descriptor is left (EMFILE):
     that DUL then polls as pynetdicom does."""
-    wakeup = dul.__dict__.get("_archive_wakeup", False)
+    wakeup: _Wakeup | Literal[False] | None = dul.__dict__.get("_archive_wakeup", False)
     if wakeup is False:
         with _wakeup_lock:
             wakeup = dul.__dict__.get("_archive_wakeup", False)
@@ -175,11 +178,11 @@ def _wakeup_of(dul: Any) -> _Wakeup | None:
                 except OSError as exc:
                     log.warning("no wake-up pipe for an association (%s): polling", exc)
                     wakeup = None
-                dul._archive_wakeup = wakeup
+                dul._archive_wakeup = wakeup  # type: ignore[attr-defined]  # the node's own
     return wakeup
 
 
-def _wait_for_work(dul: Any, wakeup: _Wakeup | None) -> None:
+def _wait_for_work(dul: DULServiceProvider, wakeup: _Wakeup | None) -> None:
     """Block until the peer sent data, a primitive was queued, or TURN has passed."""
     if wakeup is None:
         time.sleep(dul._run_loop_delay)
@@ -195,7 +198,7 @@ def _wait_for_work(dul: Any, wakeup: _Wakeup | None) -> None:
     wakeup.clear()
 
 
-def _dul_reactor(self: Any) -> None:
+def _dul_reactor(self: DULServiceProvider) -> None:
     """DULServiceProvider.run_reactor of pynetdicom 3.0.4, with _wait_for_work() where it
     slept for _run_loop_delay."""
     self._idle_timer.start()
@@ -237,11 +240,11 @@ def _dul_reactor(self: Any) -> None:
             wakeup.close()
         # Marked ended before its queue is looked at: a sender that queues a file after that
         # look sees the mark (_send_pdu) and is released there, not after its patience.
-        self._archive_ended = True
+        self._archive_ended = True  # type: ignore[attr-defined]  # the node's own mark
         _release_waiting_senders(self)
 
 
-def _abort_on_error(dul: Any, exc: Exception) -> None:
+def _abort_on_error(dul: DULServiceProvider, exc: Exception) -> None:
     """As pynetdicom's reactor on an error: send an A-ABORT and end; and wake whoever waits
     for this association (a DIMSE answer, a release answer), who would otherwise wait for
     their timeouts."""
@@ -251,7 +254,7 @@ def _abort_on_error(dul: Any, exc: Exception) -> None:
     abort_pdu.source = 0x02
     abort_pdu.reason_diagnostic = 0x00
     with contextlib.suppress(Exception):
-        dul.socket.send(abort_pdu.encode())
+        dul.socket.send(abort_pdu.encode())  # type: ignore[union-attr]  # None: suppressed
     assoc = dul.assoc
     assoc.is_aborted = True
     assoc.is_established = False
@@ -263,7 +266,7 @@ def _abort_on_error(dul: Any, exc: Exception) -> None:
     assoc.dimse.msg_queue.put((None, None))
 
 
-def _release_waiting_senders(dul: Any) -> None:
+def _release_waiting_senders(dul: DULServiceProvider) -> None:
     """Primitives still queued when the DUL ends will never be sent: a sender waiting for one
     to be written (sending.FileDataset's `done`) learns it now, not after its patience."""
     for primitive in list(dul.to_provider_queue.queue):
@@ -272,7 +275,7 @@ def _release_waiting_senders(dul: Any) -> None:
             done.set()
 
 
-def _association_reactor(self: Any) -> None:
+def _association_reactor(self: Association) -> None:
     """Association._run_reactor of pynetdicom 3.0.4, waiting (_next_message) where it slept
     1 ms before every non-blocking look at its DIMSE queue."""
     self._is_paused = False
@@ -284,14 +287,14 @@ def _association_reactor(self: Any) -> None:
         self._is_paused = True
 
 
-def _react(self: Any) -> None:
+def _react(self: Association) -> None:
     checkpoint = self._reactor_checkpoint
     while not self._kill:
         if not _leave_pause_point(self, checkpoint) or self._kill:
             continue
         context_id, msg = _next_message(self)
         if msg:
-            self._serve_request(msg, context_id)
+            self._serve_request(msg, cast(int, context_id))
         if self.is_established and self.acse.is_release_requested():
             self.acse.send_release(is_response=True)
             log.info("Association Released")
@@ -329,7 +332,7 @@ def _react(self: Any) -> None:
             _wait_for_pause_request(checkpoint)
 
 
-def _leave_pause_point(assoc: Any, checkpoint: Any) -> bool:
+def _leave_pause_point(assoc: Association, checkpoint: threading.Event) -> bool:
     """Wait while the reactor is paused; True when it may go on (False: paused again)."""
     assoc._is_paused = True
     checkpoint.wait()
@@ -344,7 +347,7 @@ def _leave_pause_point(assoc: Any, checkpoint: Any) -> bool:
         return True
 
 
-def _next_message(assoc: Any) -> tuple[Any, Any]:
+def _next_message(assoc: Association) -> tuple[int | None, DimseServiceType | None]:
     """The next DIMSE request for the reactor to serve, or (None, None). An acceptor waits
     up to TURN for one; a requestor's requests come from the node's own thread, which pauses
     the reactor for each and reads the answers itself: it only looks."""
@@ -356,7 +359,7 @@ def _next_message(assoc: Any) -> tuple[Any, Any]:
         return None, None
 
 
-def _wait_for_pause_request(checkpoint: Any) -> None:
+def _wait_for_pause_request(checkpoint: threading.Event) -> None:
     """A requestor's idle turn, after its checks for release and abort (as pynetdicom's 1 ms
     sleep was): until the node's thread asks it to pause, at most TURN."""
     pause = getattr(checkpoint, "pause_requested", None)

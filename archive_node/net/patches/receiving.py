@@ -26,36 +26,39 @@ import os
 import struct
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import IO
+
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.dimse_messages import DIMSEMessage
+from pynetdicom.pdu_primitives import P_DATA
 
 from ...dicom.provenance import Provenance, with_provenance
 from . import guard
 
 log = logging.getLogger(__name__)
 
-Lookup = Callable[[Any], Provenance | None]
+Lookup = Callable[[Association], Provenance | None]
 RoomProblem = Callable[[], str | None]
 
 _DECODE_MSG = "pynetdicom.dimse_messages.DIMSEMessage.decode_msg"
 
-_receivers: weakref.WeakKeyDictionary[Any, tuple[Lookup, RoomProblem]] = (
-    weakref.WeakKeyDictionary()
-)
+_receivers: weakref.WeakKeyDictionary[AE, tuple[Lookup, RoomProblem]] = weakref.WeakKeyDictionary()
 
 _PREAMBLE = 128 + 4  # preamble and "DICM" (PS3.10 7.1)
 _GROUP_LENGTH_ELEMENT = 12  # (0002,0000) UL, explicit VR: tag 4, VR 2, length 2, value 4
 
 
-def serve_receiving(ae: Any, *, provenance_of: Lookup, room_problem: RoomProblem) -> None:
+def serve_receiving(ae: AE, *, provenance_of: Lookup, room_problem: RoomProblem) -> None:
     """For every C-STORE `ae` receives: record in the file meta the provenance
     `provenance_of` returns for the association (None: leave pynetdicom's file meta as it is),
     and write nothing when `room_problem` says why there is no room (None: there is)."""
     _receivers[ae] = (provenance_of, room_problem)
 
 
-def _decode_msg(self: Any, primitive: Any, assoc: Any = None) -> bool:
+def _decode_msg(self: DIMSEMessage, primitive: P_DATA, assoc: Association | None = None) -> bool:
     had_file = getattr(self, "_data_set_file", None) is not None
-    done = guard.original(_DECODE_MSG)(self, primitive, assoc)
+    done: bool = guard.original(_DECODE_MSG)(self, primitive, assoc)
     stream = getattr(self, "_data_set_file", None)
     if had_file or stream is None or assoc is None:
         return done
@@ -64,7 +67,7 @@ def _decode_msg(self: Any, primitive: Any, assoc: Any = None) -> bool:
         return done
     provenance_of, room_problem = receiver
     guarded = _GuardedFile(stream)
-    self._data_set_file = guarded
+    self._data_set_file = guarded  # type: ignore[assignment]  # stands in for pynetdicom's file
     try:  # nothing may escape into pynetdicom's DUL thread: it would end the association
         problem = room_problem()
         if problem:
@@ -81,7 +84,7 @@ def _decode_msg(self: Any, primitive: Any, assoc: Any = None) -> bool:
     return done
 
 
-def receive_failure(path: Any) -> str | None:
+def receive_failure(path: str | os.PathLike[str]) -> str | None:
     """Why the dataset received into `path` could not be written (None: it was)."""
     guarded = _guarded.get(str(path))
     return guarded.failure if guarded is not None else None
@@ -97,7 +100,7 @@ class _GuardedFile:
     file.flush() and, after the handler, close()). After a failed write it frees the space the
     file took and drops the rest of the dataset."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self.name = stream.name
         self.file = self  # pynetdicom flushes through .file
@@ -133,7 +136,7 @@ class _GuardedFile:
             log.exception("could not free the partial file %s", self.name)
 
 
-def _rewrite_file_meta(stream: Any, provenance: Provenance, our_title: str) -> None:
+def _rewrite_file_meta(stream: IO[bytes], provenance: Provenance, our_title: str) -> None:
     """Replace the file meta at the start of a file being received, keeping any dataset bytes
     already written after it; the open stream goes on appending after them."""
     stream.flush()

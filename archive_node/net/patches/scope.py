@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any
 
+from pynetdicom import AE
 from pynetdicom.association import Association
 
-_fast: weakref.WeakSet[Any] = weakref.WeakSet()  # AEs whose associations take the speed patches
+_fast: weakref.WeakSet[AE] = weakref.WeakSet()  # AEs whose associations take the speed patches
 
 
-def enable_fast_paths(ae: Any) -> None:
+def enable_fast_paths(ae: AE) -> None:
     """Let `ae`'s associations take the speed patches."""
     _fast.add(ae)
 
 
-def is_fast(ae: Any) -> bool:
+def is_fast(ae: AE | None) -> bool:
     """Whether `ae`'s associations take the speed patches."""
     return ae in _fast
 
@@ -33,7 +33,7 @@ def thread_is_fast() -> bool:
     return is_fast(getattr(association_of_thread(), "ae", None))
 
 
-def association_of_thread() -> Any:
+def association_of_thread() -> Association | None:
     """The association the current thread runs (Association thread) or serves (DUL thread)."""
     thread = threading.current_thread()
     if isinstance(thread, Association):

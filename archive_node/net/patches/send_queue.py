@@ -15,9 +15,9 @@ primitive (file_sending.py) and this bound is never reached.
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.association import Association
+from pynetdicom.pdu_primitives import P_DATA, _PDUPrimitiveType
 
 from ..association import connected
 
@@ -25,7 +25,7 @@ from ..association import connected
 QUEUED_PDUS = 8
 
 
-def bound_send_queue(assoc: Any, limit: int = QUEUED_PDUS) -> None:
+def bound_send_queue(assoc: Association, limit: int = QUEUED_PDUS) -> None:
     """Make pynetdicom's send queue of `assoc` hold at most `limit` P-DATA PDUs: the sending
     thread waits for the socket to drain it. Raises ConnectionError from the send when the
     association is lost (what is left of the file is not read), TimeoutError when nothing
@@ -36,7 +36,7 @@ def bound_send_queue(assoc: Any, limit: int = QUEUED_PDUS) -> None:
     unbounded = dul.send_pdu
     patience = assoc.network_timeout or 60.0
 
-    def send_pdu(primitive: Any) -> None:
+    def send_pdu(primitive: _PDUPrimitiveType) -> None:
         if isinstance(primitive, P_DATA):
             deadline = time.monotonic() + patience
             # a lost association never drains the queue: it is noticed while waiting
@@ -48,5 +48,5 @@ def bound_send_queue(assoc: Any, limit: int = QUEUED_PDUS) -> None:
                 time.sleep(0.0005)
         unbounded(primitive)
 
-    dul.send_pdu = send_pdu
-    dul._archive_bounded = True
+    dul.send_pdu = send_pdu  # type: ignore[method-assign]  # this DUL's own, bounded
+    dul._archive_bounded = True  # type: ignore[attr-defined]  # the node's own mark

@@ -22,10 +22,13 @@ pynetdicom's docs warn against). No upstream issue covers these.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Protocol
+from typing import Protocol
 
-from pynetdicom.dimse_primitives import N_ACTION
-from pynetdicom.service_class import QueryRetrieveServiceClass
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_GET, C_MOVE, N_ACTION, N_EVENT_REPORT
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.service_class import QueryRetrieveServiceClass, ServiceClass
 from pynetdicom.service_class_n import StorageCommitmentServiceClass
 
 from ...rules.commitment import STORAGE_COMMITMENT_CLASS
@@ -36,25 +39,29 @@ _UID_TO_SERVICE_CLASS = "pynetdicom.association.uid_to_service_class"
 
 
 class Retrieving(Protocol):
-    def move(self, provider: Any, req: Any, context: Any) -> None: ...
+    def move(
+        self, provider: QueryRetrieveServiceClass, req: C_MOVE, context: PresentationContext
+    ) -> None: ...
 
-    def get(self, provider: Any, req: Any, context: Any) -> None: ...
+    def get(
+        self, provider: QueryRetrieveServiceClass, req: C_GET, context: PresentationContext
+    ) -> None: ...
 
 
 class Committing(Protocol):
-    def report_after_answer(self, assoc: Any) -> None: ...
+    def report_after_answer(self, assoc: Association) -> None: ...
 
 
-_retrieving: weakref.WeakKeyDictionary[Any, Retrieving] = weakref.WeakKeyDictionary()
-_committing: weakref.WeakKeyDictionary[Any, Committing] = weakref.WeakKeyDictionary()
+_retrieving: weakref.WeakKeyDictionary[AE, Retrieving] = weakref.WeakKeyDictionary()
+_committing: weakref.WeakKeyDictionary[AE, Committing] = weakref.WeakKeyDictionary()
 
 
-def serve_retrieve(ae: Any, scp: Retrieving) -> None:
+def serve_retrieve(ae: AE, scp: Retrieving) -> None:
     """Let `scp` answer the C-MOVE and C-GET requests of `ae`'s associations."""
     _retrieving[ae] = scp
 
 
-def serve_commitment(ae: Any, scp: Committing) -> None:
+def serve_commitment(ae: AE, scp: Committing) -> None:
     """Let `scp` report on the Storage Commitment requests `ae`'s associations answer."""
     _committing[ae] = scp
 
@@ -63,14 +70,14 @@ class RetrieveServiceClass(QueryRetrieveServiceClass):
     """pynetdicom's Query/Retrieve service class, with C-MOVE and C-GET done by the node's
     RetrieveSCP for associations of a node's AE."""
 
-    def _move_scp(self, req: Any, context: Any) -> None:
+    def _move_scp(self, req: C_MOVE, context: PresentationContext) -> None:
         scp = _retrieving.get(self.assoc.ae)
         if scp is None:
             return super()._move_scp(req, context)
         scp.move(self, req, context)
         return None
 
-    def _get_scp(self, req: Any, context: Any) -> None:
+    def _get_scp(self, req: C_GET, context: PresentationContext) -> None:
         scp = _retrieving.get(self.assoc.ae)
         if scp is None:
             return super()._get_scp(req, context)
@@ -82,21 +89,21 @@ class CommitmentServiceClass(StorageCommitmentServiceClass):
     """pynetdicom's Storage Commitment service class; on a node's associations the report
     follows the N-ACTION's answer, in the same thread."""
 
-    def SCP(self, req: Any, context: Any) -> None:
+    def SCP(self, req: N_EVENT_REPORT | N_ACTION, context: PresentationContext) -> None:
         super().SCP(req, context)
         scp = _committing.get(self.assoc.ae)
         if scp is not None and isinstance(req, N_ACTION):
             scp.report_after_answer(self.assoc)
 
 
-_ROUTES: dict[str, Any] = {
+_ROUTES: dict[str, type[ServiceClass]] = {
     **dict.fromkeys(MOVE_SOP_CLASSES, RetrieveServiceClass),
     **dict.fromkeys(GET_SOP_CLASSES, RetrieveServiceClass),
     STORAGE_COMMITMENT_CLASS: CommitmentServiceClass,
 }
 
 
-def _service_class(uid: str) -> Any:
+def _service_class(uid: str) -> type[ServiceClass]:
     return _ROUTES.get(str(uid)) or guard.original(_UID_TO_SERVICE_CLASS)(uid)
 
 

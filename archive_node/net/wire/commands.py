@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Any
 
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 
 C_STORE_RSP = 0x8001
@@ -99,7 +99,7 @@ def _command(*parts: bytes) -> bytes:
     return _UL.pack(0x0000, 0x0000, 4, len(elements)) + elements  # Command Group Length
 
 
-def queue(dul: Any, context_id: int, command: bytes, max_pdu_length: int) -> None:
+def queue(dul: DULServiceProvider, context_id: int, command: bytes, max_pdu_length: int) -> None:
     """Queue a packed command set as pynetdicom queues a message's command (PS3.8 E.2): in PDVs
     that fit the peer's maximum PDU length (0: no limit), message control header 0x01, the
     last 0x03 (command, last fragment)."""
