@@ -233,7 +233,8 @@ def find(
             if not rsp or "Status" not in rsp:
                 break
             if rsp.Status in (0xFF00, 0xFF01):
-                matches.append(answer)
+                if answer is not None:  # None: pynetdicom could not decode it (it logs why)
+                    matches.append(answer)
             else:
                 final, comment = int(rsp.Status), str(rsp.get("ErrorComment", ""))
     finally:
