@@ -22,7 +22,7 @@ class Setting:
 
     section: str
     key: str
-    type: type
+    type: type[Any]
     default: Any
     help: str
     choices: tuple[str, ...] = ()

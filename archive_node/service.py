@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .config import Config
 from .dicom import status
@@ -63,7 +63,7 @@ def resolve_host(host: str) -> frozenset[str]:
     except ValueError:
         pass
     try:
-        return frozenset(info[4][0] for info in socket.getaddrinfo(host, None))
+        return frozenset(cast(str, info[4][0]) for info in socket.getaddrinfo(host, None))
     except OSError as exc:
         log.warning("registered host %s does not resolve: %s", host, exc)
         return frozenset()
@@ -450,6 +450,7 @@ class ArchiveService:
         VR Little Endian, from a syntax retrieve.CONVERTIBLE allows), in the store's incoming
         area, for the caller to send and remove; its pixel data is copied in chunks
         (dicom/reencode.py). Raises OSError, or pydicom's errors."""
+        assert item.path is not None  # a stored file: retrieve_scp sends no other
         handle, name = tempfile.mkstemp(
             prefix="outgoing-", suffix=".dcm", dir=self.storage.incoming
         )

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import IO, cast
 
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -24,7 +26,13 @@ def recode(source: Path, target: Path, transfer_syntax: str) -> None:
     memory. Raises OSError, or pydicom's errors for a file it cannot read."""
     dataset = dcmread(source, defer_size=_DEFER_BYTES)
     stored_syntax = str(dataset.file_meta.TransferSyntaxUID)
-    pixel = dataset.get_item(PIXEL_DATA, keep_deferred=True) if PIXEL_DATA in dataset else None
+    # the raw element while its value is deferred (still on disk): pydicom's overload of
+    # get_item says DataElement
+    pixel = (
+        cast(RawDataElement, dataset.get_item(PIXEL_DATA, keep_deferred=True))
+        if PIXEL_DATA in dataset
+        else None
+    )
     streamable = (
         pixel is not None
         and stored_syntax != DeflatedExplicitVRLittleEndian
@@ -32,7 +40,7 @@ def recode(source: Path, target: Path, transfer_syntax: str) -> None:
         and pixel.length != 0xFFFFFFFF  # native pixel data has a defined length
         and max(dataset.keys()) == PIXEL_DATA  # nothing follows it
     )
-    dataset.file_meta.TransferSyntaxUID = transfer_syntax
+    dataset.file_meta.TransferSyntaxUID = transfer_syntax  # type: ignore[assignment]  # made a UID
     if not streamable:
         dataset.save_as(target, enforce_file_format=True)
         return
@@ -50,7 +58,7 @@ def recode(source: Path, target: Path, transfer_syntax: str) -> None:
         _copy(src, out, pixel.length)
 
 
-def _copy(src, out, length: int) -> None:
+def _copy(src: IO[bytes], out: IO[bytes], length: int) -> None:
     left = length
     while left:
         chunk = src.read(min(_CHUNK, left))

@@ -8,9 +8,11 @@ claim ran out, or whose request was replaced meanwhile, changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, cast
 
-from peewee import fn
+from peewee import Field, fn
 
 from .clock import utcnow
 from .records import CommitmentRecord
@@ -37,7 +39,7 @@ class CommitmentRows(Role):
         """Record a request (durably: it is answered only after this commit), claimed by
         `claimant` (the node holding the requesting association). The same requester repeating
         a Transaction UID replaces its earlier request: the report is made anew."""
-        fields = {
+        fields: dict[Field[Any], Any] = {
             CommitmentRequest.references: references,
             CommitmentRequest.result: None,
             CommitmentRequest.state: PENDING,
@@ -117,7 +119,7 @@ class CommitmentRows(Role):
                 .order_by(CommitmentRequest.next_attempt_at, CommitmentRequest.id)
                 .limit(limit)
             )
-            return list(query.tuples())
+            return list(cast(Iterable[tuple[int, str]], query.tuples()))
 
     def next_due(self) -> datetime | None:
         """When the earliest pending request falls due (None: nothing pending)."""

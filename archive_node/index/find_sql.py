@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import SQL, Database, Expression, Field, SqliteDatabase, fn
+from peewee import SQL, ColumnBase, Database, Expression, Field, SqliteDatabase, fn
 
 from ..rules.query import Condition, Query
 from .session import Role
@@ -60,7 +60,12 @@ MATCHED: dict[str, Field] = {
     "StudyTime": Study.time_key,
     "StudyDate": Study.datetime_key,
 }
-_ENTITY = {"PATIENT": Patient, "STUDY": Study, "SERIES": Series, "IMAGE": Instance}
+_ENTITY: dict[str, type[Patient] | type[Study] | type[Series] | type[Instance]] = {
+    "PATIENT": Patient,
+    "STUDY": Study,
+    "SERIES": Series,
+    "IMAGE": Instance,
+}
 _INTEGER_KEYS = frozenset({"SeriesNumber", "InstanceNumber", "NumberOfFrames"})
 _DAY_START, _DAY_END = "000000.000000", "235959.999999"
 
@@ -114,7 +119,9 @@ def matches_select(db: Database, query: Query, hospital: int | None) -> Any:
     extra = [Instance.path] if query.level == "IMAGE" else []
     patient_pk = Patient.id if query.level == "PATIENT" else Study.patient
     select = _join_up(entity.select(entity.id, patient_pk, *extra, *columns), query.level)
-    where = [_expression(db, c) for c in query.conditions if c.keyword in MATCHED]
+    where: list[ColumnBase] = [
+        _expression(db, c) for c in query.conditions if c.keyword in MATCHED
+    ]
     if query.study_datetime is not None:
         where.append(_overlap(Study.datetime_key, Study.datetime_end_key, *query.study_datetime))
     where += _modalities_and_classes(db, query, hospital, selective=bool(where))
@@ -154,7 +161,7 @@ def _of(column: Field, hospital: int) -> Expression:
     return (column + 0) == hospital
 
 
-def _visible(level: str, hospital: int) -> Expression:
+def _visible(level: str, hospital: int) -> ColumnBase:
     if level == "IMAGE":
         return _of(Instance.hospital, hospital)
     if level == "SERIES":
@@ -167,7 +174,7 @@ def _visible(level: str, hospital: int) -> Expression:
     return fn.EXISTS(studies)
 
 
-def _series_visible(series: Any, hospital: int) -> Expression:
+def _series_visible(series: Any, hospital: int) -> ColumnBase:
     own = _VI.select(SQL("1")).where((_VI.series == series.id) & _of(_VI.hospital, hospital))
     return fn.EXISTS(own)
 
@@ -254,14 +261,14 @@ _MS, _MI = Series.alias("mod_s"), Instance.alias("mod_i")
 
 def _modalities_and_classes(
     db: Database, query: Query, hospital: int | None, *, selective: bool
-) -> list[Expression]:
+) -> list[ColumnBase]:
     """ModalitiesInStudy and SOPClassesInStudy match a study when any of its (visible) series
     or instances has one of the values (PS3.4 C.6.2.1.2).
 
     With another condition to narrow the studies, each candidate is checked (EXISTS);
     alone, the studies are found through the modality index (IN).
     """
-    where = []
+    where: list[ColumnBase] = []
     for keyword, column in (
         ("ModalitiesInStudy", _MS.modality),
         ("SOPClassesInStudy", _MI.sop_class_uid),

@@ -80,7 +80,9 @@ def find_instance(db: Database, sop_uid: str) -> InstanceRecord | None:
     if row is None:
         return None
     *values, received_at = row
-    return InstanceRecord(*values, received_at=Instance.received_at.python_value(received_at))
+    return InstanceRecord(  # type: ignore[misc]  # `values` holds the fields before received_at
+        *values, received_at=Instance.received_at.python_value(received_at)
+    )
 
 
 def hospital_id(db: Database, code: str) -> int | None:

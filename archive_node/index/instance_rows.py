@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from peewee import JOIN, fn
 
@@ -109,16 +109,21 @@ class InstanceRows(Role):
                 query = query.where(Patient.patient_id == patient_id)
             if hospital is not None:
                 query = query.where(Hospital.code == hospital)
-            rows = list(query.tuples())
+            # study UID, patient ID, issuer, date, description, hospital, series, instances, size
+            # (SUM: an int, or a Decimal on PostgreSQL)
+            rows = list(
+                cast(Iterable[tuple[str, str, str, str, str, str, int, int, Any]], query.tuples())
+            )
             modalities: dict[str, set[str]] = {}
             uids = [row[0] for row in rows]
             for start in range(0, len(uids), 500):
                 chunk = uids[start : start + 500]
-                for study_uid, modality in (
+                for study_uid, modality in cast(
+                    Iterable[tuple[str, str]],
                     Series.select(Study.study_uid, Series.modality)
                     .join(Study)
                     .where(Study.study_uid.in_(chunk))
-                    .tuples()
+                    .tuples(),
                 ):
                     if modality:
                         modalities.setdefault(study_uid, set()).add(modality)

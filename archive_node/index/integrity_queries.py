@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from peewee import fn
 
@@ -107,7 +108,7 @@ class IntegrityQueries(Role):
                 .join(Study)
                 .where(Study.study_uid == study_uid)
             )
-            return {path for (path,) in query.tuples()}
+            return {path for (path,) in cast(Iterable[tuple[str]], query.tuples())}
 
     def rebuild_instance(
         self, new: NewInstance, *, received_at: datetime, hospital_issuer: str
@@ -127,6 +128,7 @@ class IntegrityQueries(Role):
                 hospital = Hospital.create(
                     code=new.hospital, name=new.hospital, issuer=hospital_issuer
                 )
+            assert hospital is not None  # found, or created just now
             # as a C-STORE records it: the same patient (latest non-empty demographics win),
             # study (its first instance's hospital), series and instance rows
             return instance_insert.insert_instance(self.db, new, hospital.id, received_at), created

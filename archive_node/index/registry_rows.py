@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from peewee import fn
 
@@ -28,14 +29,22 @@ class RegistryRows(Role):
     def list_hospitals(self) -> list[HospitalRecord]:
         with self.session():
             ae_counts = dict(
-                ApplicationEntity.select(
-                    ApplicationEntity.hospital, fn.COUNT(ApplicationEntity.id)
+                cast(
+                    Iterable[tuple[int, int]],
+                    ApplicationEntity.select(
+                        ApplicationEntity.hospital, fn.COUNT(ApplicationEntity.id)
+                    )
+                    .group_by(ApplicationEntity.hospital)
+                    .tuples(),
                 )
-                .group_by(ApplicationEntity.hospital)
-                .tuples()
             )
             study_counts = dict(
-                Study.select(Study.hospital, fn.COUNT(Study.id)).group_by(Study.hospital).tuples()
+                cast(
+                    Iterable[tuple[int, int]],
+                    Study.select(Study.hospital, fn.COUNT(Study.id))
+                    .group_by(Study.hospital)
+                    .tuples(),
+                )
             )
             return [
                 HospitalRecord(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import cast
 
 from peewee import Database
 
@@ -46,12 +47,12 @@ def _add_matching_keys(db: Database) -> None:
     db.execute_sql('ALTER TABLE "patient" ADD COLUMN "birth_key" TEXT NOT NULL DEFAULT \'\'')
     query = Study.select(Study.id, Study.study_date, Study.study_time, Study.referring_physician)
     for row in list(query.tuples()):  # read first: no cursor open on a table being updated
-        study_id, study_date, study_time, referring = row
+        study_id, study_date, study_time, referring = cast(tuple[int, str, str, str], row)
         Study.update(
             **study_spans(study_date, study_time), referring_key=name_key(referring)
         ).where(Study.id == study_id).execute()
     patients = Patient.select(Patient.id, Patient.patient_name, Patient.birth_date).tuples()
-    for patient_id, name, birth_date in list(patients):
+    for patient_id, name, birth_date in list(cast(Iterable[tuple[int, str, str]], patients)):
         Patient.update(name_key=name_key(name), birth_key=date_key(birth_date)).where(
             Patient.id == patient_id
         ).execute()

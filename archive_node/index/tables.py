@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from peewee import (
+    AutoField,
     BigIntegerField,
     BooleanField,
     CharField,
@@ -35,6 +36,7 @@ class SchemaInfo(BaseModel):
 class Hospital(BaseModel):
     """A health enterprise; its issuer is the Issuer of Patient ID of its patient identifiers."""
 
+    id: AutoField[int]  # peewee's implicit primary key
     code = CharField(max_length=16, unique=True)
     name = TextField()
     issuer = TextField()
@@ -44,6 +46,7 @@ class Hospital(BaseModel):
 class ApplicationEntity(BaseModel):
     """A registered AE of a hospital's department: the allowlist entry."""
 
+    id: AutoField[int]  # peewee's implicit primary key
     ae_title = CharField(max_length=16, unique=True)
     hospital = ForeignKeyField(Hospital, backref="application_entities", on_delete="RESTRICT")
     host = TextField(default="")
@@ -59,6 +62,7 @@ class ApplicationEntity(BaseModel):
 class Patient(BaseModel):
     """A patient in one identifier domain: (PatientID, IssuerOfPatientID) is the identity."""
 
+    id: AutoField[int]  # peewee's implicit primary key
     patient_id = TextField()
     issuer = TextField()
     patient_name = TextField(default="")
@@ -75,6 +79,7 @@ class Study(BaseModel):
     """A study; its hospital is the one whose AE sent its first instance (scope hospital looks
     further, at each instance's hospital: index/find_sql.py)."""
 
+    id: AutoField[int]  # peewee's implicit primary key
     study_uid = CharField(max_length=64, unique=True)
     patient = ForeignKeyField(Patient, backref="studies", on_delete="RESTRICT", index=True)
     hospital = ForeignKeyField(Hospital, backref="studies", on_delete="RESTRICT", index=True)
@@ -96,6 +101,7 @@ class Study(BaseModel):
 
 
 class Series(BaseModel):
+    id: AutoField[int]  # peewee's implicit primary key
     series_uid = CharField(max_length=64, unique=True)
     study = ForeignKeyField(Study, backref="series", on_delete="RESTRICT", index=True)
     modality = TextField(default="", index=True)
@@ -105,6 +111,7 @@ class Series(BaseModel):
 
 
 class Instance(BaseModel):
+    id: AutoField[int]  # peewee's implicit primary key
     sop_uid = CharField(max_length=64, unique=True)
     series = ForeignKeyField(Series, backref="instances", on_delete="RESTRICT", index=True)
     sop_class_uid = CharField(max_length=64)
@@ -140,6 +147,7 @@ class CommitmentRequest(BaseModel):
     (until then it may be claimed by the node delivering it).
     """
 
+    id: AutoField[int]  # peewee's implicit primary key
     requester = CharField(max_length=16)
     transaction_uid = CharField(max_length=64)
     references = TextField()  # JSON [[SOP Class UID, SOP Instance UID], ...]

@@ -64,7 +64,7 @@ def contexts_for(items: Iterable[Outgoing]) -> list[tuple[str, tuple[str, ...]]]
         exact[(item.sop_class_uid, item.transfer_syntax_uid)] = None
         for ts in fallback_syntaxes(item.transfer_syntax_uid):
             fallback.setdefault(item.sop_class_uid, {})[ts] = None
-    contexts = [(sop_class, (ts,)) for sop_class, ts in exact]
+    contexts: list[tuple[str, tuple[str, ...]]] = [(sop_class, (ts,)) for sop_class, ts in exact]
     contexts += [(sop_class, tuple(syntaxes)) for sop_class, syntaxes in fallback.items()]
     return contexts
 

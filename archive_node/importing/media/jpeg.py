@@ -124,7 +124,7 @@ def _baseline_frame(marker: int, frame: bytes) -> tuple[int, int, int, bytes]:
     return rows, columns, components, bytes(frame[6 + 3 * i] for i in range(components))
 
 
-def _decoded(fh: BinaryIO) -> tuple[dict[str, Any], Any]:
+def _decoded(fh: BinaryIO) -> tuple[dict[str | tuple[int, int], Any], Image.Exif]:
     """Pillow's info and EXIF of the JPEG in `fh`, after decoding all of it at 1/8 scale;
     Refusal when that fails (damaged or cut-off data)."""
     try:

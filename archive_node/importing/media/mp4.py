@@ -13,7 +13,7 @@ import os
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .refusal import Refusal
 
@@ -99,7 +99,7 @@ def read_mp4(path: str | os.PathLike[str]) -> VideoStream:
 def _top_level_boxes(fh: BinaryIO, size: int) -> list[tuple[bytes, int, int]]:
     """(type, payload offset, payload length) of each top-level box; Refusal when one runs
     past the end of the file (truncated)."""
-    boxes = []
+    boxes: list[tuple[bytes, int, int]] = []
     offset = 0
     while offset < size:
         fh.seek(offset)
@@ -232,7 +232,7 @@ def _sample_count(stsz: bytes) -> int:
     return _u32(stsz, 8)
 
 
-def _sample_entry(stsd: bytes) -> tuple[str, dict[str, object]]:
+def _sample_entry(stsd: bytes) -> tuple[str, dict[str, Any]]:
     """The codec of the first sample description and what its configuration record says."""
     if len(stsd) < 16:
         raise Refusal("damaged movie header: empty sample description")
@@ -253,7 +253,7 @@ def _sample_entry(stsd: bytes) -> tuple[str, dict[str, object]]:
         raise Refusal("damaged movie header: short video sample entry")
     columns, rows = struct.unpack(">HH", entry[24:28])
     configs = _children(entry[78:])
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "sample_entry": fourcc.decode(),
         "columns": columns,
         "rows": rows,
