@@ -14,6 +14,8 @@ from .errors import ConfigError
 CONFIG_ENV = "ARCHIVE_NODE_CONFIG"
 INDEX_URL_ENV = "ARCHIVE_NODE_INDEX_URL"
 UID_ROOT_MAX = 40  # a 64-character UID then keeps 23 digits (76 bits) of its own
+# The speed patches node.fast_paths may name (net/patches/; a test keeps the two lists equal).
+SPEED_PATCHES = ("reactor", "messages", "file_sending", "file_meta")
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ SETTINGS: tuple[Setting, ...] = (
         bool,
         True,
         "Use the node's speed patches of pynetdicom (event-driven loops, responses packed by "
-        "hand, files sent straight to the socket); false runs pynetdicom's own code there.",
+        "hand, files sent straight to the socket); false runs pynetdicom's own code there; a "
+        f"list takes only the patches named ({', '.join(SPEED_PATCHES)}).",
     ),
     Setting(
         "node",
@@ -248,7 +251,7 @@ class NodeConfig:
     shutdown_grace: float
     workers: int
     uid_root: str
-    fast_paths: bool
+    fast_paths: bool | tuple[str, ...]  # True, False, or the speed patches to take
     untested_pynetdicom: bool
 
 
@@ -307,6 +310,8 @@ _SECTIONS = {
 def _coerce(setting: Setting, value: Any) -> Any:
     """Check one value against its declaration; raise ConfigError naming the key."""
     expected = setting.type
+    if setting.name == "node.fast_paths" and not isinstance(value, bool):
+        return _speed_patches(setting, value)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
@@ -326,6 +331,22 @@ def _coerce(setting: Setting, value: Any) -> Any:
     if setting.name == "node.ae_title" and (problem := ae_title_problem(value)):
         raise ConfigError(f"{setting.name}: {value!r}: {problem}")
     return value
+
+
+def _speed_patches(setting: Setting, value: Any) -> tuple[str, ...]:
+    """node.fast_paths as a list: the names of the speed patches to take."""
+    if not isinstance(value, list):
+        raise ConfigError(
+            f"{setting.name}: expected true, false or a list of speed patches, got "
+            f"{type(value).__name__} {value!r}"
+        )
+    unknown = [name for name in value if name not in SPEED_PATCHES]
+    if unknown:
+        raise ConfigError(
+            f"{setting.name}: {', '.join(map(repr, unknown))} is not a speed patch "
+            f"(known: {', '.join(SPEED_PATCHES)})"
+        )
+    return tuple(dict.fromkeys(value))
 
 
 def _fit_uid_root(value: str) -> bool:

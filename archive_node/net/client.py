@@ -40,7 +40,7 @@ class SendResult:
     error: str = ""
 
 
-def client_ae(calling: str, timeout: float, *, fast_paths: bool = True) -> AE:
+def client_ae(calling: str, timeout: float, *, fast_paths: patches.FastPaths = True) -> AE:
     """An AE calling as `calling`, with the node's speed patches when `fast_paths` (its
     event-driven reactor and file sending serve its client too). Raises PatchError."""
     ae = AE(ae_title=calling)
@@ -72,7 +72,7 @@ def echo(
     calling: str,
     called: str,
     timeout: float = 30.0,
-    fast_paths: bool = True,
+    fast_paths: patches.FastPaths = True,
 ) -> int:
     """Send a C-ECHO; return its status. Raises AssociationFailed."""
     ae = client_ae(calling, timeout, fast_paths=fast_paths)
@@ -104,7 +104,7 @@ def send_files(
     calling: str,
     called: str,
     timeout: float = 60.0,
-    fast_paths: bool = True,
+    fast_paths: patches.FastPaths = True,
 ) -> list[SendResult]:
     """C-STORE each Part 10 file in its own transfer syntax, streamed from disk.
 
@@ -145,13 +145,13 @@ def _send_batch(
     calling: str,
     called: str,
     timeout: float,
-    fast_paths: bool,
+    fast_paths: patches.FastPaths,
 ) -> list[SendResult]:
     ae = client_ae(calling, timeout, fast_paths=fast_paths)
     ae.requested_contexts = [build_context(sop, [ts]) for sop, ts in sorted(contexts)]
     assoc = _associate(ae, host, port, called)
     accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
-    if not fast_paths:  # then pynetdicom queues every PDU of a file at once
+    if not patches.sends_files_whole(ae):  # then pynetdicom queues every PDU of a file
         bound_send_queue(assoc)
     results = []
     try:
@@ -215,7 +215,7 @@ def find(
     model: str = "study",
     character_set: str | None = None,
     timeout: float = 30.0,
-    fast_paths: bool = True,
+    fast_paths: patches.FastPaths = True,
 ) -> FindResult:
     """Send one C-FIND with these keys (empty value: return the key) and collect the answers.
 
@@ -270,7 +270,7 @@ def move(
     keys: dict[str, str],
     model: str = "study",
     timeout: float = 60.0,
-    fast_paths: bool = True,
+    fast_paths: patches.FastPaths = True,
 ) -> MoveResult:
     """Ask for one C-MOVE of what `keys` name (unique keys) to the AE titled `destination`.
 

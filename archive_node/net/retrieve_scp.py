@@ -264,7 +264,7 @@ class _Exchange:
     def pending(self, ops: SubOperations) -> None:
         """A pending response with the counts; packed by hand (wire/commands.py) with the speed
         patches."""
-        if not patches.is_fast(self.provider.assoc.ae):
+        if not patches.packs_responses(self.provider.assoc.ae):
             self._send(response_status(status.PENDING), ops)
             return
         command = commands.pending_response(
@@ -355,7 +355,7 @@ class _Sender:
                 self.accepted.setdefault(str(cx.abstract_syntax), set()).add(
                     str(cx.transfer_syntax[0])
                 )
-        if not patches.is_fast(assoc.ae):  # then pynetdicom queues the file's PDUs
+        if not patches.sends_files_whole(assoc.ae):  # then pynetdicom queues every PDU
             bound_send_queue(assoc)
 
     def alive(self) -> bool:

@@ -27,15 +27,18 @@ from pynetdicom.sop_class import (
 )
 
 from archive_node.cli import cli
+from archive_node.config import SPEED_PATCHES
 from archive_node.net import patches
 from archive_node.net.patches import file_meta, guard, scope
 from archive_node.net.patches.file_sending import FileDataset, send_file_dataset
 from archive_node.net.wire import commands
+from archive_node.service import ArchiveService
 from tests.helpers import dicom_objects
 from tests.helpers.cli import write_config
-from tests.helpers.dimse import associate
+from tests.helpers.dimse import associate, find, store
 from tests.helpers.identifiers import identifier
-from tests.helpers.serving import node_with
+from tests.helpers.retrieving import get_study
+from tests.helpers.serving import make_config, node_with, serving
 
 STUDY_FIND = str(StudyRootQueryRetrieveInformationModelFind)
 STUDY_MOVE = str(StudyRootQueryRetrieveInformationModelMove)
@@ -264,6 +267,10 @@ def test_every_fingerprint_is_the_installed_librarys():
     assert pynetdicom.__version__ in guard.TAKEN_FROM
 
 
+def test_the_config_knows_every_speed_patch_by_name():
+    assert tuple(patch.name for patch in patches.SPEED) == SPEED_PATCHES
+
+
 def test_every_replaced_function_has_a_fingerprint_and_every_fingerprint_a_patch():
     paths = {p for patch in patches.FEATURES + patches.SPEED for p in patch.paths}
     assert paths == set(guard.FINGERPRINTS)
@@ -333,13 +340,48 @@ def _client_keeps_stock_loops(node, assoc) -> None:
     try:
         assert type(assoc._reactor_checkpoint) is threading.Event
         assert "_archive_wakeup" not in assoc.dul.__dict__
-        assert not scope.is_fast(assoc.ae)
+        assert not any(scope.takes(assoc.ae, p) for p in SPEED_PATCHES)
         served = next(a for a in node.server.ae.active_associations if a.is_acceptor)
         assert type(served._reactor_checkpoint) is not threading.Event
-        assert scope.is_fast(served.ae)
+        assert all(scope.takes(served.ae, p) for p in SPEED_PATCHES)
         assert assoc.send_c_echo().Status == 0
     finally:
         assoc.release()
+
+
+def test_an_ae_takes_only_the_speed_patches_named():
+    ae = AE()
+    patches.install_for(ae, fast_paths=("reactor", "file_meta"))
+    assert [p for p in SPEED_PATCHES if scope.takes(ae, p)] == ["reactor", "file_meta"]
+    assert not patches.packs_responses(ae) and not patches.sends_files_whole(ae)
+    with pytest.raises(patches.PatchError, match="no speed patch turbo"):
+        patches.install_for(AE(), fast_paths=("reactor", "turbo"))
+
+
+@pytest.mark.parametrize("left_out", SPEED_PATCHES)
+def test_a_node_without_one_speed_patch_stores_finds_and_moves(tmp_path, sqlite_url, left_out):
+    """Each speed patch can be left out alone (what the benchmark's -without-X columns
+    measure): the node still stores, answers C-FIND and sends a stored file by C-GET."""
+    taken = [p for p in SPEED_PATCHES if p != left_out]
+    service = ArchiveService.from_config(
+        make_config(tmp_path, sqlite_url, node={"fast_paths": taken})
+    )
+    service.index.init_schema()
+    service.storage.create()
+    service.registry.add_hospital("UNN", "University Hospital of North Norway", issuer="UNN")
+    service.registry.add_ae("UNN_WS", "UNN", host="127.0.0.1", allow="echo,store,find,get")
+    ds = dicom_objects.ct(patient_id="PX")
+    try:
+        with serving(service) as node:
+            assert not scope.takes(node.server.ae, left_out)
+            assert store(node, ds, calling="UNN_WS") == 0
+            query = identifier("STUDY", StudyInstanceUID=ds.StudyInstanceUID, PatientID="")
+            final, matches = find(node, query)
+            assert final.Status == 0x0000 and [m.PatientID for m in matches] == ["PX"]
+            final, received = get_study(node, "UNN_WS", tmp_path / "got", ds.StudyInstanceUID)
+            assert final.Status == 0x0000 and list(received.files) == [ds.SOPInstanceUID]
+    finally:
+        service.index.close()
 
 
 def test_settings_are_made_at_install_not_at_import():

@@ -123,6 +123,15 @@ def test_index_url_env_var_overrides_file(tmp_path, monkeypatch):
         pytest.param({"node": {"ae_title": "   "}}, "node.ae_title", id="ae-title-blank"),
         pytest.param({"node": {"ae_title": "A\\B"}}, "node.ae_title", id="ae-title-backslash"),
         pytest.param({"node": 5}, "node", id="section-not-a-table"),
+        pytest.param({"node": {"fast_paths": "yes"}}, "node.fast_paths", id="fast-paths-str"),
+        pytest.param({"node": {"fast_paths": 1}}, "node.fast_paths", id="fast-paths-int"),
+        pytest.param(
+            {"node": {"fast_paths": ["reactor", "turbo"]}}, "'turbo'", id="fast-paths-unknown"
+        ),
+        pytest.param({"node": {"fast_paths": [1]}}, "node.fast_paths", id="fast-paths-not-names"),
+        pytest.param(
+            {"node": {"untested_pynetdicom": "yes"}}, "node.untested_pynetdicom", id="untested-str"
+        ),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_key(data, names):
@@ -137,6 +146,20 @@ def test_bad_value_in_a_file_names_the_key(tmp_path):
     path = write_toml(tmp_path, '[node]\nport = "eleven"\n')
     with pytest.raises(ConfigError, match=r"node\.port: expected int, got str 'eleven'"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        (["reactor"], ("reactor",)),
+        (["file_meta", "messages", "file_meta"], ("file_meta", "messages")),
+        ([], ()),
+    ],
+)
+def test_fast_paths_is_a_switch_or_the_speed_patches_to_take(value, expected):
+    assert build_config({"node": {"fast_paths": value}}).node.fast_paths == expected
 
 
 def test_range_message_says_the_limit():

@@ -22,6 +22,7 @@ makes pynetdicom's and pydicom's process-wide settings, and enables them for `ae
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 
 from pydicom import config as pydicom_config
 from pynetdicom import AE, _config
@@ -37,35 +38,67 @@ SPEED: tuple[guard.Patch, ...] = (
     file_meta.PATCH,
 )
 
-__all__ = ["FEATURES", "SPEED", "PatchError", "check", "install_for", "is_fast"]
+__all__ = [
+    "FEATURES",
+    "SPEED",
+    "FastPaths",
+    "PatchError",
+    "check",
+    "install_for",
+    "packs_responses",
+    "sends_files_whole",
+]
+
+# node.fast_paths: True (every speed patch), False (none), or the names of those to take
+FastPaths = bool | Collection[str]
 
 _lock = threading.Lock()
 _settings_made = False
 
 
-def check(*, fast_paths: bool, untested_pynetdicom: bool = False) -> None:
+def speed_patches(fast_paths: FastPaths) -> tuple[guard.Patch, ...]:
+    """The speed patches `fast_paths` asks for. Raises PatchError for a name none has."""
+    if fast_paths is True or fast_paths is False:
+        return SPEED if fast_paths else ()
+    known = {patch.name for patch in SPEED}
+    unknown = sorted(set(fast_paths) - known)
+    if unknown:
+        raise PatchError(
+            f"node.fast_paths: no speed patch {', '.join(unknown)} ({', '.join(sorted(known))})"
+        )
+    return tuple(patch for patch in SPEED if patch.name in fast_paths)
+
+
+def check(*, fast_paths: FastPaths, untested_pynetdicom: bool = False) -> None:
     """Raise PatchError (one line, naming the function) unless every patch that these settings
     install was taken from the installed pynetdicom."""
-    for patch in FEATURES + (SPEED if fast_paths else ()):
+    for patch in FEATURES + speed_patches(fast_paths):
         guard.check(patch, untested_ok=untested_pynetdicom)
 
 
-def install_for(ae: AE, *, fast_paths: bool, untested_pynetdicom: bool = False) -> None:
+def install_for(ae: AE, *, fast_paths: FastPaths, untested_pynetdicom: bool = False) -> None:
     """Check and install the patches (once per process), make the process-wide settings, and
-    let `ae`'s associations take them: the features always, the speed patches when
-    `fast_paths`. Raises PatchError, installing nothing, when a check fails."""
+    let `ae`'s associations take them: the features always, the speed patches `fast_paths`
+    names (True: all). Raises PatchError, installing nothing, when a check fails."""
+    speed = speed_patches(fast_paths)
     check(fast_paths=fast_paths, untested_pynetdicom=untested_pynetdicom)
     with _lock:
         _make_settings()
-        for patch in FEATURES + (SPEED if fast_paths else ()):
+        for patch in FEATURES + speed:
             guard.install(patch.replacements)
-    if fast_paths:
-        scope.enable_fast_paths(ae)
+    scope.enable(ae, frozenset(patch.name for patch in speed))
 
 
-def is_fast(ae: AE) -> bool:
-    """Whether `ae`'s associations take the speed patches."""
-    return scope.is_fast(ae)
+def packs_responses(ae: AE) -> bool:
+    """Whether `ae`'s associations pack their responses by hand (the messages patch)."""
+    return scope.takes(ae, messages.NAME)
+
+
+def sends_files_whole(ae: AE) -> bool:
+    """Whether `ae`'s associations hand a stored file's dataset to the DUL as one primitive
+    (messages and file_sending); otherwise pynetdicom queues a P-DATA per PDU, and a sender
+    bounds that queue (send_queue.py)."""
+    return scope.takes(ae, messages.NAME) and scope.takes(ae, file_sending.NAME)
 
 
 def _make_settings() -> None:

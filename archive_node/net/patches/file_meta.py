@@ -21,6 +21,7 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_
 from ...dicom.provenance import file_meta as file_meta_bytes
 from . import guard, scope
 
+NAME = "file_meta"
 _CREATE = "pynetdicom.dimse_messages.create_file_meta"
 _WRITE = "pynetdicom.dimse_messages.write_file_meta_info"
 
@@ -38,7 +39,7 @@ class FileMeta(NamedTuple):
 def _create_file_meta(**values: str) -> FileMeta | FileMetaDataset:
     """create_file_meta(sop_class_uid=, sop_instance_uid=, transfer_syntax=), as pynetdicom
     calls it in the DUL thread of the receiving association."""
-    if scope.thread_is_fast():
+    if scope.thread_takes(NAME):
         return FileMeta(**values)
     return cast(FileMetaDataset, guard.original(_CREATE)(**values))
 
@@ -53,7 +54,7 @@ def _write_file_meta_info(
 
 
 PATCH = guard.Patch(
-    "file_meta",
+    NAME,
     speed=True,
     replacements=(
         guard.replace(_CREATE, _create_file_meta),

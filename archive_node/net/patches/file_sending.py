@@ -3,8 +3,8 @@
 
 Replaces the data transfer actions DT-1 and AR-7 of pynetdicom 3.0.4's state machine (fsm.py)
 for one primitive of its own, FileDataset, which only the node's associations queue (the
-messages patch hands them a file's dataset that way; everyone else's P-DATA goes through
-pynetdicom's actions unchanged).
+messages patch hands them a file's dataset that way, so this patch works with it; everyone
+else's P-DATA goes through pynetdicom's actions unchanged).
 
 Why: pynetdicom sends a dataset read from a file (STORE_SEND_CHUNKED_DATASET) as one P_DATA
 primitive per PDU: each is queued to the DUL thread, put through the state machine, turned
@@ -54,6 +54,7 @@ _HEADER = struct.Struct(">BBIIBB")  # PDU type, reserved, PDU length, PDV length
 _LAST = 0x02  # message control header: dataset, last fragment (PS3.8 E.2)
 _MORE = 0x00
 
+NAME = "file_sending"
 _DT_1 = "pynetdicom.fsm.DT_1"
 _AR_7 = "pynetdicom.fsm.AR_7"
 
@@ -199,7 +200,7 @@ def _action(path: str, replacement: Callable[[DULServiceProvider], str]) -> guar
 
 
 PATCH = guard.Patch(
-    "file_sending",
+    NAME,
     speed=True,
     replacements=(_action(_DT_1, _dt_1), _action(_AR_7, _ar_7)),
     relies_on=("pynetdicom.dimse_messages.DIMSEMessage.encode_msg",),

@@ -17,7 +17,8 @@ queued as one P_DATA per PDU (file_sending.py). Here:
 - a final C-FIND response with a bare status (success, cancel) and a C-STORE response without
   Error Comment or Offending Element (every success) are packed too;
 - any other message is sent as pynetdicom's send_msg sends it, but a dataset still in its file
-  goes to the DUL as one primitive (file_sending.encode_msg).
+  goes to the DUL as one primitive (file_sending.encode_msg) when the file_sending patch is
+  taken too.
 Tests compare every packed message with the PDUs pynetdicom queues for the same primitive. Not
 an upstream bug: pynetdicom's generic path is right, only slow per message.
 """
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 PENDING_STATUSES = frozenset({0xFF00, 0xFF01})
 
+NAME = "messages"
 _SEND_MSG = "pynetdicom.dimse.DIMSEServiceProvider.send_msg"
 _ENCODE = "pynetdicom.service_class.encode"
 
@@ -50,7 +52,7 @@ def _encode(
 ) -> bytes | None:
     """pynetdicom.dsutils.encode, by identifiers.encode_flat where it applies, in the threads of
     the node's associations."""
-    if is_little_endian and not deflated and scope.thread_is_fast():
+    if is_little_endian and not deflated and scope.thread_takes(NAME):
         try:
             fast = encode_flat(ds, is_implicit_vr)
         except Exception:  # never worse than pydicom: it has the last word
@@ -67,7 +69,7 @@ def _send_msg(self: DIMSEServiceProvider, primitive: DimsePrimitiveType, context
     """DIMSEServiceProvider.send_msg: on the node's associations a pending C-FIND response and
     a plain C-STORE response packed and queued directly, anything else as pynetdicom sends it
     with a file's dataset as one primitive."""
-    if not scope.is_fast(self.assoc.ae):
+    if not scope.takes(self.assoc.ae, NAME):
         return guard.original(_SEND_MSG)(self, primitive, context_id)  # type: ignore[no-any-return]
     if type(primitive) is C_STORE and primitive.MessageIDBeingRespondedTo is not None:
         return _send_store_response(self, primitive, context_id)
@@ -130,7 +132,8 @@ def _send_store_response(self: DIMSEServiceProvider, primitive: C_STORE, context
 def _send_message(
     self: DIMSEServiceProvider, primitive: DimsePrimitiveType, context_id: int
 ) -> None:
-    """pynetdicom 3.0.4's send_msg, with file_sending.encode_msg for dimse_msg.encode_msg."""
+    """pynetdicom 3.0.4's send_msg, with file_sending.encode_msg for dimse_msg.encode_msg where
+    the association takes that patch too."""
     if primitive.MessageIDBeingRespondedTo is None:
         dimse_msg = _RQ_TO_MESSAGE[primitive.__class__]()  # type: ignore[index]  # as pynetdicom's
     else:
@@ -138,12 +141,16 @@ def _send_message(
     dimse_msg.primitive_to_message(primitive)
     dimse_msg.context_id = context_id
     evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": dimse_msg})
-    for pdata in file_sending.encode_msg(dimse_msg, context_id, self.maximum_pdu_size):
+    if scope.takes(self.assoc.ae, file_sending.NAME):
+        fragments = file_sending.encode_msg(dimse_msg, context_id, self.maximum_pdu_size)
+    else:
+        fragments = dimse_msg.encode_msg(context_id, self.maximum_pdu_size)
+    for pdata in fragments:
         self.dul.send_pdu(pdata)
 
 
 PATCH = guard.Patch(
-    "messages",
+    NAME,
     speed=True,
     replacements=(guard.replace(_SEND_MSG, _send_msg), guard.replace(_ENCODE, _encode)),
 )

@@ -53,6 +53,7 @@ from . import guard, scope
 
 log = logging.getLogger(__name__)
 
+NAME = "reactor"
 TURN = 0.005  # seconds between looks at timers and flags when no event arrives
 
 _DUL_REACTOR = "pynetdicom.dul.DULServiceProvider.run_reactor"
@@ -64,14 +65,14 @@ _wakeup_lock = threading.Lock()
 
 
 def _run_dul_reactor(self: DULServiceProvider) -> None:
-    if scope.is_fast(self.assoc.ae):
+    if scope.takes(self.assoc.ae, NAME):
         return _dul_reactor(self)
     return guard.original(_DUL_REACTOR)(self)  # type: ignore[no-any-return]
 
 
 def _send_pdu(self: DULServiceProvider, primitive: _PDUPrimitiveType) -> None:
     guard.original(_SEND_PDU)(self, primitive)
-    if not scope.is_fast(self.assoc.ae):
+    if not scope.takes(self.assoc.ae, NAME):
         return
     if self.__dict__.get("_archive_ended"):  # queued after the DUL's last look at its queue
         _release_waiting_senders(self)
@@ -82,20 +83,20 @@ def _send_pdu(self: DULServiceProvider, primitive: _PDUPrimitiveType) -> None:
 
 def _association_init(self: Association, *args: Any, **kwargs: Any) -> None:
     guard.original(_ASSOCIATION_INIT)(self, *args, **kwargs)
-    if scope.is_fast(self.ae):
+    if scope.takes(self.ae, NAME):
         checkpoint = _Checkpoint()
         checkpoint.set()  # as pynetdicom's: running
         self._reactor_checkpoint = checkpoint
 
 
 def _run_association_reactor(self: Association) -> None:
-    if scope.is_fast(self.ae):
+    if scope.takes(self.ae, NAME):
         return _association_reactor(self)
     return guard.original(_ASSOCIATION_REACTOR)(self)  # type: ignore[no-any-return]
 
 
 PATCH = guard.Patch(
-    "reactor",
+    NAME,
     speed=True,
     replacements=(
         guard.replace(_DUL_REACTOR, _run_dul_reactor),

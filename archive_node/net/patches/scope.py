@@ -14,23 +14,24 @@ import weakref
 from pynetdicom import AE
 from pynetdicom.association import Association
 
-_fast: weakref.WeakSet[AE] = weakref.WeakSet()  # AEs whose associations take the speed patches
+# The speed patches each AE's associations take, by patch name.
+_speed: weakref.WeakKeyDictionary[AE, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
-def enable_fast_paths(ae: AE) -> None:
-    """Let `ae`'s associations take the speed patches."""
-    _fast.add(ae)
+def enable(ae: AE, speed_patches: frozenset[str]) -> None:
+    """Let `ae`'s associations take these speed patches (and no others)."""
+    _speed[ae] = speed_patches
 
 
-def is_fast(ae: AE | None) -> bool:
-    """Whether `ae`'s associations take the speed patches."""
-    return ae in _fast
+def takes(ae: AE | None, patch: str) -> bool:
+    """Whether `ae`'s associations take the speed patch named `patch`."""
+    return ae is not None and patch in _speed.get(ae, frozenset())
 
 
-def thread_is_fast() -> bool:
-    """Whether the current thread works for an association of an AE with the speed patches
-    (its Association thread, or its DUL thread)."""
-    return is_fast(getattr(association_of_thread(), "ae", None))
+def thread_takes(patch: str) -> bool:
+    """Whether the current thread works for an association whose AE takes the speed patch
+    `patch` (its Association thread, or its DUL thread)."""
+    return takes(getattr(association_of_thread(), "ae", None), patch)
 
 
 def association_of_thread() -> Association | None:
