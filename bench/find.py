@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT
 
+from archive_node.config import SPEED_PATCHES
 from archive_node.index import Index
 from archive_node.net.association import set_tcp_nodelay
 from archive_node.net.client import client_ae, echo
@@ -156,14 +157,39 @@ FIND_AES = (
 )
 
 
-# A configuration of the node measured: its index backend, and "-plain" when it runs without its
-# speed patches (node.fast_paths = false), e.g. "sqlite", "postgresql", "sqlite-plain".
+# A configuration of the node measured: its index backend, then "-plain" when it runs without
+# its speed patches (node.fast_paths = false), or "-without-<patch>" without that one alone:
+# "sqlite", "postgresql", "sqlite-plain", "sqlite-without-reactor".
 PLAIN = "-plain"
+WITHOUT = "-without-"
 
 
-def configuration(name: str) -> tuple[str, bool]:
-    """(backend, fast_paths) of a configuration name."""
-    return name.removesuffix(PLAIN), not name.endswith(PLAIN)
+def configuration(name: str) -> tuple[str, bool | tuple[str, ...]]:
+    """(backend, node.fast_paths) of a configuration name."""
+    if name.endswith(PLAIN):
+        return name.removesuffix(PLAIN), False
+    if WITHOUT in name:
+        backend, left_out = name.split(WITHOUT, 1)
+        if left_out not in SPEED_PATCHES:
+            raise ValueError(f"{name}: no speed patch {left_out} ({', '.join(SPEED_PATCHES)})")
+        return backend, tuple(p for p in SPEED_PATCHES if p != left_out)
+    return name, True
+
+
+def configuration_label(name: str) -> str:
+    """How a configuration is named in the report."""
+    backend, fast_paths = configuration(name)
+    if fast_paths is True:
+        return f"archive-node {backend}"
+    if fast_paths is False:
+        return f"archive-node {backend}, fast paths off"
+    return f"archive-node {backend} without {name.split(WITHOUT, 1)[1]}"
+
+
+def _toml(value: bool | tuple[str, ...]) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "[" + ", ".join(f'"{name}"' for name in value) + "]"
 
 
 @contextlib.contextmanager
@@ -174,7 +200,7 @@ def serving(
     *,
     workers: int = 1,
     prepare: bool = True,
-    fast_paths: bool = True,
+    fast_paths: bool | tuple[str, ...] = True,
 ) -> Iterator[subprocess.Popen]:
     """Run `archive-node serve` on a free port with this index and these AEs (`ae add`
     arguments; the first must have `echo`); yield the process (its port is `.port`).
@@ -183,7 +209,7 @@ def serving(
     port = free_port()
     config = root / "archive-node.toml"
     config.write_text(
-        f'[node]\nbind = "127.0.0.1"\nport = {port}\nfast_paths = {str(fast_paths).lower()}\n'
+        f'[node]\nbind = "127.0.0.1"\nport = {port}\nfast_paths = {_toml(fast_paths)}\n'
         f'[storage]\npath = "{root / "storage"}"\nmin_free_mb = 1\n'
         f'[index]\nurl = "{index_url}"\n[query]\nmax_results = 10000\n[log]\nlevel = "WARNING"\n'
     )

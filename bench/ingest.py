@@ -19,8 +19,8 @@ from archive_node.index import Index
 from archive_node.registry import Registry
 from bench.find import (
     DCMTK_ENV,
-    PLAIN,
     configuration,
+    configuration_label,
     free_port,
     index_url_for,
     serving,
@@ -31,14 +31,15 @@ from bench.retrieve import start_storescp, time_move, tree_hwm
 
 BACKENDS = ("sqlite", "postgresql")
 BASELINES = ("dcmtk", "pynetdicom")
-RECEIVER_NAMES = {
-    "sqlite": "archive-node sqlite",
-    "postgresql": "archive-node postgresql",
-    "sqlite" + PLAIN: "archive-node sqlite, fast paths off",
-    "postgresql" + PLAIN: "archive-node postgresql, fast paths off",
-    "dcmtk": "DCMTK storescp",
-    "pynetdicom": "pynetdicom storescp",
-}
+BASELINE_NAMES = {"dcmtk": "DCMTK storescp", "pynetdicom": "pynetdicom storescp"}
+
+
+def receiver_name(key: str) -> str:
+    """The name of a receiver in the report: a baseline's, or a configuration's of the node
+    (find.configuration)."""
+    return BASELINE_NAMES.get(key) or configuration_label(key)
+
+
 QUICK = {"sc": 100, "ct": 30, "us": 2, "video": 1}
 
 
@@ -86,7 +87,7 @@ def node_run(
             registry.add_ae("STORESCP", "UNN", host="127.0.0.1", port=dest_port)
             index.close()
             aes = (["BENCH"],)  # serving() calls as the first AE to see that it answers
-            name = RECEIVER_NAMES[backend]
+            name = receiver_name(backend)
             with serving(
                 root, url, aes, workers=workers, prepare=False, fast_paths=fast_paths
             ) as node:
@@ -132,7 +133,7 @@ def dcmtk_storescp(root: Path, associations: int) -> Iterator[Target]:
         )
     try:
         wait_until_answering(proc, port, "BENCH", "STORESCP")
-        yield Target(RECEIVER_NAMES["dcmtk"], port, "STORESCP", proc.pid, lambda: _files_in(out))
+        yield Target(receiver_name("dcmtk"), port, "STORESCP", proc.pid, lambda: _files_in(out))
     finally:
         _stop(proc)
 
@@ -152,7 +153,7 @@ def pynetdicom_storescp(root: Path, associations: int) -> Iterator[Target]:
     try:
         wait_until_answering(proc, port, "BENCH", "STORESCP")
         yield Target(
-            RECEIVER_NAMES["pynetdicom"], port, "STORESCP", proc.pid, lambda: _files_in(out)
+            receiver_name("pynetdicom"), port, "STORESCP", proc.pid, lambda: _files_in(out)
         )
     finally:
         _stop(proc)
@@ -253,7 +254,7 @@ def run(
         for n in associations:
             if n > count:
                 continue
-            names = [RECEIVER_NAMES[r] for r in (*backends, *baselines)]
+            names = [receiver_name(r) for r in (*backends, *baselines)]
             per: dict[str, list[dict]] = {name: [] for name in names}
             send_per: dict[str, list[dict]] = {}
             send_video = kind == "video" and n == 1
@@ -262,11 +263,11 @@ def run(
                     result, sent = node_run(
                         backend, corpus, n, workers=workers, send_video=send_video
                     )
-                    per[RECEIVER_NAMES[backend]].append(result)
+                    per[receiver_name(backend)].append(result)
                     if sent:
-                        send_per.setdefault(RECEIVER_NAMES[backend], []).append(sent)
+                        send_per.setdefault(receiver_name(backend), []).append(sent)
                 for baseline in baselines:
-                    per[RECEIVER_NAMES[baseline]].append(baseline_run(baseline, corpus, n))
+                    per[receiver_name(baseline)].append(baseline_run(baseline, corpus, n))
             for name, rows in per.items():
                 results.append(_summary(name, kind, n, corpus, rows))
             for name, rows in send_per.items():

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from archive_node.config import SPEED_PATCHES
 from bench import find as find_bench
 from bench import ingest as ingest_bench
 from bench import retrieve as retrieve_bench
@@ -102,7 +103,7 @@ def _what(kind: str, corpus: dict) -> str:
 
 def ingest_rows(report: dict, backends: list[str]) -> list[Row]:
     rows = []
-    names = {b: ingest_bench.RECEIVER_NAMES[b] for b in backends}
+    names = {b: ingest_bench.receiver_name(b) for b in backends}
     for kind, corpus in report["corpus"].items():
         unit = UNITS[kind]
         key = "instances_per_s" if unit == "inst/s" else "mb_per_s"
@@ -112,14 +113,15 @@ def ingest_rows(report: dict, backends: list[str]) -> list[Row]:
                 row = ingest_bench.find(report, receiver, kind, n)
                 return row[key] if row else None
 
-            if all(value(name) is None for name in ingest_bench.RECEIVER_NAMES.values()):
+            everyone = [*names.values(), *ingest_bench.BASELINE_NAMES.values()]
+            if all(value(name) is None for name in everyone):
                 continue
             quoted = ISSUE_INGEST.get((kind, min(n, 2)), {})
             row = Row(
                 figure=f"C-STORE {_what(kind, corpus)}, {n} assoc, {unit}",
                 node={b: value(name) for b, name in names.items()},
-                dcmtk=value(ingest_bench.RECEIVER_NAMES["dcmtk"]),
-                pynetdicom=value(ingest_bench.RECEIVER_NAMES["pynetdicom"]),
+                dcmtk=value(ingest_bench.receiver_name("dcmtk")),
+                pynetdicom=value(ingest_bench.receiver_name("pynetdicom")),
                 orthanc=quoted.get("orthanc"),
                 orthanc_note="" if n <= 2 else " (2 assoc)",
             )
@@ -153,8 +155,8 @@ def ingest_rows(report: dict, backends: list[str]) -> list[Row]:
             Row(
                 figure=f"peak RSS receiving the video ({corpus['mb']:,.0f} MB), MB",
                 node={b: rss(name) for b, name in names.items()},
-                dcmtk=rss(ingest_bench.RECEIVER_NAMES["dcmtk"]),
-                pynetdicom=rss(ingest_bench.RECEIVER_NAMES["pynetdicom"]),
+                dcmtk=rss(ingest_bench.receiver_name("dcmtk")),
+                pynetdicom=rss(ingest_bench.receiver_name("pynetdicom")),
                 orthanc=ISSUE_VIDEO_RSS_MB["orthanc"],
                 target=f"< {VIDEO_RSS_MB} MB",
             ).judge(lambda v: v < VIDEO_RSS_MB)
@@ -257,7 +259,7 @@ def table(rows: list[Row], backends: list[str]) -> str:
     both = len(backends) > 1
     header = [
         "figure",
-        *(ingest_bench.RECEIVER_NAMES[b] for b in backends),
+        *(ingest_bench.receiver_name(b) for b in backends),
         "DCMTK storescp",
         "pynetdicom storescp",
         "Orthanc (issue)",
@@ -298,7 +300,8 @@ def notes(report: dict, backends: list[str]) -> str:
     ratio = " / ".join(backends)
     lines = [
         f"Ratios and met are per configuration ({ratio}; -plain: node.fast_paths = false, "
-        "pynetdicom's own code where the node's speed patches would run). DCMTK and pynetdicom "
+        "pynetdicom's own code where the node's speed patches would run; -without-X: every "
+        "speed patch but X). DCMTK and pynetdicom "
         "storescp are measured in this run; Orthanc's figures are quoted from the issue (not "
         "installed here).",
         "Ingest: DCMTK storescu, TCP_NODELAY=1, files in their own syntax, median of "
@@ -381,10 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--fast-paths",
-        choices=["both", "on", "off"],
+        choices=["both", "on", "off", "each"],
         default="both",
         help="node.fast_paths: both (default: on for every backend, off for the first beside "
-        "it), on, or off",
+        "it), on, off, or each (as both, and a column per speed patch left out alone)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write every raw result here")
@@ -403,10 +406,16 @@ def main(argv: list[str] | None = None) -> int:
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     # configurations, each a column: the backends with the speed patches, and without them
     # (find.PLAIN) on the first backend; the patches are about pynetdicom, not the index
+    first = backends[0]
     backends = {
         "on": backends,
         "off": [b + find_bench.PLAIN for b in backends],
-        "both": [*backends, backends[0] + find_bench.PLAIN],
+        "both": [*backends, first + find_bench.PLAIN],
+        "each": [
+            *backends,
+            first + find_bench.PLAIN,
+            *(first + find_bench.WITHOUT + patch for patch in SPEED_PATCHES),
+        ],
     }[args.fast_paths]
     dcmtk = all(shutil.which(tool) for tool in ("storescu", "storescp", "getscu"))
     if not dcmtk:

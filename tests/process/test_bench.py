@@ -137,6 +137,29 @@ def test_report_judges_the_targets():
 
 
 @needs_dcmtk
+@pytest.mark.parametrize(
+    ("name", "backend", "fast_paths", "label"),
+    [
+        ("sqlite", "sqlite", True, "archive-node sqlite"),
+        ("postgresql-plain", "postgresql", False, "archive-node postgresql, fast paths off"),
+        (
+            "sqlite-without-reactor",
+            "sqlite",
+            ("messages", "file_sending", "file_meta"),
+            "archive-node sqlite without reactor",
+        ),
+    ],
+)
+def test_configurations_name_a_backend_and_the_speed_patches(name, backend, fast_paths, label):
+    assert find_bench.configuration(name) == (backend, fast_paths)
+    assert find_bench.configuration_label(name) == label
+
+
+def test_a_configuration_without_an_unknown_patch_is_refused():
+    with pytest.raises(ValueError, match="no speed patch turbo"):
+        find_bench.configuration("sqlite-without-turbo")
+
+
 def test_report_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "report.json"
     args = ["--backend", "sqlite", "--kinds", "sc,video", "--sc", "3", "--video-mb", "1"]
@@ -149,15 +172,21 @@ def test_report_runs_end_to_end(tmp_path, capsys):
     )
     assert report["command"].endswith("--json " + str(out))
     assert all(r["received"] == [r["instances"]] for r in report["ingest"]["results"])
-    (found,) = report["find"]
-    assert found["studies"] == 200 and found["findscu"]["responses"] == 200
-    (retrieved,) = report["retrieve"]
-    assert retrieved["instances"] == 2
+    # the node with its speed patches, and beside it without them (node.fast_paths = false)
+    assert [r["backend"] for r in report["find"]] == ["sqlite", "sqlite-plain"]
+    for found in report["find"]:
+        assert found["studies"] == 200 and found["findscu"]["responses"] == 200
+    assert [r["backend"] for r in report["retrieve"]] == ["sqlite", "sqlite-plain"]
+    assert all(retrieved["instances"] == 2 for retrieved in report["retrieve"])
+    receivers = {r["receiver"] for r in report["ingest"]["results"]}
+    assert {"archive-node sqlite", "archive-node sqlite, fast paths off"} <= receivers
     figures = [row["figure"] for row in report["table"]]
     assert any(f.startswith("C-STORE secondary captures of 10 KB x 3, 1 assoc") for f in figures)
     assert "peak RSS sending the video (C-MOVE into DCMTK storescp), MB" in figures
     assert any(f.startswith("C-FIND StudyDate range ~150 hits at 200 studies") for f in figures)
     assert any(f.startswith("C-MOVE 2-instance CT study") for f in figures)
     printed = capsys.readouterr().out
-    assert printed.startswith("| figure | archive-node sqlite | DCMTK storescp |")
+    assert printed.startswith(
+        "| figure | archive-node sqlite | archive-node sqlite, fast paths off | DCMTK storescp |"
+    )
     assert report["markdown"] in printed
