@@ -765,7 +765,9 @@ def find(
     print_table(rows, columns, as_json)
     shown = "none" if result.status is None else f"0x{result.status:04X}"
     click.echo(f"{len(rows)} match(es), status {shown} {result.comment}".rstrip(), err=True)
-    if result.status != 0:
+    if result.undecodable:
+        click.echo(f"{result.undecodable} answer(s) could not be decoded: not shown", err=True)
+    if result.status != 0 or result.undecodable:
         sys.exit(1)
 
 

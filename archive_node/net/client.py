@@ -196,6 +196,28 @@ class FindResult:
     status: int | None  # the final status; None when the association ended early
     matches: list[Dataset]
     comment: str = ""
+    undecodable: int = 0  # pending responses whose identifier could not be decoded
+
+
+def collect_find(responses: Iterable[tuple[Dataset, Dataset | None]]) -> FindResult:
+    """The answers of one C-FIND as pynetdicom's send_c_find yields them. A pending response
+    whose identifier pynetdicom could not decode comes with None (pynetdicom logs why): it is
+    counted, not taken for a match."""
+    matches: list[Dataset] = []
+    final: int | None = None
+    comment = ""
+    undecodable = 0
+    for rsp, answer in responses:
+        if not rsp or "Status" not in rsp:
+            break
+        if rsp.Status in (0xFF00, 0xFF01):
+            if answer is None:
+                undecodable += 1
+            else:
+                matches.append(answer)
+        else:
+            final, comment = int(rsp.Status), str(rsp.get("ErrorComment", ""))
+    return FindResult(final, matches, comment, undecodable)
 
 
 FIND_MODELS = {
@@ -225,22 +247,11 @@ def find(
     ae = client_ae(calling, timeout, fast_paths=fast_paths)
     ae.add_requested_context(FIND_MODELS[model])
     assoc = _associate(ae, host, port, called)
-    matches: list[Dataset] = []
-    final: int | None = None
-    comment = ""
     try:
-        for rsp, answer in assoc.send_c_find(identifier, FIND_MODELS[model]):
-            if not rsp or "Status" not in rsp:
-                break
-            if rsp.Status in (0xFF00, 0xFF01):
-                if answer is not None:  # None: pynetdicom could not decode it (it logs why)
-                    matches.append(answer)
-            else:
-                final, comment = int(rsp.Status), str(rsp.get("ErrorComment", ""))
+        return collect_find(assoc.send_c_find(identifier, FIND_MODELS[model]))
     finally:
         if assoc.is_established:
             assoc.release()
-    return FindResult(final, matches, comment)
 
 
 @dataclass(frozen=True)

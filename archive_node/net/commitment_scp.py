@@ -54,7 +54,6 @@ _CLAIM = timedelta(minutes=5)
 # While idle, the index is asked this often for reports that fell due (also another node's).
 _IDLE_POLL = 5.0
 
-_NODES: weakref.WeakKeyDictionary[AE, CommitmentSCP] = weakref.WeakKeyDictionary()
 _message_ids = itertools.count(1)
 _answers: weakref.WeakKeyDictionary[Association, dict[int, N_EVENT_REPORT]] = (
     weakref.WeakKeyDictionary()

@@ -315,6 +315,18 @@ def test_a_changed_speed_function_can_be_left_out(monkeypatch):
     patches.check(fast_paths=False)  # runs without the reactor patch
 
 
+def test_a_library_without_its_sources_is_refused_by_name(monkeypatch):
+    changed = "pynetdicom.dimse_messages.DIMSEMessage.decode_msg"
+
+    def unreadable(function):
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(guard.inspect, "getsource", unreadable)
+    with pytest.raises(patches.PatchError, match="cannot be read") as refused:
+        patches.check(fast_paths=False)
+    assert changed in str(refused.value)
+
+
 def test_another_release_starts_only_when_allowed(tmp_path, sqlite_url, monkeypatch):
     monkeypatch.setattr(pynetdicom, "__version__", "3.0.99")
     result = _serve(tmp_path, sqlite_url)

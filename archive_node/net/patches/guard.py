@@ -111,8 +111,12 @@ def original(path: str) -> Any:
 
 
 def fingerprint(path: str) -> str:
-    """The first 16 hex digits of the SHA-256 of the source of the library's function."""
-    source = inspect.getsource(original(path))
+    """The first 16 hex digits of the SHA-256 of the source of the library's function; "none"
+    when its source cannot be read (a library installed without its .py files)."""
+    try:
+        source = inspect.getsource(original(path))
+    except (OSError, TypeError):
+        return "none"
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
@@ -129,13 +133,19 @@ def check(patch: Patch, *, untested_ok: bool) -> None:
     for path in patch.paths:
         expected = FINGERPRINTS[path]
         found = fingerprint(path)
-        if found != expected:
-            fallback = ", or set node.fast_paths = false" if patch.speed else ""
+        if found == expected:
+            continue
+        fallback = ", or set node.fast_paths = false" if patch.speed else ""
+        if found == "none":
             raise PatchError(
-                f"pynetdicom {version}: {path} is not the function the node's {patch.name} "
-                f"patch was taken from (source fingerprint {found}, expected {expected}): "
-                f"install pynetdicom=={TAKEN_FROM[-1]}{fallback}"
+                f"pynetdicom {version}: the source of {path} cannot be read to check the node's "
+                f"{patch.name} patch against it: install pynetdicom with its .py files{fallback}"
             )
+        raise PatchError(
+            f"pynetdicom {version}: {path} is not the function the node's {patch.name} "
+            f"patch was taken from (source fingerprint {found}, expected {expected}): "
+            f"install pynetdicom=={TAKEN_FROM[-1]}{fallback}"
+        )
 
 
 def _owner(path: str) -> tuple[Any, str]:
