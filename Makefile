@@ -10,6 +10,7 @@ bench:
 lint:
 	.venv/bin/ruff check archive_node tests bench
 	.venv/bin/ruff format --check archive_node tests bench
+	.venv/bin/mypy
 format:
 	.venv/bin/ruff format archive_node tests bench
 	.venv/bin/ruff check --fix archive_node tests bench
