@@ -10,10 +10,10 @@ altogether): a query returning 150 studies spent 130 ms there. And a dataset rea
 queued as one P_DATA per PDU (file_sending.py). Here:
 - identifiers that are flat text in one character set are encoded by wire/identifiers.py (the
   same bytes); anything else still by pydicom;
-- a pending C-FIND response (0xFF00, 0xFF01) is its command packed by wire/commands.py and the
-  identifier queued as P-DATA fragments sized to the peer's maximum PDU, as pynetdicom fragments
-  a message (PS3.8 E.2: the command in one PDV with control header 0x03, the identifier in PDVs
-  0x00 and a last 0x02);
+- a pending C-FIND response (0xFF00, 0xFF01) is its command packed by wire/commands.py and
+  both queued as P-DATA fragments sized to the peer's maximum PDU, as pynetdicom fragments a
+  message (PS3.8 E.2: the command in PDVs with control header 0x01 and a last 0x03, the
+  identifier in PDVs 0x00 and a last 0x02);
 - a final C-FIND response with a bare status (success, cancel) and a C-STORE response without
   Error Comment or Offending Element (every success) are packed too;
 - any other message is sent as pynetdicom's send_msg sends it, but a dataset still in its file
