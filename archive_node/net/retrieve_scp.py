@@ -3,8 +3,8 @@ streamed from disk, to a registered destination or over the requesting associati
 
 pynetdicom's own C-MOVE/C-GET service sends only decoded datasets (a whole video in memory),
 names the archive as Move Originator and answers 0xA801 when a destination accepts none of the
-contexts. The node replaces it for the Query/Retrieve MOVE and GET SOP classes with
-RetrieveServiceClass, which hands each request to the node's RetrieveSCP.
+contexts. The node replaces it for the Query/Retrieve MOVE and GET SOP classes:
+patches/service_classes.py hands each such request of the node's associations to RetrieveSCP.
 """
 
 from __future__ import annotations
