@@ -6,7 +6,9 @@ each incoming C-STORE, for the node's associations (scope.py).
 
 Why: pynetdicom builds the file meta as a pydicom Dataset and writes it with pydicom's writer,
 ~0.3 ms per instance for the same dozen bytes every time (PS3.10 7.1: group 0002 from the
-command's SOP Class and Instance UIDs and the context's transfer syntax). Here the values are
+command's SOP Class and Instance UIDs and the context's transfer syntax); measured
+(docs/benchmarks.md) 10 KB C-STOREs at 254 a second without it, 291 with, within the noise of
+one run. Here the values are
 kept as a tuple and dicom.provenance.file_meta() writes the same bytes (a test compares them
 with pydicom's). Not an upstream bug: the generic path is right, only slow for an archive.
 """
