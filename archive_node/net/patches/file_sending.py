@@ -10,9 +10,10 @@ Why: pynetdicom sends a dataset read from a file (STORE_SEND_CHUNKED_DATASET) as
 primitive per PDU: each is queued to the DUL thread, put through the state machine, turned
 into a P_DATA_TF object, encoded and sent, ~150 us of Python apiece. A peer taking DCMTK's
 default 16 KiB PDUs needs 32 of them for a 0.5 MB CT slice, and that cost bounded C-MOVE and
-C-GET (measured, docs/benchmarks.md: without this patch C-MOVE of CT slices runs at 185 instead
-of 383 a second, of a 300 MB video at 150 instead of 462 MB/s). Its send queue is also unbounded: the fragments of a 512 MiB file are queued faster than
-the socket drains them (~413 MB peak; pynetdicom-facts, no upstream issue found).
+C-GET (measured, docs/benchmarks.md: without this patch C-MOVE of CT slices runs at 185
+instead of 383 a second, of a 300 MB video at 150 instead of 462 MB/s). Its send queue is also
+unbounded: the fragments of a 512 MiB file are queued faster than the socket drains them
+(~413 MB peak; pynetdicom-facts, no upstream issue found).
 
 Here a file-backed dataset (the node's C-MOVE and C-GET sub-operations, the bundled client) is
 one queued primitive that the DUL thread sends in its data transfer action (DT-1, PS3.8 9.2)
