@@ -65,6 +65,36 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "node",
+        "max_associations_per_address",
+        int,
+        0,
+        "Most associations served at once for one peer IP address (0: only max_associations "
+        "applies); more are rejected (local limit exceeded).",
+        minimum=0,
+        maximum=1000,
+    ),
+    Setting(
+        "node",
+        "max_pending_connections",
+        int,
+        64,
+        "Most TCP connections that have not yet completed their A-ASSOCIATE-RQ; more are "
+        "closed at once. They never take an association slot.",
+        minimum=1,
+        maximum=10000,
+    ),
+    Setting(
+        "node",
+        "listen_backlog",
+        int,
+        256,
+        "Connections the kernel queues before the node accepts them (a burst of modalities "
+        "connecting at once); capped by net.core.somaxconn.",
+        minimum=1,
+        maximum=65535,
+    ),
+    Setting(
+        "node",
         "max_pdu",
         int,
         1048576,
@@ -77,7 +107,8 @@ SETTINGS: tuple[Setting, ...] = (
         "acse_timeout",
         float,
         30.0,
-        "Seconds to wait for association negotiation messages.",
+        "Seconds a connection has, from accept, to complete its A-ASSOCIATE-RQ (the ARTIM "
+        "timer, PS3.8 9.1.5), and to wait for other negotiation messages.",
         minimum=1,
     ),
     Setting(
@@ -201,6 +232,16 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     Setting(
+        "query",
+        "max_identifier_bytes",
+        int,
+        4194304,
+        "Largest C-FIND, C-MOVE or C-GET identifier (or Storage Commitment request) in bytes; "
+        "a bigger one is refused with a status, the association kept.",
+        minimum=1024,
+        maximum=268435456,
+    ),
+    Setting(
         "commitment",
         "retry_interval",
         float,
@@ -217,6 +258,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Hours after the request that an undelivered Storage Commitment report is abandoned "
         "(logged as an error).",
         minimum=0.0,
+    ),
+    Setting(
+        "commitment",
+        "max_verify_bytes",
+        int,
+        68719476736,
+        "Most bytes of stored files one Storage Commitment request re-reads to check their "
+        "SHA-256; references past it fail (0x0110) and may be asked for again.",
+        minimum=1,
     ),
     Setting(
         "log",
@@ -243,6 +293,9 @@ class NodeConfig:
     bind: str
     port: int
     max_associations: int
+    max_associations_per_address: int
+    max_pending_connections: int
+    listen_backlog: int
     max_pdu: int
     acse_timeout: float
     connect_timeout: float
@@ -272,12 +325,14 @@ class IndexConfig:
 @dataclass(frozen=True)
 class QueryConfig:
     max_results: int
+    max_identifier_bytes: int
 
 
 @dataclass(frozen=True)
 class CommitmentConfig:
     retry_interval: float
     give_up_after: float
+    max_verify_bytes: int
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class Peer:
     allow: frozenset[str]
     scope: str
     enabled: bool = True
+    max_associations: int | None = None  # at once for this AE (`ae --max-associations`)
 
 
 @dataclass(frozen=True)
