@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, logs
 from .config import Config, example_toml, load_config
 from .errors import ArchiveError, InvalidInput
 from .rules.access import SCOPES
@@ -124,13 +124,7 @@ def get_registry():
 
 
 def setup_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.log.level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("archive_node").setLevel(config.log.level)
-    logging.getLogger("pynetdicom").setLevel(config.log.pynetdicom_level)
+    logs.setup_logging(config.log.level, config.log.pynetdicom_level)
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:

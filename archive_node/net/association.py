@@ -23,6 +23,21 @@ def response_status(code: int, comment: str = "", keyword: str | None = None) ->
     return answer
 
 
+def peer_label(assoc: Association) -> str:
+    """Who is at the other end, for the log: its calling AE title once it sent one, and its
+    address (the log escapes what a peer put in either, logs.py)."""
+    address = getattr(assoc.requestor, "address", "") if assoc.is_acceptor else ""
+    if not assoc.is_acceptor:
+        address = getattr(assoc.acceptor, "address", "")
+    request = assoc.requestor.primitive if assoc.is_acceptor else None
+    if request is None:
+        return f"connection from {address or '?'}"
+    calling = request.calling_ae_title
+    if isinstance(calling, bytes):
+        calling = calling.decode("ascii", "replace")
+    return f"{str(calling).strip(' ')} at {address or '?'}"
+
+
 def on_connection_closed(event: Event) -> None:
     """On a closed connection, end at once what would otherwise wait for a timeout: a send that
     waits for its DIMSE response, and an acceptor still waiting for its A-ASSOCIATE-RQ."""

@@ -19,9 +19,12 @@ from pynetdicom.events import Event, EventHandlerType
 from ..dicom import status
 from ..dicom.provenance import Provenance
 from ..rules.access import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
+from ..rules.negotiation import ProposedContext, empty_contexts
 from ..rules.query import FIND_SOP_CLASSES
 from ..service import ArchiveService
-from .association import on_connection_closed, response_status, set_tcp_nodelay
+from .admission import Admission, SlotLimits
+from .association import on_connection_closed, peer_label, response_status, set_tcp_nodelay
+from .patches.limits import discard_partial_file
 from .patches.receiving import receive_failure
 
 log = logging.getLogger(__name__)
@@ -33,11 +36,20 @@ class Handlers:
     def __init__(self, service: ArchiveService) -> None:
         self.service = service
         self._peers: weakref.WeakKeyDictionary[Association, Peer] = weakref.WeakKeyDictionary()
+        node = service.config.node
+        self.admission = Admission(
+            node.max_pending_connections,
+            SlotLimits(node.max_associations, node.max_associations_per_address),
+        )
 
     def bindings(self) -> list[EventHandlerType]:
         return [
             (evt.EVT_CONN_OPEN, set_tcp_nodelay),
+            (evt.EVT_CONN_OPEN, self.admission.on_open),
             (evt.EVT_CONN_CLOSE, on_connection_closed),
+            (evt.EVT_CONN_CLOSE, self.on_end),
+            (evt.EVT_ABORTED, self.on_end),
+            (evt.EVT_RELEASED, self.on_end),
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_C_ECHO, self.on_echo),
             (evt.EVT_C_STORE, self.on_store),
@@ -56,22 +68,45 @@ class Handlers:
             log.exception("association request failed: aborted")
             event.assoc.abort()
 
+    def on_end(self, event: Event) -> None:
+        """The connection ended (closed, aborted, released): free its slot, and remove the
+        file of a C-STORE it cut off part way (pynetdicom would leave it in .incoming)."""
+        self.admission.on_end(event)
+        if discard_partial_file(event.assoc.dimse.message):
+            log.warning(
+                "%s: removed the partial file of a cut-off C-STORE", peer_label(event.assoc)
+            )
+
     def _admit(self, assoc: Association) -> None:
+        self.admission.requested(assoc)
         request = assoc.requestor.primitive
         assert request is not None  # the A-ASSOCIATE-RQ (EVT_REQUESTED)
         called = _title(request.called_ae_title)
         calling = _title(request.calling_ae_title)
         address = assoc.requestor.address
+        proposed = [
+            ProposedContext(
+                int(cx.context_id or 0),
+                str(cx.abstract_syntax or ""),
+                tuple(str(ts) for ts in cx.transfer_syntax),
+            )
+            for cx in request.presentation_context_definition_list
+        ]
+        # The request's structure (titles, application context, context IDs) was checked as
+        # it was read (patches/limits.py, rules/negotiation.py).
         try:
             decision, peer = self.service.open_association(called, calling, address)
         except Exception:  # fail closed: never let an error fall through to negotiation
             log.exception("association from %s at %s: internal error", calling, address)
             decision, peer = AssociationDecision(False, "internal error", REJECT_TRANSIENT), None
-        if decision.accepted and _is_busy(assoc):
-            decision = AssociationDecision(False, "too many associations", REJECT_BUSY)
+        if decision.accepted and peer is not None:
+            busy = self.admission.slots.take(assoc, address, peer)
+            if busy:
+                decision = AssociationDecision(False, busy, REJECT_BUSY)
         hospital = peer.hospital if peer else "-"
         if decision.accepted:
             self._peers[assoc] = peer  # type: ignore[assignment]
+            refuse_empty_contexts(assoc, empty_contexts(proposed))
             prefer_receivers_syntaxes(assoc)
             log.info("association accepted: calling %s (%s) from %s", calling, hospital, address)
             return
@@ -213,12 +248,34 @@ def prefer_receivers_syntaxes(assoc: Association) -> None:
 
 
 def _title(value: str | bytes) -> str:
+    """An AE title as sent, without its padding: spaces are not significant (PS3.5 6.2), a
+    control character is (and makes the title invalid)."""
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
-    return str(value).strip()
+    return str(value).strip(" ")
 
 
-def _is_busy(assoc: Association) -> bool:
-    """pynetdicom makes the same check after us; making it here puts the reason in our log."""
-    acceptors = [a for a in assoc.ae.active_associations if a.is_acceptor]
-    return len(acceptors) > assoc.ae.maximum_associations
+# Given to a context proposed without a transfer syntax, so that pynetdicom answers it
+# transfer-syntaxes-not-supported (its negotiation reads the first proposed syntax, and an
+# empty list killed the association's thread). JPIP Referenced: the node accepts it for no
+# SOP class (server._REFUSED; a test keeps it so); PS3.8 9.3.3.2 says the syntax answered with
+# a rejected context is not significant.
+NEVER_ACCEPTED_SYNTAX = "1.2.840.10008.1.2.4.94"
+
+
+def refuse_empty_contexts(assoc: Association, ids: list[int]) -> None:
+    """Have the contexts `ids` (proposed without a transfer syntax) answered
+    transfer-syntaxes-not-supported, the others negotiated as usual."""
+    if not ids:
+        return
+    request = assoc.requestor.primitive
+    assert request is not None  # the A-ASSOCIATE-RQ (EVT_REQUESTED)
+    for cx in request.presentation_context_definition_list:
+        if cx.context_id in ids:
+            cx.transfer_syntax = [NEVER_ACCEPTED_SYNTAX]
+    log.warning(
+        "%s: presentation context(s) %s proposed without a transfer syntax: "
+        "answered transfer-syntaxes-not-supported",
+        peer_label(assoc),
+        ", ".join(map(str, ids)),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import socket
@@ -23,8 +24,10 @@ from ..rules.commitment import STORAGE_COMMITMENT_CLASS
 from ..rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
 from ..service import ArchiveService
 from . import patches
-from .association import release_waiting_acceptor
+from .admission import NodeServer
+from .association import peer_label, release_waiting_acceptor
 from .commitment_scp import CommitmentSCP
+from .patches.limits import Limits, serve_limits
 from .patches.receiving import serve_receiving
 from .patches.service_classes import serve_commitment, serve_retrieve
 from .retrieve_scp import RetrieveSCP
@@ -90,7 +93,10 @@ def build_ae(service: ArchiveService) -> AE:
     patches.install_for(
         ae, fast_paths=node.fast_paths, untested_pynetdicom=node.untested_pynetdicom
     )
-    ae.maximum_associations = node.max_associations
+    # The node counts its associations itself (admission.py), without the connections that
+    # have not sent an A-ASSOCIATE-RQ yet: pynetdicom's own count, which includes them, must
+    # never be the one that rejects.
+    ae.maximum_associations = node.max_associations + node.max_pending_connections + 1
     ae.maximum_pdu_size = node.max_pdu
     ae.acse_timeout = node.acse_timeout
     ae.connection_timeout = node.connect_timeout  # outgoing: C-MOVE sub-associations
@@ -123,6 +129,13 @@ class ArchiveServer:
         serve_receiving(
             self.ae, provenance_of=self.handlers.provenance_of, room_problem=service.room_problem
         )
+        serve_limits(
+            self.ae,
+            Limits(
+                max_identifier_bytes=service.config.query.max_identifier_bytes,
+                describe=peer_label,
+            ),
+        )
         self.commitment = CommitmentSCP(service, self.ae, self.handlers.peer_of)
         serve_commitment(self.ae, self.commitment)
         self._server: ThreadedAssociationServer | None = None
@@ -151,6 +164,12 @@ class ArchiveServer:
             bind if bind is not None else node.bind,
             port if port is not None else node.port,
         )
+        server_class = functools.partial(
+            NodeServer,
+            backlog=node.listen_backlog,
+            reuse_port=reuse_port,
+            pending=self.handlers.admission.pending,
+        )
         try:
             self._server = self.ae.make_server(
                 address,
@@ -158,7 +177,7 @@ class ArchiveServer:
                     *self.handlers.bindings(),
                     (evt.EVT_N_ACTION, self.commitment.on_n_action),
                 ],
-                server_class=SharedPortServer if reuse_port else None,
+                server_class=server_class,  # type: ignore[arg-type]  # makes a NodeServer
             )
         except OSError as exc:
             raise cannot_listen(address, exc) from None
@@ -180,6 +199,7 @@ class ArchiveServer:
             claimant += f"/{self.worker}"
         self.commitment.start(claimant)
         # As AE.start_server(block=False), but polling for shutdown every 50 ms, not 500 ms.
+        assert self._server is not None
         threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -248,16 +268,6 @@ class ArchiveServer:
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-class SharedPortServer(ThreadedAssociationServer):
-    """pynetdicom's association server on a socket that other processes bind too: the kernel
-    spreads new connections over them (SO_REUSEPORT, Linux 3.9+)."""
-
-    def server_bind(self) -> None:
-        assert self.socket is not None  # made by TCPServer.__init__, which binds it
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
 
 
 def cannot_listen(address: tuple[str, int], exc: OSError) -> ConfigError:

@@ -27,6 +27,7 @@ from archive_node.net.client import SendResult, echo
 from bench.retrieve import vm_hwm
 from tests.helpers import dicom_objects
 from tests.helpers.identifiers import identifier
+from tests.helpers.raw_peer import RawPeer, associate_rq
 from tests.helpers.retrieving import STUDY_MOVE, Destination, move
 from tests.helpers.serving_process import (
     CALLED,
@@ -322,3 +323,26 @@ def _try_send(node: Archive, path: Path):
         return send(node, path)
     except AssociationFailed as exc:
         return exc
+
+
+def test_sigterm_ends_serve_in_time_whatever_peers_hold(archive):
+    """Half requests and silent connections: SIGTERM still ends serve at once, although
+    ARTIM (node.acse_timeout) would give them 30 s (pynetdicom's reads held it until the
+    peers let go)."""
+    archive.start()
+    holders = []
+    try:
+        for _ in range(6):
+            peer = RawPeer(HOST, archive.port)
+            peer.send(associate_rq(CALLING, called=CALLED)[:40])
+            holders.append(peer)
+        for _ in range(6):
+            holders.append(RawPeer(HOST, archive.port))
+        assert echo(HOST, archive.port, calling=CALLING, called=CALLED, timeout=5) == 0
+        signalled = time.monotonic()
+        assert archive.terminate() == 0
+        assert time.monotonic() - signalled < 10
+    finally:
+        for peer in holders:
+            peer.close()
+    assert "Traceback" not in archive.log()

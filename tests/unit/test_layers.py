@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "archive_node"
 
 # Bottom to top: a module may import from its own layer and the layers below it.
 LAYERS = [
-    {"errors", "progress", "dicom"},
+    {"errors", "progress", "dicom", "logs"},
     {"rules", "config"},
     {"storage", "index"},
     {"registry"},

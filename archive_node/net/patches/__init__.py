@@ -6,8 +6,9 @@ works around; each is a Patch that guard.py checks against the installed library
 put in place. Two kinds:
 
 - features, which the node needs to be what it is: `receiving` (the sender in each received
-  file's meta, a full disk answered 0xA700) and `service_classes` (the node's own C-MOVE, C-GET
-  and Storage Commitment SCPs);
+  file's meta, a full disk answered 0xA700), `service_classes` (the node's own C-MOVE, C-GET
+  and Storage Commitment SCPs) and `limits` (PDU lengths checked before they are read, the
+  ARTIM timer, oversized or malformed requests answered with a status);
 - speed, which `node.fast_paths = false` leaves out, so that the benchmark shows what they are
   worth and an upgrade that breaks one has a way back: `reactor` (event-driven loops),
   `messages` (responses and identifiers packed by hand), `file_sending` (a stored file's PDUs
@@ -27,10 +28,20 @@ from collections.abc import Collection
 from pydicom import config as pydicom_config
 from pynetdicom import AE, _config
 
-from . import file_meta, file_sending, guard, messages, reactor, receiving, scope, service_classes
+from . import (
+    file_meta,
+    file_sending,
+    guard,
+    limits,
+    messages,
+    reactor,
+    receiving,
+    scope,
+    service_classes,
+)
 from .guard import PatchError
 
-FEATURES: tuple[guard.Patch, ...] = (receiving.PATCH, service_classes.PATCH)
+FEATURES: tuple[guard.Patch, ...] = (receiving.PATCH, service_classes.PATCH, limits.PATCH)
 SPEED: tuple[guard.Patch, ...] = (
     reactor.PATCH,
     messages.PATCH,

@@ -41,7 +41,6 @@ from collections.abc import Callable, Iterator
 from io import BufferedIOBase, RawIOBase
 from typing import cast
 
-from pynetdicom import fsm
 from pynetdicom.dimse_messages import DIMSEMessage
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT, P_DATA
@@ -189,21 +188,9 @@ def send_file_dataset(
             raise OSError("sending stopped part way (abort, shutdown or timeout)")
 
 
-def _action(path: str, replacement: Callable[[DULServiceProvider], str]) -> guard.Replacement:
-    """A state machine action replaced where pynetdicom looks it up: fsm.ACTIONS."""
-    name = path.rsplit(".", 1)[1].replace("_", "-")  # DT_1 -> "DT-1"
-
-    def install() -> Callable[[DULServiceProvider], str]:
-        description, original, next_state = fsm.ACTIONS[name]
-        fsm.ACTIONS[name] = (description, replacement, next_state)  # type: ignore[assignment]
-        return original
-
-    return guard.Replacement(path, install)
-
-
 PATCH = guard.Patch(
     NAME,
     speed=True,
-    replacements=(_action(_DT_1, _dt_1), _action(_AR_7, _ar_7)),
+    replacements=(guard.replace_action(_DT_1, _dt_1), guard.replace_action(_AR_7, _ar_7)),
     relies_on=("pynetdicom.dimse_messages.DIMSEMessage.encode_msg",),
 )

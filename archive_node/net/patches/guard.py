@@ -35,13 +35,16 @@ FINGERPRINTS: dict[str, str] = {
     "pynetdicom.association.Association.__init__": "eb07516b8009ad8f",
     "pynetdicom.association.Association._run_reactor": "f28838c5559e462a",
     "pynetdicom.association.uid_to_service_class": "88fa4636b8cbaacd",
+    "pynetdicom.dimse.DIMSEServiceProvider.receive_primitive": "5f99c86b14a15cef",
     "pynetdicom.dimse.DIMSEServiceProvider.send_msg": "a839cf2fb46976d9",
     "pynetdicom.dimse_messages.DIMSEMessage.decode_msg": "f51c777e841a76be",
     "pynetdicom.dimse_messages.DIMSEMessage.encode_msg": "73000c902c52832d",
     "pynetdicom.dimse_messages.create_file_meta": "035ed415f5aeea15",
     "pynetdicom.dimse_messages.write_file_meta_info": "0568f3155349513b",
+    "pynetdicom.dul.DULServiceProvider._read_pdu_data": "19f2d4e38c13c835",
     "pynetdicom.dul.DULServiceProvider.run_reactor": "e3a10eb3a0931e48",
     "pynetdicom.dul.DULServiceProvider.send_pdu": "7cbce5da8594124e",
+    "pynetdicom.fsm.AA_2": "a58069d8299198e0",
     "pynetdicom.fsm.AR_7": "9a8d68182bf5c9fd",
     "pynetdicom.fsm.DT_1": "82e5c5d4114534fa",
     "pynetdicom.service_class.QueryRetrieveServiceClass._get_scp": "8ca1538e3e56c4f7",
@@ -89,6 +92,21 @@ def replace(path: str, replacement: Callable[..., Any]) -> Replacement:
         owner, name = _owner(path)
         original = getattr(owner, name)
         setattr(owner, name, replacement)
+        return original
+
+    return Replacement(path, install)
+
+
+def replace_action(path: str, replacement: Callable[[Any], str]) -> Replacement:
+    """A Replacement of a state machine action where pynetdicom looks it up: fsm.ACTIONS
+    (`path` is the action's function, e.g. pynetdicom.fsm.DT_1 for "DT-1")."""
+    name = path.rsplit(".", 1)[1].replace("_", "-")
+
+    def install() -> Any:
+        from pynetdicom import fsm
+
+        description, original, next_state = fsm.ACTIONS[name]
+        fsm.ACTIONS[name] = (description, replacement, next_state)  # type: ignore[assignment]
         return original
 
     return Replacement(path, install)

@@ -1,0 +1,177 @@
+"""Who gets a connection and who an association slot: connections still without their
+A-ASSOCIATE-RQ bounded apart from associations (PS3.8 9.1.5), and the node's, each address's
+and each AE's limits on associations at once (rejected as local-limit-exceeded, PS3.8 9.3.4)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from pynetdicom.association import Association
+from pynetdicom.events import Event
+from pynetdicom.transport import ThreadedAssociationServer
+
+from ..rules.access import Peer
+from .patches.limits import abort_pdu
+
+log = logging.getLogger(__name__)
+
+
+class PendingConnections:
+    """The node's connections that have not completed an A-ASSOCIATE-RQ yet, oldest first.
+
+    At most `limit`: a connection past it makes the oldest one go (it has had the longest to
+    send its request: a legitimate requestor sends it within milliseconds of connecting), so
+    that silent or trickling connections can delay, but never lock out, a registered AE.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._sockets: OrderedDict[socket.socket, float] = OrderedDict()
+
+    def add(self, sock: socket.socket) -> None:
+        """Count a new connection, closing the oldest when past the limit."""
+        with self._lock:
+            self._sockets[sock] = time.monotonic()
+            evicted = []
+            while len(self._sockets) > self.limit:
+                evicted.append(self._sockets.popitem(last=False)[0])
+        for old in evicted:
+            log.warning(
+                "more than %d connections without an A-ASSOCIATE-RQ: closed the oldest, from %s",
+                self.limit,
+                _peer_address(old),
+            )
+            close_with_abort(old)
+
+    def settle(self, sock: socket.socket | None) -> None:
+        """The connection sent its request, or closed: it no longer counts."""
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.pop(sock, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sockets)
+
+
+def close_with_abort(sock: socket.socket) -> None:
+    """Tell a peer the connection ends (A-ABORT, PS3.8 9.3.8) and end it; the association's
+    own thread notices the connection closed."""
+    with contextlib.suppress(OSError, ValueError):
+        sock.send(abort_pdu(), socket.MSG_DONTWAIT)
+    with contextlib.suppress(OSError, ValueError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _peer_address(sock: socket.socket) -> str:
+    try:
+        return str(sock.getpeername()[0])
+    except (OSError, ValueError, IndexError):
+        return "?"
+
+
+@dataclass(frozen=True)
+class SlotLimits:
+    """Associations at once: in all, per peer address (0: no limit of its own)."""
+
+    total: int
+    per_address: int
+
+
+class AssociationSlots:
+    """The associations holding a slot: those whose A-ASSOCIATE-RQ was admitted, until their
+    connection ends."""
+
+    def __init__(self, limits: SlotLimits) -> None:
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._held: dict[Association, tuple[str, str]] = {}  # -> (address, AE title)
+
+    def take(self, assoc: Association, address: str, peer: Peer) -> str | None:
+        """Give `assoc` a slot, or say why there is none."""
+        with self._lock:
+            for ended in [a for a in self._held if not a.is_alive() and a is not assoc]:
+                del self._held[ended]
+            held = list(self._held.values())
+            if len(held) >= self.limits.total:
+                return f"{len(held)} associations at once, node.max_associations"
+            per_address = self.limits.per_address
+            if per_address and sum(a == address for a, _ in held) >= per_address:
+                return (
+                    f"{per_address} associations at once from {address}, "
+                    "node.max_associations_per_address"
+                )
+            per_ae = peer.max_associations
+            if per_ae and sum(t == peer.ae_title for _, t in held) >= per_ae:
+                return f"{per_ae} associations at once for this AE, its --max-associations"
+            self._held[assoc] = (address, peer.ae_title)
+            return None
+
+    def give_back(self, assoc: Association) -> None:
+        with self._lock:
+            self._held.pop(assoc, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(a.is_alive() for a in self._held)
+
+
+class Admission:
+    """The node's bookkeeping of connections and slots, fed by its event handlers."""
+
+    def __init__(self, pending_limit: int, slots: SlotLimits) -> None:
+        self.pending = PendingConnections(pending_limit)
+        self.slots = AssociationSlots(slots)
+
+    def on_open(self, event: Event) -> None:
+        """Remember the connection's socket: it is gone from the association once closed."""
+        transport = event.assoc.dul.socket
+        event.assoc._archive_socket = getattr(transport, "socket", None)  # type: ignore[attr-defined]
+
+    def requested(self, assoc: Association) -> None:
+        """The A-ASSOCIATE-RQ came: the connection is no longer pending."""
+        self.pending.settle(getattr(assoc, "_archive_socket", None))
+
+    def on_end(self, event: Event) -> None:
+        """Closed, aborted or released: the connection and its slot are free."""
+        self.pending.settle(getattr(event.assoc, "_archive_socket", None))
+        self.slots.give_back(event.assoc)
+
+
+class NodeServer(ThreadedAssociationServer):
+    """pynetdicom's association server with the node's listen backlog, a bound on connections
+    still without an A-ASSOCIATE-RQ, and, for `serve --workers N`, a port other processes bind
+    too: the kernel spreads new connections over them (SO_REUSEPORT, Linux 3.9+)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        backlog: int,
+        reuse_port: bool,
+        pending: PendingConnections,
+        **kwargs: Any,
+    ) -> None:
+        self.request_queue_size = backlog  # read by TCPServer.__init__'s listen()
+        self.reuse_port = reuse_port
+        self.pending = pending
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        if self.reuse_port:
+            assert self.socket is not None  # made by TCPServer.__init__, which binds it
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, socket.socket):
+            self.pending.add(request)
+        super().process_request(request, client_address)
