@@ -34,10 +34,13 @@ TAKEN_FROM = ("3.0.4",)
 FINGERPRINTS: dict[str, str] = {
     "pynetdicom.association.Association.__init__": "eb07516b8009ad8f",
     "pynetdicom.association.Association._run_reactor": "f28838c5559e462a",
+    "pynetdicom.association.Association.send_c_store": "fa5a8127f349f8e7",
     "pynetdicom.association.uid_to_service_class": "88fa4636b8cbaacd",
+    "pynetdicom.dimse.DIMSEServiceProvider.get_msg": "890e3e04283f5aeb",
     "pynetdicom.dimse.DIMSEServiceProvider.send_msg": "a839cf2fb46976d9",
     "pynetdicom.dimse_messages.DIMSEMessage.decode_msg": "f51c777e841a76be",
     "pynetdicom.dimse_messages.DIMSEMessage.encode_msg": "73000c902c52832d",
+    "pynetdicom.dimse_messages.DIMSEMessage.message_to_primitive": "f8f43d34e43450ef",
     "pynetdicom.dimse_messages.create_file_meta": "035ed415f5aeea15",
     "pynetdicom.dimse_messages.write_file_meta_info": "0568f3155349513b",
     "pynetdicom.dul.DULServiceProvider.run_reactor": "e3a10eb3a0931e48",
