@@ -243,6 +243,22 @@ def test_bad_identifier_fails_nothing_sent_association_usable(
 # C-CANCEL during and between sub-operations: tests/node/test_retrieve_cancel.py
 
 
+def test_study_root_list_of_two_patients_studies_gets_both(node, received):
+    """PS3.4 C.6.2.1: a Study Root C-GET of a list of studies of two patients sends both."""
+    first = dicom_objects.ct(patient_id="P1", study_uid=generate_uid())
+    second = dicom_objects.ct(patient_id="P2", study_uid=generate_uid())
+    for ds in (first, second):
+        assert store(node, ds) == status.SUCCESS
+    both = [str(first.StudyInstanceUID), str(second.StudyInstanceUID)]
+    assoc = get_association(node, VIEWER, received)
+    try:
+        final, _, _ = get(assoc, identifier("STUDY", StudyInstanceUID=both))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUCCESS
+    assert set(received.files) == {first.SOPInstanceUID, second.SOPInstanceUID}
+
+
 def test_classes_the_scu_also_pushes_keep_the_nodes_syntax_order(node):
     """Only for classes it will only receive does the node follow the SCU's order: a peer that
     pushes CT in the same association is not asked to compress its CT lossily."""

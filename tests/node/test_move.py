@@ -456,6 +456,31 @@ def test_patient_id_of_two_issuers_needs_the_issuer(node, destination):
     assert set(destination.received.files) == {nlsh.SOPInstanceUID}
 
 
+def test_study_root_list_of_two_patients_studies_moves_both(node, destination):
+    """PS3.4 C.6.2.1: Study Root has no patient level; a list of Study Instance UIDs may name
+    studies of different patients, and each is retrieved (it was refused 0xC000, "PatientID
+    is used by several issuers", though no PatientID was given)."""
+    first = dicom_objects.ct(patient_id="P1", study_uid=generate_uid())
+    second = dicom_objects.ct(patient_id="P2", study_uid=generate_uid())
+    for ds in (first, second):
+        assert store(node, ds) == status.SUCCESS
+    both = [str(first.StudyInstanceUID), str(second.StudyInstanceUID)]
+    assoc = move_assoc(node)
+    try:
+        final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=both))
+        assert final.Status == status.SUCCESS
+        assert final.NumberOfCompletedSuboperations == 2
+        # Patient Root: the PatientID fixes the patient; the other's study matches nothing
+        final, _, _ = move(
+            assoc, identifier("STUDY", PatientID="P1", StudyInstanceUID=both), model=PATIENT_MOVE
+        )
+        assert final.Status == status.SUCCESS
+        assert final.NumberOfCompletedSuboperations == 1
+    finally:
+        assoc.release()
+    assert set(destination.received.files) == {first.SOPInstanceUID, second.SOPInstanceUID}
+
+
 def test_index_failure_is_a_failure_and_the_node_keeps_serving(node, destination, study):
     study_uid, _ = study
     assoc = move_assoc(node)
