@@ -129,7 +129,7 @@ def test_cancel_during_a_stalled_c_store_is_answered_at_once(node, stalling):
 
 def test_cancel_between_sub_operations_is_answered_with_the_counts(node, tmp_path):
     """A C-CANCEL sent while the destination answers the second C-STORE: the node stops
-    before the third (or gives up the second if the cancel came first) and says so."""
+    before the third (or gives up the third if the cancel is read after it began)."""
     study_uid = _study(node)
     assoc = associate(node, WORKSTATION, [STUDY_MOVE, Verification])
     assert assoc.is_established
@@ -161,10 +161,13 @@ def test_cancel_between_sub_operations_is_answered_with_the_counts(node, tmp_pat
     assert final is not None
     assert final.Status == status.CANCELLED
     assert elapsed < PROMPT
+    # The C-CANCEL (requesting association) and the second C-STORE's response (the
+    # sub-association) race: the node stops before the third, or interrupts it.
     done = final.NumberOfCompletedSuboperations + final.NumberOfFailedSuboperations
-    assert done == 2 and final.NumberOfRemainingSuboperations == INSTANCES - 2
+    assert done in (2, 3) and final.NumberOfRemainingSuboperations == INSTANCES - done
+    assert final.NumberOfCompletedSuboperations >= 2
     assert len(failed_uids(answer)) == final.NumberOfFailedSuboperations
-    assert len(stores) == 2
+    assert len(stores) == done
     _wait_until(lambda: not _node_requestors(node), "the sub-association's end")
 
 
