@@ -410,7 +410,13 @@ class ArchiveService:
                 f"more than {MAX_SUB_OPERATIONS} instances: retrieve studies or series",
             )
         patients = {match.patient_pk for match in matches}
-        if len(patients) > 1 and query.condition("IssuerOfPatientID") is None:
+        # only a PatientID can name two patients by mistake; Study Root studies of several
+        # patients are a legitimate retrieve (PS3.4 C.6.2.1)
+        if (
+            len(patients) > 1
+            and query.condition("PatientID")
+            and not query.condition("IssuerOfPatientID")
+        ):
             raise InvalidQuery(
                 status.UNABLE_TO_PROCESS,
                 "PatientID is used by several issuers: add IssuerOfPatientID",

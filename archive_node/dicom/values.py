@@ -83,12 +83,13 @@ _DA_RE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
 
 
 def parse_date(text: str) -> str:
-    """A DA value as YYYYMMDD; raises ValueError unless it is a real calendar date."""
+    """A DA value as YYYYMMDD; raises ValueError unless it is a real calendar date (its message
+    never quotes the value, which may be a birth date)."""
     match = _DA_RE.fullmatch(text)
     if match is None:
-        raise ValueError(f"{text!r} is not a date (YYYYMMDD)")
+        raise ValueError("not a date (YYYYMMDD)")
     try:
         date(*(int(part) for part in match.groups()))
     except ValueError:
-        raise ValueError(f"{text!r} is not a calendar date") from None
+        raise ValueError("not a calendar date") from None
     return text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from io import BytesIO
@@ -26,14 +27,16 @@ from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from ..dicom import status
+from ..dicom.values import ae_title_problem
 from ..errors import IndexUnavailable, Refused
-from ..rules.access import Peer
+from ..rules.access import UNKNOWN_DESTINATION, Peer
 from ..rules.query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
 from ..rules.retrieve_plan import Outgoing, SubOperations, batches, choose_syntax
 from ..service import ArchiveService
 from . import patches
 from .association import OUTGOING_HANDLERS, connected, response_status
 from .patches.send_queue import bound_send_queue
+from .patches.service_classes import Interrupted, waiting_for_answer
 from .wire import commands
 
 log = logging.getLogger(__name__)
@@ -59,10 +62,12 @@ class RetrieveSCP:
         try:
             peer = self._peer(provider.assoc, "move")
             with _failing_clearly("C-MOVE", peer.ae_title):
-                title = str(req.MoveDestination or "").strip()
-                destination, refusal = self.service.move_destination(peer, title)
+                title = _destination_title(req, peer)
+                destination, _ = self.service.move_destination(peer, title)  # logs why not
                 if destination is None:
-                    raise Refused(status.MOVE_DESTINATION_UNKNOWN, refusal or "")
+                    # the same answer whatever the reason: nothing to learn about other
+                    # hospitals' AE titles (PS3.4 C.4.2.1.4.1, Table C.4-2)
+                    raise Refused(status.MOVE_DESTINATION_UNKNOWN, UNKNOWN_DESTINATION)
                 items = self._plan(peer, exchange, MOVE_SOP_CLASSES, "C-MOVE")
         except Refused as refused:
             exchange.refuse(refused)
@@ -93,7 +98,12 @@ class RetrieveSCP:
                 exchange.comment = sub
                 continue
             try:
-                sender = _Sender(self.service, sub, originator=(peer.ae_title, req.MessageID))
+                sender = _Sender(
+                    self.service,
+                    sub,
+                    originator=(peer.ae_title, req.MessageID),
+                    stop=exchange.should_stop,
+                )
                 if not self._run(exchange, sender, batch.items, ops):
                     return
             finally:
@@ -121,7 +131,7 @@ class RetrieveSCP:
         log.info("C-GET from %s (%s): %d instance(s)", peer.ae_title, peer.hospital, len(items))
         ops = SubOperations(len(items))
         started = time.monotonic()
-        sender = _Sender(self.service, provider.assoc, originator=None)
+        sender = _Sender(self.service, provider.assoc, originator=None, stop=exchange.should_stop)
         if self._run(exchange, sender, items, ops):
             exchange.finish(ops)
             _log_done("C-GET", peer, ops, started, exchange.cancelled)
@@ -199,6 +209,11 @@ class RetrieveSCP:
                     outcome,
                     sender.last_error or "the destination's status says so",
                 )
+            if exchange.cancelled:  # during the sub-operation: the rest stay remaining
+                return True
+            if not exchange.requester_alive():
+                log.warning("retrieve ended: the requesting association is gone")
+                return False
             if not sender.alive():  # the peer went away: what is left cannot be sent
                 exchange.comment = sender.last_error or "the association was lost"
                 for rest in items[position + 1 :]:
@@ -252,11 +267,18 @@ class _Exchange:
         return connected(self.provider.assoc)
 
     def cancel_requested(self) -> bool:
-        """A C-CANCEL for this request arrived (PS3.7 9.3.2.3); checked between sub-operations."""
-        if self.provider.is_cancelled(cast(int, self.req.MessageID)):
+        """A C-CANCEL for this request arrived (PS3.7 9.3.2.3); checked between sub-operations
+        and, every POLL seconds, while one waits for its C-STORE response (pynetdicom reports
+        a cancel once: it is kept in `cancelled`)."""
+        if not self.cancelled and self.provider.is_cancelled(cast(int, self.req.MessageID)):
             log.info("retrieve cancelled by the SCU")
             self.cancelled = True
         return self.cancelled
+
+    def should_stop(self) -> bool:
+        """Whether a sub-operation under way should be given up: cancelled, or no one left to
+        answer (PS3.4 C.4.2.3.1: the SCP interrupts the C-STORE sub-operations)."""
+        return self.cancel_requested() or not self.requester_alive()
 
     def refuse(self, refused: Refused) -> None:
         self._send(response_status(refused.status, str(refused), refused.keyword))
@@ -341,12 +363,13 @@ class _Sender:
         service: ArchiveService,
         assoc: Association,
         originator: tuple[str, int | None] | None,
+        stop: Callable[[], bool],
     ) -> None:
         self.service = service
         self.assoc = assoc
-        self.originator = originator
+        self.originator = originator  # None: C-GET, over the requester's own association
+        self.stop = stop
         self.last_error = ""
-        self._message_id = 0
         # What the peer accepted for us to send, per SOP class (for C-GET: the contexts the SCU
         # proposed with the SCP role for itself).
         self.accepted: dict[str, set[str]] = {}
@@ -379,11 +402,21 @@ class _Sender:
             path = item.path
             if syntax != item.transfer_syntax_uid:
                 path = converted = self.service.converted_copy(item, syntax)
-            self._message_id = self._message_id % 65535 + 1
+            own_id = _next_message_id(self.assoc)
             aet, message_id = self.originator or (None, None)
-            rsp = self.assoc.send_c_store(
-                path, msg_id=self._message_id, originator_aet=aet, originator_id=message_id
-            )
+            with waiting_for_answer(self.assoc.dimse, own_id, self.stop):
+                rsp = self.assoc.send_c_store(
+                    path, msg_id=own_id, originator_aet=aet, originator_id=message_id
+                )
+        except Interrupted:
+            self.last_error = "interrupted (C-CANCEL, or the requester has gone)"
+            self.assoc._reactor_checkpoint.set()  # send_c_store raised before resuming it
+            if self.originator is not None and self.assoc.is_established:
+                # a C-MOVE's own sub-association: its unanswered C-STORE ends with it
+                self.assoc.abort()
+            # a C-GET's C-STORE went over the requester's association, which stays: its late
+            # response is passed over (waiting_for_answer) or ignored by pynetdicom's reactor
+            return None
         except FileNotFoundError:
             self.last_error = "the stored file is missing"
             log.error("instance %s: stored file %s is missing", item.sop_instance_uid, item.path)
@@ -403,6 +436,30 @@ class _Sender:
             self.last_error = "no response (association aborted or timed out)"
             return None
         return int(rsp.Status)
+
+
+# The Message ID of the last C-STORE the node sent on each association. A C-GET's C-STOREs go
+# over the requester's association, where a later C-GET must not reuse the ID of one whose
+# response has not come (a cancelled one's): the IDs go on from one C-GET to the next.
+_last_message_ids: weakref.WeakKeyDictionary[Association, int] = weakref.WeakKeyDictionary()
+
+
+def _next_message_id(assoc: Association) -> int:
+    message_id = _last_message_ids.get(assoc, 0) % 65535 + 1
+    _last_message_ids[assoc] = message_id
+    return message_id
+
+
+def _destination_title(req: C_MOVE, peer: Peer) -> str:
+    """The Move Destination, or 0xA801 for one that is no AE title (PS3.4 C.4.2.1.4.1): empty,
+    all spaces, over 16 characters, control characters (patches/service_classes.py lets such
+    a request through pynetdicom's decoding)."""
+    raw = str(req.MoveDestination or "")
+    problem = ae_title_problem(raw.rstrip(" "))  # trailing spaces pad an AE (PS3.5 6.2)
+    if problem:
+        log.warning("C-MOVE from %s refused: the Move Destination: %s", peer.ae_title, problem)
+        raise Refused(status.MOVE_DESTINATION_UNKNOWN, "Move Destination is not a valid AE title")
+    return raw.strip()
 
 
 def _close(sub: Association) -> None:

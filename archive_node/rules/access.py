@@ -116,6 +116,11 @@ def visible_hospital(peer: Peer) -> str | None:
     return peer.hospital if peer.scope == "hospital" else None
 
 
+# The Error Comment of every 0xA801 for a destination the requester may not use: the same
+# whatever the reason, so that no AE can learn which titles exist in other hospitals.
+UNKNOWN_DESTINATION = "move destination unknown"
+
+
 def move_refusal(requester: Peer, destination: Peer | None, title: str) -> str | None:
     """Why a C-MOVE may not send to the AE titled `title` (answered 0xA801), or None.
 
@@ -123,6 +128,9 @@ def move_refusal(requester: Peer, destination: Peer | None, title: str) -> str |
     never from the request, so a destination is a registered, enabled AE with a host and a
     port. An AE of scope hospital sends only to its own hospital's AEs: what it may see stays
     in its hospital.
+
+    The reason is for the node's log only (it names another hospital); the requester is told
+    UNKNOWN_DESTINATION whatever it is.
     """
     if destination is None:
         return f"move destination {title!r} is not a registered AE"

@@ -28,10 +28,10 @@ def time_bounds(text: str) -> tuple[str, str]:
     """
     match = _TM_RE.fullmatch(text)
     if match is None:
-        raise ValueError(f"{text!r} is not a time (HHMMSS.FFFFFF)")
+        raise ValueError("not a time (HHMMSS.FFFFFF)")
     hh, mm, ss, frac = match.groups()
     if int(hh) > 23 or (mm and int(mm) > 59) or (ss and int(ss) > 60):
-        raise ValueError(f"{text!r} is not a time of day")
+        raise ValueError("not a time of day")
     low = f"{hh}{mm or '00'}{ss or '00'}.{(frac or '').ljust(6, '0')}"
     high = f"{hh}{mm or '59'}{ss or '59'}.{(frac or '').ljust(6, '9')}"
     return low, high
@@ -49,14 +49,14 @@ def datetime_bounds(text: str) -> tuple[str, str]:
             value, offset = text[:cut], text[cut:]
     match = _DT_RE.fullmatch(value)
     if match is None or (offset and _OFFSET_RE.fullmatch(offset) is None):
-        raise ValueError(f"{text!r} is not a date-time (YYYYMMDDHHMMSS.FFFFFF&ZZXX)")
+        raise ValueError("not a date-time (YYYYMMDDHHMMSS.FFFFFF&ZZXX)")
     year, month, day, hh, mm, ss, frac = match.groups()
     try:
         date(int(year), int(month or 1), int(day or 1))
         if hh is not None:
             time_bounds(hh + (mm or "") + (ss or ""))
     except ValueError:
-        raise ValueError(f"{text!r} is not a calendar date-time") from None
+        raise ValueError("not a calendar date-time") from None
     last_day = str(calendar.monthrange(int(year), int(month))[1]) if month else "31"
     low = f"{year}{month or '01'}{day or '01'}{hh or '00'}{mm or '00'}{ss or '00'}"
     high = f"{year}{month or '12'}{day or last_day}{hh or '23'}{mm or '59'}{ss or '59'}"

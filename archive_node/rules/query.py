@@ -108,8 +108,16 @@ class InvalidQuery(Refused):
 
 
 def _malformed(keyword: str, message: str) -> InvalidQuery:
-    """0xC000 (Unable to process): a value in the identifier that cannot be matched."""
+    """0xC000 (Unable to process): a value in the identifier that cannot be matched.
+
+    The message goes to the peer as the Error Comment and to the log: it names the keyword and
+    what is wrong, never the value (any key's value may be patient data)."""
     return InvalidQuery(status.UNABLE_TO_PROCESS, message, keyword)
+
+
+def _undecodable(keyword: str, exc: Exception) -> InvalidQuery:
+    """A value pydicom cannot read: its exception quotes the value, so only its type is kept."""
+    return _malformed(keyword, f"{keyword}: cannot be decoded ({type(exc).__name__})")
 
 
 @dataclass(frozen=True)
@@ -184,7 +192,7 @@ def parse_query(identifier: Dataset, model: str) -> Query:
         try:
             element = identifier[tag]
         except Exception as exc:  # pydicom converts raw values on access: 'abc' as an IS
-            raise _malformed(keyword, f"{keyword} cannot be decoded: {exc}") from None
+            raise _undecodable(keyword, exc) from None
         if keyword in ANSWERED_BY_NODE:
             continue
         _check_vr(element)
@@ -216,9 +224,8 @@ def parse_query(identifier: Dataset, model: str) -> Query:
     for condition in conditions:
         low, high = (*condition.values, "", "")[:2]
         if condition.kind == "range" and low and high and low > high:
-            shown = _shown(KEYS[condition.keyword], values[condition.keyword])
             raise _malformed(
-                condition.keyword, f"{condition.keyword} range {shown} ends before it starts"
+                condition.keyword, f"{condition.keyword}: the range ends before it starts"
             )
     if (
         study_datetime is not None
@@ -263,7 +270,7 @@ def _level(identifier: Dataset, levels: tuple[str, ...]) -> str:
     if level not in levels:
         raise InvalidQuery(
             status.IDENTIFIER_MISMATCH,
-            f"QueryRetrieveLevel {level!r} is not one of {', '.join(levels)}",
+            f"QueryRetrieveLevel: not one of {', '.join(levels)}",
             "QueryRetrieveLevel",
         )
     return level
@@ -299,7 +306,7 @@ def _value_text(element: Any, key: Key) -> str:
     try:
         value = element.value
     except Exception as exc:
-        raise _malformed(key.keyword, f"{key.keyword} cannot be decoded: {exc}") from None
+        raise _undecodable(key.keyword, exc) from None
     if value is None or isinstance(value, Sequence):
         return ""
     if isinstance(value, MultiValue | list | tuple):  # _condition refuses lists where not allowed
@@ -327,7 +334,7 @@ def _condition(key: Key, text: str) -> Condition | None:
         return Condition(keyword, "list", tuple(dict.fromkeys(items)))  # C.2.2.2.2
     wildcard = "*" in text or "?" in text
     if wildcard and vr not in _WILDCARD_VRS:
-        raise _malformed(keyword, f"{keyword} ({vr}) allows no wildcards: {_shown(key, text)}")
+        raise _malformed(keyword, f"{keyword}: no wildcards in a {vr} value")
     if vr in ("DA", "TM", "DT"):
         return _date_time_condition(key, text)
     if vr == "PN" and not _check_name(key, text):
@@ -363,12 +370,6 @@ def _name_patterns(text: str) -> tuple[str, ...]:
 _MAX_LENGTH = {**MAX_LENGTH, "PN": 3 * MAX_LENGTH["PN"] + 2}
 
 
-def _shown(key: Key, text: str) -> str:
-    """A refused value as the log and the Error Comment may show it: the patient's own
-    attributes (birth date, ID) are not repeated."""
-    return "(value withheld)" if key.level == "PATIENT" else repr(text)
-
-
 def _check_text(key: Key, text: str) -> None:
     """Refuse control characters and values longer than the VR allows, before any SQL sees
     them (a NUL or a 100 kB pattern is no query)."""
@@ -401,10 +402,10 @@ def _check_single(key: Key, text: str) -> None:
         raise _malformed(keyword, f"{keyword} has an empty list item")
     if key.vr == "UI":
         if not is_valid_uid(text):
-            raise _malformed(keyword, f"{keyword} {_shown(key, text)} is not a valid UID")
+            raise _malformed(keyword, f"{keyword}: not a valid UID")
     elif key.vr == "IS":
         if _INTEGER_RE.fullmatch(text) is None or not -(2**31) <= int(text) < 2**31:
-            raise _malformed(keyword, f"{keyword} {_shown(key, text)} is not an integer")
+            raise _malformed(keyword, f"{keyword}: not an integer")
     elif "*" in text or "?" in text:
         raise _malformed(keyword, f"{keyword}: no wildcards in a list")
 
@@ -424,11 +425,8 @@ def _date_time_condition(key: Key, text: str) -> Condition:
             raise ValueError("a range needs at least one end")
         low = _bounds(vr, start)[0] if start else ""
         high = _bounds(vr, end)[1] if end else ""
-    except ValueError as exc:
-        shown = _shown(key, text)
-        raise _malformed(
-            keyword, f"{keyword} {shown} is not a {_VR_NAMES[vr]} or range: {exc}"
-        ) from None
+    except ValueError:
+        raise _malformed(keyword, f"{keyword}: not a DICOM {_VR_NAMES[vr]} or range") from None
     # A backwards range is refused by parse_query, once it knows whether a time range is part
     # of a combined date-time range (22:00 one day to 06:00 the next is fine there).
     return Condition(keyword, "range", (low, high))
@@ -536,7 +534,7 @@ def parse_retrieve(identifier: Dataset, model: str) -> Query:
         try:
             element = identifier[keyword]
         except Exception as exc:
-            raise _malformed(keyword, f"{keyword} cannot be decoded: {exc}") from None
+            raise _undecodable(keyword, exc) from None
         _check_vr(element)
         values[keyword] = _value_text(element, KEYS[keyword])
     for keyword, text in values.items():

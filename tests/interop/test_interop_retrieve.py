@@ -259,10 +259,11 @@ def test_movescu_patient_root_patient_level_moves_the_patients_objects(node, stu
 
 def test_movescu_to_unknown_destination_is_refused_and_nothing_is_sent(node, study, storescp):
     identifier = ("QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study.uid}")
-    # not registered at all; registered without a port (UNN_US): neither has an address
+    # not registered at all; registered without a port (UNN_US): neither has an address, and
+    # the requester is told the same for both (issue 16: the log says which)
     for destination, reason in [
-        ("NOWHERE", "is not a registered AE"),
-        ("UNN_US", "without a host and port"),
+        ("NOWHERE", "move destination unknown"),
+        ("UNN_US", "move destination unknown"),
     ]:
         proc = movescu(node, "-S", *identifier, destination=destination)
         final = final_response(proc, "C-MOVE RSP")

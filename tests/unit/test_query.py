@@ -934,11 +934,49 @@ def test_name_wildcards_also_match_names_without_the_trailing_components(pattern
     assert find("STUDY", PatientName=pattern).condition("PatientName").values == patterns
 
 
-def test_patient_values_are_not_repeated_in_errors():
-    error = refusal("STUDY", PatientBirthDate="1970-13-45")
-    assert "1970" not in str(error) and "withheld" in str(error)
-    error = refusal("STUDY", StudyDate="2020-13-45")
-    assert "2020-13-45" in str(error)
+@pytest.mark.parametrize(
+    ("keys", "keyword", "secret", "says"),
+    [
+        (
+            {"PatientBirthDate": "19xx0101"},
+            "PatientBirthDate",
+            "19xx",
+            "not a DICOM date or range",
+        ),
+        ({"PatientBirthDate": "1970-13-45"}, "PatientBirthDate", "1970", "not a DICOM date"),
+        ({"PatientBirthDate": "1970\n0101"}, "PatientBirthDate", "1970", "control characters"),
+        ({"StudyDate": "2020-13-45"}, "StudyDate", "2020", "not a DICOM date or range"),
+        ({"StudyDate": "20200102-20200101"}, "StudyDate", "2020", "ends before it starts"),
+        ({"StudyTime": "2561"}, "StudyTime", "2561", "not a DICOM time or range"),
+        ({"StudyInstanceUID": "1.2.SECRET"}, "StudyInstanceUID", "SECRET", "not a valid UID"),
+        ({"StudyDate": "2020*"}, "StudyDate", "2020", "no wildcards"),
+    ],
+)
+def test_errors_name_the_keyword_never_the_value(keys, keyword, secret, says):
+    """Issue 16: an Error Comment (and the log line made of it) names the keyword and what is
+    wrong, never the value: any key's value may be patient data."""
+    error = refusal("STUDY", **keys)
+    assert secret not in str(error)
+    assert str(error).startswith(keyword) and says in str(error)
+    assert error.keyword == keyword
+
+
+def test_an_unknown_level_is_not_repeated():
+    error = refusal_of(identifier("SECRET"))
+    assert "SECRET" not in str(error) and error.keyword == "QueryRetrieveLevel"
+
+
+def refusal_of(ds: Dataset) -> InvalidQuery:
+    with pytest.raises(InvalidQuery) as caught:
+        parse_query(ds, STUDY_ROOT)
+    return caught.value
+
+
+def test_value_errors_do_not_quote_the_value():
+    for parse, text in ((time_bounds, "99"), (datetime_bounds, "2020SECRET")):
+        with pytest.raises(ValueError) as caught:
+            parse(text)
+        assert text not in str(caught.value)
 
 
 def test_requested_sequence_remembers_its_item_keys():

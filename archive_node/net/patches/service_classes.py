@@ -17,16 +17,46 @@ take its syntax. Its Storage Commitment SCP leaves the N-EVENT-REPORT to the use
 only send it from another thread than the association's once the N-ACTION is answered (PS3.4
 J.3.3 allows it on the same association; one association used from two threads is what
 pynetdicom's docs warn against). No upstream issue covers these.
+
+Two more, for the node's retrieves (PS3.4 C.4.2.3.1, C.4.3.3.1: a C-CANCEL may come at any
+time and interrupts the C-STORE sub-operations):
+- waiting_for_answer() makes the wait of pynetdicom's send_c_store for its C-STORE response
+  (DIMSEServiceProvider.get_msg(block=True), the whole DIMSE timeout in one call) a wait in
+  slices that ends when a C-CANCEL or the requester's end says so (it raises Interrupted), and
+  that passes over a late response to an earlier, interrupted C-STORE. It is set on one
+  association's DIMSE provider for one send, and only by the node's RetrieveSCP.
+- DIMSEMessage.message_to_primitive is wrapped for a C-MOVE-RQ whose Move Destination
+  pynetdicom's C_MOVE refuses (empty, all spaces, over 16 characters, control characters):
+  its ValueError, raised in the DUL thread, aborted the association, where PS3.4 C.4.2.1.4.1
+  and Table C.4-2 want 0xA801 (Move Destination unknown). The primitive then carries the
+  value as received, for RetrieveSCP to refuse; any other message is decoded as pynetdicom
+  decodes it. (A decoder does not know its AE: another AE of the process that serves C-MOVE
+  gets such a request too, instead of an abort; pynetdicom's own C-MOVE SCP hands the title
+  to its handler, which finds no such destination: 0xA801.)
 """
 
 from __future__ import annotations
 
+import logging
+import queue
+import time
 import weakref
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
 
 from pynetdicom import AE
 from pynetdicom.association import Association
-from pynetdicom.dimse_primitives import C_GET, C_MOVE, N_ACTION, N_EVENT_REPORT
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import DIMSEMessage
+from pynetdicom.dimse_primitives import (
+    C_GET,
+    C_MOVE,
+    C_STORE,
+    N_ACTION,
+    N_EVENT_REPORT,
+    DimsePrimitiveType,
+)
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.service_class import QueryRetrieveServiceClass, ServiceClass
 from pynetdicom.service_class_n import StorageCommitmentServiceClass
@@ -35,7 +65,10 @@ from ...rules.commitment import STORAGE_COMMITMENT_CLASS
 from ...rules.query import GET_SOP_CLASSES, MOVE_SOP_CLASSES
 from . import guard
 
+log = logging.getLogger(__name__)
+
 _UID_TO_SERVICE_CLASS = "pynetdicom.association.uid_to_service_class"
+_MESSAGE_TO_PRIMITIVE = "pynetdicom.dimse_messages.DIMSEMessage.message_to_primitive"
 
 
 class Retrieving(Protocol):
@@ -107,13 +140,89 @@ def _service_class(uid: str) -> type[ServiceClass]:
     return _ROUTES.get(str(uid)) or guard.original(_UID_TO_SERVICE_CLASS)(uid)
 
 
+# -- a C-MOVE-RQ with a Move Destination pynetdicom refuses ------------------------------------
+
+
+def _message_to_primitive(self: DIMSEMessage) -> DimsePrimitiveType:
+    original = guard.original(_MESSAGE_TO_PRIMITIVE)
+    if type(self).__name__ != "C_MOVE_RQ" or "MoveDestination" not in self.command_set:
+        return original(self)  # type: ignore[no-any-return]
+    try:
+        return original(self)  # type: ignore[no-any-return]
+    except ValueError:
+        pass
+    try:
+        raw = self.command_set["MoveDestination"].value
+    except Exception:  # a value pydicom cannot read at all: refused as empty
+        raw = ""
+    del self.command_set["MoveDestination"]
+    primitive = original(self)  # anything else wrong with it raises as pynetdicom's would
+    # as received, past C_MOVE's validation: RetrieveSCP answers 0xA801
+    primitive._move_destination = raw if isinstance(raw, str) else str(raw)
+    return primitive  # type: ignore[no-any-return]
+
+
+# -- a C-STORE sub-operation's response, or a C-CANCEL ----------------------------------------
+
+POLL = 0.05  # seconds between looks at stop() while a C-STORE response is awaited
+
+
+class Interrupted(Exception):  # not an error: a C-CANCEL, or the requester gone
+    """The wait for a C-STORE response was given up because stop() said so."""
+
+
+@contextmanager
+def waiting_for_answer(
+    dimse: DIMSEServiceProvider, message_id: int, stop: Callable[[], bool]
+) -> Iterator[None]:
+    """Within the block, a blocking get_msg() of `dimse` (what send_c_store waits in) waits
+    for the response to the C-STORE `message_id` in slices of POLL seconds, at most the DIMSE
+    timeout as pynetdicom's does, and raises Interrupted once stop() is True. A C-STORE
+    response to another Message ID (one interrupted before: its late answer) is passed over.
+    """
+
+    def get_msg(block: bool = False) -> Any:
+        if not block:
+            return DIMSEServiceProvider.get_msg(dimse, False)
+        timeout = dimse.dimse_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = POLL if deadline is None else min(POLL, deadline - time.monotonic())
+            if wait <= 0:
+                return None, None  # as pynetdicom's get_msg on its timeout
+            try:
+                item = dimse.msg_queue.get(timeout=wait)
+            except queue.Empty:
+                if stop():  # looked at once nothing came: an answer that came is taken
+                    raise Interrupted from None
+                continue
+            message = item[1]
+            answered = getattr(message, "MessageIDBeingRespondedTo", None)
+            if isinstance(message, C_STORE) and answered not in (None, message_id):
+                log.debug("a late C-STORE response (to %s) passed over", answered)
+                continue
+            return item
+
+    dimse.get_msg = get_msg  # type: ignore[method-assign]  # this provider, this send only
+    try:
+        yield
+    finally:
+        del dimse.get_msg
+
+
 PATCH = guard.Patch(
     "service_classes",
     speed=False,
-    replacements=(guard.replace(_UID_TO_SERVICE_CLASS, _service_class),),
+    replacements=(
+        guard.replace(_UID_TO_SERVICE_CLASS, _service_class),
+        guard.replace(_MESSAGE_TO_PRIMITIVE, _message_to_primitive),
+    ),
     relies_on=(
         "pynetdicom.service_class.QueryRetrieveServiceClass._move_scp",
         "pynetdicom.service_class.QueryRetrieveServiceClass._get_scp",
         "pynetdicom.service_class_n.StorageCommitmentServiceClass.SCP",
+        # waiting_for_answer(): send_c_store waits in dimse.get_msg(block=True)
+        "pynetdicom.association.Association.send_c_store",
+        "pynetdicom.dimse.DIMSEServiceProvider.get_msg",
     ),
 )
