@@ -22,8 +22,9 @@ Why (each reproduced against 3.0.4 with a raw socket; no upstream issue names th
 - AA-2 on ARTIM expiry closes the connection in silence (PS3.8 9.2, Sta2 + Evt18): here an
   A-ABORT is sent first, so that a peer that was merely slow learns why.
 - receive_primitive holds a C-FIND, C-MOVE, C-GET or N-ACTION dataset in memory whatever its
-  size, and a command pynetdicom cannot turn into a primitive (a UID over 64 characters, a
-  Move Destination over 16: see service_classes.py) aborts the association, leaving a C-STORE's partial file behind.
+  size, and a command pynetdicom cannot turn into a primitive (a UID over 64 characters; a
+  bad Move Destination is service_classes.py's) aborts the association, leaving a C-STORE's
+  partial file behind.
   Here such a request is read to its end and dropped, and answered with a failure status on
   the association, which goes on serving: 0xA903 for a C-STORE whose UID is malformed
   (PS3.4 B.2.3), 0xA700/0xA701 for an identifier past query.max_identifier_bytes (PS3.4
