@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from archive_node.dicom import status
+from archive_node.net.patches import receiving
 from archive_node.service import ArchiveService
 from tests.helpers import dicom_objects
 from tests.helpers.dimse import associate
@@ -111,3 +112,24 @@ def test_below_the_reserve_an_arriving_video_is_not_even_written(tmp_path, index
             assert assoc.send_c_store(small).Status == status.SUCCESS
         finally:
             assoc.release()
+
+
+def test_a_transfer_that_crosses_the_reserve_is_stopped_there(
+    tmp_path, index_url, small_disk, monkeypatch
+):
+    """Free space is looked at again as a dataset arrives: one large transfer that began above
+    the reserve does not eat it (or fill the disk), whatever size it declares."""
+    monkeypatch.setattr(receiving, "ROOM_CHECK_EVERY", 1 << 20)
+    with node_on(tmp_path, index_url, small_disk, min_free_mb=SIZE_MB // 2) as node:
+        video = dicom_objects.video_h264(payload=(SIZE_MB * 3 // 4) * 1024 * 1024)
+        assoc = associate(
+            node, "UNN_US", [(video.SOPClassUID, [video.file_meta.TransferSyntaxUID])]
+        )
+        try:
+            rsp = assoc.send_c_store(video)
+        finally:
+            assoc.release()
+        assert rsp.Status == status.OUT_OF_RESOURCES
+        assert "reserve" in rsp.ErrorComment and "No space" not in rsp.ErrorComment
+        assert list(node.service.storage.incoming.iterdir()) == []
+        assert shutil.disk_usage(node.service.storage.root).free > SIZE_MB * 1024 * 1024 // 2

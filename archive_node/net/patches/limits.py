@@ -148,19 +148,22 @@ def _read_pdu_data(self: DULServiceProvider) -> None:
     )
     if awaiting_request:
         budget = max(self.artim_timer.remaining, 0.0)
-        overdue = f"no complete A-ASSOCIATE-RQ within {self.artim_timer.timeout:g} s (ARTIM)"
+        overdue = f"no complete A-ASSOCIATE-RQ within {self.artim_timer.timeout or 0:g} s (ARTIM)"
     else:
         budget = self.assoc.network_timeout or 60.0
         overdue = f"a PDU not complete within {budget:g} s"
     deadline = time.monotonic() + budget
     try:
-        header = _read_exactly(self, raw, 6, deadline, overdue, awaiting_request)
+        header = bytearray(6)
+        _fill(self, raw, memoryview(header), deadline, overdue, awaiting_request)
         pdu_type, _, length = struct.unpack(">BBL", header)
         problem, reason = _length_problem(self, pdu_type, length)
         if problem:
             _abort(self, limits, problem, reason)
             return None
-        body = _read_exactly(self, raw, length, deadline, overdue, awaiting_request)
+        data = bytearray(6 + length)  # the whole PDU, as pynetdicom's decoder takes it
+        data[:6] = header
+        _fill(self, raw, memoryview(data)[6:], deadline, overdue, awaiting_request)
     except _Ended as ended:
         if ended.reason is None:
             self.event_queue.put("Evt17")  # the peer closed the connection
@@ -168,13 +171,14 @@ def _read_pdu_data(self: DULServiceProvider) -> None:
             _abort(self, limits, ended.reason, _NOT_SPECIFIED)
         return None
     if pdu_type == 0x01 and awaiting_request:
+        body = bytes(data[6:])
         if _rejected(self, limits, body):
             return None
-        body = _without_unknown_items(self, limits, body)
+        known = _without_unknown_items(self, limits, body)
+        if known is not body:
+            data = bytearray(struct.pack(">BBL", pdu_type, 0, len(known)) + known)
     try:
-        pdu, event = self._decode_pdu(
-            bytearray(struct.pack(">BBL", pdu_type, 0, len(body)) + body)
-        )
+        pdu, event = self._decode_pdu(data)
     except Exception as exc:
         log.warning(
             "%s: invalid %s PDU (%s): aborted",
@@ -225,17 +229,16 @@ def _length_problem(dul: DULServiceProvider, pdu_type: int, length: int) -> tupl
     return "", 0
 
 
-def _read_exactly(
+def _fill(
     dul: DULServiceProvider,
     raw: socket.socket,
-    count: int,
+    view: memoryview,
     deadline: float,
     overdue: str,
     awaiting_request: bool,
-) -> bytes:
-    """`count` bytes from the peer, before `deadline`; raises _Ended."""
-    buffer = bytearray(count)
-    view = memoryview(buffer)
+) -> None:
+    """Fill `view` with bytes from the peer before `deadline`; raises _Ended."""
+    count = len(view)
     got = 0
     while got < count:
         if dul._kill_thread:
@@ -263,7 +266,6 @@ def _read_exactly(
         if n == 0:
             raise _Ended(None)
         got += n
-    return bytes(buffer)
 
 
 def _rejected(dul: DULServiceProvider, limits: Limits, body: bytes) -> bool:

@@ -9,13 +9,13 @@ dataset's own bytes follow:
 - the file meta just written is replaced by one that also records the calling AE, its
   hospital and issuer (dicom/provenance.py), so that `reindex` can rebuild the index from the
   files alone;
-- the file is guarded: when free space is already below the reserve as the dataset begins,
-  or a write fails (the disk is full), nothing more is written, what was written is freed, the
-  rest of the dataset is read off the network and dropped, and receive_failure() tells the
-  C-STORE handler, which answers 0xA700. pynetdicom itself would write a whole video onto an
-  almost full disk, and on a full one let the exception end the association, leaving the
-  partial file to fill the disk until the next restart (its decode_msg writes without a
-  guard; no upstream issue names it).
+- the file is guarded: when free space is below the reserve as the dataset begins or at a later
+  look (every ROOM_CHECK_EVERY bytes), or a write fails (the disk is full), nothing more is
+  written, what was written is freed, the rest of the dataset is read off the network and
+  dropped, and receive_failure() tells the C-STORE handler, which answers 0xA700. pynetdicom
+  itself would write a whole video onto an almost full disk, and on a full one let the
+  exception end the association, leaving the partial file to fill the disk until the next
+  restart (its decode_msg writes without a guard; no upstream issue names it).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ _DECODE_MSG = "pynetdicom.dimse_messages.DIMSEMessage.decode_msg"
 
 _receivers: weakref.WeakKeyDictionary[AE, tuple[Lookup, RoomProblem]] = weakref.WeakKeyDictionary()
 
+# Free space is looked at again every this many bytes of one dataset (a statvfs: ~1 us)
+ROOM_CHECK_EVERY = 64 << 20
 _PREAMBLE = 128 + 4  # preamble and "DICM" (PS3.10 7.1)
 _GROUP_LENGTH_ELEMENT = 12  # (0002,0000) UL, explicit VR: tag 4, VR 2, length 2, value 4
 
@@ -66,7 +68,7 @@ def _decode_msg(self: DIMSEMessage, primitive: P_DATA, assoc: Association | None
     if receiver is None:
         return done
     provenance_of, room_problem = receiver
-    guarded = _GuardedFile(stream)
+    guarded = _GuardedFile(stream, room_problem)
     self._data_set_file = guarded  # type: ignore[assignment]  # stands in for pynetdicom's file
     try:  # nothing may escape into pynetdicom's DUL thread: it would end the association
         problem = room_problem()
@@ -100,8 +102,10 @@ class _GuardedFile:
     file.flush() and, after the handler, close()). After a failed write it frees the space the
     file took and drops the rest of the dataset."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], room_problem: RoomProblem) -> None:
         self._stream = stream
+        self._room_problem = room_problem
+        self._unchecked = 0  # bytes written since free space was last looked at
         self.name = stream.name
         self.file = self  # pynetdicom flushes through .file
         self.failure: str | None = None
@@ -110,9 +114,18 @@ class _GuardedFile:
     def write(self, data: bytes) -> int:
         if self.failure is None:
             try:
-                return self._stream.write(data)
+                written = self._stream.write(data)
             except OSError as exc:
                 self.refuse(exc.strerror or str(exc))
+                return len(data)
+            self._unchecked += written
+            if self._unchecked >= ROOM_CHECK_EVERY:
+                # one large transfer may not eat the reserve the check at its start saw
+                self._unchecked = 0
+                problem = self._room_problem()
+                if problem:
+                    self.refuse(problem)
+            return written
         return len(data)
 
     def flush(self) -> None:
