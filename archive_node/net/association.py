@@ -24,18 +24,19 @@ def response_status(code: int, comment: str = "", keyword: str | None = None) ->
 
 
 def peer_label(assoc: Association) -> str:
-    """Who is at the other end, for the log: its calling AE title once it sent one, and its
-    address (the log escapes what a peer put in either, logs.py)."""
-    address = getattr(assoc.requestor, "address", "") if assoc.is_acceptor else ""
-    if not assoc.is_acceptor:
-        address = getattr(assoc.acceptor, "address", "")
-    request = assoc.requestor.primitive if assoc.is_acceptor else None
-    if request is None:
-        return f"connection from {address or '?'}"
-    calling = request.calling_ae_title
-    if isinstance(calling, bytes):
-        calling = calling.decode("ascii", "replace")
-    return f"{str(calling).strip(' ')} at {address or '?'}"
+    """Who is at the other end, for the log: its AE title once known, and its address (the
+    log escapes what a peer put in either, logs.py)."""
+    remote = assoc.requestor if assoc.is_acceptor else assoc.acceptor
+    address = getattr(remote, "address", "") or "?"
+    title: str | bytes = remote.ae_title
+    if assoc.is_acceptor:  # its title is set in negotiation; the request's comes first
+        request = assoc.requestor.primitive
+        if request is None:
+            return f"connection from {address}"
+        title = request.calling_ae_title
+    if isinstance(title, bytes):
+        title = title.decode("ascii", "replace")
+    return f"{str(title).strip(' ')} at {address}"
 
 
 def on_connection_closed(event: Event) -> None:
