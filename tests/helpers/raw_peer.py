@@ -143,11 +143,15 @@ class RawPeer:
         self.close()
 
 
-def p_data(context_id: int, control: int, payload: bytes) -> bytes:
-    """A P-DATA-TF PDU with one PDV (PS3.8 9.3.5, E.2): control 0x03 last command fragment,
-    0x01 command fragment, 0x02 last dataset fragment, 0x00 dataset fragment."""
-    pdv = struct.pack(">LBB", len(payload) + 2, context_id, control) + payload
-    return struct.pack(">BBL", 0x04, 0, len(pdv)) + pdv
+def p_data(context_id: int, control: int, payload: bytes, *more: tuple[int, bytes]) -> bytes:
+    """A P-DATA-TF PDU (PS3.8 9.3.5, E.2) with a PDV of `payload` and one per (control,
+    payload) in `more`: control 0x03 last command fragment, 0x01 command fragment, 0x02 last
+    dataset fragment, 0x00 dataset fragment."""
+    pdvs = b"".join(
+        struct.pack(">LBB", len(data) + 2, context_id, flag) + data
+        for flag, data in ((control, payload), *more)
+    )
+    return struct.pack(">BBL", 0x04, 0, len(pdvs)) + pdvs
 
 
 def command(**elements) -> bytes:

@@ -340,6 +340,27 @@ def test_a_c_store_cut_off_leaves_no_partial_file(node, ending, caplog):
     assert echo_works(node)
 
 
+def test_a_command_and_a_large_dataset_in_one_pdu_are_served(node):
+    """The command bound counts command fragments only: a P-DATA-TF may carry a command and
+    then its dataset (PS3.8 E.2), here 200 KB of it in one PDU."""
+    contexts = ((1, SECONDARY_CAPTURE, IMPLICIT),)
+    with RawPeer(node.host, node.port) as peer:
+        assert peer.associate(associate_rq("UNN_US", contexts=contexts)).type == 0x02
+        store = command(
+            AffectedSOPClassUID=SECONDARY_CAPTURE,
+            CommandField=0x0001,
+            MessageID=1,
+            Priority=0,
+            CommandDataSetType=0x0000,
+            AffectedSOPInstanceUID="1.2.826.0.1.3680043.9.16.2",
+        )
+        peer.send(p_data(1, 0x03, store, (0x02, b"\0" * 200_000)))
+        answer = response_command(peer)
+        # an empty dataset is refused by the service, not by the bound: the message was read
+        assert answer.Status != status.SUCCESS and answer.MessageIDBeingRespondedTo == 1
+        assert "command set" not in str(answer.get("ErrorComment", ""))
+
+
 def test_a_uid_over_64_characters_is_a903_and_the_association_goes_on(node):
     long_uid = "1.2.826.0.1.3680043.9.16." + "1" * 60
     with RawPeer(node.host, node.port) as peer:

@@ -494,12 +494,16 @@ def _receive_primitive(self: DIMSEServiceProvider, primitive: P_DATA) -> None:
 def _too_big(message: DIMSEMessage, primitive: P_DATA | None, limits: Limits) -> _Refusal | None:
     """A refusal when the message's command, or the identifier of a request that is not a
     C-STORE, is (or with `primitive` would become) larger than its bound."""
-    adding = 0
+    command_adding = data_adding = 0
     if primitive is not None:
-        adding = sum(len(data) - 1 for _, data in primitive.presentation_data_value_list)
+        for _, data in primitive.presentation_data_value_list:
+            if data and data[0] & 1:
+                command_adding += len(data) - 1
+            else:
+                data_adding += len(data) - 1
     command = message.__dict__.get("command_set")
     if command is None:
-        if message.encoded_command_set.tell() + adding > COMMAND_MAX:
+        if message.encoded_command_set.tell() + command_adding > COMMAND_MAX:
             # no Message ID to answer to yet: the peer is not speaking DIMSE
             raise _CommandTooBig()
         return None
@@ -507,7 +511,7 @@ def _too_big(message: DIMSEMessage, primitive: P_DATA | None, limits: Limits) ->
         return None
     data = message.data_set
     held = data.tell() if isinstance(data, BytesIO) else 0
-    if held + adding <= limits.max_identifier_bytes:
+    if held + data_adding <= limits.max_identifier_bytes:
         return None
     field = int(getattr(command, "CommandField", 0))
     return _Refusal(
