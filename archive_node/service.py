@@ -11,12 +11,13 @@ import ipaddress
 import logging
 import os
 import socket
+import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 from .config import Config
 from .dicom import status
@@ -247,14 +248,16 @@ class ArchiveService:
         otherwise refused: a success would tell the sender an object is kept that is not."""
         header = new.header
         uid = header.sop_instance_uid
-        if existing.sha256 == new.sha256:
+        # The file meta records the sender (dicom/provenance.py): the same object from another
+        # AE is another file, but the same dataset.
+        if existing.sha256 == new.sha256 or self._same_dataset(existing, received):
             if self.storage.exists(existing.path):
                 log.info(
                     "duplicate of %s from %s, identical: nothing new stored", uid, new.calling_ae
                 )
                 if (existing.calling_ae, existing.hospital) != (new.calling_ae, new.hospital):
                     self.index.instances.acknowledge(
-                        uid, Acknowledged(new.calling_ae, new.hospital, new.sha256)
+                        uid, Acknowledged(new.calling_ae, new.hospital, existing.sha256)
                     )
                 return StoreOutcome(status.SUCCESS, "duplicate, identical")
             log.error(
@@ -282,6 +285,29 @@ class ArchiveService:
             new.calling_ae,
         )
         return self._replace(new, received, "replaced")
+
+    def _same_dataset(self, existing: InstanceRecord, received: Path) -> bool:
+        """True when the kept file of `existing` and `received` hold the same bytes after their
+        File Meta Information (PS3.10 7.1); False when they differ or cannot be read."""
+        try:
+            kept = self.storage.absolute(existing.path)
+            with open(kept, "rb") as a, open(received, "rb") as b:
+                start_a, start_b = _dataset_start(a), _dataset_start(b)
+                if start_a is None or start_b is None:
+                    return False
+                size_a, size_b = os.fstat(a.fileno()).st_size, os.fstat(b.fileno()).st_size
+                if size_a - start_a != size_b - start_b:
+                    return False
+                a.seek(start_a)
+                b.seek(start_b)
+                while True:
+                    chunk = a.read(_COMPARE_CHUNK)
+                    if chunk != b.read(_COMPARE_CHUNK):
+                        return False
+                    if not chunk:
+                        return True
+        except (OSError, InvalidInput):
+            return False
 
     def _why_not_replace(
         self, existing: InstanceRecord, header: InstanceHeader, new: NewInstance
@@ -615,6 +641,19 @@ class ArchiveService:
             log.error("instance %s cannot be checked: %s: not committed", held.sop_uid, exc)
             return FAILURE_PROCESSING
         return None
+
+
+_COMPARE_CHUNK = 1 << 20
+
+
+def _dataset_start(fh: BinaryIO) -> int | None:
+    """Where a Part 10 file's dataset starts: after the preamble, DICM and the File Meta
+    Information, whose (0002,0000) Group Length (explicit VR UL) says how long it is."""
+    fh.seek(128)
+    head = fh.read(16)
+    if len(head) < 16 or head[:4] != b"DICM" or head[4:10] != b"\x02\x00\x00\x00UL":
+        return None
+    return 144 + struct.unpack("<I", head[12:16])[0]
 
 
 # What a retrieve needs of each instance: a C-FIND at IMAGE level answering these keys.
