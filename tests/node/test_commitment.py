@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
+from peewee import SqliteDatabase
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom.sop_class import (
@@ -29,7 +30,11 @@ from archive_node.index import SCHEMA_VERSION
 from archive_node.index.clock import utcnow
 from archive_node.index.commitment_rows import ABANDONED, DELIVERED, PENDING
 from archive_node.index.tables import CommitmentRequest, SchemaInfo
-from archive_node.rules.commitment import EVENT_ALL_COMMITTED, EVENT_FAILURES_EXIST
+from archive_node.rules.commitment import (
+    EVENT_ALL_COMMITTED,
+    EVENT_FAILURES_EXIST,
+    Acknowledged,
+)
 from tests.helpers import dicom_objects
 from tests.helpers.cli import write_config
 from tests.helpers.commitment import (
@@ -550,6 +555,29 @@ def test_schema_2_index_gains_the_commitment_table(service, registry):
     )
     assert [r.id for r in service.index.commitments.listing(state=PENDING)] == [record.id]
     assert {a.ae_title for a in registry.list_aes()} >= {"UNN_US", "UNN_WS"}
+
+
+def test_schema_3_index_gains_acknowledgements_and_ae_limits(service, registry):
+    db = service.index.db
+    sqlite = isinstance(db, SqliteDatabase)
+    with service.index.session():  # make it look like a schema 3 index
+        if sqlite:  # SQLite's DROP COLUMN rechecks foreign keys; outside a transaction only
+            db.execute_sql("PRAGMA foreign_keys = OFF")
+        db.execute_sql('DROP TABLE "acknowledgement"')
+        db.execute_sql('ALTER TABLE "application_entity" DROP COLUMN "max_associations"')
+        if sqlite:
+            db.execute_sql("PRAGMA foreign_keys = ON")
+    with service.index.session(write=True):
+        SchemaInfo.update(value="3").where(SchemaInfo.key == "version").execute()
+    assert service.index.init_schema() == (3, SCHEMA_VERSION)
+    service.index.check_schema()
+    assert registry.peer("UNN_US").max_associations is None  # registered AEs: no limit
+    registry.update_ae("UNN_US", max_associations=2)
+    assert registry.peer("UNN_US").max_associations == 2
+    seen = Acknowledged("NLSH_CAM", "NLSH", "a" * 64)
+    service.index.instances.acknowledge("1.2.3", seen)
+    service.index.instances.acknowledge("1.2.3", seen)  # once
+    assert service.index.instances.acknowledgements(["1.2.3", "1.2.4"]) == {"1.2.3": [seen]}
 
 
 def test_commitments_command_lists_requests_and_their_state(node, tmp_path, index_url):
