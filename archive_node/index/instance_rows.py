@@ -32,6 +32,8 @@ class InstanceRows(Role):
         Returns None when inserted, or the record already indexed under this SOP Instance UID
         (then no instance row was written). The caller has looked the instance up before keeping
         the file; a writer that indexed it since is caught by the conflict and the path check.
+        Raises UIDConflict (nothing written) for a study of another patient or a series of
+        another study (instance_insert.py), NotFound for an unknown hospital.
         """
         with self.session(write=True):
             hospital = instance_insert.hospital_id(self.db, new.hospital)
