@@ -271,6 +271,15 @@ def _port(value: str | None) -> int | None:
         raise InvalidInput(f"port {value!r} is not a number") from None
 
 
+def _max_associations(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"--max-associations {value!r} is not a whole number") from None
+
+
 @command(ae, "add")
 @click.argument("aet")
 @click.option("--hospital", required=True, help="Code of the hospital it belongs to.")
@@ -292,17 +301,40 @@ def _port(value: str | None) -> int | None:
     help="hospital: sees only its hospital's studies; region: sees all.",
 )
 @click.option("--description", default="", help="Free text (department, device).")
+@click.option(
+    "--max-associations",
+    metavar="N",
+    help="Associations it may hold at once (N >= 1); default: no limit of its own.",
+)
 def ae_add(
-    aet: str, hospital: str, host: str, port: int | None, allow: str, scope: str, description: str
+    aet: str,
+    hospital: str,
+    host: str,
+    port: int | None,
+    allow: str,
+    scope: str,
+    description: str,
+    max_associations: str | None,
 ) -> None:
     """Register AET for a hospital; it may connect from the next association on."""
     record = get_registry().add_ae(
-        aet, hospital, host=host, port=port, allow=allow, scope=scope, description=description
+        aet,
+        hospital,
+        host=host,
+        port=port,
+        allow=allow,
+        scope=scope,
+        description=description,
+        max_associations=_max_associations(max_associations),
     )
     click.echo(
         f"added AE {record.ae_title} of {record.hospital}: allow {record.allow}, "
-        f"scope {record.scope}, host {record.host or 'any'}"
+        f"scope {record.scope}, host {record.host or 'any'}" + _limit_text(record.max_associations)
     )
+
+
+def _limit_text(limit: int | None) -> str:
+    return f", at most {limit} association(s) at once" if limit is not None else ""
 
 
 @command(ae, "update")
@@ -319,6 +351,11 @@ def ae_add(
     default=None,
     help="A disabled AE is rejected like an unknown one.",
 )
+@click.option(
+    "--max-associations",
+    metavar="N",
+    help="Associations it may hold at once (N >= 1); 0 clears it (no limit of its own).",
+)
 def ae_update(
     aet: str,
     hospital: str | None,
@@ -328,6 +365,7 @@ def ae_update(
     scope: str | None,
     description: str | None,
     enabled: bool | None,
+    max_associations: str | None,
 ) -> None:
     """Change a registered AE; takes effect for its next association."""
     record = get_registry().update_ae(
@@ -340,11 +378,12 @@ def ae_update(
         scope=scope,
         description=description,
         enabled=enabled,
+        max_associations=_max_associations(max_associations),
     )
     click.echo(
         f"updated AE {record.ae_title} of {record.hospital}: allow {record.allow}, "
         f"scope {record.scope}, host {record.host or 'any'}, "
-        f"{'enabled' if record.enabled else 'disabled'}"
+        f"{'enabled' if record.enabled else 'disabled'}" + _limit_text(record.max_associations)
     )
 
 
@@ -356,7 +395,17 @@ def ae_list(hospital: str | None, as_json: bool) -> None:
     rows = records(get_registry().list_aes(hospital))
     print_table(
         rows,
-        ["ae_title", "hospital", "host", "port", "allow", "scope", "enabled", "description"],
+        [
+            "ae_title",
+            "hospital",
+            "host",
+            "port",
+            "allow",
+            "scope",
+            "enabled",
+            "max_associations",
+            "description",
+        ],
         as_json,
     )
 

@@ -43,5 +43,11 @@ class StoreRejected(Refused):
     """A received instance is refused (C-STORE)."""
 
 
+class UIDConflict(StoreRejected):
+    """A received instance clashes with what the index holds under one of its UIDs (a Study
+    Instance UID of another patient, a Series Instance UID of another study): nothing of it
+    is filed. Its message names no patient and no hospital: it goes back to the sender."""
+
+
 class AssociationFailed(ArchiveError):
     """An outgoing association was rejected, aborted or could not connect."""

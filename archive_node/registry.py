@@ -47,6 +47,15 @@ def check_port(value: int | None) -> int | None:
     return value
 
 
+def check_max_associations(value: int | None) -> int | None:
+    """At least 1 (None: no limit of the AE's own)."""
+    if value is not None and value < 1:
+        raise InvalidInput(
+            f"--max-associations {value}: at least 1 (ae update --max-associations 0 clears it)"
+        )
+    return value
+
+
 def check_scope(value: str) -> str:
     if value not in SCOPES:
         raise InvalidInput(f"scope {value!r} is not one of {', '.join(SCOPES)}")
@@ -63,6 +72,7 @@ def peer_from_record(record: AERecord) -> Peer:
         allow=parse_allow(record.allow),
         scope=record.scope,
         enabled=record.enabled,
+        max_associations=record.max_associations,
     )
 
 
@@ -97,6 +107,7 @@ class Registry:
         allow: str | None = None,
         scope: str = "region",
         description: str = "",
+        max_associations: int | None = None,
     ) -> AERecord:
         rights = parse_allow(allow) if allow is not None else DEFAULT_ALLOW
         return self.index.registry.add_ae(
@@ -107,6 +118,7 @@ class Registry:
             allow=format_allow(rights),
             scope=check_scope(scope),
             description=description,
+            max_associations=check_max_associations(max_associations),
         )
 
     def update_ae(
@@ -121,7 +133,9 @@ class Registry:
         scope: str | None = None,
         description: str | None = None,
         enabled: bool | None = None,
+        max_associations: int | None = None,
     ) -> AERecord:
+        """Change the fields given; `max_associations` 0 clears the AE's own limit."""
         changes: dict[str, object] = {}
         if host is not None:
             changes["host"] = check_host(host)
@@ -137,6 +151,10 @@ class Registry:
             changes["description"] = description
         if enabled is not None:
             changes["enabled"] = enabled
+        if max_associations == 0:
+            changes["max_associations"] = None
+        elif max_associations is not None:
+            changes["max_associations"] = check_max_associations(max_associations)
         return self.index.registry.update_ae(
             check_ae_title(ae_title), hospital=hospital, **changes
         )

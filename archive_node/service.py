@@ -11,12 +11,13 @@ import ipaddress
 import logging
 import os
 import socket
+import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 from .config import Config
 from .dicom import status
@@ -38,8 +39,11 @@ from .rules.commitment import (
     FAILURE_CLASS_CONFLICT,
     FAILURE_NO_SUCH_INSTANCE,
     FAILURE_PROCESSING,
+    Acknowledged,
     CommitmentResult,
     Failure,
+    Reference,
+    acknowledgement_failure,
     parse_request,
     references_from_json,
     references_to_json,
@@ -238,15 +242,23 @@ class ArchiveService:
     def _duplicate(
         self, existing: InstanceRecord, new: NewInstance, received: Path
     ) -> StoreOutcome:
-        """PS3.4 B.2.3 leaves duplicates to the SCP: never a failure that makes a modality
-        retry forever. Identical bytes store nothing; different bytes keep or replace."""
+        """PS3.4 B.2.3 leaves duplicates to the SCP. Identical bytes store nothing and are a
+        success (a resend: the sender is recorded as told so, for Storage Commitment). Other
+        bytes replace the kept copy where storage.on_duplicate allows (a success), and are
+        otherwise refused: a success would tell the sender an object is kept that is not."""
         header = new.header
         uid = header.sop_instance_uid
-        if existing.sha256 == new.sha256:
+        # The file meta records the sender (dicom/provenance.py): the same object from another
+        # AE is another file, but the same dataset.
+        if existing.sha256 == new.sha256 or self._same_dataset(existing, received):
             if self.storage.exists(existing.path):
                 log.info(
                     "duplicate of %s from %s, identical: nothing new stored", uid, new.calling_ae
                 )
+                if (existing.calling_ae, existing.hospital) != (new.calling_ae, new.hospital):
+                    self.index.instances.acknowledge(
+                        uid, Acknowledged(new.calling_ae, new.hospital, existing.sha256)
+                    )
                 return StoreOutcome(status.SUCCESS, "duplicate, identical")
             log.error(
                 "indexed file of %s was missing: restored from %s's resend", uid, new.calling_ae
@@ -255,21 +267,47 @@ class ArchiveService:
         reason = self._why_not_replace(existing, header, new)
         if reason:
             log.warning(
-                "duplicate of %s from %s with different content (sha256 %s, kept %s): "
-                "original kept, %s",
+                "duplicate of %s from %s (%s) with different content (sha256 %s, kept %s): "
+                "refused, original kept: %s",
                 uid,
                 new.calling_ae,
+                new.hospital,
                 new.sha256[:12],
                 existing.sha256[:12],
                 reason,
             )
-            return StoreOutcome(status.SUCCESS, "duplicate, original kept")
+            return StoreOutcome(
+                status.SOP_INSTANCE_CONFLICT, "SOP Instance UID already holds a different object"
+            )
         log.warning(
             "duplicate of %s from %s with different content: original replaced",
             uid,
             new.calling_ae,
         )
         return self._replace(new, received, "replaced")
+
+    def _same_dataset(self, existing: InstanceRecord, received: Path) -> bool:
+        """True when the kept file of `existing` and `received` hold the same bytes after their
+        File Meta Information (PS3.10 7.1); False when they differ or cannot be read."""
+        try:
+            kept = self.storage.absolute(existing.path)
+            with open(kept, "rb") as a, open(received, "rb") as b:
+                start_a, start_b = _dataset_start(a), _dataset_start(b)
+                if start_a is None or start_b is None:
+                    return False
+                size_a, size_b = os.fstat(a.fileno()).st_size, os.fstat(b.fileno()).st_size
+                if size_a - start_a != size_b - start_b:
+                    return False
+                a.seek(start_a)
+                b.seek(start_b)
+                while True:
+                    chunk = a.read(_COMPARE_CHUNK)
+                    if chunk != b.read(_COMPARE_CHUNK):
+                        return False
+                    if not chunk:
+                        return True
+        except (OSError, InvalidInput):
+            return False
 
     def _why_not_replace(
         self, existing: InstanceRecord, header: InstanceHeader, new: NewInstance
@@ -291,7 +329,9 @@ class ArchiveService:
         """Keep the received file and point the row at it; remove the file it displaced."""
         kept = self.storage.keep(received, new.path)
         try:
-            displaced = self.index.instances.replace(dataclasses.replace(new, path=kept))
+            displaced = self.index.instances.replace(
+                dataclasses.replace(new, path=kept), take_over=what == "replaced"
+            )
         except BaseException:
             self._discard_unless_indexed(kept, new.header.sop_instance_uid)
             raise
@@ -505,22 +545,14 @@ class ArchiveService:
         restart says what was decided before). Raises IndexUnavailable."""
         if record.result is not None:
             return CommitmentResult.from_json(record.result)
-        references = references_from_json(record.references)
+        # once each, also in a request recorded before references were de-duplicated
+        references = tuple(dict.fromkeys(references_from_json(record.references)))
         if peer is None:  # the requester was removed from the registry since
             result = CommitmentResult(
                 (), tuple(Failure(c, i, FAILURE_PROCESSING) for c, i in references)
             )
         else:
-            held = self.index.instances.by_uid(uid for _, uid in references)
-            hospital = visible_hospital(peer)
-            committed, failed = [], []
-            for class_uid, uid in references:
-                reason = self._commitment_failure(class_uid, held.get(uid), hospital)
-                if reason is None:
-                    committed.append((class_uid, uid))
-                else:
-                    failed.append(Failure(class_uid, uid, reason))
-            result = CommitmentResult(tuple(committed), tuple(failed))
+            result = self._decide(record, references, peer)
         self.index.commitments.save_result(record, result.to_json())
         log.info(
             "storage commitment %s for %s: %d committed, %d failed",
@@ -531,16 +563,70 @@ class ArchiveService:
         )
         return result
 
+    def _decide(
+        self, record: CommitmentRecord, references: tuple[Reference, ...], peer: Peer
+    ) -> CommitmentResult:
+        """Each reference committed or failed (PS3.4 J.3.3.1.1). Each distinct file is read
+        once, and at most commitment.max_verify_bytes in all: references past that fail
+        (0x0110) and may be asked for again in another request."""
+        held = self.index.instances.by_uid(uid for _, uid in references)
+        acknowledged = self.index.instances.acknowledgements(held)
+        budget = self.config.commitment.max_verify_bytes
+        checked: dict[str, int | None] = {}  # SOP Instance UID: its file check's outcome
+        over_budget = 0
+        committed, failed = [], []
+        for class_uid, uid in references:
+            instance = held.get(uid)
+            reason = self._commitment_failure(class_uid, instance, acknowledged.get(uid, []), peer)
+            if reason is None:
+                assert instance is not None  # _commitment_failure fails an unknown UID
+                if uid not in checked:
+                    if instance.size > budget:
+                        over_budget += 1
+                        failed.append(Failure(class_uid, uid, FAILURE_PROCESSING))
+                        continue
+                    budget -= instance.size
+                    checked[uid] = self._verify_kept(instance)
+                reason = checked[uid]
+            if reason is None:
+                committed.append((class_uid, uid))
+            else:
+                failed.append(Failure(class_uid, uid, reason))
+        if over_budget:
+            log.warning(
+                "storage commitment %s for %s: %d instance(s) past commitment.max_verify_bytes "
+                "(%d bytes) not verified: failed (0x0110), to be asked for again",
+                record.transaction_uid,
+                record.requester,
+                over_budget,
+                self.config.commitment.max_verify_bytes,
+            )
+        return CommitmentResult(tuple(committed), tuple(failed))
+
+    @staticmethod
     def _commitment_failure(
-        self, class_uid: str, held: InstanceRecord | None, hospital: str | None
+        class_uid: str,
+        held: InstanceRecord | None,
+        acknowledged: list[Acknowledged],
+        peer: Peer,
     ) -> int | None:
-        """None when the node commits to keeping this instance: indexed (and visible to the
-        requester), of the class named, its file on disk with the SHA-256 recorded at receipt
-        and made durable; otherwise the PS3.4 J.3.3.1.1 Failure Reason."""
-        if held is None or (hospital is not None and held.hospital != hospital):
+        """The PS3.4 J.3.3.1.1 Failure Reason owed to `peer` for this reference before its file
+        is read, or None: indexed, of the class named, and what `peer` (or, for an AE answered
+        only about its hospital's instances, its hospital) was acknowledged is what is kept
+        (commitment.acknowledgement_failure)."""
+        if held is None:
             return FAILURE_NO_SUCH_INSTANCE
+        senders = [Acknowledged(held.calling_ae, held.hospital, held.sha256), *acknowledged]
+        reason = acknowledgement_failure(peer, held.sha256, senders)
+        if reason is not None:
+            return reason
         if held.sop_class_uid != class_uid:
             return FAILURE_CLASS_CONFLICT
+        return None
+
+    def _verify_kept(self, held: InstanceRecord) -> int | None:
+        """None when the instance's file is on disk with the size and SHA-256 recorded at
+        receipt, and made durable; otherwise the Failure Reason."""
         try:
             facts = self.storage.digest(self.storage.absolute(held.path))
             if (facts.size, facts.sha256) != (held.size, held.sha256):
@@ -561,6 +647,19 @@ class ArchiveService:
             log.error("instance %s cannot be checked: %s: not committed", held.sop_uid, exc)
             return FAILURE_PROCESSING
         return None
+
+
+_COMPARE_CHUNK = 1 << 20
+
+
+def _dataset_start(fh: BinaryIO) -> int | None:
+    """Where a Part 10 file's dataset starts: after the preamble, DICM and the File Meta
+    Information, whose (0002,0000) Group Length (explicit VR UL) says how long it is."""
+    fh.seek(128)
+    head = fh.read(16)
+    if len(head) < 16 or head[:4] != b"DICM" or head[4:10] != b"\x02\x00\x00\x00UL":
+        return None
+    return 144 + struct.unpack("<I", head[12:16])[0]
 
 
 # What a retrieve needs of each instance: a C-FIND at IMAGE level answering these keys.

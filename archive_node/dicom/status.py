@@ -19,6 +19,12 @@ UID_MISMATCH = 0xA901  # dataset SOP Instance UID differs from the command's
 MISSING_UID = 0xA902  # Study, Series or SOP Instance UID missing
 MALFORMED_UID = 0xA903  # a UID that is not digits and dots, or longer than 64 characters
 CANNOT_UNDERSTAND = 0xC000  # Cxxx: the dataset cannot be parsed
+# Cxxx failures of our own (PS3.4 B.2.3 leaves C000-CFFF to the SCP): a final refusal, never an
+# A7xx that modalities take as "out of resources, send again later". dcm4chee-arc answers a
+# study of another patient with 0xA779 (conflicting patient attributes); an A7xx would make a
+# modality resend an instance that can never be accepted.
+UID_CONFLICT = 0xC409  # Study or Series Instance UID recorded for another patient or study
+SOP_INSTANCE_CONFLICT = 0xC40A  # SOP Instance UID already holds a different object, kept
 
 # PS3.4 C.4.1.1.4 Query/Retrieve statuses
 IDENTIFIER_MISMATCH = 0xA900  # Identifier does not match SOP Class (level, unique keys)

@@ -1,7 +1,9 @@
 """`archive-node import`: photos, videos and PDFs made DICOM and kept as a C-STORE keeps them.
 
 Every file is read and checked, and every instance planned, before anything is stored: a bad
-file, a missing patient ID or an unknown hospital stores nothing. Each instance is written
+file, a missing patient ID or an unknown hospital stores nothing. Storing stops at the first
+failure, but for a file refused because one of its UIDs is held for something else (reported
+with the reason): the other files go on. Each instance is written
 into the store's incoming area with its bulk value copied from the file (memory does not grow
 with its size), then handed to ArchiveService.store: the same keep order, index, duplicate
 handling and hospital scope as an instance received by C-STORE, the given hospital being the
@@ -51,6 +53,8 @@ IMPLEMENTATION_VERSION = f"ARCHNODE_{__version__}"[:16]
 _UID_NAMESPACE = uuid.UUID("c1f0a3e6-5b7d-4e2a-9f3c-6d8b2a1e4f70")
 
 STORED, ALREADY_STORED, FAILED, NOT_IMPORTED = "stored", "already stored", "failed", "not imported"
+# Refusals of one file (its UIDs clash with what the index holds) after which the others go on.
+_REFUSED_FOR_UIDS = frozenset({status.UID_CONFLICT, status.SOP_INSTANCE_CONFLICT})
 
 
 @dataclass(frozen=True)
@@ -174,8 +178,8 @@ class Importer:
         for plan in plans:
             if plan.result.status == ALREADY_STORED:
                 continue
-            self._store(peer, plan)
-            if plan.result.status != STORED:
+            refused = self._store(peer, plan)
+            if plan.result.status != STORED and not refused:
                 break
         return report
 
@@ -333,8 +337,10 @@ class Importer:
 
     # -- storing ------------------------------------------------------------------------------
 
-    def _store(self, peer: Peer, plan: _Planned) -> None:
-        """Write the instance into the incoming area and keep it as C-STORE would."""
+    def _store(self, peer: Peer, plan: _Planned) -> bool:
+        """Write the instance into the incoming area and keep it as C-STORE would. True when it
+        was refused for a UID the index holds for something else (a study of another patient,
+        a series of another study, another object): that file only, the others may go on."""
         result = plan.result
         temporary = self.service.storage.incoming / f"import-{uuid.uuid4().hex}.dcm"
         try:
@@ -353,6 +359,7 @@ class Importer:
             else:
                 result.status = FAILED
                 result.detail = f"0x{outcome.status:04X} {outcome.message}"
+                return outcome.status in _REFUSED_FOR_UIDS
         except (OSError, SourceChanged) as exc:
             result.status = FAILED
             # no path in the log: a file's name may be a patient's
@@ -363,6 +370,7 @@ class Importer:
         finally:
             with contextlib.suppress(OSError):
                 temporary.unlink()
+        return False
 
     def _duplicate(self, result: ImportedFile, message: str) -> None:
         """The outcome of an instance the index already had: restored (its file had gone

@@ -3,8 +3,12 @@
 Peewee builds each statement anew from its query objects, 100-200 us apiece; the eleven it took
 per received instance were a third of the node's CPU with small objects. These statements are
 written once, in SQL that SQLite (3.24+) and PostgreSQL both run, on the models' own tables
-and columns, and take only the statements the common case needs: a patient, study and series
-already indexed cost one SELECT each.
+and columns, and take only the statements the common case needs: a study (with its patient) and
+a series already indexed cost one SELECT each.
+
+An instance is filed only where its UIDs say it belongs (PS3.3 C.7.2.1, C.7.3.1: a study is
+one patient's, a series one study's): a Study Instance UID recorded for another patient, or a
+Series Instance UID recorded for another study, raises UIDConflict and nothing is written.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 
 from peewee import Database
 
+from ..dicom import status
+from ..errors import UIDConflict
 from ..rules.matching import date_key, name_key
 from .clock import utcnow
 from .records import InstanceRecord, NewInstance
@@ -38,7 +44,13 @@ _PATIENT = (
 _NEW_PATIENT = """
 INSERT INTO patient (patient_id, issuer, patient_name, name_key, birth_date, birth_key, sex)
 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
-_STUDY = "SELECT id, patient_id FROM study WHERE study_uid = ?"
+# The study with its patient's identity and demographics: the one SELECT an instance of an
+# indexed study needs before its series (the patient is looked up only for a new study).
+_STUDY = """
+SELECT st.id, p.id, p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex
+FROM study st
+JOIN patient p ON p.id = st.patient_id
+WHERE st.study_uid = ?"""
 _NEW_STUDY = """
 INSERT INTO study (study_uid, patient_id, hospital_id, study_date, study_time, accession_number,
                    study_id, description, referring_physician, created_at, time_key,
@@ -99,10 +111,13 @@ def insert_instance(
     file `new` names), or the record of the instance another writer indexed first under this
     SOP Instance UID (then nothing of `new` was written but patient, study or series rows it
     lacked).
+
+    Raises UIDConflict when the study is recorded for another patient or the series for
+    another study (the caller's transaction must then be rolled back: a new patient row may
+    have been written).
     """
     h = new.header
-    patient = _patient(db, h, new.issuer)
-    study = _study(db, h, patient, hospital)
+    study = _study(db, h, new.issuer, hospital)
     series = _series(db, h, study)
     files = Instance.file_columns(h, path=new.path, size=new.size, sha256=new.sha256)
     inserted = _run(
@@ -126,46 +141,13 @@ def insert_instance(
     return None if existing is not None and existing.path == new.path else existing
 
 
-def _patient(db: Database, h: Any, issuer: str) -> int:
-    """The patient's row id, created or brought up to date: the latest non-empty demographics
-    win."""
-    row = _run(db, _PATIENT, (h.patient_id, issuer)).fetchone()
-    if row is None:
-        name, birth = h.patient_name, h.patient_birth_date
-        _run(
-            db,
-            _NEW_PATIENT,
-            (h.patient_id, issuer, name, name_key(name), birth, date_key(birth), h.patient_sex),
-        )
-        return _run(db, _PATIENT, (h.patient_id, issuer)).fetchone()[0]
-    pk, *stored = row
-    demographics = {
-        "patient_name": h.patient_name,
-        "birth_date": h.patient_birth_date,
-        "sex": h.patient_sex,
-    }
-    changed = {
-        column: value
-        for (column, value), old in zip(demographics.items(), stored, strict=True)
-        if value and value != old
-    }
-    if changed:
-        if "patient_name" in changed:
-            changed["name_key"] = name_key(h.patient_name)
-        if "birth_date" in changed:
-            changed["birth_key"] = date_key(h.patient_birth_date)
-        columns = ", ".join(f"{column} = ?" for column in changed)
-        # not cached: the column list varies, and demographics change rarely
-        db.execute_sql(
-            f"UPDATE patient SET {columns} WHERE id = ?".replace("?", db.param),
-            (*changed.values(), pk),
-        )
-    return pk
-
-
-def _study(db: Database, h: Any, patient: int, hospital: int) -> int:
+def _study(db: Database, h: Any, issuer: str, hospital: int) -> int:
+    """The study's row id: an indexed study, if the instance's patient is the study's (its
+    demographics brought up to date), else a new study of the instance's patient (created or
+    brought up to date). Raises UIDConflict."""
     row = _run(db, _STUDY, (h.study_uid,)).fetchone()
     if row is None:
+        patient = _patient(db, h, issuer)
         spans = study_spans(h.study_date, h.study_time)
         _run(
             db,
@@ -189,14 +171,78 @@ def _study(db: Database, h: Any, patient: int, hospital: int) -> int:
             ),
         )
         row = _run(db, _STUDY, (h.study_uid,)).fetchone()
-    if row[1] != patient:
-        log.warning(
-            "study %s already belongs to another patient; instance filed under it", h.study_uid
-        )
+        if row[1] == patient:
+            return row[0]
+        # Another writer created the study first, for its own instance's patient.
+        _check_patient(h, row)
+        _update_demographics(db, h, row[1], row[4:])
+        return row[0]
+    _check_patient(h, row)
+    _update_demographics(db, h, row[1], row[4:])
     return row[0]
 
 
+def _check_patient(h: Any, study: tuple[Any, ...]) -> None:
+    """Raise UIDConflict unless the instance's patient is the study's: the same PatientID and,
+    when the instance names its IssuerOfPatientID, the same issuer. An instance without one
+    joins the study's patient: the issuer is the study's, not its sender's."""
+    _, _, patient_id, issuer = study[:4]
+    explicit = h.issuer_of_patient_id
+    if h.patient_id == patient_id and (not explicit or explicit == issuer):
+        return
+    log.warning(
+        "instance %s refused: study %s is recorded for another patient",
+        h.sop_instance_uid,
+        h.study_uid,
+    )
+    raise UIDConflict(status.UID_CONFLICT, "StudyInstanceUID is recorded for another patient")
+
+
+def _patient(db: Database, h: Any, issuer: str) -> int:
+    """The patient's row id, created or brought up to date: the latest non-empty demographics
+    win."""
+    row = _run(db, _PATIENT, (h.patient_id, issuer)).fetchone()
+    if row is None:
+        name, birth = h.patient_name, h.patient_birth_date
+        _run(
+            db,
+            _NEW_PATIENT,
+            (h.patient_id, issuer, name, name_key(name), birth, date_key(birth), h.patient_sex),
+        )
+        row = _run(db, _PATIENT, (h.patient_id, issuer)).fetchone()
+    pk, *stored = row
+    _update_demographics(db, h, pk, stored)
+    return pk
+
+
+def _update_demographics(db: Database, h: Any, pk: int, stored: Any) -> None:
+    """Bring patient `pk`'s name, birth date and sex (`stored`, in that order) up to the
+    instance's non-empty values."""
+    demographics = {
+        "patient_name": h.patient_name,
+        "birth_date": h.patient_birth_date,
+        "sex": h.patient_sex,
+    }
+    changed = {
+        column: value
+        for (column, value), old in zip(demographics.items(), stored, strict=True)
+        if value and value != old
+    }
+    if changed:
+        if "patient_name" in changed:
+            changed["name_key"] = name_key(h.patient_name)
+        if "birth_date" in changed:
+            changed["birth_key"] = date_key(h.patient_birth_date)
+        columns = ", ".join(f"{column} = ?" for column in changed)
+        # not cached: the column list varies, and demographics change rarely
+        db.execute_sql(
+            f"UPDATE patient SET {columns} WHERE id = ?".replace("?", db.param),
+            (*changed.values(), pk),
+        )
+
+
 def _series(db: Database, h: Any, study: int) -> int:
+    """The series' row id, created if new. Raises UIDConflict when it is another study's."""
     row = _run(db, _SERIES, (h.series_uid,)).fetchone()
     if row is None:
         _run(
@@ -214,6 +260,9 @@ def _series(db: Database, h: Any, study: int) -> int:
         row = _run(db, _SERIES, (h.series_uid,)).fetchone()
     if row[1] != study:
         log.warning(
-            "series %s already belongs to another study; instance filed under it", h.series_uid
+            "instance %s refused: series %s is recorded for another study",
+            h.sop_instance_uid,
+            h.series_uid,
         )
+        raise UIDConflict(status.UID_CONFLICT, "SeriesInstanceUID is recorded for another study")
     return row[0]

@@ -8,11 +8,12 @@ from typing import Any, cast
 from peewee import JOIN, fn
 
 from ..errors import NotFound
+from ..rules.commitment import Acknowledged
 from . import instance_insert
 from .clock import utcnow
 from .records import InstanceRecord, NewInstance, StudySummary, instance_record
 from .session import Role
-from .tables import Hospital, Instance, Patient, Series, Study
+from .tables import Acknowledgement, Hospital, Instance, Patient, Series, Study
 
 _UID_CHUNK = 500  # SQL parameters per IN (...) lookup
 
@@ -31,6 +32,8 @@ class InstanceRows(Role):
         Returns None when inserted, or the record already indexed under this SOP Instance UID
         (then no instance row was written). The caller has looked the instance up before keeping
         the file; a writer that indexed it since is caught by the conflict and the path check.
+        Raises UIDConflict (nothing written) for a study of another patient or a series of
+        another study (instance_insert.py), NotFound for an unknown hospital.
         """
         with self.session(write=True):
             hospital = instance_insert.hospital_id(self.db, new.hospital)
@@ -38,8 +41,13 @@ class InstanceRows(Role):
                 raise NotFound(f"no hospital {new.hospital}")
             return instance_insert.insert_instance(self.db, new, hospital, utcnow())
 
-    def replace(self, new: NewInstance) -> str:
+    def replace(self, new: NewInstance, *, take_over: bool = True) -> str:
         """Point an existing instance row at a new file; return the path it named until now.
+
+        `take_over`: the new copy's sender becomes the row's, and the displaced copy's sender
+        keeps an acknowledgement of what it sent (a replacement). Otherwise (a restored file,
+        the same content) the row keeps its sender, and the new copy's sender gets an
+        acknowledgement of its own when it is another AE.
 
         The row is read and written in one transaction (locked on PostgreSQL, serialised by
         BEGIN IMMEDIATE on SQLite), so concurrent replacements each get the path they displaced.
@@ -48,19 +56,63 @@ class InstanceRows(Role):
         h = new.header
         with self.session(write=True):
             row = (
-                Instance.select(Instance.id, Instance.path)
+                Instance.select(
+                    Instance.id, Instance.path, Instance.calling_ae, Instance.sha256, Hospital.code
+                )
+                .join(Hospital)
                 .where(Instance.sop_uid == h.sop_instance_uid)
                 .for_update(self.db.for_update)
+                .tuples()
                 .first()
             )
             if row is None:
                 raise NotFound(f"instance {h.sop_instance_uid} vanished during replacement")
-            Instance.update(
-                **Instance.file_columns(h, path=new.path, size=new.size, sha256=new.sha256),
-                calling_ae=new.calling_ae,
-                received_at=utcnow(),
-            ).where(Instance.id == row.id).execute()
-            return row.path
+            pk, path, calling_ae, sha256, hospital = row
+            fields = Instance.file_columns(h, path=new.path, size=new.size, sha256=new.sha256)
+            kept = Acknowledged(calling_ae, hospital, sha256)
+            arriving = Acknowledged(new.calling_ae, new.hospital, new.sha256)
+            if take_over:
+                fields["calling_ae"] = new.calling_ae
+                other = kept if kept != arriving else None
+            else:
+                same_sender = (calling_ae, hospital) == (new.calling_ae, new.hospital)
+                other = None if same_sender else arriving
+            Instance.update(**fields, received_at=utcnow()).where(Instance.id == pk).execute()
+            if other is not None:
+                self._acknowledge(h.sop_instance_uid, other)
+            return path
+
+    def acknowledge(self, sop_uid: str, acknowledged: Acknowledged) -> None:
+        """Record that a C-STORE of `sop_uid` was acknowledged to another AE than the row's."""
+        with self.session(write=True):
+            self._acknowledge(sop_uid, acknowledged)
+
+    @staticmethod
+    def _acknowledge(sop_uid: str, acknowledged: Acknowledged) -> None:
+        Acknowledgement.insert(
+            sop_uid=sop_uid,
+            calling_ae=acknowledged.calling_ae,
+            hospital=acknowledged.hospital,
+            sha256=acknowledged.sha256,
+            acknowledged_at=utcnow(),
+        ).on_conflict_ignore().execute()
+
+    def acknowledgements(self, sop_uids: Iterable[str]) -> dict[str, list[Acknowledged]]:
+        """What was acknowledged under each of `sop_uids` besides its row's own sender."""
+        uids = list(dict.fromkeys(sop_uids))
+        found: dict[str, list[Acknowledged]] = {}
+        with self.session():
+            for start in range(0, len(uids), _UID_CHUNK):
+                chunk = uids[start : start + _UID_CHUNK]
+                query = Acknowledgement.select(
+                    Acknowledgement.sop_uid,
+                    Acknowledgement.calling_ae,
+                    Acknowledgement.hospital,
+                    Acknowledgement.sha256,
+                ).where(Acknowledgement.sop_uid.in_(chunk))
+                for uid, *values in cast(Iterable[tuple[str, str, str, str]], query.tuples()):
+                    found.setdefault(uid, []).append(Acknowledged(*values))
+        return found
 
     def by_uid(self, sop_uids: Iterable[str]) -> dict[str, InstanceRecord]:
         """The indexed instances among `sop_uids`, by SOP Instance UID."""

@@ -119,7 +119,8 @@ class IntegrityQueries(Role):
 
         Returns (None, created) when inserted, or (the record already indexed under this SOP
         Instance UID, created) when another row won (no instance row was written); `created`
-        says whether the hospital was created.
+        says whether the hospital was created. Raises UIDConflict (nothing written, not even
+        the hospital) as a C-STORE of the file would be refused.
         """
         with self.session(write=True):
             hospital = Hospital.get_or_none(Hospital.code == new.hospital)

@@ -30,6 +30,7 @@ class AERecord:
     scope: str
     description: str
     enabled: bool
+    max_associations: int | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from .records import AERecord, HospitalRecord
 from .session import Role
 from .tables import ApplicationEntity, Hospital, Instance, Study
 
-_AE_FIELDS = ("host", "port", "allow", "scope", "description", "enabled")
+_AE_FIELDS = ("host", "port", "allow", "scope", "description", "enabled", "max_associations")
 
 
 class RegistryRows(Role):
@@ -150,4 +150,5 @@ def _ae_record(row: ApplicationEntity) -> AERecord:
         scope=row.scope,
         description=row.description,
         enabled=row.enabled,
+        max_associations=row.max_associations,
     )

@@ -9,9 +9,17 @@ from peewee import Database
 
 from ..errors import SchemaError
 from ..rules.matching import date_key, datetime_span, name_key, time_span
-from .tables import MODELS, CommitmentRequest, Patient, SchemaInfo, Study
+from .tables import (
+    MODELS,
+    Acknowledgement,
+    ApplicationEntity,
+    CommitmentRequest,
+    Patient,
+    SchemaInfo,
+    Study,
+)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # MIGRATIONS[n] upgrades a version n-1 index to version n, inside one transaction. Prefer
 # additive changes (columns with defaults, new tables, indexes): on SQLite anything else
@@ -67,9 +75,19 @@ def _add_commitment_requests(db: Database) -> None:
     )
 
 
+def _add_acknowledgements(db: Database) -> None:
+    """Schema 4: the acknowledgements of C-STOREs beyond the instance row's own (Storage
+    Commitment commits only what an AE was told is stored), and a per-AE association limit."""
+    db.create_tables([Acknowledgement])  # safe: IF NOT EXISTS
+    table = ApplicationEntity._meta.table_name
+    if "max_associations" not in {c.name for c in db.get_columns(table)}:
+        db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "max_associations" INTEGER')
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     2: _add_matching_keys,
     3: _add_commitment_requests,
+    4: _add_acknowledgements,
 }
 
 

@@ -57,6 +57,8 @@ class ApplicationEntity(BaseModel):
     enabled = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    # associations at once for this AE; None: no limit of its own (schema 4)
+    max_associations = IntegerField(null=True)
 
 
 class Patient(BaseModel):
@@ -139,6 +141,23 @@ class Instance(BaseModel):
         }
 
 
+class Acknowledgement(BaseModel):
+    """A C-STORE acknowledged (0x0000) to an AE other than the one the instance row names, and
+    for what content (schema 4): an identical resend from another AE, or the copy a
+    replacement displaced. With the instance row's own (calling_ae, hospital, sha256), these
+    say what each AE was told is stored: Storage Commitment commits only that."""
+
+    id: AutoField[int]  # peewee's implicit primary key
+    sop_uid = CharField(max_length=64)
+    calling_ae = CharField(max_length=16)
+    hospital = CharField(max_length=16)  # the code of the AE's hospital then
+    sha256 = CharField(max_length=64)
+    acknowledged_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("sop_uid", "calling_ae", "sha256"), True),)
+
+
 class CommitmentRequest(BaseModel):
     """A Storage Commitment request (PS3.4 J.3.2) until its report is delivered (schema 3).
 
@@ -175,5 +194,6 @@ MODELS = (
     Study,
     Series,
     Instance,
+    Acknowledgement,
     CommitmentRequest,
 )

@@ -12,7 +12,7 @@ from typing import Any
 from ..dicom.instance_header import InstanceHeader, read_kept_header
 from ..dicom.provenance import from_file_meta
 from ..dicom.values import ae_title_problem, hospital_code_problem
-from ..errors import InvalidInput, NotFound, Refused
+from ..errors import InvalidInput, NotFound, Refused, UIDConflict
 from ..index import Index, InstanceRecord, NewInstance
 from ..progress import NoProgress, Progress
 from ..storage import FileFacts, FilesystemStorage
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # The calling AE recorded for a file without provenance indexed under --default-hospital: the
 # sender is unknown, and an empty title is one no registered AE can have (dicom/values.py).
 UNKNOWN_SENDER = ""
+# A file whose Study or Series Instance UID the index holds for another patient or study: not
+# indexed (as a C-STORE of it would be refused), left on disk.
+CONFLICT = "conflict"
 
 
 @dataclass
@@ -196,9 +199,13 @@ class _Reindex:
         )
         # the mtime of a kept file is the end of its receipt: the store links, never rewrites
         received_at = datetime.fromtimestamp(mtime_ns / 1e9, UTC).replace(tzinfo=None)
-        won, created = self.index.integrity.rebuild_instance(
-            new, received_at=received_at, hospital_issuer=sender.issuer
-        )
+        try:
+            won, created = self.index.integrity.rebuild_instance(
+                new, received_at=received_at, hospital_issuer=sender.issuer
+            )
+        except UIDConflict as exc:
+            self._problem(CONFLICT, path, header, f"not indexed: {exc}")
+            return
         if created:
             self.report.hospitals_created.append(sender.hospital)
         if won is not None:  # a serving node indexed the same instance meanwhile

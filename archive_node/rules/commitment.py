@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from ..dicom import status
 from ..dicom.values import is_valid_uid
 from ..errors import Refused
+from .access import Peer
 
 STORAGE_COMMITMENT_CLASS = "1.2.840.10008.1.20.1"  # Storage Commitment Push Model SOP Class
 STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"  # its well-known SOP Instance
@@ -33,6 +34,15 @@ FAILURE_NO_SUCH_INSTANCE = status.NO_SUCH_SOP_INSTANCE  # 0x0112: not held (or n
 FAILURE_CLASS_CONFLICT = status.CLASS_INSTANCE_CONFLICT  # 0x0119: held under another class
 
 Reference = tuple[str, str]  # (Referenced SOP Class UID, Referenced SOP Instance UID)
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    """Who was told (C-STORE 0x0000) that an instance is stored, and for which content."""
+
+    calling_ae: str
+    hospital: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,9 @@ def parse_request(action_type: int | None, instance_uid: str, info: Any) -> Comm
     is not the well-known one, 0x0115 for Action Information without a valid Transaction UID
     or a Referenced SOP Sequence whose items each carry both UIDs, 0x0213 past MAX_REFERENCES.
     A referenced UID that is not a valid UID is not refused here: the report fails that
-    instance (the node cannot hold it).
+    instance (the node cannot hold it). A reference repeated in the Referenced SOP Sequence is
+    kept once, in the place it first had: the report (PS3.4 J.3.3, Table J.3-2) lists each
+    instance once, as committed or as failed.
     """
     if action_type != REQUEST_COMMITMENT:
         raise Refused(status.NO_SUCH_ACTION, f"no action type {action_type}: only 1 (request)")
@@ -136,7 +148,35 @@ def parse_request(action_type: int | None, instance_uid: str, info: Any) -> Comm
                 "ReferencedSOPSequence",
             )
         references.append((class_uid, instance))
-    return CommitmentRequest(transaction_uid, tuple(references))
+    return CommitmentRequest(transaction_uid, tuple(dict.fromkeys(references)))
+
+
+def answers_only_own(peer: Peer) -> bool:
+    """True when Storage Commitment tells this AE only about instances its own hospital sent:
+    an AE of scope hospital, or one without the find right (a store-only modality), which
+    may not learn by commitment what it could not find."""
+    return peer.scope == "hospital" or "find" not in peer.allow
+
+
+def acknowledgement_failure(
+    peer: Peer, kept_sha256: str, acknowledged: list[Acknowledged]
+) -> int | None:
+    """The Failure Reason (PS3.4 J.3.3.1.1) owed to `peer` for an indexed instance from what
+    was acknowledged under its UID, or None when the content kept may be committed to it.
+
+    An AE that was acknowledged content (or, answered only about its own hospital's, whose
+    hospital was) is committed only if that content is what is kept: 0x0110 otherwise (what
+    it sent is not kept). An AE answered only about its own hospital's instances gets 0x0112
+    for an instance its hospital never sent, as for an unknown UID.
+    """
+    own = [a for a in acknowledged if (a.calling_ae, a.hospital) == (peer.ae_title, peer.hospital)]
+    if answers_only_own(peer):
+        own = own or [a for a in acknowledged if a.hospital == peer.hospital]
+        if not own:
+            return FAILURE_NO_SUCH_INSTANCE
+    if own and all(a.sha256 != kept_sha256 for a in own):
+        return FAILURE_PROCESSING
+    return None
 
 
 MAX_RETRY_DELAY = 3600.0  # seconds

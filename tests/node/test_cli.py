@@ -13,8 +13,9 @@ import pytest
 from click.testing import Result
 
 from archive_node.cli import cli
-from archive_node.config import CONFIG_ENV, INDEX_URL_ENV, example_toml
+from archive_node.config import CONFIG_ENV, INDEX_URL_ENV, example_toml, load_config
 from archive_node.index import SCHEMA_VERSION
+from archive_node.service import ArchiveService
 from tests.helpers.cli import cli_run, write_config
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "archive-node.example.toml"
@@ -271,6 +272,7 @@ def test_ae_crud(index_url, tmp_path):
         "scope": "region",
         "description": "",
         "enabled": True,
+        "max_associations": None,
     }
     assert listed["NLSH_WS"] == {
         "ae_title": "NLSH_WS",
@@ -282,6 +284,7 @@ def test_ae_crud(index_url, tmp_path):
         "scope": "hospital",
         "description": "workstation",
         "enabled": True,
+        "max_associations": None,
     }
     assert set(aes(cfg, "--hospital", "UNN")) == {"UNN_US"}
     assert set(aes(cfg, "--hospital", "NLSH")) == {"NLSH_WS"}
@@ -319,12 +322,74 @@ def test_ae_list_table(with_hospitals):
     ok("ae", "add", "NLSH_CAM", "--hospital", "NLSH", "--host", "127.0.0.1", "-c", with_hospitals)
     lines = ok("ae", "list", "--config", with_hospitals).output.splitlines()
     assert lines[0].split() == [
-        "AE_TITLE", "HOSPITAL", "HOST", "PORT", "ALLOW", "SCOPE", "ENABLED", "DESCRIPTION",
+        "AE_TITLE", "HOSPITAL", "HOST", "PORT", "ALLOW", "SCOPE", "ENABLED",
+        "MAX_ASSOCIATIONS", "DESCRIPTION",
     ]  # fmt: skip
     assert [line.split()[0] for line in lines[1:]] == ["NLSH_CAM", "UNN_US"]  # by hospital
     assert "127.0.0.1" in lines[1] and "4006" in lines[2]
     only = ok("ae", "list", "--hospital", "UNN", "--config", with_hospitals).output.splitlines()
     assert [line.split()[0] for line in only[1:]] == ["UNN_US"]
+
+
+def test_ae_max_associations_is_set_shown_changed_and_cleared(index_url, tmp_path):
+    """--max-associations on add and update, in `ae list` and in the Peer the service gets
+    for an association; update --max-associations 0 clears it. On both backends."""
+    cfg = write_config(tmp_path, index_url)
+    ok("--config", cfg, "init")
+    ok("hospital", "add", "UNN", "--name", "University Hospital", "--config", cfg)
+    added = ok("ae", "add", "UNN_US", "--hospital", "UNN", "--max-associations", "3", "-c", cfg)
+    assert added.output.strip().endswith(", at most 3 association(s) at once")
+    assert aes(cfg)["UNN_US"]["max_associations"] == 3
+    table = ok("ae", "list", "--config", cfg).output.splitlines()
+    column = table[0].index("MAX_ASSOCIATIONS")  # empty cells: by position, not by split()
+    assert table[1][column:].split()[0] == "3"
+    assert peer_of(cfg, "UNN_US").max_associations == 3
+
+    updated = ok("ae", "update", "UNN_US", "--max-associations", "1", "--config", cfg)
+    assert updated.output.strip().endswith(", at most 1 association(s) at once")
+    assert peer_of(cfg, "UNN_US").max_associations == 1
+    ok("ae", "update", "UNN_US", "--disable", "--config", cfg)  # other changes keep it
+    assert aes(cfg)["UNN_US"]["max_associations"] == 1
+
+    cleared = ok("ae", "update", "UNN_US", "--max-associations", "0", "--config", cfg)
+    assert "association(s) at once" not in cleared.output
+    assert aes(cfg)["UNN_US"]["max_associations"] is None
+    assert peer_of(cfg, "UNN_US").max_associations is None
+    ok("ae", "add", "UNN_WS", "--hospital", "UNN", "--config", cfg)
+    assert peer_of(cfg, "UNN_WS").max_associations is None  # the default: no limit of its own
+
+
+def peer_of(cfg: Path, title: str):
+    """The Peer the service looks up when `title` opens an association."""
+    service = ArchiveService.from_config(load_config(cfg))
+    try:
+        _, peer = service.open_association("ARCHIVE", title, "127.0.0.1")
+        assert peer is not None
+        return peer
+    finally:
+        service.index.close()
+
+
+@pytest.mark.parametrize(
+    ("command", "value", "message"),
+    [
+        ("add", "0", "at least 1"),
+        ("add", "-1", "at least 1"),
+        ("update", "-2", "at least 1"),
+        ("add", "two", "not a whole number"),
+        ("update", "1.5", "not a whole number"),
+        ("update", "", "not a whole number"),
+    ],
+)
+def test_ae_max_associations_bad_values(with_hospitals, command, value, message):
+    cfg = with_hospitals
+    if command == "update":
+        ok("ae", "add", "UNN_US", "--hospital", "UNN", "--max-associations", "2", "-c", cfg)
+    args = ["--hospital", "UNN"] if command == "add" else []
+    line = fails("ae", command, "UNN_US", *args, "--max-associations", value, "-c", cfg)
+    assert "--max-associations" in line and message in line
+    expected = {} if command == "add" else {"UNN_US": 2}
+    assert {t: row["max_associations"] for t, row in aes(cfg).items()} == expected
 
 
 def test_ae_add_unknown_service_is_named(with_hospitals):

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
+from peewee import SqliteDatabase
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom.sop_class import (
@@ -29,7 +30,11 @@ from archive_node.index import SCHEMA_VERSION
 from archive_node.index.clock import utcnow
 from archive_node.index.commitment_rows import ABANDONED, DELIVERED, PENDING
 from archive_node.index.tables import CommitmentRequest, SchemaInfo
-from archive_node.rules.commitment import EVENT_ALL_COMMITTED, EVENT_FAILURES_EXIST
+from archive_node.rules.commitment import (
+    EVENT_ALL_COMMITTED,
+    EVENT_FAILURES_EXIST,
+    Acknowledged,
+)
 from tests.helpers import dicom_objects
 from tests.helpers.cli import write_config
 from tests.helpers.commitment import (
@@ -40,7 +45,7 @@ from tests.helpers.commitment import (
     referenced,
     request,
 )
-from tests.helpers.dimse import store
+from tests.helpers.dimse import associate, store
 from tests.helpers.serving import node_with
 
 
@@ -165,6 +170,94 @@ def test_hospital_scope_commits_only_its_own_hospitals_instances(node, registry)
         assoc.release()
     assert referenced(info) == {own.SOPInstanceUID}
     assert failures(info) == {foreign.SOPInstanceUID: 0x0112}
+
+
+def commit(node, title, refs):
+    """(committed SOP Instance UIDs, {failed UID: reason}) of one request by `title`."""
+    with modality(title) as scu:
+        assoc = scu.associate(node)
+        assert n_action(assoc, request(refs)).Status == status.SUCCESS
+        _, _, info = scu.report()
+        assoc.release()
+    return referenced(info), failures(info)
+
+
+def store_rsp(node, ds, calling):
+    assoc = associate(node, calling, [(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])])
+    assert assoc.is_established
+    try:
+        return assoc.send_c_store(ds)
+    finally:
+        assoc.release()
+
+
+def test_another_object_under_a_kept_uid_is_refused_and_never_committed(node, registry):
+    """NLSH stores X under U; UNN's modality then sends its real image Y under U: the C-STORE
+    fails, and UNN's commitment of U fails (Y is kept nowhere); NLSH's commits X."""
+    x = dicom_objects.secondary_capture(patient_id="NLSH-1")
+    assert store_rsp(node, x, "NLSH_CAM").Status == status.SUCCESS
+    y = dicom_objects.secondary_capture(patient_id="UNN-1", sop_uid=x.SOPInstanceUID)
+    rsp = store_rsp(node, y, "UNN_US")
+    assert rsp.Status == status.SOP_INSTANCE_CONFLICT
+    assert rsp.ErrorComment == "SOP Instance UID already holds a different object"
+    refs = [(x.SOPClassUID, x.SOPInstanceUID)]
+    assert commit(node, "UNN_US", refs) == (set(), {x.SOPInstanceUID: 0x0112})
+    assert commit(node, "NLSH_CAM", refs) == ({x.SOPInstanceUID}, {})
+    # a region AE with find asks about what others sent, as before
+    assert commit(node, "UNN_WS", refs) == ({x.SOPInstanceUID}, {})
+
+
+def test_an_identical_resend_by_another_hospital_is_committed_to_it(node, registry):
+    registry.add_ae("NLSH_SCOPED", "NLSH", host="127.0.0.1", scope="hospital")
+    ds = dicom_objects.secondary_capture()
+    refs = stored(node, ds, calling="UNN_US")
+    assert commit(node, "NLSH_CAM", refs) == (set(), {ds.SOPInstanceUID: 0x0112})
+    assert store_rsp(node, ds, "NLSH_CAM").Status == status.SUCCESS  # identical: acknowledged
+    assert commit(node, "NLSH_CAM", refs) == ({ds.SOPInstanceUID}, {})
+    assert commit(node, "NLSH_SCOPED", refs) == ({ds.SOPInstanceUID}, {})  # its hospital's
+    assert commit(node, "UNN_US", refs) == ({ds.SOPInstanceUID}, {})
+    # the kept copy is still UNN's: C-FIND scope and the row are unchanged
+    assert node.service.index.instances.find(ds.SOPInstanceUID).calling_ae == "UNN_US"
+
+
+def test_a_replaced_copys_sender_is_not_told_it_is_committed(tmp_path, index_url, registry):
+    registry.add_ae("UNN_CR", "UNN", host="127.0.0.1")
+    with node_with(tmp_path, index_url, storage={"on_duplicate": "replace"}) as node:
+        first = dicom_objects.secondary_capture()
+        refs = stored(node, first, calling="UNN_US")
+        first.PixelData = bytes(len(first.PixelData))  # the same UID, other content
+        assert store_rsp(node, first, "UNN_CR").Status == status.SUCCESS  # replaced
+        assert commit(node, "UNN_US", refs) == (set(), {first.SOPInstanceUID: 0x0110})
+        assert commit(node, "UNN_CR", refs) == ({first.SOPInstanceUID}, {})
+        # UNN_CR's identical resend changes nothing for UNN_US
+        assert store_rsp(node, first, "UNN_CR").Status == status.SUCCESS
+        assert commit(node, "UNN_US", refs) == (set(), {first.SOPInstanceUID: 0x0110})
+
+
+def test_a_store_only_modality_cannot_probe_the_region(node, registry):
+    """An AE without find (scope region) is answered only about its hospital's instances: an
+    instance of another hospital is 0x0112 like an unknown UID, whatever class it names."""
+    theirs = dicom_objects.secondary_capture()
+    stored(node, theirs, calling="UNN_US")
+    unknown = generate_uid()
+    refs = [
+        (theirs.SOPClassUID, theirs.SOPInstanceUID),
+        (CTImageStorage, theirs.SOPInstanceUID),
+        (theirs.SOPClassUID, unknown),
+    ]
+    committed, failed = commit(node, "NLSH_CAM", refs)
+    assert committed == set()
+    assert failed == {theirs.SOPInstanceUID: 0x0112, unknown: 0x0112}
+    with modality("NLSH_CAM") as scu:
+        assoc = scu.associate(node)
+        assert n_action(assoc, request(refs)).Status == status.SUCCESS
+        _, _, info = scu.report()
+        assoc.release()
+    assert [i.FailureReason for i in info.FailedSOPSequence] == [0x0112] * 3
+    # with find and scope region, the same request learns what is held
+    committed, failed = commit(node, "UNN_WS", refs)
+    assert committed == {theirs.SOPInstanceUID}
+    assert failed == {theirs.SOPInstanceUID: 0x0119, unknown: 0x0112}
 
 
 def test_a_repeated_transaction_uid_is_decided_and_reported_again(node):
@@ -462,6 +555,29 @@ def test_schema_2_index_gains_the_commitment_table(service, registry):
     )
     assert [r.id for r in service.index.commitments.listing(state=PENDING)] == [record.id]
     assert {a.ae_title for a in registry.list_aes()} >= {"UNN_US", "UNN_WS"}
+
+
+def test_schema_3_index_gains_acknowledgements_and_ae_limits(service, registry):
+    db = service.index.db
+    sqlite = isinstance(db, SqliteDatabase)
+    with service.index.session():  # make it look like a schema 3 index
+        if sqlite:  # SQLite's DROP COLUMN rechecks foreign keys; outside a transaction only
+            db.execute_sql("PRAGMA foreign_keys = OFF")
+        db.execute_sql('DROP TABLE "acknowledgement"')
+        db.execute_sql('ALTER TABLE "application_entity" DROP COLUMN "max_associations"')
+        if sqlite:
+            db.execute_sql("PRAGMA foreign_keys = ON")
+    with service.index.session(write=True):
+        SchemaInfo.update(value="3").where(SchemaInfo.key == "version").execute()
+    assert service.index.init_schema() == (3, SCHEMA_VERSION)
+    service.index.check_schema()
+    assert registry.peer("UNN_US").max_associations is None  # registered AEs: no limit
+    registry.update_ae("UNN_US", max_associations=2)
+    assert registry.peer("UNN_US").max_associations == 2
+    seen = Acknowledged("NLSH_CAM", "NLSH", "a" * 64)
+    service.index.instances.acknowledge("1.2.3", seen)
+    service.index.instances.acknowledge("1.2.3", seen)  # once
+    assert service.index.instances.acknowledgements(["1.2.3", "1.2.4"]) == {"1.2.3": [seen]}
 
 
 def test_commitments_command_lists_requests_and_their_state(node, tmp_path, index_url):

@@ -207,8 +207,9 @@ def test_rebuilds_an_index_equal_to_the_original(service, kept):
         ("P1", "UNN"),
         ("P1", "NLSH"),
         ("P1", "NO-FNR"),
+        # the same number from UNN without an issuer, in NLSH's study: NLSH's patient (the
+        # issuer is the study's), not one of UNN's own
         ("P3", "NLSH"),
-        ("P3", "UNN"),  # the same number from UNN: a patient of its own, in NLSH's study
     }
     unn = patients[("P1", "UNN")]
     assert (unn["patient_name"], unn["birth_date"]) == ("OLSEN^KARI", "19700101")

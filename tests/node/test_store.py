@@ -182,14 +182,14 @@ def test_identical_duplicate_is_success_and_stores_nothing_new(node):
     assert node.service.index.instances.find(ds.SOPInstanceUID) == record
 
 
-def test_different_duplicate_keeps_original(node, caplog):
+def test_different_duplicate_is_refused_and_original_kept(node, caplog):
     ds = dicom_objects.secondary_capture()
     assert store(node, ds) == status.SUCCESS
     original = node.service.index.instances.find(ds.SOPInstanceUID)
     original_bytes = node.service.storage.absolute(original.path).read_bytes()
     ds.PixelData = bytes(len(ds.PixelData))  # same UID, other content
     with caplog.at_level(logging.WARNING, logger="archive_node"):
-        assert store(node, ds) == status.SUCCESS
+        assert store(node, ds) == status.SOP_INSTANCE_CONFLICT
     assert "original kept" in caplog.text
     assert node.service.index.instances.find(ds.SOPInstanceUID) == original
     assert node.service.storage.absolute(original.path).read_bytes() == original_bytes
@@ -353,9 +353,11 @@ def test_replacement_refused_across_hospitals_and_studies(replacing_node):
     assert store(node, ds) == status.SUCCESS
     original = node.service.index.instances.find(ds.SOPInstanceUID)
     ds.PixelData = bytes(len(ds.PixelData))
-    assert store(node, ds, calling="NLSH_CAM") == status.SUCCESS  # another hospital
-    ds.StudyInstanceUID = generate_uid()  # same hospital, but filed elsewhere
-    assert store(node, ds) == status.SUCCESS
+    # another hospital; then the same hospital, but filed elsewhere: neither is kept, so
+    # neither is told it is (a failure, not 0x0000)
+    assert store(node, ds, calling="NLSH_CAM") == status.SOP_INSTANCE_CONFLICT
+    ds.StudyInstanceUID = generate_uid()
+    assert store(node, ds) == status.SOP_INSTANCE_CONFLICT
     assert node.service.index.instances.find(ds.SOPInstanceUID) == original
     assert stored_files(node.service) == [node.service.storage.absolute(original.path)]
 
