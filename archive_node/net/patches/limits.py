@@ -496,11 +496,11 @@ def _too_big(message: DIMSEMessage, primitive: P_DATA | None, limits: Limits) ->
     C-STORE, is (or with `primitive` would become) larger than its bound."""
     command_adding = data_adding = 0
     if primitive is not None:
-        for _, data in primitive.presentation_data_value_list:
-            if data and data[0] & 1:
-                command_adding += len(data) - 1
+        for _, fragment in primitive.presentation_data_value_list:
+            if fragment and fragment[0] & 1:
+                command_adding += len(fragment) - 1
             else:
-                data_adding += len(data) - 1
+                data_adding += len(fragment) - 1
     command = message.__dict__.get("command_set")
     if command is None:
         if message.encoded_command_set.tell() + command_adding > COMMAND_MAX:
