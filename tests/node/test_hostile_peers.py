@@ -41,8 +41,8 @@ pytestmark = pytest.mark.parametrize("index_url", ["sqlite"], indirect=True)
 IMPLICIT = (ImplicitVRLittleEndian,)
 
 
-def echo_works(node) -> bool:
-    assoc = associate(node, "UNN_US")
+def echo_works(node, calling: str = "UNN_US") -> bool:
+    assoc = associate(node, calling)
     try:
         return assoc.is_established and assoc.send_c_echo().Status == status.SUCCESS
     finally:
@@ -216,6 +216,21 @@ def test_associations_per_address_are_limited(tmp_path, index_url, registry, cap
         first.release()
         assert wait_until(lambda: echo_works(limited))
     assert "node.max_associations_per_address" in caplog.text
+
+
+def test_an_ae_is_held_to_its_own_max_associations(node, registry, caplog):
+    registry.add_ae("UNN_US2", "UNN", host="127.0.0.1", max_associations=1)
+    first = associate(node, "UNN_US2")
+    assert first.is_established
+    try:
+        second = associate(node, "UNN_US2")
+        rsp = second.acceptor.primitive
+        assert second.is_rejected and (rsp.result, rsp.result_source, rsp.diagnostic) == (2, 3, 2)
+        assert echo_works(node)  # another AE of the same address is served meanwhile
+    finally:
+        first.release()
+    assert wait_until(lambda: echo_works(node, "UNN_US2"))
+    assert "its --max-associations" in caplog.text
 
 
 def test_the_listen_backlog_is_the_configured_one(tmp_path, index_url, registry):
