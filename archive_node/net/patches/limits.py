@@ -487,7 +487,7 @@ def _receive_primitive(self: DIMSEServiceProvider, primitive: P_DATA) -> None:
             self.message = None
             _answer(self, message, refusal, limits)
         return None
-    _dispatch(self, message)
+    _dispatch(self, message, limits)
     return None
 
 
@@ -608,8 +608,31 @@ def _answer(
     dimse.send_msg(response, context_id)
 
 
-def _dispatch(dimse: DIMSEServiceProvider, message: DIMSEMessage) -> None:
-    """What pynetdicom 3.0.4's receive_primitive does with a complete message."""
+def _class_mismatch(
+    dimse: DIMSEServiceProvider, primitive: Any, context_id: int
+) -> _Refusal | None:
+    """A refusal for a request whose Affected (or Requested) SOP Class UID is not the abstract
+    syntax of the presentation context it came on (PS3.7 9.1, 10.1: the request names the
+    context's SOP Class). pynetdicom would hand it to another service class, or abort the
+    association when it knows none (a batch of DCMTK dcmsend lost the rest); DCMTK's storescp
+    and Orthanc answer a failure and go on."""
+    if not getattr(primitive, "is_valid_request", False):
+        return None
+    context = dimse.assoc._accepted_cx.get(context_id)
+    if context is None:
+        return None  # a context never accepted: pynetdicom aborts, as PS3.8 wants
+    named = getattr(primitive, "AffectedSOPClassUID", None) or getattr(
+        primitive, "RequestedSOPClassUID", None
+    )
+    if named is None or str(named) == str(context.abstract_syntax):
+        return None
+    status = 0xA900 if isinstance(primitive, C_STORE) else 0x0122  # PS3.4 B.2.3; PS3.7 C.5.12
+    return _Refusal(status, "SOP Class UID is not the presentation context's abstract syntax")
+
+
+def _dispatch(dimse: DIMSEServiceProvider, message: DIMSEMessage, limits: Limits) -> None:
+    """What pynetdicom 3.0.4's receive_primitive does with a complete message; and a request
+    whose SOP Class is not its presentation context's is answered with a failure."""
     evt.trigger(dimse.assoc, evt.EVT_DIMSE_RECV, {"message": message})
     context_id = cast(int, message.context_id)
     try:
@@ -618,6 +641,12 @@ def _dispatch(dimse: DIMSEServiceProvider, message: DIMSEMessage) -> None:
         log.warning("received an invalid DIMSE message (%s): aborted", exc)
         discard_partial_file(message)
         dimse.dul.event_queue.put("Evt19")
+        return
+    mismatch = _class_mismatch(dimse, d_primitive, context_id)
+    if mismatch is not None:
+        discard_partial_file(message)
+        dimse.message = None
+        _answer(dimse, message, mismatch, limits)
         return
     if isinstance(d_primitive, C_CANCEL) and len(dimse.cancel_req) < 10:
         msg_id = cast(int, d_primitive.MessageIDBeingRespondedTo)
