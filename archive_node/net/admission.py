@@ -58,10 +58,6 @@ class PendingConnections:
         with self._lock:
             self._sockets.pop(sock, None)
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._sockets)
-
 
 def close_with_abort(sock: socket.socket) -> None:
     """Tell a peer the connection ends (A-ABORT, PS3.8 9.3.8) and end it; the association's
@@ -119,10 +115,6 @@ class AssociationSlots:
     def give_back(self, assoc: Association) -> None:
         with self._lock:
             self._held.pop(assoc, None)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return sum(a.is_alive() for a in self._held)
 
 
 class Admission:
