@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import tracemalloc
 from io import BytesIO
+from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom import dcmread
+from pydicom.data import get_testdata_file
 from pydicom.filereader import read_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian as DEFLATED
 from pydicom.uid import ExplicitVRLittleEndian as EXPLICIT
@@ -71,3 +74,60 @@ def test_a_truncated_file_is_an_error(tmp_path):
     source.write_bytes(data[: len(data) - 1000])
     with pytest.raises(OSError, match="ends"):
         recode(source, tmp_path / "out.dcm", IMPLICIT)
+
+
+# -- Explicit VR Big Endian (issue 17) -----------------------------------------------------------
+
+# pydicom's bundled big endian files, and the little endian file of the same pixels where there
+# is one
+BIG_ENDIAN_FILES = {
+    "MR_small_bigendian.dcm": "MR_small.dcm",  # 16-bit OW
+    "MR_small_expb.dcm": "MR_small.dcm",
+    "SC_rgb_small_odd_big_endian.dcm": "SC_rgb_small_odd.dcm",  # 8-bit samples in an OW
+    "rtdose_expb.dcm": "rtdose.dcm",  # 32-bit, multi-frame
+    "liver_expb_1frame.dcm": "liver_1frame.dcm",
+    "ExplVR_BigEnd.dcm": None,
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # an invalid UI value in ExplVR_BigEnd.dcm
+@pytest.mark.parametrize("wanted", [EXPLICIT, IMPLICIT])
+@pytest.mark.parametrize("name", sorted(BIG_ENDIAN_FILES))
+def test_big_endian_is_byte_swapped_into_little_endian(tmp_path, name, wanted):
+    source = Path(get_testdata_file(name, download=False))
+    before = source.read_bytes()
+    target = tmp_path / "out.dcm"
+    recode(source, target, wanted)
+    assert source.read_bytes() == before  # the stored file is only read
+    out, original = dcmread(target), dcmread(source)
+    assert out.file_meta.TransferSyntaxUID == wanted
+    strictly_read(target, wanted)  # the body is what its syntax says
+    assert np.array_equal(out.pixel_array, original.pixel_array)
+    little = BIG_ENDIAN_FILES[name]
+    if little is not None:
+        assert out.PixelData == dcmread(get_testdata_file(little, download=False)).PixelData
+    for elem in original:  # every value the same once decoded (byte order is pydicom's affair)
+        if elem.tag.element and elem.VR not in ("SQ", "OW", "OB", "OF", "OD", "OL", "UN"):
+            assert out[elem.tag].value == elem.value, elem
+
+
+def test_big_endian_pixel_data_is_swapped_in_chunks(tmp_path):
+    ds = dicom_objects.ct()  # 64 x 64
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    frames = 1500  # 12 MB of pixels
+    pixels = np.arange(ds.Rows * ds.Columns * frames, dtype="<u2")
+    ds.NumberOfFrames = frames
+    ds.PixelData = pixels.astype(">u2").tobytes()
+    ds["PixelData"].VR = "OW"
+    source = tmp_path / "big.dcm"
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.2"
+    ds.save_as(source, implicit_vr=False, little_endian=False, enforce_file_format=True)
+    target = tmp_path / "out.dcm"
+    tracemalloc.start()
+    try:
+        recode(source, target, EXPLICIT)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert strictly_read(target, EXPLICIT).PixelData == pixels.tobytes()
+    assert peak < 4 << 20, f"{peak / 2**20:.1f} MiB"
