@@ -9,9 +9,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
     DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
     ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
 )
 
 from ..dicom import status
@@ -19,10 +32,33 @@ from ..dicom import status
 EXPLICIT_LE = str(ExplicitVRLittleEndian)
 IMPLICIT_LE = str(ImplicitVRLittleEndian)
 DEFLATED_LE = str(DeflatedExplicitVRLittleEndian)
+BIG_ENDIAN = str(ExplicitVRBigEndian)
 # A stored object in one of these may be re-encoded into Explicit or Implicit VR Little Endian
-# without touching a pixel (the same byte order; only the element headers change). Big Endian
-# is not: its 16-bit pixel data would need swapping, which pydicom refuses to do on writing.
-CONVERTIBLE = frozenset({EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE})
+# without changing a pixel value: only the element headers change, and Big Endian's multi-byte
+# values are byte-swapped (dicom/reencode.py).
+CONVERTIBLE = frozenset({EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE, BIG_ENDIAN})
+# A stored object in one of these may be decompressed into Explicit or Implicit VR Little
+# Endian, frame by frame, by pydicom's decoders (dicom/decompress.py): never compressed again,
+# so nothing is lost that the stored pixels still had. Not the video syntaxes (MPEG-2, MPEG-4,
+# HEVC), JPIP or JPEG XL: pydicom has no decoder for them, and such an object fails its
+# sub-operation where the peer does not take its own syntax.
+DECOMPRESSIBLE = frozenset(
+    str(ts)
+    for ts in (
+        JPEGBaseline8Bit,
+        JPEGExtended12Bit,
+        JPEGLossless,
+        JPEGLosslessSV1,
+        JPEGLSLossless,
+        JPEGLSNearLossless,
+        JPEG2000Lossless,
+        JPEG2000,
+        HTJ2KLossless,
+        HTJ2KLosslessRPCL,
+        HTJ2K,
+        RLELossless,
+    )
+)
 
 MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are the odd numbers 1-255
 MAX_SUB_OPERATIONS = 65535  # the Number of ... Sub-operations are US (PS3.7 9.1.3, 9.1.4)
@@ -39,8 +75,9 @@ class Outgoing:
 
 
 def fallback_syntaxes(stored: str) -> tuple[str, ...]:
-    """The syntaxes an instance may be converted into when its own is not accepted."""
-    if stored not in CONVERTIBLE:
+    """The syntaxes an instance may be converted into when its own is not accepted, best
+    first: Explicit VR Little Endian keeps the VRs of private elements, Implicit does not."""
+    if stored not in CONVERTIBLE and stored not in DECOMPRESSIBLE:
         return ()
     return tuple(ts for ts in (EXPLICIT_LE, IMPLICIT_LE) if ts != stored)
 
@@ -56,8 +93,8 @@ class Batch:
 def contexts_for(items: Iterable[Outgoing]) -> list[tuple[str, tuple[str, ...]]]:
     """The presentation contexts to propose for these instances: one per stored (SOP class,
     syntax) holding only that syntax, so that an acceptor that can take it is not offered a
-    choice it might prefer; then, per SOP class with a convertible syntax, one offering Explicit
-    and Implicit VR Little Endian."""
+    choice it might prefer; then, per SOP class with a convertible or decompressible syntax,
+    one offering Explicit and Implicit VR Little Endian."""
     exact: dict[tuple[str, str], None] = {}
     fallback: dict[str, dict[str, None]] = {}
     for item in items:
@@ -145,3 +182,4 @@ class SubOperations:
         if self.failed == self.total:
             return status.SUB_OPERATIONS_FAILED
         return status.SUB_OPERATIONS_WARNING
+
