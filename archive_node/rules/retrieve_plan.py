@@ -4,7 +4,7 @@ each instance in, how the sub-operations are counted and which final status they
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,3 +183,61 @@ class SubOperations:
             return status.SUB_OPERATIONS_FAILED
         return status.SUB_OPERATIONS_WARNING
 
+
+# PS3.3 A.32.5-7: the Video IODs, whose objects are stored in an MPEG-2, MPEG-4 or HEVC syntax
+# that nothing can be converted into or out of
+VIDEO_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic Image Storage
+        "1.2.840.10008.5.1.4.1.1.77.1.2.1",  # Video Microscopic Image Storage
+        "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # Video Photographic Image Storage
+    }
+)
+VIDEO_SYNTAXES = frozenset(
+    {f"1.2.840.10008.1.2.4.{n}" for n in (100, 101, 102, 103, 104, 105, 106, 107, 108)}
+)
+UNCOMPRESSED_LE = (EXPLICIT_LE, IMPLICIT_LE)
+
+
+def receiving_syntaxes(
+    sop_class: str, proposed: Sequence[Sequence[str]], supported: Collection[str]
+) -> list[str | None]:
+    """The syntax to accept in each context a C-GET SCU proposes for a storage class it only
+    receives (SCP role, PS3.7 D.3.3.4), in the order proposed; None for a context offering
+    nothing the node supports. One context carries one syntax (PS3.8 9.3.3.2), chosen before
+    the C-GET says what will be sent, so the contexts of a class are chosen together for the
+    most instances to go as stored and the rest by a lossless conversion (choose_syntax):
+
+    1. A context offering one supported syntax takes it.
+    2. The syntax everything can be converted into, Explicit VR Little Endian (it keeps the VRs
+       of private elements), else Implicit, is taken by one context offering it (the one with
+       the fewest other choices); for a video class, the SCU's first video syntax instead: a
+       video can be sent in nothing else.
+    3. Each other context takes a syntax no context has yet, compressed ones first (what is
+       stored in them goes as stored instead of decompressed), then the uncompressed ones, in
+       the SCU's order; and with nothing new to take, the one of step 2 if it can.
+
+    So a viewer offering one context of [JPEG, Explicit, Implicit] per class (DCMTK getscu
+    +xy) gets every image, the JPEG ones decompressed; one offering a context per syntax gets
+    each instance as stored.
+    """
+    choices = [list(dict.fromkeys(ts for ts in cx if ts in supported)) for cx in proposed]
+    chosen: list[str | None] = [c[0] if len(c) == 1 else None for c in choices]
+    offered = [ts for c in choices for ts in c]
+    video = [ts for ts in offered if ts in VIDEO_SYNTAXES]
+    universal = next((ts for ts in UNCOMPRESSED_LE if ts in offered), None)
+    if sop_class in VIDEO_SOP_CLASSES and video:
+        universal = video[0]
+    if universal is not None and universal not in chosen:
+        open_ = [n for n, c in enumerate(choices) if chosen[n] is None and universal in c]
+        if open_:
+            chosen[min(open_, key=lambda n: len(choices[n]))] = universal
+    for n, c in enumerate(choices):
+        if chosen[n] is not None or not c:
+            continue
+        new = [ts for ts in c if ts not in chosen]
+        ranked = [ts for ts in new if ts not in UNCOMPRESSED_LE] + [
+            ts for ts in new if ts in UNCOMPRESSED_LE
+        ]
+        chosen[n] = ranked[0] if ranked else (universal if universal in c else c[0])
+    return chosen

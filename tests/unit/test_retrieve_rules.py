@@ -28,6 +28,7 @@ from archive_node.rules.retrieve_plan import (
     choose_syntax,
     contexts_for,
     fallback_syntaxes,
+    receiving_syntaxes,
 )
 from tests.helpers.identifiers import VR, identifier
 
@@ -1184,3 +1185,128 @@ def test_move_refusal(requester, destination, refused_because):
         assert refused_because in reason
         assert "'DEST'" in reason
 
+
+# == receiving_syntaxes (C-GET SCU's storage contexts, issue 17) =================================
+
+ALL_SUPPORTED = {
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    DEFLATED_LE,
+    BIG_ENDIAN,
+    JPEG_BASELINE,
+    JPEG_LS,
+    JPEG_2000,
+    RLE,
+    H264,
+    MPEG2,
+}
+VIDEO_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.4.1"  # Video Photographic Image Storage
+
+
+@pytest.mark.parametrize(
+    ("sop_class", "proposed", "expected"),
+    [
+        pytest.param(CT, [[EXPLICIT_LE]], [EXPLICIT_LE], id="one-syntax"),
+        pytest.param(
+            CT, [[IMPLICIT_LE, EXPLICIT_LE]], [EXPLICIT_LE], id="pynetdicom-getscu-implicit-first"
+        ),
+        pytest.param(
+            CT,
+            [[EXPLICIT_LE, BIG_ENDIAN, IMPLICIT_LE]],
+            [EXPLICIT_LE],
+            id="dcmtk-getscu-default",
+        ),
+        pytest.param(
+            SC,
+            [[JPEG_BASELINE, EXPLICIT_LE, IMPLICIT_LE]],
+            [EXPLICIT_LE],
+            id="getscu+xy-one-context-everything-decodable",
+        ),
+        pytest.param(CT, [[IMPLICIT_LE]], [IMPLICIT_LE], id="implicit-only"),
+        pytest.param(CT, [[JPEG_BASELINE]], [JPEG_BASELINE], id="jpeg-only"),
+        pytest.param(
+            CT, [[JPEG_BASELINE, JPEG_2000]], [JPEG_BASELINE], id="compressed-only-scus-order"
+        ),
+        pytest.param(
+            CT,
+            [[JPEG_BASELINE], [EXPLICIT_LE], [IMPLICIT_LE]],
+            [JPEG_BASELINE, EXPLICIT_LE, IMPLICIT_LE],
+            id="one-context-per-syntax",
+        ),
+        pytest.param(
+            CT,
+            [[JPEG_BASELINE, EXPLICIT_LE], [EXPLICIT_LE]],
+            [JPEG_BASELINE, EXPLICIT_LE],
+            id="single-choice-first-then-what-is-new",
+        ),
+        pytest.param(
+            CT,
+            [[JPEG_BASELINE, EXPLICIT_LE, IMPLICIT_LE], [JPEG_2000, EXPLICIT_LE, IMPLICIT_LE]],
+            [EXPLICIT_LE, JPEG_2000],
+            id="compressed-before-implicit",
+        ),
+        pytest.param(
+            CT,
+            [[EXPLICIT_LE, IMPLICIT_LE], [IMPLICIT_LE, EXPLICIT_LE]],
+            [EXPLICIT_LE, IMPLICIT_LE],
+            id="both-uncompressed",
+        ),
+        pytest.param(
+            CT,
+            [[EXPLICIT_LE], [EXPLICIT_LE, IMPLICIT_LE]],
+            [EXPLICIT_LE, IMPLICIT_LE],
+            id="nothing-taken-twice-if-avoidable",
+        ),
+        pytest.param(
+            CT, [[EXPLICIT_LE], [EXPLICIT_LE]], [EXPLICIT_LE, EXPLICIT_LE], id="same-twice"
+        ),
+        pytest.param(
+            CT,
+            [[H264, EXPLICIT_LE, IMPLICIT_LE]],
+            [EXPLICIT_LE],
+            id="getscu+xn-ct-is-no-video",
+        ),
+        pytest.param(
+            VIDEO_CLASS,
+            [[H264, EXPLICIT_LE, IMPLICIT_LE]],
+            [H264],
+            id="getscu+xn-video-class",
+        ),
+        pytest.param(
+            VIDEO_CLASS, [[EXPLICIT_LE, MPEG2, H264]], [MPEG2], id="video-class-scus-first-video"
+        ),
+        pytest.param(
+            VIDEO_CLASS, [[EXPLICIT_LE, IMPLICIT_LE]], [EXPLICIT_LE], id="video-class-no-video"
+        ),
+        pytest.param(
+            VIDEO_CLASS,
+            [[H264, EXPLICIT_LE], [EXPLICIT_LE, H264]],
+            [H264, EXPLICIT_LE],
+            id="video-class-two-contexts",
+        ),
+        pytest.param(
+            CT, [["1.2.3.4"], [IMPLICIT_LE]], [None, IMPLICIT_LE], id="unsupported-is-none"
+        ),
+        pytest.param(CT, [[]], [None], id="empty"),
+        pytest.param(
+            CT, [[JPEG_BASELINE, JPEG_BASELINE, EXPLICIT_LE]], [EXPLICIT_LE], id="repeated"
+        ),
+    ],
+)
+def test_receiving_syntaxes(sop_class, proposed, expected):
+    chosen = receiving_syntaxes(sop_class, proposed, ALL_SUPPORTED)
+    assert chosen == expected
+    for syntax, offered in zip(chosen, proposed, strict=True):
+        assert syntax is None or syntax in offered
+
+
+def test_receiving_syntaxes_cover_every_stored_image():
+    """Whatever one context per class a viewer proposes, if it offers an uncompressed little
+    endian syntax, every non-video instance can then be sent (as stored or converted)."""
+    stored = [EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE, BIG_ENDIAN, JPEG_BASELINE, JPEG_LS, RLE]
+    for first in sorted(ALL_SUPPORTED):
+        proposal = [first, IMPLICIT_LE, EXPLICIT_LE]
+        accepted = {CT: {ts for ts in receiving_syntaxes(CT, [proposal], ALL_SUPPORTED) if ts}}
+        for ts in stored:
+            (item,) = outgoing([(CT, ts)])
+            assert choose_syntax(item, accepted) is not None, (first, ts)
