@@ -420,9 +420,10 @@ class _Sender:
                     f"cannot be converted from {UID(item.transfer_syntax_uid).name} to "
                     f"{UID(syntax).name}: {type(exc).__name__}: {exc}"
                 )
-                log.exception(
-                    "instance %s: conversion to %s failed", item.sop_instance_uid, syntax
-                )
+                if not isinstance(exc, ValueError):  # an undecodable object is logged by _run
+                    log.exception(
+                        "instance %s: conversion to %s failed", item.sop_instance_uid, syntax
+                    )
                 return None
         try:
             path = converted or item.path
