@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, cast
 
 from .config import Config
 from .dicom import status
+from .dicom.decompress import decompress
 from .dicom.instance_header import InstanceHeader, read_header, read_stored_header
 from .dicom.reencode import recode
 from .errors import IndexUnavailable, InvalidInput, StoreRejected
@@ -50,7 +51,7 @@ from .rules.commitment import (
 )
 from .rules.find_answers import response_identifier
 from .rules.query import InvalidQuery, Query, parse_query, parse_retrieve
-from .rules.retrieve_plan import MAX_SUB_OPERATIONS, Outgoing
+from .rules.retrieve_plan import DECOMPRESSIBLE, MAX_SUB_OPERATIONS, Outgoing
 from .storage import FilesystemStorage
 
 log = logging.getLogger(__name__)
@@ -492,17 +493,22 @@ class ArchiveService:
         return destination, None
 
     def converted_copy(self, item: Outgoing, transfer_syntax: str) -> Path:
-        """A temporary copy of `item` re-encoded in `transfer_syntax` (Explicit or Implicit
-        VR Little Endian, from a syntax retrieve.CONVERTIBLE allows), in the store's incoming
-        area, for the caller to send and remove; its pixel data is copied in chunks
-        (dicom/reencode.py). Raises OSError, or pydicom's errors."""
+        """A temporary copy of `item` in `transfer_syntax` (Explicit or Implicit VR Little
+        Endian), in the store's incoming area, for the caller to send and remove: re-encoded
+        from a syntax retrieve_plan.CONVERTIBLE names, its pixel data copied in chunks
+        (dicom/reencode.py), or decompressed frame by frame from one DECOMPRESSIBLE names
+        (dicom/decompress.py). The stored file is only read. Raises OSError, ValueError
+        (decompress.Undecodable among them), or pydicom's errors."""
         assert item.path is not None  # a stored file: retrieve_scp sends no other
         handle, name = tempfile.mkstemp(
             prefix="outgoing-", suffix=".dcm", dir=self.storage.incoming
         )
         os.close(handle)
         try:
-            recode(item.path, Path(name), transfer_syntax)
+            if item.transfer_syntax_uid in DECOMPRESSIBLE:
+                decompress(item.path, Path(name), transfer_syntax)
+            else:
+                recode(item.path, Path(name), transfer_syntax)
         except BaseException:
             os.unlink(name)
             raise

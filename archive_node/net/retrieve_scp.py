@@ -31,7 +31,13 @@ from ..dicom.values import ae_title_problem
 from ..errors import IndexUnavailable, Refused
 from ..rules.access import UNKNOWN_DESTINATION, Peer
 from ..rules.query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
-from ..rules.retrieve_plan import Outgoing, SubOperations, batches, choose_syntax
+from ..rules.retrieve_plan import (
+    Outgoing,
+    SubOperations,
+    batches,
+    choose_syntax,
+    fallback_syntaxes,
+)
 from ..service import ArchiveService
 from . import patches
 from .association import OUTGOING_HANDLERS, connected, response_status
@@ -393,15 +399,34 @@ class _Sender:
             self.last_error = (
                 f"no accepted context for {item.sop_class_uid} in {item.transfer_syntax_uid}"
             )
+            if not fallback_syntaxes(item.transfer_syntax_uid):
+                self.last_error += " (a syntax the node does not convert or decompress)"
             return None
         if item.path is None:
             self.last_error = "its index row names no file in the store"
             return None
         converted = None
+        if syntax != item.transfer_syntax_uid:
+            try:
+                converted = self.service.converted_copy(item, syntax)
+            except FileNotFoundError:
+                self.last_error = "the stored file is missing"
+                log.error(
+                    "instance %s: stored file %s is missing", item.sop_instance_uid, item.path
+                )
+                return None
+            except Exception as exc:  # nothing was sent: the association goes on
+                self.last_error = (
+                    f"cannot be converted from {UID(item.transfer_syntax_uid).name} to "
+                    f"{UID(syntax).name}: {type(exc).__name__}: {exc}"
+                )
+                if not isinstance(exc, ValueError):  # an undecodable object is logged by _run
+                    log.exception(
+                        "instance %s: conversion to %s failed", item.sop_instance_uid, syntax
+                    )
+                return None
         try:
-            path = item.path
-            if syntax != item.transfer_syntax_uid:
-                path = converted = self.service.converted_copy(item, syntax)
+            path = converted or item.path
             own_id = _next_message_id(self.assoc)
             aet, message_id = self.originator or (None, None)
             with waiting_for_answer(self.assoc.dimse, own_id, self.stop):

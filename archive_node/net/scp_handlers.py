@@ -7,7 +7,7 @@ import logging
 import time
 import weakref
 from collections.abc import Iterator
-from typing import cast
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -21,6 +21,7 @@ from ..dicom.provenance import Provenance
 from ..rules.access import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
 from ..rules.negotiation import ProposedContext, empty_contexts
 from ..rules.query import FIND_SOP_CLASSES
+from ..rules.retrieve_plan import receiving_syntaxes
 from ..service import ArchiveService
 from .admission import Admission, SlotLimits
 from .association import on_connection_closed, peer_label, response_status, set_tcp_nodelay
@@ -216,13 +217,17 @@ def _let_the_reactor_read(assoc: Association, timeout: float = 30.0) -> None:
 
 def prefer_receivers_syntaxes(assoc: Association) -> None:
     """For the storage SOP classes a requestor will only receive (the SCP role alone in its role
-    selection, PS3.7 D.3.3.4: a C-GET SCU), accept the first syntax it proposes that the node
-    supports. Classes it also pushes keep the node's order.
+    selection, PS3.7 D.3.3.4: a C-GET SCU), accept in each proposed context the syntax
+    retrieve_plan.receiving_syntaxes chooses, the contexts of a class together: the stored
+    syntax wherever a context offers it, and one every image can be converted into. Classes it
+    also pushes keep the node's order.
 
-    pynetdicom accepts by the order of the acceptor's list, which for the node favours
-    receiving uncompressed; a C-GET SCU that asks for H.264 first would otherwise be given
-    Explicit VR Little Endian, in which a video cannot be sent. Runs before negotiation, on
-    this association's own copy of the supported contexts.
+    pynetdicom accepts by the order of the acceptor's list whatever the proposer prefers, and
+    one context carries one syntax: a viewer proposing [JPEG, Explicit, Implicit] in one
+    context was given JPEG, and every uncompressed object of that class failed; one proposing
+    Implicit first had Explicit objects re-encoded. Runs before negotiation: each such context
+    is left proposing only the chosen syntax (what the peer is answered is that syntax, as
+    PS3.8 9.3.3.2 has it; the rest of its list is not sent back).
     """
     request = assoc.requestor.primitive
     receiving = {
@@ -232,19 +237,26 @@ def prefer_receivers_syntaxes(assoc: Association) -> None:
     }
     if not receiving:
         return
-    proposed: dict[str, list[str]] = {}
     assert request is not None  # the A-ASSOCIATE-RQ (EVT_REQUESTED)
+    contexts: dict[str, list[Any]] = {}
     for cx in request.presentation_context_definition_list:
-        if str(cx.abstract_syntax) in receiving:
-            proposed.setdefault(str(cx.abstract_syntax), []).extend(
-                str(ts) for ts in cx.transfer_syntax
-            )
-    for cx in assoc.acceptor.supported_contexts:
-        order = proposed.get(str(cx.abstract_syntax))
-        if order:
-            ours = [str(ts) for ts in cx.transfer_syntax]
-            first: list[str | bytes | UID] = [ts for ts in dict.fromkeys(order) if ts in ours]
-            cx.transfer_syntax = first + [ts for ts in ours if ts not in first]
+        if str(cx.abstract_syntax) in receiving and cx.transfer_syntax:
+            contexts.setdefault(str(cx.abstract_syntax), []).append(cx)
+    supported = {
+        str(cx.abstract_syntax): {str(ts) for ts in cx.transfer_syntax}
+        for cx in assoc.acceptor.supported_contexts
+    }
+    for sop_class, proposed in contexts.items():
+        if sop_class not in supported:
+            continue
+        chosen = receiving_syntaxes(
+            sop_class,
+            [[str(ts) for ts in cx.transfer_syntax] for cx in proposed],
+            supported[sop_class],
+        )
+        for cx, syntax in zip(proposed, chosen, strict=True):
+            if syntax is not None:
+                cx.transfer_syntax = [UID(syntax)]
 
 
 def _title(value: str | bytes) -> str:

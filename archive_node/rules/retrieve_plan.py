@@ -4,14 +4,27 @@ each instance in, how the sub-operations are counted and which final status they
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
     DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
     ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
 )
 
 from ..dicom import status
@@ -19,10 +32,33 @@ from ..dicom import status
 EXPLICIT_LE = str(ExplicitVRLittleEndian)
 IMPLICIT_LE = str(ImplicitVRLittleEndian)
 DEFLATED_LE = str(DeflatedExplicitVRLittleEndian)
+BIG_ENDIAN = str(ExplicitVRBigEndian)
 # A stored object in one of these may be re-encoded into Explicit or Implicit VR Little Endian
-# without touching a pixel (the same byte order; only the element headers change). Big Endian
-# is not: its 16-bit pixel data would need swapping, which pydicom refuses to do on writing.
-CONVERTIBLE = frozenset({EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE})
+# without changing a pixel value: only the element headers change, and Big Endian's multi-byte
+# values are byte-swapped (dicom/reencode.py).
+CONVERTIBLE = frozenset({EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE, BIG_ENDIAN})
+# A stored object in one of these may be decompressed into Explicit or Implicit VR Little
+# Endian, frame by frame, by pydicom's decoders (dicom/decompress.py): never compressed again,
+# so nothing is lost that the stored pixels still had. Not the video syntaxes (MPEG-2, MPEG-4,
+# HEVC), JPIP or JPEG XL: pydicom has no decoder for them, and such an object fails its
+# sub-operation where the peer does not take its own syntax.
+DECOMPRESSIBLE = frozenset(
+    str(ts)
+    for ts in (
+        JPEGBaseline8Bit,
+        JPEGExtended12Bit,
+        JPEGLossless,
+        JPEGLosslessSV1,
+        JPEGLSLossless,
+        JPEGLSNearLossless,
+        JPEG2000Lossless,
+        JPEG2000,
+        HTJ2KLossless,
+        HTJ2KLosslessRPCL,
+        HTJ2K,
+        RLELossless,
+    )
+)
 
 MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are the odd numbers 1-255
 MAX_SUB_OPERATIONS = 65535  # the Number of ... Sub-operations are US (PS3.7 9.1.3, 9.1.4)
@@ -39,8 +75,9 @@ class Outgoing:
 
 
 def fallback_syntaxes(stored: str) -> tuple[str, ...]:
-    """The syntaxes an instance may be converted into when its own is not accepted."""
-    if stored not in CONVERTIBLE:
+    """The syntaxes an instance may be converted into when its own is not accepted, best
+    first: Explicit VR Little Endian keeps the VRs of private elements, Implicit does not."""
+    if stored not in CONVERTIBLE and stored not in DECOMPRESSIBLE:
         return ()
     return tuple(ts for ts in (EXPLICIT_LE, IMPLICIT_LE) if ts != stored)
 
@@ -56,8 +93,8 @@ class Batch:
 def contexts_for(items: Iterable[Outgoing]) -> list[tuple[str, tuple[str, ...]]]:
     """The presentation contexts to propose for these instances: one per stored (SOP class,
     syntax) holding only that syntax, so that an acceptor that can take it is not offered a
-    choice it might prefer; then, per SOP class with a convertible syntax, one offering Explicit
-    and Implicit VR Little Endian."""
+    choice it might prefer; then, per SOP class with a convertible or decompressible syntax,
+    one offering Explicit and Implicit VR Little Endian."""
     exact: dict[tuple[str, str], None] = {}
     fallback: dict[str, dict[str, None]] = {}
     for item in items:
@@ -145,3 +182,62 @@ class SubOperations:
         if self.failed == self.total:
             return status.SUB_OPERATIONS_FAILED
         return status.SUB_OPERATIONS_WARNING
+
+
+# PS3.3 A.32.5-7: the Video IODs, whose objects are stored in an MPEG-2, MPEG-4 or HEVC syntax
+# that nothing can be converted into or out of
+VIDEO_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic Image Storage
+        "1.2.840.10008.5.1.4.1.1.77.1.2.1",  # Video Microscopic Image Storage
+        "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # Video Photographic Image Storage
+    }
+)
+VIDEO_SYNTAXES = frozenset(
+    {f"1.2.840.10008.1.2.4.{n}" for n in (100, 101, 102, 103, 104, 105, 106, 107, 108)}
+)
+UNCOMPRESSED_LE = (EXPLICIT_LE, IMPLICIT_LE)
+
+
+def receiving_syntaxes(
+    sop_class: str, proposed: Sequence[Sequence[str]], supported: Collection[str]
+) -> list[str | None]:
+    """The syntax to accept in each context a C-GET SCU proposes for a storage class it only
+    receives (SCP role, PS3.7 D.3.3.4), in the order proposed; None for a context offering
+    nothing the node supports. One context carries one syntax (PS3.8 9.3.3.2), chosen before
+    the C-GET says what will be sent, so the contexts of a class are chosen together for the
+    most instances to go as stored and the rest by a lossless conversion (choose_syntax):
+
+    1. A context offering one supported syntax takes it.
+    2. The syntax everything can be converted into, Explicit VR Little Endian (it keeps the VRs
+       of private elements), else Implicit, is taken by one context offering it (the one with
+       the fewest other choices); for a video class, the SCU's first video syntax instead: a
+       video can be sent in nothing else.
+    3. Each other context takes a syntax no context has yet, compressed ones first (what is
+       stored in them goes as stored instead of decompressed), then the uncompressed ones, in
+       the SCU's order; and with nothing new to take, the one of step 2 if it can.
+
+    So a viewer offering one context of [JPEG, Explicit, Implicit] per class (DCMTK getscu
+    +xy) gets every image, the JPEG ones decompressed; one offering a context per syntax gets
+    each instance as stored.
+    """
+    choices = [list(dict.fromkeys(ts for ts in cx if ts in supported)) for cx in proposed]
+    chosen: list[str | None] = [c[0] if len(c) == 1 else None for c in choices]
+    offered = [ts for c in choices for ts in c]
+    video = [ts for ts in offered if ts in VIDEO_SYNTAXES]
+    universal = next((ts for ts in UNCOMPRESSED_LE if ts in offered), None)
+    if sop_class in VIDEO_SOP_CLASSES and video:
+        universal = video[0]
+    if universal is not None and universal not in chosen:
+        open_ = [n for n, c in enumerate(choices) if chosen[n] is None and universal in c]
+        if open_:
+            chosen[min(open_, key=lambda n: len(choices[n]))] = universal
+    for n, c in enumerate(choices):
+        if chosen[n] is not None or not c:
+            continue
+        new = [ts for ts in c if ts not in chosen]
+        ranked = [ts for ts in new if ts not in UNCOMPRESSED_LE] + [
+            ts for ts in new if ts in UNCOMPRESSED_LE
+        ]
+        chosen[n] = ranked[0] if ranked else (universal if universal in c else c[0])
+    return chosen

@@ -3,10 +3,11 @@ index backends: movescu moves into a DCMTK storescp registered as the Move Desti
 receives over its own association; every object arrives byte for byte.
 
 getscu proposes every storage SOP class with the SCP role, each in one context whose first
-syntax is the one its `+x?` option prefers (then the uncompressed ones); the node accepts a C-GET
-SCU's own first syntax for the classes it receives. One getscu run therefore receives one
-compressed syntax at most (with +xn, even the CT context is accepted in H.264, where a CT cannot
-be sent): each kind of object is retrieved at SERIES or IMAGE level with the option that fits.
+syntax is the one its `+x?` option prefers (then the uncompressed ones). With one context per
+class, the node accepts Explicit VR Little Endian for an image class (every image can be sent
+in it: a JPEG one decompressed, issue 17) and the SCU's first video syntax for a video class
+(retrieve_plan.receiving_syntaxes): getscu receives the video as stored with +xn, a JPEG
+object only decompressed (test_interop_decompress.py compares its pixels with dcmdjpeg's).
 
 getscu 3.6 does not read the identifier of a C-GET response: after a final response that
 carries the Failed SOP Instance UID List, its A-RELEASE meets that P-DATA and it aborts the
@@ -298,7 +299,8 @@ def test_getscu_receives_each_kind_byte_for_byte(node, study, tmp_path):
     assert (final.status, *counts(final)) == (status.SUCCESS, 2, 0, 0)
     assert_kept_byte_for_byte(node, files, {study.uid_of("us"), study.uid_of("ct")})
 
-    # The photo at IMAGE level, JPEG baseline 8 bit preferred.
+    # The photo at IMAGE level, JPEG baseline 8 bit preferred: one context [JPEG, uncompressed]
+    # is accepted in Explicit VR Little Endian, and the photo arrives decompressed.
     proc, files = getscu(
         node,
         tmp_path,
@@ -311,7 +313,10 @@ def test_getscu_receives_each_kind_byte_for_byte(node, study, tmp_path):
     )
     final = final_response(proc, "C-GET RSP")
     assert (final.status, *counts(final)) == (status.SUCCESS, 1, 0, 0)
-    assert_kept_byte_for_byte(node, files, {study.uid_of("photo")})
+    assert set(files) == {study.uid_of("photo")}
+    photo = dcmread(files[study.uid_of("photo")])
+    assert photo.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert (photo.PhotometricInterpretation, photo.LossyImageCompression) == ("RGB", "01")
 
     # The video at SERIES level, MPEG-4 AVC/H.264 HP Level 4.1 preferred.
     proc, files = getscu(
@@ -328,18 +333,21 @@ def test_getscu_receives_each_kind_byte_for_byte(node, study, tmp_path):
     assert_kept_byte_for_byte(node, files, {study.uid_of("video")})
 
 
-def test_getscu_uncompressed_only_gets_a_warning_for_the_compressed_objects(node, study, tmp_path):
+def test_getscu_uncompressed_only_gets_a_warning_for_the_video(node, study, tmp_path):
     proc, files = getscu(
         node, tmp_path, "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study.uid}"
     )
     final = final_response(proc, "C-GET RSP")
     # PS3.4 C.4.3.1.4: some sub-operations failed, not all: Warning
     assert final.status == status.SUB_OPERATIONS_WARNING
-    assert counts(final) == (2, 2, 0)
+    assert counts(final) == (3, 1, 0)
     assert final.remaining is None
-    # The CT and the US arrive; the JPEG photo and the video cannot be sent uncompressed.
-    assert_kept_byte_for_byte(node, files, {study.uid_of("us"), study.uid_of("ct")})
-    assert output(proc).count("Received C-STORE Request") == 2
+    # The CT and the US arrive as stored, the JPEG photo decompressed (issue 17); the video
+    # cannot be sent uncompressed.
+    uncompressed = {study.uid_of("us"), study.uid_of("ct")}
+    assert set(files) == uncompressed | {study.uid_of("photo")}
+    assert_kept_byte_for_byte(node, {u: files[u] for u in uncompressed}, uncompressed)
+    assert output(proc).count("Received C-STORE Request") == 3
     # getscu left the identifier unread and aborted on release: the node keeps serving.
     assoc = associate(node, WORKSTATION, [Verification])
     assert assoc.is_established

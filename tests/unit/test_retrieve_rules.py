@@ -17,6 +17,7 @@ from archive_node.rules.access import Peer, move_refusal
 from archive_node.rules.query import PATIENT_ROOT, STUDY_ROOT, InvalidQuery, Query, parse_retrieve
 from archive_node.rules.retrieve_plan import (
     CONVERTIBLE,
+    DECOMPRESSIBLE,
     DEFLATED_LE,
     EXPLICIT_LE,
     IMPLICIT_LE,
@@ -27,6 +28,7 @@ from archive_node.rules.retrieve_plan import (
     choose_syntax,
     contexts_for,
     fallback_syntaxes,
+    receiving_syntaxes,
 )
 from tests.helpers.identifiers import VR, identifier
 
@@ -42,6 +44,15 @@ JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 JPEG_LS = "1.2.840.10008.1.2.4.80"
 JPEG_2000 = "1.2.840.10008.1.2.4.90"
 RLE = "1.2.840.10008.1.2.5"
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+JPEG_LS_NEAR = "1.2.840.10008.1.2.4.81"
+JPEG_2000_ANY = "1.2.840.10008.1.2.4.91"
+HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
+MPEG2 = "1.2.840.10008.1.2.4.100"
+H264 = "1.2.840.10008.1.2.4.102"
+HEVC = "1.2.840.10008.1.2.4.107"
+JPIP = "1.2.840.10008.1.2.4.94"
+JPEG_XL = "1.2.840.10008.1.2.4.110"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
 SC = "1.2.840.10008.5.1.4.1.1.7"
@@ -737,18 +748,38 @@ def outgoing(spec: list[tuple[str, str]]) -> list[Outgoing]:
         (EXPLICIT_LE, (IMPLICIT_LE,)),
         (IMPLICIT_LE, (EXPLICIT_LE,)),
         (DEFLATED_LE, (EXPLICIT_LE, IMPLICIT_LE)),
-        (BIG_ENDIAN, ()),
-        (JPEG_BASELINE, ()),
-        (JPEG_LS, ()),
-        (JPEG_2000, ()),
-        (RLE, ()),
+        # issue 17: Big Endian byte-swapped, the image codecs decompressed
+        (BIG_ENDIAN, (EXPLICIT_LE, IMPLICIT_LE)),
+        (JPEG_BASELINE, (EXPLICIT_LE, IMPLICIT_LE)),
+        (JPEG_LOSSLESS_SV1, (EXPLICIT_LE, IMPLICIT_LE)),
+        (JPEG_LS, (EXPLICIT_LE, IMPLICIT_LE)),
+        (JPEG_LS_NEAR, (EXPLICIT_LE, IMPLICIT_LE)),
+        (JPEG_2000, (EXPLICIT_LE, IMPLICIT_LE)),
+        (JPEG_2000_ANY, (EXPLICIT_LE, IMPLICIT_LE)),
+        (HTJ2K_LOSSLESS, (EXPLICIT_LE, IMPLICIT_LE)),
+        (RLE, (EXPLICIT_LE, IMPLICIT_LE)),
+        # video, JPIP and JPEG XL: no decoder, never transcoded
+        (MPEG2, ()),
+        (H264, ()),
+        (HEVC, ()),
+        (JPIP, ()),
+        (JPEG_XL, ()),
         ("1.2.3.4.5.6", ()),
     ],
 )
 def test_fallback_syntaxes(stored, expected):
     assert fallback_syntaxes(stored) == expected
     assert stored not in expected
-    assert set(expected) <= CONVERTIBLE
+    assert set(expected) <= {EXPLICIT_LE, IMPLICIT_LE}
+    assert bool(expected) == (stored in CONVERTIBLE | DECOMPRESSIBLE)
+
+
+def test_every_decompressible_syntax_has_a_pydicom_decoder():
+    from pydicom.pixels import get_decoder
+
+    for ts in DECOMPRESSIBLE:
+        assert get_decoder(ts).is_available, ts
+    assert not DECOMPRESSIBLE & CONVERTIBLE
 
 
 @pytest.mark.parametrize(
@@ -766,8 +797,17 @@ def test_fallback_syntaxes(stored, expected):
             [(CT, (DEFLATED_LE,)), (CT, (EXPLICIT_LE, IMPLICIT_LE))],
             id="deflated",
         ),
-        pytest.param([(CT, JPEG_BASELINE)], [(CT, (JPEG_BASELINE,))], id="jpeg-alone"),
-        pytest.param([(CT, BIG_ENDIAN)], [(CT, (BIG_ENDIAN,))], id="big-endian-alone"),
+        pytest.param(
+            [(CT, JPEG_BASELINE)],
+            [(CT, (JPEG_BASELINE,)), (CT, (EXPLICIT_LE, IMPLICIT_LE))],
+            id="jpeg-and-its-decompressed",
+        ),
+        pytest.param(
+            [(CT, BIG_ENDIAN)],
+            [(CT, (BIG_ENDIAN,)), (CT, (EXPLICIT_LE, IMPLICIT_LE))],
+            id="big-endian-and-its-swapped",
+        ),
+        pytest.param([(CT, H264)], [(CT, (H264,))], id="video-alone"),
         pytest.param(
             [(CT, EXPLICIT_LE)] * 3,
             [(CT, (EXPLICIT_LE,)), (CT, (IMPLICIT_LE,))],
@@ -785,7 +825,7 @@ def test_fallback_syntaxes(stored, expected):
         ),
         pytest.param(
             [(CT, JPEG_BASELINE), (CT, EXPLICIT_LE)],
-            [(CT, (JPEG_BASELINE,)), (CT, (EXPLICIT_LE,)), (CT, (IMPLICIT_LE,))],
+            [(CT, (JPEG_BASELINE,)), (CT, (EXPLICIT_LE,)), (CT, (EXPLICIT_LE, IMPLICIT_LE))],
             id="jpeg-and-explicit",
         ),
         pytest.param(
@@ -796,6 +836,7 @@ def test_fallback_syntaxes(stored, expected):
                 (SC, (IMPLICIT_LE,)),
                 (CT, (DEFLATED_LE,)),
                 (CT, (IMPLICIT_LE, EXPLICIT_LE)),
+                (MR, (EXPLICIT_LE, IMPLICIT_LE)),
                 (SC, (EXPLICIT_LE,)),
             ],
             id="three-classes",
@@ -840,10 +881,10 @@ def test_batches_of_nothing():
     [
         pytest.param([(CT, EXPLICIT_LE)], id="one"),
         pytest.param(
-            [(CT, EXPLICIT_LE), (MR, JPEG_BASELINE), (CT, IMPLICIT_LE), (MR, EXPLICIT_LE)],
+            [(CT, EXPLICIT_LE), (MR, H264), (CT, IMPLICIT_LE), (MR, EXPLICIT_LE)],
             id="interleaved-classes",
         ),
-        pytest.param([(f"1.2.826.0.8.{n}", JPEG_2000) for n in range(MAX_CONTEXTS)], id="128"),
+        pytest.param([(f"1.2.826.0.8.{n}", MPEG2) for n in range(MAX_CONTEXTS)], id="128"),
         pytest.param(
             [(f"1.2.826.0.8.{n}", IMPLICIT_LE) for n in range(MAX_CONTEXTS // 2)],
             id="64-convertible",
@@ -863,13 +904,13 @@ def test_one_batch_keeps_the_input_order(spec):
     ("spec", "limit", "expected_classes"),
     [
         pytest.param(
-            [(CT, EXPLICIT_LE), (MR, JPEG_BASELINE), (SC, IMPLICIT_LE), (US, RLE)],
+            [(CT, EXPLICIT_LE), (MR, H264), (SC, IMPLICIT_LE), (US, HEVC)],
             3,
             [[CT, MR], [SC, US]],
             id="2+1|2+1",
         ),
         pytest.param(
-            [(CT, JPEG_BASELINE), (MR, JPEG_BASELINE), (SC, JPEG_BASELINE), (US, RLE)],
+            [(CT, H264), (MR, H264), (SC, H264), (US, HEVC)],
             1,
             [[CT], [MR], [SC], [US]],
             id="one-context-each",
@@ -877,10 +918,10 @@ def test_one_batch_keeps_the_input_order(spec):
         pytest.param(
             [
                 (CT, EXPLICIT_LE),
-                (MR, JPEG_2000),
+                (MR, MPEG2),
                 (CT, IMPLICIT_LE),
-                (SC, JPEG_BASELINE),
-                (MR, JPEG_2000),
+                (SC, H264),
+                (MR, MPEG2),
                 (CT, EXPLICIT_LE),
                 (US, DEFLATED_LE),
             ],
@@ -889,13 +930,13 @@ def test_one_batch_keeps_the_input_order(spec):
             id="interleaved",
         ),
         pytest.param(
-            [(CT, EXPLICIT_LE), (CT, JPEG_BASELINE), (MR, JPEG_BASELINE), (MR, RLE)],
+            [(CT, EXPLICIT_LE), (CT, H264), (MR, H264), (MR, HEVC)],
             3,
             [[CT], [MR]],
             id="class-exactly-at-limit",
         ),
         pytest.param(
-            [(CT, JPEG_BASELINE), (MR, JPEG_BASELINE), (SC, EXPLICIT_LE)],
+            [(CT, H264), (MR, H264), (SC, EXPLICIT_LE)],
             2,
             [[CT, MR], [SC]],
             id="full-then-next",
@@ -913,8 +954,9 @@ def test_batches_under_a_small_limit(spec, limit, expected_classes):
 @pytest.mark.parametrize(
     ("classes", "syntax", "per_class", "expected_batches"),
     [
-        pytest.param(129, JPEG_BASELINE, 1, 2, id="129-classes-one-context"),
-        pytest.param(300, JPEG_2000, 2, 3, id="300-classes-one-context"),
+        pytest.param(129, H264, 1, 2, id="129-classes-one-context"),
+        pytest.param(65, JPEG_BASELINE, 1, 2, id="65-jpeg-classes-two-contexts"),
+        pytest.param(300, MPEG2, 2, 3, id="300-classes-one-context"),
         pytest.param(65, IMPLICIT_LE, 1, 2, id="65-classes-two-contexts"),
         pytest.param(300, EXPLICIT_LE, 3, 5, id="300-classes-two-contexts"),
         pytest.param(200, DEFLATED_LE, 1, 4, id="200-deflated"),
@@ -932,7 +974,7 @@ def test_batches_of_many_classes(classes, syntax, per_class, expected_batches):
 
 def test_batches_of_many_classes_with_mixed_syntaxes():
     spec = [
-        (f"1.2.826.0.7.{n % 150}", (EXPLICIT_LE, JPEG_BASELINE, IMPLICIT_LE, RLE)[n % 4])
+        (f"1.2.826.0.7.{n % 150}", (EXPLICIT_LE, H264, IMPLICIT_LE, HEVC)[n % 4])
         for n in range(600)
     ]
     items = outgoing(spec)
@@ -955,10 +997,18 @@ def test_batches_of_many_classes_with_mixed_syntaxes():
         pytest.param(DEFLATED_LE, {EXPLICIT_LE, IMPLICIT_LE}, EXPLICIT_LE, id="deflated-to-expl"),
         pytest.param(DEFLATED_LE, {IMPLICIT_LE}, IMPLICIT_LE, id="deflated-to-implicit"),
         pytest.param(JPEG_BASELINE, {JPEG_BASELINE, EXPLICIT_LE}, JPEG_BASELINE, id="jpeg-own"),
-        pytest.param(JPEG_BASELINE, {EXPLICIT_LE, IMPLICIT_LE}, None, id="jpeg-not-decoded"),
+        pytest.param(
+            JPEG_BASELINE, {EXPLICIT_LE, IMPLICIT_LE}, EXPLICIT_LE, id="jpeg-decompressed"
+        ),
+        pytest.param(JPEG_LS, {IMPLICIT_LE}, IMPLICIT_LE, id="jpeg-ls-to-implicit"),
+        pytest.param(RLE, {RLE, EXPLICIT_LE}, RLE, id="rle-own"),
         pytest.param(JPEG_2000, {JPEG_BASELINE}, None, id="no-transcoding-between-codecs"),
+        pytest.param(JPEG_2000, {JPEG_BASELINE, IMPLICIT_LE}, IMPLICIT_LE, id="j2k-not-to-jpeg"),
+        pytest.param(H264, {EXPLICIT_LE, IMPLICIT_LE}, None, id="video-not-decoded"),
+        pytest.param(JPEG_XL, {EXPLICIT_LE}, None, id="no-decoder"),
         pytest.param(BIG_ENDIAN, {BIG_ENDIAN}, BIG_ENDIAN, id="big-endian-own"),
-        pytest.param(BIG_ENDIAN, {EXPLICIT_LE, IMPLICIT_LE}, None, id="big-endian-no-swap"),
+        pytest.param(BIG_ENDIAN, {EXPLICIT_LE, IMPLICIT_LE}, EXPLICIT_LE, id="big-endian-swapped"),
+        pytest.param(BIG_ENDIAN, {IMPLICIT_LE}, IMPLICIT_LE, id="big-endian-to-implicit"),
         pytest.param(EXPLICIT_LE, {BIG_ENDIAN}, None, id="no-conversion-to-big-endian"),
         pytest.param(EXPLICIT_LE, {JPEG_BASELINE, RLE}, None, id="no-compression"),
         pytest.param(IMPLICIT_LE, {DEFLATED_LE}, None, id="no-deflating"),
@@ -1134,3 +1184,129 @@ def test_move_refusal(requester, destination, refused_because):
         assert reason is not None
         assert refused_because in reason
         assert "'DEST'" in reason
+
+
+# == receiving_syntaxes (C-GET SCU's storage contexts, issue 17) =================================
+
+ALL_SUPPORTED = {
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    DEFLATED_LE,
+    BIG_ENDIAN,
+    JPEG_BASELINE,
+    JPEG_LS,
+    JPEG_2000,
+    RLE,
+    H264,
+    MPEG2,
+}
+VIDEO_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.4.1"  # Video Photographic Image Storage
+
+
+@pytest.mark.parametrize(
+    ("sop_class", "proposed", "expected"),
+    [
+        pytest.param(CT, [[EXPLICIT_LE]], [EXPLICIT_LE], id="one-syntax"),
+        pytest.param(
+            CT, [[IMPLICIT_LE, EXPLICIT_LE]], [EXPLICIT_LE], id="pynetdicom-getscu-implicit-first"
+        ),
+        pytest.param(
+            CT,
+            [[EXPLICIT_LE, BIG_ENDIAN, IMPLICIT_LE]],
+            [EXPLICIT_LE],
+            id="dcmtk-getscu-default",
+        ),
+        pytest.param(
+            SC,
+            [[JPEG_BASELINE, EXPLICIT_LE, IMPLICIT_LE]],
+            [EXPLICIT_LE],
+            id="getscu+xy-one-context-everything-decodable",
+        ),
+        pytest.param(CT, [[IMPLICIT_LE]], [IMPLICIT_LE], id="implicit-only"),
+        pytest.param(CT, [[JPEG_BASELINE]], [JPEG_BASELINE], id="jpeg-only"),
+        pytest.param(
+            CT, [[JPEG_BASELINE, JPEG_2000]], [JPEG_BASELINE], id="compressed-only-scus-order"
+        ),
+        pytest.param(
+            CT,
+            [[JPEG_BASELINE], [EXPLICIT_LE], [IMPLICIT_LE]],
+            [JPEG_BASELINE, EXPLICIT_LE, IMPLICIT_LE],
+            id="one-context-per-syntax",
+        ),
+        pytest.param(
+            CT,
+            [[JPEG_BASELINE, EXPLICIT_LE], [EXPLICIT_LE]],
+            [JPEG_BASELINE, EXPLICIT_LE],
+            id="single-choice-first-then-what-is-new",
+        ),
+        pytest.param(
+            CT,
+            [[JPEG_BASELINE, EXPLICIT_LE, IMPLICIT_LE], [JPEG_2000, EXPLICIT_LE, IMPLICIT_LE]],
+            [EXPLICIT_LE, JPEG_2000],
+            id="compressed-before-implicit",
+        ),
+        pytest.param(
+            CT,
+            [[EXPLICIT_LE, IMPLICIT_LE], [IMPLICIT_LE, EXPLICIT_LE]],
+            [EXPLICIT_LE, IMPLICIT_LE],
+            id="both-uncompressed",
+        ),
+        pytest.param(
+            CT,
+            [[EXPLICIT_LE], [EXPLICIT_LE, IMPLICIT_LE]],
+            [EXPLICIT_LE, IMPLICIT_LE],
+            id="nothing-taken-twice-if-avoidable",
+        ),
+        pytest.param(
+            CT, [[EXPLICIT_LE], [EXPLICIT_LE]], [EXPLICIT_LE, EXPLICIT_LE], id="same-twice"
+        ),
+        pytest.param(
+            CT,
+            [[H264, EXPLICIT_LE, IMPLICIT_LE]],
+            [EXPLICIT_LE],
+            id="getscu+xn-ct-is-no-video",
+        ),
+        pytest.param(
+            VIDEO_CLASS,
+            [[H264, EXPLICIT_LE, IMPLICIT_LE]],
+            [H264],
+            id="getscu+xn-video-class",
+        ),
+        pytest.param(
+            VIDEO_CLASS, [[EXPLICIT_LE, MPEG2, H264]], [MPEG2], id="video-class-scus-first-video"
+        ),
+        pytest.param(
+            VIDEO_CLASS, [[EXPLICIT_LE, IMPLICIT_LE]], [EXPLICIT_LE], id="video-class-no-video"
+        ),
+        pytest.param(
+            VIDEO_CLASS,
+            [[H264, EXPLICIT_LE], [EXPLICIT_LE, H264]],
+            [H264, EXPLICIT_LE],
+            id="video-class-two-contexts",
+        ),
+        pytest.param(
+            CT, [["1.2.3.4"], [IMPLICIT_LE]], [None, IMPLICIT_LE], id="unsupported-is-none"
+        ),
+        pytest.param(CT, [[]], [None], id="empty"),
+        pytest.param(
+            CT, [[JPEG_BASELINE, JPEG_BASELINE, EXPLICIT_LE]], [EXPLICIT_LE], id="repeated"
+        ),
+    ],
+)
+def test_receiving_syntaxes(sop_class, proposed, expected):
+    chosen = receiving_syntaxes(sop_class, proposed, ALL_SUPPORTED)
+    assert chosen == expected
+    for syntax, offered in zip(chosen, proposed, strict=True):
+        assert syntax is None or syntax in offered
+
+
+def test_receiving_syntaxes_cover_every_stored_image():
+    """Whatever one context per class a viewer proposes, if it offers an uncompressed little
+    endian syntax, every non-video instance can then be sent (as stored or converted)."""
+    stored = [EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE, BIG_ENDIAN, JPEG_BASELINE, JPEG_LS, RLE]
+    for first in sorted(ALL_SUPPORTED):
+        proposal = [first, IMPLICIT_LE, EXPLICIT_LE]
+        accepted = {CT: {ts for ts in receiving_syntaxes(CT, [proposal], ALL_SUPPORTED) if ts}}
+        for ts in stored:
+            (item,) = outgoing([(CT, ts)])
+            assert choose_syntax(item, accepted) is not None, (first, ts)
