@@ -62,7 +62,7 @@ MATCHED: dict[str, Field] = {
 }
 
 
-def _study_or_patient(study: Field, patient: Field) -> ColumnBase:
+def study_or_patient(study: Field, patient: Field) -> ColumnBase:
     """The study's own value, the patient record's where the study has none."""
     return Case(None, [(study == "", patient)], study)
 
@@ -71,14 +71,14 @@ def _study_or_patient(study: Field, patient: Field) -> ColumnBase:
 # sex its instances gave, not the patient record's latest: a study keeps the demographics it
 # arrived with, and each anonymous study its own.
 _STUDY_PATIENT_RETURNED: dict[str, ColumnBase] = {
-    "PatientName": _study_or_patient(Study.patient_name, Patient.patient_name),
-    "PatientBirthDate": _study_or_patient(Study.birth_date, Patient.birth_date),
-    "PatientSex": _study_or_patient(Study.sex, Patient.sex),
+    "PatientName": study_or_patient(Study.patient_name, Patient.patient_name),
+    "PatientBirthDate": study_or_patient(Study.birth_date, Patient.birth_date),
+    "PatientSex": study_or_patient(Study.sex, Patient.sex),
 }
 _STUDY_PATIENT_MATCHED: dict[str, ColumnBase] = {
     **_STUDY_PATIENT_RETURNED,
-    "PatientName": _study_or_patient(Study.name_key, Patient.name_key),
-    "PatientBirthDate": _study_or_patient(Study.birth_key, Patient.birth_key),
+    "PatientName": study_or_patient(Study.name_key, Patient.name_key),
+    "PatientBirthDate": study_or_patient(Study.birth_key, Patient.birth_key),
 }
 
 

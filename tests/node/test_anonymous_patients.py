@@ -11,16 +11,19 @@ from pathlib import Path
 
 import pytest
 from peewee import SqliteDatabase
+from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind as PATIENT_FIND
 
 from archive_node import integrity
 from archive_node.dicom import status
+from archive_node.importing.importer import Importer, ImportRequest
 from archive_node.index import SCHEMA_VERSION
 from archive_node.index.tables import Patient, SchemaInfo, Study
 from tests.helpers import dicom_objects
 from tests.helpers.dimse import associate, find, push, store
 from tests.helpers.identifiers import identifier
+from tests.helpers.media_files import pdf
 from tests.helpers.postgres import reset_pg
 from tests.helpers.retrieving import (
     PATIENT_GET,
@@ -296,6 +299,49 @@ def test_each_study_of_a_patient_is_answered_with_its_own_demographics(node):
     assert study_answers(node)[old.StudyInstanceUID][0] == "MAIDEN^KARI^ANNE"
     assert study_answers(node)[new.StudyInstanceUID][0] == "MARRIED^KARI"
     assert patient_answers(node)[0][1] == "MAIDEN^KARI^ANNE"
+
+
+def test_an_import_into_an_anonymous_study_takes_that_studys_patient(node, registry, tmp_path):
+    registry.update_hospital("UNN", placeholder_ids="UNKNOWN")
+    a, b = emergency("UNKNOWN", ONE), emergency("UNKNOWN", TWO)
+    push(node, "UNN_US", [a, b])
+    request = ImportRequest(
+        paths=[pdf(tmp_path / "referral.pdf")],
+        hospital="UNN",
+        patient_id="UNKNOWN",
+        study_uid=a.StudyInstanceUID,
+    )
+    report = Importer(node.service).run(request)
+    assert report.complete
+    (imported,) = report.files
+    query = identifier(
+        "IMAGE",
+        StudyInstanceUID=a.StudyInstanceUID,
+        SeriesInstanceUID=imported.series_instance_uid,
+        SOPInstanceUID="",
+        PatientName="",
+    )
+    _, found = find(node, query)
+    assert [str(m.PatientName) for m in found] == ["EMERGENCY^ONE"]
+    # the file itself names the study's patient, not the other unknown one
+    record = node.service.index.instances.find(imported.sop_instance_uid)
+    kept = dcmread(node.service.storage.absolute(record.path), stop_before_pixels=True)
+    assert (str(kept.PatientName), kept.PatientBirthDate) == ("EMERGENCY^ONE", "19800101")
+    assert len(patients(node.service)) == 2
+    # an identified patient's older study: the attributes it arrived with, not the latest
+    old = dicom_objects.secondary_capture(patient_id="PID-7", patient_name="MAIDEN^KARI")
+    new = dicom_objects.secondary_capture(patient_id="PID-7", patient_name="MARRIED^KARI")
+    push(node, "UNN_US", [old, new])
+    request = ImportRequest(
+        paths=[pdf(tmp_path / "other.pdf", "Other")],
+        hospital="UNN",
+        patient_id="PID-7",
+        study_uid=old.StudyInstanceUID,
+    )
+    (imported,) = Importer(node.service).run(request).files
+    record = node.service.index.instances.find(imported.sop_instance_uid)
+    kept = dcmread(node.service.storage.absolute(record.path), stop_before_pixels=True)
+    assert str(kept.PatientName) == "MAIDEN^KARI"
 
 
 # -- retrieve -----------------------------------------------------------------------------------
