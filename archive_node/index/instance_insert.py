@@ -184,7 +184,7 @@ def _study(db: Database, h: Any, issuer: str, hospital: int, placeholders: froze
         patient = _patient(db, h, issuer, anonymous)
         spans = study_spans(h.study_date, h.study_time)
         name, birth = h.patient_name, h.patient_birth_date
-        _run(
+        inserted = _run(
             db,
             _NEW_STUDY,
             (
@@ -209,14 +209,15 @@ def _study(db: Database, h: Any, issuer: str, hospital: int, placeholders: froze
                 date_key(birth),
                 h.patient_sex,
             ),
-        )
+        ).rowcount
         row = _run(db, _STUDY, (h.study_uid,)).fetchone()
-        if row[1] == patient:
+        if inserted == 1:
             return row[0]
         # Another writer created the study first, for its own instance's patient.
-        _check_patient(h, row)
-        if anonymous:  # made for this study, which has another patient: nobody's
-            _run(db, _DROP_UNUSED_PATIENT, (patient, patient))
+        if row[1] != patient:
+            _check_patient(h, row)
+            if anonymous:  # made for this study, which has another patient: nobody's
+                _run(db, _DROP_UNUSED_PATIENT, (patient, patient))
     else:
         _check_patient(h, row)
     _update_demographics(db, h, "patient", row[1], row[4:7])

@@ -1,7 +1,5 @@
-"""Patients without a usable PatientID (empty, absent, or a hospital's placeholder ID) are never
-merged: each such study is a patient of its own for C-FIND at every level, for retrieve and for
-`reindex`; and every study is answered with the patient attributes it arrived with. Real
-associations, on SQLite and PostgreSQL."""
+"""Patients without a usable PatientID are never merged, and each study answers with the patient
+attributes it arrived with: C-FIND, retrieve, import, reindex, schema 5, on both backends."""
 
 from __future__ import annotations
 
