@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,12 +18,14 @@ from archive_node import integrity
 from archive_node.dicom import status
 from archive_node.importing.importer import Importer, ImportRequest
 from archive_node.index import SCHEMA_VERSION
+from archive_node.index.clock import utcnow
 from archive_node.index.tables import Patient, SchemaInfo, Study
+from archive_node.service import ArchiveService
 from tests.helpers import dicom_objects
 from tests.helpers.dimse import associate, find, push, store
 from tests.helpers.identifiers import identifier
 from tests.helpers.media_files import pdf
-from tests.helpers.postgres import reset_pg
+from tests.helpers.postgres import pg_connect, reset_pg
 from tests.helpers.retrieving import (
     PATIENT_GET,
     PATIENT_MOVE,
@@ -32,7 +35,7 @@ from tests.helpers.retrieving import (
     get_association,
     move,
 )
-from tests.helpers.serving import serving
+from tests.helpers.serving import make_config, serving
 
 ONE = {"patient_name": "EMERGENCY^ONE", "birth": "19800101", "sex": "M"}
 TWO = {"patient_name": "EMERGENCY^TWO", "birth": "19900202", "sex": "F"}
@@ -269,6 +272,74 @@ def test_two_associations_racing_for_a_new_anonymous_study_make_one_patient(node
     # one patient, of the issuer of whichever hospital created the study; no row left over
     [(patient_id, _issuer, anonymous_study)] = patients(node.service)
     assert (patient_id, anonymous_study) == ("", study)
+
+
+def test_an_anonymous_patient_made_for_a_study_another_writer_created_is_removed(pg_url, tmp_path):
+    """PostgreSQL: another transaction creates the study (for its own hospital's anonymous
+    patient) while an instance of it is being recorded; the instance joins that patient and
+    the patient row made for it in the meantime is removed, not left as a patient of nothing.
+    (SQLite writers are serialised from BEGIN IMMEDIATE: it cannot happen there.)"""
+    reset_pg(pg_url)
+    service = ArchiveService.from_config(make_config(tmp_path, pg_url))
+    service.index.init_schema()
+    try:
+        service.registry.add_hospital("UNN", "U")
+        service.registry.add_hospital("NLSH", "N")
+        header = dicom_objects.instance_header(patient_id="", patient_name="EMERGENCY^ONE")
+        other = pg_connect(pg_url)  # the other writer, its transaction left open
+        with other.cursor() as cur:
+            cur.execute(
+                "INSERT INTO patient (patient_id, issuer, anonymous_study, patient_name, "
+                "name_key, birth_date, birth_key, sex) "
+                "VALUES ('', 'NLSH', %s, '', '', '', '', '') RETURNING id",
+                (header.study_uid,),
+            )
+            (patient,) = cur.fetchone()
+            columns = [f.column_name for f in Study._meta.sorted_fields if f.name != "id"]
+            values = {c: "" for c in columns}
+            values.update(study_uid=header.study_uid, patient_id=patient, created_at=utcnow())
+            cur.execute("SELECT id FROM hospital WHERE code = 'NLSH'")
+            values["hospital_id"] = cur.fetchone()[0]
+            cur.execute(
+                f"INSERT INTO study ({', '.join(columns)}) "
+                f"VALUES ({', '.join(['%s'] * len(columns))})",
+                [values[c] for c in columns],
+            )
+        errors: list[BaseException] = []
+
+        def record():
+            try:
+                dicom_objects.index_row(service, header)
+            except BaseException as exc:  # reported by the test below
+                errors.append(exc)
+
+        thread = threading.Thread(target=record)
+        thread.start()
+        # until the recording waits on the other writer's study row
+        watcher = pg_connect(pg_url)
+        watcher.autocommit = True
+        deadline = time.monotonic() + 30
+        while True:
+            with watcher.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                    ("%INSERT INTO study (%",),
+                )
+                if cur.fetchone()[0]:
+                    break
+            assert time.monotonic() < deadline, "the recording never reached the study insert"
+            thread.join(0.01)
+        watcher.close()
+        other.commit()
+        other.close()
+        thread.join()
+        assert errors == []
+        assert patients(service) == [("", "NLSH", header.study_uid)]
+        with service.index.session():
+            assert Study.get(Study.study_uid == header.study_uid).name_key == "emergency^one"
+    finally:
+        service.index.close()
 
 
 # -- a study keeps the demographics it arrived with -----------------------------------------------
