@@ -228,22 +228,56 @@ def hospital() -> None:
     """Register, list and remove hospitals (health enterprises)."""
 
 
+placeholder_option = click.option(
+    "--placeholder-ids",
+    metavar="ID,ID",
+    help="PatientIDs its departments give unidentified patients (UNKNOWN,000000): each such "
+    "study is a patient of its own, as without a PatientID. Empty clears.",
+)
+
+
+def _placeholders(record: Any) -> str:
+    ids = ",".join(record.placeholder_ids)
+    return f", placeholder IDs {ids}" if ids else ""
+
+
 @command(hospital, "add")
 @click.argument("code")
 @click.option("--name", required=True, help="Human-readable name.")
 @click.option("--issuer", help="Issuer of Patient ID of its patient identifiers (default: CODE).")
-def hospital_add(code: str, name: str, issuer: str | None) -> None:
+@placeholder_option
+def hospital_add(code: str, name: str, issuer: str | None, placeholder_ids: str | None) -> None:
     """Register hospital CODE."""
-    record = get_registry().add_hospital(code, name, issuer)
-    click.echo(f"added hospital {record.code} ({record.name}), issuer {record.issuer}")
+    record = get_registry().add_hospital(code, name, issuer, placeholder_ids)
+    click.echo(
+        f"added hospital {record.code} ({record.name}), issuer {record.issuer}"
+        + _placeholders(record)
+    )
+
+
+@command(hospital, "update")
+@click.argument("code")
+@click.option("--name", help="New human-readable name.")
+@placeholder_option
+def hospital_update(code: str, name: str | None, placeholder_ids: str | None) -> None:
+    """Change hospital CODE's name or placeholder IDs (its issuer stays)."""
+    record = get_registry().update_hospital(code, name=name, placeholder_ids=placeholder_ids)
+    click.echo(
+        f"updated hospital {record.code} ({record.name}), issuer {record.issuer}"
+        + (_placeholders(record) or ", no placeholder IDs")
+    )
 
 
 @command(hospital, "list")
 @json_option
 def hospital_list(as_json: bool) -> None:
-    """List hospitals with their AE and study counts."""
+    """List hospitals with their AE and study counts and placeholder IDs."""
     rows = records(get_registry().list_hospitals())
-    print_table(rows, ["code", "name", "issuer", "ae_count", "study_count"], as_json)
+    if not as_json:
+        for row in rows:
+            row["placeholder_ids"] = ",".join(row["placeholder_ids"])
+    columns = ["code", "name", "issuer", "ae_count", "study_count", "placeholder_ids"]
+    print_table(rows, columns, as_json)
 
 
 @command(hospital, "remove")

@@ -56,6 +56,33 @@ def check_max_associations(value: int | None) -> int | None:
     return value
 
 
+MAX_PLACEHOLDER_IDS = 20
+
+
+def parse_placeholder_ids(value: str) -> tuple[str, ...]:
+    """A comma list of placeholder PatientIDs ('UNKNOWN,000000'); empty clears. Each must be a
+    valid LO (PS3.5 6.2: at most 64 characters, no backslash, no control characters), at most
+    MAX_PLACEHOLDER_IDS of them; repeats are kept once."""
+    if not value.strip():
+        return ()
+    values = [item.strip() for item in value.split(",")]
+    for item in values:
+        if not item:
+            raise InvalidInput("--placeholder-ids: an empty item (empty IDs are always anonymous)")
+        if len(item) > 64:
+            raise InvalidInput(f"--placeholder-ids: {item[:20]!r}...: more than 64 characters")
+        if "\\" in item or not item.isprintable():
+            raise InvalidInput(
+                f"--placeholder-ids: {item!r}: a backslash or control character (not an LO)"
+            )
+    unique = tuple(dict.fromkeys(values))
+    if len(unique) > MAX_PLACEHOLDER_IDS:
+        raise InvalidInput(
+            f"--placeholder-ids: {len(unique)} values, at most {MAX_PLACEHOLDER_IDS}"
+        )
+    return unique
+
+
 def check_scope(value: str) -> str:
     if value not in SCOPES:
         raise InvalidInput(f"scope {value!r} is not one of {', '.join(SCOPES)}")
@@ -82,14 +109,39 @@ class Registry:
     def __init__(self, index: Index) -> None:
         self.index = index
 
-    def add_hospital(self, code: str, name: str, issuer: str | None = None) -> HospitalRecord:
+    def add_hospital(
+        self,
+        code: str,
+        name: str,
+        issuer: str | None = None,
+        placeholder_ids: str | None = None,
+    ) -> HospitalRecord:
+        """`placeholder_ids`: a comma list (parse_placeholder_ids)."""
         code = check_hospital_code(code)
         if not name.strip():
             raise InvalidInput("a hospital needs a name")
         issuer = (issuer or code).strip()
         if not issuer or len(issuer) > 64 or "\\" in issuer:
             raise InvalidInput(f"issuer {issuer!r}: 1-64 characters without backslash")
-        return self.index.registry.add_hospital(code, name.strip(), issuer)
+        placeholders = parse_placeholder_ids(placeholder_ids or "")
+        return self.index.registry.add_hospital(code, name.strip(), issuer, placeholders)
+
+    def update_hospital(
+        self, code: str, *, name: str | None = None, placeholder_ids: str | None = None
+    ) -> HospitalRecord:
+        """Change the name or the placeholder IDs (a comma list; '' clears them). They apply
+        to studies that arrive from then on. Raises NotFound, InvalidInput."""
+        if name is None and placeholder_ids is None:
+            raise InvalidInput("nothing to change: give --name or --placeholder-ids")
+        if name is not None and not name.strip():
+            raise InvalidInput("a hospital needs a name")
+        return self.index.registry.update_hospital(
+            check_hospital_code(code),
+            name=name.strip() if name is not None else None,
+            placeholder_ids=(
+                parse_placeholder_ids(placeholder_ids) if placeholder_ids is not None else None
+            ),
+        )
 
     def list_hospitals(self) -> list[HospitalRecord]:
         return self.index.registry.list_hospitals()

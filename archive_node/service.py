@@ -437,11 +437,14 @@ class ArchiveService:
         AE may see them (scope hospital: only what its hospital sent, as C-FIND at IMAGE level).
 
         Raises InvalidQuery (the failure status and comment) for a bad identifier, more than
-        65535 instances (0xA701), or a PatientID that names patients of several issuers with
-        no IssuerOfPatientID to tell them apart (0xC000); IndexUnavailable.
+        65535 instances (0xA701), a PatientID that names patients of several issuers with
+        no IssuerOfPatientID to tell them apart, or several anonymous patients (a placeholder
+        ID) (0xC000); IndexUnavailable.
         """
         query = parse_retrieve(identifier, model)
-        instances = dataclasses.replace(query, level="IMAGE", requested=_RETRIEVED_KEYS)
+        instances = dataclasses.replace(
+            query, level="IMAGE", requested=(*_RETRIEVED_KEYS, "IssuerOfPatientID")
+        )
         matches = self.index.find.matches(
             instances, hospital=visible_hospital(peer), limit=MAX_SUB_OPERATIONS + 1
         )
@@ -451,17 +454,20 @@ class ArchiveService:
                 f"more than {MAX_SUB_OPERATIONS} instances: retrieve studies or series",
             )
         patients = {match.patient_pk for match in matches}
-        # only a PatientID can name two patients by mistake; Study Root studies of several
-        # patients are a legitimate retrieve (PS3.4 C.6.2.1)
-        if (
-            len(patients) > 1
-            and query.condition("PatientID")
-            and not query.condition("IssuerOfPatientID")
-        ):
+        # only a PatientID can name two patients by mistake (Study Root studies of several
+        # patients are a legitimate retrieve, PS3.4 C.6.2.1): the same ID in two issuers, or a
+        # placeholder ID ('UNKNOWN') that each anonymous study's patient has
+        if len(patients) > 1 and query.condition("PatientID"):
+            if len({match.values["IssuerOfPatientID"] for match in matches}) > 1:
+                raise InvalidQuery(
+                    status.UNABLE_TO_PROCESS,
+                    "PatientID is used by several issuers: add IssuerOfPatientID",
+                    "IssuerOfPatientID",
+                )
             raise InvalidQuery(
                 status.UNABLE_TO_PROCESS,
-                "PatientID is used by several issuers: add IssuerOfPatientID",
-                "IssuerOfPatientID",
+                "PatientID names several unidentified patients: retrieve their studies",
+                "PatientID",
             )
         return [
             Outgoing(

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import SQL, ColumnBase, Database, Expression, Field, SqliteDatabase, fn
+from peewee import SQL, Case, ColumnBase, Database, Expression, Field, SqliteDatabase, fn
 
 from ..rules.query import Condition, Query
 from .session import Role
@@ -60,6 +60,36 @@ MATCHED: dict[str, Field] = {
     "StudyTime": Study.time_key,
     "StudyDate": Study.datetime_key,
 }
+
+
+def study_or_patient(study: Field, patient: Field) -> ColumnBase:
+    """The study's own value, the patient record's where the study has none."""
+    return Case(None, [(study == "", patient)], study)
+
+
+# Below PATIENT level a study is answered, and matched, with the patient's name, birth date and
+# sex its instances gave, not the patient record's latest: a study keeps the demographics it
+# arrived with, and each anonymous study its own.
+_STUDY_PATIENT_RETURNED: dict[str, ColumnBase] = {
+    "PatientName": study_or_patient(Study.patient_name, Patient.patient_name),
+    "PatientBirthDate": study_or_patient(Study.birth_date, Patient.birth_date),
+    "PatientSex": study_or_patient(Study.sex, Patient.sex),
+}
+_STUDY_PATIENT_MATCHED: dict[str, ColumnBase] = {
+    **_STUDY_PATIENT_RETURNED,
+    "PatientName": study_or_patient(Study.name_key, Patient.name_key),
+    "PatientBirthDate": study_or_patient(Study.birth_key, Patient.birth_key),
+}
+
+
+def _returned(level: str) -> dict[str, Any]:
+    return RETURNED if level == "PATIENT" else {**RETURNED, **_STUDY_PATIENT_RETURNED}
+
+
+def _matched(level: str) -> dict[str, Any]:
+    return MATCHED if level == "PATIENT" else {**MATCHED, **_STUDY_PATIENT_MATCHED}
+
+
 _ENTITY: dict[str, type[Patient] | type[Study] | type[Series] | type[Instance]] = {
     "PATIENT": Patient,
     "STUDY": Study,
@@ -115,12 +145,14 @@ def matches_select(db: Database, query: Query, hospital: int | None) -> Any:
     """The SELECT behind find_matches: pk, patient pk, [path,] then the returned columns.
     `hospital` is a hospital_pk()."""
     entity = _ENTITY[query.level]
-    columns = [RETURNED[k] for k in _returned_keywords(query)]
+    returned = _returned(query.level)
+    columns = [returned[k] for k in _returned_keywords(query)]
     extra = [Instance.path] if query.level == "IMAGE" else []
     patient_pk = Patient.id if query.level == "PATIENT" else Study.patient
     select = _join_up(entity.select(entity.id, patient_pk, *extra, *columns), query.level)
+    matched = _matched(query.level)
     where: list[ColumnBase] = [
-        _expression(db, c) for c in query.conditions if c.keyword in MATCHED
+        _expression(db, c, matched[c.keyword]) for c in query.conditions if c.keyword in matched
     ]
     if query.study_datetime is not None:
         where.append(_overlap(Study.datetime_key, Study.datetime_end_key, *query.study_datetime))
@@ -189,9 +221,9 @@ def _study_visible(study: Any, hospital: int) -> Expression:
     return _of(study.hospital, hospital) | fn.EXISTS(own)
 
 
-def _expression(db: Database, condition: Condition) -> Expression:
+def _expression(db: Database, condition: Condition, field: Any) -> Expression:
+    """The condition on `field`, the column (or expression) the keyword is matched on."""
     keyword, kind, values = condition.keyword, condition.kind, condition.values
-    field = MATCHED[keyword]
     if keyword == "StudyDate":  # a date is the span of its day on the date-time key
         low, high = values if kind == "range" else (values[0], values[0])
         return _range(field, low + _DAY_START if low else "", high + _DAY_END if high else "")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from peewee import fn
 
+from .find_sql import study_or_patient
 from .session import Role
 from .tables import Hospital, Instance, Patient, Series, Study
 
@@ -78,9 +79,10 @@ def _studies():
             Study.study_uid,
             Patient.patient_id,
             Patient.issuer,
-            Patient.patient_name,
-            Patient.birth_date,
-            Patient.sex,
+            # the study's own patient attributes (as C-FIND answers it), else the patient's
+            study_or_patient(Study.patient_name, Patient.patient_name),
+            study_or_patient(Study.birth_date, Patient.birth_date),
+            study_or_patient(Study.sex, Patient.sex),
             Study.study_date,
             Study.study_time,
             Study.accession_number,

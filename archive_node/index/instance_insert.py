@@ -9,6 +9,12 @@ a series already indexed cost one SELECT each.
 An instance is filed only where its UIDs say it belongs (PS3.3 C.7.2.1, C.7.3.1: a study is
 one patient's, a series one study's): a Study Instance UID recorded for another patient, or a
 Series Instance UID recorded for another study, raises UIDConflict and nothing is written.
+
+A patient is (PatientID, IssuerOfPatientID), but an empty PatientID, or one of the sending
+hospital's placeholder IDs ('UNKNOWN'), identifies nobody: such a new study gets an anonymous
+patient of its own (tables.Patient.anonymous_study), which only its own instances join. Each
+study also keeps the patient's name, birth date and sex its instances gave (C-FIND answers a
+study with them), so a later study of the same patient never renames an earlier one.
 """
 
 from __future__ import annotations
@@ -37,25 +43,32 @@ JOIN series se ON se.id = i.series_id
 JOIN study st ON st.id = se.study_id
 JOIN hospital h ON h.id = i.hospital_id
 WHERE i.sop_uid = ?"""
-_HOSPITAL = "SELECT id FROM hospital WHERE code = ?"
-_PATIENT = (
-    "SELECT id, patient_name, birth_date, sex FROM patient WHERE patient_id = ? AND issuer = ?"
-)
+_HOSPITAL = "SELECT id, placeholder_ids FROM hospital WHERE code = ?"
+# anonymous_study is '' for every patient identified by (PatientID, issuer), else the study's UID
+_PATIENT = """
+SELECT id, patient_name, birth_date, sex FROM patient
+WHERE patient_id = ? AND issuer = ? AND anonymous_study = ?"""
 _NEW_PATIENT = """
-INSERT INTO patient (patient_id, issuer, patient_name, name_key, birth_date, birth_key, sex)
-VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
-# The study with its patient's identity and demographics: the one SELECT an instance of an
-# indexed study needs before its series (the patient is looked up only for a new study).
+INSERT INTO patient (patient_id, issuer, anonymous_study, patient_name, name_key, birth_date,
+                     birth_key, sex)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
+_DROP_UNUSED_PATIENT = """
+DELETE FROM patient WHERE id = ? AND NOT EXISTS (SELECT 1 FROM study WHERE patient_id = ?)"""
+# The study with its patient's identity and demographics, and its own: the one SELECT an
+# instance of an indexed study needs before its series (the patient is looked up only for a
+# new study).
 _STUDY = """
-SELECT st.id, p.id, p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex
+SELECT st.id, p.id, p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex,
+       st.patient_name, st.birth_date, st.sex
 FROM study st
 JOIN patient p ON p.id = st.patient_id
 WHERE st.study_uid = ?"""
 _NEW_STUDY = """
 INSERT INTO study (study_uid, patient_id, hospital_id, study_date, study_time, accession_number,
                    study_id, description, referring_physician, created_at, time_key,
-                   time_end_key, datetime_key, datetime_end_key, referring_key)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
+                   time_end_key, datetime_key, datetime_end_key, referring_key, patient_name,
+                   name_key, birth_date, birth_key, sex)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
 _SERIES = "SELECT id, study_id FROM series WHERE series_uid = ?"
 _NEW_SERIES = """
 INSERT INTO series (series_uid, study_id, modality, series_number, description, body_part)
@@ -97,13 +110,29 @@ def find_instance(db: Database, sop_uid: str) -> InstanceRecord | None:
     )
 
 
-def hospital_id(db: Database, code: str) -> int | None:
+def hospital_row(db: Database, code: str) -> tuple[int, frozenset[str]] | None:
+    """The row id of hospital `code` and its placeholder IDs, or None."""
     row = _run(db, _HOSPITAL, (code,)).fetchone()
-    return row[0] if row else None
+    return (row[0], placeholder_set(row[1])) if row else None
+
+
+def placeholder_set(stored: str) -> frozenset[str]:
+    """A hospital's placeholder_ids column as a set."""
+    return frozenset(v for v in stored.split("\\") if v)
+
+
+def is_anonymous(patient_id: str, placeholders: frozenset[str]) -> bool:
+    """True when a PatientID identifies nobody: empty (PS3.3 C.7.1.1: Type 2, may be empty), or
+    one the sending hospital gives patients it cannot identify."""
+    return not patient_id.strip() or patient_id.strip() in placeholders
 
 
 def insert_instance(
-    db: Database, new: NewInstance, hospital: int, received_at: datetime
+    db: Database,
+    new: NewInstance,
+    hospital: int,
+    received_at: datetime,
+    placeholders: frozenset[str] = frozenset(),
 ) -> InstanceRecord | None:
     """Add the patient, study, series and instance rows of `new`, in the caller's transaction.
 
@@ -112,12 +141,15 @@ def insert_instance(
     SOP Instance UID (then nothing of `new` was written but patient, study or series rows it
     lacked).
 
+    `placeholders` are the sending hospital's placeholder IDs: with one of them, or none, a new
+    study's patient is anonymous (a patient of its own).
+
     Raises UIDConflict when the study is recorded for another patient or the series for
     another study (the caller's transaction must then be rolled back: a new patient row may
     have been written).
     """
     h = new.header
-    study = _study(db, h, new.issuer, hospital)
+    study = _study(db, h, new.issuer, hospital, placeholders)
     series = _series(db, h, study)
     files = Instance.file_columns(h, path=new.path, size=new.size, sha256=new.sha256)
     inserted = _run(
@@ -141,15 +173,18 @@ def insert_instance(
     return None if existing is not None and existing.path == new.path else existing
 
 
-def _study(db: Database, h: Any, issuer: str, hospital: int) -> int:
+def _study(db: Database, h: Any, issuer: str, hospital: int, placeholders: frozenset[str]) -> int:
     """The study's row id: an indexed study, if the instance's patient is the study's (its
-    demographics brought up to date), else a new study of the instance's patient (created or
-    brought up to date). Raises UIDConflict."""
+    demographics, and the study's own, brought up to date), else a new study of the instance's
+    patient (created or brought up to date; a new one of its own when anonymous). Raises
+    UIDConflict."""
     row = _run(db, _STUDY, (h.study_uid,)).fetchone()
     if row is None:
-        patient = _patient(db, h, issuer)
+        anonymous = h.study_uid if is_anonymous(h.patient_id, placeholders) else ""
+        patient = _patient(db, h, issuer, anonymous)
         spans = study_spans(h.study_date, h.study_time)
-        _run(
+        name, birth = h.patient_name, h.patient_birth_date
+        inserted = _run(
             db,
             _NEW_STUDY,
             (
@@ -168,24 +203,38 @@ def _study(db: Database, h: Any, issuer: str, hospital: int) -> int:
                 spans["datetime_key"],
                 spans["datetime_end_key"],
                 name_key(h.referring_physician),
+                name,
+                name_key(name),
+                birth,
+                date_key(birth),
+                h.patient_sex,
             ),
-        )
+        ).rowcount
         row = _run(db, _STUDY, (h.study_uid,)).fetchone()
-        if row[1] == patient:
+        if inserted == 1:
             return row[0]
         # Another writer created the study first, for its own instance's patient.
+        if row[1] != patient:
+            _check_patient(h, row)
+            if anonymous:  # made for this study, which has another patient: nobody's
+                _run(db, _DROP_UNUSED_PATIENT, (patient, patient))
+    else:
         _check_patient(h, row)
-        _update_demographics(db, h, row[1], row[4:])
-        return row[0]
-    _check_patient(h, row)
-    _update_demographics(db, h, row[1], row[4:])
+    _update_demographics(db, h, "patient", row[1], row[4:7])
+    _update_demographics(db, h, "study", row[0], row[7:10])
     return row[0]
 
 
 def _check_patient(h: Any, study: tuple[Any, ...]) -> None:
     """Raise UIDConflict unless the instance's patient is the study's: the same PatientID and,
     when the instance names its IssuerOfPatientID, the same issuer. An instance without one
-    joins the study's patient: the issuer is the study's, not its sender's."""
+    joins the study's patient: the issuer is the study's, not its sender's.
+
+    So an anonymous study (empty or placeholder PatientID) takes further instances with that
+    same PatientID, and refuses one with a real PatientID: that the unknown patient is this one
+    is a reconciliation for a person to make, never for a UID to imply; and an identified
+    patient's study refuses instances without a PatientID alike (PS3.3 C.7.2.1: a study is
+    one patient's)."""
     _, _, patient_id, issuer = study[:4]
     explicit = h.issuer_of_patient_id
     if h.patient_id == patient_id and (not explicit or explicit == issuer):
@@ -198,26 +247,28 @@ def _check_patient(h: Any, study: tuple[Any, ...]) -> None:
     raise UIDConflict(status.UID_CONFLICT, "StudyInstanceUID is recorded for another patient")
 
 
-def _patient(db: Database, h: Any, issuer: str) -> int:
+def _patient(db: Database, h: Any, issuer: str, anonymous: str) -> int:
     """The patient's row id, created or brought up to date: the latest non-empty demographics
-    win."""
-    row = _run(db, _PATIENT, (h.patient_id, issuer)).fetchone()
+    win. `anonymous` is '' for an identified patient, else the UID of the study it is made
+    for."""
+    key = (h.patient_id, issuer, anonymous)
+    row = _run(db, _PATIENT, key).fetchone()
     if row is None:
         name, birth = h.patient_name, h.patient_birth_date
         _run(
             db,
             _NEW_PATIENT,
-            (h.patient_id, issuer, name, name_key(name), birth, date_key(birth), h.patient_sex),
+            (*key, name, name_key(name), birth, date_key(birth), h.patient_sex),
         )
-        row = _run(db, _PATIENT, (h.patient_id, issuer)).fetchone()
+        row = _run(db, _PATIENT, key).fetchone()
     pk, *stored = row
-    _update_demographics(db, h, pk, stored)
+    _update_demographics(db, h, "patient", pk, stored)
     return pk
 
 
-def _update_demographics(db: Database, h: Any, pk: int, stored: Any) -> None:
-    """Bring patient `pk`'s name, birth date and sex (`stored`, in that order) up to the
-    instance's non-empty values."""
+def _update_demographics(db: Database, h: Any, table: str, pk: int, stored: Any) -> None:
+    """Bring the name, birth date and sex (`stored`, in that order) of row `pk` of `table`
+    (patient or study) up to the instance's non-empty values."""
     demographics = {
         "patient_name": h.patient_name,
         "birth_date": h.patient_birth_date,
@@ -236,7 +287,7 @@ def _update_demographics(db: Database, h: Any, pk: int, stored: Any) -> None:
         columns = ", ".join(f"{column} = ?" for column in changed)
         # not cached: the column list varies, and demographics change rarely
         db.execute_sql(
-            f"UPDATE patient SET {columns} WHERE id = ?".replace("?", db.param),
+            f"UPDATE {table} SET {columns} WHERE id = ?".replace("?", db.param),
             (*changed.values(), pk),
         )
 

@@ -36,10 +36,11 @@ class InstanceRows(Role):
         another study (instance_insert.py), NotFound for an unknown hospital.
         """
         with self.session(write=True):
-            hospital = instance_insert.hospital_id(self.db, new.hospital)
+            hospital = instance_insert.hospital_row(self.db, new.hospital)
             if hospital is None:
                 raise NotFound(f"no hospital {new.hospital}")
-            return instance_insert.insert_instance(self.db, new, hospital, utcnow())
+            pk, placeholders = hospital
+            return instance_insert.insert_instance(self.db, new, pk, utcnow(), placeholders)
 
     def replace(self, new: NewInstance, *, take_over: bool = True) -> str:
         """Point an existing instance row at a new file; return the path it named until now.

@@ -130,9 +130,14 @@ class IntegrityQueries(Role):
                     code=new.hospital, name=new.hospital, issuer=hospital_issuer
                 )
             assert hospital is not None  # found, or created just now
-            # as a C-STORE records it: the same patient (latest non-empty demographics win),
-            # study (its first instance's hospital), series and instance rows
-            return instance_insert.insert_instance(self.db, new, hospital.id, received_at), created
+            # as a C-STORE records it: the same patient (latest non-empty demographics win; an
+            # anonymous one per study, by the hospital's placeholder IDs now), study (its first
+            # instance's hospital), series and instance rows
+            placeholders = instance_insert.placeholder_set(hospital.placeholder_ids)
+            inserted = instance_insert.insert_instance(
+                self.db, new, hospital.id, received_at, placeholders
+            )
+            return inserted, created
 
     def repoint_instance(
         self, header: InstanceHeader, *, path: str, size: int, sha256: str, displaced: str

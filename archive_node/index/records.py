@@ -17,6 +17,8 @@ class HospitalRecord:
     issuer: str
     ae_count: int = 0
     study_count: int = 0
+    # PatientIDs its departments give unidentified patients: each such study is its own patient
+    placeholder_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,33 @@ _AE_FIELDS = ("host", "port", "allow", "scope", "description", "enabled", "max_a
 class RegistryRows(Role):
     """Hospitals and AEs: added, changed, removed, looked up (every association asks)."""
 
-    def add_hospital(self, code: str, name: str, issuer: str) -> HospitalRecord:
+    def add_hospital(
+        self, code: str, name: str, issuer: str, placeholder_ids: tuple[str, ...] = ()
+    ) -> HospitalRecord:
         with self.session(write=True):
             if Hospital.get_or_none(Hospital.code == code):
                 raise Conflict(f"hospital {code} already exists")
-            Hospital.create(code=code, name=name, issuer=issuer)
-        return HospitalRecord(code, name, issuer)
+            Hospital.create(
+                code=code, name=name, issuer=issuer, placeholder_ids=_stored(placeholder_ids)
+            )
+        return HospitalRecord(code, name, issuer, placeholder_ids=placeholder_ids)
+
+    def update_hospital(
+        self, code: str, *, name: str | None = None, placeholder_ids: tuple[str, ...] | None = None
+    ) -> HospitalRecord:
+        """Change a hospital's name or placeholder IDs (its issuer is its patients' identity,
+        never changed). Raises NotFound."""
+        with self.session(write=True):
+            row = Hospital.get_or_none(Hospital.code == code)
+            if row is None:
+                raise NotFound(f"no hospital {code}")
+            if name is not None:
+                row.name = name
+            if placeholder_ids is not None:
+                row.placeholder_ids = _stored(placeholder_ids)
+            row.save()
+        (record,) = (h for h in self.list_hospitals() if h.code == code)
+        return record
 
     def list_hospitals(self) -> list[HospitalRecord]:
         with self.session():
@@ -48,7 +69,12 @@ class RegistryRows(Role):
             )
             return [
                 HospitalRecord(
-                    h.code, h.name, h.issuer, ae_counts.get(h.id, 0), study_counts.get(h.id, 0)
+                    h.code,
+                    h.name,
+                    h.issuer,
+                    ae_counts.get(h.id, 0),
+                    study_counts.get(h.id, 0),
+                    tuple(v for v in h.placeholder_ids.split("\\") if v),
                 )
                 for h in Hospital.select().order_by(Hospital.code)
             ]
@@ -137,6 +163,11 @@ class RegistryRows(Role):
         with self.session():
             row = Hospital.get_or_none(Hospital.code == code)
             return row.issuer if row is not None else None
+
+
+def _stored(placeholder_ids: tuple[str, ...]) -> str:
+    """Placeholder IDs as hospital.placeholder_ids holds them: an LO never holds a backslash."""
+    return "\\".join(placeholder_ids)
 
 
 def _ae_record(row: ApplicationEntity) -> AERecord:

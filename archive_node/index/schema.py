@@ -19,7 +19,7 @@ from .tables import (
     Study,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # MIGRATIONS[n] upgrades a version n-1 index to version n, inside one transaction. Prefer
 # additive changes (columns with defaults, new tables, indexes): on SQLite anything else
@@ -84,10 +84,62 @@ def _add_acknowledgements(db: Database) -> None:
         db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "max_associations" INTEGER')
 
 
+def _anonymous_patients(db: Database) -> None:
+    """Schema 5 (part): a patient without a usable PatientID is a patient per study. Hospitals
+    gain their placeholder IDs; patients an `anonymous_study` in their identity; studies the
+    patient's name, birth date and sex they arrived with, filled from their patient row.
+
+    Patients with an empty PatientID, until now one row per issuer for every such study, are
+    split into one per study (each keeps the demographics the merged row had: the latest
+    received). Written to run beside other version-5 steps, in the same transaction."""
+    for table, column in (
+        ("hospital", "placeholder_ids"),
+        ("patient", "anonymous_study"),
+        *(("study", c) for c in ("patient_name", "name_key", "birth_date", "birth_key", "sex")),
+    ):
+        if column not in {c.name for c in db.get_columns(table)}:
+            db.execute_sql(
+                f'ALTER TABLE "{table}" ADD COLUMN "{column}" TEXT NOT NULL DEFAULT \'\''
+            )
+    db.execute_sql('DROP INDEX IF EXISTS "patient_patient_id_issuer"')
+    db.execute_sql(
+        'CREATE UNIQUE INDEX IF NOT EXISTS "patient_patient_id_issuer_anonymous_study" '
+        'ON "patient" ("patient_id", "issuer", "anonymous_study")'
+    )
+    # one statement per column, the same SQL on both backends
+    for column in ("patient_name", "name_key", "birth_date", "birth_key", "sex"):
+        db.execute_sql(
+            f'UPDATE "study" SET "{column}" = '
+            f'(SELECT p."{column}" FROM "patient" p WHERE p."id" = "study"."patient_id")'
+        )
+    merged = (
+        Study.select(Study.id, Study.study_uid, Patient.id)
+        .join(Patient, on=(Study.patient == Patient.id))
+        .where(Patient.patient_id == "")
+        .order_by(Study.id)
+        .tuples()
+    )
+    for study_pk, study_uid, patient_pk in list(cast(Iterable[tuple[int, str, int]], merged)):
+        source = Patient.get_by_id(patient_pk)
+        own = Patient.create(
+            patient_id=source.patient_id,
+            issuer=source.issuer,
+            patient_name=source.patient_name,
+            name_key=source.name_key,
+            birth_date=source.birth_date,
+            sex=source.sex,
+            birth_key=source.birth_key,
+            anonymous_study=study_uid,
+        )
+        Study.update(patient=own.id).where(Study.id == study_pk).execute()
+    Patient.delete().where((Patient.patient_id == "") & (Patient.anonymous_study == "")).execute()
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     2: _add_matching_keys,
     3: _add_commitment_requests,
     4: _add_acknowledgements,
+    5: _anonymous_patients,
 }
 
 

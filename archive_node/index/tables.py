@@ -41,6 +41,9 @@ class Hospital(BaseModel):
     name = TextField()
     issuer = TextField()
     created_at = DateTimeField(default=utcnow)
+    # PatientIDs its departments give patients they cannot identify ('UNKNOWN', '000000'),
+    # backslash-separated (schema 5): such an instance's patient is anonymous, as without one.
+    placeholder_ids = TextField(default="")
 
 
 class ApplicationEntity(BaseModel):
@@ -62,7 +65,12 @@ class ApplicationEntity(BaseModel):
 
 
 class Patient(BaseModel):
-    """A patient in one identifier domain: (PatientID, IssuerOfPatientID) is the identity."""
+    """A patient in one identifier domain: (PatientID, IssuerOfPatientID) is the identity.
+
+    Not so for an anonymous patient (an empty PatientID, or one of the sending hospital's
+    placeholder IDs): nothing says two such studies are one person, so each study has a patient
+    of its own, told apart by `anonymous_study` (its Study Instance UID; '' for every other
+    patient). Its PatientID stays as received, for C-FIND answers (schema 5)."""
 
     id: AutoField[int]  # peewee's implicit primary key
     patient_id = TextField()
@@ -72,9 +80,10 @@ class Patient(BaseModel):
     birth_date = TextField(default="")
     sex = TextField(default="")
     birth_key = TextField(default="")  # values.date_key(birth_date), for DA matching (schema 2)
+    anonymous_study = TextField(default="")
 
     class Meta:
-        indexes = ((("patient_id", "issuer"), True),)
+        indexes = ((("patient_id", "issuer", "anonymous_study"), True),)
 
 
 class Study(BaseModel):
@@ -100,6 +109,14 @@ class Study(BaseModel):
     datetime_key = TextField(default="", index=True)
     datetime_end_key = TextField(default="")
     referring_key = TextField(default="")
+    # The patient's name, birth date and sex as the study's instances gave them (the latest
+    # non-empty; schema 5), with their matching keys as the patient's: C-FIND answers a study,
+    # its series and instances with these, the patient record's where the study has none.
+    patient_name = TextField(default="")
+    name_key = TextField(default="")
+    birth_date = TextField(default="")
+    birth_key = TextField(default="")
+    sex = TextField(default="")
 
 
 class Series(BaseModel):

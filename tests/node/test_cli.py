@@ -168,7 +168,14 @@ def test_hospital_crud(index_url, tmp_path):
     assert "issuer NLSH-PID" in added.output
 
     table = ok("hospital", "list", "--config", cfg).output.splitlines()
-    assert table[0].split() == ["CODE", "NAME", "ISSUER", "AE_COUNT", "STUDY_COUNT"]
+    assert table[0].split() == [
+        "CODE",
+        "NAME",
+        "ISSUER",
+        "AE_COUNT",
+        "STUDY_COUNT",
+        "PLACEHOLDER_IDS",
+    ]
     assert table[1].split()[0] == "NLSH"  # ordered by code
     assert "University Hospital" in table[2]
     assert len(table) == 3
@@ -181,6 +188,7 @@ def test_hospital_crud(index_url, tmp_path):
             "issuer": "NLSH-PID",
             "ae_count": 0,
             "study_count": 0,
+            "placeholder_ids": [],
         },
         "UNN": {
             "code": "UNN",
@@ -188,6 +196,7 @@ def test_hospital_crud(index_url, tmp_path):
             "issuer": "UNN",
             "ae_count": 0,
             "study_count": 0,
+            "placeholder_ids": [],
         },
     }
 
@@ -225,6 +234,68 @@ def test_hospital_add_bad_name_and_issuer(ready):
         "hospital", "add", "UNN", "--name", "U", "--issuer", "I" * 65, "--config", ready
     )
     assert hospitals(ready) == {}
+
+
+def test_hospital_placeholder_ids(index_url, tmp_path):
+    """Added, listed, changed and cleared through the CLI, on SQLite and on PostgreSQL."""
+    cfg = write_config(tmp_path, index_url)
+    ok("--config", cfg, "init")
+    added = ok(
+        "hospital",
+        "add",
+        "UNN",
+        "--name",
+        "U",
+        "--placeholder-ids",
+        " UNKNOWN , 000000",
+        "-c",
+        cfg,
+    )
+    assert (
+        added.output.strip()
+        == "added hospital UNN (U), issuer UNN, placeholder IDs UNKNOWN,000000"
+    )
+    assert hospitals(cfg)["UNN"]["placeholder_ids"] == ["UNKNOWN", "000000"]
+    table = ok("hospital", "list", "--config", cfg).output.splitlines()
+    assert table[1].split()[-1] == "UNKNOWN,000000"
+
+    updated = ok("hospital", "update", "UNN", "--placeholder-ids", "UKJENT,UKJENT", "-c", cfg)
+    assert updated.output.strip() == "updated hospital UNN (U), issuer UNN, placeholder IDs UKJENT"
+    assert hospitals(cfg)["UNN"]["placeholder_ids"] == ["UKJENT"]
+    renamed = ok("hospital", "update", "UNN", "--name", "University Hospital", "-c", cfg)
+    assert "(University Hospital)" in renamed.output and "UKJENT" in renamed.output
+    cleared = ok("hospital", "update", "UNN", "--placeholder-ids", "", "-c", cfg)
+    assert cleared.output.strip().endswith("no placeholder IDs")
+    assert hospitals(cfg)["UNN"]["placeholder_ids"] == []
+    assert hospitals(cfg)["UNN"]["name"] == "University Hospital"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("UNKNOWN,,000000", "an empty item"),
+        ("X" * 65, "more than 64 characters"),
+        ("A\\B", "backslash or control character"),
+        ("TAB\tBED", "backslash or control character"),
+        (",".join(f"ID{n}" for n in range(21)), "21 values, at most 20"),
+    ],
+)
+def test_hospital_bad_placeholder_ids(ready, value, message):
+    line = fails("hospital", "add", "UNN", "--name", "U", "--placeholder-ids", value, "-c", ready)
+    assert message in line and line.startswith("Error: --placeholder-ids")
+    assert hospitals(ready) == {}
+    ok("hospital", "add", "UNN", "--name", "U", "--placeholder-ids", "UNKNOWN", "-c", ready)
+    line = fails("hospital", "update", "UNN", "--placeholder-ids", value, "-c", ready)
+    assert message in line
+    assert hospitals(ready)["UNN"]["placeholder_ids"] == ["UNKNOWN"]
+
+
+def test_hospital_update_needs_a_change_and_a_hospital(ready):
+    assert "nothing to change" in fails("hospital", "update", "UNN", "-c", ready)
+    assert "no hospital UNN" in fails("hospital", "update", "UNN", "--name", "U", "-c", ready)
+    ok("hospital", "add", "UNN", "--name", "U", "-c", ready)
+    assert "name" in fails("hospital", "update", "UNN", "--name", " ", "-c", ready)
+    assert "hospital code" in fails("hospital", "update", "UN N", "--name", "U", "-c", ready)
 
 
 def test_hospital_add_needs_a_name(ready):
