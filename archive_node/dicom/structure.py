@@ -33,6 +33,7 @@ from pydicom.uid import UID
 MAX_INFLATED = 1 << 30
 MAX_DEPTH = 64  # sequences within sequences
 WINDOW = 64 * 1024  # bytes read (or inflated) at a time
+AFTER_SKIP = 4096  # bytes read after a skipped value
 
 UNDEFINED = 0xFFFFFFFF
 ITEM = 0xFFFEE000
@@ -144,8 +145,11 @@ class _FileWindow:
         if i < 0 or i + n > len(self._buf):
             if self.pos + n > self.end:
                 raise _Short(self.end - self.pos)
+            # After a value skipped past the window (a fragment of a video), a little: the
+            # next header; reading on from the window, a window's worth.
+            ahead = WINDOW if 0 <= i <= len(self._buf) else AFTER_SKIP
             self.fh.seek(self.pos)
-            self._buf = self.fh.read(min(max(n, WINDOW), self.end - self.pos))
+            self._buf = self.fh.read(min(max(n, ahead), self.end - self.pos))
             self._base, i = self.pos, 0
             if len(self._buf) < n:  # the file shrank under us
                 raise _Short(len(self._buf))
@@ -186,8 +190,6 @@ class _Inflating:
             if not data:
                 data = self.fh.read(min(WINDOW, max(self.end - self._read, 0)))
                 self._read += len(data)
-                if not data:
-                    raise _Malformed("deflate stream truncated", self._produced)
             try:
                 out = inflater.decompress(data, WINDOW)
             except zlib.error as exc:
@@ -196,11 +198,13 @@ class _Inflating:
                 self._produced += len(out)
                 if self._produced > self.limit:
                     raise _Malformed(
-                        f"inflates past {self.limit} bytes (deflate bomb)", self.limit
+                        f"deflate bomb: over {self.limit >> 20} MiB inflated", self.limit
                     )
                 self._buf = self._buf[self._i :] + out
                 self._i = 0
                 return True
+            if not data and not inflater.eof:  # no input left, and no end of stream
+                raise _Malformed("deflate stream truncated", self._produced)
         return False
 
     def take(self, n: int) -> bytes:
