@@ -206,7 +206,7 @@ class ArchiveService:
         # dataset whole into memory): what DCMTK or Orthanc would refuse is never acknowledged.
         malformed = check_path(received)
         if malformed:
-            raise StoreRejected(status.CANNOT_UNDERSTAND, str(malformed))
+            raise StoreRejected(status.CANNOT_UNDERSTAND, malformed.in_dataset())
         header = read_header(
             received, expected_sop_class=sop_class_uid, expected_sop_instance=sop_instance_uid
         )

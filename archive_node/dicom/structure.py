@@ -88,15 +88,24 @@ SEQUENCE_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry
 @dataclass(frozen=True)
 class Problem:
     """What is wrong with a file's encoding, and where: a byte offset in the file or, for a
-    deflated dataset, in the inflated dataset."""
+    deflated dataset, in the inflated dataset; `start` is where the dataset begins (-1 for a
+    problem of the file meta, before it)."""
 
     message: str
     offset: int
     inflated: bool = False
+    start: int = 0
 
     def __str__(self) -> str:
         # Short: an Error Comment (LO) holds 64 characters.
         return f"{self.message} at {'inflated ' if self.inflated else ''}byte {self.offset}"
+
+    def in_dataset(self) -> str:
+        """The problem with its offset counted from the dataset's first byte (what a sender
+        sent: a receiver's file meta is its own), or as str() when it is in the file meta."""
+        if self.inflated or self.start < 0:
+            return str(self)
+        return f"{self.message} at dataset byte {self.offset - self.start}"
 
 
 class _Malformed(Exception):
@@ -241,10 +250,14 @@ class _Inflating:
         if trailing == 0:
             if stream % 2 == 0:
                 return None
-            return Problem(f"odd deflate stream length {stream}, no pad", self.end)
+            return Problem(
+                f"odd deflate stream length {stream}, no pad", self.end, start=self.start
+            )
         if trailing == 1 and stream % 2 and (unused or self.fh.read(1)) == b"\0":
             return None
-        return Problem(f"{trailing} byte(s) after the deflate stream", self.start + stream)
+        return Problem(
+            f"{trailing} byte(s) after the deflate stream", self.start + stream, start=self.start
+        )
 
 
 def check_path(path: str | Path, *, max_inflated: int = MAX_INFLATED) -> Problem | None:
@@ -264,7 +277,7 @@ def check_file(fh: BinaryIO, *, max_inflated: int = MAX_INFLATED) -> Problem | N
     try:
         transfer_syntax = _file_meta(window)
     except _Malformed as exc:
-        return Problem(exc.message, exc.offset)
+        return Problem(exc.message, exc.offset, start=-1)
     return _check(fh, window, transfer_syntax, window.pos, size, max_inflated)
 
 
@@ -308,12 +321,12 @@ def _check(
         try:
             walker.dataset(encoding, None, delimited=False, depth=0)
         except _Malformed as exc:
-            return Problem(exc.message, exc.offset, inflated=True)
+            return Problem(exc.message, exc.offset, inflated=True, start=start)
         return inflating.trailer_problem()
     try:
         _Walker(window, encapsulated).dataset(encoding, end, delimited=False, depth=0)
     except _Malformed as exc:
-        return Problem(exc.message, exc.offset)
+        return Problem(exc.message, exc.offset, start=start)
     return None
 
 
