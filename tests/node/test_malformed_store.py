@@ -15,7 +15,9 @@ from pydicom.uid import generate_uid
 
 from archive_node.dicom import status
 from archive_node.dicom.structure import check_path
+from archive_node.rules.commitment import EVENT_FAILURES_EXIST
 from tests.helpers import dicom_objects
+from tests.helpers.commitment import modality, n_action, referenced, request
 from tests.helpers.dimse import associate, send_file
 from tests.helpers.raw_dicom import (
     DEFLATED,
@@ -228,3 +230,31 @@ def test_a_4_gib_deflate_bomb_is_refused_in_bounded_memory(node, tmp_path):
     assert_nothing_kept(node)
     # the check alone, in this process: the same bound, the same memory
     assert str(check_path(bomb)).startswith("deflate bomb")
+
+
+def test_a_refused_instance_is_never_committed(node, tmp_path):
+    """The issue's second half: a malformed instance got a positive Storage Commitment. Now it
+    is refused, so commitment reports it failed (no such object instance), beside a kept one."""
+    path, _problem = truncated_pixel_data(tmp_path)
+    meta = pydicom.filereader.read_file_meta_info(path)
+    good = dicom_objects.secondary_capture()
+    assoc = associate(node, "UNN_US", [(dicom_objects.SECONDARY_CAPTURE, [EXPLICIT_LE])])
+    try:
+        assert send_file(assoc, path).Status == status.CANNOT_UNDERSTAND
+        assert assoc.send_c_store(good).Status == status.SUCCESS
+    finally:
+        assoc.release()
+    refs = [
+        (good.SOPClassUID, good.SOPInstanceUID),
+        (meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID),
+    ]
+    with modality("UNN_US") as scu:
+        commitment = scu.associate(node)
+        assert n_action(commitment, request(refs)).Status == status.SUCCESS
+        _where, event_type, info = scu.report()
+        commitment.release()
+    assert event_type == EVENT_FAILURES_EXIST
+    assert referenced(info) == {good.SOPInstanceUID}
+    assert {i.ReferencedSOPInstanceUID: i.FailureReason for i in info.FailedSOPSequence} == {
+        meta.MediaStorageSOPInstanceUID: 0x0112
+    }
