@@ -493,10 +493,10 @@ class _Walker:
         if enc.explicit:
             if vr == b"SQ":
                 return self.sequence(enc, tag, end, delimited=True, depth=depth + 1)
+            if tag == PIXEL_DATA and vr in (b"OB", b"OW", b"UN"):
+                return self._fragments(at, end)
             if vr == b"UN":  # PS3.5 6.2.2: a sequence in Implicit VR Little Endian
                 return self.sequence(_IMPLICIT_LE, tag, end, delimited=True, depth=depth + 1)
-            if tag == PIXEL_DATA and vr in (b"OB", b"OW"):
-                return self._fragments(at, end)
             raise _Malformed(f"{_tag(tag)} {_vr(vr)} of undefined length", at)
         if tag == PIXEL_DATA:
             return self._fragments(at, end)

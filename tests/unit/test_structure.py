@@ -401,6 +401,10 @@ def test_well_formed_encapsulation_is_accepted():
     assert check(fragments(b"\xff\xd8\xff\xd9"), JPEG_BASELINE) is None
     offsets = struct.pack("<2I", 0, 12)
     assert check(fragments(b"ab", b"cdef", offsets=offsets), JPEG_BASELINE) is None
+    # OW (old writers) and UN (a VR lost on the way) hold fragments as OB does
+    for vr in ("OW", "UN"):
+        other = fragments(b"ab")[:4] + vr.encode() + fragments(b"ab")[6:]
+        assert check(other, JPEG_BASELINE) is None
 
 
 def encapsulated(*items: bytes) -> bytes:
