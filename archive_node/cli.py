@@ -560,9 +560,20 @@ def _print_problems(problems: Sequence[Any]) -> None:
     type=click.DateTime(["%Y-%m-%d"]),
     help="Only instances received on or before this day (YYYY-MM-DD, UTC).",
 )
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also check each file's whole DICOM encoding, as C-STORE does at receipt (finds "
+    "malformed files kept before that check).",
+)
 @json_option
 def verify(
-    hospital: str | None, study_uid: str | None, since: Any, until: Any, as_json: bool
+    hospital: str | None,
+    study_uid: str | None,
+    since: Any,
+    until: Any,
+    deep: bool,
+    as_json: bool,
 ) -> None:
     """Re-read stored files and check them against the index (size, SHA-256), and look for
     files the index lacks; exit status 1 when anything is wrong."""
@@ -575,7 +586,9 @@ def verify(
         since=since.date() if since else None,
         until=until.date() if until else None,
     )
-    report = integrity.verify(service.storage, service.index, scope, progress=_progress(as_json))
+    report = integrity.verify(
+        service.storage, service.index, scope, deep=deep, progress=_progress(as_json)
+    )
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

@@ -24,6 +24,7 @@ from .dicom import status
 from .dicom.decompress import decompress
 from .dicom.instance_header import InstanceHeader, read_header, read_stored_header
 from .dicom.reencode import recode
+from .dicom.structure import check_path
 from .errors import IndexUnavailable, InvalidInput, StoreRejected
 from .index import CommitmentRecord, Index, InstanceRecord, Match, NewInstance
 from .registry import Registry
@@ -202,6 +203,11 @@ class ArchiveService:
         problem = self.room_problem()
         if problem:
             return StoreOutcome(status.OUT_OF_RESOURCES, problem)
+        # The whole encoding, before pydicom reads the header (it would inflate a deflated
+        # dataset whole into memory): what DCMTK or Orthanc would refuse is never acknowledged.
+        malformed = check_path(received)
+        if malformed:
+            raise StoreRejected(status.CANNOT_UNDERSTAND, malformed.in_dataset())
         header = read_header(
             received, expected_sop_class=sop_class_uid, expected_sop_instance=sop_instance_uid
         )

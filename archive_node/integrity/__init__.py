@@ -4,6 +4,7 @@ store alone. Uses the store and the index; no network, no command line."""
 from .problems import (
     CORRUPT,
     DUPLICATE,
+    MALFORMED,
     MISSING,
     ORPHAN,
     OUTSIDE,
@@ -18,6 +19,7 @@ from .verifying import Scope, VerifyReport, verify
 __all__ = [
     "CORRUPT",
     "DUPLICATE",
+    "MALFORMED",
     "MISSING",
     "ORPHAN",
     "OUTSIDE",

@@ -10,13 +10,15 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from ..storage import FilesystemStorage
 
-# Problem kinds. verify: MISSING, CORRUPT, UNREADABLE, OUTSIDE, ORPHAN. reindex: UNREADABLE,
-# UNATTRIBUTED, DUPLICATE, and REPOINTED (a repair made, not a failure).
+# Problem kinds. verify: MISSING, CORRUPT, UNREADABLE, OUTSIDE, ORPHAN, and with --deep
+# MALFORMED. reindex: UNREADABLE, UNATTRIBUTED, DUPLICATE, and REPOINTED (a repair made, not a
+# failure).
 MISSING = "missing"
 CORRUPT = "corrupt"
 UNREADABLE = "unreadable"
 OUTSIDE = "outside"
 ORPHAN = "orphan"
+MALFORMED = "malformed"
 UNATTRIBUTED = "unattributed"
 DUPLICATE = "duplicate"
 REPOINTED = "repointed"

@@ -12,6 +12,7 @@ from datetime import time as day_start
 from typing import Any
 
 from ..dicom.instance_header import read_kept_header
+from ..dicom.structure import check_path
 from ..dicom.values import is_valid_uid
 from ..errors import InvalidInput, NotFound, Refused
 from ..index import Index
@@ -20,6 +21,7 @@ from ..progress import NoProgress, Progress
 from ..storage import FilesystemStorage, KeptFiles
 from .problems import (
     CORRUPT,
+    MALFORMED,
     MISSING,
     ORPHAN,
     OUTSIDE,
@@ -81,11 +83,13 @@ def verify(
     index: Index,
     scope: Scope = Scope(),
     *,
+    deep: bool = False,
     progress: Progress | None = None,
 ) -> VerifyReport:
     """Re-read every kept file in scope and compare it with its index row (pass 1), then look
     for files in the store that no row names (pass 2; with a scope, only in the directories of
-    the studies in scope).
+    the studies in scope). `deep`: pass 1 also checks each intact file's whole encoding, as
+    C-STORE does at receipt (dicom/structure.py), and reports the malformed ones.
 
     Raises SchemaError (no or another schema), NotFound (an unknown hospital), InvalidInput (a
     malformed Study UID, `since` after `until`), IndexUnavailable, ConfigError (the store's
@@ -103,7 +107,7 @@ def verify(
     after = 0
     while page := index.integrity.kept_rows(rows, after=after, limit=PAGE):
         for row in page:
-            problem = _check_row(storage, index, row, report)
+            problem = _check_row(storage, index, row, report, deep)
             if problem:
                 report.problems.append(problem)
             progress.advance(row.size)
@@ -136,9 +140,10 @@ def _check_scope(index: Index, scope: Scope) -> None:
 
 
 def _check_row(
-    storage: FilesystemStorage, index: Index, row: KeptRow, report: VerifyReport
+    storage: FilesystemStorage, index: Index, row: KeptRow, report: VerifyReport, deep: bool
 ) -> Problem | None:
-    """Pass 1: the file a row names is there, readable, of its size and SHA-256."""
+    """Pass 1: the file a row names is there, readable, of its size and SHA-256 and, `deep`,
+    well-formed."""
 
     def problem(kind: str, detail: str) -> Problem:
         return Problem(kind, row.path, row.sop_uid, row.study_uid, detail)
@@ -163,6 +168,14 @@ def _check_row(
         return problem(CORRUPT, f"{facts.size} bytes, {row.size} recorded at receipt")
     if facts.sha256 != row.sha256:
         return problem(CORRUPT, "SHA-256 differs from the one recorded at receipt")
+    if deep:
+        try:
+            malformed = check_path(path)
+        except OSError as exc:
+            return problem(UNREADABLE, reason(exc))
+        if malformed:
+            # The bytes are those acknowledged at receipt: kept before receipt checked them.
+            return problem(MALFORMED, f"{malformed} (as received: kept before receipt checked it)")
     return None
 
 

@@ -3,6 +3,7 @@ and path; through integrity.verify and through the CLI, on SQLite and PostgreSQL
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -81,6 +82,18 @@ def flip_byte(path: Path, offset: int) -> None:
         byte = fh.read(1)
         fh.seek(offset)
         fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+def accepted_long_ago(service, sop_uid: str, raw: bytes) -> Path:
+    """Make the kept file of `sop_uid` hold `raw`, with its row's size and SHA-256 as at
+    receipt: what a node that did not check encodings acknowledged."""
+    path = service.storage.absolute(service.index.instances.find(sop_uid).path)
+    path.write_bytes(raw)
+    with service.index.session(write=True):
+        Instance.update(size=len(raw), sha256=hashlib.sha256(raw).hexdigest()).where(
+            Instance.sop_uid == sop_uid
+        ).execute()
+    return path
 
 
 def set_path(service, sop_uid: str, path: str) -> None:
@@ -281,6 +294,51 @@ def test_unknown_hospital_and_bad_scope_are_refused(service, corpus):
         run_verify(service, since=today, until=today - timedelta(days=1))
 
 
+def malformed_corpus(service, corpus) -> dict[str, tuple[str, str]]:
+    """Two of the corpus's files as an older node kept them: Pixel Data cut short, and one
+    stray byte at the end. SOP Instance UID -> (path, the problem found)."""
+    a = corpus.a
+    cut = service.storage.absolute(corpus.paths[a[0]]).read_bytes()
+    at = len(cut) - 100 * 100 - 12  # the secondary capture's Pixel Data element
+    accepted_long_ago(service, a[0], cut[:-62])
+    odd = service.storage.absolute(corpus.paths[a[1]]).read_bytes()
+    accepted_long_ago(service, a[1], odd + b"\0")
+    return {
+        a[0]: (corpus.paths[a[0]], f"(7FE0,0010) length 10000 > 9938 bytes left at byte {at}"),
+        a[1]: (corpus.paths[a[1]], f"odd dataset length: 1 stray byte(s) at byte {len(odd)}"),
+    }
+
+
+def test_deep_finds_the_malformed_files_kept_before_receipt_checked_them(service, corpus):
+    expected = malformed_corpus(service, corpus)
+    assert run_verify(service).ok  # sizes and hashes are as recorded
+    report = integrity.verify(service.storage, service.index, Scope(), deep=True)
+    assert {(p.kind, p.path, p.sop_instance_uid) for p in report.problems} == {
+        ("malformed", path, uid) for uid, (path, _) in expected.items()
+    }
+    for problem in report.problems:
+        assert problem.detail == (
+            f"{expected[problem.sop_instance_uid][1]} "
+            "(as received: kept before receipt checked it)"
+        )
+        assert problem.study_uid == corpus.study_a
+    assert report.checked == len(corpus.paths)
+
+
+def test_deep_reports_a_damaged_file_as_corrupt_only(service, corpus):
+    malformed_corpus(service, corpus)
+    path = service.storage.absolute(corpus.paths[corpus.a[0]])
+    flip_byte(path, 200)  # after receipt: the hash no longer matches
+    report = integrity.verify(service.storage, service.index, Scope(), deep=True)
+    kinds = {p.sop_instance_uid: p.kind for p in report.problems}
+    assert kinds == {corpus.a[0]: "corrupt", corpus.a[1]: "malformed"}
+
+
+def test_deep_on_a_well_formed_store_finds_nothing(service, corpus):
+    report = integrity.verify(service.storage, service.index, Scope(), deep=True)
+    assert report.ok and report.checked == len(corpus.paths)
+
+
 # -- the CLI -----------------------------------------------------------------------------------
 
 
@@ -327,6 +385,22 @@ def test_cli_verify_clean_and_damaged(service, corpus, index_url, tmp_path):
     assert dated.exit_code == 1 and json.loads(dated.output)["problems"][0]["path"] == missing
     study = cli_run("verify", "-c", cfg, "--json", "--study", corpus.study_a)
     assert study.exit_code == 0
+
+
+def test_cli_verify_deep(service, corpus, index_url, tmp_path):
+    expected = malformed_corpus(service, corpus)  # before the CLI opens the index
+    cfg = write_config(tmp_path, index_url)
+    assert cli_run("verify", "--config", cfg).exit_code == 0  # without --deep: as recorded
+    result = cli_run("verify", "--config", cfg, "--deep", "--json")
+    assert result.exit_code == 1
+    problems = json.loads(result.output)["problems"]
+    assert {(p["kind"], p["sop_instance_uid"]) for p in problems} == {
+        ("malformed", uid) for uid in expected
+    }
+    human = cli_run("verify", "--config", cfg, "--deep", "--study", corpus.study_a)
+    assert human.exit_code == 1 and "2 problem(s)" in human.output
+    lines = [ln for ln in human.output.splitlines() if ln.startswith("malformed")]
+    assert len(lines) == 2 and any("(7FE0,0010) length 10000 > 9938" in ln for ln in lines)
 
 
 @pytest.mark.parametrize(
