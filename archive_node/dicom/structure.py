@@ -29,8 +29,9 @@ from pydicom.datadict import DicomDictionary
 from pydicom.uid import UID
 
 # A deflated dataset inflating past this is refused (PS3.5 A.5 is meant for SR and other small
-# objects; pydicom inflates a whole deflated dataset into memory to read its header).
-MAX_INFLATED = 1 << 30
+# objects; pydicom inflates a whole deflated dataset into memory to read its header, so this
+# bounds what one association can make the node hold).
+MAX_INFLATED = 256 << 20
 MAX_DEPTH = 64  # sequences within sequences
 WINDOW = 64 * 1024  # bytes read (or inflated) at a time
 AFTER_SKIP = 4096  # bytes read after a skipped value
