@@ -97,7 +97,7 @@ class CommitmentSCP:
                 status.INVALID_ARGUMENT_VALUE, "Action Information cannot be decoded"
             ), None
         try:
-            record = self.service.request_commitment(
+            record = self.service.commitments.request(
                 peer,
                 request.ActionTypeID,
                 str(request.RequestedSOPInstanceUID or ""),
@@ -124,7 +124,7 @@ class CommitmentSCP:
             return
         what = _what(record)
         try:
-            result = self.service.commitment_result(record, self.peer_of(assoc))
+            result = self.service.commitments.result(record, self.peer_of(assoc))
             report = event_information(
                 record.transaction_uid, result, self.service.config.node.ae_title
             )
@@ -203,7 +203,7 @@ class CommitmentSCP:
             return
         what = _what(record)
         callee = self.service.registry.peer(record.requester)
-        result = self.service.commitment_result(record, callee)
+        result = self.service.commitments.result(record, callee)
         error: str | None
         if callee is None:
             error = "the requester is no longer registered"

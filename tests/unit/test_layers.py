@@ -15,7 +15,7 @@ LAYERS = [
     {"errors", "progress", "dicom", "logs"},
     {"rules", "config"},
     {"storage", "index"},
-    {"registry"},
+    {"registry", "committing"},
     {"service", "integrity"},
     {"importing"},
     {"net"},
