@@ -149,6 +149,8 @@ class Query:
     unknown: tuple[str, ...] = ()
     # for requested sequences: the keys their first item names (none: the whole items)
     sequence_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # a relational query (PS3.4 C.4.1.2.2): some level above is not fixed by one unique key
+    relational: bool = False
 
     def condition(self, keyword: str) -> Condition | None:
         return next((c for c in self.conditions if c.keyword == keyword), None)
@@ -172,10 +174,14 @@ def key_level(keyword: str, model: str) -> str | None:
 def parse_query(identifier: Dataset, model: str) -> Query:
     """Validate a C-FIND identifier against the model's levels and the matching rules.
 
+    A level above the query level that is not fixed by one value of its unique key makes the
+    query relational (PS3.4 C.4.1.2.2, C.4.1.3.2): it is answered whether or not the SCU
+    negotiated relational-queries, as Orthanc and DCMTK expect, and its answers carry the
+    unique keys of every level above (C.4.1.3.1.1) so that the SCU can retrieve what it found.
+
     Raises InvalidQuery with 0xA900 when the identifier does not fit the model (no or unknown
-    Query/Retrieve Level, a missing unique key above the level) and 0xC000 when a value is
-    malformed (a date that is no date, a UID with letters, a wildcard where none is allowed, an
-    attribute with the wrong VR).
+    Query/Retrieve Level) and 0xC000 when a value is malformed (a date that is no date, a UID
+    with letters, a wildcard where none is allowed, an attribute with the wrong VR).
     """
     levels = MODEL_LEVELS[model]
     level = _level(identifier, levels)
@@ -214,10 +220,11 @@ def parse_query(identifier: Dataset, model: str) -> Query:
         if condition is not None:
             conditions.append(condition)
 
-    _check_hierarchy(model, level, values)
-    unique = UNIQUE_KEYS[level]
-    if unique not in requested:
-        requested.append(unique)  # the unique key of the level is always answered
+    relational = not _hierarchical(model, level, values)
+    for upper in MODEL_LEVELS[model][: levels.index(level) + 1]:
+        unique = UNIQUE_KEYS[upper]
+        if unique not in requested:
+            requested.append(unique)  # the unique keys of the level and those above
     study_datetime = _combined_study_datetime(values, conditions)
     if study_datetime is not None:
         conditions = [c for c in conditions if c.keyword not in ("StudyDate", "StudyTime")]
@@ -244,6 +251,7 @@ def parse_query(identifier: Dataset, model: str) -> Query:
         study_datetime=study_datetime,
         unknown=tuple(unknown),
         sequence_keys=sequence_keys,
+        relational=relational,
     )
 
 
@@ -495,6 +503,17 @@ def _range_form(text: str) -> tuple[bool, bool] | None:
     return bool(start), bool(end)
 
 
+def _hierarchical(model: str, level: str, values: dict[str, str]) -> bool:
+    """Whether every level above the query level is fixed by a single value of its unique key
+    (PS3.4 C.4.1.2.1 hierarchical search); otherwise the query is relational."""
+    levels = MODEL_LEVELS[model]
+    for upper in levels[: levels.index(level)]:
+        text = values.get(UNIQUE_KEYS[upper], "")
+        if not text or "*" in text or "?" in text or "\\" in text:
+            return False
+    return True
+
+
 def _check_hierarchy(model: str, level: str, values: dict[str, str]) -> None:
     """PS3.4 C.4.1.2.1 hierarchical search: every level above the query level is fixed by a
     single value of its unique key."""
@@ -519,12 +538,16 @@ def parse_retrieve(identifier: Dataset, model: str) -> Query:
     above it one value of its unique key. IssuerOfPatientID may qualify PatientID. Other keys
     are not matched. The Query returned has no requested keys and conditions on those keys.
 
+    A Study Root retrieve at PATIENT level (which Orthanc sends for a whole patient, though
+    the model has no such level) is read as a Patient Root one: the patient's studies, named
+    by PatientID (and IssuerOfPatientID).
+
     Raises InvalidQuery with 0xA900 for a missing or unknown level, a missing, universal or
     wildcard unique key, a list above the level; 0xC000 for a malformed value (a UID with
     letters, a list of PatientIDs).
     """
-    levels = MODEL_LEVELS[model]
-    level = _level(identifier, levels)
+    level = _level(identifier, MODEL_LEVELS[PATIENT_ROOT])
+    levels = MODEL_LEVELS[PATIENT_ROOT if level == "PATIENT" else model]
     unique_keys = [UNIQUE_KEYS[upper] for upper in levels[: levels.index(level) + 1]]
     keywords = unique_keys + (["IssuerOfPatientID"] if "PatientID" in unique_keys else [])
     values: dict[str, str] = {}
@@ -551,7 +574,7 @@ def parse_retrieve(identifier: Dataset, model: str) -> Query:
             f"{unique} is required to retrieve at {level} level",
             unique,
         )
-    _check_hierarchy(model, level, values)
+    _check_hierarchy(PATIENT_ROOT if level == "PATIENT" else model, level, values)
     conditions = [_condition(KEYS[keyword], text) for keyword, text in values.items()]
     return Query(
         model=model,
@@ -559,3 +582,29 @@ def parse_retrieve(identifier: Dataset, model: str) -> Query:
         conditions=tuple(c for c in conditions if c is not None),
         requested=(),
     )
+
+
+# PS3.4 C.5.1.1: the C-FIND service-class-application-information bytes, in order, and
+# whether the node performs each: relational-queries (yes, negotiated or not), combined
+# date-time matching (yes, C.2.2.2.5.1), fuzzy semantic matching of person names, timezone
+# query adjustment, Enhanced Multi-Frame Image Conversion (no).
+_FIND_OPTIONS = (True, True, False, False, False)
+
+
+def extended_negotiation_answer(offered: dict[str, bytes]) -> dict[str, bytes]:
+    """The SOP Class Extended Negotiation items to answer (PS3.7 D.3.3.5), by SOP class: for
+    each Query/Retrieve FIND class offered, each sub-field the node performs is accepted (the
+    offered 1 returned), every other one turned down (0); as many bytes as were offered, at
+    most the five the standard defines (C.5.1.1.2). Other classes (retrieve, storage) are not
+    answered: relational retrieval is not offered (C.5.2.1, C.5.3.1), which no answer says."""
+    answer: dict[str, bytes] = {}
+    for sop_class, info in offered.items():
+        uid = str(sop_class).strip("\0 ")
+        if uid not in FIND_SOP_CLASSES or not info:
+            continue
+        fields = bytes(info)[: len(_FIND_OPTIONS)]
+        answer[uid] = bytes(
+            1 if value == 1 and performed else 0
+            for value, performed in zip(fields, _FIND_OPTIONS, strict=False)
+        )
+    return answer
