@@ -15,7 +15,7 @@ from pydicom.sequence import Sequence
 from ..dicom import status
 from ..dicom.values import MAX_LENGTH, is_valid_uid, parse_date
 from ..errors import Refused
-from .matching import datetime_bounds, name_key, time_bounds
+from .matching import datetime_bounds, group_key, name_groups, time_bounds
 
 # PS3.4 C.6: the Query/Retrieve information models and their levels, top down.
 PATIENT_ROOT = "PATIENT"
@@ -345,27 +345,45 @@ def _condition(key: Key, text: str) -> Condition | None:
         raise _malformed(keyword, f"{keyword}: no wildcards in a {vr} value")
     if vr in ("DA", "TM", "DT"):
         return _date_time_condition(key, text)
-    if vr == "PN" and not _check_name(key, text):
-        return None
+    if vr == "PN":
+        return _name_condition(keyword, text)
     if wildcard:
-        if vr == "PN":
-            return Condition(keyword, "wildcard", _name_patterns(text))
         return Condition(keyword, "wildcard", (text,))  # C.2.2.2.4
     _check_single(key, text)
-    return Condition(keyword, "single", (_normalised(vr, text),))  # C.2.2.2.1
+    return Condition(keyword, "single", (text,))  # C.2.2.2.1
 
 
-def _normalised(vr: str, text: str) -> str:
-    return name_key(text) if vr == "PN" else text
+def _name_condition(keyword: str, text: str) -> Condition | None:
+    """Person name matching (PS3.4 C.2.2.2.1, C.2.2.2.4) on every component group a value
+    gives (PS3.5 6.2.1); None when it has nothing to match (universal).
+
+    A value without '=' is one group, matched against each of a name's groups: 'HANSEN^OLA'
+    finds the alphabetic group, '*山田*' the ideographic one of 'Yamada^Tarou=山田^太郎' (kind
+    'single' or 'wildcard', values as name_patterns). A value with '=' gives each group its
+    place: '=山田*' matches ideographic groups only, 'Yamada^Tarou=山田^太郎' both groups; an
+    empty or '*' group matches anything (kind 'groups', values: the three group_key()s, ''
+    for any).
+    """
+    if "=" not in text:
+        key = group_key(text)
+        if not key:
+            return None
+        if "*" in key or "?" in key:
+            return Condition(keyword, "wildcard", name_patterns(key))
+        return Condition(keyword, "single", (key,))
+    groups = tuple(group if group.strip("*") else "" for group in name_groups(text))
+    if not any(groups):
+        return None
+    return Condition(keyword, "groups", groups)
 
 
-def _name_patterns(text: str) -> tuple[str, ...]:
-    """A PN wildcard as name_key patterns, any of which may match: stored keys lose their
-    empty trailing components, so a trailing component that matches nothing ('*', '**') may
-    be absent: 'HANSEN^*' must also find a stored 'HANSEN'. Each pattern after the first
-    stands for names of exactly its number of components (a * in it must not swallow a ^ of
-    a longer name: '*E*^ola' is not to find 'ÆRØ^Åse^ola' for '*E*^ola^*')."""
-    components = name_key(text).split("^")
+def name_patterns(key: str) -> tuple[str, ...]:
+    """A PN group's wildcard (a group_key) as patterns, any of which may match: stored keys
+    lose their empty trailing components, so a trailing component that matches nothing ('*',
+    '**') may be absent: 'HANSEN^*' must also find a stored 'HANSEN'. Each pattern after the
+    first stands for names of exactly its number of components (a * in it must not swallow a
+    ^ of a longer name: '*E*^ola' is not to find 'ÆRØ^Åse^ola' for '*E*^ola^*')."""
+    components = key.split("^")
     patterns = ["^".join(components)]
     while len(components) > 1 and not components[-1].strip("*"):
         components.pop()
@@ -389,19 +407,6 @@ def _check_text(key: Key, text: str) -> None:
         raise _malformed(
             key.keyword, f"{key.keyword} is longer than {limit} characters ({key.vr})"
         )
-
-
-def _check_name(key: Key, text: str) -> bool:
-    """False when a PN value has nothing to match (only empty components: universal).
-
-    Names are matched on their alphabetic group; a query of only ideographic or phonetic
-    groups would silently match the wrong patients, so it is refused.
-    """
-    if name_key(text):
-        return True
-    if text.replace("=", "").replace("^", "").strip():
-        raise _malformed(key.keyword, f"{key.keyword}: only the alphabetic group can be matched")
-    return False
 
 
 def _check_single(key: Key, text: str) -> None:

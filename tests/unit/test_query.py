@@ -81,13 +81,6 @@ def test_status_codes_are_the_standards():
         pytest.param("STUDY", "ModalitiesInStudy", "MR", "MR", id="CS-one-of-a-list-key"),
         pytest.param("STUDY", "PatientName", "ØDEGÅRD^ÅSE^^", "ødegård^åse", id="PN-casefold"),
         pytest.param("STUDY", "PatientName", "Doe^John", "doe^john", id="PN-mixed-case"),
-        pytest.param(
-            "STUDY",
-            "ReferringPhysicianName",
-            "Yamada^Tarou=山田^太郎=やまだ^たろう",
-            "yamada^tarou",
-            id="PN-alphabetic-group",
-        ),
         pytest.param("STUDY", "StudyInstanceUID", "1.2.840.10008.1", "1.2.840.10008.1", id="UI"),
         pytest.param(
             "IMAGE",
@@ -366,7 +359,6 @@ def test_date_and_time_matched_apart(date, time, kept):
         pytest.param("SERIES", "SeriesNumber", "abc", id="IS-letters"),
         pytest.param("SERIES", "SeriesNumber", "1.5", id="IS-fraction"),
         pytest.param("SERIES", "SeriesNumber", "2147483648", id="IS-out-of-range"),
-        pytest.param("STUDY", "PatientName", "=山田^太郎", id="PN-ideographic-only"),
         pytest.param("STUDY", "StudyTime", "1200-1000", id="TM-backwards-alone"),
         pytest.param(
             "SERIES",
@@ -898,9 +890,17 @@ def test_datetime_span(stored_date, stored_time, span):
         pytest.param("ØDEGÅRD^ÅSE^^^", "ødegård^åse", id="trailing-empty-components"),
         pytest.param("DOE^^JOHN", "doe^^john", id="interior-empty-kept"),
         pytest.param(" DOE ^ JOHN ", "doe^john", id="spaces"),
-        pytest.param("Yamada^Tarou=山田^太郎=やまだ^たろう", "yamada^tarou", id="groups"),
+        pytest.param(
+            "Yamada^Tarou=山田^太郎=やまだ^たろう",
+            "yamada^tarou=山田^太郎=やまだ^たろう",
+            id="groups",
+        ),
+        pytest.param("Yamada^Tarou=山田^太郎^^", "yamada^tarou=山田^太郎=", id="two-groups"),
         pytest.param("DOE^JOHN=", "doe^john", id="empty-group"),
-        pytest.param("=山田^太郎", "", id="no-alphabetic-group"),
+        pytest.param("DOE^JOHN==", "doe^john", id="empty-groups"),
+        pytest.param("=山田^太郎", "=山田^太郎=", id="no-alphabetic-group"),
+        pytest.param("==やまだ", "==やまだ", id="phonetic-only"),
+        pytest.param("A=B=C=D", "a=b=c", id="a-fourth-group-ignored"),
         pytest.param("MÜLLER^JOSÉ", "müller^josé", id="accents-kept"),
         pytest.param("STRAẞE", "straße", id="one-letter-stays-one-letter"),
         pytest.param("GROß^KARL", "groß^karl", id="sharp-s-kept"),
@@ -1089,3 +1089,33 @@ STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 )
 def test_extended_negotiation_answer(offered, answer):
     assert extended_negotiation_answer(offered) == answer
+
+
+# -- PS3.5 6.2.1 person name component groups (issue 17 point 8) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "condition"),
+    [
+        pytest.param("Yamada^Tarou", ("single", ("yamada^tarou",)), id="one-group-any-group"),
+        pytest.param("*山田*", ("wildcard", ("*山田*",)), id="one-group-wildcard"),
+        pytest.param("=山田*", ("groups", ("", "山田*", "")), id="ideographic-only"),
+        pytest.param("==やまだ^*", ("groups", ("", "", "やまだ^*")), id="phonetic-only"),
+        pytest.param(
+            "Yamada^Tarou=山田^太郎",
+            ("groups", ("yamada^tarou", "山田^太郎", "")),
+            id="two-groups",
+        ),
+        pytest.param("YAMADA=*=*", ("groups", ("yamada", "", "")), id="star-groups-universal"),
+        # pydicom reads 'Doe^John=' as 'Doe^John' (one group, any group): '=*' says "alphabetic"
+        pytest.param("Doe^John=*", ("groups", ("doe^john", "", "")), id="alphabetic-explicit"),
+        pytest.param("==", None, id="only-delimiters-universal"),
+        pytest.param("*=*", None, id="only-stars-universal"),
+    ],
+)
+def test_person_name_groups(value, condition):
+    got = find("STUDY", PatientName=value).condition("PatientName")
+    if condition is None:
+        assert got is None
+    else:
+        assert got == Condition("PatientName", *condition)
