@@ -125,8 +125,9 @@ class Condition:
     """One key that restricts the matches (universal matching makes no condition).
 
     kind: 'single' (one value, exact), 'list' (any of the values), 'wildcard' (one pattern of
-    * and ?), or 'range' ((low, high), either may be '' for an open end). PN values are
-    name_key()s; TM and DT ranges are bounds normalised by values.time_bounds/datetime_bounds.
+    * and ?), 'range' ((low, high), either may be '' for an open end), or, for PN, 'groups'
+    (a pattern per component group, '' for any). PN values are matching.group_key()s (see
+    _name_condition); TM and DT ranges are bounds normalised by time_bounds/datetime_bounds.
     """
 
     keyword: str
