@@ -19,6 +19,7 @@ from pynetdicom.sop_class import (
 from archive_node.dicom import status
 from archive_node.net.association import set_tcp_nodelay
 from tests.helpers import dicom_objects
+from tests.helpers.dcmtk import TOOLS, counts, final_response, output, run
 from tests.helpers.dimse import associate, find, find_results, store
 from tests.helpers.identifiers import identifier
 from tests.helpers.retrieving import PATIENT_MOVE, STUDY_MOVE, Destination, move
@@ -278,3 +279,21 @@ def test_patient_level_move_needs_one_patient_id(node, region, destination, keys
     final, pending, _ = move_patient(node, keys)
     assert final.Status == status.IDENTIFIER_MISMATCH
     assert pending == [] and destination.received.files == {}
+
+
+@pytest.mark.dcmtk
+@pytest.mark.skipif(TOOLS["movescu"] is None, reason="DCMTK movescu not installed")
+def test_movescu_study_root_patient_level(node, region, destination):
+    """DCMTK movescu, Study Root (-S), QueryRetrieveLevel=PATIENT: the whole patient."""
+    proc = run(
+        str(TOOLS["movescu"]),
+        *("-d", "-S", "-aet", "UNN_WS", "-aec", node.ae_title, "-aem", "DEST"),
+        *("-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=P1"),
+        *("-k", "IssuerOfPatientID=UNN"),
+        node.host,
+        str(node.port),
+    )
+    final = final_response(proc, "C-MOVE RSP")
+    assert final.status == status.SUCCESS, output(proc)
+    assert counts(final) == (4, 0, 0)
+    assert len(destination.received.files) == 4
