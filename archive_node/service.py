@@ -384,8 +384,9 @@ class ArchiveService:
             overflow = len(matches) > limit
             del matches[limit:]
             log.info(
-                "C-FIND %s level from %s (%s, scope %s): %s%d match(es)",
+                "C-FIND %s level%s from %s (%s, scope %s): %s%d match(es)",
                 query.level,
+                " (relational)" if query.relational else "",
                 peer.ae_title,
                 peer.hospital,
                 peer.scope,

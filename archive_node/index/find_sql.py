@@ -10,7 +10,7 @@ from typing import Any
 
 from peewee import SQL, Case, ColumnBase, Database, Expression, Field, SqliteDatabase, fn
 
-from ..rules.query import Condition, Query
+from ..rules.query import Condition, Query, name_patterns
 from .session import Role
 from .tables import Hospital, Instance, Patient, Series, Study
 
@@ -229,6 +229,8 @@ def _expression(db: Database, condition: Condition, field: Any) -> Expression:
         return _range(field, low + _DAY_START if low else "", high + _DAY_END if high else "")
     if keyword == "StudyTime":  # TM conditions are always spans, single values included
         return _overlap(Study.time_key, Study.time_end_key, *values)
+    if keyword in _NAME_KEYS:
+        return _name(db, field, kind, values)
     if kind == "range":
         return _range(field, *values)
     if kind == "wildcard":
@@ -237,6 +239,57 @@ def _expression(db: Database, condition: Condition, field: Any) -> Expression:
     if kind == "list":
         return field.in_(converted)
     return field == converted[0]
+
+
+_NAME_KEYS = frozenset({"PatientName", "ReferringPhysicianName"})
+
+
+def _name(db: Database, field: Field, kind: str, values: tuple[str, ...]) -> Expression:
+    """Person name matching by component group (query._name_condition) on a matching.name_key:
+    a key without '=' is a name of one (alphabetic) group; one with '=' has exactly two, so
+    that in a pattern of three groups joined by '=' no * or ? can reach into another group.
+
+    'single' and 'wildcard' (a value of one group) match a one-group name as before, and a
+    name of several groups when any of its groups matches; 'groups' matches each group given
+    in its place (a one-group name only when the value gives nothing but its alphabetic
+    group). Each group after the first of a trailing-component variant (name_patterns) is
+    matched without its component count: a * there may reach over a ^.
+    """
+    one_group = _pattern_free(db, field, "=")
+    if kind == "groups":
+        alphabetic, ideographic, phonetic = values
+        variants = [name_patterns(group) if group else ("*",) for group in values]
+        grouped = _wildcard(
+            db,
+            field,
+            tuple(f"{a}={i}={p}" for a in variants[0] for i in variants[1] for p in variants[2]),
+            count_carets=False,
+        )
+        if ideographic or phonetic:
+            return grouped
+        return (_one_group(db, field, alphabetic) & one_group) | grouped
+    # kind single (a literal group key) or wildcard (name_patterns of one group)
+    plain = field == values[0] if kind == "single" else _wildcard(db, field, values) & one_group
+    in_any_group = tuple(
+        pattern
+        for variant in values
+        for pattern in (f"{variant}=*=*", f"*={variant}=*", f"*=*={variant}")
+    )
+    return plain | _wildcard(db, field, in_any_group, count_carets=False)
+
+
+def _one_group(db: Database, field: Field, key: str) -> Expression:
+    """A one-group name key matching `key` (a group_key, literal or with wildcards)."""
+    if "*" in key or "?" in key:
+        return _wildcard(db, field, name_patterns(key))
+    return field == key
+
+
+def _pattern_free(db: Database, field: Field, char: str) -> Expression:
+    """field holds no `char` (a literal character, not % or _)."""
+    if isinstance(db, SqliteDatabase):
+        return Expression(field, "NOT GLOB", f"*{char}*")
+    return Expression(field, "NOT LIKE", f"%{char}%")
 
 
 def _range(field: Field, low: str, high: str) -> Expression:
@@ -266,7 +319,9 @@ def _overlap(start: Field, end: Field, low: str, high: str) -> Expression:
     return expression
 
 
-def _wildcard(db: Database, field: Field, patterns: tuple[str, ...]) -> Expression:
+def _wildcard(
+    db: Database, field: Field, patterns: tuple[str, ...], *, count_carets: bool = True
+) -> Expression:
     """PS3.4 C.2.2.2.4: * is any run of characters, ? any one; everything else, % and _
     included, matches only itself. Case-sensitive: PN keys are lower-cased on both sides.
     Several patterns match when any does; one after the first (query._name_patterns: a name
@@ -280,7 +335,7 @@ def _wildcard(db: Database, field: Field, patterns: tuple[str, ...]) -> Expressi
             escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             # PostgreSQL's LIKE escapes with a backslash by default.
             one = Expression(field, "LIKE", escaped.replace("*", "%").replace("?", "_"))
-        if position:
+        if position and count_carets:
             carets = fn.LENGTH(field) - fn.LENGTH(fn.REPLACE(field, "^", ""))
             one = one & (carets == pattern.count("^"))
         expression = one if expression is None else (expression | one)

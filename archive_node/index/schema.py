@@ -135,11 +135,43 @@ def _anonymous_patients(db: Database) -> None:
     Patient.delete().where((Patient.patient_id == "") & (Patient.anonymous_study == "")).execute()
 
 
+def _series_modality_index(db: Database) -> None:
+    """Schema 5 (C-FIND, relational queries): the series.modality index that a SERIES query on
+    Modality alone walks (an index of schema 1 has it already: this only makes sure), and the
+    person name keys of names with an ideographic or phonetic group recomputed to hold every
+    group (matching.name_key). Idempotent."""
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "series_modality" ON "series" ("modality")')
+    _name_group_keys(db)
+
+
+def _name_group_keys(db: Database) -> None:
+    """Patients' and referring physicians' name keys of every name with more than one component
+    group ('=' in the value): other names' keys are unchanged (matching.name_key)."""
+    patients = Patient.select(Patient.id, Patient.patient_name).where(
+        Patient.patient_name.contains("=")
+    )
+    for patient_id, name in list(cast(Iterable[tuple[int, str]], patients.tuples())):
+        Patient.update(name_key=name_key(name)).where(Patient.id == patient_id).execute()
+    studies = Study.select(Study.id, Study.referring_physician).where(
+        Study.referring_physician.contains("=")
+    )
+    for study_id, referring in list(cast(Iterable[tuple[int, str]], studies.tuples())):
+        Study.update(referring_key=name_key(referring)).where(Study.id == study_id).execute()
+
+
+def _schema_5(db: Database) -> None:
+    """Schema 5: relational C-FIND's index and every name group's matching key, then a patient
+    per study for the unidentified (which copies the patients' keys, recomputed first, to their
+    studies)."""
+    _series_modality_index(db)
+    _anonymous_patients(db)
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     2: _add_matching_keys,
     3: _add_commitment_requests,
     4: _add_acknowledgements,
-    5: _anonymous_patients,
+    5: _schema_5,
 }
 
 

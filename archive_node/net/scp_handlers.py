@@ -20,7 +20,7 @@ from ..dicom import status
 from ..dicom.provenance import Provenance
 from ..rules.access import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
 from ..rules.negotiation import ProposedContext, empty_contexts
-from ..rules.query import FIND_SOP_CLASSES
+from ..rules.query import FIND_SOP_CLASSES, extended_negotiation_answer
 from ..rules.retrieve_plan import receiving_syntaxes
 from ..service import ArchiveService
 from .admission import Admission, SlotLimits
@@ -52,6 +52,7 @@ class Handlers:
             (evt.EVT_ABORTED, self.on_end),
             (evt.EVT_RELEASED, self.on_end),
             (evt.EVT_REQUESTED, self.on_requested),
+            (evt.EVT_SOP_EXTENDED, on_sop_extended),
             (evt.EVT_C_ECHO, self.on_echo),
             (evt.EVT_C_STORE, self.on_store),
             (evt.EVT_C_FIND, self.on_find),
@@ -193,6 +194,15 @@ class Handlers:
                 yield response_status(response.status, response.comment, response.keyword), None
             else:
                 yield response.status, None
+
+
+def on_sop_extended(event: Event) -> dict[str, bytes]:
+    """SOP Class Extended Negotiation (PS3.7 D.3.3.5): relational-queries (and combined
+    date-time matching) are accepted for the Query/Retrieve FIND classes, PS3.4 C.5.1.1."""
+    answer = extended_negotiation_answer(event.app_info)  # type: ignore[attr-defined]
+    if answer:
+        log.debug("%s: extended negotiation answered %s", peer_label(event.assoc), answer)
+    return answer
 
 
 # The DUL's reactor (pynetdicom's, and the node's in patches/reactor.py alike) reads the socket

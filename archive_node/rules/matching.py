@@ -98,15 +98,34 @@ def datetime_span(stored_date: str, stored_time: str) -> tuple[str, str]:
 
 
 def name_key(name: str) -> str:
-    """How a person name is compared: its alphabetic component group, in Unicode NFC, lower
-    case, without the empty trailing components ('ØDEGÅRD^ÅSE^^^' -> 'ødegård^åse').
+    """How a person name is compared: each component group (PS3.5 6.2.1: alphabetic,
+    ideographic, phonetic, separated by '=') in Unicode NFC, lower case, without its empty
+    trailing components. A name with only an alphabetic group is that group's key
+    ('ØDEGÅRD^ÅSE^^^' -> 'ødegård^åse'); one with another group is all three, always with
+    both '=' ('Yamada^Tarou=山田^太郎' -> 'yamada^tarou=山田^太郎='), so that a pattern with
+    two '=' matches each group in its place (find_sql).
 
     Case is not significant in PN matching, accents are (PS3.4 C.2.2.2.1 allows both). NFC
     makes a decomposed 'ø' equal to a composed one; lower() (not casefold()) keeps every
     letter one character, so 'GRO?' still finds 'GROß'.
     """
-    alphabetic = unicodedata.normalize("NFC", name.split("=", 1)[0])
-    components = [part.strip() for part in alphabetic.split("^")]
+    alphabetic, ideographic, phonetic = name_groups(name)
+    if not ideographic and not phonetic:
+        return alphabetic
+    return f"{alphabetic}={ideographic}={phonetic}"
+
+
+def name_groups(name: str) -> tuple[str, str, str]:
+    """The three component groups of a person name, each as group_key() ('' when absent);
+    groups after the third, which PS3.5 does not define, are ignored."""
+    alphabetic, ideographic, phonetic = [*name.split("="), "", ""][:3]
+    return group_key(alphabetic), group_key(ideographic), group_key(phonetic)
+
+
+def group_key(group: str) -> str:
+    """One component group as it is compared: NFC, lower case, components stripped, empty
+    trailing components dropped ('DOE^JOHN^^' -> 'doe^john')."""
+    components = [part.strip() for part in unicodedata.normalize("NFC", group).split("^")]
     while components and not components[-1]:
         components.pop()
     return "^".join(components).lower()

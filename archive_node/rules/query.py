@@ -15,7 +15,7 @@ from pydicom.sequence import Sequence
 from ..dicom import status
 from ..dicom.values import MAX_LENGTH, is_valid_uid, parse_date
 from ..errors import Refused
-from .matching import datetime_bounds, name_key, time_bounds
+from .matching import datetime_bounds, group_key, name_groups, time_bounds
 
 # PS3.4 C.6: the Query/Retrieve information models and their levels, top down.
 PATIENT_ROOT = "PATIENT"
@@ -125,8 +125,9 @@ class Condition:
     """One key that restricts the matches (universal matching makes no condition).
 
     kind: 'single' (one value, exact), 'list' (any of the values), 'wildcard' (one pattern of
-    * and ?), or 'range' ((low, high), either may be '' for an open end). PN values are
-    name_key()s; TM and DT ranges are bounds normalised by values.time_bounds/datetime_bounds.
+    * and ?), 'range' ((low, high), either may be '' for an open end), or, for PN, 'groups'
+    (a pattern per component group, '' for any). PN values are matching.group_key()s (see
+    _name_condition); TM and DT ranges are bounds normalised by time_bounds/datetime_bounds.
     """
 
     keyword: str
@@ -149,6 +150,8 @@ class Query:
     unknown: tuple[str, ...] = ()
     # for requested sequences: the keys their first item names (none: the whole items)
     sequence_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # a relational query (PS3.4 C.4.1.2.2): some level above is not fixed by one unique key
+    relational: bool = False
 
     def condition(self, keyword: str) -> Condition | None:
         return next((c for c in self.conditions if c.keyword == keyword), None)
@@ -172,10 +175,14 @@ def key_level(keyword: str, model: str) -> str | None:
 def parse_query(identifier: Dataset, model: str) -> Query:
     """Validate a C-FIND identifier against the model's levels and the matching rules.
 
+    A level above the query level that is not fixed by one value of its unique key makes the
+    query relational (PS3.4 C.4.1.2.2, C.4.1.3.2): it is answered whether or not the SCU
+    negotiated relational-queries, as Orthanc and DCMTK expect, and its answers carry the
+    unique keys of every level above (C.4.1.3.1.1) so that the SCU can retrieve what it found.
+
     Raises InvalidQuery with 0xA900 when the identifier does not fit the model (no or unknown
-    Query/Retrieve Level, a missing unique key above the level) and 0xC000 when a value is
-    malformed (a date that is no date, a UID with letters, a wildcard where none is allowed, an
-    attribute with the wrong VR).
+    Query/Retrieve Level) and 0xC000 when a value is malformed (a date that is no date, a UID
+    with letters, a wildcard where none is allowed, an attribute with the wrong VR).
     """
     levels = MODEL_LEVELS[model]
     level = _level(identifier, levels)
@@ -214,10 +221,11 @@ def parse_query(identifier: Dataset, model: str) -> Query:
         if condition is not None:
             conditions.append(condition)
 
-    _check_hierarchy(model, level, values)
-    unique = UNIQUE_KEYS[level]
-    if unique not in requested:
-        requested.append(unique)  # the unique key of the level is always answered
+    relational = not _hierarchical(model, level, values)
+    for upper in MODEL_LEVELS[model][: levels.index(level) + 1]:
+        unique = UNIQUE_KEYS[upper]
+        if unique not in requested:
+            requested.append(unique)  # the unique keys of the level and those above
     study_datetime = _combined_study_datetime(values, conditions)
     if study_datetime is not None:
         conditions = [c for c in conditions if c.keyword not in ("StudyDate", "StudyTime")]
@@ -244,6 +252,7 @@ def parse_query(identifier: Dataset, model: str) -> Query:
         study_datetime=study_datetime,
         unknown=tuple(unknown),
         sequence_keys=sequence_keys,
+        relational=relational,
     )
 
 
@@ -337,27 +346,45 @@ def _condition(key: Key, text: str) -> Condition | None:
         raise _malformed(keyword, f"{keyword}: no wildcards in a {vr} value")
     if vr in ("DA", "TM", "DT"):
         return _date_time_condition(key, text)
-    if vr == "PN" and not _check_name(key, text):
-        return None
+    if vr == "PN":
+        return _name_condition(keyword, text)
     if wildcard:
-        if vr == "PN":
-            return Condition(keyword, "wildcard", _name_patterns(text))
         return Condition(keyword, "wildcard", (text,))  # C.2.2.2.4
     _check_single(key, text)
-    return Condition(keyword, "single", (_normalised(vr, text),))  # C.2.2.2.1
+    return Condition(keyword, "single", (text,))  # C.2.2.2.1
 
 
-def _normalised(vr: str, text: str) -> str:
-    return name_key(text) if vr == "PN" else text
+def _name_condition(keyword: str, text: str) -> Condition | None:
+    """Person name matching (PS3.4 C.2.2.2.1, C.2.2.2.4) on every component group a value
+    gives (PS3.5 6.2.1); None when it has nothing to match (universal).
+
+    A value without '=' is one group, matched against each of a name's groups: 'HANSEN^OLA'
+    finds the alphabetic group, '*山田*' the ideographic one of 'Yamada^Tarou=山田^太郎' (kind
+    'single' or 'wildcard', values as name_patterns). A value with '=' gives each group its
+    place: '=山田*' matches ideographic groups only, 'Yamada^Tarou=山田^太郎' both groups; an
+    empty or '*' group matches anything (kind 'groups', values: the three group_key()s, ''
+    for any).
+    """
+    if "=" not in text:
+        key = group_key(text)
+        if not key:
+            return None
+        if "*" in key or "?" in key:
+            return Condition(keyword, "wildcard", name_patterns(key))
+        return Condition(keyword, "single", (key,))
+    groups = tuple(group if group.strip("*") else "" for group in name_groups(text))
+    if not any(groups):
+        return None
+    return Condition(keyword, "groups", groups)
 
 
-def _name_patterns(text: str) -> tuple[str, ...]:
-    """A PN wildcard as name_key patterns, any of which may match: stored keys lose their
-    empty trailing components, so a trailing component that matches nothing ('*', '**') may
-    be absent: 'HANSEN^*' must also find a stored 'HANSEN'. Each pattern after the first
-    stands for names of exactly its number of components (a * in it must not swallow a ^ of
-    a longer name: '*E*^ola' is not to find 'ÆRØ^Åse^ola' for '*E*^ola^*')."""
-    components = name_key(text).split("^")
+def name_patterns(key: str) -> tuple[str, ...]:
+    """A PN group's wildcard (a group_key) as patterns, any of which may match: stored keys
+    lose their empty trailing components, so a trailing component that matches nothing ('*',
+    '**') may be absent: 'HANSEN^*' must also find a stored 'HANSEN'. Each pattern after the
+    first stands for names of exactly its number of components (a * in it must not swallow a
+    ^ of a longer name: '*E*^ola' is not to find 'ÆRØ^Åse^ola' for '*E*^ola^*')."""
+    components = key.split("^")
     patterns = ["^".join(components)]
     while len(components) > 1 and not components[-1].strip("*"):
         components.pop()
@@ -381,19 +408,6 @@ def _check_text(key: Key, text: str) -> None:
         raise _malformed(
             key.keyword, f"{key.keyword} is longer than {limit} characters ({key.vr})"
         )
-
-
-def _check_name(key: Key, text: str) -> bool:
-    """False when a PN value has nothing to match (only empty components: universal).
-
-    Names are matched on their alphabetic group; a query of only ideographic or phonetic
-    groups would silently match the wrong patients, so it is refused.
-    """
-    if name_key(text):
-        return True
-    if text.replace("=", "").replace("^", "").strip():
-        raise _malformed(key.keyword, f"{key.keyword}: only the alphabetic group can be matched")
-    return False
 
 
 def _check_single(key: Key, text: str) -> None:
@@ -495,6 +509,17 @@ def _range_form(text: str) -> tuple[bool, bool] | None:
     return bool(start), bool(end)
 
 
+def _hierarchical(model: str, level: str, values: dict[str, str]) -> bool:
+    """Whether every level above the query level is fixed by a single value of its unique key
+    (PS3.4 C.4.1.2.1 hierarchical search); otherwise the query is relational."""
+    levels = MODEL_LEVELS[model]
+    for upper in levels[: levels.index(level)]:
+        text = values.get(UNIQUE_KEYS[upper], "")
+        if not text or "*" in text or "?" in text or "\\" in text:
+            return False
+    return True
+
+
 def _check_hierarchy(model: str, level: str, values: dict[str, str]) -> None:
     """PS3.4 C.4.1.2.1 hierarchical search: every level above the query level is fixed by a
     single value of its unique key."""
@@ -519,12 +544,16 @@ def parse_retrieve(identifier: Dataset, model: str) -> Query:
     above it one value of its unique key. IssuerOfPatientID may qualify PatientID. Other keys
     are not matched. The Query returned has no requested keys and conditions on those keys.
 
+    A Study Root retrieve at PATIENT level (which Orthanc sends for a whole patient, though
+    the model has no such level) is read as a Patient Root one: the patient's studies, named
+    by PatientID (and IssuerOfPatientID).
+
     Raises InvalidQuery with 0xA900 for a missing or unknown level, a missing, universal or
     wildcard unique key, a list above the level; 0xC000 for a malformed value (a UID with
     letters, a list of PatientIDs).
     """
-    levels = MODEL_LEVELS[model]
-    level = _level(identifier, levels)
+    level = _level(identifier, MODEL_LEVELS[PATIENT_ROOT])
+    levels = MODEL_LEVELS[PATIENT_ROOT if level == "PATIENT" else model]
     unique_keys = [UNIQUE_KEYS[upper] for upper in levels[: levels.index(level) + 1]]
     keywords = unique_keys + (["IssuerOfPatientID"] if "PatientID" in unique_keys else [])
     values: dict[str, str] = {}
@@ -551,7 +580,7 @@ def parse_retrieve(identifier: Dataset, model: str) -> Query:
             f"{unique} is required to retrieve at {level} level",
             unique,
         )
-    _check_hierarchy(model, level, values)
+    _check_hierarchy(PATIENT_ROOT if level == "PATIENT" else model, level, values)
     conditions = [_condition(KEYS[keyword], text) for keyword, text in values.items()]
     return Query(
         model=model,
@@ -559,3 +588,29 @@ def parse_retrieve(identifier: Dataset, model: str) -> Query:
         conditions=tuple(c for c in conditions if c is not None),
         requested=(),
     )
+
+
+# PS3.4 C.5.1.1: the C-FIND service-class-application-information bytes, in order, and
+# whether the node performs each: relational-queries (yes, negotiated or not), combined
+# date-time matching (yes, C.2.2.2.5.1), fuzzy semantic matching of person names, timezone
+# query adjustment, Enhanced Multi-Frame Image Conversion (no).
+_FIND_OPTIONS = (True, True, False, False, False)
+
+
+def extended_negotiation_answer(offered: dict[str, bytes]) -> dict[str, bytes]:
+    """The SOP Class Extended Negotiation items to answer (PS3.7 D.3.3.5), by SOP class: for
+    each Query/Retrieve FIND class offered, each sub-field the node performs is accepted (the
+    offered 1 returned), every other one turned down (0); as many bytes as were offered, at
+    most the five the standard defines (C.5.1.1.2). Other classes (retrieve, storage) are not
+    answered: relational retrieval is not offered (C.5.2.1, C.5.3.1), which no answer says."""
+    answer: dict[str, bytes] = {}
+    for sop_class, info in offered.items():
+        uid = str(sop_class).strip("\0 ")
+        if uid not in FIND_SOP_CLASSES or not info:
+            continue
+        fields = bytes(info)[: len(_FIND_OPTIONS)]
+        answer[uid] = bytes(
+            1 if value == 1 and performed else 0
+            for value, performed in zip(fields, _FIND_OPTIONS, strict=False)
+        )
+    return answer

@@ -454,3 +454,41 @@ def test_malformed_date_fails_and_node_keeps_serving(node, archive, tmp_path):
     assert [ds.StudyInstanceUID for ds in responses] == [
         archive.studies["latin1"].StudyInstanceUID
     ]
+
+
+# -- relational queries (PS3.4 C.4.1.2.2), as findscu sends them without negotiating -------------
+
+
+def test_series_level_without_study_uid_is_relational(node, archive, tmp_path):
+    """A Study Root SERIES query on Modality alone: every CT series, each answer naming its
+    study (the unique key of the level above, C.4.1.3.1.1), though not requested."""
+    proc, responses = findscu(
+        node, tmp_path, "-S", "QueryRetrieveLevel=SERIES", "Modality=CT", "SeriesInstanceUID"
+    )
+    assert final_status(proc) == status.SUCCESS
+    assert_answers_only(responses, {"Modality", "SeriesInstanceUID", "StudyInstanceUID"})
+    expected = {
+        ds.SeriesInstanceUID: ds.StudyInstanceUID
+        for series in archive.series.values()
+        for ds in series
+        if ds.Modality == "CT"
+    }
+    assert expected
+    answers = by_uid(responses, "SeriesInstanceUID")
+    assert {uid: ds.StudyInstanceUID for uid, ds in answers.items()} == expected
+
+
+def test_patient_root_study_level_without_patient_id(node, archive, tmp_path):
+    """DCMTK's Patient Root STUDY query with no PatientID: answered, each study with its
+    patient's PatientID and IssuerOfPatientID."""
+    study = archive.studies["latin1"]
+    proc, responses = findscu(
+        node,
+        tmp_path,
+        "-P",
+        "QueryRetrieveLevel=STUDY",
+        f"StudyInstanceUID={study.StudyInstanceUID}",
+    )
+    assert final_status(proc) == status.SUCCESS
+    assert_answers_only(responses, {"StudyInstanceUID", "PatientID"})
+    assert [(ds.PatientID, ds.IssuerOfPatientID) for ds in responses] == [("FS-L1", "UNN")]

@@ -401,13 +401,14 @@ def test_hospital_scope_counts_only_what_it_sees(node, region):
         (STUDY_ROOT, {}, status.IDENTIFIER_MISMATCH, "QueryRetrieveLevel"),
         (STUDY_ROOT, {"QueryRetrieveLevel": "PATIENT"}, status.IDENTIFIER_MISMATCH, None),
         (STUDY_ROOT, {"QueryRetrieveLevel": "FRAME"}, status.IDENTIFIER_MISMATCH, None),
+        # without a unique key above the level a query is relational, answered
+        # (tests/node/test_relational_queries.py); a UID wildcard is still malformed
         (
             STUDY_ROOT,
-            {"QueryRetrieveLevel": "SERIES"},
-            status.IDENTIFIER_MISMATCH,
+            {"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": "1.2.*"},
+            status.UNABLE_TO_PROCESS,
             "StudyInstanceUID",
         ),
-        (PATIENT_ROOT, {"QueryRetrieveLevel": "STUDY"}, status.IDENTIFIER_MISMATCH, "PatientID"),
         (
             STUDY_ROOT,
             {"QueryRetrieveLevel": "STUDY", "StudyDate": "2020-13-45"},
@@ -704,3 +705,98 @@ def test_error_comment_never_carries_a_backslash():
     answer = response_status(status.UNABLE_TO_PROCESS, "StudyTime '10\\11' is wrong", "StudyTime")
     assert answer.ErrorComment == "StudyTime '10/11' is wrong"
     assert answer.OffendingElement == 0x00080030
+
+
+# -- person names by component group (PS3.5 6.2.1, PS3.4 C.2.2.2.1) ---------------------------
+
+YAMADA = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+TANAKA = "Tanaka^Hanako=田中^花子=たなか^はなこ"
+
+
+@pytest.fixture
+def japanese(node):
+    """YAMADA stored in ISO 2022 IR 87 (JIS X 0208 by escape sequences), TANAKA in UTF-8,
+    and a one-group Latin name."""
+    stored = {
+        "yamada": ("P-JP1", YAMADA, ["", "ISO 2022 IR 87"]),
+        "tanaka": ("P-JP2", TANAKA, "ISO_IR 192"),
+        "hansen": ("P-NO", "HANSEN^OLA", None),
+    }
+    for patient_id, name, charset in stored.values():
+        ds = dicom_objects.ct(patient_id=patient_id, patient_name=name, charset=charset)
+        assert store(node, ds, "UNN_US") == status.SUCCESS
+    return {key: value[0] for key, value in stored.items()}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("*山田*", {"yamada"}, id="ideographic-by-wildcard"),
+        pytest.param("=山田*", {"yamada"}, id="ideographic-group-only"),
+        pytest.param("=山田^太郎", {"yamada"}, id="ideographic-exact"),
+        pytest.param("山田^太郎", {"yamada"}, id="one-group-value-finds-any-group"),
+        pytest.param("==たなか^*", {"tanaka"}, id="phonetic-group-trailing-star"),
+        pytest.param("Yamada^Tarou", {"yamada"}, id="alphabetic-exact"),
+        pytest.param("YAMADA*", {"yamada"}, id="alphabetic-wildcard"),
+        pytest.param("Yamada^Tarou=山田^太郎", {"yamada"}, id="two-groups"),
+        pytest.param("Yamada^Tarou=田中^花子", set(), id="groups-of-two-people"),
+        pytest.param("*田*", {"yamada", "tanaka"}, id="either-group"),
+        pytest.param("=*郎", {"yamada"}, id="ideographic-ending"),
+        pytest.param("*=田中*", {"tanaka"}, id="star-alphabetic-is-any"),
+        pytest.param("HANSEN^OLA", {"hansen"}, id="one-group-name"),
+        pytest.param("HANSEN^OLA=*", {"hansen"}, id="one-group-name-alphabetic-explicit"),
+        pytest.param("=HANSEN*", set(), id="latin-name-has-no-ideographic-group"),
+        pytest.param("*ou", {"yamada"}, id="alphabetic-group-end"),
+        pytest.param("y*う", set(), id="no-group-starts-y-ends-u"),
+    ],
+)
+def test_person_name_matches_every_group_a_query_gives(node, japanese, value, expected):
+    query = identifier("STUDY", SpecificCharacterSet="ISO_IR 192", PatientName=value, PatientID="")
+    final, matches = find(node, query)
+    assert final.Status == status.SUCCESS
+    by_id = {m.PatientID: m for m in matches}
+    assert set(by_id) == {japanese[name] for name in expected}
+    if "yamada" in expected:
+        assert str(by_id["P-JP1"].PatientName) == YAMADA  # answered whole, every group
+
+
+def test_person_name_groups_in_a_jis_query(node, japanese):
+    """The query itself in ISO 2022 IR 87, as a Japanese workstation sends it."""
+    query = identifier(
+        "STUDY", SpecificCharacterSet=["", "ISO 2022 IR 87"], PatientName="=山田*", PatientID=""
+    )
+    final, matches = find(node, query)
+    assert final.Status == status.SUCCESS
+    assert [m.PatientID for m in matches] == ["P-JP1"]
+
+
+def test_schema_5_recomputes_the_name_keys_of_names_with_groups(node, japanese):
+    """An index of schema 4 kept only the alphabetic group in name_key; the upgrade recomputes
+    the keys of names with '=' (and makes sure of the series.modality index)."""
+    from archive_node.index import SCHEMA_VERSION
+    from archive_node.index.tables import Patient, SchemaInfo, Study
+
+    index = node.service.index
+    with index.session(write=True):
+        Patient.update(name_key="yamada^tarou").where(Patient.patient_id == "P-JP1").execute()
+        Study.update(
+            referring_physician="Sato^Jiro=佐藤^次郎", referring_key="sato^jiro"
+        ).execute()
+        index.db.execute_sql('DROP INDEX "series_modality"')
+        SchemaInfo.update(value="4").where(SchemaInfo.key == "version").execute()
+    assert index.init_schema() == (4, SCHEMA_VERSION)
+    assert index.init_schema() == (SCHEMA_VERSION, SCHEMA_VERSION)
+    with index.session():
+        keys = dict(Patient.select(Patient.patient_id, Patient.name_key).tuples())
+        assert keys == {
+            "P-JP1": "yamada^tarou=山田^太郎=やまだ^たろう",
+            "P-JP2": "tanaka^hanako=田中^花子=たなか^はなこ",
+            "P-NO": "hansen^ola",
+        }
+        assert {s.referring_key for s in Study.select()} == {"sato^jiro=佐藤^次郎="}
+        assert "series_modality" in {i.name for i in index.db.get_indexes("series")}
+    final, matches = find(
+        node,
+        identifier("STUDY", SpecificCharacterSet="ISO_IR 192", ReferringPhysicianName="=佐藤*"),
+    )
+    assert final.Status == status.SUCCESS and len(matches) == 3

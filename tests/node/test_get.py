@@ -226,7 +226,7 @@ def test_hospital_scope_gets_only_its_hospitals_instances(node, received):
         ("STUDY", {"StudyInstanceUID": "1.2.3?"}, status.IDENTIFIER_MISMATCH),
         ("STUDY", {"StudyInstanceUID": "1.2.3.x"}, status.UNABLE_TO_PROCESS),
         ("IMAGE", {"SOPInstanceUID": "1.2.3"}, status.IDENTIFIER_MISMATCH),
-        ("PATIENT", {"PatientID": "P1"}, status.IDENTIFIER_MISMATCH),
+        ("PATIENT", {"PatientID": "P?"}, status.IDENTIFIER_MISMATCH),
     ],
 )
 def test_bad_identifier_fails_nothing_sent_association_usable(

@@ -26,6 +26,7 @@ from archive_node.rules.query import (
     Condition,
     InvalidQuery,
     Query,
+    extended_negotiation_answer,
     key_level,
     parse_query,
 )
@@ -80,13 +81,6 @@ def test_status_codes_are_the_standards():
         pytest.param("STUDY", "ModalitiesInStudy", "MR", "MR", id="CS-one-of-a-list-key"),
         pytest.param("STUDY", "PatientName", "ØDEGÅRD^ÅSE^^", "ødegård^åse", id="PN-casefold"),
         pytest.param("STUDY", "PatientName", "Doe^John", "doe^john", id="PN-mixed-case"),
-        pytest.param(
-            "STUDY",
-            "ReferringPhysicianName",
-            "Yamada^Tarou=山田^太郎=やまだ^たろう",
-            "yamada^tarou",
-            id="PN-alphabetic-group",
-        ),
         pytest.param("STUDY", "StudyInstanceUID", "1.2.840.10008.1", "1.2.840.10008.1", id="UI"),
         pytest.param(
             "IMAGE",
@@ -365,7 +359,6 @@ def test_date_and_time_matched_apart(date, time, kept):
         pytest.param("SERIES", "SeriesNumber", "abc", id="IS-letters"),
         pytest.param("SERIES", "SeriesNumber", "1.5", id="IS-fraction"),
         pytest.param("SERIES", "SeriesNumber", "2147483648", id="IS-out-of-range"),
-        pytest.param("STUDY", "PatientName", "=山田^太郎", id="PN-ideographic-only"),
         pytest.param("STUDY", "StudyTime", "1200-1000", id="TM-backwards-alone"),
         pytest.param(
             "SERIES",
@@ -562,10 +555,57 @@ def test_bad_query_retrieve_level(model, level):
         ),
     ],
 )
-def test_unique_keys_above_the_level_need_one_value(model, level, keys, keyword):
+def test_without_one_unique_key_above_the_level_the_query_is_relational(
+    model, level, keys, keyword
+):
+    """PS3.4 C.4.1.2.2: answered (negotiated or not); the answers carry the unique keys of the
+    levels above, the missing one included."""
+    query = parse_query(identifier(level, **keys), model)
+    assert query.relational
+    assert keyword in query.requested
+    levels = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+    for upper in levels[: levels.index(level) + 1]:
+        if model == PATIENT_ROOT or upper != "PATIENT":
+            assert UNIQUE[upper] in query.requested
+
+
+@pytest.mark.parametrize(
+    ("model", "level"),
+    [pytest.param(model, level, id=f"{model}-ROOT-{level}") for model, level in ABOVE],
+)
+def test_one_unique_key_per_level_above_is_hierarchical(model, level):
+    assert not find(level, model).relational
+
+
+@pytest.mark.parametrize(
+    ("level", "keys", "keyword"),
+    [
+        pytest.param("SERIES", {"StudyInstanceUID": "1.2.*"}, "StudyInstanceUID", id="uid-star"),
+        pytest.param(
+            "IMAGE", {"SeriesInstanceUID": "1.2\\1.*"}, "SeriesInstanceUID", id="uid-list-star"
+        ),
+        pytest.param("SERIES", {"PatientID": "P1\\P2"}, "PatientID", id="patient-list"),
+    ],
+)
+def test_relational_keys_above_are_still_checked(level, keys, keyword):
     with pytest.raises(InvalidQuery) as caught:
-        parse_query(identifier(level, **keys), model)
-    assert (caught.value.status, caught.value.keyword) == (MISMATCH, keyword)
+        parse_query(identifier(level, **keys), STUDY_ROOT)
+    assert (caught.value.status, caught.value.keyword) == (UNABLE, keyword)
+
+
+def test_relational_query_matches_keys_of_every_level():
+    query = parse_query(
+        identifier("SERIES", Modality="CT", PatientName="Doe*", StudyDate="20200101-"), STUDY_ROOT
+    )
+    assert query.relational
+    assert {c.keyword for c in query.conditions} == {"Modality", "PatientName", "StudyDate"}
+    assert query.requested == (
+        "Modality",
+        "PatientName",
+        "StudyDate",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+    )
 
 
 @pytest.mark.parametrize(
@@ -850,9 +890,17 @@ def test_datetime_span(stored_date, stored_time, span):
         pytest.param("ØDEGÅRD^ÅSE^^^", "ødegård^åse", id="trailing-empty-components"),
         pytest.param("DOE^^JOHN", "doe^^john", id="interior-empty-kept"),
         pytest.param(" DOE ^ JOHN ", "doe^john", id="spaces"),
-        pytest.param("Yamada^Tarou=山田^太郎=やまだ^たろう", "yamada^tarou", id="groups"),
+        pytest.param(
+            "Yamada^Tarou=山田^太郎=やまだ^たろう",
+            "yamada^tarou=山田^太郎=やまだ^たろう",
+            id="groups",
+        ),
+        pytest.param("Yamada^Tarou=山田^太郎^^", "yamada^tarou=山田^太郎=", id="two-groups"),
         pytest.param("DOE^JOHN=", "doe^john", id="empty-group"),
-        pytest.param("=山田^太郎", "", id="no-alphabetic-group"),
+        pytest.param("DOE^JOHN==", "doe^john", id="empty-groups"),
+        pytest.param("=山田^太郎", "=山田^太郎=", id="no-alphabetic-group"),
+        pytest.param("==やまだ", "==やまだ", id="phonetic-only"),
+        pytest.param("A=B=C=D", "a=b=c", id="a-fourth-group-ignored"),
         pytest.param("MÜLLER^JOSÉ", "müller^josé", id="accents-kept"),
         pytest.param("STRAẞE", "straße", id="one-letter-stays-one-letter"),
         pytest.param("GROß^KARL", "groß^karl", id="sharp-s-kept"),
@@ -1009,3 +1057,65 @@ def test_character_set_table(requested, texts, expected):
 def test_times_take_only_ascii_digits(text):
     with pytest.raises(ValueError):
         time_bounds(text)
+
+
+# -- C.5.1.1 SOP Class Extended Negotiation --------------------------------------------------
+
+STUDY_FIND, PATIENT_FIND = "1.2.840.10008.5.1.4.1.2.2.1", "1.2.840.10008.5.1.4.1.2.1.1"
+STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+
+
+@pytest.mark.parametrize(
+    ("offered", "answer"),
+    [
+        pytest.param({STUDY_FIND: b"\x01"}, {STUDY_FIND: b"\x01"}, id="relational-one-byte"),
+        pytest.param({STUDY_FIND: b"\x00"}, {STUDY_FIND: b"\x00"}, id="not-asked"),
+        pytest.param(
+            {PATIENT_FIND: b"\x01\x01\x01\x01\x01"},
+            {PATIENT_FIND: b"\x01\x01\x00\x00\x00"},
+            id="five-bytes: relational and date-time accepted, fuzzy, timezone, view not",
+        ),
+        pytest.param(
+            {STUDY_FIND: b"\x01\x01\x01\x01\x01\x01\x01"},
+            {STUDY_FIND: b"\x01\x01\x00\x00\x00"},
+            id="longer-than-defined",
+        ),
+        pytest.param({STUDY_FIND: b"\x02"}, {STUDY_FIND: b"\x00"}, id="undefined-value"),
+        pytest.param({STUDY_FIND: b""}, {}, id="empty"),
+        pytest.param({STUDY_MOVE: b"\x01"}, {}, id="relational-retrieval-not-answered"),
+        pytest.param({"1.2.840.10008.5.1.4.1.1.2": b"\x01"}, {}, id="storage-class"),
+        pytest.param({STUDY_FIND + "\0": b"\x01"}, {STUDY_FIND: b"\x01"}, id="padded-uid"),
+    ],
+)
+def test_extended_negotiation_answer(offered, answer):
+    assert extended_negotiation_answer(offered) == answer
+
+
+# -- PS3.5 6.2.1 person name component groups (issue 17 point 8) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "condition"),
+    [
+        pytest.param("Yamada^Tarou", ("single", ("yamada^tarou",)), id="one-group-any-group"),
+        pytest.param("*山田*", ("wildcard", ("*山田*",)), id="one-group-wildcard"),
+        pytest.param("=山田*", ("groups", ("", "山田*", "")), id="ideographic-only"),
+        pytest.param("==やまだ^*", ("groups", ("", "", "やまだ^*")), id="phonetic-only"),
+        pytest.param(
+            "Yamada^Tarou=山田^太郎",
+            ("groups", ("yamada^tarou", "山田^太郎", "")),
+            id="two-groups",
+        ),
+        pytest.param("YAMADA=*=*", ("groups", ("yamada", "", "")), id="star-groups-universal"),
+        # pydicom reads 'Doe^John=' as 'Doe^John' (one group, any group): '=*' says "alphabetic"
+        pytest.param("Doe^John=*", ("groups", ("doe^john", "", "")), id="alphabetic-explicit"),
+        pytest.param("==", None, id="only-delimiters-universal"),
+        pytest.param("*=*", None, id="only-stars-universal"),
+    ],
+)
+def test_person_name_groups(value, condition):
+    got = find("STUDY", PatientName=value).condition("PatientName")
+    if condition is None:
+        assert got is None
+    else:
+        assert got == Condition("PatientName", *condition)

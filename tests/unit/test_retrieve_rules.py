@@ -216,6 +216,21 @@ OTHER_KEYS = {
             {"PatientID": single("P1"), "IssuerOfPatientID": single("UNN")},
             id="patient-root/PATIENT/issuer-qualifies-id",
         ),
+        # Orthanc sends a whole patient's retrieve as Study Root, QueryRetrieveLevel PATIENT
+        pytest.param(
+            STUDY_ROOT,
+            "PATIENT",
+            {"PatientID": "P1", "IssuerOfPatientID": "UNN", "StudyInstanceUID": ""},
+            {"PatientID": single("P1"), "IssuerOfPatientID": single("UNN")},
+            id="study-root/PATIENT/as-patient-root",
+        ),
+        pytest.param(
+            STUDY_ROOT,
+            "PATIENT",
+            {"PatientID": "P1"},
+            {"PatientID": single("P1")},
+            id="study-root/PATIENT/id-alone",
+        ),
         pytest.param(
             PATIENT_ROOT,
             "PATIENT",
@@ -317,10 +332,13 @@ def test_retrieve_identifier_accepted(model, level, keys, expected):
         pytest.param(
             STUDY_ROOT,
             "PATIENT",
-            {"PatientID": "P1"},
+            {"PatientID": "P*"},
             MISMATCH,
-            "QueryRetrieveLevel",
-            id="study-root/PATIENT-level",
+            "PatientID",
+            id="study-root/PATIENT-level/id-pattern",
+        ),
+        pytest.param(
+            STUDY_ROOT, "PATIENT", {}, MISMATCH, "PatientID", id="study-root/PATIENT/id-missing"
         ),
         pytest.param(
             PATIENT_ROOT,
