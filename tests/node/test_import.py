@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 from pydicom import dcmread
 from pydicom.encaps import generate_fragments
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from archive_node.cli import cli
 from archive_node.config import CONFIG_ENV, INDEX_URL_ENV
@@ -586,6 +587,11 @@ def test_done_when_cli_import_is_found_retrieved_and_read(node, media, tmp_path,
     TOOLS["getscu"] is None and not REQUIRE_DCMTK, reason="DCMTK getscu not installed"
 )
 def test_dcmtk_getscu_retrieves_each_imported_kind(node, media, tmp_path):
+    """The video and the PDF arrive carrying their source's bytes. getscu +xy proposes one
+    context per class, JPEG first then uncompressed: the node accepts it uncompressed for
+    image classes (so that no object of the class fails) and the photo arrives decompressed,
+    its lossy history kept; with the JPEG syntax alone proposed it goes as stored
+    (tests/node/test_decompress_on_retrieve.py)."""
     report = run_import(node.service, [media["photo"], media["video"], media["document"]])
     study = report.study_instance_uid
     for item, source, prefer in zip(
@@ -603,4 +609,12 @@ def test_dcmtk_getscu_retrieves_each_imported_kind(node, media, tmp_path):
         final = final_response(proc, "C-GET RSP")
         assert (final.status, *counts(final)) == (status.SUCCESS, 1, 0, 0), output(proc)
         assert set(files) == {item.sop_instance_uid}
-        assert_carries(files[item.sop_instance_uid], media[source])
+        if source == "photo":
+            received = dcmread(files[item.sop_instance_uid])
+            assert received.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+            with Image.open(media[source]) as photo:
+                assert (received.Columns, received.Rows) == photo.size
+            assert received.PhotometricInterpretation == "RGB"
+            assert received.LossyImageCompression == "01"
+        else:
+            assert_carries(files[item.sop_instance_uid], media[source])
