@@ -56,6 +56,7 @@ class Handlers:
             (evt.EVT_C_ECHO, self.on_echo),
             (evt.EVT_C_STORE, self.on_store),
             (evt.EVT_C_FIND, self.on_find),
+            (evt.EVT_N_EVENT_REPORT, self.on_event_report),
         ]
 
     def on_requested(self, event: Event) -> None:
@@ -165,6 +166,13 @@ class Handlers:
         if outcome.status == status.SUCCESS:
             return outcome.status
         return response_status(outcome.status, outcome.message)
+
+    def on_event_report(self, event: Event) -> tuple[int, None]:
+        """An N-EVENT-REPORT sent to the node: it is the Storage Commitment SCP, which sends
+        reports and takes none (PS3.4 J.3.3), so the operation is unrecognized (0x0211, a
+        general status of PS3.7 Annex C)."""
+        log.warning("%s: N-EVENT-REPORT refused: the node takes none", peer_label(event.assoc))
+        return status.UNRECOGNIZED_OPERATION, None
 
     def on_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         """C-FIND (PS3.4 C.4.1): a pending response per match; C-CANCEL is checked before each

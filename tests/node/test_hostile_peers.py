@@ -390,6 +390,31 @@ def test_a_uid_over_64_characters_is_a903_and_the_association_goes_on(node):
     assert wait_until(lambda: not incoming(node))
 
 
+def test_event_reports_sent_to_the_node_are_refused_in_turn_without_a_thread_each(node):
+    """pynetdicom serves each N-EVENT-REPORT on a thread of its own; a peer of the node's
+    server sending many would start a thread per message. They are served in turn, each
+    answered 0x0211: the node sends Storage Commitment reports, it takes none."""
+    commitment = "1.2.840.10008.1.20.1"
+    with RawPeer(node.host, node.port) as peer:
+        assert peer.associate(associate_rq("UNN_US", contexts=((1, commitment, IMPLICIT),))).type
+        baseline = threads_and_descriptors()[0]
+        for message_id in range(1, 51):
+            report = command(
+                AffectedSOPClassUID=commitment,
+                CommandField=0x0100,
+                MessageID=message_id,
+                CommandDataSetType=0x0101,
+                AffectedSOPInstanceUID="1.2.840.10008.1.20.1.1",
+                EventTypeID=1,
+            )
+            peer.send(p_data(1, 0x03, report))
+        answers = [response_command(peer) for _ in range(50)]
+        assert threads_and_descriptors()[0] <= baseline + 1
+    assert {a.Status for a in answers} == {status.UNRECOGNIZED_OPERATION}
+    assert [a.MessageIDBeingRespondedTo for a in answers] == list(range(1, 51))
+    assert echo_works(node)
+
+
 # -- 8. the log -------------------------------------------------------------------------------
 
 

@@ -651,7 +651,14 @@ def _dispatch(dimse: DIMSEServiceProvider, message: DIMSEMessage, limits: Limits
     if isinstance(d_primitive, C_CANCEL) and len(dimse.cancel_req) < 10:
         msg_id = cast(int, d_primitive.MessageIDBeingRespondedTo)
         dimse.cancel_req[msg_id] = d_primitive
-    elif isinstance(d_primitive, N_EVENT_REPORT) and d_primitive.is_valid_request:
+    elif (
+        isinstance(d_primitive, N_EVENT_REPORT)
+        and d_primitive.is_valid_request
+        and not dimse.assoc.is_acceptor
+    ):
+        # pynetdicom serves a report on a thread of its own, so that a requestor waiting in a
+        # send_*() call is not blocked; a peer of the node's own server could start a thread
+        # per message that way: there it waits its turn like any request
         threading.Thread(
             target=make_target(dimse.assoc._serve_request), args=(d_primitive, context_id)
         ).start()
