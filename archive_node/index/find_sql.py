@@ -270,11 +270,16 @@ def _name(db: Database, field: Field, kind: str, values: tuple[str, ...]) -> Exp
         return (_one_group(db, field, alphabetic) & one_group) | grouped
     # kind single (a literal group key) or wildcard (name_patterns of one group)
     plain = field == values[0] if kind == "single" else _wildcard(db, field, values) & one_group
+    # a group a name does not have is empty: it is no name that an empty variant (the one of
+    # '^*' without its trailing component) may match
     in_any_group = tuple(
         pattern
         for variant in values
+        if variant
         for pattern in (f"{variant}=*=*", f"*={variant}=*", f"*=*={variant}")
     )
+    if not in_any_group:
+        return plain
     return plain | _wildcard(db, field, in_any_group, count_carets=False)
 
 

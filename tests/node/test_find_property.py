@@ -221,7 +221,8 @@ def archive(service, registry):
 
 
 def pn_components(name: str) -> list[str]:
-    """Alphabetic group in NFC, lower case, as components without the empty trailing ones."""
+    """A name's first group in NFC, lower case, as components without the empty trailing
+    ones."""
     alphabetic = unicodedata.normalize("NFC", name.split("=", 1)[0]).lower()
     components = [part.strip() for part in alphabetic.split("^")]
     while components and not components[-1]:
@@ -230,6 +231,16 @@ def pn_components(name: str) -> list[str]:
 
 
 def pn_matches(query: str, stored: str) -> bool:
+    """A query of one component group matches any group the stored name has (PS3.5 6.2: a
+    name of several groups has its alphabetic, ideographic and phonetic ones; an empty group
+    is one it does not have)."""
+    groups = stored.split("=")
+    if len(groups) > 1:
+        groups = [group for group in groups if group.strip("^ ")]
+    return any(group_matches(query, group) for group in groups)
+
+
+def group_matches(query: str, stored: str) -> bool:
     """Component by component; a stored name lacks its empty trailing components, which
     still match a query component that matches an empty one (HANSEN^* finds HANSEN)."""
     asked, held = pn_components(query), pn_components(stored)
@@ -412,8 +423,10 @@ def _alphabet(values) -> list[str]:
     return sorted({char for value in values for char in value})
 
 
-PN_ALPHABET = _alphabet(pn_key(s.patient_name).upper() + pn_key(s.patient_name) for s in STORED)
-NAMES = sorted({s.patient_name.split("=", 1)[0] for s in STORED if s.patient_name})
+# every component group's characters and values: a query of one group matches any group
+GROUPS = sorted({g for s in STORED for g in s.patient_name.split("=") if g.strip("^ ")})
+PN_ALPHABET = _alphabet(pn_key(g).upper() + pn_key(g) for g in GROUPS)
+NAMES = GROUPS
 ACCESSION_VALUES = sorted({s.accession for s in STORED if s.accession})
 DESCRIPTION_VALUES = sorted({s.description for s in STORED if s.description})
 
@@ -574,6 +587,7 @@ def assert_answers_match_oracle(archive, ae_title: str, level: str, keys: dict[s
 @example("UNN_WS", {"AccessionNumber": "X[1]*"})  # [ is no character class
 @example("UNN_WS", {"AccessionNumber": "acc%*"})  # % and _ are no SQL wildcards
 @example("UNN_WS", {"StudyDescription": "Hud_*"})
+@example("NLSH_FIND_H", {"PatientName": "^*"})  # not Wang^XiaoDong=王^小東: its empty 3rd group
 @example("UNN_WS", {"PatientName": "*_*"})
 @example("UNN_WS", {"PatientName": "ødegård^ÅSE"})  # case-insensitive, trailing ^ dropped
 @example("NLSH_FIND_H", {"PatientName": "*ct%^Pål^*"})  # a trailing * also matches no component
