@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -46,6 +47,38 @@ def send_file(assoc, path: Path):
         return assoc.send_c_store(path)
     finally:
         _config.STORE_SEND_CHUNKED_DATASET = previous
+
+
+def store_response(node, ds, calling="UNN_US"):
+    """C-STORE one dataset on its own association, in its own transfer syntax; the whole
+    response (status, Error Comment)."""
+    assoc = associate(node, calling, [(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])])
+    assert assoc.is_established
+    try:
+        return assoc.send_c_store(ds)
+    finally:
+        assoc.release()
+
+
+def store_at_once(node, datasets: dict, contexts) -> dict[str, int]:
+    """C-STORE each AE's dataset ({calling AE: dataset}) on its own association, all released
+    by one barrier at the same moment; the status each got."""
+    associations = {calling: associate(node, calling, contexts) for calling in datasets}
+    barrier = threading.Barrier(len(datasets))
+    results: dict[str, int] = {}
+
+    def send(calling):
+        barrier.wait()
+        results[calling] = int(associations[calling].send_c_store(datasets[calling]).Status)
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in datasets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for assoc in associations.values():
+        assoc.release()
+    return results
 
 
 def store(node, ds, calling="UNN_US"):

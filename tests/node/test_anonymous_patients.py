@@ -22,7 +22,7 @@ from archive_node.index.clock import utcnow
 from archive_node.index.tables import Patient, SchemaInfo, Study
 from archive_node.service import ArchiveService
 from tests.helpers import dicom_objects
-from tests.helpers.dimse import associate, find, push, store
+from tests.helpers.dimse import associate, find, push, store, store_at_once
 from tests.helpers.identifiers import identifier
 from tests.helpers.media_files import pdf
 from tests.helpers.postgres import pg_connect, reset_pg
@@ -253,21 +253,7 @@ def test_two_associations_racing_for_a_new_anonymous_study_make_one_patient(node
         "NLSH_CAM": emergency("", ONE, study_uid=study),
     }
     contexts = [(dicom_objects.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])]
-    associations = {calling: associate(node, calling, contexts) for calling in datasets}
-    barrier = threading.Barrier(len(datasets))
-    results: dict[str, int] = {}
-
-    def send(calling):
-        barrier.wait()
-        results[calling] = int(associations[calling].send_c_store(datasets[calling]).Status)
-
-    threads = [threading.Thread(target=send, args=(c,)) for c in datasets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for assoc in associations.values():
-        assoc.release()
+    results = store_at_once(node, datasets, contexts)
     assert results == {"UNN_US": 0, "NLSH_CAM": 0}
     # one patient, of the issuer of whichever hospital created the study; no row left over
     [(patient_id, _issuer, anonymous_study)] = patients(node.service)

@@ -45,7 +45,7 @@ from tests.helpers.commitment import (
     referenced,
     request,
 )
-from tests.helpers.dimse import associate, store
+from tests.helpers.dimse import store, store_response
 from tests.helpers.serving import node_with
 
 
@@ -182,22 +182,13 @@ def commit(node, title, refs):
     return referenced(info), failures(info)
 
 
-def store_rsp(node, ds, calling):
-    assoc = associate(node, calling, [(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])])
-    assert assoc.is_established
-    try:
-        return assoc.send_c_store(ds)
-    finally:
-        assoc.release()
-
-
 def test_another_object_under_a_kept_uid_is_refused_and_never_committed(node, registry):
     """NLSH stores X under U; UNN's modality then sends its real image Y under U: the C-STORE
     fails, and UNN's commitment of U fails (Y is kept nowhere); NLSH's commits X."""
     x = dicom_objects.secondary_capture(patient_id="NLSH-1")
-    assert store_rsp(node, x, "NLSH_CAM").Status == status.SUCCESS
+    assert store_response(node, x, "NLSH_CAM").Status == status.SUCCESS
     y = dicom_objects.secondary_capture(patient_id="UNN-1", sop_uid=x.SOPInstanceUID)
-    rsp = store_rsp(node, y, "UNN_US")
+    rsp = store_response(node, y, "UNN_US")
     assert rsp.Status == status.SOP_INSTANCE_CONFLICT
     assert rsp.ErrorComment == "SOP Instance UID already holds a different object"
     refs = [(x.SOPClassUID, x.SOPInstanceUID)]
@@ -212,7 +203,7 @@ def test_an_identical_resend_by_another_hospital_is_committed_to_it(node, regist
     ds = dicom_objects.secondary_capture()
     refs = stored(node, ds, calling="UNN_US")
     assert commit(node, "NLSH_CAM", refs) == (set(), {ds.SOPInstanceUID: 0x0112})
-    assert store_rsp(node, ds, "NLSH_CAM").Status == status.SUCCESS  # identical: acknowledged
+    assert store_response(node, ds, "NLSH_CAM").Status == status.SUCCESS  # identical: acknowledged
     assert commit(node, "NLSH_CAM", refs) == ({ds.SOPInstanceUID}, {})
     assert commit(node, "NLSH_SCOPED", refs) == ({ds.SOPInstanceUID}, {})  # its hospital's
     assert commit(node, "UNN_US", refs) == ({ds.SOPInstanceUID}, {})
@@ -226,11 +217,11 @@ def test_a_replaced_copys_sender_is_not_told_it_is_committed(tmp_path, index_url
         first = dicom_objects.secondary_capture()
         refs = stored(node, first, calling="UNN_US")
         first.PixelData = bytes(len(first.PixelData))  # the same UID, other content
-        assert store_rsp(node, first, "UNN_CR").Status == status.SUCCESS  # replaced
+        assert store_response(node, first, "UNN_CR").Status == status.SUCCESS  # replaced
         assert commit(node, "UNN_US", refs) == (set(), {first.SOPInstanceUID: 0x0110})
         assert commit(node, "UNN_CR", refs) == ({first.SOPInstanceUID}, {})
         # UNN_CR's identical resend changes nothing for UNN_US
-        assert store_rsp(node, first, "UNN_CR").Status == status.SUCCESS
+        assert store_response(node, first, "UNN_CR").Status == status.SUCCESS
         assert commit(node, "UNN_US", refs) == (set(), {first.SOPInstanceUID: 0x0110})
 
 

@@ -18,7 +18,7 @@ from archive_node.dicom import status
 from archive_node.net.patches import receiving
 from archive_node.service import ArchiveService
 from tests.helpers import dicom_objects
-from tests.helpers.dimse import associate
+from tests.helpers.dimse import associate, store_response
 from tests.helpers.serving import make_config, serving
 
 SIZE_MB = 16
@@ -59,15 +59,6 @@ def full_disk_node(tmp_path, index_url, small_disk):
         yield node
 
 
-def store_alone(node, ds):
-    """C-STORE `ds` on an association of its own; the response."""
-    assoc = associate(node, "UNN_US", [(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])])
-    try:
-        return assoc.send_c_store(ds)
-    finally:
-        assoc.release()
-
-
 def kept_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*.dcm") if ".incoming" not in p.parts]
 
@@ -100,13 +91,13 @@ def test_below_the_reserve_an_arriving_video_is_not_even_written(tmp_path, index
         filler = small_disk / "filler"
         with open(filler, "wb") as fh:
             os.posix_fallocate(fh.fileno(), 0, (SIZE_MB // 2 + 4) * 1024 * 1024)
-        rsp = store_alone(node, dicom_objects.video_h264(payload=SIZE_MB * 1024 * 1024))
+        rsp = store_response(node, dicom_objects.video_h264(payload=SIZE_MB * 1024 * 1024))
         assert rsp.Status == status.OUT_OF_RESOURCES
         assert "reserve" in rsp.ErrorComment and "No space" not in rsp.ErrorComment
         assert list(node.service.storage.incoming.iterdir()) == []
         assert node.service.index.instances.count() == 0
         filler.unlink()
-        assert store_alone(node, dicom_objects.secondary_capture()).Status == status.SUCCESS
+        assert store_response(node, dicom_objects.secondary_capture()).Status == status.SUCCESS
 
 
 def test_a_transfer_that_crosses_the_reserve_is_stopped_there(
@@ -116,7 +107,7 @@ def test_a_transfer_that_crosses_the_reserve_is_stopped_there(
     the reserve does not eat it (or fill the disk), whatever size it declares."""
     monkeypatch.setattr(receiving, "ROOM_CHECK_EVERY", 1 << 20)
     with node_on(tmp_path, index_url, small_disk, min_free_mb=SIZE_MB // 2) as node:
-        rsp = store_alone(node, dicom_objects.video_h264(payload=(SIZE_MB * 3 // 4) << 20))
+        rsp = store_response(node, dicom_objects.video_h264(payload=(SIZE_MB * 3 // 4) << 20))
         assert rsp.Status == status.OUT_OF_RESOURCES
         assert "reserve" in rsp.ErrorComment and "No space" not in rsp.ErrorComment
         assert list(node.service.storage.incoming.iterdir()) == []

@@ -5,7 +5,6 @@ patient, or a series of another study, is refused and nothing of it is filed, by
 from __future__ import annotations
 
 import logging
-import threading
 
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -16,7 +15,7 @@ from archive_node.importing.importer import FAILED, STORED, Importer, ImportRequ
 from archive_node.index.tables import Patient, Series, Study
 from archive_node.integrity.reindexing import CONFLICT
 from tests.helpers import dicom_objects
-from tests.helpers.dimse import associate, find
+from tests.helpers.dimse import find, store_at_once, store_response
 from tests.helpers.identifiers import identifier
 from tests.helpers.media_files import jpeg, pdf
 from tests.helpers.retrieving import get_study
@@ -30,16 +29,6 @@ def scoped(registry):
     """NLSH's hospital-scoped workstation (what it sees, and what it may retrieve)."""
     registry.add_ae("NLSH_WS", "NLSH", host="127.0.0.1", allow="echo,find,get", scope="hospital")
     return registry
-
-
-def store_rsp(node, ds, calling):
-    """The C-STORE response (status and Error Comment) on an association of its own."""
-    assoc = associate(node, calling, [(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])])
-    assert assoc.is_established
-    try:
-        return assoc.send_c_store(ds)
-    finally:
-        assoc.release()
 
 
 def a_patient(**kw):
@@ -83,12 +72,12 @@ def test_another_patient_under_a_kept_study_is_refused_and_nothing_shows(
     node, scoped, tmp_path, caplog
 ):
     first = a_patient()
-    assert store_rsp(node, first, "UNN_US").Status == status.SUCCESS
+    assert store_response(node, first, "UNN_US").Status == status.SUCCESS
     before = rows(node.service), kept_files(node.service)
 
     attack = b_patient(study_uid=first.StudyInstanceUID)
     caplog.set_level(logging.INFO, logger="archive_node")
-    assert_refused(store_rsp(node, attack, "NLSH_CAM"), STUDY_COMMENT)
+    assert_refused(store_response(node, attack, "NLSH_CAM"), STUDY_COMMENT)
 
     # nothing filed: no instance, patient, study or series row, no file
     assert node.service.index.instances.find(attack.SOPInstanceUID) is None
@@ -115,15 +104,15 @@ def test_another_patient_under_a_kept_study_is_refused_and_nothing_shows(
 
 def test_a_series_of_another_study_is_refused(node, registry):
     first = a_patient()
-    assert store_rsp(node, first, "UNN_US").Status == status.SUCCESS
+    assert store_response(node, first, "UNN_US").Status == status.SUCCESS
     before = rows(node.service), kept_files(node.service)
     # B's own patient and a new study, under A's series
     attack = b_patient(series_uid=first.SeriesInstanceUID)
-    assert_refused(store_rsp(node, attack, "NLSH_CAM"), SERIES_COMMENT)
+    assert_refused(store_response(node, attack, "NLSH_CAM"), SERIES_COMMENT)
     assert (rows(node.service), kept_files(node.service)) == before
     # the same patient, another study, A's series: refused too (a series is one study's)
     again = a_patient(series_uid=first.SeriesInstanceUID)
-    assert_refused(store_rsp(node, again, "UNN_US"), SERIES_COMMENT)
+    assert_refused(store_response(node, again, "UNN_US"), SERIES_COMMENT)
     assert (rows(node.service), kept_files(node.service)) == before
 
 
@@ -137,10 +126,10 @@ def test_a_series_of_another_study_is_refused(node, registry):
 )
 def test_a_study_is_one_patients(node, registry, changes):
     first = a_patient()
-    assert store_rsp(node, first, "UNN_US").Status == status.SUCCESS
+    assert store_response(node, first, "UNN_US").Status == status.SUCCESS
     before = rows(node.service)
     other = a_patient(study_uid=first.StudyInstanceUID, **changes)
-    assert_refused(store_rsp(node, other, "UNN_US"), STUDY_COMMENT)
+    assert_refused(store_response(node, other, "UNN_US"), STUDY_COMMENT)
     assert rows(node.service) == before
 
 
@@ -149,9 +138,9 @@ def test_a_second_hospital_adds_to_the_same_patients_study(node, scoped, issuer)
     """A report or second opinion from NLSH on UNN's study joins UNN's patient: without an
     IssuerOfPatientID the issuer is the study's, not the sending hospital's."""
     first = a_patient()
-    assert store_rsp(node, first, "UNN_US").Status == status.SUCCESS
+    assert store_response(node, first, "UNN_US").Status == status.SUCCESS
     report = a_patient(study_uid=first.StudyInstanceUID, issuer=issuer, patient_name="")
-    assert store_rsp(node, report, "NLSH_CAM").Status == status.SUCCESS
+    assert store_response(node, report, "NLSH_CAM").Status == status.SUCCESS
     patients, studies, series = rows(node.service)
     assert patients == [("UNN-PID-7", "UNN")]
     assert studies == [first.StudyInstanceUID] and len(series) == 2
@@ -165,10 +154,10 @@ def test_a_second_hospital_adds_to_the_same_patients_study(node, scoped, issuer)
 
 def test_the_joined_patients_demographics_are_brought_up_to_date(node, registry):
     first = a_patient(patient_name="BEFORE^NAME")
-    assert store_rsp(node, first, "UNN_US").Status == status.SUCCESS
+    assert store_response(node, first, "UNN_US").Status == status.SUCCESS
     later = a_patient(study_uid=first.StudyInstanceUID, patient_name="AFTER^NAME")
     later.PatientSex = "F"
-    assert store_rsp(node, later, "NLSH_CAM").Status == status.SUCCESS
+    assert store_response(node, later, "NLSH_CAM").Status == status.SUCCESS
     with node.service.index.session():
         (patient,) = Patient.select()
         assert (patient.patient_name, patient.sex, patient.name_key) == (
@@ -187,21 +176,7 @@ def test_two_patients_racing_for_a_new_study_one_is_refused(node, registry):
         "NLSH_CAM": b_patient(study_uid=study_uid),
     }
     contexts = [(dicom_objects.SECONDARY_CAPTURE, [ExplicitVRLittleEndian])]
-    associations = {calling: associate(node, calling, contexts) for calling in datasets}
-    barrier = threading.Barrier(len(datasets))
-    results: dict[str, int] = {}
-
-    def send(calling):
-        barrier.wait()
-        results[calling] = int(associations[calling].send_c_store(datasets[calling]).Status)
-
-    threads = [threading.Thread(target=send, args=(c,)) for c in datasets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for assoc in associations.values():
-        assoc.release()
+    results = store_at_once(node, datasets, contexts)
     assert sorted(results.values()) == [status.SUCCESS, status.UID_CONFLICT]
     (winner,) = [c for c, code in results.items() if code == status.SUCCESS]
     kept = datasets[winner]
@@ -245,7 +220,7 @@ def test_import_reports_a_refused_file_and_goes_on(service, registry, tmp_path):
 
 def test_reindex_reports_a_file_of_another_patient_in_a_kept_study_and_skips_it(node, registry):
     first = a_patient()
-    assert store_rsp(node, first, "UNN_US").Status == status.SUCCESS
+    assert store_response(node, first, "UNN_US").Status == status.SUCCESS
     before = rows(node.service)
     # a file for another patient under A's study, in the store but in no row (no provenance)
     stray = b_patient(study_uid=first.StudyInstanceUID)
