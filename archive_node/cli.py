@@ -14,7 +14,10 @@ import click
 from . import __version__, logs
 from .config import Config, example_toml, load_config
 from .errors import ArchiveError, InvalidInput
+from .index import AERecord
+from .registry import bound_certificates
 from .rules.access import SCOPES
+from .rules.tls import DEFAULT_TLS_MODE, TLS_MODES, format_fingerprint
 
 log = logging.getLogger("archive_node")
 
@@ -197,13 +200,15 @@ def _register_demo(registry) -> None:
 @command(cli)
 @click.option("--bind", help="Override node.bind.")
 @click.option("--port", type=int, help="Override node.port.")
+@click.option("--tls-port", type=int, help="Override tls.port.")
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
     help="Override node.workers: processes sharing the port, one core each.",
 )
-def serve(bind: str | None, port: int | None, workers: int | None) -> None:
-    """Run the node until SIGTERM or SIGINT (running associations get a grace period)."""
+def serve(bind: str | None, port: int | None, tls_port: int | None, workers: int | None) -> None:
+    """Run the node until SIGTERM or SIGINT (running associations get a grace period);
+    SIGHUP re-reads the TLS certificate, key and CAs."""
     from .net.server import ArchiveServer
     from .net.supervisor import Supervisor
 
@@ -215,9 +220,9 @@ def serve(bind: str | None, port: int | None, workers: int | None) -> None:
         log.warning("storage.min_free_mb is 0: a full disk fails stores mid-transfer")
     workers = workers or config.node.workers
     if workers == 1:
-        ArchiveServer(service).serve_forever(bind, port)
+        ArchiveServer(service).serve_forever(bind, port, tls_port=tls_port)
     else:
-        sys.exit(Supervisor(service, workers).run(bind, port))
+        sys.exit(Supervisor(service, workers).run(bind, port, tls_port))
 
 
 # -- hospitals ---------------------------------------------------------------------------------
@@ -314,6 +319,23 @@ def _max_associations(value: str | None) -> int | None:
         raise InvalidInput(f"--max-associations {value!r} is not a whole number") from None
 
 
+fingerprint_option = click.option(
+    "--certificate-fingerprint",
+    "fingerprints",
+    multiple=True,
+    metavar="SHA256:..",
+    help="Bind the client certificate with this SHA-256 fingerprint (as `openssl x509 -noout "
+    "-fingerprint -sha256` prints it); repeatable.",
+)
+certificate_option = click.option(
+    "--certificate",
+    "certificates",
+    multiple=True,
+    metavar="FILE",
+    help="Bind the client certificate in this PEM file (its fingerprint is kept); repeatable.",
+)
+
+
 @command(ae, "add")
 @click.argument("aet")
 @click.option("--hospital", required=True, help="Code of the hospital it belongs to.")
@@ -340,6 +362,16 @@ def _max_associations(value: str | None) -> int | None:
     metavar="N",
     help="Associations it may hold at once (N >= 1); default: no limit of its own.",
 )
+@click.option(
+    "--tls",
+    type=click.Choice(TLS_MODES),
+    default=DEFAULT_TLS_MODE,
+    show_default=True,
+    help="required: it connects, and is called, over TLS only; off: over plain DICOM only; "
+    "optional: connects either way, called over plain DICOM.",
+)
+@fingerprint_option
+@certificate_option
 def ae_add(
     aet: str,
     hospital: str,
@@ -349,6 +381,9 @@ def ae_add(
     scope: str,
     description: str,
     max_associations: str | None,
+    tls: str,
+    fingerprints: tuple[str, ...],
+    certificates: tuple[str, ...],
 ) -> None:
     """Register AET for a hospital; it may connect from the next association on."""
     record = get_registry().add_ae(
@@ -360,15 +395,24 @@ def ae_add(
         scope=scope,
         description=description,
         max_associations=_max_associations(max_associations),
+        tls=tls,
+        certificates=bound_certificates(fingerprints, certificates),
     )
     click.echo(
         f"added AE {record.ae_title} of {record.hospital}: allow {record.allow}, "
-        f"scope {record.scope}, host {record.host or 'any'}" + _limit_text(record.max_associations)
+        f"scope {record.scope}, host {record.host or 'any'}"
+        + _limit_text(record.max_associations)
+        + _tls_text(record)
     )
 
 
 def _limit_text(limit: int | None) -> str:
     return f", at most {limit} association(s) at once" if limit is not None else ""
+
+
+def _tls_text(record: AERecord) -> str:
+    bound = ", ".join(format_fingerprint(f) for f in record.certificates)
+    return f", TLS {record.tls}" + (f", certificate {bound}" if bound else "")
 
 
 @command(ae, "update")
@@ -390,6 +434,14 @@ def _limit_text(limit: int | None) -> str:
     metavar="N",
     help="Associations it may hold at once (N >= 1); 0 clears it (no limit of its own).",
 )
+@click.option("--tls", type=click.Choice(TLS_MODES), help="New TLS mode.")
+@fingerprint_option
+@certificate_option
+@click.option(
+    "--no-certificate",
+    is_flag=True,
+    help="Unbind its certificates (it is then known by its title, address and CA only).",
+)
 def ae_update(
     aet: str,
     hospital: str | None,
@@ -400,8 +452,20 @@ def ae_update(
     description: str | None,
     enabled: bool | None,
     max_associations: str | None,
+    tls: str | None,
+    fingerprints: tuple[str, ...],
+    certificates: tuple[str, ...],
+    no_certificate: bool,
 ) -> None:
-    """Change a registered AE; takes effect for its next association."""
+    """Change a registered AE; takes effect for its next association. Certificates given
+    replace the bound ones: give the old and the new one while a device changes over."""
+    if no_certificate and (fingerprints or certificates):
+        raise InvalidInput("--no-certificate with certificates to bind: give one or the other")
+    bound: tuple[str, ...] | None = None
+    if no_certificate:
+        bound = ()
+    elif fingerprints or certificates:
+        bound = bound_certificates(fingerprints, certificates)
     record = get_registry().update_ae(
         aet,
         hospital=hospital,
@@ -413,11 +477,15 @@ def ae_update(
         description=description,
         enabled=enabled,
         max_associations=_max_associations(max_associations),
+        tls=tls,
+        certificates=bound,
     )
     click.echo(
         f"updated AE {record.ae_title} of {record.hospital}: allow {record.allow}, "
         f"scope {record.scope}, host {record.host or 'any'}, "
-        f"{'enabled' if record.enabled else 'disabled'}" + _limit_text(record.max_associations)
+        f"{'enabled' if record.enabled else 'disabled'}"
+        + _limit_text(record.max_associations)
+        + _tls_text(record)
     )
 
 
@@ -427,6 +495,9 @@ def ae_update(
 def ae_list(hospital: str | None, as_json: bool) -> None:
     """List registered AEs."""
     rows = records(get_registry().list_aes(hospital))
+    for row in rows:  # as openssl prints them; the table shows the first bytes of each
+        full = [format_fingerprint(f) for f in row["certificates"]]
+        row["certificates"] = full if as_json else " ".join(f[:30] + "..." for f in full)
     print_table(
         rows,
         [
@@ -438,6 +509,8 @@ def ae_list(hospital: str | None, as_json: bool) -> None:
             "scope",
             "enabled",
             "max_associations",
+            "tls",
+            "certificates",
             "description",
         ],
         as_json,

@@ -50,7 +50,8 @@ SETTINGS: tuple[Setting, ...] = (
         "port",
         int,
         11112,
-        "TCP port to listen on (104 needs CAP_NET_BIND_SERVICE).",
+        "TCP port of plain (unencrypted) DICOM (104 needs CAP_NET_BIND_SERVICE); 0 turns it "
+        "off, for a node that speaks only TLS (tls.port).",
         minimum=0,
         maximum=65535,
     ),
@@ -242,6 +243,58 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=268435456,
     ),
     Setting(
+        "tls",
+        "port",
+        int,
+        0,
+        "TCP port of DICOM over TLS (PS3.15 B.9; IANA's dicom-tls port is 2762); 0 turns it "
+        "off. Needs tls.certificate, tls.private_key and tls.ca_certificates.",
+        minimum=0,
+        maximum=65535,
+    ),
+    Setting(
+        "tls",
+        "certificate",
+        str,
+        "",
+        "The node's certificate (PEM, with its intermediate CAs after it): shown to peers on "
+        "the TLS port and to C-MOVE destinations and commitment call-backs that need TLS. "
+        "Re-read on SIGHUP.",
+    ),
+    Setting(
+        "tls",
+        "private_key",
+        str,
+        "",
+        "The private key of tls.certificate (PEM, unencrypted; readable only by the node's "
+        "user). Re-read on SIGHUP.",
+    ),
+    Setting(
+        "tls",
+        "ca_certificates",
+        str,
+        "",
+        "The CAs that sign peers' certificates (a PEM file, or a directory prepared with "
+        "openssl rehash); a peer's certificate must chain to one of them. Re-read on SIGHUP.",
+    ),
+    Setting(
+        "tls",
+        "require_client_certificate",
+        bool,
+        True,
+        "A TLS association without a client certificate is rejected (calling AE not "
+        "recognized); false lets AEs with no bound certificate connect encrypted only.",
+    ),
+    Setting(
+        "tls",
+        "handshake_timeout",
+        float,
+        10.0,
+        "Seconds a connection to the TLS port has for its TLS handshake; it runs on the "
+        "connection's own thread, never the accepting one.",
+        minimum=0.1,
+    ),
+    Setting(
         "commitment",
         "retry_interval",
         float,
@@ -329,6 +382,22 @@ class QueryConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    port: int
+    certificate: str
+    private_key: str
+    ca_certificates: str
+    require_client_certificate: bool
+    handshake_timeout: float
+
+    @property
+    def configured(self) -> bool:
+        """Whether the node has its certificate, key and CAs (for its TLS port, or for
+        associations it opens to AEs that need TLS)."""
+        return bool(self.certificate and self.private_key and self.ca_certificates)
+
+
+@dataclass(frozen=True)
 class CommitmentConfig:
     retry_interval: float
     give_up_after: float
@@ -347,6 +416,7 @@ class Config:
     storage: StorageConfig
     index: IndexConfig
     query: QueryConfig
+    tls: TlsConfig
     commitment: CommitmentConfig
     log: LogConfig
     source: str = "built-in defaults"
@@ -357,6 +427,7 @@ _SECTIONS = {
     "storage": StorageConfig,
     "index": IndexConfig,
     "query": QueryConfig,
+    "tls": TlsConfig,
     "commitment": CommitmentConfig,
     "log": LogConfig,
 }
@@ -428,10 +499,20 @@ def build_config(data: dict[str, Any], source: str = "built-in defaults") -> Con
     if env_url:
         values["index"]["url"] = env_url
     values["storage"]["path"] = Path(values["storage"]["path"])
+    _check_tls(values["tls"])
     return Config(
         **{section: cls(**values[section]) for section, cls in _SECTIONS.items()},
         source=source,
     )
+
+
+def _check_tls(tls: dict[str, Any]) -> None:
+    """A TLS port needs the node's certificate, its key and the peers' CAs."""
+    if not tls["port"]:
+        return
+    for key in ("certificate", "private_key", "ca_certificates"):
+        if not tls[key]:
+            raise ConfigError(f"tls.{key}: must be set when tls.port is set")
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
 
 from .dicom.values import ae_title_problem, hospital_code_problem, normalise_ae_title
 from .errors import InvalidInput
 from .index import AERecord, HospitalRecord, Index
 from .rules.access import DEFAULT_ALLOW, SCOPES, Peer, format_allow, parse_allow
+from .rules.tls import (
+    DEFAULT_TLS_MODE,
+    MAX_BOUND_CERTIFICATES,
+    check_tls_mode,
+    parse_fingerprint,
+)
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # RFC 1123 host name label
 _HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
@@ -83,6 +93,46 @@ def parse_placeholder_ids(value: str) -> tuple[str, ...]:
     return unique
 
 
+def certificate_fingerprint(path: str | Path) -> str:
+    """The SHA-256 fingerprint of the (first) certificate in a PEM file, as the node keeps it.
+    Raises InvalidInput naming the file."""
+    try:
+        text = Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a PEM file"
+        raise InvalidInput(f"--certificate {path}: cannot read: {reason}") from None
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    start = text.find(begin)
+    stop = text.find(end, start)
+    if start < 0 or stop < 0:
+        raise InvalidInput(f"--certificate {path}: no PEM certificate in it")
+    try:
+        der = ssl.PEM_cert_to_DER_cert(text[start : stop + len(end)])
+    except ValueError:
+        raise InvalidInput(f"--certificate {path}: the certificate cannot be decoded") from None
+    return hashlib.sha256(der).hexdigest()
+
+
+def bound_certificates(
+    fingerprints: Sequence[str] = (), files: Sequence[str | Path] = ()
+) -> tuple[str, ...]:
+    """The certificates to bind to an AE, given as fingerprints and as certificate files."""
+    bound = [parse_fingerprint(text) for text in fingerprints]
+    bound += [certificate_fingerprint(path) for path in files]
+    unique = tuple(dict.fromkeys(bound))
+    if len(unique) > MAX_BOUND_CERTIFICATES:
+        raise InvalidInput(
+            f"{len(unique)} certificates: at most {MAX_BOUND_CERTIFICATES} per AE "
+            "(the current one and those being rolled over to)"
+        )
+    return unique
+
+
+def _check_tls_binding(tls: str, certificates: tuple[str, ...]) -> None:
+    if tls == "off" and certificates:
+        raise InvalidInput("a certificate is bound to an AE that uses TLS: not with --tls off")
+
+
 def check_scope(value: str) -> str:
     if value not in SCOPES:
         raise InvalidInput(f"scope {value!r} is not one of {', '.join(SCOPES)}")
@@ -100,6 +150,8 @@ def peer_from_record(record: AERecord) -> Peer:
         scope=record.scope,
         enabled=record.enabled,
         max_associations=record.max_associations,
+        tls=record.tls,
+        certificates=frozenset(record.certificates),
     )
 
 
@@ -160,8 +212,13 @@ class Registry:
         scope: str = "region",
         description: str = "",
         max_associations: int | None = None,
+        tls: str = DEFAULT_TLS_MODE,
+        certificates: tuple[str, ...] = (),
     ) -> AERecord:
+        """`certificates`: fingerprints from bound_certificates(). Raises InvalidInput,
+        NotFound, Conflict."""
         rights = parse_allow(allow) if allow is not None else DEFAULT_ALLOW
+        _check_tls_binding(check_tls_mode(tls), certificates)
         return self.index.registry.add_ae(
             check_ae_title(ae_title),
             hospital,
@@ -171,6 +228,8 @@ class Registry:
             scope=check_scope(scope),
             description=description,
             max_associations=check_max_associations(max_associations),
+            tls=tls,
+            certificates=certificates,
         )
 
     def update_ae(
@@ -186,8 +245,11 @@ class Registry:
         description: str | None = None,
         enabled: bool | None = None,
         max_associations: int | None = None,
+        tls: str | None = None,
+        certificates: tuple[str, ...] | None = None,
     ) -> AERecord:
-        """Change the fields given; `max_associations` 0 clears the AE's own limit."""
+        """Change the fields given; `max_associations` 0 clears the AE's own limit;
+        `certificates` replaces the bound ones (() unbinds them all)."""
         changes: dict[str, object] = {}
         if host is not None:
             changes["host"] = check_host(host)
@@ -207,9 +269,22 @@ class Registry:
             changes["max_associations"] = None
         elif max_associations is not None:
             changes["max_associations"] = check_max_associations(max_associations)
+        title = check_ae_title(ae_title)
+        if tls is not None:
+            changes["tls"] = check_tls_mode(tls)
+        if tls is not None or certificates is not None:
+            current = self.index.registry.get_ae(title)
+            _check_tls_binding(
+                tls if tls is not None else current.tls,
+                certificates if certificates is not None else current.certificates,
+            )
         return self.index.registry.update_ae(
-            check_ae_title(ae_title), hospital=hospital, **changes
+            title, hospital=hospital, certificates=certificates, **changes
         )
+
+    def certificate_owner(self, fingerprint: str) -> str | None:
+        """The title of the AE a client certificate is bound to, or None."""
+        return self.index.registry.certificate_owner(fingerprint)
 
     def list_aes(self, hospital: str | None = None) -> list[AERecord]:
         return self.index.registry.list_aes(hospital)

@@ -30,6 +30,7 @@ from .errors import IndexUnavailable, InvalidInput, StoreRejected
 from .index import Index, InstanceRecord, Match, NewInstance
 from .registry import Registry
 from .rules.access import (
+    REJECT_CALLING_AE,
     REJECT_TRANSIENT,
     AssociationDecision,
     Peer,
@@ -42,6 +43,7 @@ from .rules.commitment import Acknowledged
 from .rules.find_answers import response_identifier
 from .rules.query import InvalidQuery, Query, parse_query, parse_retrieve
 from .rules.retrieve_plan import DECOMPRESSIBLE, MAX_SUB_OPERATIONS, Outgoing
+from .rules.tls import PLAIN, Transport, transport_refusal
 from .storage import FilesystemStorage
 
 log = logging.getLogger(__name__)
@@ -125,11 +127,21 @@ class ArchiveService:
     # -- associations -------------------------------------------------------------------------
 
     def open_association(
-        self, called_title: str, calling_title: str, address: str
+        self,
+        called_title: str,
+        calling_title: str,
+        address: str,
+        transport: Transport = PLAIN,
     ) -> tuple[AssociationDecision, Peer | None]:
-        """Look the caller up in the registry and decide; fail closed if the index is down."""
+        """Look the caller up in the registry and decide, by its title, address and transport
+        (TLS, and the client certificate it presented); fail closed if the index is down."""
         try:
             peer = self.registry.peer(calling_title)
+            owner = (
+                self.registry.certificate_owner(transport.fingerprint)
+                if transport.fingerprint
+                else None
+            )
         except IndexUnavailable as exc:
             log.error("association from %s refused: %s", calling_title.strip(), exc)
             return AssociationDecision(False, "index unavailable", REJECT_TRANSIENT), None
@@ -137,6 +149,17 @@ class ArchiveService:
         decision = decide_association(
             self.config.node.ae_title, called_title, peer, address, addresses
         )
+        if decision.accepted and peer is not None:
+            refusal = transport_refusal(
+                ae_title=peer.ae_title,
+                tls_mode=peer.tls,
+                bound=peer.certificates,
+                transport=transport,
+                owner=owner,
+                require_client_certificate=self.config.tls.require_client_certificate,
+            )
+            if refusal:
+                decision = AssociationDecision(False, refusal, REJECT_CALLING_AE)
         return decision, peer
 
     def authorise(self, peer: Peer | None, service: str) -> int:

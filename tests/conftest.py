@@ -109,3 +109,12 @@ def registry(service):
 def node(service, registry):
     with serving(service) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """Test certificates: the region's CA, the node's and its peers' certificates, a rogue
+    CA's (tests/helpers/certificates.py)."""
+    from tests.helpers.certificates import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("pki"))

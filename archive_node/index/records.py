@@ -33,6 +33,8 @@ class AERecord:
     description: str
     enabled: bool
     max_associations: int | None = None
+    tls: str = "optional"
+    certificates: tuple[str, ...] = ()  # bound client certificates' SHA-256, lowercase hex
 
 
 @dataclass(frozen=True)

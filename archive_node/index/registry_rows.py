@@ -11,9 +11,18 @@ from ..errors import Conflict, NotFound
 from .clock import utcnow
 from .records import AERecord, HospitalRecord
 from .session import Role
-from .tables import ApplicationEntity, Hospital, Instance, Study
+from .tables import AECertificate, ApplicationEntity, Hospital, Instance, Study
 
-_AE_FIELDS = ("host", "port", "allow", "scope", "description", "enabled", "max_associations")
+_AE_FIELDS = (
+    "host",
+    "port",
+    "allow",
+    "scope",
+    "description",
+    "enabled",
+    "max_associations",
+    "tls",
+)
 
 
 class RegistryRows(Role):
@@ -97,17 +106,34 @@ class RegistryRows(Role):
 
     # -- application entities -----------------------------------------------------------------
 
-    def add_ae(self, ae_title: str, hospital: str, **fields: Any) -> AERecord:
+    def add_ae(
+        self,
+        ae_title: str,
+        hospital: str,
+        certificates: tuple[str, ...] = (),
+        **fields: Any,
+    ) -> AERecord:
+        """Raises NotFound (no hospital), Conflict (the title exists, or a certificate is bound
+        to another AE)."""
         with self.session(write=True):
             owner = Hospital.get_or_none(Hospital.code == hospital)
             if owner is None:
                 raise NotFound(f"no hospital {hospital}")
             if ApplicationEntity.get_or_none(ApplicationEntity.ae_title == ae_title):
                 raise Conflict(f"AE {ae_title} already exists")
-            ApplicationEntity.create(ae_title=ae_title, hospital=owner, **fields)
+            row = ApplicationEntity.create(ae_title=ae_title, hospital=owner, **fields)
+            _bind(row, certificates)
         return self.get_ae(ae_title)
 
-    def update_ae(self, ae_title: str, hospital: str | None = None, **fields: Any) -> AERecord:
+    def update_ae(
+        self,
+        ae_title: str,
+        hospital: str | None = None,
+        certificates: tuple[str, ...] | None = None,
+        **fields: Any,
+    ) -> AERecord:
+        """Change the fields given; `certificates` replaces the bound ones (() unbinds all).
+        Raises NotFound, Conflict (a certificate bound to another AE)."""
         unknown = set(fields) - set(_AE_FIELDS)
         if unknown:
             raise ValueError(f"unknown AE fields {unknown}")
@@ -124,10 +150,28 @@ class RegistryRows(Role):
                 setattr(row, name, value)
             row.updated_at = utcnow()
             row.save()
+            if certificates is not None:
+                AECertificate.delete().where(AECertificate.ae == row).execute()
+                _bind(row, certificates)
         return self.get_ae(ae_title)
+
+    def certificate_owner(self, fingerprint: str) -> str | None:
+        """The title of the AE a client certificate is bound to, or None."""
+        with self.session():
+            row = (
+                ApplicationEntity.select(ApplicationEntity.ae_title)
+                .join(AECertificate)
+                .where(AECertificate.fingerprint == fingerprint)
+                .first()
+            )
+            return row.ae_title if row else None
 
     def remove_ae(self, ae_title: str) -> None:
         with self.session(write=True):
+            owned = ApplicationEntity.select(ApplicationEntity.id).where(
+                ApplicationEntity.ae_title == ae_title
+            )
+            AECertificate.delete().where(AECertificate.ae.in_(owned)).execute()
             deleted = (
                 ApplicationEntity.delete().where(ApplicationEntity.ae_title == ae_title).execute()
             )
@@ -139,7 +183,9 @@ class RegistryRows(Role):
         with self.session():
             query = self._ae_query().where(ApplicationEntity.ae_title == ae_title)
             row = query.first()
-            return _ae_record(row) if row else None
+            if row is None:
+                return None
+            return _ae_record(row, _certificates(AECertificate.ae == row.id).get(row.id, ()))
 
     def get_ae(self, ae_title: str) -> AERecord:
         record = self.find_ae(ae_title)
@@ -152,7 +198,8 @@ class RegistryRows(Role):
             query = self._ae_query().order_by(Hospital.code, ApplicationEntity.ae_title)
             if hospital:
                 query = query.where(Hospital.code == hospital)
-            return [_ae_record(row) for row in query]
+            bound = _certificates(None)
+            return [_ae_record(row, bound.get(row.id, ())) for row in query]
 
     @staticmethod
     def _ae_query():
@@ -170,7 +217,32 @@ def _stored(placeholder_ids: tuple[str, ...]) -> str:
     return "\\".join(placeholder_ids)
 
 
-def _ae_record(row: ApplicationEntity) -> AERecord:
+def _bind(row: ApplicationEntity, certificates: tuple[str, ...]) -> None:
+    """Bind client certificates to the AE of `row`; Conflict if one is another AE's."""
+    for fingerprint in certificates:
+        taken = AECertificate.get_or_none(AECertificate.fingerprint == fingerprint)
+        if taken is not None and taken.ae_id != row.id:  # type: ignore[attr-defined]
+            raise Conflict(
+                f"certificate SHA256:{fingerprint[:16]}... is bound to AE {taken.ae.ae_title}: "
+                "a certificate opens one AE only (unbind it there first)"
+            )
+        if taken is None:
+            AECertificate.create(fingerprint=fingerprint, ae=row)
+
+
+def _certificates(where: Any | None) -> dict[int, tuple[str, ...]]:
+    """Bound fingerprints by AE row id, of the AEs `where` selects (None: every AE)."""
+    bound: dict[int, list[str]] = {}
+    query = AECertificate.select(AECertificate.ae, AECertificate.fingerprint)
+    if where is not None:
+        query = query.where(where)
+    rows = query.order_by(AECertificate.created_at, AECertificate.fingerprint).tuples()
+    for ae_id, fingerprint in cast(Iterable[tuple[int, str]], rows):
+        bound.setdefault(ae_id, []).append(fingerprint)
+    return {ae_id: tuple(prints) for ae_id, prints in bound.items()}
+
+
+def _ae_record(row: ApplicationEntity, certificates: tuple[str, ...] = ()) -> AERecord:
     return AERecord(
         ae_title=row.ae_title,
         hospital=row.hospital.code,
@@ -182,4 +254,6 @@ def _ae_record(row: ApplicationEntity) -> AERecord:
         description=row.description,
         enabled=row.enabled,
         max_associations=row.max_associations,
+        tls=row.tls,
+        certificates=certificates,
     )

@@ -12,6 +12,7 @@ from ..rules.matching import date_key, datetime_span, name_key, time_span
 from .tables import (
     MODELS,
     Acknowledgement,
+    AECertificate,
     ApplicationEntity,
     CommitmentRequest,
     Patient,
@@ -19,7 +20,7 @@ from .tables import (
     Study,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # MIGRATIONS[n] upgrades a version n-1 index to version n, inside one transaction. Prefer
 # additive changes (columns with defaults, new tables, indexes): on SQLite anything else
@@ -167,11 +168,22 @@ def _schema_5(db: Database) -> None:
     _anonymous_patients(db)
 
 
+def _add_tls(db: Database) -> None:
+    """Schema 6 (DICOM TLS): each AE's TLS mode, and the client certificates bound to AEs."""
+    table = ApplicationEntity._meta.table_name
+    if "tls" not in {c.name for c in db.get_columns(table)}:
+        db.execute_sql(
+            f'ALTER TABLE "{table}" ADD COLUMN "tls" VARCHAR(16) NOT NULL DEFAULT \'optional\''
+        )
+    db.create_tables([AECertificate])  # safe: IF NOT EXISTS
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     2: _add_matching_keys,
     3: _add_commitment_requests,
     4: _add_acknowledgements,
     5: _schema_5,
+    6: _add_tls,
 }
 
 

@@ -62,6 +62,17 @@ class ApplicationEntity(BaseModel):
     updated_at = DateTimeField(default=utcnow)
     # associations at once for this AE; None: no limit of its own (schema 4)
     max_associations = IntegerField(null=True)
+    # DICOM TLS both ways: required, optional or off (rules/tls.py; schema 6)
+    tls = CharField(max_length=16, default="optional")
+
+
+class AECertificate(BaseModel):
+    """A client certificate bound to an AE by its SHA-256 fingerprint (schema 6): unique, so
+    a certificate opens exactly one AE title."""
+
+    fingerprint = CharField(primary_key=True, max_length=64)  # lowercase hex
+    ae = ForeignKeyField(ApplicationEntity, backref="certificates", on_delete="CASCADE")
+    created_at = DateTimeField(default=utcnow)
 
 
 class Patient(BaseModel):
@@ -207,6 +218,7 @@ MODELS = (
     SchemaInfo,
     Hospital,
     ApplicationEntity,
+    AECertificate,
     Patient,
     Study,
     Series,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections import OrderedDict
@@ -19,6 +20,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from ..rules.access import Peer
 from .patches.limits import abort_pdu
+from .tls import HandshakeFailed, TlsCredentials, handshake
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +141,23 @@ class Admission:
         self.slots.give_back(event.assoc)
 
 
+@dataclass(frozen=True)
+class TlsPort:
+    """What the TLS port's server needs: the node's contexts (re-read on SIGHUP) and how long
+    a handshake may take."""
+
+    credentials: TlsCredentials
+    handshake_timeout: float
+
+
 class NodeServer(ThreadedAssociationServer):
     """pynetdicom's association server with the node's listen backlog, a bound on connections
     still without an A-ASSOCIATE-RQ, and, for `serve --workers N`, a port other processes bind
-    too: the kernel spreads new connections over them (SO_REUSEPORT, Linux 3.9+)."""
+    too: the kernel spreads new connections over them (SO_REUSEPORT, Linux 3.9+).
+
+    On the TLS port (`tls`), the handshake runs on the connection's own thread with its own
+    deadline, not in the accepting loop as pynetdicom's does: a peer that stalls it holds only
+    its own socket (and a place among the pending connections)."""
 
     def __init__(
         self,
@@ -150,12 +165,44 @@ class NodeServer(ThreadedAssociationServer):
         backlog: int,
         reuse_port: bool,
         pending: PendingConnections,
+        tls: TlsPort | None = None,
         **kwargs: Any,
     ) -> None:
         self.request_queue_size = backlog  # read by TCPServer.__init__'s listen()
         self.reuse_port = reuse_port
         self.pending = pending
+        self.tls = tls
         super().__init__(*args, **kwargs)
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        assert self.socket is not None  # listening
+        client, address = self.socket.accept()
+        if self.tls is not None:  # wrapped here, the handshake comes in finish_request()
+            context = self.tls.credentials.server_context
+            try:
+                client = context.wrap_socket(
+                    client, server_side=True, do_handshake_on_connect=False
+                )
+            except OSError:
+                client.close()
+                raise
+        return client, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is not None and isinstance(request, ssl.SSLSocket):
+            try:
+                handshake(request, self.tls.handshake_timeout)
+            except HandshakeFailed as exc:
+                log.warning(
+                    "TLS connection from %s closed: handshake failed: %s",
+                    client_address[0] if client_address else "?",
+                    exc.args[0],
+                )
+                self.pending.settle(request)
+                with contextlib.suppress(OSError):
+                    request.close()
+                return
+        super().finish_request(request, client_address)
 
     def server_bind(self) -> None:
         if self.reuse_port:

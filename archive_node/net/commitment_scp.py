@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable
 from datetime import timedelta
 from io import BytesIO
-from typing import cast
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -34,7 +34,7 @@ from pynetdicom.events import Event
 from pynetdicom.pdu_primitives import A_RELEASE
 
 from ..dicom import status
-from ..errors import IndexUnavailable, Refused
+from ..errors import ConfigError, IndexUnavailable, Refused
 from ..index import CommitmentRecord
 from ..index.clock import utcnow
 from ..rules.access import Peer
@@ -46,6 +46,7 @@ from ..rules.commitment import (
 )
 from ..service import ArchiveService
 from .association import OUTGOING_HANDLERS, connected, response_status
+from .tls import TlsCredentials, tls_args_for
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,12 @@ class CommitmentSCP:
         service: ArchiveService,
         ae: AE,
         peer_of: Callable[[Association], Peer | None],
+        tls: TlsCredentials,
     ) -> None:
         self.service = service
         self.ae = ae
         self.peer_of = peer_of
+        self.tls = tls
         self.claimant = ""  # this node, host:port, once it listens
         self._answered: weakref.WeakKeyDictionary[Association, CommitmentRecord] = (
             weakref.WeakKeyDictionary()
@@ -243,6 +246,10 @@ class CommitmentSCP:
     def _send_on_new_association(self, peer: Peer, report: Dataset, event_type: int) -> str | None:
         assert peer.port is not None  # _call_back() calls back only an AE with a port
         try:
+            tls_args = tls_args_for(self.tls, peer, self.service.registry.certificate_owner)
+        except ConfigError as exc:
+            return str(exc)
+        try:
             assoc = self.ae.associate(
                 peer.host,
                 peer.port,
@@ -254,9 +261,12 @@ class CommitmentSCP:
                 ],
                 ext_neg=[build_role(STORAGE_COMMITMENT_CLASS, scu_role=False, scp_role=True)],
                 evt_handlers=OUTGOING_HANDLERS,
+                tls_args=cast(Any, tls_args),  # an OutgoingTls in place of an SSLContext
             )
         except Exception as exc:
             return f"cannot call {peer.ae_title}: {type(exc).__name__}: {exc}"
+        if tls_args is not None and tls_args[0].problem:
+            return f"{peer.ae_title} over TLS is not that AE: {tls_args[0].problem}"
         if not assoc.is_established:
             return f"{peer.ae_title} at its registered address did not accept an association"
         try:

@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from io import BytesIO
-from typing import cast
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -28,7 +28,7 @@ from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from ..dicom import status
 from ..dicom.values import ae_title_problem
-from ..errors import IndexUnavailable, Refused
+from ..errors import ConfigError, IndexUnavailable, Refused
 from ..rules.access import UNKNOWN_DESTINATION, Peer
 from ..rules.query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
 from ..rules.retrieve_plan import (
@@ -43,6 +43,7 @@ from . import patches
 from .association import OUTGOING_HANDLERS, connected, response_status
 from .patches.send_queue import bound_send_queue
 from .patches.service_classes import Interrupted, waiting_for_answer
+from .tls import TlsCredentials, tls_args_for
 from .wire import commands
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,14 @@ class RetrieveSCP:
     """The node's C-MOVE and C-GET: rights, identifier, destination, then sub-operations."""
 
     def __init__(
-        self, service: ArchiveService, peer_of: Callable[[Association], Peer | None]
+        self,
+        service: ArchiveService,
+        peer_of: Callable[[Association], Peer | None],
+        tls: TlsCredentials,
     ) -> None:
         self.service = service
         self.peer_of = peer_of
+        self.tls = tls
 
     # -- C-MOVE -------------------------------------------------------------------------------
 
@@ -173,16 +178,24 @@ class RetrieveSCP:
         where = destination.ae_title  # the address is for the log, not for the requester
         assert destination.port is not None  # move_refusal() refused one without
         try:
+            tls_args = tls_args_for(self.tls, destination, self.service.registry.certificate_owner)
+        except ConfigError as exc:
+            log.error("C-MOVE to %s: %s", where, exc)
+            return f"{where} needs TLS, and the node has no TLS certificate"
+        try:
             sub = ae.associate(
                 destination.host,
                 destination.port,
                 contexts=[build_context(sop_class, list(ts)) for sop_class, ts in contexts],
                 ae_title=destination.ae_title,
                 evt_handlers=OUTGOING_HANDLERS,
+                tls_args=cast(Any, tls_args),  # an OutgoingTls in place of an SSLContext
             )
         except Exception as exc:  # e.g. a registered title pynetdicom will not call
             log.exception("association to %s failed", where)
             return f"{where} cannot be called: {type(exc).__name__}"
+        if tls_args is not None and tls_args[0].problem:
+            return f"{where} over TLS is not that AE: {tls_args[0].problem}"
         if sub.is_established:
             return sub
         if sub.is_rejected:

@@ -4,6 +4,7 @@ each unpacks the event, asks the archive service and answers."""
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 import weakref
 from collections.abc import Iterator
@@ -22,13 +23,24 @@ from ..rules.access import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, P
 from ..rules.negotiation import ProposedContext, empty_contexts
 from ..rules.query import FIND_SOP_CLASSES, extended_negotiation_answer
 from ..rules.retrieve_plan import receiving_syntaxes
+from ..rules.tls import PLAIN, Transport
 from ..service import ArchiveService
 from .admission import Admission, SlotLimits
 from .association import on_connection_closed, peer_label, response_status, set_tcp_nodelay
 from .patches.limits import discard_partial_file
 from .patches.receiving import receive_failure
+from .tls import peer_fingerprint
 
 log = logging.getLogger(__name__)
+
+
+def transport_of(assoc: Association) -> Transport:
+    """How the association came: over TLS (and with which verified client certificate) or
+    over plain DICOM."""
+    sock = getattr(assoc, "_archive_socket", None)  # admission.on_open
+    if isinstance(sock, ssl.SSLSocket):
+        return Transport(secure=True, fingerprint=peer_fingerprint(sock))
+    return PLAIN
 
 
 class Handlers:
@@ -97,8 +109,9 @@ class Handlers:
         ]
         # The request's structure (titles, application context, context IDs) was checked as
         # it was read (patches/limits.py, rules/negotiation.py).
+        transport = transport_of(assoc)
         try:
-            decision, peer = self.service.open_association(called, calling, address)
+            decision, peer = self.service.open_association(called, calling, address, transport)
         except Exception:  # fail closed: never let an error fall through to negotiation
             log.exception("association from %s at %s: internal error", calling, address)
             decision, peer = AssociationDecision(False, "internal error", REJECT_TRANSIENT), None
@@ -111,13 +124,20 @@ class Handlers:
             self._peers[assoc] = peer  # type: ignore[assignment]
             refuse_empty_contexts(assoc, empty_contexts(proposed))
             prefer_receivers_syntaxes(assoc)
-            log.info("association accepted: calling %s (%s) from %s", calling, hospital, address)
+            log.info(
+                "association accepted: calling %s (%s) from %s%s",
+                calling,
+                hospital,
+                address,
+                " over TLS" if transport.secure else "",
+            )
             return
         log.warning(
-            "association rejected: calling %s (%s) from %s called %s: %s",
+            "association rejected: calling %s (%s) from %s%s called %s: %s",
             calling,
             hospital,
             address,
+            " over TLS" if transport.secure else "",
             called,
             decision.reason,
         )

@@ -9,6 +9,7 @@ import socket
 import tempfile
 import threading
 import time
+from typing import Any
 
 from pydicom import uid as uids
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
@@ -24,7 +25,7 @@ from ..rules.commitment import STORAGE_COMMITMENT_CLASS
 from ..rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
 from ..service import ArchiveService
 from . import patches
-from .admission import NodeServer
+from .admission import NodeServer, TlsPort
 from .association import peer_label, release_waiting_acceptor
 from .commitment_scp import CommitmentSCP
 from .patches.limits import Limits, serve_limits
@@ -32,6 +33,7 @@ from .patches.receiving import serve_receiving
 from .patches.service_classes import serve_commitment, serve_retrieve
 from .retrieve_scp import RetrieveSCP
 from .scp_handlers import Handlers
+from .tls import TlsCredentials
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +127,10 @@ class ArchiveServer:
         self.worker = worker  # its number under `serve --workers N`, else None
         self.ae = build_ae(service)
         self.handlers = Handlers(service)
-        serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of))
+        # the node's certificate, key and CAs: read now (a bad file stops the start with one
+        # line), again on SIGHUP
+        self.tls = TlsCredentials(service.config.tls)
+        serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of, self.tls))
         serve_receiving(
             self.ae, provenance_of=self.handlers.provenance_of, room_problem=service.room_problem
         )
@@ -136,53 +141,71 @@ class ArchiveServer:
                 describe=peer_label,
             ),
         )
-        self.commitment = CommitmentSCP(service, self.ae, self.handlers.peer_of)
+        self.commitment = CommitmentSCP(service, self.ae, self.handlers.peer_of, self.tls)
         serve_commitment(self.ae, self.commitment)
-        self._server: ThreadedAssociationServer | None = None
+        self._plain: ThreadedAssociationServer | None = None
+        self._secure: ThreadedAssociationServer | None = None
         self._stopping = threading.Event()
+        self._reload = threading.Event()
 
     @property
     def address(self) -> tuple[str, int]:
-        assert self._server is not None  # listening (start())
-        host, port = self._server.server_address[:2]
+        """The plain DICOM port's (host, port)."""
+        assert self._plain is not None  # listening (start()), with a plain port
+        host, port = self._plain.server_address[:2]
         return host, port
+
+    @property
+    def tls_address(self) -> tuple[str, int]:
+        """The TLS port's (host, port)."""
+        assert self._secure is not None  # listening (start()), with a TLS port
+        host, port = self._secure.server_address[:2]
+        return host, port
+
+    def _listeners(self) -> list[ThreadedAssociationServer]:
+        return [s for s in (self._plain, self._secure) if s is not None]
 
     def start(
         self,
         bind: str | None = None,
         port: int | None = None,
         *,
+        tls_port: int | None = None,
         reuse_port: bool = False,
         sweep: bool = True,
     ) -> tuple[str, int]:
-        """Prepare the store and index, then listen; returns the bound (host, port).
-        `reuse_port`: share the port with other processes (supervisor.py), which swept the
-        node's partial transfers before they started (`sweep` False)."""
+        """Prepare the store and index, then listen; returns the first bound (host, port): the
+        plain port's, else the TLS port's. `port` and `tls_port` override node.port and
+        tls.port (0: any free port); left None, a setting of 0 turns that port off.
+        `reuse_port`: share the ports with other processes (supervisor.py), which swept the
+        node's partial transfers before they started (`sweep` False). Raises ConfigError."""
         node = self.service.config.node
         self.service.index.check_schema()
-        address = (
-            bind if bind is not None else node.bind,
-            port if port is not None else node.port,
-        )
-        server_class = functools.partial(
-            NodeServer,
-            backlog=node.listen_backlog,
-            reuse_port=reuse_port,
-            pending=self.handlers.admission.pending,
-        )
+        host = bind if bind is not None else node.bind
+        plain = port if port is not None else (node.port or None)
+        secure = tls_port if tls_port is not None else (self.service.config.tls.port or None)
+        if plain is None and secure is None:
+            raise ConfigError("node.port and tls.port are both 0: the node has no port to serve")
+        if secure is not None:
+            self.tls.server_context  # noqa: B018  # raises ConfigError when there is none
+        handlers = [
+            *self.handlers.bindings(),
+            (evt.EVT_N_ACTION, self.commitment.on_n_action),
+        ]
         try:
-            self._server = self.ae.make_server(
-                address,
-                evt_handlers=[
-                    *self.handlers.bindings(),
-                    (evt.EVT_N_ACTION, self.commitment.on_n_action),
-                ],
-                server_class=server_class,  # type: ignore[arg-type]  # makes a NodeServer
-            )
-        except OSError as exc:
-            raise cannot_listen(address, exc) from None
+            if plain is not None:
+                self._plain = self._listen((host, plain), handlers, reuse_port, None)
+            if secure is not None:
+                tls = TlsPort(self.tls, self.service.config.tls.handshake_timeout)
+                self._secure = self._listen((host, secure), handlers, reuse_port, tls)
+        except ConfigError:
+            for server in self._listeners():
+                server.server_close()
+            self._plain = self._secure = None
+            raise
+        first = self._listeners()[0].server_address[:2]
         storage = self.service.storage
-        storage.use_node_directory(node_name(self.address[1]))
+        storage.use_node_directory(node_name(first[1]))
         if sweep:
             removed = storage.sweep_incoming()
             if removed:
@@ -194,38 +217,82 @@ class ArchiveServer:
         tempfile.tempdir = str(storage.incoming)
         # Storage Commitment reports this node (host:port, and worker) was delivering when it
         # stopped are due again before the first association comes in.
-        claimant = f"{socket.gethostname()}:{self.address[1]}"
+        claimant = f"{socket.gethostname()}:{first[1]}"
         if self.worker is not None:
             claimant += f"/{self.worker}"
         self.commitment.start(claimant)
-        # As AE.start_server(block=False), but polling for shutdown every 50 ms, not 500 ms.
-        assert self._server is not None
-        threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="archive-node-acceptor",
-            daemon=True,
-        ).start()
-        self.ae._servers.append(self._server)  # so AE.shutdown() stops it too
-        host, bound = self.address
+        for listener, name in ((self._plain, "acceptor"), (self._secure, "tls-acceptor")):
+            if listener is None:
+                continue
+            # As AE.start_server(block=False), but polling for shutdown every 50 ms, not 500.
+            threading.Thread(
+                target=listener.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"archive-node-{name}",
+                daemon=True,
+            ).start()
+            self.ae._servers.append(listener)  # so AE.shutdown() stops it too
+        ports = []
+        if self._plain is not None:
+            ports.append(f"{host}:{self.address[1]}")
+        if self._secure is not None:
+            ports.append(f"{host}:{self.tls_address[1]} (TLS)")
         log.info(
-            "%s listening on %s:%d%s, index %s, store %s",
+            "%s listening on %s%s, index %s, store %s",
             node.ae_title,
-            host,
-            bound,
+            " and ".join(ports),
             f" (worker {self.worker})" if self.worker is not None else "",
             _safe_url(self.service.index.url),
             self.service.storage.root,
         )
+        host, bound = first
         return host, bound
+
+    def _listen(
+        self,
+        address: tuple[str, int],
+        handlers: list[Any],
+        reuse_port: bool,
+        tls: TlsPort | None,
+    ) -> ThreadedAssociationServer:
+        server_class = functools.partial(
+            NodeServer,
+            backlog=self.service.config.node.listen_backlog,
+            reuse_port=reuse_port,
+            pending=self.handlers.admission.pending,
+            tls=tls,
+        )
+        try:
+            return self.ae.make_server(
+                address,
+                evt_handlers=handlers,
+                server_class=server_class,  # type: ignore[arg-type]  # makes a NodeServer
+            )
+        except OSError as exc:
+            raise cannot_listen(address, exc, tls=tls is not None) from None
+
+    def reload_tls(self) -> bool:
+        """Read the TLS certificate, key and CAs again (SIGHUP): new associations use them,
+        open ones go on. A file that cannot be used is logged and the old ones kept."""
+        if not self.service.config.tls.configured:
+            log.info("SIGHUP: no TLS configured, nothing to re-read")
+            return False
+        try:
+            self.tls.reload()
+        except ConfigError as exc:
+            log.error("SIGHUP: TLS not re-read, the certificate in use is kept: %s", exc)
+            return False
+        log.info("SIGHUP: TLS certificate, key and CAs re-read: new associations use them")
+        return True
 
     def stop(self, grace: float | None = None) -> None:
         """Stop accepting, give running associations `grace` seconds, then abort the rest."""
-        if self._server is None:
+        if not self._listeners():
             return
         grace = self.service.config.node.shutdown_grace if grace is None else grace
-        server, self._server = self._server, None
-        server.shutdown()
+        for server in self._listeners():
+            server.shutdown()
+        self._plain = self._secure = None
         # Connections that have not asked for an association yet hold nothing worth waiting
         # for: their DUL ends now, and with it their wait for an A-ASSOCIATE-RQ.
         for assoc in self._active():
@@ -251,18 +318,22 @@ class ArchiveServer:
         bind: str | None = None,
         port: int | None = None,
         *,
+        tls_port: int | None = None,
         reuse_port: bool = False,
         sweep: bool = True,
     ) -> None:
-        """Run until SIGTERM or SIGINT, then stop cleanly."""
-        self.start(bind, port, reuse_port=reuse_port, sweep=sweep)
+        """Run until SIGTERM or SIGINT, then stop cleanly; SIGHUP re-reads the TLS files."""
+        self.start(bind, port, tls_port=tls_port, reuse_port=reuse_port, sweep=sweep)
         previous = {
             sig: signal.signal(sig, lambda *_: self._stopping.set())
             for sig in (signal.SIGTERM, signal.SIGINT)
         }
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
         try:
-            while not self._stopping.wait(1.0):
-                pass
+            while not self._stopping.wait(0.2):
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload_tls()
             log.info("signal received: no new associations, draining")
         finally:
             self.stop()
@@ -270,11 +341,10 @@ class ArchiveServer:
                 signal.signal(sig, handler)
 
 
-def cannot_listen(address: tuple[str, int], exc: OSError) -> ConfigError:
+def cannot_listen(address: tuple[str, int], exc: OSError, *, tls: bool = False) -> ConfigError:
     """The error of a node that cannot bind its address (in use, not ours, not allowed)."""
-    return ConfigError(
-        f"node.bind/node.port: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
-    )
+    keys = "node.bind/tls.port" if tls else "node.bind/node.port"
+    return ConfigError(f"{keys}: cannot listen on {address[0]}:{address[1]}: {exc.strerror}")
 
 
 def node_name(port: int) -> str:

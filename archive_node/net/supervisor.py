@@ -5,7 +5,8 @@ runs several. The supervisor checks the index and sweeps the node's partial tran
 then forks the workers before it has started any thread (a fork copies only the calling
 thread), and forks a worker again when one dies. Each worker is a whole node (server.py) on
 its own socket bound to the same address; the kernel spreads new connections over them.
-SIGTERM or SIGINT is passed on to every worker, which drains as a single node does.
+SIGTERM or SIGINT is passed on to every worker, which drains as a single node does; SIGHUP too,
+and each worker re-reads its TLS certificate, key and CAs.
 
 What the workers share lives in the index (SQLite in WAL with IMMEDIATE transactions, or
 PostgreSQL) and the store; node.max_associations counts per worker.
@@ -54,22 +55,32 @@ class Supervisor:
         self.workers = [_Worker(number) for number in range(1, count + 1)]
         self._stopping = threading.Event()  # set from signal handlers; no thread is started
 
-    def run(self, bind: str | None = None, port: int | None = None) -> int:
-        node = self.service.config.node
+    def run(
+        self, bind: str | None = None, port: int | None = None, tls_port: int | None = None
+    ) -> int:
+        config = self.service.config
+        node = config.node
         # a pynetdicom the patches were not taken from: one line, before any worker is forked
         patches.check(fast_paths=node.fast_paths, untested_pynetdicom=node.untested_pynetdicom)
-        address = (
-            bind if bind is not None else node.bind,
-            port if port is not None else node.port,
-        )
-        # Held (bound, never listening) for the node's lifetime: the port is resolved once,
-        # workers forked again later bind the same one, and a port in use fails here.
-        holder = _bind_shared(address)
-        address = (address[0], holder.getsockname()[1])
+        host = bind if bind is not None else node.bind
+        plain = port if port is not None else (node.port or None)
+        secure = tls_port if tls_port is not None else (config.tls.port or None)
+        if plain is None and secure is None:
+            raise ConfigError("node.port and tls.port are both 0: the node has no port to serve")
+        # Held (bound, never listening) for the node's lifetime: the ports are resolved once,
+        # workers forked again later bind the same ones, and a port in use fails here.
+        holders: list[socket.socket] = []
         try:
+            if plain is not None:
+                holders.append(_bind_shared((host, plain)))
+                plain = holders[-1].getsockname()[1]
+            if secure is not None:
+                holders.append(_bind_shared((host, secure), tls=True))
+                secure = holders[-1].getsockname()[1]
+            ports = Ports(host, plain, secure)
             self.service.index.check_schema()
             storage = self.service.storage
-            storage.use_node_directory(node_name(address[1]))
+            storage.use_node_directory(node_name(ports.first))
             removed = storage.sweep_incoming()
             if removed:
                 log.warning("removed %d partial file(s) of interrupted transfers", removed)
@@ -78,23 +89,31 @@ class Supervisor:
                 sig: signal.signal(sig, lambda *_: self._stopping.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)
             }
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._pass_on)
             log.info(
-                "%d workers serving %s:%d (supervisor pid %d)",
+                "%d workers serving %s (supervisor pid %d)",
                 len(self.workers),
-                *address,
+                ports.describe(),
                 os.getpid(),
             )
             try:
-                return self._supervise(address)
+                return self._supervise(ports)
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
         finally:
-            holder.close()
+            for holder in holders:
+                holder.close()
 
-    def _supervise(self, address: tuple[str, int]) -> int:
+    def _pass_on(self, signum: int, _frame: object) -> None:
+        """SIGHUP: each worker re-reads the TLS files (server.py)."""
         for worker in self.workers:
-            self._fork(worker, address)
+            if worker.pid:
+                _signal(worker.pid, signum)
+
+    def _supervise(self, ports: Ports) -> int:
+        for worker in self.workers:
+            self._fork(worker, ports)
         code = 0
         while not self._stopping.is_set():
             self._reap()
@@ -105,16 +124,17 @@ class Supervisor:
             now = time.monotonic()
             for worker in self.workers:
                 if not worker.pid and now >= worker.due:
-                    self._fork(worker, address)
+                    self._fork(worker, ports)
             self._stopping.wait(0.2)
         log.info("stopping %d workers", sum(1 for w in self.workers if w.pid))
         self._stop_all()
         return code
 
-    def _fork(self, worker: _Worker, address: tuple[str, int]) -> None:
+    def _fork(self, worker: _Worker, ports: Ports) -> None:
         # Signals wait until the worker has dropped the supervisor's handlers (which would only
-        # set the worker's copy of _stopping): then SIGTERM ends it at once until it serves.
-        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        # set the worker's copy of _stopping): then SIGTERM ends it at once until it serves,
+        # and SIGHUP is ignored until it serves (its default would end the worker).
+        stop_signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         supervisor = os.getpid()
         pid = os.fork()
@@ -123,12 +143,18 @@ class Supervisor:
         else:  # the worker: a whole node on the shared port, until SIGTERM
             code = 1
             try:
-                for sig in stop_signals:
-                    signal.signal(sig, signal.SIG_DFL)  # until the server installs its own
+                for sig in stop_signals:  # until the server installs its own
+                    signal.signal(sig, signal.SIG_IGN if sig == signal.SIGHUP else signal.SIG_DFL)
                 _end_with(supervisor)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
                 server = ArchiveServer(self.service, worker=worker.number)
-                server.serve_forever(*address, reuse_port=True, sweep=False)
+                server.serve_forever(
+                    ports.host,
+                    ports.plain,
+                    tls_port=ports.secure,
+                    reuse_port=True,
+                    sweep=False,
+                )
                 code = 0
             except ConfigError as exc:
                 log.error("worker %d: %s", worker.number, exc)
@@ -184,7 +210,28 @@ class Supervisor:
             worker.pid = 0
 
 
-def _bind_shared(address: tuple[str, int]) -> socket.socket:
+@dataclass(frozen=True)
+class Ports:
+    """The ports the workers serve: plain DICOM, TLS, or both (None: off)."""
+
+    host: str
+    plain: int | None
+    secure: int | None
+
+    @property
+    def first(self) -> int:
+        port = self.plain if self.plain is not None else self.secure
+        assert port is not None  # run() refuses a node without a port
+        return port
+
+    def describe(self) -> str:
+        ports = [f"{self.host}:{self.plain}"] if self.plain is not None else []
+        if self.secure is not None:
+            ports.append(f"{self.host}:{self.secure} (TLS)")
+        return " and ".join(ports)
+
+
+def _bind_shared(address: tuple[str, int], *, tls: bool = False) -> socket.socket:
     """A socket bound to `address` with SO_REUSEPORT, after a bind without it has shown that
     no other process holds the port (one that shares it, another `serve --workers` of the
     same user, would otherwise get half of this node's associations)."""
@@ -201,7 +248,7 @@ def _bind_shared(address: tuple[str, int]) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        raise cannot_listen(address, exc) from None
+        raise cannot_listen(address, exc, tls=tls) from None
     finally:
         probe.close()
     return sock

@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..errors import InvalidInput
+from .tls import DEFAULT_TLS_MODE
 
 SERVICES = ("echo", "store", "find", "move", "get")
 DEFAULT_ALLOW = frozenset({"echo", "store"})
@@ -55,6 +56,8 @@ class Peer:
     scope: str
     enabled: bool = True
     max_associations: int | None = None  # at once for this AE (`ae --max-associations`)
+    tls: str = DEFAULT_TLS_MODE  # rules/tls.py TLS_MODES
+    certificates: frozenset[str] = frozenset()  # bound client certificates' SHA-256 (hex)
 
 
 @dataclass(frozen=True)

@@ -82,10 +82,12 @@ class Modality:
             while self._unanswered:
                 self.reports.put(self._unanswered.pop(0))
 
-    def listen(self) -> int:
+    def listen(self, ssl_context=None) -> int:
+        """Listen for reports on a free port (over TLS with `ssl_context`); returns it."""
         self._server = self.ae.start_server(
             ("127.0.0.1", 0),
             block=False,
+            ssl_context=ssl_context,
             evt_handlers=[
                 (evt.EVT_N_EVENT_REPORT, self._on_report("listener")),
                 (evt.EVT_PDU_SENT, self._on_pdu_sent),
@@ -93,16 +95,23 @@ class Modality:
         )
         return self._server.server_address[1]
 
-    def associate(self, node, port: int | None = None):
-        """An association to `node` (None: the node listening on `port` of 127.0.0.1)."""
+    def associate(self, node, port: int | None = None, tls=None):
+        """An association to `node` (None: the node listening on `port` of 127.0.0.1); with
+        `tls` (a client context), to its TLS port."""
         handlers = [(evt.EVT_CONN_OPEN, set_tcp_nodelay), (evt.EVT_PDU_SENT, self._on_pdu_sent)]
         if self.answer_on_association:
             handlers.append((evt.EVT_N_EVENT_REPORT, self._on_report("association")))
         if node is None:
             host, called = "127.0.0.1", "ARCHIVE"
         else:
-            host, port, called = node.host, node.port, node.ae_title
-        assoc = self.ae.associate(host, port, ae_title=called, evt_handlers=handlers)
+            host, port, called = node.host, node.tls_port if tls else node.port, node.ae_title
+        assoc = self.ae.associate(
+            host,
+            port,
+            ae_title=called,
+            evt_handlers=handlers,
+            tls_args=(tls, None) if tls else None,
+        )
         assert assoc.is_established
         return assoc
 

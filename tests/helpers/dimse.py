@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from pathlib import Path
 
@@ -30,13 +31,22 @@ def client_ae(calling: str, contexts=()) -> AE:
     return ae
 
 
-def associate(node: Node, calling: str, contexts=(), called: str | None = None):
+def associate(
+    node: Node,
+    calling: str,
+    contexts=(),
+    called: str | None = None,
+    tls: ssl.SSLContext | None = None,
+):
+    """An association to the node's plain port, or with `tls` (a client context) its TLS
+    port."""
     ae = client_ae(calling, contexts)
     return ae.associate(
         node.host,
-        node.port,
+        node.tls_port if tls else node.port,
         ae_title=called or node.ae_title,
         evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+        tls_args=(tls, None) if tls else None,
     )
 
 

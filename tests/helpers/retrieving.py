@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable
@@ -95,11 +96,15 @@ class Destination:
         syntaxes: list[str] | None = None,
         on_store: Callable[[Any], int] | None = None,
         ae_title: str = "DEST",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`ssl_context`: a TLS destination (the caller's certificates are in
+        `peer_certificates`)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.received = Received(directory)
         self.on_store = on_store
         self.associations = 0
+        self.peer_certificates: list[bytes | None] = []  # the caller's, per TLS association
         ae = AE(ae_title=ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
         for sop_class in classes:
@@ -107,6 +112,7 @@ class Destination:
         self.ae = ae
         self.server = ae.make_server(
             ("127.0.0.1", 0),
+            ssl_context=ssl_context,
             evt_handlers=[
                 (evt.EVT_C_STORE, self._store),
                 (evt.EVT_ACCEPTED, self._accepted),
@@ -122,6 +128,9 @@ class Destination:
 
     def _accepted(self, event: Any) -> None:
         self.associations += 1
+        sock = event.assoc.dul.socket.socket
+        if isinstance(sock, ssl.SSLSocket):
+            self.peer_certificates.append(sock.getpeercert(binary_form=True))
 
     def _store(self, event: Any) -> int:
         code = self.on_store(event) if self.on_store else 0x0000

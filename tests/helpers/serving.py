@@ -28,7 +28,8 @@ class Node:
     server: ArchiveServer
     service: ArchiveService
     host: str
-    port: int
+    port: int  # the plain port (0 when the node serves only TLS)
+    tls_port: int = 0  # 0: no TLS port
 
     @property
     def ae_title(self) -> str:
@@ -36,12 +37,19 @@ class Node:
 
 
 @contextlib.contextmanager
-def serving(service: ArchiveService):
-    """Run a node for `service` on a free loopback port."""
+def serving(service: ArchiveService, *, plain: bool = True, tls: bool = False):
+    """Run a node for `service` on a free loopback port; with `tls`, a TLS port too (its
+    config has tls.*), and without `plain` only that (its config has node.port 0)."""
     server = ArchiveServer(service)
-    host, port = server.start("127.0.0.1", 0)
+    host, _ = server.start("127.0.0.1", 0 if plain else None, tls_port=0 if tls else None)
     try:
-        yield Node(server, service, host, port)
+        yield Node(
+            server,
+            service,
+            host,
+            server.address[1] if plain else 0,
+            server.tls_address[1] if tls else 0,
+        )
     finally:
         server.stop(grace=2)
 

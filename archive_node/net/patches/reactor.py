@@ -39,6 +39,7 @@ import logging
 import os
 import queue
 import select
+import ssl
 import threading
 import time
 from typing import Any, Literal, cast
@@ -193,6 +194,8 @@ def _wait_for_work(dul: DULServiceProvider, wakeup: _Wakeup | None) -> None:
     transport = dul.socket
     raw = getattr(transport, "socket", None) if transport is not None else None
     if raw is not None and getattr(transport, "_is_connected", False):
+        if isinstance(raw, ssl.SSLSocket) and raw.pending():
+            return  # decrypted bytes already read off the socket: select() would not see them
         waiting.append(raw)
     # a socket closed under us is noticed by the next turn
     with contextlib.suppress(OSError, ValueError):
