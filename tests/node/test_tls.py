@@ -454,7 +454,7 @@ def test_tls_port_without_certificates_is_a_config_error(tmp_path, index_url):
 def stored_study(node, pki, count=2) -> str:
     study_uid = None
     datasets = []
-    for number in range(count):
+    for _ in range(count):
         ds = dicom_objects.secondary_capture(study_uid=study_uid)
         study_uid = ds.StudyInstanceUID
         datasets.append(ds)
