@@ -411,6 +411,9 @@ def _limit_text(limit: int | None) -> str:
 
 
 def _tls_text(record: AERecord) -> str:
+    """Its TLS mode and bound certificates, when not the default (optional, none)."""
+    if record.tls == DEFAULT_TLS_MODE and not record.certificates:
+        return ""
     bound = ", ".join(format_fingerprint(f) for f in record.certificates)
     return f", TLS {record.tls}" + (f", certificate {bound}" if bound else "")
 

@@ -109,8 +109,23 @@ def certificate_fingerprint(path: str | Path) -> str:
     try:
         der = ssl.PEM_cert_to_DER_cert(text[start : stop + len(end)])
     except ValueError:
-        raise InvalidInput(f"--certificate {path}: the certificate cannot be decoded") from None
+        der = b""
+    if not _one_der_sequence(der):
+        raise InvalidInput(f"--certificate {path}: the certificate cannot be decoded")
     return hashlib.sha256(der).hexdigest()
+
+
+def _one_der_sequence(der: bytes) -> bool:
+    """Whether `der` is one DER SEQUENCE, as an X.509 certificate is (RFC 5280 4.1): its tag,
+    then a length that spans exactly the rest."""
+    if len(der) < 2 or der[0] != 0x30:
+        return False
+    if der[1] < 0x80:
+        return 2 + der[1] == len(der)
+    count = der[1] & 0x7F
+    if not 1 <= count <= 4 or len(der) < 2 + count:
+        return False
+    return 2 + count + int.from_bytes(der[2 : 2 + count], "big") == len(der)
 
 
 def bound_certificates(

@@ -42,3 +42,32 @@ def write_config(tmp_path: Path, index_url: str, name: str = "archive-node.toml"
 
 def cli_run(*args: str | Path) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], prog_name="archive-node")
+
+
+def ok(*args: str | Path) -> Result:
+    result = cli_run(*args)
+    assert result.exit_code == 0, (args, result.output, result.exception)
+    return result
+
+
+def fails(*args: str | Path) -> str:
+    """Run a command that must fail with a one-line error and no traceback; return the line."""
+    result = cli_run(*args)
+    assert result.exit_code != 0, (args, result.output)
+    # a ClickException exits via SystemExit; anything else escaped the error handling
+    assert isinstance(result.exception, SystemExit), (args, result.exception)
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, (args, result.output)
+    assert lines[0].startswith("Error: "), lines[0]
+    return lines[0]
+
+
+def hospitals(cfg: Path) -> dict[str, dict]:
+    rows = json.loads(ok("hospital", "list", "--json", "--config", cfg).output)
+    return {row["code"]: row for row in rows}
+
+
+def aes(cfg: Path, *extra: str) -> dict[str, dict]:
+    rows = json.loads(ok("ae", "list", "--json", "--config", cfg, *extra).output)
+    return {row["ae_title"]: row for row in rows}

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import Result
 
 from archive_node.cli import cli
 from archive_node.config import CONFIG_ENV, INDEX_URL_ENV, example_toml, load_config
 from archive_node.index import SCHEMA_VERSION
 from archive_node.service import ArchiveService
-from tests.helpers.cli import cli_run, write_config
+from tests.helpers.cli import aes, cli_run, fails, hospitals, ok, write_config
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "archive-node.example.toml"
 
@@ -35,40 +34,11 @@ def cfg(tmp_path, sqlite_url) -> Path:
     return write_config(tmp_path, sqlite_url)
 
 
-def ok(*args: str | Path) -> Result:
-    result = cli_run(*args)
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result
-
-
-def fails(*args: str | Path) -> str:
-    """Run a command that must fail with a one-line error and no traceback; return the line."""
-    result = cli_run(*args)
-    assert result.exit_code != 0, (args, result.output)
-    # a ClickException exits via SystemExit; anything else escaped the error handling
-    assert isinstance(result.exception, SystemExit), (args, result.exception)
-    assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, (args, result.output)
-    assert lines[0].startswith("Error: "), lines[0]
-    return lines[0]
-
-
 @pytest.fixture
 def ready(cfg) -> Path:
     """An initialised index and store."""
     ok("--config", cfg, "init")
     return cfg
-
-
-def hospitals(cfg: Path) -> dict[str, dict]:
-    rows = json.loads(ok("hospital", "list", "--json", "--config", cfg).output)
-    return {row["code"]: row for row in rows}
-
-
-def aes(cfg: Path, *extra: str) -> dict[str, dict]:
-    rows = json.loads(ok("ae", "list", "--json", "--config", cfg, *extra).output)
-    return {row["ae_title"]: row for row in rows}
 
 
 # -- init --------------------------------------------------------------------------------------
@@ -344,6 +314,8 @@ def test_ae_crud(index_url, tmp_path):
         "description": "",
         "enabled": True,
         "max_associations": None,
+        "tls": "optional",
+        "certificates": [],
     }
     assert listed["NLSH_WS"] == {
         "ae_title": "NLSH_WS",
@@ -356,6 +328,8 @@ def test_ae_crud(index_url, tmp_path):
         "description": "workstation",
         "enabled": True,
         "max_associations": None,
+        "tls": "optional",
+        "certificates": [],
     }
     assert set(aes(cfg, "--hospital", "UNN")) == {"UNN_US"}
     assert set(aes(cfg, "--hospital", "NLSH")) == {"NLSH_WS"}
@@ -394,7 +368,7 @@ def test_ae_list_table(with_hospitals):
     lines = ok("ae", "list", "--config", with_hospitals).output.splitlines()
     assert lines[0].split() == [
         "AE_TITLE", "HOSPITAL", "HOST", "PORT", "ALLOW", "SCOPE", "ENABLED",
-        "MAX_ASSOCIATIONS", "DESCRIPTION",
+        "MAX_ASSOCIATIONS", "TLS", "CERTIFICATES", "DESCRIPTION",
     ]  # fmt: skip
     assert [line.split()[0] for line in lines[1:]] == ["NLSH_CAM", "UNN_US"]  # by hospital
     assert "127.0.0.1" in lines[1] and "4006" in lines[2]
