@@ -19,7 +19,7 @@ from pynetdicom.events import Event
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..rules.access import Peer
-from .patches.limits import abort_pdu
+from .patches.limits import abort_pdu, send_without_waiting
 from .tls import HandshakeFailed, TlsCredentials, handshake
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,15 @@ class PendingConnections:
 
 def close_with_abort(sock: socket.socket) -> None:
     """Tell a peer the connection ends (A-ABORT, PS3.8 9.3.8) and end it; the association's
-    own thread notices the connection closed."""
+    own thread notices the connection closed. Over TLS the connection just ends: its TLS
+    state belongs to the thread handshaking or reading on it, which must be the only one to
+    use it (OpenSSL's objects are not thread-safe)."""
+    if not isinstance(sock, ssl.SSLSocket):
+        send_without_waiting(sock, abort_pdu())
     with contextlib.suppress(OSError, ValueError):
-        sock.send(abort_pdu(), socket.MSG_DONTWAIT)
-    with contextlib.suppress(OSError, ValueError):
-        sock.shutdown(socket.SHUT_RDWR)
+        # socket.socket's own shutdown: SSLSocket's would drop its TLS state under the thread
+        # that is reading (or handshaking) on it
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def _peer_address(sock: socket.socket) -> str:

@@ -568,3 +568,31 @@ def test_storage_commitment_call_back_goes_over_tls(tls_node, pki):
         where, event_type, info = scu.report()
         assert (where, event_type) == ("listener", EVENT_ALL_COMMITTED)
         assert info.TransactionUID == commitment.TransactionUID
+
+
+def test_silent_tls_connections_past_the_pending_limit_close_the_oldest(
+    tmp_path, index_url, pki, tls_service, capfd
+):
+    """node.max_pending_connections bounds connections in their handshake too: the oldest go
+    at once (long before tls.handshake_timeout), with nothing but a log line."""
+    config = make_config(
+        tmp_path,
+        index_url,
+        node={"max_pending_connections": 2},
+        tls=tls_section(pki, handshake_timeout=30.0),
+    )
+    with serving(ArchiveService.from_config(config), tls=True) as node:
+        silent = []
+        try:
+            for _ in range(4):  # accepted in the order they connect (the kernel's queue)
+                silent.append(socket.create_connection(("127.0.0.1", node.tls_port)))
+            for sock in silent[:2]:
+                sock.settimeout(5.0)
+                assert sock.recv(1024) == b"", "an evicted connection stayed open"
+            assoc = associate(node, "MOD_TLS", tls=pki.modality.client_context())
+            assert assoc.is_established
+            assoc.release()
+        finally:
+            for sock in silent:
+                sock.close()
+    assert "Traceback" not in capfd.readouterr().err

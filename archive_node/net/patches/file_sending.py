@@ -113,7 +113,9 @@ def _wait_until_written(dataset: FileDataset) -> None:
             dataset.abandoned = True
             if dataset.socket is not None:
                 with contextlib.suppress(OSError):
-                    dataset.socket.shutdown(socket.SHUT_RDWR)
+                    # socket.socket's: an SSLSocket's own would drop its TLS state under the
+                    # DUL thread writing on it
+                    socket.socket.shutdown(dataset.socket, socket.SHUT_RDWR)
             raise TimeoutError(f"the peer read nothing for {PATIENCE:.0f} s")
 
 

@@ -288,8 +288,7 @@ def _rejected(dul: DULServiceProvider, limits: Limits, body: bytes) -> bool:
     )
     raw = getattr(dul.socket, "socket", None)
     if raw is not None:
-        with contextlib.suppress(OSError, ValueError):
-            raw.send(struct.pack(">BBLBBBB", 0x03, 0, 4, 0, *problem.reject), socket.MSG_DONTWAIT)
+        send_without_waiting(raw, struct.pack(">BBLBBBB", 0x03, 0, 4, 0, *problem.reject))
     dul.artim_timer.stop()
     transport = dul.socket
     if transport is not None:
@@ -388,14 +387,30 @@ def _abort(dul: DULServiceProvider, limits: Limits, problem: str, reason: int) -
         transport.close()
 
 
+_LAST_WORD = 0.2  # seconds a last PDU over TLS may wait for room in the socket's buffer
+
+
 def send_abort(dul: DULServiceProvider, reason: int = _NOT_SPECIFIED) -> None:
     """Write an A-ABORT PDU to the peer without waiting for room in the socket's buffer."""
     raw = getattr(dul.socket, "socket", None)
-    if raw is None:
-        return
-    # the peer's buffer full, or the peer gone: closing says enough
+    if raw is not None:
+        send_without_waiting(raw, abort_pdu(reason))
+
+
+def send_without_waiting(sock: socket.socket, data: bytes) -> None:
+    """Write a last PDU (an A-ABORT, an A-ASSOCIATE-RJ) before the connection is closed,
+    without waiting on a peer that reads nothing: the peer's buffer full, or the peer gone,
+    closing says enough. Over TLS (whose send takes no flags) it waits at most a moment."""
     with contextlib.suppress(OSError, ValueError):
-        raw.send(abort_pdu(reason), socket.MSG_DONTWAIT)
+        if isinstance(sock, ssl.SSLSocket):
+            previous = sock.gettimeout()
+            sock.settimeout(_LAST_WORD)
+            try:
+                sock.send(data)
+            finally:
+                sock.settimeout(previous)
+        else:
+            sock.send(data, socket.MSG_DONTWAIT)
 
 
 def _aa_2(dul: DULServiceProvider) -> str:
