@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -85,8 +86,13 @@ class PDU:
 class RawPeer:
     """One TCP connection to the node, spoken to byte by byte."""
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
+    def __init__(
+        self, host: str, port: int, timeout: float = 10.0, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """`tls`: over TLS, with this client context (the handshake done here)."""
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock)
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)

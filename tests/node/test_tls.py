@@ -8,6 +8,7 @@ import logging
 import shutil
 import socket
 import ssl
+import struct
 import time
 import warnings
 
@@ -25,6 +26,7 @@ from tests.helpers import dicom_objects
 from tests.helpers.commitment import modality, n_action, request
 from tests.helpers.dimse import associate
 from tests.helpers.identifiers import identifier
+from tests.helpers.raw_peer import RawPeer, associate_rq
 from tests.helpers.retrieving import Destination, move
 from tests.helpers.serving import make_config, serving
 
@@ -596,3 +598,17 @@ def test_silent_tls_connections_past_the_pending_limit_close_the_oldest(
             for sock in silent:
                 sock.close()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_protocol_breaches_over_tls_get_their_pdu_over_tls(tls_node, pki):
+    """A-ASSOCIATE-RJ for a malformed request and A-ABORT for an oversized PDU reach a TLS
+    peer as they reach a plain one (PS3.8 9.3.4, 9.3.8)."""
+    with RawPeer("127.0.0.1", tls_node.tls_port, tls=pki.modality.client_context()) as peer:
+        answer = peer.associate(associate_rq("MOD_TLS", contexts=()))
+        assert answer.type == 0x03
+        assert answer.rejection == (1, 1, 1)
+    with RawPeer("127.0.0.1", tls_node.tls_port, tls=pki.modality.client_context()) as peer:
+        peer.send(struct.pack(">BBL", 0x01, 0, 1 << 30))  # an A-ASSOCIATE-RQ of 1 GiB
+        answer = peer.receive()
+        assert answer is not None and answer.type == 0x07
+        assert peer.closed_by_node()
