@@ -74,10 +74,20 @@ def qr_options(command: Callable) -> Callable:
     )(command)
 
 
+tls_flag = click.option(
+    "--tls",
+    "use_tls",
+    is_flag=True,
+    help="Call over DICOM TLS with the node's [tls] certificate (the default when node.port "
+    "is 0).",
+)
+
+
 def remote_options(command: Callable) -> Callable:
-    """--called-aet, --host and --port of the node to call (default: this one)."""
+    """--called-aet, --host, --port and --tls of the node to call (default: this one)."""
     for option in (
-        click.option("--port", type=int, help="Port to call (default: node.port)."),
+        tls_flag,
+        click.option("--port", type=int, help="Port to call (default: node.port, or tls.port)."),
         click.option("--host", help="Address to call (default: this node)."),
         click.option("--called-aet", help="AE title to call (default: node.ae_title)."),
     ):
@@ -808,35 +818,60 @@ def _node_address(config: Config) -> str:
     return "127.0.0.1" if config.node.bind in ("", "0.0.0.0", "::") else config.node.bind
 
 
+def _this_node(config: Config, use_tls: bool, port: int | None) -> tuple[int, Any]:
+    """The port to call this node on, and the TLS to call it with (None: plain): TLS when
+    asked, or when the node has no plain port."""
+    if not (use_tls or config.node.port == 0):
+        return port or config.node.port, None
+    from .net.tls import TlsCredentials
+
+    if not config.tls.configured:
+        raise click.ClickException("--tls: tls.certificate, tls.private_key, tls.ca_certificates")
+    context = TlsCredentials(config.tls).client_context(lambda _presented: None)
+    return port or config.tls.port, context
+
+
 @command(cli)
 @click.argument("aet")
 @click.option("--calling-aet", help="Our AE title on this association (default: node.ae_title).")
 @click.option("--host", help="Address to call (default: the registry's, or this node's).")
 @click.option("--port", type=int, help="Port to call (default: the registry's, or this node's).")
-def echo(aet: str, calling_aet: str | None, host: str | None, port: int | None) -> None:
-    """C-ECHO a registered AE, or this node itself when AET is node.ae_title."""
+@tls_flag
+def echo(
+    aet: str, calling_aet: str | None, host: str | None, port: int | None, use_tls: bool
+) -> None:
+    """C-ECHO a registered AE as the node calls it (over TLS, checked by its certificate, when
+    it has --tls required), or this node itself when AET is node.ae_title."""
     from .net.client import echo as send_echo
 
     config = get_config()
-    if host is None or port is None:
-        if aet == config.node.ae_title:
-            host, port = host or _node_address(config), port or config.node.port
-        else:
-            record = get_registry().peer(aet)
-            if record is None:
-                raise click.ClickException(f"no AE {aet}")
-            host = host or record.host
-            port = port or record.port
-            if not host or not port:
-                raise click.ClickException(f"AE {aet} has no registered host and port to call")
+    if aet == config.node.ae_title:
+        host = host or _node_address(config)
+        port, tls = _this_node(config, use_tls, port)
+    else:
+        registry = get_registry()
+        record = registry.peer(aet)
+        if record is None:
+            raise click.ClickException(f"no AE {aet}")
+        host = host or record.host
+        port = port or record.port
+        if not host or not port:
+            raise click.ClickException(f"AE {aet} has no registered host and port to call")
+        if use_tls and record.tls != "required":
+            record = dataclasses.replace(record, tls="required")
+        from .net.tls import TlsCredentials, tls_args_for
+
+        called = tls_args_for(TlsCredentials(config.tls), record, registry.certificate_owner)
+        tls = called[0] if called else None
     code = send_echo(
         host,
         port,
         calling=calling_aet or config.node.ae_title,
         called=aet,
         fast_paths=config.node.fast_paths,
+        tls=tls,
     )
-    click.echo(f"C-ECHO {aet} at {host}:{port}: status 0x{code:04X}")
+    click.echo(f"C-ECHO {aet} at {host}:{port}{' over TLS' if tls else ''}: status 0x{code:04X}")
     if code != 0:
         sys.exit(1)
 
@@ -852,19 +887,22 @@ def send(
     called_aet: str | None,
     host: str | None,
     port: int | None,
+    use_tls: bool,
     as_json: bool,
 ) -> None:
     """C-STORE DICOM files (directories are walked), streamed in their own transfer syntax."""
     from .net.client import send_files
 
     config = get_config()
+    port, tls = _this_node(config, use_tls, port)
     results = send_files(
         paths,
         host or _node_address(config),
-        port or config.node.port,
+        port,
         calling=calling_aet,
         called=called_aet or config.node.ae_title,
         fast_paths=config.node.fast_paths,
+        tls=tls,
     )
     failed = [
         r for r in results if r.status is None or r.status >= 0xA000 or 0x0100 <= r.status < 0x0300
@@ -901,6 +939,7 @@ def find(
     called_aet: str | None,
     host: str | None,
     port: int | None,
+    use_tls: bool,
     as_json: bool,
 ) -> None:
     """C-FIND, e.g. -k PatientID=P1 -k StudyDate=20240101- -k ModalitiesInStudy (prints names
@@ -909,10 +948,11 @@ def find(
 
     config = get_config()
     wanted = _keys(keys)
+    port, tls = _this_node(config, use_tls, port)
     try:
         result = send_find(
             host or _node_address(config),
-            port or config.node.port,
+            port,
             calling=calling_aet,
             called=called_aet or config.node.ae_title,
             level=level.upper(),
@@ -920,6 +960,7 @@ def find(
             model=model,
             character_set="ISO_IR 192",
             fast_paths=config.node.fast_paths,
+            tls=tls,
         )
     except ValueError as exc:  # pydicom refusing a value, e.g. -k SeriesNumber=abc
         raise click.ClickException(f"-k: {exc}") from None
@@ -961,6 +1002,7 @@ def move(
     called_aet: str | None,
     host: str | None,
     port: int | None,
+    use_tls: bool,
     as_json: bool,
 ) -> None:
     """C-MOVE studies, series or instances to a registered AE, e.g. --destination UNN_WS
@@ -969,10 +1011,11 @@ def move(
 
     config = get_config()
     wanted = _keys(keys, need_values=True)
+    port, tls = _this_node(config, use_tls, port)
     try:
         result = send_move(
             host or _node_address(config),
-            port or config.node.port,
+            port,
             calling=calling_aet,
             called=called_aet or config.node.ae_title,
             destination=destination,
@@ -980,6 +1023,7 @@ def move(
             keys=wanted,
             model=model,
             fast_paths=config.node.fast_paths,
+            tls=tls,
         )
     except ValueError as exc:
         raise click.ClickException(f"-k: {exc}") from None

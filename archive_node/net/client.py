@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -29,6 +30,10 @@ from .patches.send_queue import bound_send_queue
 
 log = logging.getLogger(__name__)
 
+# An association over TLS: an ssl.SSLContext, or the node's own (tls.OutgoingTls) with its
+# check of the peer's certificate; None for plain DICOM.
+Tls = Any
+
 MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1-255
 
 
@@ -49,9 +54,13 @@ def client_ae(calling: str, timeout: float, *, fast_paths: patches.FastPaths = T
     return ae
 
 
-def _associate(ae: AE, host: str, port: int, called: str) -> Association:
+def _associate(ae: AE, host: str, port: int, called: str, tls: Tls = None) -> Association:
     assoc = ae.associate(
-        host, port, ae_title=called, evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
+        host,
+        port,
+        ae_title=called,
+        evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+        tls_args=(tls, host) if tls is not None else None,
     )
     if assoc.is_established:
         return assoc
@@ -59,10 +68,19 @@ def _associate(ae: AE, host: str, port: int, called: str) -> Association:
         rsp = assoc.acceptor.primitive
         assert rsp is not None  # the A-ASSOCIATE-RJ
         raise AssociationFailed(
-            f"association rejected by {called} at {host}:{port} (result {rsp.result}, "
+            f"association rejected by {called} at {host}:{port}{_over(tls)} (result {rsp.result}, "
             f"source {rsp.result_source}, reason {rsp.diagnostic})"
         )
-    raise AssociationFailed(f"no association with {called} at {host}:{port} (aborted or refused)")
+    problem = getattr(tls, "problem", None)  # an OutgoingTls that refused the peer
+    if problem:
+        raise AssociationFailed(f"{called} at {host}:{port} over TLS is not that AE: {problem}")
+    raise AssociationFailed(
+        f"no association with {called} at {host}:{port}{_over(tls)} (aborted or refused)"
+    )
+
+
+def _over(tls: Tls) -> str:
+    return " over TLS" if tls is not None else ""
 
 
 def echo(
@@ -73,11 +91,12 @@ def echo(
     called: str,
     timeout: float = 30.0,
     fast_paths: patches.FastPaths = True,
+    tls: Tls = None,
 ) -> int:
     """Send a C-ECHO; return its status. Raises AssociationFailed."""
     ae = client_ae(calling, timeout, fast_paths=fast_paths)
     ae.add_requested_context(Verification)
-    assoc = _associate(ae, host, port, called)
+    assoc = _associate(ae, host, port, called, tls)
     try:
         rsp = assoc.send_c_echo()
         if not rsp or "Status" not in rsp:
@@ -105,6 +124,7 @@ def send_files(
     called: str,
     timeout: float = 60.0,
     fast_paths: patches.FastPaths = True,
+    tls: Tls = None,
 ) -> list[SendResult]:
     """C-STORE each Part 10 file in its own transfer syntax, streamed from disk.
 
@@ -127,13 +147,15 @@ def send_files(
             continue
         if key not in contexts and len(contexts) == MAX_CONTEXTS:
             results += _send_batch(
-                batch, contexts, host, port, calling, called, timeout, fast_paths
+                batch, contexts, host, port, calling, called, timeout, fast_paths, tls
             )
             batch, contexts = [], set()
         contexts.add(key)
         batch.append((path, sop_uid, key))
     if batch:
-        results += _send_batch(batch, contexts, host, port, calling, called, timeout, fast_paths)
+        results += _send_batch(
+            batch, contexts, host, port, calling, called, timeout, fast_paths, tls
+        )
     return results
 
 
@@ -146,10 +168,11 @@ def _send_batch(
     called: str,
     timeout: float,
     fast_paths: patches.FastPaths,
+    tls: Tls,
 ) -> list[SendResult]:
     ae = client_ae(calling, timeout, fast_paths=fast_paths)
     ae.requested_contexts = [build_context(sop, [ts]) for sop, ts in sorted(contexts)]
-    assoc = _associate(ae, host, port, called)
+    assoc = _associate(ae, host, port, called, tls)
     accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
     if not patches.sends_files_whole(ae):  # then pynetdicom queues every PDU of a file
         bound_send_queue(assoc)
@@ -238,6 +261,7 @@ def find(
     character_set: str | None = None,
     timeout: float = 30.0,
     fast_paths: patches.FastPaths = True,
+    tls: Tls = None,
 ) -> FindResult:
     """Send one C-FIND with these keys (empty value: return the key) and collect the answers.
 
@@ -246,7 +270,7 @@ def find(
     identifier = _identifier(level, keys, character_set)
     ae = client_ae(calling, timeout, fast_paths=fast_paths)
     ae.add_requested_context(FIND_MODELS[model])
-    assoc = _associate(ae, host, port, called)
+    assoc = _associate(ae, host, port, called, tls)
     try:
         return collect_find(assoc.send_c_find(identifier, FIND_MODELS[model]))
     finally:
@@ -282,6 +306,7 @@ def move(
     model: str = "study",
     timeout: float = 60.0,
     fast_paths: patches.FastPaths = True,
+    tls: Tls = None,
 ) -> MoveResult:
     """Ask for one C-MOVE of what `keys` name (unique keys) to the AE titled `destination`.
 
@@ -290,7 +315,7 @@ def move(
     identifier = _identifier(level, keys)
     ae = client_ae(calling, timeout, fast_paths=fast_paths)
     ae.add_requested_context(MOVE_MODELS[model])
-    assoc = _associate(ae, host, port, called)
+    assoc = _associate(ae, host, port, called, tls)
     result = MoveResult(None)
     try:
         for rsp, answer in assoc.send_c_move(identifier, destination, MOVE_MODELS[model]):

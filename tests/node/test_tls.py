@@ -14,6 +14,7 @@ import warnings
 
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom.sop_class import Verification
 
 from archive_node.dicom import status
 from archive_node.errors import ConfigError, Conflict
@@ -23,6 +24,7 @@ from archive_node.registry import bound_certificates
 from archive_node.rules.commitment import EVENT_ALL_COMMITTED
 from archive_node.service import ArchiveService
 from tests.helpers import dicom_objects
+from tests.helpers.cli import fails, ok, write_config
 from tests.helpers.commitment import modality, n_action, request
 from tests.helpers.dimse import associate
 from tests.helpers.identifiers import identifier
@@ -612,3 +614,51 @@ def test_protocol_breaches_over_tls_get_their_pdu_over_tls(tls_node, pki):
         answer = peer.receive()
         assert answer is not None and answer.type == 0x07
         assert peer.closed_by_node()
+
+
+# -- the bundled client over TLS ---------------------------------------------------------------
+
+
+def test_the_cli_calls_a_tls_only_node_over_tls(tls_node, pki, tmp_path, index_url):
+    """With node.port = 0 the CLI's clients call the TLS port with the node's certificate."""
+    cfg = write_config(
+        tmp_path, index_url, name="cli.toml", node={"port": 0}, tls=tls_section(pki)
+    )
+    port = str(tls_node.tls_port)
+    out = ok("echo", "ARCHIVE", "--calling-aet", "OPEN_AE", "--port", port, "-c", cfg).output
+    assert "over TLS: status 0x0000" in out
+    ds = dicom_objects.secondary_capture()
+    path = tmp_path / "sc.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert (
+        "1 of 1 stored"
+        in ok("send", path, "--calling-aet", "OPEN_AE", "--port", port, "-c", cfg).output
+    )
+    assert tls_node.service.index.instances.find(ds.SOPInstanceUID) is not None
+    # the node's certificate is not the workstation's: that AE stays closed to it
+    line = fails("find", "--calling-aet", "WS_TLS", "--port", port, "-c", cfg)
+    assert "association rejected by ARCHIVE" in line and "over TLS" in line
+
+
+@pytest.mark.parametrize("impostor", [False, True])
+def test_cli_echo_calls_a_tls_ae_as_the_node_would(tls_node, pki, tmp_path, index_url, impostor):
+    """`archive-node echo AET` is the onboarding check of a TLS destination: over TLS, and
+    refused when the AE's certificate is not the one bound to it."""
+    credentials = pki.modality if impostor else pki.workstation
+    destination = Destination(
+        tmp_path / "dest",
+        classes=[Verification],
+        ae_title="WS_TLS",
+        ssl_context=credentials.server_context(ca=pki.region.certificate),
+    )
+    try:
+        tls_node.service.registry.update_ae("WS_TLS", port=destination.port)
+        cfg = write_config(tmp_path, index_url, name="cli.toml", tls=tls_section(pki))
+        if impostor:
+            line = fails("echo", "WS_TLS", "-c", cfg)
+            assert "over TLS is not that AE" in line and "bound to AE MOD_TLS" in line
+        else:
+            out = ok("echo", "WS_TLS", "-c", cfg).output
+            assert "C-ECHO WS_TLS at 127.0.0.1" in out and "over TLS: status 0x0000" in out
+    finally:
+        destination.stop()
