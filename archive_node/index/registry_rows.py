@@ -8,6 +8,7 @@ from typing import Any, cast
 from peewee import fn
 
 from ..errors import Conflict, NotFound
+from ..rules.tls import short_fingerprint
 from .clock import utcnow
 from .records import AERecord, HospitalRecord
 from .session import Role
@@ -223,7 +224,7 @@ def _bind(row: ApplicationEntity, certificates: tuple[str, ...]) -> None:
         taken = AECertificate.get_or_none(AECertificate.fingerprint == fingerprint)
         if taken is not None and taken.ae_id != row.id:  # type: ignore[attr-defined]
             raise Conflict(
-                f"certificate SHA256:{fingerprint[:16]}... is bound to AE {taken.ae.ae_title}: "
+                f"certificate {short_fingerprint(fingerprint)} is bound to AE {taken.ae.ae_title}: "
                 "a certificate opens one AE only (unbind it there first)"
             )
         if taken is None:
