@@ -223,9 +223,10 @@ def _bind(row: ApplicationEntity, certificates: tuple[str, ...]) -> None:
     for fingerprint in certificates:
         taken = AECertificate.get_or_none(AECertificate.fingerprint == fingerprint)
         if taken is not None and taken.ae_id != row.id:  # type: ignore[attr-defined]
+            shown = short_fingerprint(fingerprint)
             raise Conflict(
-                f"certificate {short_fingerprint(fingerprint)} is bound to AE {taken.ae.ae_title}: "
-                "a certificate opens one AE only (unbind it there first)"
+                f"certificate {shown} is bound to AE {taken.ae.ae_title}: a certificate opens "
+                "one AE only (unbind it there first)"
             )
         if taken is None:
             AECertificate.create(fingerprint=fingerprint, ae=row)
