@@ -8,6 +8,7 @@ the log on a file. Readiness is a C-ECHO that answers, polled against a deadline
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -74,7 +75,7 @@ class Archive:
     """One node's config, store and index in `root`, and its `serve` process once started.
 
     `index_url` defaults to a SQLite file in `root`; `min_free_mb` and `fsync`
-    are storage.min_free_mb and storage.fsync.
+    are storage.min_free_mb and storage.fsync; `tls` is the [tls] section, if any.
     The log of every start is appended to one file.
     """
 
@@ -83,6 +84,7 @@ class Archive:
     index_url: str = ""
     min_free_mb: int = 0
     fsync: bool = True
+    tls: dict[str, object] | None = None
     proc: subprocess.Popen | None = None
     _log_fh: IO[bytes] | None = None
 
@@ -121,6 +123,11 @@ class Archive:
             f"fsync = {'true' if self.fsync else 'false'}\n"
             "[index]\n"
             f'url = "{self.url}"\n'
+            + (
+                "[tls]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.tls.items())
+                if self.tls
+                else ""
+            )
         )
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -145,13 +152,22 @@ class Archive:
             "ae", "add", CALLING, "--hospital", "UNN", "--host", HOST, "--allow", "echo,store"
         )
 
-    def start(self) -> subprocess.Popen:
-        """Start `serve` and return once a C-ECHO answers Success."""
+    def start(self, *serve_args: str) -> subprocess.Popen:
+        """Start `serve` (with `serve_args`, e.g. --workers 2) and return once a C-ECHO
+        answers Success."""
         if self._log_fh is not None:
             self._log_fh.close()
         self._log_fh = open(self.log_path, "ab")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "archive_node", "--config", str(self.config), "serve"],
+            [
+                sys.executable,
+                "-m",
+                "archive_node",
+                "--config",
+                str(self.config),
+                "serve",
+                *serve_args,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=self._log_fh,
             stderr=subprocess.STDOUT,
