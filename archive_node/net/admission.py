@@ -53,6 +53,14 @@ class PendingConnections:
             )
             close_with_abort(old)
 
+    def end_handshakes(self) -> None:
+        """End the TLS connections among them (the node stops): one still in its handshake
+        has no association that stop() could end."""
+        with self._lock:
+            secure = [sock for sock in self._sockets if isinstance(sock, ssl.SSLSocket)]
+        for sock in secure:
+            close_with_abort(sock)
+
     def settle(self, sock: socket.socket | None) -> None:
         """The connection sent its request, or closed: it no longer counts."""
         if sock is None:
@@ -207,6 +215,14 @@ class NodeServer(ThreadedAssociationServer):
                     request.close()
                 return
         super().finish_request(request, client_address)
+
+    def server_close(self) -> None:
+        # pynetdicom's shutdown() calls this once no connection is accepted any more, and it
+        # joins the connections' threads: those still in their TLS handshake end now, not
+        # after tls.handshake_timeout
+        if self.tls is not None:
+            self.pending.end_handshakes()
+        super().server_close()
 
     def server_bind(self) -> None:
         if self.reuse_port:

@@ -263,3 +263,26 @@ def test_a_stalled_handshake_delays_no_other_peer(archive, pki):
         for sock in stalled:
             sock.close()
     assert archive.terminate() == 0
+
+
+def test_sigterm_does_not_wait_for_stalled_handshakes(archive, pki):
+    """Connections still in their TLS handshake hold no association: SIGTERM ends them with
+    the node, as it ends plain connections that have not sent an A-ASSOCIATE-RQ, instead of
+    waiting out tls.handshake_timeout (30 s here)."""
+    assert archive.tls is not None
+    archive.tls["handshake_timeout"] = 30.0
+    archive.write_config()
+    archive.start()
+    ready(archive, {archive.proc.pid}, pki)
+    stalled = [socket.create_connection((HOST, tls_port(archive))) for _ in range(3)]
+    try:
+        stalled[0].sendall(b"\x16\x03\x01\x02\x00\x01")
+        # each is accepted and in its handshake: a C-ECHO after them has been served
+        echo_and_release(associate(archive, pki))
+        started = time.monotonic()
+        assert archive.terminate() == 0
+        took = time.monotonic() - started
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert took < 10, f"SIGTERM took {took:.1f} s with handshakes stalled"
