@@ -63,14 +63,16 @@ MISSING = [tool for tool, path in TOOLS.items() if path is None]
 WITHOUT_TLS = [tool for tool in TLS_TOOLS if TOOLS[tool] is not None and not takes_tls(tool)]
 NATIVE_TLS = {tool: takes_tls(tool) for tool in TUNNELLED_TOOLS}
 SOCAT = shutil.which("socat")
+PROBLEMS = []
+if MISSING:
+    PROBLEMS.append(f"DCMTK {', '.join(MISSING)} not installed")
+if WITHOUT_TLS:
+    PROBLEMS.append(f"DCMTK {', '.join(WITHOUT_TLS)} built without OpenSSL")
+UNFIT = "; ".join(PROBLEMS)
 
 pytestmark = [
     pytest.mark.dcmtk,
-    pytest.mark.skipif(
-        bool(MISSING or WITHOUT_TLS) and not REQUIRE_DCMTK,
-        reason=f"DCMTK {', '.join(MISSING)} not installed, or {', '.join(WITHOUT_TLS)} "
-        "without TLS",
-    ),
+    pytest.mark.skipif(bool(UNFIT) and not REQUIRE_DCMTK, reason=UNFIT),
 ]
 
 MODALITY = "MOD_TLS"  # echo,store; --tls required; the modality's certificate bound
@@ -81,11 +83,8 @@ STARTUP = 10.0  # seconds for storescp or socat to listen
 
 @pytest.fixture(autouse=True)
 def _dcmtk_with_tls() -> None:
-    if MISSING or WITHOUT_TLS:
-        pytest.fail(
-            f"DCMTK {', '.join(MISSING)} missing, or {', '.join(WITHOUT_TLS)} built without "
-            "OpenSSL, but ARCHIVE_NODE_REQUIRE_DCMTK=1"
-        )
+    if UNFIT:
+        pytest.fail(f"{UNFIT}, but ARCHIVE_NODE_REQUIRE_DCMTK=1")
 
 
 # -- the node ----------------------------------------------------------------------------------
