@@ -79,6 +79,7 @@ MODALITY = "MOD_TLS"  # echo,store; --tls required; the modality's certificate b
 WORKSTATION = "WS_TLS"  # echo,find,move,get; --tls required; the workstation's bound
 STORESCP = "STORESCP"  # the Move Destination, registered by each test that starts it
 STARTUP = 10.0  # seconds for storescp or socat to listen
+OVER_TLS = "association accepted: calling {} (UNN) from 127.0.0.1 over TLS"  # the node's log
 
 
 @pytest.fixture(autouse=True)
@@ -362,12 +363,9 @@ def test_storescu_with_its_bound_certificate_stores_into_a_tls_only_node(
         )
     assert proc.returncode == 0, output(proc)
     assert "Received Store Response (Success)" in output(proc)
-    assert dicom_objects.dataset_bytes(stored_path(tls_only, ds.SOPInstanceUID)) == (
-        dicom_objects.dataset_bytes(path)
-    )
-    assert f"association accepted: calling {MODALITY} (UNN) from 127.0.0.1 over TLS" in (
-        caplog.text
-    )
+    kept = stored_path(tls_only, ds.SOPInstanceUID)
+    assert dicom_objects.dataset_bytes(kept) == dicom_objects.dataset_bytes(path)
+    assert OVER_TLS.format(MODALITY) in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -397,9 +395,8 @@ def test_storescu_is_rejected_without_the_aes_certificate(
     assert proc.returncode != 0
     assert "Association Rejected" in output(proc), output(proc)
     assert "Calling AE Title Not Recognized" in output(proc)
-    assert f"association rejected: calling {MODALITY} (UNN) from 127.0.0.1 over TLS" in (
-        caplog.text
-    )
+    rejected = f"association rejected: calling {MODALITY} (UNN) from 127.0.0.1 over TLS"
+    assert rejected in caplog.text
     assert logged in caplog.text
     assert tls_only.service.index.instances.find(ds.SOPInstanceUID) is None
 
@@ -423,10 +420,8 @@ def test_storescu_with_another_cas_certificate_fails_the_handshake(
         assert "Association Request Failed" in output(proc), output(proc)
         assert "Association Rejected" not in output(proc)
         poll(lambda: "handshake failed" in caplog.text)
-    assert (
-        "TLS connection from 127.0.0.1 closed: handshake failed: client certificate refused"
-        in (caplog.text)
-    )
+    refused = "TLS connection from 127.0.0.1 closed: handshake failed: client certificate refused"
+    assert refused in caplog.text
     assert tls_only.service.index.instances.find(ds.SOPInstanceUID) is None
 
 
@@ -497,13 +492,16 @@ def test_findscu_over_tls_finds_the_study(tls_only, pki):
     assert "Received Final Find Response (Success)" in text
 
 
-def test_getscu_over_tls_gets_the_files(tls_only, pki, tmp_path):
+def test_getscu_over_tls_gets_the_files(tls_only, pki, tmp_path, caplog):
     study_uid, uids = stored_study(tls_only, pki)
     received = tmp_path / "getscu"
     received.mkdir()
-    with tls_port_for("getscu", tmp_path, tls_only, pki.workstation, pki.region.certificate) as (
-        options,
-        port,
+    with (
+        caplog.at_level(logging.INFO, logger="archive_node"),
+        tls_port_for("getscu", tmp_path, tls_only, pki.workstation, pki.region.certificate) as (
+            options,
+            port,
+        ),
     ):
         proc = scu(
             "getscu",
@@ -524,6 +522,7 @@ def test_getscu_over_tls_gets_the_files(tls_only, pki, tmp_path):
     final = final_response(proc, "C-GET RSP")
     assert (final.status, *counts(final)) == (status.SUCCESS, 2, 0, 0)
     assert_kept_byte_for_byte(tls_only, files_by_uid(received), uids)
+    assert OVER_TLS.format(WORKSTATION) in caplog.text
 
 
 # -- C-MOVE into a storescp over TLS -----------------------------------------------------------
@@ -543,35 +542,36 @@ def register_storescp(cli_config: Path, port: int, certificate: Path) -> None:
 
 
 def test_movescu_moves_into_a_tls_storescp_over_tls(
-    tls_only, pki, tmp_path, cli_config, storescp_credentials
+    tls_only, pki, tmp_path, cli_config, storescp_credentials, caplog
 ):
     study_uid, uids = stored_study(tls_only, pki)
-    with (
-        storescp(tmp_path, storescp_credentials, pki.region.certificate) as scp,
-        tls_port_for("movescu", tmp_path, tls_only, pki.workstation, pki.region.certificate) as (
-            options,
-            port,
-        ),
-    ):
+    with storescp(tmp_path, storescp_credentials, pki.region.certificate) as scp:
         register_storescp(cli_config, scp.port, storescp_credentials.certificate)
-        proc = scu(
-            "movescu",
-            tls_only,
-            WORKSTATION,
-            "-d",
-            *options,
-            "-S",
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            f"StudyInstanceUID={study_uid}",
-            "-aem",
-            STORESCP,
-            port=port,
-        )
+        with (
+            caplog.at_level(logging.INFO, logger="archive_node"),  # after the CLI set levels
+            tls_port_for(
+                "movescu", tmp_path, tls_only, pki.workstation, pki.region.certificate
+            ) as (options, port),
+        ):
+            proc = scu(
+                "movescu",
+                tls_only,
+                WORKSTATION,
+                "-d",
+                *options,
+                "-S",
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                f"StudyInstanceUID={study_uid}",
+                "-aem",
+                STORESCP,
+                port=port,
+            )
         assert proc.returncode == 0, output(proc)
         final = final_response(proc, "C-MOVE RSP")
         assert (final.status, *counts(final)) == (status.SUCCESS, 2, 0, 0)
+        assert OVER_TLS.format(WORKSTATION) in caplog.text
         assert_kept_byte_for_byte(tls_only, files_by_uid(tmp_path / "storescp"), uids)
         # over TLS, where the node showed its own certificate, for the workstation's move
         log = scp.text()
@@ -585,7 +585,8 @@ def test_a_storescp_without_the_destinations_certificate_gets_nothing(
     tls_only, pki, tmp_path, cli_config, storescp_credentials, caplog, impostor
 ):
     """STORESCP is bound to its own certificate: a storescp on its port that presents another
-    AE's (or one bound to none, from the same CA) is not STORESCP, and nothing is sent."""
+    AE's (or one bound to none, from the same CA) is not STORESCP, and nothing is sent. (The
+    C-MOVE is asked by pynetdicom over TLS: this needs no tunnel.)"""
     study_uid, _ = stored_study(tls_only, pki)
     with storescp(tmp_path, getattr(pki, impostor), pki.region.certificate) as scp:
         register_storescp(cli_config, scp.port, storescp_credentials.certificate)
@@ -601,8 +602,8 @@ def test_a_storescp_without_the_destinations_certificate_gets_nothing(
                 assoc, identifier("STUDY", StudyInstanceUID=study_uid), STORESCP
             )
         assoc.release()
-        # every sub-operation failed (PS3.4 C.4.2.1.4.1); the Error Comment (LO, 64 characters)
-        # says which destination, the log why
+        # Refused: Out of Resources - Unable to perform sub-operations (PS3.4 Table C.4-2);
+        # the Error Comment (LO, 64 characters) says which destination, the log why
         assert final.Status == status.SUB_OPERATIONS_FAILED, f"0x{final.Status:04X}"
         assert pending == []
         assert (
@@ -611,8 +612,7 @@ def test_a_storescp_without_the_destinations_certificate_gets_nothing(
         ) == (0, 2)
         assert final.ErrorComment.startswith(f"{STORESCP} over TLS is not that AE")
         reason = "is bound to AE MOD_TLS" if impostor == "modality" else "is not its bound one"
-        assert re.search(
-            rf"{STORESCP} over TLS is not that AE: its certificate \S+ {reason}", (caplog.text)
-        )
+        logged = rf"{STORESCP} over TLS is not that AE: its certificate \S+ {reason}"
+        assert re.search(logged, caplog.text)
         assert list((tmp_path / "storescp").iterdir()) == []
         assert "Association Acknowledged" not in scp.text()
