@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -219,6 +220,9 @@ def _register_demo(registry) -> None:
 def serve(bind: str | None, port: int | None, tls_port: int | None, workers: int | None) -> None:
     """Run the node until SIGTERM or SIGINT (running associations get a grace period);
     SIGHUP re-reads the TLS certificate, key and CAs."""
+    # until the server installs its handler, a SIGHUP (a `systemctl reload` just after the
+    # start) must not end the node: the files it is about to read are the new ones anyway
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from .net.server import ArchiveServer
     from .net.supervisor import Supervisor
 

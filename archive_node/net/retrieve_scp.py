@@ -195,7 +195,9 @@ class RetrieveSCP:
             log.exception("association to %s failed", where)
             return f"{where} cannot be called: {type(exc).__name__}"
         if tls_args is not None and tls_args[0].problem:
-            return f"{where} over TLS is not that AE: {tls_args[0].problem}"
+            # the detail (another AE's title, perhaps another hospital's) is for the log only
+            log.warning("%s over TLS is not that AE: %s", where, tls_args[0].problem)
+            return f"{where}: its TLS certificate is not its own"
         if sub.is_established:
             return sub
         if sub.is_rejected:

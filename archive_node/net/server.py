@@ -329,6 +329,8 @@ class ArchiveServer:
             for sig in (signal.SIGTERM, signal.SIGINT)
         }
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        # a worker's SIGHUP waited, blocked, for this handler (supervisor.py)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         try:
             while not self._stopping.wait(0.2):
                 if self._reload.is_set():

@@ -133,7 +133,9 @@ class Supervisor:
     def _fork(self, worker: _Worker, ports: Ports) -> None:
         # Signals wait until the worker has dropped the supervisor's handlers (which would only
         # set the worker's copy of _stopping): then SIGTERM ends it at once until it serves,
-        # and SIGHUP is ignored until it serves (its default would end the worker).
+        # and SIGHUP stays blocked until it serves (its default would end the worker): one
+        # sent meanwhile is delivered then, and re-reads files it may have read before they
+        # were renewed (server.py unblocks it).
         stop_signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         supervisor = os.getpid()
@@ -146,7 +148,7 @@ class Supervisor:
                 for sig in stop_signals:  # until the server installs its own
                     signal.signal(sig, signal.SIG_IGN if sig == signal.SIGHUP else signal.SIG_DFL)
                 _end_with(supervisor)
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals - {signal.SIGHUP})
                 server = ArchiveServer(self.service, worker=worker.number)
                 server.serve_forever(
                     ports.host,

@@ -610,7 +610,7 @@ def test_a_storescp_without_the_destinations_certificate_gets_nothing(
             final.NumberOfCompletedSuboperations,
             final.NumberOfFailedSuboperations,
         ) == (0, 2)
-        assert final.ErrorComment.startswith(f"{STORESCP} over TLS is not that AE")
+        assert final.ErrorComment == f"{STORESCP}: its TLS certificate is not its own"
         reason = "is bound to AE MOD_TLS" if impostor == "modality" else "is not its bound one"
         logged = rf"{STORESCP} over TLS is not that AE: its certificate \S+ {reason}"
         assert re.search(logged, caplog.text)

@@ -533,6 +533,8 @@ def test_c_move_to_a_tls_destination_checks_it_is_that_ae(
         assert destination.received.files == {}
         if impostor != "another-ca":
             assert "over TLS is not that AE" in caplog.text
+            # the requester learns nothing of other AEs' titles
+            assert final.ErrorComment == "WS_TLS: its TLS certificate is not its own"
     finally:
         destination.stop()
 
