@@ -272,15 +272,36 @@ def _name(db: Database, field: Field, kind: str, values: tuple[str, ...]) -> Exp
     plain = field == values[0] if kind == "single" else _wildcard(db, field, values) & one_group
     # a group a name does not have is empty: it is no name that an empty variant (the one of
     # '^*' without its trailing component) may match
-    in_any_group = tuple(
-        pattern
-        for variant in values
-        if variant
-        for pattern in (f"{variant}=*=*", f"*={variant}=*", f"*=*={variant}")
-    )
-    if not in_any_group:
+    # (a variant after the first stands for a group of exactly its number of components, as
+    # _wildcard's count_carets says for a one-group name, here counted in that group alone)
+    in_any_group = None
+    for position, variant in enumerate(values):
+        if not variant:
+            continue
+        for place in range(3):
+            groups = ["*", "*", "*"]
+            groups[place] = variant
+            one = _wildcard(db, field, ("=".join(groups),), count_carets=False)
+            if position:
+                one &= _group_carets(db, field, place, variant.count("^"))
+            in_any_group = one if in_any_group is None else (in_any_group | one)
+    if in_any_group is None:
         return plain
-    return plain | _wildcard(db, field, in_any_group, count_carets=False)
+    return plain | in_any_group
+
+
+def _group_carets(db: Database, field: Field, place: int, count: int) -> Expression:
+    """A key of three groups (a=i=p) whose group at `place` holds exactly `count` carets: a
+    key has exactly two '=', so carets with an '=' on each side where the pattern puts them
+    are carets of that group."""
+
+    def at_least(carets: int) -> Expression:
+        groups = ["*", "*", "*"]
+        groups[place] = "*" + "^*" * carets
+        return _wildcard(db, field, ("=".join(groups),), count_carets=False)
+
+    exactly = ~at_least(count + 1)
+    return at_least(count) & exactly if count else exactly
 
 
 def _one_group(db: Database, field: Field, key: str) -> Expression:
