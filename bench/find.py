@@ -12,6 +12,7 @@ import re
 import shlex
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from archive_node.config import SPEED_PATCHES
 from archive_node.index import Index
 from archive_node.net.association import set_tcp_nodelay
 from archive_node.net.client import client_ae, echo
+from bench.certificates import BenchPki
 from bench.corpus import DAYS, FIRST_DAY, Corpus, populate
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK's switch for Nagle's algorithm
@@ -151,16 +153,22 @@ def listening(port: int) -> bool:
 
 
 def wait_until_answering(
-    proc: subprocess.Popen, port: int, calling: str, called: str, timeout: float = 30
+    proc: subprocess.Popen,
+    port: int,
+    calling: str,
+    called: str,
+    timeout: float = 30,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Poll until the server `proc` listens on `port`, then until it answers a C-ECHO (a
-    failed association costs a tenth of a second). Raises when it dies first."""
+    failed association costs a tenth of a second), over TLS with the `tls` context if given.
+    Raises when it dies first."""
     deadline = time.monotonic() + timeout
     failure: Exception | None = None
     while True:
         try:
             if listening(port) and (
-                echo("127.0.0.1", port, calling=calling, called=called, timeout=5) == 0
+                echo("127.0.0.1", port, calling=calling, called=called, timeout=5, tls=tls) == 0
             ):
                 return
         except Exception as exc:  # not yet
@@ -231,17 +239,22 @@ def serving(
     workers: int = 1,
     prepare: bool = True,
     fast_paths: bool | tuple[str, ...] = True,
+    tls: BenchPki | None = None,
 ) -> Iterator[subprocess.Popen]:
     """Run `archive-node serve` on a free port with this index and these AEs (`ae add`
     arguments; the first must have `echo`); yield the process (its port is `.port`).
     `workers` > 1 passes `--workers`; `prepare=False` serves an index already initialised and
-    holding the AEs (a restart); `fast_paths` is node.fast_paths."""
+    holding the AEs (a restart); `fast_paths` is node.fast_paths. With `tls`, the node speaks
+    DICOM TLS only (node.port = 0, the free port is tls.port, with these certificates) and
+    the first AE is probed over TLS with the PKI's client certificate."""
     port = free_port()
     config = root / "archive-node.toml"
     config.write_text(
-        f'[node]\nbind = "127.0.0.1"\nport = {port}\nfast_paths = {_toml(fast_paths)}\n'
+        f'[node]\nbind = "127.0.0.1"\nport = {0 if tls else port}\n'
+        f"fast_paths = {_toml(fast_paths)}\n"
         f'[storage]\npath = "{root / "storage"}"\nmin_free_mb = 1\n'
         f'[index]\nurl = "{index_url}"\n[query]\nmax_results = 10000\n[log]\nlevel = "WARNING"\n'
+        + (tls.node_config(port) if tls else "")
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_NODE_")}
     cli = [sys.executable, "-m", "archive_node", "--config", str(config)]
@@ -253,7 +266,8 @@ def serving(
     proc = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL)
     proc.port = port  # type: ignore[attr-defined]
     try:
-        wait_until_answering(proc, port, aes[0][0], "ARCHIVE")
+        probe = tls.client_context() if tls else None
+        wait_until_answering(proc, port, aes[0][0], "ARCHIVE", tls=probe)
         yield proc
     finally:
         proc.terminate()

@@ -12,11 +12,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from archive_node.index import Index
-from archive_node.registry import Registry
+from archive_node.registry import Registry, bound_certificates
+from bench.certificates import BenchPki, make_pki
 from bench.find import (
     DCMTK_ENV,
     configuration,
@@ -34,10 +35,14 @@ BASELINES = ("dcmtk", "pynetdicom")
 BASELINE_NAMES = {"dcmtk": "DCMTK storescp", "pynetdicom": "pynetdicom storescp"}
 
 
-def receiver_name(key: str) -> str:
+def receiver_name(key: str, *, tls: bool = False) -> str:
     """The name of a receiver in the report: a baseline's, or a configuration's of the node
-    (find.configuration)."""
-    return BASELINE_NAMES.get(key) or configuration_label(key)
+    (find.configuration), with " (TLS)" when it is measured over DICOM TLS."""
+    name = BASELINE_NAMES.get(key) or configuration_label(key)
+    return f"{name}{TLS_SUFFIX}" if tls else name
+
+
+TLS_SUFFIX = " (TLS)"
 
 
 QUICK = {"sc": 100, "ct": 30, "us": 2, "video": 1}
@@ -52,6 +57,7 @@ class Target:
     called: str
     pid: int
     count: Callable[[], int]
+    storescu_tls: list[str] = field(default_factory=list)  # storescu's TLS options, if any
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -68,32 +74,51 @@ def _files_in(directory: Path) -> int:
 
 
 def node_run(
-    backend: str, corpus: Media, associations: int, *, workers: int, send_video: bool
+    backend: str,
+    corpus: Media,
+    associations: int,
+    *,
+    workers: int,
+    send_video: bool,
+    tls: bool = False,
 ) -> tuple[dict, dict | None]:
     """One run into a fresh `archive-node serve` (empty store and index); with `send_video`,
     then a C-MOVE of what it received into DCMTK storescp, by the node restarted on the same
     store and index, so its peak RSS is that of sending alone. `backend` is a configuration
-    (find.configuration)."""
+    (find.configuration).
+
+    With `tls`, a throwaway CA, node and client certificate are made in the run's directory
+    (not timed), the node speaks DICOM TLS only (node.port = 0), the sending AE is
+    registered with --tls required and the client certificate bound, and storescu pushes with
+    +tls (no C-MOVE of the video then)."""
     _, fast_paths = configuration(backend)
     with tempfile.TemporaryDirectory(prefix="archive-node-bench-ingest-") as tmp:
         root = Path(tmp)
+        pki: BenchPki | None = make_pki(root / "pki") if tls else None
         with index_url_for(backend, root) as url:
             dest_port = free_port()
             index = Index.open(url)
             index.init_schema()  # in process, not by `archive-node init` and `ae add`: quicker
             registry = Registry(index)
             registry.add_hospital("UNN", "Bench hospital")
-            registry.add_ae("BENCH", "UNN", host="127.0.0.1", allow="echo,store,find,move,get")
+            secure: dict = {}
+            if pki:  # as `ae add BENCH --tls required --certificate bench.pem`
+                bound = bound_certificates(files=[pki.client.certificate])
+                secure = {"tls": "required", "certificates": bound}
+            rights = "echo,store,find,move,get"
+            registry.add_ae("BENCH", "UNN", host="127.0.0.1", allow=rights, **secure)
             registry.add_ae("STORESCP", "UNN", host="127.0.0.1", port=dest_port)
             index.close()
             aes = (["BENCH"],)  # serving() calls as the first AE to see that it answers
-            name = receiver_name(backend)
+            name = receiver_name(backend, tls=tls)
             with serving(
-                root, url, aes, workers=workers, prepare=False, fast_paths=fast_paths
+                root, url, aes, workers=workers, prepare=False, fast_paths=fast_paths, tls=pki
             ) as node:
                 target = Target(name, node.port, "ARCHIVE", node.pid, _counter(url))
+                if pki:
+                    target.storescu_tls = pki.storescu_args()
                 result = _receive(target, corpus, associations, root)
-            if not send_video:
+            if not send_video or tls:
                 return result, None
             with serving(
                 root, url, aes, workers=workers, prepare=False, fast_paths=fast_paths
@@ -174,7 +199,8 @@ def push(files: list[Path], kind: str, target: Target, associations: int, log: P
         procs = [
             subprocess.Popen(
                 [
-                    *("storescu", *storescu_args(kind), "-aet", "BENCH", "-aec", target.called),
+                    *("storescu", *storescu_args(kind), *target.storescu_tls),
+                    *("-aet", "BENCH", "-aec", target.called),
                     *("127.0.0.1", str(target.port), *map(str, group)),
                 ],
                 env=DCMTK_ENV,
@@ -238,8 +264,11 @@ def run(
     video_mb: int = 300,
     us_frames: int = 30,
     cache: Path = CACHE,
+    tls: bool = False,
 ) -> dict:
-    """Every (kind, associations, receiver) `runs` times, receivers taking turns each run."""
+    """Every (kind, associations, receiver) `runs` times, receivers taking turns each run;
+    with `tls`, each node configuration twice in each run, over plain DICOM and over DICOM
+    TLS, which goes first alternating."""
     results, sends, corpus_info = [], [], {}
     for kind, count in kinds.items():
         corpus = media(kind, count, seed, video_mb=video_mb, us_frames=us_frames, cache=cache)
@@ -255,17 +284,30 @@ def run(
             if n > count:
                 continue
             names = [receiver_name(r) for r in (*backends, *baselines)]
+            if tls:
+                names[len(backends) : len(backends)] = [
+                    receiver_name(b, tls=True) for b in backends
+                ]
             per: dict[str, list[dict]] = {name: [] for name in names}
             send_per: dict[str, list[dict]] = {}
             send_video = kind == "video" and n == 1
-            for _ in range(runs):
+            for turn in range(runs):
                 for backend in backends:
-                    result, sent = node_run(
-                        backend, corpus, n, workers=workers, send_video=send_video
-                    )
-                    per[receiver_name(backend)].append(result)
-                    if sent:
-                        send_per.setdefault(receiver_name(backend), []).append(sent)
+                    # over TLS too: plain first on even runs, TLS first on odd ones, so that
+                    # neither always runs second (the order moved 1-association CT figures
+                    # by a few percent here)
+                    for secure in _transports(tls, turn):
+                        result, sent = node_run(
+                            backend,
+                            corpus,
+                            n,
+                            workers=workers,
+                            send_video=send_video and not secure,
+                            tls=secure,
+                        )
+                        per[receiver_name(backend, tls=secure)].append(result)
+                        if sent:
+                            send_per.setdefault(receiver_name(backend), []).append(sent)
                 for baseline in baselines:
                     per[receiver_name(baseline)].append(baseline_run(baseline, corpus, n))
             for name, rows in per.items():
@@ -282,7 +324,7 @@ def run(
                         "peak_rss_mb": round(max(r["peak_rss"] for r in rows) / 2**20, 1),
                     }
                 )
-    return {
+    report = {
         "seed": seed,
         "runs": runs,
         "workers": workers,
@@ -291,6 +333,59 @@ def run(
         "results": results,
         "video_send": sends,
     }
+    if tls:
+        report["tls_ratio"] = tls_ratios(report)
+    return report
+
+
+def _transports(tls: bool, turn: int) -> tuple[bool, ...]:
+    """Whether each node run of this turn is over TLS: plain alone without `tls`, else both,
+    the order alternating from one run to the next."""
+    if not tls:
+        return (False,)
+    return (False, True) if turn % 2 == 0 else (True, False)
+
+
+def tls_ratios(report: dict) -> list[dict]:
+    """Each configuration's MB/s over TLS beside its MB/s over plain DICOM, in the same run."""
+    ratios = []
+    for secure in report["results"]:
+        if not secure["receiver"].endswith(TLS_SUFFIX):
+            continue
+        plain_name = secure["receiver"].removesuffix(TLS_SUFFIX)
+        plain = find(report, plain_name, secure["kind"], secure["associations"])
+        if plain is None:
+            continue
+        ratios.append(
+            {
+                "receiver": plain_name,
+                "kind": secure["kind"],
+                "associations": secure["associations"],
+                "plain_mb_per_s": plain["mb_per_s"],
+                "tls_mb_per_s": secure["mb_per_s"],
+                "plain_instances_per_s": plain["instances_per_s"],
+                "tls_instances_per_s": secure["instances_per_s"],
+                # the same corpus both ways: the ratio of the medians' times, unrounded MB/s
+                "ratio": round(plain["seconds"] / secure["seconds"], 2),
+            }
+        )
+    return ratios
+
+
+def tls_table(report: dict) -> str:
+    """TLS against plain DICOM, per configuration, kind and association count."""
+    lines = [
+        "| kind | assoc | receiver | plain MB/s | TLS MB/s | plain inst/s | TLS inst/s "
+        "| TLS / plain |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report.get("tls_ratio", []):
+        lines.append(
+            f"| {r['kind']} | {r['associations']} | {r['receiver']} | {r['plain_mb_per_s']} "
+            f"| {r['tls_mb_per_s']} | {r['plain_instances_per_s']} | {r['tls_instances_per_s']} "
+            f"| {r['ratio']:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def _summary(name: str, kind: str, n: int, corpus: Media, rows: list[dict]) -> dict:
@@ -403,6 +498,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backend", choices=["sqlite", "postgresql", "both", "none"], default="both"
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="also measure each archive-node configuration over DICOM TLS (a TLS-only node, "
+        "storescu +tls with a client certificate; throwaway certificates), in the same runs",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if not shutil.which("storescu"):
@@ -410,8 +511,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     backends = {"both": list(BACKENDS), "none": []}.get(args.backend, [args.backend])
     runs = args.runs or (1 if args.quick else 3)
-    report = run(backends=backends, runs=runs, **ingest_options(args))
+    report = run(backends=backends, runs=runs, tls=args.tls, **ingest_options(args))
     print(table(report))
+    if args.tls:
+        print()
+        print(tls_table(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -104,6 +104,22 @@ def test_ingest_benchmark_runs_on_a_tiny_corpus(tmp_path, capsys):
     assert "| video | 1 | archive-node sqlite | 1 (2.0) |" in capsys.readouterr().out
 
 
+@needs_dcmtk
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
+def test_ingest_benchmark_runs_over_tls_beside_plain(tmp_path, capsys):
+    out = tmp_path / "ingest.json"
+    args = ["--kinds", "ct", "--ct", "2", "--associations", "1", "--runs", "2", "--tls"]
+    args += ["--backend", "sqlite", "--baselines", "none", "--cache", str(tmp_path)]
+    assert ingest_bench.main([*args, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    rows = {r["receiver"]: r for r in report["results"]}
+    assert set(rows) == {"archive-node sqlite", "archive-node sqlite (TLS)"}
+    assert all(row["received"] == [2, 2] for row in rows.values())
+    (ratio,) = report["tls_ratio"]
+    assert ratio["receiver"] == "archive-node sqlite" and ratio["ratio"] > 0
+    assert "| ct | 1 | archive-node sqlite |" in capsys.readouterr().out.split("TLS / plain")[1]
+
+
 def test_report_judges_the_targets():
     ingest = {
         "associations": [1],
