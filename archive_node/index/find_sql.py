@@ -284,6 +284,9 @@ def _name(db: Database, field: Field, kind: str, values: tuple[str, ...]) -> Exp
             one = _wildcard(db, field, ("=".join(groups),), count_carets=False)
             if position:
                 one &= _group_carets(db, field, place, variant.count("^"))
+            if not variant.strip("*"):  # '*' matches an empty group: one the name lacks
+                groups[place] = "?*"
+                one &= _wildcard(db, field, ("=".join(groups),), count_carets=False)
             in_any_group = one if in_any_group is None else (in_any_group | one)
     if in_any_group is None:
         return plain

@@ -593,6 +593,7 @@ def assert_answers_match_oracle(archive, ae_title: str, level: str, keys: dict[s
 @example("NLSH_FIND_H", {"PatientName": "*ct%^Pål^*"})  # a trailing * also matches no component
 @example("UNN_FIND_H", {"PatientName": "*E*^ola^*"})  # not ÆRØ^Åse^ola: a * never eats a ^
 @example("NLSH_FIND_H", {"PatientName": "*g^^*"})  # not Wang^XiaoDong=...: 2 components, not 1
+@example("NLSH_FIND_H", {"PatientName": "*^^*"})  # nor by the * left of it: no 3rd group
 @example("UNN_FIND_H", {"PatientName": "Ø*"})
 @example("NLSH_FIND_H", {"StudyDate": "20200101-20201231", "StudyTime": "1000-1200"})
 @example("UNN_WS", {"StudyDate": "-20200301", "StudyTime": "0830-"})  # two forms: apart
