@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 import ssl
@@ -17,6 +16,7 @@ from .rules.tls import (
     DEFAULT_TLS_MODE,
     MAX_BOUND_CERTIFICATES,
     check_tls_mode,
+    fingerprint_of,
     parse_fingerprint,
 )
 
@@ -93,10 +93,17 @@ def parse_placeholder_ids(value: str) -> tuple[str, ...]:
     return unique
 
 
+MAX_CERTIFICATE_FILE = 1 << 20  # a PEM certificate with its chain is a few KiB
+
+
 def certificate_fingerprint(path: str | Path) -> str:
     """The SHA-256 fingerprint of the (first) certificate in a PEM file, as the node keeps it.
     Raises InvalidInput naming the file."""
     try:
+        if Path(path).stat().st_size > MAX_CERTIFICATE_FILE:
+            raise InvalidInput(
+                f"--certificate {path}: over {MAX_CERTIFICATE_FILE // 1024} KiB: not a certificate"
+            )
         text = Path(path).read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not a PEM file"
@@ -112,7 +119,7 @@ def certificate_fingerprint(path: str | Path) -> str:
         der = b""
     if not _one_der_sequence(der):
         raise InvalidInput(f"--certificate {path}: the certificate cannot be decoded")
-    return hashlib.sha256(der).hexdigest()
+    return fingerprint_of(der)
 
 
 def _one_der_sequence(der: bytes) -> bool:

@@ -6,7 +6,6 @@ certificate against the AE the node meant to call."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import select
@@ -20,7 +19,7 @@ from typing import cast
 from ..config import TlsConfig
 from ..errors import ConfigError
 from ..rules.access import Peer
-from ..rules.tls import destination_refusal
+from ..rules.tls import destination_refusal, fingerprint_of
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +39,6 @@ BCP195_CIPHERS = ":".join(
 )
 
 
-def fingerprint(der: bytes) -> str:
-    """A certificate's SHA-256 fingerprint as the registry keeps it (lowercase hex)."""
-    return hashlib.sha256(der).hexdigest()
-
-
 def peer_fingerprint(sock: object) -> str | None:
     """The fingerprint of the certificate the peer of a TLS socket presented (verified in the
     handshake), or None when it presented none or the socket is not TLS."""
@@ -54,7 +48,7 @@ def peer_fingerprint(sock: object) -> str | None:
         der = sock.getpeercert(binary_form=True)
     except (OSError, ValueError):
         return None
-    return fingerprint(der) if der else None
+    return fingerprint_of(der) if der else None
 
 
 def _no_password() -> bytes:

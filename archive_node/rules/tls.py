@@ -4,6 +4,7 @@ transport (plain, or TLS with or without a client certificate) fits the AE it ca
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -27,6 +28,12 @@ def check_tls_mode(value: str) -> str:
     if value not in TLS_MODES:
         raise InvalidInput(f"--tls {value!r} is not one of {', '.join(TLS_MODES)}")
     return value
+
+
+def fingerprint_of(der: bytes) -> str:
+    """A certificate's SHA-256 fingerprint (of its DER bytes) as the node keeps it: lowercase
+    hex."""
+    return hashlib.sha256(der).hexdigest()
 
 
 def parse_fingerprint(text: str) -> str:

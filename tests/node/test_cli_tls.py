@@ -237,3 +237,12 @@ def test_a_schema_5_index_is_upgraded_its_aes_optional_without_certificates(cfg,
     assert "upgraded index schema from version 5 to 6" in ok("init", "-c", cfg).output
     row = aes(cfg)["US_1"]
     assert (row["tls"], row["certificates"], row["port"]) == ("optional", [], 4006)
+
+
+def test_a_certificate_file_over_its_bound_is_refused_unread(cfg, tmp_path):
+    huge = tmp_path / "huge.pem"
+    with huge.open("wb") as fh:
+        fh.truncate(2 << 20)  # sparse: 2 MiB that read as NUL bytes
+    line = fails("ae", "add", "US_1", "--hospital", "UNN", "--certificate", huge, "-c", cfg)
+    assert "over 1024 KiB: not a certificate" in line
+    assert aes(cfg) == {}

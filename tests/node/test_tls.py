@@ -19,14 +19,14 @@ from pynetdicom.sop_class import Verification
 from archive_node.dicom import status
 from archive_node.errors import ConfigError, Conflict
 from archive_node.net.server import ArchiveServer
-from archive_node.net.tls import fingerprint
 from archive_node.registry import bound_certificates
 from archive_node.rules.commitment import EVENT_ALL_COMMITTED
+from archive_node.rules.tls import fingerprint_of as fingerprint
 from archive_node.service import ArchiveService
 from tests.helpers import dicom_objects
 from tests.helpers.cli import fails, ok, write_config
 from tests.helpers.commitment import modality, n_action, request
-from tests.helpers.dimse import associate
+from tests.helpers.dimse import associate, push
 from tests.helpers.identifiers import identifier
 from tests.helpers.raw_peer import RawPeer, associate_rq
 from tests.helpers.retrieving import Destination, move
@@ -456,22 +456,13 @@ def test_tls_port_without_certificates_is_a_config_error(tmp_path, index_url):
 
 
 def stored_study(node, pki, count=2) -> str:
-    study_uid = None
-    datasets = []
-    for _ in range(count):
-        ds = dicom_objects.secondary_capture(study_uid=study_uid)
-        study_uid = ds.StudyInstanceUID
-        datasets.append(ds)
-    assoc = associate(
-        node,
-        "MOD_TLS",
-        [(datasets[0].SOPClassUID, [ExplicitVRLittleEndian])],
-        tls=pki.modality.client_context(),
-    )
-    for ds in datasets:
-        assert assoc.send_c_store(ds).Status == status.SUCCESS
-    assoc.release()
-    return study_uid
+    """`count` secondary captures of one new study, stored by MOD_TLS over TLS; its UID."""
+    first = dicom_objects.secondary_capture()
+    datasets = [first] + [
+        dicom_objects.secondary_capture(study_uid=first.StudyInstanceUID) for _ in range(count - 1)
+    ]
+    push(node, "MOD_TLS", datasets, tls=pki.modality.client_context())
+    return first.StudyInstanceUID
 
 
 def move_contexts():

@@ -10,7 +10,6 @@ certificate a peer was shown is the SHA-256 of the one its TLS socket received.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import socket
@@ -23,6 +22,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 
+from archive_node.rules.tls import fingerprint_of as fingerprint
 from tests.helpers.certificates import Credentials
 from tests.helpers.ports import free_port
 from tests.helpers.serving_process import CALLED, HOST, Archive
@@ -31,10 +31,6 @@ MODALITY = "MOD_TLS"  # echo only, --tls required, the modality's certificate bo
 HANDSHAKE_TIMEOUT = 5.0
 RELOADED = "SIGHUP: TLS certificate, key and CAs re-read: new associations use them"
 DEADLINE = 30.0
-
-
-def fingerprint(der: bytes) -> str:
-    return hashlib.sha256(der).hexdigest()
 
 
 def certificate_of(credentials: Credentials) -> str:
