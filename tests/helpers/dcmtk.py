@@ -31,6 +31,17 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """End a DCMTK server (storescp) started for a test: SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def output(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stdout + proc.stderr
 

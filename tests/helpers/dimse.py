@@ -101,12 +101,13 @@ def store(node, ds, calling="UNN_US"):
         assoc.release()
 
 
-def push(node, calling: str, datasets) -> None:
-    """C-STORE datasets, in order, on one association of `calling`; each must succeed."""
+def push(node, calling: str, datasets, tls: ssl.SSLContext | None = None) -> None:
+    """C-STORE datasets, in order, on one association of `calling` (over TLS with `tls`);
+    each must succeed."""
     contexts = list(
         dict.fromkeys((ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets)
     )
-    assoc = associate(node, calling, [(c, [t]) for c, t in contexts])
+    assoc = associate(node, calling, [(c, [t]) for c, t in contexts], tls=tls)
     assert assoc.is_established
     try:
         for ds in datasets:

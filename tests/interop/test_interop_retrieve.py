@@ -43,6 +43,7 @@ from tests.helpers.dcmtk import (
     output,
     responses,
     run,
+    stop_process,
 )
 from tests.helpers.dimse import associate, store
 from tests.helpers.environment import REQUIRE_DCMTK
@@ -133,13 +134,7 @@ class StoreSCP:
         return files_by_uid(self.directory)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def listening(proc: subprocess.Popen, port: int) -> bool:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pydicom.uid import ExplicitVRLittleEndian
 
 from archive_node.dicom import status
 from archive_node.registry import bound_certificates
@@ -34,8 +33,16 @@ from archive_node.service import ArchiveService
 from tests.helpers import dicom_objects
 from tests.helpers.certificates import Credentials
 from tests.helpers.cli import ok, write_config
-from tests.helpers.dcmtk import counts, dcmtk, files_by_uid, final_response, output, run
-from tests.helpers.dimse import associate
+from tests.helpers.dcmtk import (
+    counts,
+    dcmtk,
+    files_by_uid,
+    final_response,
+    output,
+    run,
+    stop_process,
+)
+from tests.helpers.dimse import associate, push
 from tests.helpers.environment import REQUIRE_DCMTK
 from tests.helpers.identifiers import identifier
 from tests.helpers.ports import LOOPBACK, free_port
@@ -157,18 +164,7 @@ def stored_study(node, pki, count: int = 2) -> tuple[str, set[str]]:
         dicom_objects.secondary_capture(patient_id="TLS-1", study_uid=study_uid)
         for _ in range(count - 1)
     ]
-    assoc = associate(
-        node,
-        MODALITY,
-        [(datasets[0].SOPClassUID, [ExplicitVRLittleEndian])],
-        tls=pki.modality.client_context(),
-    )
-    assert assoc.is_established
-    try:
-        for ds in datasets:
-            assert assoc.send_c_store(ds).Status == status.SUCCESS
-    finally:
-        assoc.release()
+    push(node, MODALITY, datasets, tls=pki.modality.client_context())
     return str(study_uid), {str(ds.SOPInstanceUID) for ds in datasets}
 
 
@@ -248,13 +244,7 @@ class Server:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @contextlib.contextmanager
