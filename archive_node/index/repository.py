@@ -1,11 +1,12 @@
 """The index: one database, opened from a URL, and its roles over one session (registry,
-instances, find, integrity, commitments, imports), each handing plain records to the layers
+instances, find, integrity, commitments, imports, audit), each handing plain records to the layers
 above."""
 
 from __future__ import annotations
 
 from peewee import Database
 
+from .audit_rows import AuditRows
 from .commitment_rows import CommitmentRows
 from .database import database, open_database
 from .find_sql import FindQueries
@@ -31,6 +32,7 @@ class Index:
         self.integrity = IntegrityQueries(self.session)
         self.commitments = CommitmentRows(self.session)
         self.imports = ImportLookups(self.session)
+        self.audit = AuditRows(self.session)
 
     @classmethod
     def open(cls, url: str, *, busy_timeout: float = 10.0) -> Index:
