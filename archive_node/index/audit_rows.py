@@ -30,7 +30,16 @@ from ..rules.audit import (
     timestamp,
 )
 from .session import Role
-from .tables import AuditChain, AuditRecordRow, AuditTally, AuditTouched
+from .tables import (
+    AuditChain,
+    AuditRecordRow,
+    AuditTally,
+    AuditTouched,
+    Instance,
+    Patient,
+    Series,
+    Study,
+)
 
 _PAGE = 1000  # records read at a time when walking a chain
 
@@ -125,7 +134,7 @@ class AuditRows(Role):
         AuditChain.insert(
             node=node, hash=GENESIS, pruned_hash=GENESIS
         ).on_conflict_ignore().execute()
-        head = (
+        head: Any = (
             AuditChain.select(AuditChain.seq, AuditChain.hash)
             .where(AuditChain.node == node)
             .for_update(self.db.for_update)
@@ -176,6 +185,32 @@ class AuditRows(Role):
             AuditTally.delete().where(AuditTally.id.in_([t.id for t in tallies])).execute()
             return records
 
+    def touched(self, level: str, pks: Sequence[int]) -> list[Touched]:
+        """The patients and studies of a C-FIND's matches at `level` (row ids of that level's
+        table): what its Query record names as touched."""
+        if not pks:
+            return []
+        found: set[Touched] = set()
+        with self.session():
+            for start in range(0, len(pks), 500):
+                chunk = pks[start : start + 500]
+                if level == "PATIENT":
+                    rows: Any = Patient.select(Patient.patient_id, Patient.issuer).where(
+                        Patient.id.in_(chunk)
+                    )
+                    found.update(Touched(p, i) for p, i in rows.tuples())
+                    continue
+                entity: Any = {"STUDY": Study, "SERIES": Series, "IMAGE": Instance}[level]
+                select: Any = entity.select(Patient.patient_id, Patient.issuer, Study.study_uid)
+                if entity is Instance:
+                    select = select.join(Series).join(Study)
+                elif entity is Series:
+                    select = select.join(Study)
+                select = select.join(Patient, on=(Study.patient == Patient.id))
+                rows = select.where(entity.id.in_(chunk)).distinct()
+                found.update(Touched(p, i, s) for p, i, s in rows.tuples())
+        return sorted(found)
+
     # -- asking ----------------------------------------------------------------------------
 
     def query(self, question: AuditFilter) -> list[AuditRecord]:
@@ -205,7 +240,7 @@ class AuditRows(Role):
                 conditions.append(AuditRecordRow.time < question.until)
             if conditions:
                 select = select.where(*conditions)
-            rows = list(
+            rows: list[Any] = list(
                 select.order_by(AuditRecordRow.time.desc(), AuditRecordRow.id.desc())
                 .limit(question.limit)
                 .dicts()
@@ -215,7 +250,8 @@ class AuditRows(Role):
     def nodes(self) -> list[str]:
         """Every node with a chain in this index."""
         with self.session():
-            return [str(n) for (n,) in AuditChain.select(AuditChain.node).tuples()]
+            nodes: Any = AuditChain.select(AuditChain.node).tuples()
+            return [str(n) for (n,) in nodes]
 
     def chain(self, node: str) -> tuple[Checkpoint | None, Head | None, Iterator[AuditRecord]]:
         """Where `node`'s chain starts (after pruning), its head, and its records in order
@@ -231,7 +267,7 @@ class AuditRows(Role):
         after = -1
         while True:
             with self.session():
-                rows = list(
+                rows: list[Any] = list(
                     AuditRecordRow.select()
                     .where((AuditRecordRow.node == node) & (AuditRecordRow.seq > after))
                     .order_by(AuditRecordRow.seq, AuditRecordRow.id)
@@ -249,7 +285,7 @@ class AuditRows(Role):
         touched: dict[int, list[Touched]] = {row["id"]: [] for row in rows}
         ids = list(touched)
         for start in range(0, len(ids), 500):
-            for record_id, *values in (
+            chunk: Any = (
                 AuditTouched.select(
                     AuditTouched.record,
                     AuditTouched.patient_id,
@@ -259,7 +295,8 @@ class AuditRows(Role):
                 )
                 .where(AuditTouched.record.in_(ids[start : start + 500]))
                 .tuples()
-            ):
+            )
+            for record_id, *values in chunk:
                 touched[record_id].append(Touched(*values))
         return [_record(row, touched[row["id"]]) for row in rows]
 
@@ -319,7 +356,7 @@ class AuditRows(Role):
             sent = (
                 AuditChain.select(AuditChain.sent_seq).where(AuditChain.node == node).scalar() or 0
             )
-            rows = list(
+            rows: list[Any] = list(
                 AuditRecordRow.select()
                 .where((AuditRecordRow.node == node) & (AuditRecordRow.seq > sent))
                 .order_by(AuditRecordRow.seq)

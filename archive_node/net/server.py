@@ -130,7 +130,9 @@ class ArchiveServer:
         # the node's certificate, key and CAs: read now (a bad file stops the start with one
         # line), again on SIGHUP
         self.tls = TlsCredentials(service.config.tls)
-        serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of, self.tls))
+        serve_retrieve(
+            self.ae, RetrieveSCP(service, self.handlers.peer_of, self.tls, self.handlers.actor_of)
+        )
         serve_receiving(
             self.ae, provenance_of=self.handlers.provenance_of, room_problem=service.room_problem
         )
@@ -141,7 +143,9 @@ class ArchiveServer:
                 describe=peer_label,
             ),
         )
-        self.commitment = CommitmentSCP(service, self.ae, self.handlers.peer_of, self.tls)
+        self.commitment = CommitmentSCP(
+            service, self.ae, self.handlers.peer_of, self.tls, self.handlers.actor_of
+        )
         serve_commitment(self.ae, self.commitment)
         self._plain: ThreadedAssociationServer | None = None
         self._secure: ThreadedAssociationServer | None = None

@@ -230,6 +230,35 @@ def chained(event: AuditEvent, *, node: str, seq: int, prev_hash: str, time: str
     return dataclasses.replace(record, hash=record_hash(record))
 
 
+# -- retrieves: one record per study before the first sub-operation, one after the last -------
+
+
+def per_study(
+    items: Iterable[Any], outcomes: Mapping[str, str] | None = None
+) -> dict[Touched, dict[str, int]]:
+    """The studies of a retrieve's instances (retrieve_plan.Outgoing), each with its counts:
+    'instances' before it starts; with the sub-operations' `outcomes` by SOP Instance UID,
+    also 'completed', 'warning', 'failed' and 'not_sent' (cancelled or left over)."""
+    studies: dict[Touched, dict[str, int]] = {}
+    for item in items:
+        key = Touched(item.patient_id, item.issuer, item.study_uid)
+        counts = studies.setdefault(key, {"instances": 0})
+        counts["instances"] += 1
+        if outcomes is not None:
+            outcome = outcomes.get(item.sop_instance_uid, "not_sent")
+            counts[outcome] = counts.get(outcome, 0) + 1
+    return studies
+
+
+def transfer_outcome(counts: Mapping[str, int]) -> int:
+    """A study's retrieve: success when every instance was sent (a warning status is sent),
+    a minor failure when some were, a serious one when none was."""
+    sent = counts.get("completed", 0) + counts.get("warning", 0)
+    if sent == counts.get("instances", 0):
+        return SUCCESS
+    return MINOR_FAILURE if sent else SERIOUS_FAILURE
+
+
 # -- verification -------------------------------------------------------------------------------
 
 
