@@ -5,13 +5,14 @@ sealed per association and study. What the events are is rules/audit.py's."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .config import Config
@@ -19,6 +20,9 @@ from .errors import AuditUnavailable, Conflict, IndexUnavailable
 from .index import Index
 from .index.audit_rows import Tally
 from .rules.audit import (
+    APPLICATION_ACTIVITY,
+    APPLICATION_START,
+    APPLICATION_STOP,
     EXECUTE,
     MINOR_FAILURE,
     SECURITY_ALERT,
@@ -28,6 +32,7 @@ from .rules.audit import (
     AuditRecord,
     EventKind,
     Touched,
+    chain_breaks,
 )
 
 log = logging.getLogger(__name__)
@@ -81,6 +86,8 @@ class AuditTrail:
     def __init__(self, config: Config, index: Index) -> None:
         self.enabled = config.audit.enabled
         self.node = config.audit.source_id or config.node.ae_title
+        self.ae_title = config.node.ae_title
+        self.repository = config.audit.repository
         self.index = index
         self.alerts = AlertGate(config.audit.max_alerts_per_minute)
         self.on_recorded: Callable[[], None] = lambda: None  # the exporter's wake-up
@@ -156,6 +163,63 @@ class AuditTrail:
     ) -> None:
         """Record one event. Raises AuditUnavailable."""
         self.record(AuditEvent(kind, action, operation, actor, touched=tuple(touched), **fields))
+
+    def application(self, started: bool, detail: Mapping[str, Any]) -> None:
+        """The node starting (after sealing what a crash left) or stopping: Application
+        Activity (PS3.15 A.5.3.1). Logged, never raised: a node that cannot write its trail
+        refuses each act that needs a record instead."""
+        if not self.enabled:
+            return
+        if started:
+            self.seal()
+        actor = dataclasses.replace(local_actor(), ae_title=self.ae_title)
+        with contextlib.suppress(AuditUnavailable):
+            self.event(
+                APPLICATION_ACTIVITY,
+                EXECUTE,
+                "start" if started else "stop",
+                actor,
+                event_type=APPLICATION_START if started else APPLICATION_STOP,
+                detail=dict(detail),
+            )
+
+    # -- the trail's own upkeep ----------------------------------------------------------------
+
+    def verify(self) -> dict[str, tuple[int, list[str]]]:
+        """Walk every node's chain: (records read, breaks) by node. A chain pruned without
+        its checkpoint record, or whose checkpoint disagrees with where it starts, is a
+        break too. Raises IndexUnavailable."""
+        found: dict[str, tuple[int, list[str]]] = {}
+        for node in self.index.audit.nodes():
+            start, head, records = self.index.audit.chain(node)
+            seen = 0
+            checkpoint: int | None = None
+
+            def counted(records: Iterable[AuditRecord]) -> Iterator[AuditRecord]:
+                nonlocal seen, checkpoint
+                for record in records:
+                    seen += 1
+                    if record.operation == "audit prune":
+                        checkpoint = int(record.details.get("pruned_through", -1))
+                    yield record
+
+            breaks = list(chain_breaks(counted(records), start=start, head=head))
+            if start is not None and checkpoint != start.seq:
+                breaks.append(
+                    f"records 1-{start.seq} were pruned, but no checkpoint record says so"
+                )
+            found[node] = (seen, breaks)
+        return found
+
+    def prune(self, before: str, actor: Actor) -> AuditRecord | None:
+        """Remove this node's records older than `before` (never unexported ones while a
+        repository is set), leaving a checkpoint record. Raises IndexUnavailable."""
+        record = self.index.audit.prune(
+            self.node, before, actor, keep_unsent=bool(self.repository)
+        )
+        if record is not None:
+            self.on_recorded()
+        return record
 
     # -- C-STORE: tallies, sealed per association and study --------------------------------
 

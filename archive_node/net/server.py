@@ -214,6 +214,7 @@ class ArchiveServer:
             removed = storage.sweep_incoming()
             if removed:
                 log.warning("removed %d partial file(s) of interrupted transfers", removed)
+            self.service.audit.application(True, {"ports": [p for p in (plain, secure) if p]})
         else:
             storage.create()
         # pynetdicom writes each incoming dataset to a NamedTemporaryFile: put it in the store's
@@ -311,6 +312,8 @@ class ArchiveServer:
             log.warning("aborting %d association(s) still running after %.0f s", len(left), grace)
         self.commitment.stop()
         self.ae.shutdown()
+        if self.worker is None:  # a supervisor's workers: it records the node's stop
+            self.service.audit.application(False, {})
         self.service.index.close()
         log.info("stopped")
 

@@ -8,7 +8,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # -- events: PS3.15 A.5.3, codes of PS3.16 (DCM) ------------------------------------------------
@@ -187,9 +187,19 @@ def timestamp(moment: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def prune_before(days: int, now: datetime | None = None) -> str:
+    """The start of the day (UTC) `days` whole days ago (audit.retain_days): records before
+    it are pruned."""
+    now = now or datetime.now(UTC)
+    day = (now - timedelta(days=days)).date()
+    return timestamp(datetime(day.year, day.month, day.day))
+
+
 def canonical_json(value: Mapping[str, Any]) -> str:
     """The one text of a JSON value: keys sorted, no spaces, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
 
 
 def record_hash(record: AuditRecord) -> str:
