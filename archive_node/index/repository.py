@@ -4,7 +4,10 @@ above."""
 
 from __future__ import annotations
 
-from peewee import Database
+import contextlib
+import os
+
+from peewee import Database, SqliteDatabase
 
 from .audit_rows import AuditRows
 from .commitment_rows import CommitmentRows
@@ -53,9 +56,15 @@ class Index:
             self.db.close_all()
 
     def init_schema(self) -> tuple[int | None, int]:
-        """Create the schema, or upgrade an older one; (version before, version now)."""
+        """Create the schema, or upgrade an older one; (version before, version now). A SQLite
+        index file is made readable by its owner only: its audit trail names patients."""
         with self.session():
-            return init_schema(self.db)
+            versions = init_schema(self.db)
+        if isinstance(self.db, SqliteDatabase):
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(f"{self.db.database}{suffix}", 0o600)
+        return versions
 
     def check_schema(self) -> None:
         """Raises SchemaError unless the schema is this release's."""
