@@ -43,7 +43,7 @@ COLUMNS = (
 )
 
 
-def _moment(value: str | None, *, end_of_day: bool = False) -> str:
+def _moment(option: str, value: str | None, *, end_of_day: bool = False) -> str:
     """An ISO date or date-time (UTC unless it says otherwise) as a record timestamp; a date
     given as --until includes that whole day."""
     if not value:
@@ -51,8 +51,8 @@ def _moment(value: str | None, *, end_of_day: bool = False) -> str:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO date (2026-12-05) or date-time (2026-12-05T10:30Z)"
+        raise InvalidInput(
+            f"{option}: {value!r} is not an ISO date (2026-12-05) or date-time (2026-12-05T10:30Z)"
         ) from None
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
@@ -67,7 +67,7 @@ def _event(value: str | None) -> str:
     kind = event_kind(value)
     if kind is None:
         known = ", ".join(sorted(k.name for k in EVENTS.values()))
-        raise click.BadParameter(f"{value!r} is not an audit event (known: {known})")
+        raise InvalidInput(f"--event: {value!r} is not an audit event (known: {known})")
     return kind.name
 
 
@@ -186,9 +186,9 @@ def audit(
     if ctx.invoked_subcommand is not None:
         return
     if as_json and as_csv:
-        raise click.UsageError("--json and --csv: choose one")
+        raise InvalidInput("--json and --csv: choose one")
     if issuer is not None and not patient:
-        raise click.UsageError("--issuer needs --patient")
+        raise InvalidInput("--issuer needs --patient")
     question = AuditFilter(
         patient_id=patient or "",
         issuer=issuer,
@@ -196,15 +196,15 @@ def audit(
         ae_title=ae_title or "",
         hospital=hospital or "",
         event=_event(event),
-        since=_moment(since),
-        until=_moment(until, end_of_day=True),
+        since=_moment("--since", since),
+        until=_moment("--until", until, end_of_day=True),
         limit=limit,
     )
     service = get_service()
     service.index.check_schema()
     asked = {k: v for k, v in vars(question).items() if v not in ("", None)}
-    _record_use(service, "audit query", asked, patient or "", issuer or "")
     found = service.index.audit.query(question)
+    _record_use(service, "audit query", asked, patient or "", issuer or "")
     if as_json:
         click.echo(json.dumps([_json(r) for r in found], indent=2, ensure_ascii=False))
         return
@@ -220,7 +220,8 @@ def audit(
 def _record_use(
     service: Any, operation: str, detail: dict[str, Any], patient: str = "", issuer: str = ""
 ) -> None:
-    """Reading the trail is itself recorded, before anything is shown (fail closed)."""
+    """Reading the trail is itself recorded, before anything is shown (fail closed); a
+    question's own record is not among its answers, the ones before it are."""
     touched = (Touched(patient, issuer),) if patient else ()
     try:
         service.audit.event(
