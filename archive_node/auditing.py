@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -33,6 +34,7 @@ from .rules.audit import (
     EventKind,
     Touched,
     chain_breaks,
+    prune_before,
 )
 
 log = logging.getLogger(__name__)
@@ -254,3 +256,54 @@ class AuditTrail:
                 self.on_recorded()
         except (IndexUnavailable, Conflict) as exc:
             log.error("audit records of stored instances wait for the next start: %s", exc)
+
+
+class DailyPrune:
+    """A running node's retention (audit.retain_days): prune once at start, then daily, on a
+    thread of its own; a failure is logged and tried again the next day."""
+
+    def __init__(
+        self,
+        trail: AuditTrail,
+        retain_days: int,
+        interval: float = 86400.0,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.trail = trail
+        self.now = now
+        self.retain_days = retain_days
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if not self.trail.enabled or not self.retain_days:
+            return
+        self._thread = threading.Thread(target=self._run, name="audit-prune", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.run_once()
+            self._stop.wait(self.interval)
+
+    def run_once(self) -> AuditRecord | None:
+        """Prune what audit.retain_days no longer keeps; the checkpoint record, or None."""
+        actor = dataclasses.replace(local_actor(), ae_title=self.trail.ae_title)
+        try:
+            record = self.trail.prune(prune_before(self.retain_days, self.now()), actor)
+        except (IndexUnavailable, Conflict) as exc:
+            log.error("audit records not pruned: %s", exc)
+            return None
+        if record is not None:
+            log.info(
+                "audit: pruned %s record(s) older than %d days",
+                record.details.get("records"),
+                self.retain_days,
+            )
+        return record

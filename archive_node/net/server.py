@@ -20,6 +20,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # set in globa
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from ..auditing import DailyPrune
 from ..errors import ConfigError
 from ..rules.commitment import STORAGE_COMMITMENT_CLASS
 from ..rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
@@ -147,6 +148,7 @@ class ArchiveServer:
             service, self.ae, self.handlers.peer_of, self.tls, self.handlers.actor_of
         )
         serve_commitment(self.ae, self.commitment)
+        self.upkeep = DailyPrune(service.audit, service.config.audit.retain_days)
         self._plain: ThreadedAssociationServer | None = None
         self._secure: ThreadedAssociationServer | None = None
         self._stopping = threading.Event()
@@ -226,6 +228,8 @@ class ArchiveServer:
         if self.worker is not None:
             claimant += f"/{self.worker}"
         self.commitment.start(claimant)
+        if self.worker in (None, 1):  # one process of the node keeps the trail's upkeep
+            self.upkeep.start()
         for listener, name in ((self._plain, "acceptor"), (self._secure, "tls-acceptor")):
             if listener is None:
                 continue
@@ -311,6 +315,7 @@ class ArchiveServer:
         if left:
             log.warning("aborting %d association(s) still running after %.0f s", len(left), grace)
         self.commitment.stop()
+        self.upkeep.stop()
         self.ae.shutdown()
         if self.worker is None:  # a supervisor's workers: it records the node's stop
             self.service.audit.application(False, {})

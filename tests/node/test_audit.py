@@ -326,3 +326,25 @@ def test_every_record_chains_to_the_one_before(service, registry):
     service.audit.admin_change(local_actor(), "test", {"n": 2})
     results = service.audit.verify()
     assert results == {service.audit.node: (2, [])}
+
+
+def test_a_running_node_prunes_what_retain_days_no_longer_keeps(tmp_path, index_url):
+    from datetime import UTC, datetime, timedelta
+
+    from archive_node.auditing import DailyPrune
+
+    service = ArchiveService.from_config(
+        make_config(tmp_path, index_url, audit={"retain_days": 1})
+    )
+    service.index.init_schema()
+    try:
+        with serving(service) as node:  # the node's own prune found nothing that old
+            assert trail(node.service, event="Audit Log Used") == []
+        service.audit.admin_change(local_actor(), "test", {})
+        later = DailyPrune(service.audit, 1, now=lambda: datetime.now(UTC) + timedelta(days=2))
+        checkpoint = later.run_once()
+        assert checkpoint is not None and checkpoint.operation == "audit prune"
+        assert [r.seq for r in trail(service)] == [checkpoint.seq]
+        assert service.audit.verify() == {service.audit.node: (1, [])}
+    finally:
+        service.index.close()
