@@ -131,17 +131,13 @@ class AuditRows(Role):
         worker processes) each get the next number."""
         if not events:
             return []
-        AuditChain.insert(
-            node=node, hash=GENESIS, pruned_hash=GENESIS
-        ).on_conflict_ignore().execute()
-        head: Any = (
-            AuditChain.select(AuditChain.seq, AuditChain.hash)
-            .where(AuditChain.node == node)
-            .for_update(self.db.for_update)
-            .tuples()
-            .get()
-        )
-        seq, prev = int(head[0]), str(head[1])
+        head = self._head(node)
+        if head is None:  # the node's first record starts its chain (once, whoever races)
+            insert = AuditChain.insert(node=node, hash=GENESIS, pruned_hash=GENESIS)
+            insert.on_conflict_ignore().execute()
+            head = self._head(node)
+            assert head is not None  # just inserted, or by the writer that raced us
+        seq, prev = head
         now = timestamp()
         records = []
         for event in events:
@@ -165,6 +161,17 @@ class AuditRows(Role):
             prev = record.hash
         AuditChain.update(seq=seq, hash=prev).where(AuditChain.node == node).execute()
         return records
+
+    def _head(self, node: str) -> tuple[int, str] | None:
+        """The chain's last number and hash, locked until the transaction ends (PostgreSQL)."""
+        row: Any = (
+            AuditChain.select(AuditChain.seq, AuditChain.hash)
+            .where(AuditChain.node == node)
+            .for_update(self.db.for_update)
+            .tuples()
+            .first()
+        )
+        return (int(row[0]), str(row[1])) if row else None
 
     def count(self, tally: Tally, *, stored: int = 1, failed: int = 0, status: str = "") -> None:
         """Count an instance in its tally in a transaction of its own (a resend, a failure)."""

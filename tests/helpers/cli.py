@@ -8,6 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from archive_node.cli import cli
+from archive_node.index.database import database
 from tests.helpers.environment import FAST_PATHS
 
 
@@ -41,7 +42,15 @@ def write_config(tmp_path: Path, index_url: str, name: str = "archive-node.toml"
 
 
 def cli_run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="archive-node")
+    """Run a command in this process. Its index is bound to the one table proxy of the
+    process (index/database.py): a node served by the test gets back its own afterwards, or
+    its writes would go through the command's closed database beside its own transaction."""
+    serving = database.obj
+    try:
+        return CliRunner().invoke(cli, [str(a) for a in args], prog_name="archive-node")
+    finally:
+        if serving is not None and database.obj is not serving:
+            database.initialize(serving)
 
 
 def ok(*args: str | Path) -> Result:

@@ -15,7 +15,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from click.testing import CliRunner
 from peewee import SqliteDatabase
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -24,7 +23,6 @@ from pynetdicom.sop_class import (
     SecondaryCaptureImageStorage,
 )
 
-from archive_node.cli import cli
 from archive_node.dicom import status
 from archive_node.index import SCHEMA_VERSION
 from archive_node.index.clock import utcnow
@@ -36,7 +34,7 @@ from archive_node.rules.commitment import (
     Acknowledged,
 )
 from tests.helpers import dicom_objects
-from tests.helpers.cli import write_config
+from tests.helpers.cli import cli_run, write_config
 from tests.helpers.commitment import (
     DEADLINE,
     SYNTAXES,
@@ -581,13 +579,11 @@ def test_commitments_command_lists_requests_and_their_state(node, tmp_path, inde
         assoc.release()
     wait_for_state(node, ds.TransactionUID, DELIVERED)
     config = write_config(tmp_path, index_url)
-    result = CliRunner().invoke(cli, ["--config", str(config), "commitments"])
+    result = cli_run("--config", config, "commitments")
     assert result.exit_code == 0, result.output
     assert ds.TransactionUID in result.output and "delivered" in result.output
-    result = CliRunner().invoke(cli, ["--config", str(config), "commitments", "--json"])
+    result = cli_run("--config", config, "commitments", "--json")
     [row] = json.loads(result.output)
     assert (row["requester"], row["instances"], row["state"]) == ("UNN_US", 1, DELIVERED)
-    result = CliRunner().invoke(
-        cli, ["--config", str(config), "commitments", "--state", "pending"]
-    )
+    result = cli_run("--config", config, "commitments", "--state", "pending")
     assert result.exit_code == 0 and "(none)" in result.output
