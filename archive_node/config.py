@@ -322,6 +322,70 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     Setting(
+        "audit",
+        "enabled",
+        bool,
+        True,
+        "Keep the audit trail (PS3.15 A.5: who stored, queried and retrieved which patient's "
+        "studies; admin changes). Off, nothing is accounted for: for benchmarks only.",
+    ),
+    Setting(
+        "audit",
+        "source_id",
+        str,
+        "",
+        "This node's name in the trail and its Audit Source ID (its own hash chain); empty: "
+        "node.ae_title. Give each node sharing one index its own.",
+    ),
+    Setting(
+        "audit",
+        "retain_days",
+        int,
+        0,
+        "Whole days audit records are kept; older ones are pruned daily by a running node "
+        "and by `archive-node audit prune` (0: kept forever). Records not yet exported stay.",
+        minimum=0,
+    ),
+    Setting(
+        "audit",
+        "repository",
+        str,
+        "",
+        "Audit Record Repository that receives each record as a DICOM audit message in "
+        "syslog: tls://host:6514, tcp://host:514 or udp://host:514 (empty: none).",
+    ),
+    Setting(
+        "audit",
+        "ca_certificates",
+        str,
+        "",
+        "PEM file of the CAs that verify a tls:// repository's certificate.",
+    ),
+    Setting(
+        "audit",
+        "certificate",
+        str,
+        "",
+        "PEM certificate the node presents to a tls:// repository that asks for one.",
+    ),
+    Setting(
+        "audit",
+        "private_key",
+        str,
+        "",
+        "PEM private key (unencrypted) of audit.certificate.",
+    ),
+    Setting(
+        "audit",
+        "max_alerts_per_minute",
+        int,
+        60,
+        "Security Alert records (rejected associations, refused requests) kept per peer "
+        "address and minute; more are counted into the next one, so a flood cannot fill the "
+        "trail.",
+        minimum=1,
+    ),
+    Setting(
         "log",
         "level",
         str,
@@ -405,6 +469,18 @@ class CommitmentConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    enabled: bool
+    source_id: str
+    retain_days: int
+    repository: str
+    ca_certificates: str
+    certificate: str
+    private_key: str
+    max_alerts_per_minute: int
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str
     pynetdicom_level: str
@@ -418,6 +494,7 @@ class Config:
     query: QueryConfig
     tls: TlsConfig
     commitment: CommitmentConfig
+    audit: AuditConfig
     log: LogConfig
     source: str = "built-in defaults"
 
@@ -429,6 +506,7 @@ _SECTIONS = {
     "query": QueryConfig,
     "tls": TlsConfig,
     "commitment": CommitmentConfig,
+    "audit": AuditConfig,
     "log": LogConfig,
 }
 
@@ -500,6 +578,7 @@ def build_config(data: dict[str, Any], source: str = "built-in defaults") -> Con
         values["index"]["url"] = env_url
     values["storage"]["path"] = Path(values["storage"]["path"])
     _check_tls(values["tls"])
+    _check_audit(values["audit"])
     return Config(
         **{section: cls(**values[section]) for section, cls in _SECTIONS.items()},
         source=source,
@@ -513,6 +592,25 @@ def _check_tls(tls: dict[str, Any]) -> None:
     for key in ("certificate", "private_key", "ca_certificates"):
         if not tls[key]:
             raise ConfigError(f"tls.{key}: must be set when tls.port is set")
+
+
+def _check_audit(audit: dict[str, Any]) -> None:
+    """A repository URL the export can use; a tls:// one needs the CAs that verify it."""
+    url = audit["repository"]
+    if not url:
+        return
+    scheme, _, rest = url.partition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme not in ("tls", "tcp", "udp") or not host or not port.isdigit():
+        raise ConfigError(
+            f"audit.repository: {url!r} is not tls://host:port, tcp://host:port or udp://host:port"
+        )
+    if not 0 < int(port) < 65536:
+        raise ConfigError(f"audit.repository: port {port} is out of range")
+    if scheme == "tls" and not audit["ca_certificates"]:
+        raise ConfigError("audit.ca_certificates: must be set for a tls:// repository")
+    if bool(audit["certificate"]) != bool(audit["private_key"]):
+        raise ConfigError("audit.certificate and audit.private_key: set both or neither")
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

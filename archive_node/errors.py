@@ -51,3 +51,8 @@ class UIDConflict(StoreRejected):
 
 class AssociationFailed(ArchiveError):
     """An outgoing association was rejected, aborted or could not connect."""
+
+
+class AuditUnavailable(ArchiveError):
+    """An audit record could not be written: the act it records must not happen (fail closed,
+    issue 19: no store acknowledged and no patient data returned without its record)."""

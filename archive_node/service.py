@@ -7,6 +7,7 @@ its report rows through index.commitments."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import logging
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from .auditing import AuditTrail, new_session
 from .committing import Commitments
 from .config import Config
 from .dicom import status
@@ -26,7 +28,7 @@ from .dicom.decompress import decompress
 from .dicom.instance_header import InstanceHeader, read_header, read_stored_header
 from .dicom.reencode import recode
 from .dicom.structure import check_path
-from .errors import IndexUnavailable, InvalidInput, StoreRejected
+from .errors import AuditUnavailable, IndexUnavailable, InvalidInput, StoreRejected
 from .index import Index, InstanceRecord, Match, NewInstance
 from .registry import Registry
 from .rules.access import (
@@ -39,10 +41,25 @@ from .rules.access import (
     move_refusal,
     visible_hospital,
 )
+from .rules.audit import (
+    EXECUTE,
+    INSTANCES_ACCESSED,
+    INSTANCES_TRANSFERRED,
+    MINOR_FAILURE,
+    NODE_AUTHENTICATION,
+    QUERY,
+    READ,
+    RESTRICTED_FUNCTION,
+    SUCCESS,
+    Actor,
+    AuditEvent,
+    per_study,
+    transfer_outcome,
+)
 from .rules.commitment import Acknowledged
 from .rules.find_answers import response_identifier
 from .rules.query import InvalidQuery, Query, parse_query, parse_retrieve
-from .rules.retrieve_plan import DECOMPRESSIBLE, MAX_SUB_OPERATIONS, Outgoing
+from .rules.retrieve_plan import DECOMPRESSIBLE, MAX_SUB_OPERATIONS, Outgoing, SubOperations
 from .rules.tls import PLAIN, Transport, transport_refusal
 from .storage import FilesystemStorage
 
@@ -107,6 +124,7 @@ class ArchiveService:
         self.registry = Registry(index)
         self.resolver = resolver
         self.commitments = Commitments(config, index, storage)
+        self.audit = AuditTrail(config, index)
 
     @property
     def _stale_after(self) -> float:
@@ -132,9 +150,11 @@ class ArchiveService:
         calling_title: str,
         address: str,
         transport: Transport = PLAIN,
+        user: str = "",
     ) -> tuple[AssociationDecision, Peer | None]:
         """Look the caller up in the registry and decide, by its title, address and transport
-        (TLS, and the client certificate it presented); fail closed if the index is down."""
+        (TLS, and the client certificate it presented); fail closed if the index is down. A
+        rejection is a Security Alert in the audit trail (`user`: the identity it asserted)."""
         try:
             peer = self.registry.peer(calling_title)
             owner = (
@@ -160,30 +180,66 @@ class ArchiveService:
             )
             if refusal:
                 decision = AssociationDecision(False, refusal, REJECT_CALLING_AE)
+        if not decision.accepted:
+            actor = Actor(
+                new_session(),
+                ae_title=calling_title,
+                hospital=peer.hospital if peer else "",
+                address=address,
+                user=user,
+            )
+            self.audit.alert(
+                actor,
+                "association",
+                decision.reason,
+                event_type=NODE_AUTHENTICATION,
+                status="rejected",
+            )
         return decision, peer
 
-    def authorise(self, peer: Peer | None, service: str) -> int:
+    def authorise(
+        self, peer: Peer | None, service: str, actor: Actor | None = None, operation: str = ""
+    ) -> int:
         """SUCCESS, or NOT_AUTHORISED (0x0124) when the AE lacks the right (or there is no
-        registered peer: admission broke)."""
-        if peer is None:
-            return status.NOT_AUTHORISED
-        if may_request(peer, service):
+        registered peer: admission broke): a Security Alert (Use of Restricted Function)."""
+        if peer is not None and may_request(peer, service):
             return status.SUCCESS
-        log.warning("%s (%s) is not allowed %s", peer.ae_title, peer.hospital, service)
+        if peer is not None:
+            log.warning("%s (%s) is not allowed %s", peer.ae_title, peer.hospital, service)
+        if actor is not None:
+            self.audit.alert(
+                actor,
+                operation or service,
+                f"not allowed {service}",
+                event_type=RESTRICTED_FUNCTION,
+                status="0x0124",
+            )
         return status.NOT_AUTHORISED
 
     # -- C-STORE ------------------------------------------------------------------------------
 
     def store(
-        self, peer: Peer, received: Path, *, sop_class_uid: str, sop_instance_uid: str
+        self,
+        peer: Peer,
+        received: Path,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        actor: Actor | None = None,
+        kind: str = "transfer",
     ) -> StoreOutcome:
-        """Keep a received Part 10 file: check, fsync, link into place, commit the index row.
+        """Keep a received Part 10 file: check, fsync, link into place, commit the index row,
+        counted in the audit tally of `actor`'s association (or import run, `kind`) for its
+        study in the same commit.
 
         Only when the row is committed is SUCCESS returned; on any failure nothing is left in
         the store or the index. `received` stays where it is for its owner to remove.
         """
+        attempt = _Attempt(actor, kind)
         try:
-            outcome = self._store(peer, received, sop_class_uid, sop_instance_uid)
+            outcome = self._store(peer, received, sop_class_uid, sop_instance_uid, attempt)
+        except AuditUnavailable as exc:
+            outcome = StoreOutcome(status.OUT_OF_RESOURCES, str(exc))
         except StoreRejected as exc:
             outcome = StoreOutcome(exc.status, str(exc))
         except IndexUnavailable as exc:
@@ -194,6 +250,11 @@ class ArchiveService:
             log.exception("storing %s failed unexpectedly", sop_instance_uid.strip())
             outcome = StoreOutcome(status.PROCESSING_FAILURE, f"{type(exc).__name__}: {exc}")
         if outcome.status != status.SUCCESS:
+            if attempt.tally is None:  # refused before its study was known
+                self._tally(attempt, "", "", "")
+            self.audit.count(
+                attempt.tally, stored=0, status=f"0x{outcome.status:04X} {outcome.message}"
+            )
             log.warning(
                 "refused instance %s from %s (%s): 0x%04X %s",
                 sop_instance_uid.strip(),
@@ -210,8 +271,18 @@ class ArchiveService:
             return None
         return f"free space below the reserve of {self.config.storage.min_free_mb} MiB"
 
+    def _tally(self, attempt: _Attempt, study_uid: str, patient_id: str, issuer: str) -> None:
+        attempt.tally = self.audit.tally(
+            attempt.actor, study_uid, patient_id, issuer, attempt.kind
+        )
+
     def _store(
-        self, peer: Peer, received: Path, sop_class_uid: str, sop_instance_uid: str
+        self,
+        peer: Peer,
+        received: Path,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        attempt: _Attempt,
     ) -> StoreOutcome:
         problem = self.room_problem()
         if problem:
@@ -240,24 +311,32 @@ class ArchiveService:
             hospital=peer.hospital,
             hospital_issuer=peer.issuer,
         )
+        self._tally(attempt, header.study_uid, header.patient_id, new.issuer)
         existing = self.index.instances.find(header.sop_instance_uid)
         if existing is not None:
-            return self._duplicate(existing, new, received)
+            return self._counted(attempt, self._duplicate(existing, new, received))
 
         # No row names this instance, so a file at its place that has not changed for a while
         # is a leftover of a crash between keeping and indexing: replaced, not kept beside.
         kept = self.storage.keep(received, layout, stale_after=self._stale_after)
         new = dataclasses.replace(new, path=kept)
         try:
-            existing = self.index.instances.record(new)
+            existing = self.index.instances.record(new, attempt.tally)
         except BaseException:
             self._discard_unless_indexed(kept, header.sop_instance_uid)
             raise
         if existing is not None:  # another association indexed the same instance first
             self.storage.remove(kept)
-            return self._duplicate(existing, new, received)
+            return self._counted(attempt, self._duplicate(existing, new, received))
         self._log_stored(peer, header, facts.size, "stored")
         return StoreOutcome(status.SUCCESS, "stored")
+
+    def _counted(self, attempt: _Attempt, outcome: StoreOutcome) -> StoreOutcome:
+        """A duplicate's success is counted in its tally before it is acknowledged (its index
+        rows were written apart). Raises AuditUnavailable."""
+        if outcome.status == status.SUCCESS:
+            self.audit.count(attempt.tally)
+        return outcome
 
     def _duplicate(
         self, existing: InstanceRecord, new: NewInstance, received: Path
@@ -390,14 +469,25 @@ class ArchiveService:
 
     # -- C-FIND -------------------------------------------------------------------------------
 
-    def find(self, peer: Peer, identifier: Any, model: str) -> Iterator[FindResponse]:
+    def find(
+        self,
+        peer: Peer,
+        identifier: Any,
+        model: str,
+        actor: Actor | None = None,
+        sop_class: str = "",
+    ) -> Iterator[FindResponse]:
         """Answer a C-FIND: a PENDING response per matching entity at the query level, then
-        the final status. Invalid identifiers, an unreachable index and more than
-        query.max_results matches end in a failure status with a comment."""
+        the final status. Invalid identifiers, an unreachable index, an audit record that
+        cannot be written and more than query.max_results matches end in a failure status
+        with a comment. The Query audit record (the keys as sent, the patients and studies
+        answered) is written before the first answer."""
+        audited = _QueryAudit(self, actor, identifier, model, sop_class)
         try:
             query = parse_query(identifier, model)
         except InvalidQuery as exc:
             log.warning("C-FIND from %s refused: 0x%04X %s", peer.ae_title, exc.status, exc)
+            audited.refused(exc.status, str(exc))
             yield FindResponse(exc.status, comment=str(exc), keyword=exc.keyword)
             return
         hospital = visible_hospital(peer)
@@ -416,11 +506,15 @@ class ArchiveService:
                 "more than " if overflow else "",
                 len(matches),
             )
+            audited.answered(query.level, matches, overflow, limit)
             for start in range(0, len(matches), FIND_PAGE):
                 page = matches[start : start + FIND_PAGE]
                 computed = self.index.find.computed_keys(query, page, hospital=hospital)
                 for match in page:
                     yield FindResponse(status.PENDING, self._answer(query, match, computed))
+        except AuditUnavailable as exc:
+            yield FindResponse(status.QUERY_FAILED, comment=str(exc))
+            return
         except IndexUnavailable as exc:
             log.error("C-FIND from %s failed: %s", peer.ae_title, exc)
             yield FindResponse(status.QUERY_FAILED, comment="index unavailable")
@@ -463,7 +557,9 @@ class ArchiveService:
         """
         query = parse_retrieve(identifier, model)
         instances = dataclasses.replace(
-            query, level="IMAGE", requested=(*_RETRIEVED_KEYS, "IssuerOfPatientID")
+            query,
+            level="IMAGE",
+            requested=(*_RETRIEVED_KEYS, "IssuerOfPatientID", "PatientID", "StudyInstanceUID"),
         )
         matches = self.index.find.matches(
             instances, hospital=visible_hospital(peer), limit=MAX_SUB_OPERATIONS + 1
@@ -495,9 +591,68 @@ class ArchiveService:
                 sop_instance_uid=match.values["SOPInstanceUID"],
                 transfer_syntax_uid=match.values["AvailableTransferSyntaxUID"],
                 path=self._stored_path(match),
+                study_uid=match.values["StudyInstanceUID"],
+                patient_id=match.values["PatientID"],
+                issuer=match.values["IssuerOfPatientID"],
             )
             for match in matches
         ]
+
+    def retrieve_started(
+        self, actor: Actor, operation: str, destination: str, items: list[Outgoing]
+    ) -> None:
+        """Before the first sub-operation of a C-MOVE or C-GET: one DICOM Instances Transferred
+        record per study, of what is about to be sent. Raises AuditUnavailable."""
+        studies = per_study(items)
+        self.audit.record(
+            *(
+                AuditEvent(
+                    INSTANCES_TRANSFERRED,
+                    READ,
+                    operation,
+                    actor,
+                    destination=destination,
+                    touched=(dataclasses.replace(study, instances=counts["instances"]),),
+                    detail={"phase": "started", **counts},
+                )
+                for study, counts in studies.items()
+            )
+        )
+
+    def retrieve_ended(
+        self,
+        actor: Actor,
+        operation: str,
+        destination: str,
+        items: list[Outgoing],
+        ops: SubOperations,
+        cancelled: bool,
+    ) -> None:
+        """After the last sub-operation: per study, what was sent, failed and not sent
+        (cancelled, or the requester gone). Logged, never raised: what was sent is sent."""
+        events = []
+        for study, counts in per_study(items, ops.outcomes).items():
+            outcome = transfer_outcome(counts)
+            events.append(
+                AuditEvent(
+                    INSTANCES_TRANSFERRED,
+                    READ,
+                    operation,
+                    actor,
+                    destination=destination,
+                    outcome=outcome,
+                    status="cancelled" if cancelled and outcome else "",
+                    touched=(
+                        dataclasses.replace(
+                            study,
+                            instances=counts.get("completed", 0) + counts.get("warning", 0),
+                        ),
+                    ),
+                    detail={"phase": "ended", **counts},
+                )
+            )
+        with contextlib.suppress(AuditUnavailable):
+            self.audit.record(*events)
 
     def _stored_path(self, match: Match) -> Path | None:
         """Where an instance's file is; None (a failed sub-operation) for an index row whose
@@ -507,6 +662,25 @@ class ArchiveService:
         except InvalidInput as exc:
             log.error("instance %s: %s", match.values.get("SOPInstanceUID"), exc)
             return None
+
+    # -- Storage Commitment -------------------------------------------------------------------
+
+    def commitment_audited(
+        self, actor: Actor, operation: str, transaction_uid: str, counts: dict[str, int]
+    ) -> None:
+        """A Storage Commitment request taken (N-ACTION) or its report about to be sent
+        (N-EVENT-REPORT): a DICOM Instances Accessed record (PS3.15 A.5.3.4). Raises
+        AuditUnavailable: a report, which acknowledges storage, is not sent without it."""
+        failed = counts.get("failed", 0)
+        self.audit.event(
+            INSTANCES_ACCESSED,
+            READ,
+            operation,
+            actor,
+            outcome=MINOR_FAILURE if failed else SUCCESS,
+            status=f"{failed} not committed" if failed else "",
+            detail={"transaction_uid": transaction_uid, **counts},
+        )
 
     def move_destination(self, peer: Peer, title: str) -> tuple[Peer | None, str | None]:
         """The registered AE a C-MOVE sends to, or None with the reason it may not
@@ -542,6 +716,74 @@ class ArchiveService:
 
 
 _COMPARE_CHUNK = 1 << 20
+
+
+class _QueryAudit:
+    """The Query audit record of one C-FIND (PS3.15 A.5.3.13)."""
+
+    def __init__(
+        self,
+        service: ArchiveService,
+        actor: Actor | None,
+        identifier: Any,
+        model: str,
+        sop_class: str,
+    ) -> None:
+        self.service = service
+        self.actor = actor
+        self.identifier = identifier
+        self.detail: dict[str, Any] = {"model": model, "sop_class": sop_class}
+
+    def _keys(self) -> Any:
+        """The identifier as sent, in the DICOM JSON model (PS3.18 F.2)."""
+        try:
+            return self.identifier.to_json_dict(bulk_data_threshold=1 << 20)
+        except Exception as exc:  # a value pydicom cannot render: the trail says so
+            return {"unreadable": type(exc).__name__}
+
+    def answered(self, level: str, matches: list[Match], overflow: bool, limit: int) -> None:
+        """Before the first answer: what the query asked and whom it touched. Raises
+        AuditUnavailable."""
+        if self.actor is None or not self.service.audit.enabled:
+            return
+        touched = self.service.index.audit.touched(level, [m.pk for m in matches])
+        self.service.audit.event(
+            QUERY,
+            EXECUTE,
+            "C-FIND",
+            self.actor,
+            touched=touched,
+            outcome=MINOR_FAILURE if overflow else SUCCESS,
+            status=f"0x{status.OUT_OF_RESOURCES:04X} more than {limit} matches"
+            if overflow
+            else "",
+            detail={**self.detail, "level": level, "matches": len(matches), "query": self._keys()},
+        )
+
+    def refused(self, code: int, reason: str) -> None:
+        """A query refused before the index was asked (best effort: it returns nothing)."""
+        if self.actor is None:
+            return
+        with contextlib.suppress(AuditUnavailable):
+            self.service.audit.event(
+                QUERY,
+                EXECUTE,
+                "C-FIND",
+                self.actor,
+                outcome=MINOR_FAILURE,
+                status=f"0x{code:04X} {reason}",
+                detail={**self.detail, "query": self._keys()},
+            )
+
+
+@dataclass
+class _Attempt:
+    """One C-STORE (or imported file) on its way: who sends it, and its audit tally once its
+    study is known."""
+
+    actor: Actor | None
+    kind: str
+    tally: Any = None
 
 
 def _dataset_start(fh: BinaryIO) -> int | None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
+from ..auditing import local_actor
 from ..dicom import status
 from ..dicom.part10_writer import SourceChanged, write_part10
 from ..dicom.provenance import Provenance, file_meta, with_provenance
@@ -37,6 +38,7 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..index import InstanceRecord, StudyRecord
 from ..progress import NoProgress, Progress
 from ..rules.access import Peer
+from ..rules.audit import Actor
 from ..service import ArchiveService
 from .media.probe import Media, probe
 from .media.refusal import Refusal
@@ -175,12 +177,18 @@ class Importer:
         )
         if any(plan.result.status != ALREADY_STORED for plan in plans):
             self.service.storage.create()  # the incoming area the instances are written into
-        for plan in plans:
-            if plan.result.status == ALREADY_STORED:
-                continue
-            refused = self._store(peer, plan)
-            if plan.result.status != STORED and not refused:
-                break
+        # the run's instances are counted per study as a C-STORE's are, and recorded as one
+        # Import event (PS3.15 A.5.3.8) by the operating system user who ran it
+        actor = dataclasses.replace(local_actor(), ae_title=IMPORTER_AE, hospital=peer.hospital)
+        try:
+            for plan in plans:
+                if plan.result.status == ALREADY_STORED:
+                    continue
+                refused = self._store(peer, plan, actor)
+                if plan.result.status != STORED and not refused:
+                    break
+        finally:
+            self.service.audit.seal(actor.session)
         return report
 
     # -- checks -------------------------------------------------------------------------------
@@ -337,7 +345,7 @@ class Importer:
 
     # -- storing ------------------------------------------------------------------------------
 
-    def _store(self, peer: Peer, plan: _Planned) -> bool:
+    def _store(self, peer: Peer, plan: _Planned, actor: Actor) -> bool:
         """Write the instance into the incoming area and keep it as C-STORE would. True when it
         was refused for a UID the index holds for something else (a study of another patient,
         a series of another study, another object): that file only, the others may go on."""
@@ -350,6 +358,8 @@ class Importer:
                 temporary,
                 sop_class_uid=result.sop_class_uid,
                 sop_instance_uid=result.sop_instance_uid,
+                actor=actor,
+                kind="import",
             )
             if outcome.status == status.SUCCESS and outcome.message == "stored":
                 result.status = STORED

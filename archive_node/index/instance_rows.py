@@ -10,6 +10,7 @@ from peewee import JOIN, fn
 from ..errors import NotFound
 from ..rules.commitment import Acknowledged
 from . import instance_insert
+from .audit_rows import Tally, count_store
 from .clock import utcnow
 from .records import InstanceRecord, NewInstance, StudySummary, instance_record
 from .session import Role
@@ -26,8 +27,9 @@ class InstanceRows(Role):
         with self.session():
             return instance_insert.find_instance(self.db, sop_uid)
 
-    def record(self, new: NewInstance) -> InstanceRecord | None:
-        """Insert patient/study/series/instance rows for a kept file in one durable commit.
+    def record(self, new: NewInstance, tally: Tally | None = None) -> InstanceRecord | None:
+        """Insert patient/study/series/instance rows for a kept file in one durable commit,
+        with the instance counted in its association's audit `tally` in the same commit.
 
         Returns None when inserted, or the record already indexed under this SOP Instance UID
         (then no instance row was written). The caller has looked the instance up before keeping
@@ -40,7 +42,10 @@ class InstanceRows(Role):
             if hospital is None:
                 raise NotFound(f"no hospital {new.hospital}")
             pk, placeholders = hospital
-            return instance_insert.insert_instance(self.db, new, pk, utcnow(), placeholders)
+            existing = instance_insert.insert_instance(self.db, new, pk, utcnow(), placeholders)
+            if existing is None and tally is not None:
+                count_store(self.db, tally)
+            return existing
 
     def replace(self, new: NewInstance, *, take_over: bool = True) -> str:
         """Point an existing instance row at a new file; return the path it named until now.

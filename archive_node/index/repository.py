@@ -1,11 +1,15 @@
 """The index: one database, opened from a URL, and its roles over one session (registry,
-instances, find, integrity, commitments, imports), each handing plain records to the layers
+instances, find, integrity, commitments, imports, audit), each handing plain records to the layers
 above."""
 
 from __future__ import annotations
 
-from peewee import Database
+import contextlib
+import os
 
+from peewee import Database, SqliteDatabase
+
+from .audit_rows import AuditRows
 from .commitment_rows import CommitmentRows
 from .database import database, open_database
 from .find_sql import FindQueries
@@ -31,6 +35,7 @@ class Index:
         self.integrity = IntegrityQueries(self.session)
         self.commitments = CommitmentRows(self.session)
         self.imports = ImportLookups(self.session)
+        self.audit = AuditRows(self.session)
 
     @classmethod
     def open(cls, url: str, *, busy_timeout: float = 10.0) -> Index:
@@ -51,9 +56,15 @@ class Index:
             self.db.close_all()
 
     def init_schema(self) -> tuple[int | None, int]:
-        """Create the schema, or upgrade an older one; (version before, version now)."""
+        """Create the schema, or upgrade an older one; (version before, version now). A SQLite
+        index file is made readable by its owner only: its audit trail names patients."""
         with self.session():
-            return init_schema(self.db)
+            versions = init_schema(self.db)
+        if isinstance(self.db, SqliteDatabase):
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(f"{self.db.database}{suffix}", 0o600)
+        return versions
 
     def check_schema(self) -> None:
         """Raises SchemaError unless the schema is this release's."""

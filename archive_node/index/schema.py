@@ -10,6 +10,7 @@ from peewee import Database
 from ..errors import SchemaError
 from ..rules.matching import date_key, datetime_span, name_key, time_span
 from .tables import (
+    AUDIT_MODELS,
     MODELS,
     Acknowledgement,
     AECertificate,
@@ -20,7 +21,7 @@ from .tables import (
     Study,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # MIGRATIONS[n] upgrades a version n-1 index to version n, inside one transaction. Prefer
 # additive changes (columns with defaults, new tables, indexes): on SQLite anything else
@@ -178,12 +179,19 @@ def _add_tls(db: Database) -> None:
     db.create_tables([AECertificate])  # safe: IF NOT EXISTS
 
 
+def _add_audit_trail(db: Database) -> None:
+    """Schema 7 (audit trail): the records, the patients and studies they touched, each
+    node's chain head, and the C-STORE tallies not yet sealed into records."""
+    db.create_tables(AUDIT_MODELS)  # safe: IF NOT EXISTS
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     2: _add_matching_keys,
     3: _add_commitment_requests,
     4: _add_acknowledgements,
     5: _schema_5,
     6: _add_tls,
+    7: _add_audit_trail,
 }
 
 

@@ -214,6 +214,95 @@ class CommitmentRequest(BaseModel):
         indexes = ((("requester", "transaction_uid"), True),)
 
 
+class AuditRecordRow(BaseModel):
+    """One record of the audit trail (schema 7), append-only: rules/audit.py says what each
+    column holds and how `hash` chains it to the record before it in its node's chain."""
+
+    id: AutoField[int]  # peewee's implicit primary key
+    node = CharField(max_length=64)
+    seq = BigIntegerField()
+    time = CharField(max_length=27, index=True)  # UTC ISO 8601: sorts as text, hashes as kept
+    event = CharField(max_length=64)
+    event_code = CharField(max_length=16)
+    event_type = CharField(max_length=16)
+    action = CharField(max_length=1)
+    operation = CharField(max_length=64)
+    outcome = IntegerField()
+    status = TextField()
+    session = CharField(max_length=64)
+    ae_title = CharField(max_length=16, index=True)
+    hospital = CharField(max_length=16, index=True)
+    address = CharField(max_length=64)
+    user_name = CharField(max_length=64)
+    destination = CharField(max_length=16)
+    detail = TextField()
+    prev_hash = CharField(max_length=64)
+    hash = CharField(max_length=64)
+
+    class Meta:
+        table_name = "audit_record"
+        indexes = ((("node", "seq"), True),)
+
+
+class AuditTouched(BaseModel):
+    """A patient and study an audit record touched, with its instance count (schema 7): what
+    `archive-node audit --patient` and `--study` look up."""
+
+    id: AutoField[int]  # peewee's implicit primary key
+    record = ForeignKeyField(AuditRecordRow, on_delete="CASCADE", index=True)
+    patient_id = CharField(max_length=64)
+    issuer = CharField(max_length=64)
+    study_uid = CharField(max_length=64, index=True)
+    instances = IntegerField()
+
+    class Meta:
+        table_name = "audit_touched"
+        indexes = ((("patient_id", "issuer"), False),)
+
+
+class AuditChain(BaseModel):
+    """Each node's chain (schema 7): its head (last record), where pruning left its start,
+    and how far the export to the audit record repository has come."""
+
+    node = CharField(max_length=64, primary_key=True)
+    seq = BigIntegerField(default=0)
+    hash = CharField(max_length=64)
+    pruned_seq = BigIntegerField(default=0)
+    pruned_hash = CharField(max_length=64)
+    sent_seq = BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "audit_chain"
+
+
+class AuditTally(BaseModel):
+    """Instances stored over one association (or one import run) per study, counted in the
+    transaction that indexes each (schema 7); sealed into one audit record per study when the
+    association ends, or at the next start after a crash."""
+
+    id: AutoField[int]  # peewee's implicit primary key
+    node = CharField(max_length=64, index=True)
+    session = CharField(max_length=64)
+    study_uid = CharField(max_length=64)
+    patient_id = CharField(max_length=64)
+    issuer = CharField(max_length=64)
+    kind = CharField(max_length=16)  # 'transfer' (C-STORE) or 'import'
+    ae_title = CharField(max_length=16)
+    hospital = CharField(max_length=16)
+    address = CharField(max_length=64)
+    user_name = CharField(max_length=64)
+    stored = IntegerField(default=0)
+    failed = IntegerField(default=0)
+    status = TextField(default="")
+    started = CharField(max_length=27)
+
+    class Meta:
+        table_name = "audit_tally"
+        indexes = ((("session", "study_uid"), True),)
+
+
+AUDIT_MODELS = (AuditRecordRow, AuditTouched, AuditChain, AuditTally)
+
 MODELS = (
     SchemaInfo,
     Hospital,
@@ -225,4 +314,5 @@ MODELS = (
     Instance,
     Acknowledgement,
     CommitmentRequest,
+    *AUDIT_MODELS,
 )

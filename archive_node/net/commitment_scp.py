@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import logging
 import threading
 import time
@@ -33,14 +35,17 @@ from pynetdicom.dsutils import encode
 from pynetdicom.events import Event
 from pynetdicom.pdu_primitives import A_RELEASE
 
+from ..auditing import new_session
 from ..dicom import status
-from ..errors import ConfigError, IndexUnavailable, Refused
+from ..errors import AuditUnavailable, ConfigError, IndexUnavailable, Refused
 from ..index import CommitmentRecord
 from ..index.clock import utcnow
 from ..rules.access import Peer
+from ..rules.audit import Actor
 from ..rules.commitment import (
     STORAGE_COMMITMENT_CLASS,
     STORAGE_COMMITMENT_INSTANCE,
+    CommitmentResult,
     event_information,
     next_attempt,
 )
@@ -70,10 +75,12 @@ class CommitmentSCP:
         ae: AE,
         peer_of: Callable[[Association], Peer | None],
         tls: TlsCredentials,
+        actor_of: Callable[[Association], Actor | None],
     ) -> None:
         self.service = service
         self.ae = ae
         self.peer_of = peer_of
+        self.actor_of = actor_of
         self.tls = tls
         self.claimant = ""  # this node, host:port, once it listens
         self._answered: weakref.WeakKeyDictionary[Association, CommitmentRecord] = (
@@ -87,10 +94,10 @@ class CommitmentSCP:
 
     def on_n_action(self, event: Event) -> tuple[int | Dataset, None]:
         """Record the request and answer at once; the report follows (report_after_answer)."""
-        peer = self.peer_of(event.assoc)
-        refused = self.service.authorise(peer, "store")
-        if refused or peer is None:
-            return refused, None
+        peer, actor = self.peer_of(event.assoc), self.actor_of(event.assoc)
+        refused = self.service.authorise(peer, "store", actor, "N-ACTION")
+        if refused or peer is None or actor is None:
+            return refused or status.NOT_AUTHORISED, None
         request = cast(N_ACTION, event.request)
         try:
             info = event.action_information
@@ -116,6 +123,11 @@ class CommitmentSCP:
         except IndexUnavailable as exc:
             log.error("storage commitment from %s failed: %s", peer.ae_title, exc)
             return response_status(status.PROCESSING_FAILURE, "index unavailable"), None
+        references = len(json.loads(record.references))
+        with contextlib.suppress(AuditUnavailable):  # logged; its report needs a record
+            self.service.commitment_audited(
+                actor, "N-ACTION", record.transaction_uid, {"references": references}
+            )
         self._answered[event.assoc] = record
         return status.SUCCESS, None
 
@@ -131,12 +143,15 @@ class CommitmentSCP:
             report = event_information(
                 record.transaction_uid, result, self.service.config.node.ae_title
             )
+            self._audit_report(self.actor_of(assoc), record, result)
             error = _exchange_report(assoc, report, result.event_type)
             if error is None and self.service.index.commitments.delivered(record):
                 log.info("%s sent on the requesting association", what)
                 return
         except IndexUnavailable as exc:
             error = f"index unavailable: {exc}"
+        except AuditUnavailable as exc:
+            error = str(exc)
         except Exception as exc:  # never a traceback into pynetdicom's reactor
             log.exception("%s failed unexpectedly", what)
             error = f"{type(exc).__name__}: {exc}"
@@ -148,6 +163,15 @@ class CommitmentSCP:
         except IndexUnavailable:
             log.error("%s waits for its claim to run out (index unavailable)", what)
         self._wake.set()
+
+    def _audit_report(
+        self, actor: Actor | None, record: CommitmentRecord, result: CommitmentResult
+    ) -> None:
+        """The record of a report about to be sent. Raises AuditUnavailable."""
+        if actor is None:  # the requesting association is gone: the call-back records it
+            raise AuditUnavailable("the requesting association is gone")
+        counts = {"committed": len(result.committed), "failed": len(result.failed)}
+        self.service.commitment_audited(actor, "N-EVENT-REPORT", record.transaction_uid, counts)
 
     # -- the sender thread: calling back ------------------------------------------------------
 
@@ -221,7 +245,17 @@ class CommitmentSCP:
             report = event_information(
                 record.transaction_uid, result, self.service.config.node.ae_title
             )
-            error = self._send_on_new_association(callee, report, result.event_type)
+            called = Actor(
+                new_session(),
+                ae_title=callee.ae_title,
+                hospital=callee.hospital,
+                address=callee.host,
+            )
+            try:
+                self._audit_report(called, record, result)
+                error = self._send_on_new_association(callee, report, result.event_type)
+            except AuditUnavailable as exc:
+                error = str(exc)
             if error is None:
                 if self.service.index.commitments.delivered(record):
                     log.info("%s sent on a new association", what)

@@ -28,8 +28,9 @@ from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from ..dicom import status
 from ..dicom.values import ae_title_problem
-from ..errors import ConfigError, IndexUnavailable, Refused
+from ..errors import AuditUnavailable, ConfigError, IndexUnavailable, Refused
 from ..rules.access import UNKNOWN_DESTINATION, Peer
+from ..rules.audit import Actor
 from ..rules.query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
 from ..rules.retrieve_plan import (
     Outgoing,
@@ -57,9 +58,11 @@ class RetrieveSCP:
         service: ArchiveService,
         peer_of: Callable[[Association], Peer | None],
         tls: TlsCredentials,
+        actor_of: Callable[[Association], Actor | None],
     ) -> None:
         self.service = service
         self.peer_of = peer_of
+        self.actor_of = actor_of
         self.tls = tls
 
     # -- C-MOVE -------------------------------------------------------------------------------
@@ -70,8 +73,10 @@ class RetrieveSCP:
         """PS3.4 C.4.2.3: sub-operations over an association the node opens to the Move
         Destination, whose address comes from the registry."""
         exchange = _Exchange(provider, req, context, C_MOVE())
+        actor = self.actor_of(provider.assoc)
         try:
-            peer = self._peer(provider.assoc, "move")
+            peer = self._peer(provider.assoc, "move", actor, "C-MOVE")
+            assert actor is not None  # _peer refuses an association without one
             with _failing_clearly("C-MOVE", peer.ae_title):
                 title = _destination_title(req, peer)
                 destination, _ = self.service.move_destination(peer, title)  # logs why not
@@ -80,6 +85,7 @@ class RetrieveSCP:
                     # hospitals' AE titles (PS3.4 C.4.2.1.4.1, Table C.4-2)
                     raise Refused(status.MOVE_DESTINATION_UNKNOWN, UNKNOWN_DESTINATION)
                 items = self._plan(peer, exchange, MOVE_SOP_CLASSES, "C-MOVE")
+                self.service.retrieve_started(actor, "C-MOVE", destination.ae_title, items)
         except Refused as refused:
             exchange.refuse(refused)
             return
@@ -94,6 +100,20 @@ class RetrieveSCP:
         )
         ops = SubOperations(len(items))
         started = time.monotonic()
+        with self._audited(actor, "C-MOVE", destination.ae_title, items, ops, exchange):
+            self._move(provider, req, exchange, peer, destination, items, ops)
+        _log_done("C-MOVE", peer, ops, started, exchange.cancelled)
+
+    def _move(
+        self,
+        provider: QueryRetrieveServiceClass,
+        req: C_MOVE,
+        exchange: _Exchange,
+        peer: Peer,
+        destination: Peer,
+        items: list[Outgoing],
+        ops: SubOperations,
+    ) -> None:
         for batch in batches(items):
             sub = self._open(provider.assoc.ae, destination, batch.contexts)
             if isinstance(sub, str):
@@ -122,7 +142,6 @@ class RetrieveSCP:
             if exchange.cancelled:
                 break
         exchange.finish(ops)
-        _log_done("C-MOVE", peer, ops, started, exchange.cancelled)
 
     # -- C-GET --------------------------------------------------------------------------------
 
@@ -132,10 +151,13 @@ class RetrieveSCP:
         """PS3.4 C.4.3.3: sub-operations over the requesting association, in the storage
         contexts it proposed with SCP role selection (PS3.7 D.3.3.4)."""
         exchange = _Exchange(provider, req, context, C_GET())
+        actor = self.actor_of(provider.assoc)
         try:
-            peer = self._peer(provider.assoc, "get")
+            peer = self._peer(provider.assoc, "get", actor, "C-GET")
+            assert actor is not None  # _peer refuses an association without one
             with _failing_clearly("C-GET", peer.ae_title):
                 items = self._plan(peer, exchange, GET_SOP_CLASSES, "C-GET")
+                self.service.retrieve_started(actor, "C-GET", peer.ae_title, items)
         except Refused as refused:
             exchange.refuse(refused)
             return
@@ -143,18 +165,39 @@ class RetrieveSCP:
         ops = SubOperations(len(items))
         started = time.monotonic()
         sender = _Sender(self.service, provider.assoc, originator=None, stop=exchange.should_stop)
-        if self._run(exchange, sender, items, ops):
-            exchange.finish(ops)
-            _log_done("C-GET", peer, ops, started, exchange.cancelled)
+        with self._audited(actor, "C-GET", peer.ae_title, items, ops, exchange):
+            if self._run(exchange, sender, items, ops):
+                exchange.finish(ops)
+                _log_done("C-GET", peer, ops, started, exchange.cancelled)
 
     # -- both ---------------------------------------------------------------------------------
 
-    def _peer(self, assoc: Association, right: str) -> Peer:
+    def _peer(self, assoc: Association, right: str, actor: Actor | None, operation: str) -> Peer:
         peer = self.peer_of(assoc)
-        refused = self.service.authorise(peer, right)
-        if refused or peer is None:
+        refused = self.service.authorise(peer, right, actor, operation)
+        if refused or peer is None or actor is None:
             raise Refused(status.NOT_AUTHORISED, "")
         return peer
+
+    @contextmanager
+    def _audited(
+        self,
+        actor: Actor | None,
+        operation: str,
+        destination: str,
+        items: list[Outgoing],
+        ops: SubOperations,
+        exchange: _Exchange,
+    ) -> Iterator[None]:
+        """The sub-operations, then (however they end) the trail's record of what each study
+        had sent, failed and not sent."""
+        try:
+            yield
+        finally:
+            if actor is not None:
+                self.service.retrieve_ended(
+                    actor, operation, destination, items, ops, exchange.cancelled
+                )
 
     def _plan(
         self, peer: Peer, exchange: _Exchange, models: dict[str, str], what: str
@@ -247,12 +290,15 @@ class RetrieveSCP:
 
 @contextmanager
 def _failing_clearly(what: str, peer_title: str) -> Iterator[None]:
-    """An unreachable index or an unexpected error becomes a failure status (0xC001), never a
+    """An unreachable index, an audit record that cannot be written or an unexpected error
+    becomes a failure status (0xC001), never a
     traceback to pynetdicom (which would abort the association)."""
     try:
         yield
     except Refused:
         raise
+    except AuditUnavailable as exc:  # logged: nothing is sent without its record
+        raise Refused(status.QUERY_FAILED, str(exc)) from None
     except IndexUnavailable as exc:
         log.error("%s from %s failed: %s", what, peer_title, exc)
         raise Refused(status.QUERY_FAILED, "index unavailable") from None

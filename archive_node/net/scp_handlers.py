@@ -17,9 +17,11 @@ from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event, EventHandlerType
 
+from ..auditing import new_session
 from ..dicom import status
 from ..dicom.provenance import Provenance
 from ..rules.access import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
+from ..rules.audit import Actor, asserted_user
 from ..rules.negotiation import ProposedContext, empty_contexts
 from ..rules.query import FIND_SOP_CLASSES, extended_negotiation_answer
 from ..rules.retrieve_plan import receiving_syntaxes
@@ -49,6 +51,8 @@ class Handlers:
     def __init__(self, service: ArchiveService) -> None:
         self.service = service
         self._peers: weakref.WeakKeyDictionary[Association, Peer] = weakref.WeakKeyDictionary()
+        self._actors: weakref.WeakKeyDictionary[Association, Actor] = weakref.WeakKeyDictionary()
+        self._storing: set[str] = set()  # sessions with a C-STORE: their tallies to seal
         node = service.config.node
         self.admission = Admission(
             node.max_pending_connections,
@@ -87,6 +91,10 @@ class Handlers:
         """The connection ended (closed, aborted, released): free its slot, and remove the
         file of a C-STORE it cut off part way (pynetdicom would leave it in .incoming)."""
         self.admission.on_end(event)
+        actor = self._actors.pop(event.assoc, None)
+        if actor is not None and actor.session in self._storing:
+            self._storing.discard(actor.session)
+            self.service.audit.seal(actor.session)  # one record per study it stored
         if discard_partial_file(event.assoc.dimse.message):
             log.warning(
                 "%s: removed the partial file of a cut-off C-STORE", peer_label(event.assoc)
@@ -110,8 +118,11 @@ class Handlers:
         # The request's structure (titles, application context, context IDs) was checked as
         # it was read (patches/limits.py, rules/negotiation.py).
         transport = transport_of(assoc)
+        user = asserted_identity(assoc)
         try:
-            decision, peer = self.service.open_association(called, calling, address, transport)
+            decision, peer = self.service.open_association(
+                called, calling, address, transport, user
+            )
         except Exception:  # fail closed: never let an error fall through to negotiation
             log.exception("association from %s at %s: internal error", calling, address)
             decision, peer = AssociationDecision(False, "internal error", REJECT_TRANSIENT), None
@@ -122,6 +133,13 @@ class Handlers:
         hospital = peer.hospital if peer else "-"
         if decision.accepted:
             self._peers[assoc] = peer  # type: ignore[assignment]
+            self._actors[assoc] = Actor(
+                new_session(),
+                ae_title=calling,
+                hospital=hospital,
+                address=address,
+                user=user,
+            )
             refuse_empty_contexts(assoc, empty_contexts(proposed))
             prefer_receivers_syntaxes(assoc)
             log.info(
@@ -150,6 +168,10 @@ class Handlers:
         """The registered peer of an accepted association (None only if admission broke)."""
         return self._peers.get(assoc)
 
+    def actor_of(self, assoc: Association) -> Actor | None:
+        """Who acts over an accepted association, for the audit trail."""
+        return self._actors.get(assoc)
+
     def provenance_of(self, assoc: Association) -> Provenance | None:
         """What the files an association sends record of their sender (patches/receiving.py)."""
         peer = self._peers.get(assoc)
@@ -158,14 +180,15 @@ class Handlers:
         return Provenance(calling_ae=peer.ae_title, hospital=peer.hospital, issuer=peer.issuer)
 
     def on_echo(self, event: Event) -> int:
-        return self.service.authorise(self.peer_of(event.assoc), "echo")
+        assoc = event.assoc
+        return self.service.authorise(self.peer_of(assoc), "echo", self.actor_of(assoc), "C-ECHO")
 
     def on_store(self, event: Event) -> int | Dataset:
         unwritten = receive_failure(event.dataset_path)  # asked first: it is asked only once
-        peer = self.peer_of(event.assoc)
-        refused = self.service.authorise(peer, "store")
-        if refused or peer is None:
-            return refused
+        peer, actor = self.peer_of(event.assoc), self.actor_of(event.assoc)
+        refused = self.service.authorise(peer, "store", actor, "C-STORE")
+        if refused or peer is None or actor is None:
+            return refused or status.NOT_AUTHORISED
         request = cast(C_STORE, event.request)
         if unwritten:
             log.warning(
@@ -177,11 +200,13 @@ class Handlers:
                 unwritten,
             )
             return response_status(status.OUT_OF_RESOURCES, f"not written: {unwritten}")
+        self._storing.add(actor.session)
         outcome = self.service.store(
             peer,
             event.dataset_path,
             sop_class_uid=str(request.AffectedSOPClassUID),
             sop_instance_uid=str(request.AffectedSOPInstanceUID),
+            actor=actor,
         )
         if outcome.status == status.SUCCESS:
             return outcome.status
@@ -197,19 +222,21 @@ class Handlers:
     def on_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         """C-FIND (PS3.4 C.4.1): a pending response per match; C-CANCEL is checked before each
         one (pynetdicom reports a cancel only once)."""
-        peer = self.peer_of(event.assoc)
-        refused = self.service.authorise(peer, "find")
-        if refused or peer is None:
-            yield refused, None
+        peer, actor = self.peer_of(event.assoc), self.actor_of(event.assoc)
+        refused = self.service.authorise(peer, "find", actor, "C-FIND")
+        if refused or peer is None or actor is None:
+            yield refused or status.NOT_AUTHORISED, None
             return
-        model = FIND_SOP_CLASSES[str(event.request.AffectedSOPClassUID)]
+        sop_class = str(event.request.AffectedSOPClassUID)
+        model = FIND_SOP_CLASSES[sop_class]
         try:
             identifier = event.identifier
         except Exception as exc:
             log.warning("C-FIND from %s: identifier cannot be decoded: %s", peer.ae_title, exc)
             yield response_status(status.UNABLE_TO_PROCESS, "identifier cannot be decoded"), None
             return
-        for count, response in enumerate(self.service.find(peer, identifier, model)):
+        answers = self.service.find(peer, identifier, model, actor, sop_class)
+        for count, response in enumerate(answers):
             if count and count % CANCEL_CHECK_EVERY == 0:
                 _let_the_reactor_read(event.assoc)
             if event.is_cancelled:
@@ -222,6 +249,15 @@ class Handlers:
                 yield response_status(response.status, response.comment, response.keyword), None
             else:
                 yield response.status, None
+
+
+def asserted_identity(assoc: Association) -> str:
+    """The username of the User Identity the requestor sent (PS3.7 D.3.3.7), never its
+    passcode; '' without one. The node does not authenticate it: the trail records it."""
+    item = assoc.requestor.user_identity
+    if item is None:
+        return ""
+    return asserted_user(item.user_identity_type, item.primary_field)
 
 
 def on_sop_extended(event: Event) -> dict[str, bytes]:

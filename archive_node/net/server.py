@@ -20,6 +20,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # set in globa
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from ..auditing import DailyPrune
 from ..errors import ConfigError
 from ..rules.commitment import STORAGE_COMMITMENT_CLASS
 from ..rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
@@ -130,7 +131,9 @@ class ArchiveServer:
         # the node's certificate, key and CAs: read now (a bad file stops the start with one
         # line), again on SIGHUP
         self.tls = TlsCredentials(service.config.tls)
-        serve_retrieve(self.ae, RetrieveSCP(service, self.handlers.peer_of, self.tls))
+        serve_retrieve(
+            self.ae, RetrieveSCP(service, self.handlers.peer_of, self.tls, self.handlers.actor_of)
+        )
         serve_receiving(
             self.ae, provenance_of=self.handlers.provenance_of, room_problem=service.room_problem
         )
@@ -141,8 +144,11 @@ class ArchiveServer:
                 describe=peer_label,
             ),
         )
-        self.commitment = CommitmentSCP(service, self.ae, self.handlers.peer_of, self.tls)
+        self.commitment = CommitmentSCP(
+            service, self.ae, self.handlers.peer_of, self.tls, self.handlers.actor_of
+        )
         serve_commitment(self.ae, self.commitment)
+        self.upkeep = DailyPrune(service.audit, service.config.audit.retain_days)
         self._plain: ThreadedAssociationServer | None = None
         self._secure: ThreadedAssociationServer | None = None
         self._stopping = threading.Event()
@@ -210,6 +216,7 @@ class ArchiveServer:
             removed = storage.sweep_incoming()
             if removed:
                 log.warning("removed %d partial file(s) of interrupted transfers", removed)
+            self.service.audit.application(True, {"ports": [p for p in (plain, secure) if p]})
         else:
             storage.create()
         # pynetdicom writes each incoming dataset to a NamedTemporaryFile: put it in the store's
@@ -221,6 +228,8 @@ class ArchiveServer:
         if self.worker is not None:
             claimant += f"/{self.worker}"
         self.commitment.start(claimant)
+        if self.worker in (None, 1):  # one process of the node keeps the trail's upkeep
+            self.upkeep.start()
         for listener, name in ((self._plain, "acceptor"), (self._secure, "tls-acceptor")):
             if listener is None:
                 continue
@@ -306,7 +315,10 @@ class ArchiveServer:
         if left:
             log.warning("aborting %d association(s) still running after %.0f s", len(left), grace)
         self.commitment.stop()
+        self.upkeep.stop()
         self.ae.shutdown()
+        if self.worker is None:  # a supervisor's workers: it records the node's stop
+            self.service.audit.application(False, {})
         self.service.index.close()
         log.info("stopped")
 

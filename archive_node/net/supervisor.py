@@ -84,6 +84,7 @@ class Supervisor:
             removed = storage.sweep_incoming()
             if removed:
                 log.warning("removed %d partial file(s) of interrupted transfers", removed)
+            self.service.audit.application(True, {"ports": [p for p in (plain, secure) if p]})
             self.service.index.close()  # no connection may be shared across the fork
             previous = {
                 sig: signal.signal(sig, lambda *_: self._stopping.set())
@@ -128,6 +129,8 @@ class Supervisor:
             self._stopping.wait(0.2)
         log.info("stopping %d workers", sum(1 for w in self.workers if w.pid))
         self._stop_all()
+        self.service.audit.application(False, {"workers": len(self.workers)})
+        self.service.index.close()
         return code
 
     def _fork(self, worker: _Worker, ports: Ports) -> None:

@@ -8,7 +8,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # -- events: PS3.15 A.5.3, codes of PS3.16 (DCM) ------------------------------------------------
@@ -187,9 +187,19 @@ def timestamp(moment: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def prune_before(days: int, now: datetime | None = None) -> str:
+    """The start of the day (UTC) `days` whole days ago (audit.retain_days): records before
+    it are pruned."""
+    now = now or datetime.now(UTC)
+    day = (now - timedelta(days=days)).date()
+    return timestamp(datetime(day.year, day.month, day.day))
+
+
 def canonical_json(value: Mapping[str, Any]) -> str:
     """The one text of a JSON value: keys sorted, no spaces, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
 
 
 def record_hash(record: AuditRecord) -> str:
@@ -228,6 +238,35 @@ def chained(event: AuditEvent, *, node: str, seq: int, prev_hash: str, time: str
         hash="",
     )
     return dataclasses.replace(record, hash=record_hash(record))
+
+
+# -- retrieves: one record per study before the first sub-operation, one after the last -------
+
+
+def per_study(
+    items: Iterable[Any], outcomes: Mapping[str, str] | None = None
+) -> dict[Touched, dict[str, int]]:
+    """The studies of a retrieve's instances (retrieve_plan.Outgoing), each with its counts:
+    'instances' before it starts; with the sub-operations' `outcomes` by SOP Instance UID,
+    also 'completed', 'warning', 'failed' and 'not_sent' (cancelled or left over)."""
+    studies: dict[Touched, dict[str, int]] = {}
+    for item in items:
+        key = Touched(item.patient_id, item.issuer, item.study_uid)
+        counts = studies.setdefault(key, {"instances": 0})
+        counts["instances"] += 1
+        if outcomes is not None:
+            outcome = outcomes.get(item.sop_instance_uid, "not_sent")
+            counts[outcome] = counts.get(outcome, 0) + 1
+    return studies
+
+
+def transfer_outcome(counts: Mapping[str, int]) -> int:
+    """A study's retrieve: success when every instance was sent (a warning status is sent),
+    a minor failure when some were, a serious one when none was."""
+    sent = counts.get("completed", 0) + counts.get("warning", 0)
+    if sent == counts.get("instances", 0):
+        return SUCCESS
+    return MINOR_FAILURE if sent else SERIOUS_FAILURE
 
 
 # -- verification -------------------------------------------------------------------------------

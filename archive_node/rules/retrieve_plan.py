@@ -72,6 +72,9 @@ class Outgoing:
     sop_instance_uid: str
     transfer_syntax_uid: str
     path: Path | None  # None: the index row's path is not in the store
+    study_uid: str = ""  # whose it is, for the audit trail
+    patient_id: str = ""
+    issuer: str = ""
 
 
 def fallback_syntaxes(stored: str) -> tuple[str, ...]:
@@ -151,6 +154,7 @@ class SubOperations:
     completed: int = 0
     warning: int = 0
     failed_uids: list[str] = field(default_factory=list)
+    outcomes: dict[str, str] = field(default_factory=dict)  # by SOP Instance UID
 
     @property
     def failed(self) -> int:
@@ -163,6 +167,11 @@ class SubOperations:
     def record(self, sop_instance_uid: str, store_status: int | None) -> str:
         """Count one sub-operation by its C-STORE status (None: no response); returns
         'completed', 'warning' or 'failed'."""
+        outcome = self._outcome(sop_instance_uid, store_status)
+        self.outcomes[sop_instance_uid] = outcome
+        return outcome
+
+    def _outcome(self, sop_instance_uid: str, store_status: int | None) -> str:
         if store_status == status.SUCCESS:
             self.completed += 1
             return "completed"

@@ -15,7 +15,7 @@ LAYERS = [
     {"errors", "progress", "dicom", "logs"},
     {"rules", "config"},
     {"storage", "index"},
-    {"registry", "committing"},
+    {"registry", "committing", "auditing"},
     {"service", "integrity"},
     {"importing"},
     {"net"},

@@ -12,13 +12,13 @@ from typing import Any
 
 import click
 
-from . import __version__, logs
-from .config import Config, example_toml, load_config
-from .errors import ArchiveError, InvalidInput
-from .index import AERecord
-from .registry import bound_certificates
-from .rules.access import SCOPES
-from .rules.tls import DEFAULT_TLS_MODE, TLS_MODES, format_fingerprint
+from .. import __version__, logs
+from ..config import Config, example_toml, load_config
+from ..errors import ArchiveError, AuditUnavailable, InvalidInput
+from ..index import AERecord
+from ..registry import bound_certificates
+from ..rules.access import SCOPES
+from ..rules.tls import DEFAULT_TLS_MODE, TLS_MODES, format_fingerprint
 
 log = logging.getLogger("archive_node")
 
@@ -121,7 +121,7 @@ def get_service():
     """The archive service for this command (imported late: --help stays fast)."""
     ctx = click.get_current_context()
     if "archive_node.service" not in ctx.meta:
-        from .service import ArchiveService
+        from ..service import ArchiveService
 
         config = get_config()
         setup_logging(config)
@@ -135,6 +135,20 @@ def get_registry():
     service = get_service()
     service.index.check_schema()
     return service.registry
+
+
+def audited(operation: str, change: Any) -> None:
+    """Record a registry change with the operating system user who made it (a Security
+    Alert of type Security Configuration). Raises AuditUnavailable, naming what was done."""
+    from ..auditing import local_actor
+
+    detail = dict(change) if isinstance(change, dict) else dataclasses.asdict(change)
+    try:
+        get_service().audit.admin_change(local_actor(), operation, detail)
+    except AuditUnavailable:
+        raise AuditUnavailable(
+            f"{operation} is done, but its audit record could not be written"
+        ) from None
 
 
 def setup_logging(config: Config) -> None:
@@ -223,8 +237,8 @@ def serve(bind: str | None, port: int | None, tls_port: int | None, workers: int
     # until the server installs its handler, a SIGHUP (a `systemctl reload` just after the
     # start) must not end the node: the files it is about to read are the new ones anyway
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    from .net.server import ArchiveServer
-    from .net.supervisor import Supervisor
+    from ..net.server import ArchiveServer
+    from ..net.supervisor import Supervisor
 
     service = get_service()
     config = service.config
@@ -268,6 +282,7 @@ def _placeholders(record: Any) -> str:
 def hospital_add(code: str, name: str, issuer: str | None, placeholder_ids: str | None) -> None:
     """Register hospital CODE."""
     record = get_registry().add_hospital(code, name, issuer, placeholder_ids)
+    audited("hospital add", record)
     click.echo(
         f"added hospital {record.code} ({record.name}), issuer {record.issuer}"
         + _placeholders(record)
@@ -281,6 +296,7 @@ def hospital_add(code: str, name: str, issuer: str | None, placeholder_ids: str 
 def hospital_update(code: str, name: str | None, placeholder_ids: str | None) -> None:
     """Change hospital CODE's name or placeholder IDs (its issuer stays)."""
     record = get_registry().update_hospital(code, name=name, placeholder_ids=placeholder_ids)
+    audited("hospital update", record)
     click.echo(
         f"updated hospital {record.code} ({record.name}), issuer {record.issuer}"
         + (_placeholders(record) or ", no placeholder IDs")
@@ -304,6 +320,7 @@ def hospital_list(as_json: bool) -> None:
 def hospital_remove(code: str) -> None:
     """Remove hospital CODE (refused while AEs or studies refer to it)."""
     get_registry().remove_hospital(code)
+    audited("hospital remove", {"code": code})
     click.echo(f"removed hospital {code}")
 
 
@@ -412,6 +429,7 @@ def ae_add(
         tls=tls,
         certificates=bound_certificates(fingerprints, certificates),
     )
+    audited("ae add", record)
     click.echo(
         f"added AE {record.ae_title} of {record.hospital}: allow {record.allow}, "
         f"scope {record.scope}, host {record.host or 'any'}"
@@ -497,6 +515,7 @@ def ae_update(
         tls=tls,
         certificates=bound,
     )
+    audited("ae update", record)
     click.echo(
         f"updated AE {record.ae_title} of {record.hospital}: allow {record.allow}, "
         f"scope {record.scope}, host {record.host or 'any'}, "
@@ -539,6 +558,7 @@ def ae_list(hospital: str | None, as_json: bool) -> None:
 def ae_remove(aet: str) -> None:
     """Remove AET from the allowlist; its next association is rejected."""
     get_registry().remove_ae(aet)
+    audited("ae remove", {"ae_title": aet})
     click.echo(f"removed AE {aet}")
 
 
@@ -667,7 +687,7 @@ def verify(
 ) -> None:
     """Re-read stored files and check them against the index (size, SHA-256), and look for
     files the index lacks; exit status 1 when anything is wrong."""
-    from . import integrity
+    from .. import integrity
 
     service = get_service()
     scope = integrity.Scope(
@@ -689,8 +709,41 @@ def verify(
             f"{report.seconds:.1f} s ({rate:.1f} MB/s): {found}"
         )
         _print_problems(report.problems)
+    _audit_run(
+        "verify",
+        {"checked": report.checked, "problems": len(report.problems), "deep": deep},
+        report.ok,
+    )
     if not report.ok:
         sys.exit(1)
+
+
+def _audit_run(operation: str, detail: dict[str, Any], ok: bool) -> None:
+    """A verify or reindex run: a Security Alert of type Local Service Operation. Raises
+    AuditUnavailable."""
+    from ..auditing import local_actor
+    from ..rules.audit import (
+        EXECUTE,
+        LOCAL_SERVICE_OPERATION,
+        MINOR_FAILURE,
+        SECURITY_ALERT,
+        SUCCESS,
+    )
+
+    try:
+        get_service().audit.event(
+            SECURITY_ALERT,
+            EXECUTE,
+            operation,
+            local_actor(),
+            outcome=SUCCESS if ok else MINOR_FAILURE,
+            event_type=LOCAL_SERVICE_OPERATION,
+            detail=detail,
+        )
+    except AuditUnavailable:
+        raise AuditUnavailable(
+            f"{operation} ran, but its audit record could not be written"
+        ) from None
 
 
 @command(cli)
@@ -704,7 +757,7 @@ def reindex(default_hospital: str | None, as_json: bool) -> None:
     """Rebuild or repair the index from the stored files alone (after `init` on a new
     database); safe to run again or after an interruption; exit status 1 when a file was left
     out."""
-    from . import integrity
+    from .. import integrity
 
     service = get_service()
     report = integrity.reindex(
@@ -724,6 +777,11 @@ def reindex(default_hospital: str | None, as_json: bool) -> None:
         for code in report.hospitals_created:
             click.echo(f"created hospital {code} (named after its code; register its AEs)")
         _print_problems(report.problems)
+    _audit_run(
+        "reindex",
+        {"files": report.files, "indexed": report.indexed, "problems": len(report.problems)},
+        report.ok,
+    )
     if not report.ok:
         sys.exit(1)
 
@@ -774,7 +832,7 @@ def import_media(
     each kept unchanged inside a DICOM instance, stored as a C-STORE from HOSPITAL would be."""
     from pathlib import Path
 
-    from .importing.importer import Importer, ImportRequest
+    from ..importing.importer import Importer, ImportRequest
 
     request = ImportRequest(
         paths=[Path(p) for p in paths],
@@ -827,7 +885,7 @@ def _this_node(config: Config, use_tls: bool, port: int | None) -> tuple[int, An
     asked, or when the node has no plain port."""
     if not (use_tls or config.node.port == 0):
         return port or config.node.port, None
-    from .net.tls import TlsCredentials
+    from ..net.tls import TlsCredentials
 
     if not config.tls.configured:
         raise click.ClickException("--tls: tls.certificate, tls.private_key, tls.ca_certificates")
@@ -846,7 +904,7 @@ def echo(
 ) -> None:
     """C-ECHO a registered AE as the node calls it (over TLS, checked by its certificate, when
     it has --tls required), or this node itself when AET is node.ae_title."""
-    from .net.client import echo as send_echo
+    from ..net.client import echo as send_echo
 
     config = get_config()
     if aet == config.node.ae_title:
@@ -863,7 +921,7 @@ def echo(
             raise click.ClickException(f"AE {aet} has no registered host and port to call")
         if use_tls and record.tls != "required":
             record = dataclasses.replace(record, tls="required")
-        from .net.tls import TlsCredentials, tls_args_for
+        from ..net.tls import TlsCredentials, tls_args_for
 
         called = tls_args_for(TlsCredentials(config.tls), record, registry.certificate_owner)
         tls = called[0] if called else None
@@ -895,7 +953,7 @@ def send(
     as_json: bool,
 ) -> None:
     """C-STORE DICOM files (directories are walked), streamed in their own transfer syntax."""
-    from .net.client import send_files
+    from ..net.client import send_files
 
     config = get_config()
     port, tls = _this_node(config, use_tls, port)
@@ -948,7 +1006,7 @@ def find(
 ) -> None:
     """C-FIND, e.g. -k PatientID=P1 -k StudyDate=20240101- -k ModalitiesInStudy (prints names
     and IDs to the terminal: it is a query tool)."""
-    from .net.client import find as send_find
+    from ..net.client import find as send_find
 
     config = get_config()
     wanted = _keys(keys)
@@ -1011,7 +1069,7 @@ def move(
 ) -> None:
     """C-MOVE studies, series or instances to a registered AE, e.g. --destination UNN_WS
     -k StudyInstanceUID=1.2.3 (the node sends to the address the registry holds)."""
-    from .net.client import move as send_move
+    from ..net.client import move as send_move
 
     config = get_config()
     wanted = _keys(keys, need_values=True)
@@ -1076,3 +1134,6 @@ def show_config() -> None:
 
 def main() -> None:
     cli(prog_name="archive-node")
+
+
+from . import audit as _audit_commands  # noqa: E402, F401  # registers `archive-node audit`

@@ -1,0 +1,419 @@
+"""The audit trail's rows: records appended to each node's hash chain (rules/audit.py), the
+C-STORE tallies sealed into records, the trail's questions, pruning and the export cursor."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import Database, fn
+
+from ..rules.audit import (
+    AUDIT_LOG_USED,
+    CREATE,
+    DATA_IMPORT,
+    DELETE,
+    GENESIS,
+    INSTANCES_TRANSFERRED,
+    MINOR_FAILURE,
+    SERIOUS_FAILURE,
+    SUCCESS,
+    Actor,
+    AuditEvent,
+    AuditRecord,
+    Checkpoint,
+    Head,
+    Touched,
+    chained,
+    timestamp,
+)
+from .session import Role
+from .tables import (
+    AuditChain,
+    AuditRecordRow,
+    AuditTally,
+    AuditTouched,
+    Instance,
+    Patient,
+    Series,
+    Study,
+)
+
+_PAGE = 1000  # records read at a time when walking a chain
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What one stored instance adds to its association's count for its study."""
+
+    node: str
+    actor: Actor
+    study_uid: str
+    patient_id: str
+    issuer: str
+    kind: str = "transfer"  # or 'import'
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """The questions `archive-node audit` asks of the trail; None or '' asks nothing."""
+
+    patient_id: str = ""
+    issuer: str | None = None
+    study_uid: str = ""
+    ae_title: str = ""
+    hospital: str = ""
+    event: str = ""
+    since: str = ""  # a timestamp(): records at or after it
+    until: str = ""  # records before it
+    limit: int = 1000
+
+
+# -- the C-STORE hot path: one statement in the instance's own transaction -------------------
+
+_COUNT = """
+INSERT INTO audit_tally (node, session, study_uid, patient_id, issuer, kind, ae_title, hospital,
+                         address, user_name, stored, failed, status, started)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (session, study_uid) DO UPDATE SET
+    stored = audit_tally.stored + excluded.stored,
+    failed = audit_tally.failed + excluded.failed,
+    status = CASE WHEN excluded.status = '' THEN audit_tally.status ELSE excluded.status END"""
+
+_statements: dict[str, str] = {}
+
+
+def count_store(
+    db: Database, tally: Tally, *, stored: int = 1, failed: int = 0, status: str = ""
+) -> None:
+    """Count a stored (or failed) instance in its tally, in the caller's transaction."""
+    sql = _statements.get(db.param)
+    if sql is None:
+        sql = _statements[db.param] = _COUNT.replace("?", db.param)
+    actor = tally.actor
+    db.execute_sql(
+        sql,
+        (
+            tally.node,
+            actor.session,
+            tally.study_uid,
+            tally.patient_id,
+            tally.issuer,
+            tally.kind,
+            actor.ae_title,
+            actor.hospital,
+            actor.address,
+            actor.user,
+            stored,
+            failed,
+            status,
+            timestamp(),
+        ),
+    )
+
+
+class AuditRows(Role):
+    """The trail's records: appended in chains, sealed from tallies, asked, walked, pruned."""
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, node: str, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+        """Add `events` to the end of `node`'s chain in one durable commit. Raises
+        IndexUnavailable (nothing written)."""
+        with self.session(write=True):
+            return self._append(node, events)
+
+    def _append(self, node: str, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+        """In the caller's transaction: the chain head is locked (PostgreSQL; SQLite's
+        BEGIN IMMEDIATE serialises every writer), so concurrent writers of one node (threads,
+        worker processes) each get the next number."""
+        if not events:
+            return []
+        AuditChain.insert(
+            node=node, hash=GENESIS, pruned_hash=GENESIS
+        ).on_conflict_ignore().execute()
+        head: Any = (
+            AuditChain.select(AuditChain.seq, AuditChain.hash)
+            .where(AuditChain.node == node)
+            .for_update(self.db.for_update)
+            .tuples()
+            .get()
+        )
+        seq, prev = int(head[0]), str(head[1])
+        now = timestamp()
+        records = []
+        for event in events:
+            seq += 1
+            record = chained(event, node=node, seq=seq, prev_hash=prev, time=now)
+            row = AuditRecordRow.create(**_columns(record))
+            if record.touched:
+                AuditTouched.insert_many(
+                    [
+                        {
+                            "record": row.id,
+                            "patient_id": t.patient_id,
+                            "issuer": t.issuer,
+                            "study_uid": t.study_uid,
+                            "instances": t.instances,
+                        }
+                        for t in record.touched
+                    ]
+                ).execute()
+            records.append(record)
+            prev = record.hash
+        AuditChain.update(seq=seq, hash=prev).where(AuditChain.node == node).execute()
+        return records
+
+    def count(self, tally: Tally, *, stored: int = 1, failed: int = 0, status: str = "") -> None:
+        """Count an instance in its tally in a transaction of its own (a resend, a failure)."""
+        with self.session(write=True):
+            count_store(self.db, tally, stored=stored, failed=failed, status=status)
+
+    def seal(self, node: str, session: str | None = None) -> list[AuditRecord]:
+        """Turn `node`'s tallies (of one association or command run, or all of them after a
+        crash) into records, one per study, and remove them, in one commit."""
+        with self.session(write=True):
+            where = AuditTally.node == node
+            if session is not None:
+                where &= AuditTally.session == session
+            tallies = list(AuditTally.select().where(where).order_by(AuditTally.id))
+            if not tallies:
+                return []
+            records = self._append(node, [_sealed(t) for t in tallies])
+            AuditTally.delete().where(AuditTally.id.in_([t.id for t in tallies])).execute()
+            return records
+
+    def touched(self, level: str, pks: Sequence[int]) -> list[Touched]:
+        """The patients and studies of a C-FIND's matches at `level` (row ids of that level's
+        table): what its Query record names as touched."""
+        if not pks:
+            return []
+        found: set[Touched] = set()
+        with self.session():
+            for start in range(0, len(pks), 500):
+                chunk = pks[start : start + 500]
+                if level == "PATIENT":
+                    rows: Any = Patient.select(Patient.patient_id, Patient.issuer).where(
+                        Patient.id.in_(chunk)
+                    )
+                    found.update(Touched(p, i) for p, i in rows.tuples())
+                    continue
+                entity: Any = {"STUDY": Study, "SERIES": Series, "IMAGE": Instance}[level]
+                select: Any = entity.select(Patient.patient_id, Patient.issuer, Study.study_uid)
+                if entity is Instance:
+                    select = select.join(Series).join(Study)
+                elif entity is Series:
+                    select = select.join(Study)
+                select = select.join(Patient, on=(Study.patient == Patient.id))
+                rows = select.where(entity.id.in_(chunk)).distinct()
+                found.update(Touched(p, i, s) for p, i, s in rows.tuples())
+        return sorted(found)
+
+    # -- asking ----------------------------------------------------------------------------
+
+    def query(self, question: AuditFilter) -> list[AuditRecord]:
+        """Records matching every condition of `question`, newest first."""
+        with self.session():
+            select = AuditRecordRow.select()
+            touched = AuditTouched.select(AuditTouched.record)
+            touched_where = []
+            if question.patient_id:
+                touched_where.append(AuditTouched.patient_id == question.patient_id)
+                if question.issuer is not None:
+                    touched_where.append(AuditTouched.issuer == question.issuer)
+            if question.study_uid:
+                touched_where.append(AuditTouched.study_uid == question.study_uid)
+            conditions = []
+            if touched_where:
+                conditions.append(AuditRecordRow.id.in_(touched.where(*touched_where)))
+            if question.ae_title:
+                conditions.append(AuditRecordRow.ae_title == question.ae_title)
+            if question.hospital:
+                conditions.append(AuditRecordRow.hospital == question.hospital)
+            if question.event:
+                conditions.append(fn.LOWER(AuditRecordRow.event) == question.event.lower())
+            if question.since:
+                conditions.append(AuditRecordRow.time >= question.since)
+            if question.until:
+                conditions.append(AuditRecordRow.time < question.until)
+            if conditions:
+                select = select.where(*conditions)
+            rows: list[Any] = list(
+                select.order_by(AuditRecordRow.time.desc(), AuditRecordRow.id.desc())
+                .limit(question.limit)
+                .dicts()
+            )
+            return self._records(rows)
+
+    def nodes(self) -> list[str]:
+        """Every node with a chain in this index."""
+        with self.session():
+            nodes: Any = AuditChain.select(AuditChain.node).tuples()
+            return [str(n) for (n,) in nodes]
+
+    def chain(self, node: str) -> tuple[Checkpoint | None, Head | None, Iterator[AuditRecord]]:
+        """Where `node`'s chain starts (after pruning), its head, and its records in order
+        (read a page at a time)."""
+        with self.session():
+            row = AuditChain.get_or_none(AuditChain.node == node)
+        if row is None:
+            return None, None, iter(())
+        start = Checkpoint(int(row.pruned_seq), str(row.pruned_hash)) if row.pruned_seq else None
+        return start, Head(int(row.seq), str(row.hash)), self._walk(node)
+
+    def _walk(self, node: str) -> Iterator[AuditRecord]:
+        after = -1
+        while True:
+            with self.session():
+                rows: list[Any] = list(
+                    AuditRecordRow.select()
+                    .where((AuditRecordRow.node == node) & (AuditRecordRow.seq > after))
+                    .order_by(AuditRecordRow.seq, AuditRecordRow.id)
+                    .limit(_PAGE)
+                    .dicts()
+                )
+                records = self._records(rows)
+            yield from records
+            if len(rows) < _PAGE:
+                return
+            after = records[-1].seq
+
+    def _records(self, rows: list[dict[str, Any]]) -> list[AuditRecord]:
+        """Records of rows, with the patients and studies each touched."""
+        touched: dict[int, list[Touched]] = {row["id"]: [] for row in rows}
+        ids = list(touched)
+        for start in range(0, len(ids), 500):
+            chunk: Any = (
+                AuditTouched.select(
+                    AuditTouched.record,
+                    AuditTouched.patient_id,
+                    AuditTouched.issuer,
+                    AuditTouched.study_uid,
+                    AuditTouched.instances,
+                )
+                .where(AuditTouched.record.in_(ids[start : start + 500]))
+                .tuples()
+            )
+            for record_id, *values in chunk:
+                touched[record_id].append(Touched(*values))
+        return [_record(row, touched[row["id"]]) for row in rows]
+
+    # -- pruning and export ----------------------------------------------------------------
+
+    def prune(
+        self, node: str, before: str, actor: Actor, *, keep_unsent: bool = False
+    ) -> AuditRecord | None:
+        """Remove `node`'s records older than `before` (a timestamp()), with `keep_unsent`
+        none the export has still to send; the checkpoint record appended says how many and
+        keeps the hash of the last one removed, which is where verification starts."""
+        with self.session(write=True):
+            chain = AuditChain.get_or_none(AuditChain.node == node)
+            if chain is None:
+                return None
+            old = (AuditRecordRow.node == node) & (AuditRecordRow.time < before)
+            if keep_unsent:
+                old &= AuditRecordRow.seq <= chain.sent_seq
+            last = (
+                AuditRecordRow.select(AuditRecordRow.seq, AuditRecordRow.hash)
+                .where(old)
+                .order_by(AuditRecordRow.seq.desc())
+                .tuples()
+                .first()
+            )
+            if last is None:
+                return None
+            seq, hash_ = int(last[0]), str(last[1])
+            doomed = AuditRecordRow.select(AuditRecordRow.id).where(
+                (AuditRecordRow.node == node) & (AuditRecordRow.seq <= seq)
+            )
+            removed = doomed.count()
+            AuditTouched.delete().where(AuditTouched.record.in_(doomed)).execute()
+            AuditRecordRow.delete().where(
+                (AuditRecordRow.node == node) & (AuditRecordRow.seq <= seq)
+            ).execute()
+            AuditChain.update(pruned_seq=seq, pruned_hash=hash_).where(
+                AuditChain.node == node
+            ).execute()
+            checkpoint = AuditEvent(
+                kind=AUDIT_LOG_USED,
+                action=DELETE,
+                operation="audit prune",
+                actor=actor,
+                detail={
+                    "pruned_through": seq,
+                    "pruned_hash": hash_,
+                    "records": removed,
+                    "before": before,
+                },
+            )
+            return self._append(node, [checkpoint])[0]
+
+    def unsent(self, node: str, limit: int) -> list[AuditRecord]:
+        """`node`'s records not yet exported, in order (the outbox is the trail itself)."""
+        with self.session():
+            sent = (
+                AuditChain.select(AuditChain.sent_seq).where(AuditChain.node == node).scalar() or 0
+            )
+            rows: list[Any] = list(
+                AuditRecordRow.select()
+                .where((AuditRecordRow.node == node) & (AuditRecordRow.seq > sent))
+                .order_by(AuditRecordRow.seq)
+                .limit(limit)
+                .dicts()
+            )
+            return self._records(rows)
+
+    def mark_sent(self, node: str, seq: int) -> None:
+        """Records of `node` up to `seq` have reached the repository."""
+        with self.session(write=True):
+            AuditChain.update(sent_seq=seq).where(
+                (AuditChain.node == node) & (AuditChain.sent_seq < seq)
+            ).execute()
+
+    def unsent_count(self, node: str) -> int:
+        """How many of `node`'s records the export has still to send."""
+        with self.session():
+            row = AuditChain.get_or_none(AuditChain.node == node)
+            return int(row.seq - row.sent_seq) if row else 0
+
+
+def _sealed(tally: AuditTally) -> AuditEvent:
+    """The record of one tally: instances of one study stored over one association."""
+    stored, failed = int(tally.stored), int(tally.failed)
+    outcome = SUCCESS if not failed else MINOR_FAILURE if stored else SERIOUS_FAILURE
+    imported = tally.kind == "import"
+    return AuditEvent(
+        kind=DATA_IMPORT if imported else INSTANCES_TRANSFERRED,
+        action=CREATE,
+        operation="import" if imported else "C-STORE",
+        actor=Actor(
+            session=tally.session,
+            ae_title=tally.ae_title,
+            hospital=tally.hospital,
+            address=tally.address,
+            user=tally.user_name,
+        ),
+        outcome=outcome,
+        status=tally.status if failed else "",
+        touched=(Touched(tally.patient_id, tally.issuer, tally.study_uid, stored),),
+        detail={"stored": stored, "failed": failed, "started": tally.started},
+    )
+
+
+_RENAMED = {"user_name": "user"}
+
+
+def _columns(record: AuditRecord) -> dict[str, Any]:
+    values = dataclasses.asdict(record)
+    del values["touched"]
+    values["user_name"] = values.pop("user")
+    return values
+
+
+def _record(row: dict[str, Any], touched: Iterable[Touched]) -> AuditRecord:
+    values = {_RENAMED.get(k, k): v for k, v in row.items() if k != "id"}
+    values["seq"] = int(values["seq"])
+    values["outcome"] = int(values["outcome"])
+    return AuditRecord(**values, touched=tuple(sorted(touched)))
