@@ -98,15 +98,30 @@ class AuditExporter:
         """New records are in the trail: send them now rather than at the next poll."""
         self._wake.set()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, flush: bool = True) -> None:
         """Stop after the send under way (bounded by the sender's timeout) and close the
-        connection; what is unsent stays in the trail for the next start."""
+        connection. With `flush`, and the repository taking records, what was recorded until
+        now (an Application Stop) is sent first; what is unsent stays in the trail for the
+        next start. Call it before the index is closed."""
         self._stopping.set()
         self._wake.set()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout)
-        self.sender.close()
+            if thread.is_alive():
+                flush = False  # still in a send: leave the rest to the next start
+        try:
+            if flush and self.failures == 0:
+                while self.export_once() >= self.batch:
+                    pass
+        except (OSError, IndexUnavailable) as exc:
+            log.warning(
+                "audit export to %s: records left unsent at stop (%s)",
+                self._where,
+                describe(exc) if isinstance(exc, OSError) else exc,
+            )
+        finally:
+            self.sender.close()
 
     @property
     def running(self) -> bool:

@@ -303,6 +303,21 @@ def test_new_records_go_on_wake_and_on_the_poll(repository, pki, index):
     assert not exporter.running
 
 
+def test_stopping_sends_what_was_recorded_until_then(repository, pki, index):
+    exporter = AuditExporter(
+        index,
+        node=NODE,
+        sender=sender_for(repository, "tls", pki),
+        message_for=message_for,
+        poll_interval=60,
+    )
+    exporter.start()
+    index.audit.append(NODE, [store("P-last")])  # no wake: the poll is a minute away
+    exporter.stop()
+    assert index.audit.unsent_count(NODE) == 0
+    assert patient_of(repository.wait_for(1)[0]) == "P-last"
+
+
 def test_the_exporter_does_not_block_the_caller(tmp_path, pki, index):
     """A repository that accepts the connection and never answers the TLS handshake holds
     the exporter's thread, never the threads that record and wake it."""
