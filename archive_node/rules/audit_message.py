@@ -112,7 +112,11 @@ def _participants(
 ) -> None:
     """The node, the peer that asked (an AE, or a local command's user) and a retrieve's
     destination, each with the role PS3.15 A.5.3 gives it in the event."""
-    peer_id = record.ae_title or record.user
+    application = record.event_code == APPLICATION_ACTIVITY.code
+    # A.5.3.1: the node started or stopped; the record's AE title is the node's own, and the
+    # one who launched it is the operating system user.
+    peer_ae = "" if application else record.ae_title
+    peer_id = peer_ae or record.user
     destination = record.destination
     node_role = peer_role = destination_role = None
     if record.event_code in (INSTANCES_TRANSFERRED.code, DATA_IMPORT.code):
@@ -126,7 +130,7 @@ def _participants(
                 destination_role = DESTINATION
     elif record.event_code == QUERY.code:  # A.5.3.13: the peer queries, the node answers
         peer_role, node_role = SOURCE, DESTINATION
-    elif record.event_code == APPLICATION_ACTIVITY.code:  # A.5.3.1
+    elif application:
         node_role, peer_role = APPLICATION, APPLICATION_LAUNCHER
 
     node = _participant(
@@ -136,14 +140,17 @@ def _participants(
         address=node_address,
         role=node_role,
     )
-    if process_id:
+    node_ae = record.ae_title  # an Application Activity record carries the node's own
+    if application and node_ae:  # A.5.3.1: the AE titles of a process that supports DICOM
+        node.set("AlternativeUserID", _xml(f"AETITLES={node_ae}"))
+    elif process_id:
         node.set("AlternativeUserID", _xml(process_id))
     if peer_id:
         peer = _participant(
             root, user_id=peer_id, requestor=True, address=record.address, role=peer_role
         )
-        if record.ae_title:  # PS3.15 A.5.2.2: a DICOM application's AE titles
-            peer.set("AlternativeUserID", _xml(f"AETITLES={record.ae_title}"))
+        if peer_ae:  # PS3.15 A.5.2.2: a DICOM application's AE titles
+            peer.set("AlternativeUserID", _xml(f"AETITLES={peer_ae}"))
             if record.user:  # the user identity the association asserted
                 peer.set("UserName", _xml(record.user))
     if destination:

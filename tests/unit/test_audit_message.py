@@ -105,7 +105,7 @@ def test_an_event_type_has_its_code_and_meaning():
         kind=audit.APPLICATION_ACTIVITY,
         action=audit.EXECUTE,
         operation="serve",
-        actor=Actor(session="cmd-1", user="alice"),
+        actor=Actor(session="cmd-1", user="alice", address="localhost", ae_title="ARCHIVE"),
         event_type=audit.APPLICATION_START,
     )
     root = message(start)
@@ -118,8 +118,12 @@ def test_an_event_type_has_its_code_and_meaning():
     found = participants(root)
     assert role(found["ARCHIVE"]) == "110150"  # Application
     assert role(found["alice"]) == "110151"  # Application Launcher
+    assert set(found) == {"ARCHIVE", "alice"}  # the node's AE title is the node's own
     assert found["alice"].get("UserIsRequestor") == "true"
+    assert found["alice"].get("AlternativeUserID") is None
+    assert found["alice"].get("NetworkAccessPointTypeCode") == "1"
     assert found["ARCHIVE"].get("UserIsRequestor") == "false"
+    assert found["ARCHIVE"].get("AlternativeUserID") == "AETITLES=ARCHIVE"
 
 
 def test_a_store_has_the_peer_as_source_and_the_node_as_destination():
