@@ -19,7 +19,14 @@ from typing import Any
 from ..errors import IndexUnavailable
 from ..rules.audit import AuditRecord
 from ..rules.audit_message import audit_message
-from .syslog import SendFailed, describe, severity_for, syslog_message
+from .syslog import (
+    SendFailed,
+    SyslogSender,
+    SyslogTarget,
+    describe,
+    severity_for,
+    syslog_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,7 @@ def syslog_audit_message(
             timestamp=record.time,
             hostname=host,
             procid=procid,
+            sequence_id=record.seq,
         )
 
     return message_for
@@ -134,7 +142,8 @@ class AuditExporter:
         records = self.index.audit.unsent(self.node, limit=self.batch)
         if not records:
             return 0
-        messages, seqs = [], []
+        messages: list[bytes] = []
+        seqs: list[int] = []
         for record in records:
             try:
                 messages.append(self.message_for(record))
@@ -199,3 +208,30 @@ class AuditExporter:
     @property
     def _where(self) -> str:
         return str(getattr(self.sender, "target", "the repository"))
+
+
+def exporter_for(service: Any) -> AuditExporter | None:
+    """The exporter of an ArchiveService's trail to audit.repository, or None without one.
+    Raises ConfigError for an unusable repository URL or TLS file (at start, not later)."""
+    config = service.config
+    audit = config.audit
+    if not audit.repository or not audit.enabled:
+        return None
+    sender = SyslogSender(
+        SyslogTarget.parse(audit.repository),
+        ca_certificates=audit.ca_certificates,
+        certificate=audit.certificate,
+        private_key=audit.private_key,
+    )
+    bind = config.node.bind
+    address = bind if bind not in ("", "0.0.0.0", "::") else socket.getfqdn()
+    return AuditExporter(
+        service.index,
+        node=service.audit.node,
+        sender=sender,
+        message_for=syslog_audit_message(
+            source_id=service.audit.node,
+            node_address=address,
+            node_ae_title=config.node.ae_title,
+        ),
+    )

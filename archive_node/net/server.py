@@ -28,6 +28,7 @@ from ..service import ArchiveService
 from . import patches
 from .admission import NodeServer, TlsPort
 from .association import peer_label, release_waiting_acceptor
+from .audit_export import exporter_for
 from .commitment_scp import CommitmentSCP
 from .patches.limits import Limits, serve_limits
 from .patches.receiving import serve_receiving
@@ -149,6 +150,8 @@ class ArchiveServer:
         )
         serve_commitment(self.ae, self.commitment)
         self.upkeep = DailyPrune(service.audit, service.config.audit.retain_days)
+        # to audit.repository, if any: one process of the node sends the node's chain
+        self.exporter = exporter_for(service) if worker in (None, 1) else None
         self._plain: ThreadedAssociationServer | None = None
         self._secure: ThreadedAssociationServer | None = None
         self._stopping = threading.Event()
@@ -230,6 +233,9 @@ class ArchiveServer:
         self.commitment.start(claimant)
         if self.worker in (None, 1):  # one process of the node keeps the trail's upkeep
             self.upkeep.start()
+            if self.exporter is not None:
+                self.exporter.start()
+                self.service.audit.on_recorded = self.exporter.wake
         for listener, name in ((self._plain, "acceptor"), (self._secure, "tls-acceptor")):
             if listener is None:
                 continue
@@ -319,6 +325,8 @@ class ArchiveServer:
         self.ae.shutdown()
         if self.worker is None:  # a supervisor's workers: it records the node's stop
             self.service.audit.application(False, {})
+        if self.exporter is not None:
+            self.exporter.stop()  # sends what is recorded until now, if it can
         self.service.index.close()
         log.info("stopped")
 

@@ -92,10 +92,13 @@ def syslog_message(
     app_name: str = APP_NAME,
     procid: str = "",
     msgid: str = MSGID,
+    sequence_id: int | None = None,
 ) -> bytes:
     """The RFC 5424 SYSLOG-MSG of a UTF-8 payload: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID
-    MSGID - ` then the BOM and the payload (no structured data). Header fields that are
-    empty or not printable US-ASCII without spaces become the NILVALUE."""
+    MSGID SD ` then the BOM and the payload. SD is `[meta sequenceId="N"]` (RFC 5424 7.3.1:
+    the record's number in its chain, so a record sent twice is known as one) or the NILVALUE.
+    Header fields that are empty or not printable US-ASCII without spaces become the
+    NILVALUE."""
     pri = AUTHPRIV * 8 + severity
     fields = [
         _header_field(timestamp, 64),
@@ -104,7 +107,8 @@ def syslog_message(
         _header_field(procid, 128),
         _header_field(msgid, 32),
     ]
-    return f"<{pri}>1 {' '.join(fields)} {NILVALUE} ".encode("ascii") + BOM + payload
+    data = f'[meta sequenceId="{sequence_id}"]' if sequence_id and sequence_id > 0 else NILVALUE
+    return f"<{pri}>1 {' '.join(fields)} {data} ".encode("ascii") + BOM + payload
 
 
 def _header_field(value: str, limit: int) -> str:

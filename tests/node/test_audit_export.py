@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 
 from archive_node.errors import IndexUnavailable
 from archive_node.index import Index
+from archive_node.index.audit_rows import AuditFilter
 from archive_node.net.audit_export import AuditExporter, syslog_audit_message
 from archive_node.net.syslog import SendFailed, SyslogSender, SyslogTarget
 from archive_node.rules import audit
@@ -25,7 +26,8 @@ from tests.helpers.rsyslog import Rsyslog
 NODE = "ARCHIVE"
 FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 HEADER = re.compile(
-    r"^<(?P<pri>\d+)>1 (?P<time>\S+) (?P<host>\S+) archive-node (?P<pid>\d+) IHE\+RFC-3881 - "
+    r"^<(?P<pri>\d+)>1 (?P<time>\S+) (?P<host>\S+) archive-node (?P<pid>\d+) IHE\+RFC-3881 "
+    r'\[meta sequenceId="(?P<seq>\d+)"\] '
     "\ufeff(?P<xml><\\?xml .*)$",
     re.DOTALL,
 )
@@ -409,3 +411,94 @@ def test_a_send_that_fails_part_way_keeps_what_got_through(repository, pki, inde
     sender.close()
     received = repository.wait_for(4)
     assert [patient_of(raw) for raw in received] == [f"P-{n}" for n in range(1, 5)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_store_query_and_move_arrive_at_rsyslog_over_tls(
+    backend, repository, pki, tmp_path, request
+):
+    """The issue's 'done when', at the repository: a hospital's store, another hospital's
+    query and a move to a third AE arrive over TLS as audit messages naming the patient."""
+    from archive_node.dicom import status
+    from archive_node.service import ArchiveService
+    from tests.helpers import dicom_objects
+    from tests.helpers.dimse import associate, find, push
+    from tests.helpers.identifiers import identifier
+    from tests.helpers.postgres import reset_pg
+    from tests.helpers.retrieving import STUDY_MOVE, Destination, move
+    from tests.helpers.serving import make_config, serving
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/index.sqlite3"
+    else:
+        url = request.getfixturevalue("pg_url")
+        reset_pg(url)
+    config = make_config(
+        tmp_path,
+        url,
+        audit={
+            "repository": repository.url("tls"),
+            "ca_certificates": str(pki.region.certificate),
+        },
+    )
+    service = ArchiveService.from_config(config)
+    service.index.init_schema()
+    registry = service.registry
+    registry.add_hospital("UNN", "UNN", issuer="UNN")
+    registry.add_hospital("NLSH", "NLSH", issuer="NLSH")
+    registry.add_hospital("HSYK", "HSYK", issuer="HSYK")
+    registry.add_ae("UNN_US", "UNN", host="127.0.0.1", allow="store")
+    registry.add_ae("NLSH_WS", "NLSH", host="127.0.0.1", allow="find,move")
+    study_uid = "1.2.826.0.1.3680043.10.511.9.1"
+    datasets = [
+        dicom_objects.secondary_capture(patient_id="Ø-55", issuer="UNN", study_uid=study_uid)
+        for _ in range(2)
+    ]
+    dest = Destination(tmp_path / "dest")
+    try:
+        registry.add_ae("HSYK_PACS", "HSYK", host="127.0.0.1", port=dest.port)
+        with serving(service) as node:
+            push(node, "UNN_US", datasets)
+            sealed = time.monotonic() + 10  # the store's record is sealed as the node ends it
+            while not service.index.audit.query(AuditFilter(ae_title="UNN_US")):
+                assert time.monotonic() < sealed
+                time.sleep(0.01)
+            final, answers = find(node, identifier("STUDY", PatientID="Ø-55"), calling="NLSH_WS")
+            assert final.Status == status.SUCCESS and len(answers) == 1
+            assoc = associate(node, "NLSH_WS", [STUDY_MOVE])
+            final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid), "HSYK_PACS")
+            assoc.release()
+            assert final.Status == status.SUCCESS
+
+            def about_the_patient() -> list[tuple[str, ET.Element]]:
+                found = []
+                for raw in repository.messages():
+                    header, root = parsed(raw)
+                    if any(p.startswith("Ø-55") for p in patients(root)):
+                        found.append((header["seq"], root))
+                return found
+
+            deadline = time.monotonic() + 30
+            while len(about_the_patient()) < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        dest.stop()
+        service.index.close()
+    arrived = about_the_patient()
+    events = [
+        (
+            root.find("EventIdentification/EventID").get("csd-code"),
+            root.find("EventIdentification").get("EventActionCode"),
+            sorted(p.get("UserID") for p in root.findall("ActiveParticipant")),
+        )
+        for _, root in arrived
+    ]
+    assert events == [
+        ("110104", "C", ["ARCHIVE", "UNN_US"]),
+        ("110112", "E", ["ARCHIVE", "NLSH_WS"]),
+        ("110104", "R", ["ARCHIVE", "HSYK_PACS", "NLSH_WS"]),
+        ("110104", "R", ["ARCHIVE", "HSYK_PACS", "NLSH_WS"]),
+    ]
+    assert all(patients(root) == ["Ø-55^^^UNN"] for _, root in arrived)
+    seqs = [int(seq) for seq, _ in arrived]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4

@@ -71,6 +71,11 @@ def test_the_header_of_rfc_5424_with_the_bom():
     )
 
 
+def test_the_record_number_goes_in_the_meta_sequence_id():
+    message = syslog_message(b"x", severity=5, timestamp="t", hostname="h", sequence_id=42)
+    assert b' IHE+RFC-3881 [meta sequenceId="42"] \xef\xbb\xbfx' in message
+
+
 def test_a_failure_is_a_warning_and_bad_header_fields_are_nil():
     message = syslog_message(
         b"x", severity=severity_for(8), timestamp="", hostname="host with space", procid=""
