@@ -75,7 +75,7 @@ class Archive:
     """One node's config, store and index in `root`, and its `serve` process once started.
 
     `index_url` defaults to a SQLite file in `root`; `min_free_mb` and `fsync`
-    are storage.min_free_mb and storage.fsync; `tls` is the [tls] section, if any.
+    are storage.min_free_mb and storage.fsync; `tls` and `audit` are those sections, if any.
     The log of every start is appended to one file.
     """
 
@@ -85,6 +85,7 @@ class Archive:
     min_free_mb: int = 0
     fsync: bool = True
     tls: dict[str, object] | None = None
+    audit: dict[str, object] | None = None
     proc: subprocess.Popen | None = None
     _log_fh: IO[bytes] | None = None
 
@@ -126,6 +127,11 @@ class Archive:
             + (
                 "[tls]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.tls.items())
                 if self.tls
+                else ""
+            )
+            + (
+                "[audit]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.audit.items())
+                if self.audit
                 else ""
             )
         )

@@ -1,0 +1,75 @@
+"""The audit export of a real `archive-node serve`: killed (SIGKILL) while the Audit Record
+Repository is down, started again once it is back, it delivers every record it had written,
+in order, each under its own sequence number (a record sent twice carries the same one)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+
+from pydicom.uid import generate_uid
+
+from tests.helpers import dicom_objects
+from tests.helpers.rsyslog import Rsyslog
+from tests.helpers.serving_process import Archive, send
+
+SEQUENCE = re.compile(r'\[meta sequenceId="(\d+)"\]')
+
+
+def head(node: Archive) -> int:
+    """The node's last record number, read from its index as an outsider would."""
+    with sqlite3.connect(node.url.removeprefix("sqlite:///")) as db:
+        (seq,) = db.execute("SELECT seq FROM audit_chain").fetchone()
+    return int(seq)
+
+
+def stores_recorded(node: Archive) -> int:
+    with sqlite3.connect(node.url.removeprefix("sqlite:///")) as db:
+        (count,) = db.execute(
+            "SELECT COUNT(*) FROM audit_record WHERE operation = 'C-STORE'"
+        ).fetchone()
+    return int(count)
+
+
+def test_a_node_killed_while_the_repository_is_down_delivers_everything_later(tmp_path, pki):
+    repository = Rsyslog(tmp_path / "rsyslog", pki.region.issue("audit-repository"))
+    (tmp_path / "node").mkdir()
+    node = Archive(
+        tmp_path / "node",
+        audit={
+            "repository": repository.url("tls"),
+            "ca_certificates": str(pki.region.certificate),
+        },
+    )
+    try:
+        node.init()
+        node.start()
+        for _ in range(3):  # three associations: three C-STORE records
+            ds = dicom_objects.secondary_capture(patient_id="P-KILL", study_uid=generate_uid())
+            path = dicom_objects.write(ds, tmp_path / f"{ds.SOPInstanceUID}.dcm")
+            assert send(node, path).status == 0
+        deadline = time.monotonic() + 30
+        while stores_recorded(node) < 3:
+            assert time.monotonic() < deadline, node.log()
+            time.sleep(0.02)
+        written = head(node)
+        node.kill()
+        assert repository.messages() == []  # it was down all along
+
+        repository.start()
+        node.start()
+        deadline = time.monotonic() + 60
+        while True:
+            numbers = [int(m) for raw in repository.messages() for m in SEQUENCE.findall(raw)]
+            if set(range(1, written + 1)) <= set(numbers):
+                break
+            assert time.monotonic() < deadline, (written, numbers, node.log()[-3000:])
+            time.sleep(0.05)
+        distinct = list(dict.fromkeys(numbers))
+        assert distinct == sorted(distinct)  # in order; a repeat keeps its number
+        assert sum("P-KILL" in raw for raw in repository.messages()) >= 3
+        assert node.terminate() == 0
+    finally:
+        node.close()
+        repository.stop()
