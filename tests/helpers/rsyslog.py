@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.certificates import Credentials
+from tests.helpers.environment import REQUIRE_RSYSLOG
 from tests.helpers.ports import LOOPBACK, free_port
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
@@ -51,7 +52,10 @@ class Rsyslog:
 
     def __init__(self, directory: Path, server: Credentials, *, client_auth: bool = False) -> None:
         if shutil.which(RSYSLOGD) is None:
-            pytest.skip("rsyslogd is not installed (apt-get install rsyslog rsyslog-gnutls)")
+            message = "rsyslogd is not installed (apt-get install rsyslog rsyslog-gnutls)"
+            if REQUIRE_RSYSLOG:
+                pytest.fail(message)
+            pytest.skip(message)
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.work = directory / "work"

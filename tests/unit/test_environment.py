@@ -26,3 +26,22 @@ def test_dcmtk_is_installed_when_required():
 )
 def test_postgresql_is_reachable_when_required(pg_url):
     assert pg_url.startswith("postgresql://")
+
+
+@pytest.mark.skipif(
+    os.environ.get("ARCHIVE_NODE_REQUIRE_RSYSLOG") != "1", reason="rsyslog not required outside CI"
+)
+def test_rsyslog_with_tls_is_installed_when_required():
+    assert shutil.which("rsyslogd") or os.path.exists("/usr/sbin/rsyslogd")
+    modules = [
+        p
+        for p in (
+            "/usr/lib/x86_64-linux-gnu/rsyslog",
+            "/usr/lib/aarch64-linux-gnu/rsyslog",
+            "/usr/lib/rsyslog",
+        )
+        if os.path.isdir(p)
+    ]
+    assert any(os.path.exists(os.path.join(p, "lmnsd_gtls.so")) for p in modules), (
+        "rsyslog-gnutls missing but ARCHIVE_NODE_REQUIRE_RSYSLOG=1"
+    )
