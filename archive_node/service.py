@@ -28,7 +28,13 @@ from .dicom.decompress import decompress
 from .dicom.instance_header import InstanceHeader, read_header, read_stored_header
 from .dicom.reencode import recode
 from .dicom.structure import check_path
-from .errors import AuditUnavailable, IndexUnavailable, InvalidInput, StoreRejected
+from .errors import (
+    AuditUnavailable,
+    IndexUnavailable,
+    InvalidInput,
+    Refused,
+    StoreRejected,
+)
 from .index import Index, InstanceRecord, Match, NewInstance
 from .registry import Registry
 from .rules.access import (
@@ -50,6 +56,7 @@ from .rules.audit import (
     QUERY,
     READ,
     RESTRICTED_FUNCTION,
+    SERIOUS_FAILURE,
     SUCCESS,
     Actor,
     AuditEvent,
@@ -619,6 +626,27 @@ class ArchiveService:
             )
         )
 
+    def retrieve_refused(
+        self, actor: Actor | None, operation: str, destination: str, refused: Refused
+    ) -> None:
+        """A C-MOVE or C-GET refused before any sub-operation (a bad identifier, an unknown
+        destination, too many instances): a failed DICOM Instances Transferred record, best
+        effort (nothing was sent). A refusal for want of the right is a Security Alert
+        already (authorise)."""
+        if actor is None or refused.status == status.NOT_AUTHORISED:
+            return
+        with contextlib.suppress(AuditUnavailable):
+            self.audit.event(
+                INSTANCES_TRANSFERRED,
+                READ,
+                operation,
+                actor,
+                destination=destination[:16],
+                outcome=SERIOUS_FAILURE,
+                status=f"0x{refused.status:04X} {refused}",
+                detail={"phase": "refused"},
+            )
+
     def retrieve_ended(
         self,
         actor: Actor,
@@ -666,17 +694,31 @@ class ArchiveService:
     # -- Storage Commitment -------------------------------------------------------------------
 
     def commitment_audited(
-        self, actor: Actor, operation: str, transaction_uid: str, counts: dict[str, int]
+        self,
+        actor: Actor,
+        operation: str,
+        transaction_uid: str,
+        counts: dict[str, int],
+        sop_uids: list[str],
     ) -> None:
         """A Storage Commitment request taken (N-ACTION) or its report about to be sent
-        (N-EVENT-REPORT): a DICOM Instances Accessed record (PS3.15 A.5.3.4). Raises
+        (N-EVENT-REPORT): a DICOM Instances Accessed record (PS3.15 A.5.3.4) naming the
+        patients and studies of `sop_uids` (the references, or those committed). Raises
         AuditUnavailable: a report, which acknowledges storage, is not sent without it."""
+        if not self.audit.enabled:
+            return
+        try:
+            touched = self.index.audit.instances_touched(sop_uids)
+        except IndexUnavailable as exc:
+            log.error("audit record (%s) not written: %s", operation, exc)
+            raise AuditUnavailable("audit trail unavailable") from None
         failed = counts.get("failed", 0)
         self.audit.event(
             INSTANCES_ACCESSED,
             READ,
             operation,
             actor,
+            touched=touched,
             outcome=MINOR_FAILURE if failed else SUCCESS,
             status=f"{failed} not committed" if failed else "",
             detail={"transaction_uid": transaction_uid, **counts},

@@ -218,6 +218,25 @@ class AuditRows(Role):
                 found.update(Touched(p, i, s) for p, i, s in rows.tuples())
         return sorted(found)
 
+    def instances_touched(self, sop_uids: Sequence[str]) -> list[Touched]:
+        """The patients and studies of indexed instances, each with how many of them (a
+        Storage Commitment's references); unknown UIDs touch nobody."""
+        counts: dict[Touched, int] = {}
+        with self.session():
+            for start in range(0, len(sop_uids), 500):
+                rows: Any = (
+                    Instance.select(Patient.patient_id, Patient.issuer, Study.study_uid)
+                    .join(Series)
+                    .join(Study)
+                    .join(Patient, on=(Study.patient == Patient.id))
+                    .where(Instance.sop_uid.in_(list(sop_uids[start : start + 500])))
+                    .tuples()
+                )
+                for patient_id, issuer, study_uid in rows:
+                    key = Touched(patient_id, issuer, study_uid)
+                    counts[key] = counts.get(key, 0) + 1
+        return sorted(dataclasses.replace(k, instances=n) for k, n in counts.items())
+
     # -- asking ----------------------------------------------------------------------------
 
     def query(self, question: AuditFilter) -> list[AuditRecord]:

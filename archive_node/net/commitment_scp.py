@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import threading
 import time
@@ -48,6 +47,7 @@ from ..rules.commitment import (
     CommitmentResult,
     event_information,
     next_attempt,
+    references_from_json,
 )
 from ..service import ArchiveService
 from .association import OUTGOING_HANDLERS, connected, response_status
@@ -123,10 +123,10 @@ class CommitmentSCP:
         except IndexUnavailable as exc:
             log.error("storage commitment from %s failed: %s", peer.ae_title, exc)
             return response_status(status.PROCESSING_FAILURE, "index unavailable"), None
-        references = len(json.loads(record.references))
+        uids = [uid for _sop_class, uid in references_from_json(record.references)]
         with contextlib.suppress(AuditUnavailable):  # logged; its report needs a record
             self.service.commitment_audited(
-                actor, "N-ACTION", record.transaction_uid, {"references": references}
+                actor, "N-ACTION", record.transaction_uid, {"references": len(uids)}, uids
             )
         self._answered[event.assoc] = record
         return status.SUCCESS, None
@@ -171,7 +171,10 @@ class CommitmentSCP:
         if actor is None:  # the requesting association is gone: the call-back records it
             raise AuditUnavailable("the requesting association is gone")
         counts = {"committed": len(result.committed), "failed": len(result.failed)}
-        self.service.commitment_audited(actor, "N-EVENT-REPORT", record.transaction_uid, counts)
+        committed = [uid for _sop_class, uid in result.committed]
+        self.service.commitment_audited(
+            actor, "N-EVENT-REPORT", record.transaction_uid, counts, committed
+        )
 
     # -- the sender thread: calling back ------------------------------------------------------
 

@@ -87,6 +87,8 @@ class RetrieveSCP:
                 items = self._plan(peer, exchange, MOVE_SOP_CLASSES, "C-MOVE")
                 self.service.retrieve_started(actor, "C-MOVE", destination.ae_title, items)
         except Refused as refused:
+            destination_title = str(req.MoveDestination or "").strip()
+            self.service.retrieve_refused(actor, "C-MOVE", destination_title, refused)
             exchange.refuse(refused)
             return
         log.info(
@@ -159,6 +161,7 @@ class RetrieveSCP:
                 items = self._plan(peer, exchange, GET_SOP_CLASSES, "C-GET")
                 self.service.retrieve_started(actor, "C-GET", peer.ae_title, items)
         except Refused as refused:
+            self.service.retrieve_refused(actor, "C-GET", "", refused)
             exchange.refuse(refused)
             return
         log.info("C-GET from %s (%s): %d instance(s)", peer.ae_title, peer.hospital, len(items))

@@ -348,3 +348,37 @@ def test_a_running_node_prunes_what_retain_days_no_longer_keeps(tmp_path, index_
         assert service.audit.verify() == {service.audit.node: (1, [])}
     finally:
         service.index.close()
+
+
+def test_a_storage_commitment_records_its_request_and_its_report(node, registry):
+    from tests.helpers.commitment import modality, n_action, request
+
+    datasets = study(count=2)
+    push(node, "UNN_US", datasets)
+    refs = [(ds.SOPClassUID, ds.SOPInstanceUID) for ds in datasets]
+    refs.append((datasets[0].SOPClassUID, generate_uid()))  # not stored: not committed
+    with modality("UNN_US") as scu:
+        assoc = scu.associate(node)
+        ds = request(refs)
+        assert n_action(assoc, ds).Status == status.SUCCESS
+        scu.report()
+        assoc.release()
+    records = trail(node.service, event="DICOM Instances Accessed")
+    study_of_two = Touched("P-AUDIT", "UNN", datasets[0].StudyInstanceUID, 2)
+    assert [(r.operation, r.touched, r.outcome) for r in records] == [
+        ("N-ACTION", (study_of_two,), 0),
+        ("N-EVENT-REPORT", (study_of_two,), 4),
+    ]
+    assert records[0].details["references"] == 3
+    assert (records[1].details["committed"], records[1].details["failed"]) == (2, 1)
+    assert {r.details["transaction_uid"] for r in records} == {ds.TransactionUID}
+
+
+def test_a_move_refused_before_sending_is_recorded_as_a_failure(node, region):
+    final, _, _ = move_as(
+        node, "NLSH_WS", identifier("STUDY", StudyInstanceUID="1.2.3"), "NOWHERE"
+    )
+    assert final.Status == status.MOVE_DESTINATION_UNKNOWN
+    (record,) = trail(node.service, event="DICOM Instances Transferred")
+    assert (record.operation, record.destination, record.outcome) == ("C-MOVE", "NOWHERE", 8)
+    assert record.status.startswith("0xA801") and record.touched == ()
