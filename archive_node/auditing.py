@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .config import Config
-from .errors import AuditUnavailable, Conflict, IndexUnavailable
+from .dicom import status
+from .errors import AuditUnavailable, Conflict, IndexUnavailable, Refused
 from .index import Index
 from .index.audit_rows import Tally
 from .rules.audit import (
@@ -25,17 +26,26 @@ from .rules.audit import (
     APPLICATION_START,
     APPLICATION_STOP,
     EXECUTE,
+    INSTANCES_ACCESSED,
+    INSTANCES_TRANSFERRED,
     MINOR_FAILURE,
+    QUERY,
+    READ,
     SECURITY_ALERT,
     SECURITY_CONFIGURATION,
+    SERIOUS_FAILURE,
+    SUCCESS,
     Actor,
     AuditEvent,
     AuditRecord,
     EventKind,
     Touched,
     chain_breaks,
+    per_study,
     prune_before,
+    transfer_outcome,
 )
+from .rules.retrieve_plan import Outgoing, SubOperations
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +233,118 @@ class AuditTrail:
             self.on_recorded()
         return record
 
+    # -- C-MOVE and C-GET: per study, before and after ----------------------------------------
+
+    def retrieve_started(
+        self, actor: Actor, operation: str, destination: str, items: list[Outgoing]
+    ) -> None:
+        """Before the first sub-operation of a C-MOVE or C-GET: one DICOM Instances Transferred
+        record per study, of what is about to be sent. Raises AuditUnavailable."""
+        studies = per_study(items)
+        self.record(
+            *(
+                AuditEvent(
+                    INSTANCES_TRANSFERRED,
+                    READ,
+                    operation,
+                    actor,
+                    destination=destination,
+                    touched=(dataclasses.replace(study, instances=counts["instances"]),),
+                    detail={"phase": "started", **counts},
+                )
+                for study, counts in studies.items()
+            )
+        )
+
+    def retrieve_refused(
+        self, actor: Actor | None, operation: str, destination: str, refused: Refused
+    ) -> None:
+        """A C-MOVE or C-GET refused before any sub-operation (a bad identifier, an unknown
+        destination, too many instances): a failed DICOM Instances Transferred record, best
+        effort (nothing was sent). A refusal for want of the right is a Security Alert
+        already (authorise)."""
+        if actor is None or refused.status == status.NOT_AUTHORISED:
+            return
+        with contextlib.suppress(AuditUnavailable):
+            self.event(
+                INSTANCES_TRANSFERRED,
+                READ,
+                operation,
+                actor,
+                destination=destination[:16],
+                outcome=SERIOUS_FAILURE,
+                status=f"0x{refused.status:04X} {refused}",
+                detail={"phase": "refused"},
+            )
+
+    def retrieve_ended(
+        self,
+        actor: Actor,
+        operation: str,
+        destination: str,
+        items: list[Outgoing],
+        ops: SubOperations,
+        cancelled: bool,
+    ) -> None:
+        """After the last sub-operation: per study, what was sent, failed and not sent
+        (cancelled, or the requester gone). Logged, never raised: what was sent is sent."""
+        events = []
+        for study, counts in per_study(items, ops.outcomes).items():
+            outcome = transfer_outcome(counts)
+            events.append(
+                AuditEvent(
+                    INSTANCES_TRANSFERRED,
+                    READ,
+                    operation,
+                    actor,
+                    destination=destination,
+                    outcome=outcome,
+                    status="cancelled" if cancelled and outcome else "",
+                    touched=(
+                        dataclasses.replace(
+                            study,
+                            instances=counts.get("completed", 0) + counts.get("warning", 0),
+                        ),
+                    ),
+                    detail={"phase": "ended", **counts},
+                )
+            )
+        with contextlib.suppress(AuditUnavailable):
+            self.record(*events)
+
+    # -- Storage Commitment -------------------------------------------------------------------
+
+    def commitment(
+        self,
+        actor: Actor,
+        operation: str,
+        transaction_uid: str,
+        counts: dict[str, int],
+        sop_uids: list[str],
+    ) -> None:
+        """A Storage Commitment request taken (N-ACTION) or its report about to be sent
+        (N-EVENT-REPORT): a DICOM Instances Accessed record (PS3.15 A.5.3.4) naming the
+        patients and studies of `sop_uids` (the references, or those committed). Raises
+        AuditUnavailable: a report, which acknowledges storage, is not sent without it."""
+        if not self.enabled:
+            return
+        try:
+            touched = self.index.audit.instances_touched(sop_uids)
+        except IndexUnavailable as exc:
+            log.error("audit record (%s) not written: %s", operation, exc)
+            raise AuditUnavailable("audit trail unavailable") from None
+        failed = counts.get("failed", 0)
+        self.event(
+            INSTANCES_ACCESSED,
+            READ,
+            operation,
+            actor,
+            touched=touched,
+            outcome=MINOR_FAILURE if failed else SUCCESS,
+            status=f"{failed} not committed" if failed else "",
+            detail={"transaction_uid": transaction_uid, **counts},
+        )
+
     # -- C-STORE: tallies, sealed per association and study --------------------------------
 
     def tally(
@@ -256,6 +378,64 @@ class AuditTrail:
                 self.on_recorded()
         except (IndexUnavailable, Conflict) as exc:
             log.error("audit records of stored instances wait for the next start: %s", exc)
+
+
+class QueryRecord:
+    """The Query audit record of one C-FIND (PS3.15 A.5.3.13)."""
+
+    def __init__(
+        self,
+        trail: AuditTrail,
+        actor: Actor | None,
+        identifier: Any,
+        model: str,
+        sop_class: str,
+    ) -> None:
+        self.trail = trail
+        self.actor = actor
+        self.identifier = identifier
+        self.detail: dict[str, Any] = {"model": model, "sop_class": sop_class}
+
+    def _keys(self) -> Any:
+        """The identifier as sent, in the DICOM JSON model (PS3.18 F.2)."""
+        try:
+            return self.identifier.to_json_dict(bulk_data_threshold=1 << 20)
+        except Exception as exc:  # a value pydicom cannot render: the trail says so
+            return {"unreadable": type(exc).__name__}
+
+    def answered(self, level: str, matches: list[Any], overflow: bool, limit: int) -> None:
+        """Before the first answer: what the query asked and whom it touched. Raises
+        AuditUnavailable."""
+        if self.actor is None or not self.trail.enabled:
+            return
+        touched = self.trail.index.audit.touched(level, [m.pk for m in matches])
+        self.trail.event(
+            QUERY,
+            EXECUTE,
+            "C-FIND",
+            self.actor,
+            touched=touched,
+            outcome=MINOR_FAILURE if overflow else SUCCESS,
+            status=f"0x{status.OUT_OF_RESOURCES:04X} more than {limit} matches"
+            if overflow
+            else "",
+            detail={**self.detail, "level": level, "matches": len(matches), "query": self._keys()},
+        )
+
+    def refused(self, code: int, reason: str) -> None:
+        """A query refused before the index was asked (best effort: it returns nothing)."""
+        if self.actor is None:
+            return
+        with contextlib.suppress(AuditUnavailable):
+            self.trail.event(
+                QUERY,
+                EXECUTE,
+                "C-FIND",
+                self.actor,
+                outcome=MINOR_FAILURE,
+                status=f"0x{code:04X} {reason}",
+                detail={**self.detail, "query": self._keys()},
+            )
 
 
 class DailyPrune:

@@ -7,7 +7,6 @@ its report rows through index.commitments."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import ipaddress
 import logging
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from .auditing import AuditTrail, new_session
+from .auditing import AuditTrail, QueryRecord, new_session
 from .committing import Commitments
 from .config import Config
 from .dicom import status
@@ -32,7 +31,6 @@ from .errors import (
     AuditUnavailable,
     IndexUnavailable,
     InvalidInput,
-    Refused,
     StoreRejected,
 )
 from .index import Index, InstanceRecord, Match, NewInstance
@@ -48,25 +46,14 @@ from .rules.access import (
     visible_hospital,
 )
 from .rules.audit import (
-    EXECUTE,
-    INSTANCES_ACCESSED,
-    INSTANCES_TRANSFERRED,
-    MINOR_FAILURE,
     NODE_AUTHENTICATION,
-    QUERY,
-    READ,
     RESTRICTED_FUNCTION,
-    SERIOUS_FAILURE,
-    SUCCESS,
     Actor,
-    AuditEvent,
-    per_study,
-    transfer_outcome,
 )
 from .rules.commitment import Acknowledged
 from .rules.find_answers import response_identifier
 from .rules.query import InvalidQuery, Query, parse_query, parse_retrieve
-from .rules.retrieve_plan import DECOMPRESSIBLE, MAX_SUB_OPERATIONS, Outgoing, SubOperations
+from .rules.retrieve_plan import DECOMPRESSIBLE, MAX_SUB_OPERATIONS, Outgoing
 from .rules.tls import PLAIN, Transport, transport_refusal
 from .storage import FilesystemStorage
 
@@ -489,7 +476,7 @@ class ArchiveService:
         cannot be written and more than query.max_results matches end in a failure status
         with a comment. The Query audit record (the keys as sent, the patients and studies
         answered) is written before the first answer."""
-        audited = _QueryAudit(self, actor, identifier, model, sop_class)
+        audited = QueryRecord(self.audit, actor, identifier, model, sop_class)
         try:
             query = parse_query(identifier, model)
         except InvalidQuery as exc:
@@ -605,83 +592,6 @@ class ArchiveService:
             for match in matches
         ]
 
-    def retrieve_started(
-        self, actor: Actor, operation: str, destination: str, items: list[Outgoing]
-    ) -> None:
-        """Before the first sub-operation of a C-MOVE or C-GET: one DICOM Instances Transferred
-        record per study, of what is about to be sent. Raises AuditUnavailable."""
-        studies = per_study(items)
-        self.audit.record(
-            *(
-                AuditEvent(
-                    INSTANCES_TRANSFERRED,
-                    READ,
-                    operation,
-                    actor,
-                    destination=destination,
-                    touched=(dataclasses.replace(study, instances=counts["instances"]),),
-                    detail={"phase": "started", **counts},
-                )
-                for study, counts in studies.items()
-            )
-        )
-
-    def retrieve_refused(
-        self, actor: Actor | None, operation: str, destination: str, refused: Refused
-    ) -> None:
-        """A C-MOVE or C-GET refused before any sub-operation (a bad identifier, an unknown
-        destination, too many instances): a failed DICOM Instances Transferred record, best
-        effort (nothing was sent). A refusal for want of the right is a Security Alert
-        already (authorise)."""
-        if actor is None or refused.status == status.NOT_AUTHORISED:
-            return
-        with contextlib.suppress(AuditUnavailable):
-            self.audit.event(
-                INSTANCES_TRANSFERRED,
-                READ,
-                operation,
-                actor,
-                destination=destination[:16],
-                outcome=SERIOUS_FAILURE,
-                status=f"0x{refused.status:04X} {refused}",
-                detail={"phase": "refused"},
-            )
-
-    def retrieve_ended(
-        self,
-        actor: Actor,
-        operation: str,
-        destination: str,
-        items: list[Outgoing],
-        ops: SubOperations,
-        cancelled: bool,
-    ) -> None:
-        """After the last sub-operation: per study, what was sent, failed and not sent
-        (cancelled, or the requester gone). Logged, never raised: what was sent is sent."""
-        events = []
-        for study, counts in per_study(items, ops.outcomes).items():
-            outcome = transfer_outcome(counts)
-            events.append(
-                AuditEvent(
-                    INSTANCES_TRANSFERRED,
-                    READ,
-                    operation,
-                    actor,
-                    destination=destination,
-                    outcome=outcome,
-                    status="cancelled" if cancelled and outcome else "",
-                    touched=(
-                        dataclasses.replace(
-                            study,
-                            instances=counts.get("completed", 0) + counts.get("warning", 0),
-                        ),
-                    ),
-                    detail={"phase": "ended", **counts},
-                )
-            )
-        with contextlib.suppress(AuditUnavailable):
-            self.audit.record(*events)
-
     def _stored_path(self, match: Match) -> Path | None:
         """Where an instance's file is; None (a failed sub-operation) for an index row whose
         path leads out of the store."""
@@ -690,39 +600,6 @@ class ArchiveService:
         except InvalidInput as exc:
             log.error("instance %s: %s", match.values.get("SOPInstanceUID"), exc)
             return None
-
-    # -- Storage Commitment -------------------------------------------------------------------
-
-    def commitment_audited(
-        self,
-        actor: Actor,
-        operation: str,
-        transaction_uid: str,
-        counts: dict[str, int],
-        sop_uids: list[str],
-    ) -> None:
-        """A Storage Commitment request taken (N-ACTION) or its report about to be sent
-        (N-EVENT-REPORT): a DICOM Instances Accessed record (PS3.15 A.5.3.4) naming the
-        patients and studies of `sop_uids` (the references, or those committed). Raises
-        AuditUnavailable: a report, which acknowledges storage, is not sent without it."""
-        if not self.audit.enabled:
-            return
-        try:
-            touched = self.index.audit.instances_touched(sop_uids)
-        except IndexUnavailable as exc:
-            log.error("audit record (%s) not written: %s", operation, exc)
-            raise AuditUnavailable("audit trail unavailable") from None
-        failed = counts.get("failed", 0)
-        self.audit.event(
-            INSTANCES_ACCESSED,
-            READ,
-            operation,
-            actor,
-            touched=touched,
-            outcome=MINOR_FAILURE if failed else SUCCESS,
-            status=f"{failed} not committed" if failed else "",
-            detail={"transaction_uid": transaction_uid, **counts},
-        )
 
     def move_destination(self, peer: Peer, title: str) -> tuple[Peer | None, str | None]:
         """The registered AE a C-MOVE sends to, or None with the reason it may not
@@ -758,64 +635,6 @@ class ArchiveService:
 
 
 _COMPARE_CHUNK = 1 << 20
-
-
-class _QueryAudit:
-    """The Query audit record of one C-FIND (PS3.15 A.5.3.13)."""
-
-    def __init__(
-        self,
-        service: ArchiveService,
-        actor: Actor | None,
-        identifier: Any,
-        model: str,
-        sop_class: str,
-    ) -> None:
-        self.service = service
-        self.actor = actor
-        self.identifier = identifier
-        self.detail: dict[str, Any] = {"model": model, "sop_class": sop_class}
-
-    def _keys(self) -> Any:
-        """The identifier as sent, in the DICOM JSON model (PS3.18 F.2)."""
-        try:
-            return self.identifier.to_json_dict(bulk_data_threshold=1 << 20)
-        except Exception as exc:  # a value pydicom cannot render: the trail says so
-            return {"unreadable": type(exc).__name__}
-
-    def answered(self, level: str, matches: list[Match], overflow: bool, limit: int) -> None:
-        """Before the first answer: what the query asked and whom it touched. Raises
-        AuditUnavailable."""
-        if self.actor is None or not self.service.audit.enabled:
-            return
-        touched = self.service.index.audit.touched(level, [m.pk for m in matches])
-        self.service.audit.event(
-            QUERY,
-            EXECUTE,
-            "C-FIND",
-            self.actor,
-            touched=touched,
-            outcome=MINOR_FAILURE if overflow else SUCCESS,
-            status=f"0x{status.OUT_OF_RESOURCES:04X} more than {limit} matches"
-            if overflow
-            else "",
-            detail={**self.detail, "level": level, "matches": len(matches), "query": self._keys()},
-        )
-
-    def refused(self, code: int, reason: str) -> None:
-        """A query refused before the index was asked (best effort: it returns nothing)."""
-        if self.actor is None:
-            return
-        with contextlib.suppress(AuditUnavailable):
-            self.service.audit.event(
-                QUERY,
-                EXECUTE,
-                "C-FIND",
-                self.actor,
-                outcome=MINOR_FAILURE,
-                status=f"0x{code:04X} {reason}",
-                detail={**self.detail, "query": self._keys()},
-            )
 
 
 @dataclass

@@ -125,7 +125,7 @@ class CommitmentSCP:
             return response_status(status.PROCESSING_FAILURE, "index unavailable"), None
         uids = [uid for _sop_class, uid in references_from_json(record.references)]
         with contextlib.suppress(AuditUnavailable):  # logged; its report needs a record
-            self.service.commitment_audited(
+            self.service.audit.commitment(
                 actor, "N-ACTION", record.transaction_uid, {"references": len(uids)}, uids
             )
         self._answered[event.assoc] = record
@@ -172,7 +172,7 @@ class CommitmentSCP:
             raise AuditUnavailable("the requesting association is gone")
         counts = {"committed": len(result.committed), "failed": len(result.failed)}
         committed = [uid for _sop_class, uid in result.committed]
-        self.service.commitment_audited(
+        self.service.audit.commitment(
             actor, "N-EVENT-REPORT", record.transaction_uid, counts, committed
         )
 

@@ -85,10 +85,10 @@ class RetrieveSCP:
                     # hospitals' AE titles (PS3.4 C.4.2.1.4.1, Table C.4-2)
                     raise Refused(status.MOVE_DESTINATION_UNKNOWN, UNKNOWN_DESTINATION)
                 items = self._plan(peer, exchange, MOVE_SOP_CLASSES, "C-MOVE")
-                self.service.retrieve_started(actor, "C-MOVE", destination.ae_title, items)
+                self.service.audit.retrieve_started(actor, "C-MOVE", destination.ae_title, items)
         except Refused as refused:
             destination_title = str(req.MoveDestination or "").strip()
-            self.service.retrieve_refused(actor, "C-MOVE", destination_title, refused)
+            self.service.audit.retrieve_refused(actor, "C-MOVE", destination_title, refused)
             exchange.refuse(refused)
             return
         log.info(
@@ -159,9 +159,9 @@ class RetrieveSCP:
             assert actor is not None  # _peer refuses an association without one
             with _failing_clearly("C-GET", peer.ae_title):
                 items = self._plan(peer, exchange, GET_SOP_CLASSES, "C-GET")
-                self.service.retrieve_started(actor, "C-GET", peer.ae_title, items)
+                self.service.audit.retrieve_started(actor, "C-GET", peer.ae_title, items)
         except Refused as refused:
-            self.service.retrieve_refused(actor, "C-GET", "", refused)
+            self.service.audit.retrieve_refused(actor, "C-GET", "", refused)
             exchange.refuse(refused)
             return
         log.info("C-GET from %s (%s): %d instance(s)", peer.ae_title, peer.hospital, len(items))
@@ -198,7 +198,7 @@ class RetrieveSCP:
             yield
         finally:
             if actor is not None:
-                self.service.retrieve_ended(
+                self.service.audit.retrieve_ended(
                     actor, operation, destination, items, ops, exchange.cancelled
                 )
 
