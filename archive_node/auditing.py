@@ -380,6 +380,13 @@ class AuditTrail:
             log.error("audit records of stored instances wait for the next start: %s", exc)
 
 
+# what a match says of whom it touches, below PATIENT level (False) and at it (True)
+_WHO = {
+    False: ("PatientID", "IssuerOfPatientID", "StudyInstanceUID"),
+    True: ("PatientID", "IssuerOfPatientID"),
+}
+
+
 class QueryRecord:
     """The Query audit record of one C-FIND (PS3.15 A.5.3.13)."""
 
@@ -403,12 +410,32 @@ class QueryRecord:
         except Exception as exc:  # a value pydicom cannot render: the trail says so
             return {"unreadable": type(exc).__name__}
 
+    def widened(self, query: Any) -> Any:
+        """The query to ask the index: with the keys that say whom each match touches
+        (PatientID, IssuerOfPatientID and, below PATIENT level, StudyInstanceUID) among
+        those it returns, read in the same SELECT; the answers keep the keys asked for."""
+        if self.actor is None or not self.trail.enabled:
+            return query
+        keys = _WHO[query.level == "PATIENT"]
+        return dataclasses.replace(
+            query, requested=tuple(dict.fromkeys((*query.requested, *keys)))
+        )
+
     def answered(self, level: str, matches: list[Any], overflow: bool, limit: int) -> None:
-        """Before the first answer: what the query asked and whom it touched. Raises
-        AuditUnavailable."""
+        """Before the first answer: what the query asked and whom it touched (read by the
+        widened query). Raises AuditUnavailable."""
         if self.actor is None or not self.trail.enabled:
             return
-        touched = self.trail.index.audit.touched(level, [m.pk for m in matches])
+        touched = sorted(
+            {
+                Touched(
+                    m.values.get("PatientID") or "",
+                    m.values.get("IssuerOfPatientID") or "",
+                    m.values.get("StudyInstanceUID") or "",
+                )
+                for m in matches
+            }
+        )
         self.trail.event(
             QUERY,
             EXECUTE,

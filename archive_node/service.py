@@ -487,7 +487,9 @@ class ArchiveService:
         hospital = visible_hospital(peer)
         limit = self.config.query.max_results
         try:
-            matches = self.index.find.matches(query, hospital=hospital, limit=limit + 1)
+            matches = self.index.find.matches(
+                audited.widened(query), hospital=hospital, limit=limit + 1
+            )
             overflow = len(matches) > limit
             del matches[limit:]
             log.info(

@@ -33,7 +33,6 @@ from .session import Role
 from .tables import (
     AuditChain,
     AuditRecordRow,
-    AuditTally,
     AuditTouched,
     Instance,
     Patient,
@@ -82,19 +81,86 @@ ON CONFLICT (session, study_uid) DO UPDATE SET
     failed = audit_tally.failed + excluded.failed,
     status = CASE WHEN excluded.status = '' THEN audit_tally.status ELSE excluded.status END"""
 
-_statements: dict[str, str] = {}
+# Writing a record, in hand-written SQL through the role's own database (as instance_insert.py):
+# peewee's statement building cost more than the commit, and every write of a transaction goes
+# through the connection that holds it.
+_HEAD = "SELECT seq, hash FROM audit_chain WHERE node = ?"
+_NEW_CHAIN = """
+INSERT INTO audit_chain (node, seq, hash, pruned_seq, pruned_hash, sent_seq)
+VALUES (?, 0, ?, 0, ?, 0) ON CONFLICT DO NOTHING"""
+_RECORD_COLUMNS = (
+    "node",
+    "seq",
+    "time",
+    "event",
+    "event_code",
+    "event_type",
+    "action",
+    "operation",
+    "outcome",
+    "status",
+    "session",
+    "ae_title",
+    "hospital",
+    "address",
+    "user_name",
+    "destination",
+    "detail",
+    "prev_hash",
+    "hash",
+)
+_NEW_RECORD = (
+    f"INSERT INTO audit_record ({', '.join(_RECORD_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_RECORD_COLUMNS))})"
+)
+_NEW_TOUCHED = (
+    "INSERT INTO audit_touched (record_id, patient_id, issuer, study_uid, instances) VALUES "
+)
+_TOUCHED_ROWS = 200  # rows per INSERT: psycopg2's executemany is a round trip per row
+_MOVE_HEAD = "UPDATE audit_chain SET seq = ?, hash = ? WHERE node = ?"
+_TALLIES = """
+SELECT id, session, study_uid, patient_id, issuer, kind, ae_title, hospital, address,
+       user_name, stored, failed, status, started
+FROM audit_tally WHERE node = ?"""
+_DROP_TALLY = "DELETE FROM audit_tally WHERE id = ?"
+_MARK_SENT = "UPDATE audit_chain SET sent_seq = ? WHERE node = ? AND sent_seq < ?"
+
+_statements: dict[tuple[str, str], str] = {}
+
+
+def _sql(db: Database, template: str) -> str:
+    """`template` (written with ? placeholders) in the backend's parameter style."""
+    key = (db.param, template)
+    sql = _statements.get(key)
+    if sql is None:
+        sql = _statements[key] = template.replace("?", db.param)
+    return sql
+
+
+def _run(db: Database, template: str, params: Sequence[Any]) -> Any:
+    return db.execute_sql(_sql(db, template), tuple(params))
+
+
+def _insert_touched(db: Database, record_id: int, touched: Sequence[Touched]) -> None:
+    """The patients and studies of one record, a multi-row INSERT per _TOUCHED_ROWS."""
+    for start in range(0, len(touched), _TOUCHED_ROWS):
+        chunk = touched[start : start + _TOUCHED_ROWS]
+        values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+        params = [
+            value
+            for t in chunk
+            for value in (record_id, t.patient_id, t.issuer, t.study_uid, t.instances)
+        ]
+        _run(db, _NEW_TOUCHED + values, params)
 
 
 def count_store(
     db: Database, tally: Tally, *, stored: int = 1, failed: int = 0, status: str = ""
 ) -> None:
     """Count a stored (or failed) instance in its tally, in the caller's transaction."""
-    sql = _statements.get(db.param)
-    if sql is None:
-        sql = _statements[db.param] = _COUNT.replace("?", db.param)
     actor = tally.actor
     db.execute_sql(
-        sql,
+        _sql(db, _COUNT),
         (
             tally.node,
             actor.session,
@@ -131,46 +197,33 @@ class AuditRows(Role):
         worker processes) each get the next number."""
         if not events:
             return []
+        db = self.db
         head = self._head(node)
         if head is None:  # the node's first record starts its chain (once, whoever races)
-            insert = AuditChain.insert(node=node, hash=GENESIS, pruned_hash=GENESIS)
-            insert.on_conflict_ignore().execute()
+            _run(db, _NEW_CHAIN, (node, GENESIS, GENESIS))
             head = self._head(node)
             assert head is not None  # just inserted, or by the writer that raced us
         seq, prev = head
         now = timestamp()
+        postgres = bool(db.for_update)  # RETURNING the new id; SQLite gives lastrowid
+        insert = _sql(db, _NEW_RECORD) + (" RETURNING id" if postgres else "")
         records = []
         for event in events:
             seq += 1
             record = chained(event, node=node, seq=seq, prev_hash=prev, time=now)
-            row = AuditRecordRow.create(**_columns(record))
-            if record.touched:
-                AuditTouched.insert_many(
-                    [
-                        {
-                            "record": row.id,
-                            "patient_id": t.patient_id,
-                            "issuer": t.issuer,
-                            "study_uid": t.study_uid,
-                            "instances": t.instances,
-                        }
-                        for t in record.touched
-                    ]
-                ).execute()
+            columns = _columns(record)
+            cursor = db.execute_sql(insert, tuple(columns[c] for c in _RECORD_COLUMNS))
+            record_id = cursor.fetchone()[0] if postgres else cursor.lastrowid
+            _insert_touched(db, record_id, record.touched)
             records.append(record)
             prev = record.hash
-        AuditChain.update(seq=seq, hash=prev).where(AuditChain.node == node).execute()
+        _run(db, _MOVE_HEAD, (seq, prev, node))
         return records
 
     def _head(self, node: str) -> tuple[int, str] | None:
         """The chain's last number and hash, locked until the transaction ends (PostgreSQL)."""
-        row: Any = (
-            AuditChain.select(AuditChain.seq, AuditChain.hash)
-            .where(AuditChain.node == node)
-            .for_update(self.db.for_update)
-            .tuples()
-            .first()
-        )
+        sql = _sql(self.db, _HEAD) + (" FOR UPDATE" if self.db.for_update else "")
+        row = self.db.execute_sql(sql, (node,)).fetchone()
         return (int(row[0]), str(row[1])) if row else None
 
     def count(self, tally: Tally, *, stored: int = 1, failed: int = 0, status: str = "") -> None:
@@ -182,41 +235,14 @@ class AuditRows(Role):
         """Turn `node`'s tallies (of one association or command run, or all of them after a
         crash) into records, one per study, and remove them, in one commit."""
         with self.session(write=True):
-            where = AuditTally.node == node
-            if session is not None:
-                where &= AuditTally.session == session
-            tallies = list(AuditTally.select().where(where).order_by(AuditTally.id))
+            template = _TALLIES + (" AND session = ?" if session is not None else "")
+            params = (node, session) if session is not None else (node,)
+            tallies = [_Tallied(*row) for row in _run(self.db, template + " ORDER BY id", params)]
             if not tallies:
                 return []
             records = self._append(node, [_sealed(t) for t in tallies])
-            AuditTally.delete().where(AuditTally.id.in_([t.id for t in tallies])).execute()
+            self.db.cursor().executemany(_sql(self.db, _DROP_TALLY), [(t.id,) for t in tallies])
             return records
-
-    def touched(self, level: str, pks: Sequence[int]) -> list[Touched]:
-        """The patients and studies of a C-FIND's matches at `level` (row ids of that level's
-        table): what its Query record names as touched."""
-        if not pks:
-            return []
-        found: set[Touched] = set()
-        with self.session():
-            for start in range(0, len(pks), 500):
-                chunk = pks[start : start + 500]
-                if level == "PATIENT":
-                    rows: Any = Patient.select(Patient.patient_id, Patient.issuer).where(
-                        Patient.id.in_(chunk)
-                    )
-                    found.update(Touched(p, i) for p, i in rows.tuples())
-                    continue
-                entity: Any = {"STUDY": Study, "SERIES": Series, "IMAGE": Instance}[level]
-                select: Any = entity.select(Patient.patient_id, Patient.issuer, Study.study_uid)
-                if entity is Instance:
-                    select = select.join(Series).join(Study)
-                elif entity is Series:
-                    select = select.join(Study)
-                select = select.join(Patient, on=(Study.patient == Patient.id))
-                rows = select.where(entity.id.in_(chunk)).distinct()
-                found.update(Touched(p, i, s) for p, i, s in rows.tuples())
-        return sorted(found)
 
     def instances_touched(self, sop_uids: Sequence[str]) -> list[Touched]:
         """The patients and studies of indexed instances, each with how many of them (a
@@ -335,33 +361,36 @@ class AuditRows(Role):
         none the export has still to send; the checkpoint record appended says how many and
         keeps the hash of the last one removed, which is where verification starts."""
         with self.session(write=True):
-            chain = AuditChain.get_or_none(AuditChain.node == node)
-            if chain is None:
+            chain = _run(self.db, "SELECT sent_seq FROM audit_chain WHERE node = ?", (node,))
+            sent = chain.fetchone()
+            if sent is None:
                 return None
-            old = (AuditRecordRow.node == node) & (AuditRecordRow.time < before)
-            if keep_unsent:
-                old &= AuditRecordRow.seq <= chain.sent_seq
-            last = (
-                AuditRecordRow.select(AuditRecordRow.seq, AuditRecordRow.hash)
-                .where(old)
-                .order_by(AuditRecordRow.seq.desc())
-                .tuples()
-                .first()
-            )
+            old = "node = ? AND time < ?" + (" AND seq <= ?" if keep_unsent else "")
+            params = (node, before, sent[0]) if keep_unsent else (node, before)
+            last = _run(
+                self.db,
+                f"SELECT seq, hash FROM audit_record WHERE {old} ORDER BY seq DESC LIMIT 1",
+                params,
+            ).fetchone()
             if last is None:
                 return None
             seq, hash_ = int(last[0]), str(last[1])
-            doomed = AuditRecordRow.select(AuditRecordRow.id).where(
-                (AuditRecordRow.node == node) & (AuditRecordRow.seq <= seq)
+            upto = "node = ? AND seq <= ?"
+            (removed,) = _run(
+                self.db, f"SELECT COUNT(*) FROM audit_record WHERE {upto}", (node, seq)
+            ).fetchone()
+            _run(
+                self.db,
+                f"DELETE FROM audit_touched WHERE record_id IN "
+                f"(SELECT id FROM audit_record WHERE {upto})",
+                (node, seq),
             )
-            removed = doomed.count()
-            AuditTouched.delete().where(AuditTouched.record.in_(doomed)).execute()
-            AuditRecordRow.delete().where(
-                (AuditRecordRow.node == node) & (AuditRecordRow.seq <= seq)
-            ).execute()
-            AuditChain.update(pruned_seq=seq, pruned_hash=hash_).where(
-                AuditChain.node == node
-            ).execute()
+            _run(self.db, f"DELETE FROM audit_record WHERE {upto}", (node, seq))
+            _run(
+                self.db,
+                "UPDATE audit_chain SET pruned_seq = ?, pruned_hash = ? WHERE node = ?",
+                (seq, hash_, node),
+            )
             checkpoint = AuditEvent(
                 kind=AUDIT_LOG_USED,
                 action=DELETE,
@@ -370,7 +399,7 @@ class AuditRows(Role):
                 detail={
                     "pruned_through": seq,
                     "pruned_hash": hash_,
-                    "records": removed,
+                    "records": int(removed),
                     "before": before,
                 },
             )
@@ -394,9 +423,7 @@ class AuditRows(Role):
     def mark_sent(self, node: str, seq: int) -> None:
         """Records of `node` up to `seq` have reached the repository."""
         with self.session(write=True):
-            AuditChain.update(sent_seq=seq).where(
-                (AuditChain.node == node) & (AuditChain.sent_seq < seq)
-            ).execute()
+            _run(self.db, _MARK_SENT, (seq, node, seq))
 
     def unsent_count(self, node: str) -> int:
         """How many of `node`'s records the export has still to send."""
@@ -405,7 +432,27 @@ class AuditRows(Role):
             return int(row.seq - row.sent_seq) if row else 0
 
 
-def _sealed(tally: AuditTally) -> AuditEvent:
+@dataclass(frozen=True)
+class _Tallied:
+    """One row of audit_tally, in _TALLIES's column order."""
+
+    id: int
+    session: str
+    study_uid: str
+    patient_id: str
+    issuer: str
+    kind: str
+    ae_title: str
+    hospital: str
+    address: str
+    user_name: str
+    stored: int
+    failed: int
+    status: str
+    started: str
+
+
+def _sealed(tally: _Tallied) -> AuditEvent:
     """The record of one tally: instances of one study stored over one association."""
     stored, failed = int(tally.stored), int(tally.failed)
     outcome = SUCCESS if not failed else MINOR_FAILURE if stored else SERIOUS_FAILURE

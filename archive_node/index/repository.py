@@ -44,8 +44,11 @@ class Index:
         current = database.obj
         if current is not None and current is not db and not current.is_closed():
             current.close()
-        if hasattr(current, "close_all"):
-            current.close_all()
+        # Only the idle connections of a database bound before: another thread may be in a
+        # transaction on one (closing it under that thread crashes SQLite); its own Index
+        # closes the rest.
+        if hasattr(current, "close_idle"):
+            current.close_idle()
         database.initialize(db)
         return cls(db, url)
 

@@ -168,13 +168,18 @@ class AuditRecord:
         return dict(json.loads(self.detail or "{}"))
 
     def content(self) -> dict[str, Any]:
-        """Everything the hash covers, but the hash itself."""
-        values = dataclasses.asdict(self)
-        del values["hash"]
-        values["touched"] = [dataclasses.astuple(t) for t in sorted(self.touched)]
+        """Everything the hash covers, but the hash itself (the touched patients and studies
+        as [patient_id, issuer, study_uid, instances] lists, in order)."""
+        values = {name: getattr(self, name) for name in _CONTENT_FIELDS}
+        values["touched"] = [
+            (t.patient_id, t.issuer, t.study_uid, t.instances) for t in sorted(self.touched)
+        ]
         return values
 
 
+_CONTENT_FIELDS = tuple(
+    f.name for f in dataclasses.fields(AuditRecord) if f.name not in ("hash", "touched")
+)
 GENESIS = "0" * 64  # the previous hash of a chain's first record
 MAX_DETAIL_BYTES = 65536  # a query's keys are bounded by query.max_identifier_bytes before
 

@@ -382,3 +382,24 @@ def test_a_move_refused_before_sending_is_recorded_as_a_failure(node, region):
     (record,) = trail(node.service, event="DICOM Instances Transferred")
     assert (record.operation, record.destination, record.outcome) == ("C-MOVE", "NOWHERE", 8)
     assert record.status.startswith("0xA801") and record.touched == ()
+
+
+def test_a_query_at_each_level_names_whom_its_answers_touched(node, region):
+    from tests.helpers.dimse import PATIENT_ROOT
+
+    datasets = study(count=2)
+    push(node, "UNN_US", datasets)
+    uid = datasets[0].StudyInstanceUID
+    patient = identifier("PATIENT", PatientID="P-AUDIT")  # asks for no other key
+    final, answers = find(node, patient, model=PATIENT_ROOT, calling="NLSH_WS")
+    assert final.Status == status.SUCCESS and len(answers) == 1
+    assert "StudyInstanceUID" not in answers[0]  # the answer has only what was asked
+    images = identifier("IMAGE", StudyInstanceUID=uid, SeriesInstanceUID="", SOPInstanceUID="")
+    final, answers = find(node, images, calling="NLSH_WS")
+    assert final.Status == status.SUCCESS and len(answers) == 2
+    assert "PatientID" not in answers[0]
+    queries = trail(node.service, event="Query")
+    assert [(q.details["level"], q.details["matches"], q.touched) for q in queries] == [
+        ("PATIENT", 1, (Touched("P-AUDIT", "UNN"),)),
+        ("IMAGE", 2, (Touched("P-AUDIT", "UNN", uid),)),
+    ]
