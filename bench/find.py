@@ -196,14 +196,33 @@ FIND_AES = (
 
 
 # A configuration of the node measured: its index backend, then "-plain" when it runs without
-# its speed patches (node.fast_paths = false), or "-without-<patch>" without that one alone:
-# "sqlite", "postgresql", "sqlite-plain", "sqlite-without-reactor".
+# its speed patches (node.fast_paths = false), or "-without-<patch>" without that one alone,
+# then "-audit-off" when it keeps no audit trail (audit.enabled = false): "sqlite",
+# "postgresql", "sqlite-plain", "sqlite-without-reactor", "sqlite-audit-off".
 PLAIN = "-plain"
 WITHOUT = "-without-"
+AUDIT_OFF = "-audit-off"
+AUDIT_MODES = ("on", "off", "both")
+
+
+def audited(name: str) -> bool:
+    """Whether the configuration keeps the audit trail (audit.enabled, on by default)."""
+    return not name.endswith(AUDIT_OFF)
+
+
+def with_audit(names: list[str], mode: str) -> list[str]:
+    """The configurations `names` with the audit trail on, off, or both (each beside the
+    other, audit on first)."""
+    if mode == "on":
+        return list(names)
+    if mode == "off":
+        return [name + AUDIT_OFF for name in names]
+    return [each for name in names for each in (name, name + AUDIT_OFF)]
 
 
 def configuration(name: str) -> tuple[str, bool | tuple[str, ...]]:
     """(backend, node.fast_paths) of a configuration name."""
+    name = name.removesuffix(AUDIT_OFF)
     if name.endswith(PLAIN):
         return name.removesuffix(PLAIN), False
     if WITHOUT in name:
@@ -217,11 +236,13 @@ def configuration(name: str) -> tuple[str, bool | tuple[str, ...]]:
 def configuration_label(name: str) -> str:
     """How a configuration is named in the report."""
     backend, fast_paths = configuration(name)
+    audit = "" if audited(name) else ", audit off"
     if fast_paths is True:
-        return f"archive-node {backend}"
+        return f"archive-node {backend}{audit}"
     if fast_paths is False:
-        return f"archive-node {backend}, fast paths off"
-    return f"archive-node {backend} without {name.split(WITHOUT, 1)[1]}"
+        return f"archive-node {backend}, fast paths off{audit}"
+    left_out = name.removesuffix(AUDIT_OFF).split(WITHOUT, 1)[1]
+    return f"archive-node {backend} without {left_out}{audit}"
 
 
 def _toml(value: bool | tuple[str, ...]) -> str:
@@ -240,13 +261,15 @@ def serving(
     prepare: bool = True,
     fast_paths: bool | tuple[str, ...] = True,
     tls: BenchPki | None = None,
+    audit: bool = True,
 ) -> Iterator[subprocess.Popen]:
     """Run `archive-node serve` on a free port with this index and these AEs (`ae add`
     arguments; the first must have `echo`); yield the process (its port is `.port`).
     `workers` > 1 passes `--workers`; `prepare=False` serves an index already initialised and
     holding the AEs (a restart); `fast_paths` is node.fast_paths. With `tls`, the node speaks
     DICOM TLS only (node.port = 0, the free port is tls.port, with these certificates) and
-    the first AE is probed over TLS with the PKI's client certificate."""
+    the first AE is probed over TLS with the PKI's client certificate. `audit` is
+    audit.enabled."""
     port = free_port()
     config = root / "archive-node.toml"
     config.write_text(
@@ -254,7 +277,7 @@ def serving(
         f"fast_paths = {_toml(fast_paths)}\n"
         f'[storage]\npath = "{root / "storage"}"\nmin_free_mb = 1\n'
         f'[index]\nurl = "{index_url}"\n[query]\nmax_results = 10000\n[log]\nlevel = "WARNING"\n'
-        + (tls.node_config(port) if tls else "")
+        f"[audit]\nenabled = {str(audit).lower()}\n" + (tls.node_config(port) if tls else "")
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_NODE_")}
     cli = [sys.executable, "-m", "archive_node", "--config", str(config)]
@@ -398,7 +421,9 @@ def run(backend: str, studies: int, runs: int, seed: int, *, workers: int = 1) -
                     index.db.execute_sql("ANALYZE")
             populated = time.perf_counter() - started
             index.close()
-            with serving(root, url, workers=workers, fast_paths=fast_paths) as node:
+            with serving(
+                root, url, workers=workers, fast_paths=fast_paths, audit=audited(backend)
+            ) as node:
                 results = measure(node.port, corpus, runs, seed)
                 findscu = (
                     time_findscu(node.port, corpus, max(3, runs // 10))
@@ -438,6 +463,18 @@ def table(reports: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def add_audit_argument(parser: argparse.ArgumentParser) -> None:
+    """--audit on|off|both: the node with its audit trail (the default), without it
+    (audit.enabled = false), or each beside the other."""
+    parser.add_argument(
+        "--audit",
+        choices=AUDIT_MODES,
+        default="on",
+        help="the node's audit trail: on (default), off (audit.enabled = false), or both, "
+        "each configuration beside the other",
+    )
+
+
 def studies_list(text: str) -> list[int]:
     """Parse "20000,100000" (or "20_000") into [20000, 100000]."""
     return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
@@ -454,13 +491,14 @@ def main(argv: list[str] | None = None) -> int:
         "--backend", choices=["sqlite", "postgresql", "both"], default="both", help="index"
     )
     parser.add_argument("--workers", type=int, default=1, help="archive-node serve --workers")
+    add_audit_argument(parser)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     reports = [
         run(b, studies, args.runs, args.seed, workers=args.workers)
         for studies in studies_list(args.studies)
-        for b in backends
+        for b in with_audit(backends, args.audit)
     ]
     print(table(reports))
     if args.json:

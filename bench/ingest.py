@@ -20,12 +20,15 @@ from archive_node.registry import Registry, bound_certificates
 from bench.certificates import BenchPki, make_pki
 from bench.find import (
     DCMTK_ENV,
+    add_audit_argument,
+    audited,
     configuration,
     configuration_label,
     free_port,
     index_url_for,
     serving,
     wait_until_answering,
+    with_audit,
 )
 from bench.media import CACHE, KINDS, MPEG4_HP41, Media, media
 from bench.retrieve import start_storescp, time_move, tree_hwm
@@ -111,8 +114,16 @@ def node_run(
             index.close()
             aes = (["BENCH"],)  # serving() calls as the first AE to see that it answers
             name = receiver_name(backend, tls=tls)
+            audit = audited(backend)
             with serving(
-                root, url, aes, workers=workers, prepare=False, fast_paths=fast_paths, tls=pki
+                root,
+                url,
+                aes,
+                workers=workers,
+                prepare=False,
+                fast_paths=fast_paths,
+                tls=pki,
+                audit=audit,
             ) as node:
                 target = Target(name, node.port, "ARCHIVE", node.pid, _counter(url))
                 if pki:
@@ -121,7 +132,7 @@ def node_run(
             if not send_video or tls:
                 return result, None
             with serving(
-                root, url, aes, workers=workers, prepare=False, fast_paths=fast_paths
+                root, url, aes, workers=workers, prepare=False, fast_paths=fast_paths, audit=audit
             ) as node:
                 target = Target(name, node.port, "ARCHIVE", node.pid, _counter(url))
                 return result, _send(target, corpus, root, dest_port)
@@ -504,12 +515,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure each archive-node configuration over DICOM TLS (a TLS-only node, "
         "storescu +tls with a client certificate; throwaway certificates), in the same runs",
     )
+    add_audit_argument(parser)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if not shutil.which("storescu"):
         print("DCMTK storescu is needed: apt-get install dcmtk", file=sys.stderr)
         return 2
     backends = {"both": list(BACKENDS), "none": []}.get(args.backend, [args.backend])
+    backends = with_audit(backends, args.audit)
     runs = args.runs or (1 if args.quick else 3)
     report = run(backends=backends, runs=runs, tls=args.tls, **ingest_options(args))
     print(table(report))

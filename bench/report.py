@@ -301,7 +301,7 @@ def notes(report: dict, backends: list[str]) -> str:
     lines = [
         f"Ratios and met are per configuration ({ratio}; -plain: node.fast_paths = false, "
         "pynetdicom's own code where the node's speed patches would run; -without-X: every "
-        "speed patch but X). DCMTK and pynetdicom "
+        "speed patch but X; audit off: audit.enabled = false). DCMTK and pynetdicom "
         "storescp are measured in this run; Orthanc's figures are quoted from the issue (not "
         "installed here).",
         "Ingest: DCMTK storescu, TCP_NODELAY=1, files in their own syntax, median of "
@@ -390,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         "it), on, off, or each (as both, and a column per speed patch left out alone)",
     )
     parser.add_argument("--seed", type=int, default=1)
+    find_bench.add_audit_argument(parser)
     parser.add_argument("--json", type=Path, help="also write every raw result here")
     ingest_bench.add_arguments(parser)
     args = parser.parse_args(argv)
@@ -417,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             *(first + find_bench.WITHOUT + patch for patch in SPEED_PATCHES),
         ],
     }[args.fast_paths]
+    backends = find_bench.with_audit(backends, args.audit)  # each beside it without the trail
     dcmtk = all(shutil.which(tool) for tool in ("storescu", "storescp", "getscu"))
     if not dcmtk:
         _say("DCMTK (storescu, storescp, getscu) not installed: ingest and retrieve skipped")
@@ -435,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "workers": args.workers,
             "fast_paths": args.fast_paths,
+            "audit": args.audit,
         },
         "issue_figures": {
             "ingest": {f"{k} {n} assoc": v for (k, n), v in ISSUE_INGEST.items()},

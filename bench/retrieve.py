@@ -25,7 +25,16 @@ from archive_node.index import Index
 from archive_node.net.association import set_tcp_nodelay
 from archive_node.net.client import client_ae, send_files
 from archive_node.registry import Registry
-from bench.find import DCMTK_ENV, configuration, free_port, index_url_for, serving
+from bench.find import (
+    DCMTK_ENV,
+    add_audit_argument,
+    audited,
+    configuration,
+    free_port,
+    index_url_for,
+    serving,
+    with_audit,
+)
 from bench.media import CACHE, media
 
 
@@ -140,7 +149,9 @@ def run(
                 ["BENCH", *local, "--allow", "echo,store,move,get"],
                 ["STORESCP", *local, "--port", str(dest_port)],
             )
-            with serving(root, url, aes, workers=workers, fast_paths=fast_paths) as node:
+            with serving(
+                root, url, aes, workers=workers, fast_paths=fast_paths, audit=audited(backend)
+            ) as node:
                 started = time.perf_counter()
                 sent = send_files(
                     study.files, "127.0.0.1", node.port, calling="BENCH", called="ARCHIVE"
@@ -203,12 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="archive-node serve --workers")
+    add_audit_argument(parser)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if not (shutil.which("storescp") and shutil.which("getscu")):
         print("DCMTK storescp and getscu are needed: apt-get install dcmtk", file=sys.stderr)
         return 2
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    backends = with_audit(backends, args.audit)
     reports = [
         run(b, args.instances, args.runs, seed=args.seed, workers=args.workers) for b in backends
     ]

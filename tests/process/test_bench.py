@@ -9,6 +9,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.encaps import generate_fragments
 
+from bench import audit as audit_bench
 from bench import find as find_bench
 from bench import importing as import_bench
 from bench import ingest as ingest_bench
@@ -206,3 +207,48 @@ def test_report_runs_end_to_end(tmp_path, capsys):
         "| figure | archive-node sqlite | archive-node sqlite, fast paths off | DCMTK storescp |"
     )
     assert report["markdown"] in printed
+
+
+def test_audit_configurations_name_the_trail_off():
+    assert find_bench.with_audit(["sqlite", "postgresql"], "both") == [
+        "sqlite",
+        "sqlite-audit-off",
+        "postgresql",
+        "postgresql-audit-off",
+    ]
+    assert find_bench.with_audit(["sqlite-plain"], "off") == ["sqlite-plain-audit-off"]
+    assert find_bench.configuration("sqlite-plain-audit-off") == ("sqlite", False)
+    assert not find_bench.audited("sqlite-audit-off") and find_bench.audited("sqlite")
+    label = find_bench.configuration_label("postgresql-audit-off")
+    assert label == "archive-node postgresql, audit off"
+
+
+def test_audit_question_benchmark_runs_on_a_tiny_trail(tmp_path, capsys):
+    out = tmp_path / "audit.json"
+    args = ["query", "--records", "2000", "--patients", "100", "--queries", "20"]
+    args += ["--commands", "1", "--backend", "sqlite", "--json", str(out)]
+    assert audit_bench.main(args) == 0
+    (report,) = json.loads(out.read_text())
+    assert report["records"] == 2000 and report["touched_rows"] > 1800
+    assert report["query"]["mean_records"] > 0 and report["query"]["p95_ms"] > 0
+    (found,) = report["command"]["records"]
+    assert found > 0  # the command found the patient's records (its own comes after)
+    assert any("audit_touched_patient_id_issuer" in line for line in report["explain"]["plan"])
+    assert "| sqlite | 2,000 (" in capsys.readouterr().out
+
+
+@needs_dcmtk
+def test_audit_overhead_benchmark_runs_the_node_with_and_without_the_trail(tmp_path, capsys):
+    out = tmp_path / "overhead.json"
+    args = ["overhead", "--rounds", "1", "--sc", "3", "--ct", "0", "--associations", "1"]
+    args += ["--studies", "200", "--find-runs", "3", "--instances", "2", "--workers", "1"]
+    assert audit_bench.main([*args, "--cache", str(tmp_path), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    figures = {f["figure"]: f for f in report["figures"]}
+    assert "C-STORE SC x 3, 1 assoc, inst/s" in figures
+    assert "C-MOVE 2 CT, inst/s" in figures
+    assert any(f.startswith("C-FIND PatientID exact at 200 studies") for f in figures)
+    for figure in figures.values():
+        assert len(figure["runs_on"]) == len(figure["runs_off"]) == 1
+        assert figure["audit_on"] > 0 and figure["audit_off"] > 0
+    assert "| figure | audit off | audit on |" in capsys.readouterr().out
