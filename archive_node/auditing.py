@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .config import Config
-from .dicom import status
+from .dicom import status as dimse
 from .errors import AuditUnavailable, Conflict, IndexUnavailable, Refused
 from .index import Index
 from .index.audit_rows import Tally
@@ -263,7 +263,7 @@ class AuditTrail:
         destination, too many instances): a failed DICOM Instances Transferred record, best
         effort (nothing was sent). A refusal for want of the right is a Security Alert
         already (authorise)."""
-        if actor is None or refused.status == status.NOT_AUTHORISED:
+        if actor is None or refused.status == dimse.NOT_AUTHORISED:
             return
         with contextlib.suppress(AuditUnavailable):
             self.event(
@@ -443,7 +443,7 @@ class QueryRecord:
             self.actor,
             touched=touched,
             outcome=MINOR_FAILURE if overflow else SUCCESS,
-            status=f"0x{status.OUT_OF_RESOURCES:04X} more than {limit} matches"
+            status=f"0x{dimse.OUT_OF_RESOURCES:04X} more than {limit} matches"
             if overflow
             else "",
             detail={**self.detail, "level": level, "matches": len(matches), "query": self._keys()},
