@@ -277,3 +277,24 @@ def test_an_unwritable_trail_fails_the_registry_change_loudly(cfg):
     line = fails("hospital", "add", "HSYK", "--name", "Stavanger", "-c", cfg)
     assert "hospital add is done, but its audit record could not be written" in line
     assert "cannot record this use of it" in fails("audit", "-c", cfg)
+
+
+def test_import_verify_and_reindex_runs_are_recorded(cfg, tmp_path):
+    from tests.helpers.media_files import jpeg, pdf
+
+    photo, document = jpeg(tmp_path / "lesion.jpg"), pdf(tmp_path / "referral.pdf")
+    ok(
+        "import", photo, document, "--hospital", "UNN", "--patient-id", "P-IMP",
+        "--patient-name", "Test^Import", "-c", cfg,
+    )  # fmt: skip
+    ok("verify", "-c", cfg)
+    ok("reindex", "-c", cfg)
+    (imported,) = records(cfg, "--patient", "P-IMP", "--event", "import")
+    assert (imported["operation"], imported["user"]) == ("import", getpass.getuser())
+    assert imported["touched"][0]["instances"] == 2
+    assert imported["touched"][0]["issuer"] == "UNN"
+    runs = records(cfg, "--event", "security alert")
+    by_operation = {r["operation"]: r for r in runs}
+    assert by_operation["verify"]["event_type"] == "110142"
+    assert by_operation["verify"]["detail"]["checked"] == 2
+    assert by_operation["reindex"]["detail"]["files"] == 2
