@@ -443,9 +443,7 @@ class QueryRecord:
             self.actor,
             touched=touched,
             outcome=MINOR_FAILURE if overflow else SUCCESS,
-            status=f"0x{dimse.OUT_OF_RESOURCES:04X} more than {limit} matches"
-            if overflow
-            else "",
+            status=f"0x{dimse.OUT_OF_RESOURCES:04X} more than {limit} matches" if overflow else "",
             detail={**self.detail, "level": level, "matches": len(matches), "query": self._keys()},
         )
 

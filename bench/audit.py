@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from archive_node.index import Index
-from archive_node.index.audit_rows import AuditFilter
+from archive_node.index.audit_rows import RECORD_COLUMNS, AuditFilter
 from archive_node.rules.audit import (
     APPLICATION_ACTIVITY,
     INSTANCES_TRANSFERRED,
@@ -54,27 +54,6 @@ NODE = "ARCHIVE"
 HOSPITALS = ("UNN", "NLSH", "HST", "FIN")
 ISSUERS = tuple(f"{code}-PID" for code in HOSPITALS)
 AES = ("PACS_UNN", "PACS_NLSH", "MODALITY1", "VIEWER7", "RIS")
-_RECORD_COLUMNS = (
-    "node",
-    "seq",
-    "time",
-    "event",
-    "event_code",
-    "event_type",
-    "action",
-    "operation",
-    "outcome",
-    "status",
-    "session",
-    "ae_title",
-    "hospital",
-    "address",
-    "user_name",
-    "destination",
-    "detail",
-    "prev_hash",
-    "hash",
-)
 _TOUCHED_COLUMNS = ("record_id", "patient_id", "issuer", "study_uid", "instances")
 
 
@@ -149,10 +128,10 @@ def fill(index: Index, records: int, patients: int, seed: int, batch: int = 50_0
     db = index.db
     postgres = "postgres" in type(db).__name__.lower()
     insert_record = (
-        f"INSERT INTO audit_record (id, {', '.join(_RECORD_COLUMNS)}) VALUES %s"
+        f"INSERT INTO audit_record (id, {', '.join(RECORD_COLUMNS)}) VALUES %s"
         if postgres
-        else f"INSERT INTO audit_record (id, {', '.join(_RECORD_COLUMNS)}) "
-        f"VALUES ({', '.join('?' * (len(_RECORD_COLUMNS) + 1))})"
+        else f"INSERT INTO audit_record (id, {', '.join(RECORD_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * (len(RECORD_COLUMNS) + 1))})"
     )
     insert_touched = (
         f"INSERT INTO audit_touched ({', '.join(_TOUCHED_COLUMNS)}) VALUES %s"

@@ -25,7 +25,7 @@ from ..rules.audit import (
     prune_before,
     timestamp,
 )
-from . import ArchiveGroup, cli, config_option, get_service
+from . import ArchiveGroup, cli, config_option, get_service, print_table
 
 COLUMNS = (
     "seq",
@@ -137,16 +137,6 @@ def _json(record: AuditRecord) -> dict[str, Any]:
     }
 
 
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        click.echo("no audit records match")
-        return
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in COLUMNS}
-    click.echo("  ".join(c.upper().ljust(widths[c]) for c in COLUMNS).rstrip())
-    for row in rows:
-        click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in COLUMNS).rstrip())
-
-
 @cli.group(cls=ArchiveGroup, invoke_without_command=True)
 @config_option
 @click.option("--patient", metavar="ID", help="Records that touched this PatientID.")
@@ -214,7 +204,7 @@ def audit(
         writer.writeheader()
         writer.writerows({k: row[k] for k in writer.fieldnames} for row in rows)
         return
-    _print_table(rows)
+    print_table(rows, COLUMNS, as_json=False)
 
 
 def _record_use(

@@ -88,7 +88,7 @@ _HEAD = "SELECT seq, hash FROM audit_chain WHERE node = ?"
 _NEW_CHAIN = """
 INSERT INTO audit_chain (node, seq, hash, pruned_seq, pruned_hash, sent_seq)
 VALUES (?, 0, ?, 0, ?, 0) ON CONFLICT DO NOTHING"""
-_RECORD_COLUMNS = (
+RECORD_COLUMNS = (
     "node",
     "seq",
     "time",
@@ -110,8 +110,8 @@ _RECORD_COLUMNS = (
     "hash",
 )
 _NEW_RECORD = (
-    f"INSERT INTO audit_record ({', '.join(_RECORD_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_RECORD_COLUMNS))})"
+    f"INSERT INTO audit_record ({', '.join(RECORD_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(RECORD_COLUMNS))})"
 )
 _NEW_TOUCHED = (
     "INSERT INTO audit_touched (record_id, patient_id, issuer, study_uid, instances) VALUES "
@@ -212,7 +212,7 @@ class AuditRows(Role):
             seq += 1
             record = chained(event, node=node, seq=seq, prev_hash=prev, time=now)
             columns = _columns(record)
-            cursor = db.execute_sql(insert, tuple(columns[c] for c in _RECORD_COLUMNS))
+            cursor = db.execute_sql(insert, tuple(columns[c] for c in RECORD_COLUMNS))
             record_id = cursor.fetchone()[0] if postgres else cursor.lastrowid
             _insert_touched(db, record_id, record.touched)
             records.append(record)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import select
 import socket
 import ssl
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
+from .tls import load_cas
 
 DEFAULT_PORTS = {"tls": 6514, "tcp": 514, "udp": 514}
 
@@ -264,17 +264,7 @@ def _tls_context(
     context.check_hostname = not target.host_is_ip
     if not ca_certificates:
         raise ConfigError("audit.ca_certificates: must be set for a tls:// repository")
-    try:
-        if os.path.isdir(ca_certificates):
-            context.load_verify_locations(capath=ca_certificates)
-        else:
-            context.load_verify_locations(cafile=ca_certificates)
-    except FileNotFoundError:
-        raise ConfigError(f"audit.ca_certificates: {ca_certificates}: no such file") from None
-    except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(
-            f"audit.ca_certificates: {ca_certificates}: not PEM CA certificates ({describe(exc)})"
-        ) from None
+    load_cas(context, ca_certificates, "audit.ca_certificates")
     if bool(certificate) != bool(private_key):
         raise ConfigError("audit.certificate and audit.private_key: set both or neither")
     if certificate:

@@ -94,20 +94,24 @@ def make_context(tls: TlsConfig, *, server: bool) -> ssl.SSLContext:
             f"tls.certificate/tls.private_key: cannot read {tls.certificate}, "
             f"{tls.private_key}: {exc.strerror or exc}"
         ) from None
-    try:
-        if os.path.isdir(tls.ca_certificates):
-            context.load_verify_locations(capath=tls.ca_certificates)
-        else:
-            context.load_verify_locations(cafile=tls.ca_certificates)
-    except FileNotFoundError:
-        raise ConfigError(f"tls.ca_certificates: {tls.ca_certificates}: no such file") from None
-    except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(
-            f"tls.ca_certificates: {tls.ca_certificates}: not PEM CA certificates ({exc})"
-        ) from None
-    if not os.path.isdir(tls.ca_certificates) and not context.get_ca_certs():
-        raise ConfigError(f"tls.ca_certificates: {tls.ca_certificates}: no CA certificate in it")
+    load_cas(context, tls.ca_certificates, "tls.ca_certificates")
     return context
+
+
+def load_cas(context: ssl.SSLContext, path: str, key: str) -> None:
+    """The CAs that verify peers, from a PEM file or an `openssl rehash` directory. Raises
+    ConfigError naming the setting `key`: no such file, not PEM, or no CA in it."""
+    try:
+        if os.path.isdir(path):
+            context.load_verify_locations(capath=path)
+        else:
+            context.load_verify_locations(cafile=path)
+    except FileNotFoundError:
+        raise ConfigError(f"{key}: {path}: no such file") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"{key}: {path}: not PEM CA certificates ({exc})") from None
+    if not os.path.isdir(path) and not context.get_ca_certs():
+        raise ConfigError(f"{key}: {path}: no CA certificate in it")
 
 
 class TlsCredentials:
