@@ -9,6 +9,7 @@ import dataclasses
 import getpass
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -48,6 +49,17 @@ from .rules.audit import (
 from .rules.retrieve_plan import Outgoing, SubOperations
 
 log = logging.getLogger(__name__)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host still runs (a zombie counts as gone only once reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
 
 
 def new_session() -> str:
@@ -367,6 +379,21 @@ class AuditTrail:
             log.error("audit count of a C-STORE not written: %s", exc)
             if stored:
                 raise AuditUnavailable("audit trail unavailable") from None
+
+    def seal_orphans(self, alive: Callable[[int], bool] = process_alive) -> None:
+        """Seal the tallies of this host's processes of the node that are gone (a worker that
+        died under `serve --workers`: its successor seals them). Never raises."""
+        if not self.enabled:
+            return
+        host = socket.gethostname()
+        try:
+            for process in self.index.audit.tally_processes(self.node):
+                name, _, pid = process.rpartition(":")
+                dead = name == host and pid.isdigit() and not alive(int(pid))
+                if dead and self.index.audit.seal(self.node, process=process):
+                    self.on_recorded()
+        except (IndexUnavailable, Conflict) as exc:
+            log.error("audit records of a dead worker's stores wait for the next start: %s", exc)
 
     def seal(self, session: str | None = None) -> None:
         """Turn the tallies of one association (or, at start, every one a crash left) into

@@ -4,6 +4,8 @@ C-STORE tallies sealed into records, the trail's questions, pruning and the expo
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,8 +76,8 @@ class AuditFilter:
 
 _COUNT = """
 INSERT INTO audit_tally (node, session, study_uid, patient_id, issuer, kind, ae_title, hospital,
-                         address, user_name, stored, failed, status, started)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         address, user_name, stored, failed, status, started, process)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (session, study_uid) DO UPDATE SET
     stored = audit_tally.stored + excluded.stored,
     failed = audit_tally.failed + excluded.failed,
@@ -154,6 +156,12 @@ def _insert_touched(db: Database, record_id: int, touched: Sequence[Touched]) ->
         _run(db, _NEW_TOUCHED + values, params)
 
 
+def this_process() -> str:
+    """host:pid of the process counting: a worker that dies leaves tallies its successor
+    can tell from a live process's."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def count_store(
     db: Database, tally: Tally, *, stored: int = 1, failed: int = 0, status: str = ""
 ) -> None:
@@ -176,6 +184,7 @@ def count_store(
             failed,
             status,
             timestamp(),
+            this_process(),
         ),
     )
 
@@ -231,18 +240,32 @@ class AuditRows(Role):
         with self.session(write=True):
             count_store(self.db, tally, stored=stored, failed=failed, status=status)
 
-    def seal(self, node: str, session: str | None = None) -> list[AuditRecord]:
-        """Turn `node`'s tallies (of one association or command run, or all of them after a
-        crash) into records, one per study, and remove them, in one commit."""
+    def seal(
+        self, node: str, session: str | None = None, *, process: str | None = None
+    ) -> list[AuditRecord]:
+        """Turn `node`'s tallies (of one association or command run, of one process that
+        died, or all of them after a crash) into records, one per study, and remove them, in
+        one commit."""
         with self.session(write=True):
-            template = _TALLIES + (" AND session = ?" if session is not None else "")
-            params = (node, session) if session is not None else (node,)
+            template, params = _TALLIES, [node]
+            for column, value in (("session", session), ("process", process)):
+                if value is not None:
+                    template += f" AND {column} = ?"
+                    params.append(value)
             tallies = [_Tallied(*row) for row in _run(self.db, template + " ORDER BY id", params)]
             if not tallies:
                 return []
             records = self._append(node, [_sealed(t) for t in tallies])
             self.db.cursor().executemany(_sql(self.db, _DROP_TALLY), [(t.id,) for t in tallies])
             return records
+
+    def tally_processes(self, node: str) -> list[str]:
+        """The processes (host:pid) with tallies of `node` not yet sealed."""
+        with self.session():
+            rows = _run(
+                self.db, "SELECT DISTINCT process FROM audit_tally WHERE node = ?", (node,)
+            )
+            return [str(process) for (process,) in rows]
 
     def instances_touched(self, sop_uids: Sequence[str]) -> list[Touched]:
         """The patients and studies of indexed instances, each with how many of them (a

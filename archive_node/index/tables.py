@@ -295,6 +295,7 @@ class AuditTally(BaseModel):
     failed = IntegerField(default=0)
     status = TextField(default="")
     started = CharField(max_length=27)
+    process = CharField(max_length=300, default="")  # host:pid that counted: a dead one's go
 
     class Meta:
         table_name = "audit_tally"

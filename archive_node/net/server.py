@@ -222,6 +222,7 @@ class ArchiveServer:
             self.service.audit.application(True, {"ports": [p for p in (plain, secure) if p]})
         else:
             storage.create()
+            self.service.audit.seal_orphans()  # what a worker that died before this one counted
         # pynetdicom writes each incoming dataset to a NamedTemporaryFile: put it in the store's
         # filesystem so keeping it is a link, not a copy.
         tempfile.tempdir = str(storage.incoming)

@@ -403,3 +403,26 @@ def test_a_query_at_each_level_names_whom_its_answers_touched(node, region):
         ("PATIENT", 1, (Touched("P-AUDIT", "UNN"),)),
         ("IMAGE", 2, (Touched("P-AUDIT", "UNN", uid),)),
     ]
+
+
+def test_a_worker_that_died_has_its_tallies_sealed_by_its_successor(service, registry, tmp_path):
+    import socket
+
+    from archive_node.index.audit_rows import Tally
+
+    host = socket.gethostname()
+    dead = Actor("dead-worker-session", ae_title="UNN_US", hospital="UNN", address="127.0.0.7")
+    alive = Actor("live-worker-session", ae_title="UNN_US", hospital="UNN", address="127.0.0.8")
+    node = service.audit.node
+    db = service.index.db
+    for actor, pid in ((dead, 999_999_999), (alive, 4242)):  # as two workers counted them
+        service.index.audit.count(Tally(node, actor, "1.2.3", "P-W", "UNN"))
+        with service.index.session(write=True):
+            db.execute_sql(
+                f"UPDATE audit_tally SET process = {db.param} WHERE session = {db.param}",
+                (f"{host}:{pid}", actor.session),
+            )
+    service.audit.seal_orphans(alive=lambda pid: pid == 4242)
+    sealed_ = trail(service, event="DICOM Instances Transferred")
+    assert [(r.session, r.touched[0].instances) for r in sealed_] == [("dead-worker-session", 1)]
+    assert service.index.audit.tally_processes(node) == [f"{host}:4242"]
