@@ -93,6 +93,7 @@ class AuditExporter:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._replacement: Any = None  # a sender to take before the next batch
         self.failures = 0  # consecutive failed attempts (0 while the repository takes them)
 
     def start(self) -> None:
@@ -118,6 +119,7 @@ class AuditExporter:
             thread.join(timeout)
             if thread.is_alive():
                 flush = False  # still in a send: leave the rest to the next start
+        self._take_replacement()
         try:
             if flush and self.failures == 0:
                 while self.export_once() >= self.batch:
@@ -173,10 +175,23 @@ class AuditExporter:
             raise
         self.index.audit.mark_sent(self.node, seqs[-1])
 
+    def replace_sender(self, sender: Any) -> None:
+        """Send with `sender` from the next batch on (SIGHUP: the repository's TLS files read
+        again); the one in use is closed between two sends, never during one."""
+        self._replacement = sender
+        self._wake.set()
+
+    def _take_replacement(self) -> None:
+        replacement, self._replacement = self._replacement, None
+        if replacement is not None:
+            previous, self.sender = self.sender, replacement
+            previous.close()
+
     def _run(self) -> None:
         delay = self.retry_interval
         while not self._stopping.is_set():
             self._wake.clear()
+            self._take_replacement()
             try:
                 sent = self.export_once()
             except (OSError, IndexUnavailable) as exc:
@@ -210,6 +225,16 @@ class AuditExporter:
         return str(getattr(self.sender, "target", "the repository"))
 
 
+def sender_for(audit: Any) -> SyslogSender:
+    """The sender to audit.repository, its TLS files read now. Raises ConfigError."""
+    return SyslogSender(
+        SyslogTarget.parse(audit.repository),
+        ca_certificates=audit.ca_certificates,
+        certificate=audit.certificate,
+        private_key=audit.private_key,
+    )
+
+
 def exporter_for(service: Any) -> AuditExporter | None:
     """The exporter of an ArchiveService's trail to audit.repository, or None without one.
     Raises ConfigError for an unusable repository URL or TLS file (at start, not later)."""
@@ -217,12 +242,7 @@ def exporter_for(service: Any) -> AuditExporter | None:
     audit = config.audit
     if not audit.repository or not audit.enabled:
         return None
-    sender = SyslogSender(
-        SyslogTarget.parse(audit.repository),
-        ca_certificates=audit.ca_certificates,
-        certificate=audit.certificate,
-        private_key=audit.private_key,
-    )
+    sender = sender_for(audit)
     bind = config.node.bind
     address = bind if bind not in ("", "0.0.0.0", "::") else socket.getfqdn()
     return AuditExporter(

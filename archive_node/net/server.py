@@ -28,7 +28,7 @@ from ..service import ArchiveService
 from . import patches
 from .admission import NodeServer, TlsPort
 from .association import peer_label, release_waiting_acceptor
-from .audit_export import exporter_for
+from .audit_export import exporter_for, sender_for
 from .commitment_scp import CommitmentSCP
 from .patches.limits import Limits, serve_limits
 from .patches.receiving import serve_receiving
@@ -289,7 +289,14 @@ class ArchiveServer:
 
     def reload_tls(self) -> bool:
         """Read the TLS certificate, key and CAs again (SIGHUP): new associations use them,
-        open ones go on. A file that cannot be used is logged and the old ones kept."""
+        open ones go on; the audit export's too, from its next send. A file that cannot be
+        used is logged and the old ones kept."""
+        if self.exporter is not None:
+            try:
+                self.exporter.replace_sender(sender_for(self.service.config.audit))
+                log.info("SIGHUP: the audit repository's TLS files re-read")
+            except ConfigError as exc:
+                log.error("SIGHUP: audit export's TLS files not re-read, the old kept: %s", exc)
         if not self.service.config.tls.configured:
             log.info("SIGHUP: no TLS configured, nothing to re-read")
             return False

@@ -502,3 +502,36 @@ def test_a_store_query_and_move_arrive_at_rsyslog_over_tls(
     assert all(patients(root) == ["Ø-55^^^UNN"] for _, root in arrived)
     seqs = [int(seq) for seq, _ in arrived]
     assert seqs == sorted(seqs) and len(set(seqs)) == 4
+
+
+def test_sighup_rereads_the_repository_ca(repository, pki, tmp_path, sqlite_url):
+    """A repository the node does not trust yet gets nothing; once the right CA is in the
+    file and the node re-reads it (what SIGHUP does), the backlog arrives."""
+    import shutil
+
+    from archive_node.service import ArchiveService
+    from tests.helpers.serving import make_config, serving
+
+    ca_file = tmp_path / "repository-ca.pem"
+    shutil.copyfile(pki.rogue.ca, ca_file)  # the wrong CA: every handshake fails
+    config = make_config(
+        tmp_path,
+        sqlite_url,
+        audit={"repository": repository.url("tls"), "ca_certificates": str(ca_file)},
+    )
+    service = ArchiveService.from_config(config)
+    service.index.init_schema()
+    try:
+        with serving(service) as node:
+            exporter = node.server.exporter
+            deadline = time.monotonic() + 10
+            while exporter.failures == 0:  # the start record could not be sent
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert repository.messages() == []
+            shutil.copyfile(pki.region.certificate, ca_file)
+            node.server.reload_tls()
+            started = repository.wait_for(1, deadline=40)
+            assert "110120" in started[0]  # the node's Application Start
+    finally:
+        service.index.close()
