@@ -426,3 +426,39 @@ def test_a_worker_that_died_has_its_tallies_sealed_by_its_successor(service, reg
     sealed_ = trail(service, event="DICOM Instances Transferred")
     assert [(r.session, r.touched[0].instances) for r in sealed_] == [("dead-worker-session", 1)]
     assert service.index.audit.tally_processes(node) == [f"{host}:4242"]
+
+
+def test_concurrent_writers_keep_every_chain_whole(tmp_path, index_url):
+    """Threads of one node and a second node on the same index append at once: every record
+    gets its own number in its node's chain, and both chains verify."""
+    import threading
+
+    from archive_node.auditing import AuditTrail
+
+    service = ArchiveService.from_config(make_config(tmp_path, index_url))
+    service.index.init_schema()
+    other = AuditTrail(
+        make_config(tmp_path, index_url, audit={"source_id": "ARCHIVE@node2"}), service.index
+    )
+    errors: list[BaseException] = []
+
+    def write(trail, n: int) -> None:
+        try:
+            for i in range(n):
+                trail.admin_change(local_actor(), "test", {"i": i})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=write, args=(trail, 15))
+        for trail in (service.audit, service.audit, service.audit, other, other)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert service.audit.verify() == {"ARCHIVE": (45, []), "ARCHIVE@node2": (30, [])}
+    finally:
+        service.index.close()
