@@ -73,3 +73,41 @@ def test_a_node_killed_while_the_repository_is_down_delivers_everything_later(tm
     finally:
         node.close()
         repository.stop()
+
+
+def test_with_workers_one_process_exports_the_whole_chain_once(tmp_path, pki):
+    repository = Rsyslog(tmp_path / "rsyslog", pki.region.issue("audit-repository"))
+    (tmp_path / "node").mkdir()
+    node = Archive(
+        tmp_path / "node",
+        audit={
+            "repository": repository.url("tls"),
+            "ca_certificates": str(pki.region.certificate),
+        },
+    )
+    try:
+        repository.start()
+        node.init()
+        node.start("--workers", "2")
+        for _ in range(4):  # four associations, served by either worker
+            ds = dicom_objects.secondary_capture(patient_id="P-WORKERS", study_uid=generate_uid())
+            path = dicom_objects.write(ds, tmp_path / f"{ds.SOPInstanceUID}.dcm")
+            assert send(node, path).status == 0
+        deadline = time.monotonic() + 30
+        while stores_recorded(node) < 4:
+            assert time.monotonic() < deadline, node.log()
+            time.sleep(0.02)
+        written = head(node)
+        deadline = time.monotonic() + 30
+        while True:
+            numbers = [int(m) for raw in repository.messages() for m in SEQUENCE.findall(raw)]
+            if set(range(1, written + 1)) <= set(numbers):
+                break
+            assert time.monotonic() < deadline, (written, numbers, node.log()[-3000:])
+            time.sleep(0.05)
+        assert len(numbers) == len(set(numbers))  # one sender: nothing twice
+        assert sum("P-WORKERS" in raw for raw in repository.messages()) == 4
+        assert node.terminate() == 0
+    finally:
+        node.close()
+        repository.stop()
