@@ -252,19 +252,12 @@ class AuditTrail:
     ) -> None:
         """Before the first sub-operation of a C-MOVE or C-GET: one DICOM Instances Transferred
         record per study, of what is about to be sent. Raises AuditUnavailable."""
-        studies = per_study(items)
         self.record(
             *(
-                AuditEvent(
-                    INSTANCES_TRANSFERRED,
-                    READ,
-                    operation,
-                    actor,
-                    destination=destination,
-                    touched=(dataclasses.replace(study, instances=counts["instances"]),),
-                    detail={"phase": "started", **counts},
+                _transfer(
+                    actor, operation, destination, study, counts["instances"], counts, "started"
                 )
-                for study, counts in studies.items()
+                for study, counts in per_study(items).items()
             )
         )
 
@@ -303,22 +296,18 @@ class AuditTrail:
         events = []
         for study, counts in per_study(items, ops.outcomes).items():
             outcome = transfer_outcome(counts)
+            sent = counts.get("completed", 0) + counts.get("warning", 0)
             events.append(
-                AuditEvent(
-                    INSTANCES_TRANSFERRED,
-                    READ,
-                    operation,
+                _transfer(
                     actor,
-                    destination=destination,
+                    operation,
+                    destination,
+                    study,
+                    sent,
+                    counts,
+                    "ended",
                     outcome=outcome,
                     status="cancelled" if cancelled and outcome else "",
-                    touched=(
-                        dataclasses.replace(
-                            study,
-                            instances=counts.get("completed", 0) + counts.get("warning", 0),
-                        ),
-                    ),
-                    detail={"phase": "ended", **counts},
                 )
             )
         with contextlib.suppress(AuditUnavailable):
@@ -405,6 +394,33 @@ class AuditTrail:
                 self.on_recorded()
         except (IndexUnavailable, Conflict) as exc:
             log.error("audit records of stored instances wait for the next start: %s", exc)
+
+
+def _transfer(
+    actor: Actor,
+    operation: str,
+    destination: str,
+    study: Touched,
+    instances: int,
+    counts: dict[str, int],
+    phase: str,
+    *,
+    outcome: int = SUCCESS,
+    status: str = "",
+) -> AuditEvent:
+    """A retrieve's record for one study: before it (phase 'started', `instances` about to be
+    sent) or after it ('ended', with `outcome`; `instances` sent)."""
+    return AuditEvent(
+        INSTANCES_TRANSFERRED,
+        READ,
+        operation,
+        actor,
+        destination=destination,
+        outcome=outcome,
+        status=status,
+        touched=(dataclasses.replace(study, instances=instances),),
+        detail={"phase": phase, **counts},
+    )
 
 
 # what a match says of whom it touches, below PATIENT level (False) and at it (True)

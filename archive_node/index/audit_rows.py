@@ -156,10 +156,17 @@ def _insert_touched(db: Database, record_id: int, touched: Sequence[Touched]) ->
         _run(db, _NEW_TOUCHED + values, params)
 
 
+_process: tuple[int, str] = (0, "")
+
+
 def this_process() -> str:
     """host:pid of the process counting: a worker that dies leaves tallies its successor
-    can tell from a live process's."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    can tell from a live process's. Worked out once per process (a fork gets its own)."""
+    global _process
+    pid = os.getpid()
+    if _process[0] != pid:
+        _process = (pid, f"{socket.gethostname()}:{pid}")
+    return _process[1]
 
 
 def count_store(
