@@ -141,8 +141,9 @@ class Commitments:
         """The PS3.4 J.3.3.1.1 Failure Reason owed to `peer` for this reference before its file
         is read, or None: indexed, of the class named, and what `peer` (or, for an AE answered
         only about its hospital's instances, its hospital) was acknowledged is what is kept
-        (commitment.acknowledgement_failure)."""
-        if held is None:
+        (commitment.acknowledgement_failure). A rejected instance (IHE IOCM) is no longer
+        held: no such instance."""
+        if held is None or held.rejection:
             return FAILURE_NO_SUCH_INSTANCE
         senders = [Acknowledged(held.calling_ae, held.hospital, held.sha256), *acknowledged]
         reason = acknowledgement_failure(peer, held.sha256, senders)

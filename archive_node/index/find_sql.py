@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from peewee import SQL, Case, ColumnBase, Database, Expression, Field, SqliteDatabase, fn
 
 from ..rules.query import Condition, Query, name_patterns
 from .session import Role
-from .tables import Hospital, Instance, Patient, Series, Study
+from .tables import Hospital, Instance, Patient, PatientAlias, Series, Study
 
 
 @dataclass(frozen=True)
@@ -152,14 +152,52 @@ def matches_select(db: Database, query: Query, hospital: int | None) -> Any:
     select = _join_up(entity.select(entity.id, patient_pk, *extra, *columns), query.level)
     matched = _matched(query.level)
     where: list[ColumnBase] = [
-        _expression(db, c, matched[c.keyword]) for c in query.conditions if c.keyword in matched
+        _expression(db, c, matched[c.keyword])
+        for c in query.conditions
+        if c.keyword in matched and c.keyword not in _IDENTITY
     ]
+    identity = _identity(db, query)
+    if identity is not None:
+        where.insert(0, identity)
     if query.study_datetime is not None:
         where.append(_overlap(Study.datetime_key, Study.datetime_end_key, *query.study_datetime))
     where += _modalities_and_classes(db, query, hospital, selective=bool(where))
+    where.append(_shown(query.level))
     if hospital is not None:
         where.append(_visible(query.level, hospital))
     return select.where(*where) if where else select
+
+
+def _shown(level: str) -> ColumnBase:
+    """Not rejected (IHE IOCM): a rejected instance is not shown, nor a series, study or
+    patient whose every instance is (their hidden flag, kept by index/corrections.py)."""
+    if level == "IMAGE":
+        return Instance.rejection == ""
+    hidden = {"PATIENT": Patient.hidden, "STUDY": Study.hidden, "SERIES": Series.hidden}[level]
+    return hidden == False  # noqa: E712  (SQL, not Python)
+
+
+_IDENTITY = ("PatientID", "IssuerOfPatientID")
+
+
+def _identity(db: Database, query: Query) -> ColumnBase | None:
+    """The PatientID and IssuerOfPatientID conditions, met by a patient's own identifier or by
+    one it had before a merge or an issuer change (patient_alias): a query naming a merged
+    patient finds the patient it became, answered with that one's identifier. The aliases are
+    looked up first, so the common query (none matches) keeps its plain, indexed condition."""
+    conditions = [c for c in query.conditions if c.keyword in _IDENTITY]
+    if not conditions:
+        return None
+    own = [_expression(db, c, MATCHED[c.keyword]) for c in conditions]
+    fields = {"PatientID": PatientAlias.patient_id, "IssuerOfPatientID": PatientAlias.issuer}
+    aliases = PatientAlias.select(PatientAlias.target).where(
+        *[_expression(db, c, fields[c.keyword]) for c in conditions]
+    )
+    aliased = [row[0] for row in cast(Iterable[tuple[int]], aliases.tuples())]
+    condition = own[0]
+    for other in own[1:]:
+        condition &= other
+    return (condition | Patient.id.in_(aliased)) if aliased else condition
 
 
 def _returned_keywords(query: Query) -> list[str]:
@@ -207,7 +245,9 @@ def _visible(level: str, hospital: int) -> ColumnBase:
 
 
 def _series_visible(series: Any, hospital: int) -> ColumnBase:
-    own = _VI.select(SQL("1")).where((_VI.series == series.id) & _of(_VI.hospital, hospital))
+    own = _VI.select(SQL("1")).where(
+        (_VI.series == series.id) & _of(_VI.hospital, hospital) & (_VI.rejection == "")
+    )
     return fn.EXISTS(own)
 
 
@@ -216,7 +256,7 @@ def _study_visible(study: Any, hospital: int) -> Expression:
     own = (
         _VS.select(SQL("1"))
         .join(_VI, on=(_VI.series == _VS.id))
-        .where((_VS.study == study.id) & _of(_VI.hospital, hospital))
+        .where((_VS.study == study.id) & _of(_VI.hospital, hospital) & (_VI.rejection == ""))
     )
     return _of(study.hospital, hospital) | fn.EXISTS(own)
 
@@ -398,8 +438,11 @@ def _modalities_and_classes(
             test = _wildcard(db, column, condition.values)
         else:
             test = column.in_(list(condition.values))
+        test &= _MS.hidden == False  # noqa: E712  (SQL)
         if hospital is not None:
             test &= _of(_MI.hospital, hospital)
+        if keyword == "SOPClassesInStudy" or hospital is not None:
+            test &= _MI.rejection == ""
 
         def source(*columns: Any, with_instances: bool) -> Any:
             select = _MS.select(*columns)
@@ -463,6 +506,7 @@ def _instances(*columns: Any, own: int | None, to_study: bool = True) -> Any:
     select = Instance.select(*columns).join(Series, on=(Instance.series == Series.id))
     if to_study:
         select = select.join(Study, on=(Series.study == Study.id))
+    select = select.where(Instance.rejection == "")
     return select if own is None else select.where(_of(Instance.hospital, own))
 
 
@@ -472,12 +516,15 @@ def _count_select(group: Field, counted: Any, own: int | None) -> Any:
     if own is not None:
         to_study = group.model is Study
         return _instances(group, fn.COUNT(counted.id.distinct()), own=own, to_study=to_study)
-    select = counted.select(group, fn.COUNT(counted.id))
+    select = counted.select(group, fn.COUNT(counted.id)).where(_shown(_LEVEL[counted]))
     if counted is Instance:
         select = select.join(Series, on=(Instance.series == Series.id))
     if counted is not Study and group.model is Study:
         select = select.join(Study, on=(Series.study == Study.id))
     return select
+
+
+_LEVEL = {Study: "STUDY", Series: "SERIES", Instance: "IMAGE"}
 
 
 def _counts(
@@ -511,7 +558,7 @@ def _study_keys(
         if keyword not in wanted:
             continue
         if own is None and column.model is Series:  # every series has instances: skip them
-            select = Series.select(Series.study, column)
+            select = Series.select(Series.study, column).where(_shown("SERIES"))
         else:
             select = _instances(Series.study, column, own=own, to_study=False)
         _distinct(result, pks, keyword, select.where(Series.study.in_(pks)).distinct())

@@ -27,6 +27,7 @@ from peewee import Database
 
 from ..dicom import status
 from ..errors import UIDConflict
+from ..rules.corrections import prior_ids, with_prior
 from ..rules.matching import date_key, name_key
 from .clock import utcnow
 from .records import InstanceRecord, NewInstance
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 _INSTANCE_RECORD = """
 SELECT i.sop_uid, i.sop_class_uid, i.transfer_syntax_uid, st.study_uid, se.series_uid,
-       i.path, i.size, i.sha256, i.calling_ae, h.code, i.received_at
+       i.path, i.size, i.sha256, i.calling_ae, h.code, i.received_at, i.rejection, i.deleted
 FROM instance i
 JOIN series se ON se.id = i.series_id
 JOIN study st ON st.id = se.study_id
@@ -46,7 +47,7 @@ WHERE i.sop_uid = ?"""
 _HOSPITAL = "SELECT id, placeholder_ids FROM hospital WHERE code = ?"
 # anonymous_study is '' for every patient identified by (PatientID, issuer), else the study's UID
 _PATIENT = """
-SELECT id, patient_name, birth_date, sex FROM patient
+SELECT id, patient_name, birth_date, sex, corrected FROM patient
 WHERE patient_id = ? AND issuer = ? AND anonymous_study = ?"""
 _NEW_PATIENT = """
 INSERT INTO patient (patient_id, issuer, anonymous_study, patient_name, name_key, birth_date,
@@ -59,7 +60,8 @@ DELETE FROM patient WHERE id = ? AND NOT EXISTS (SELECT 1 FROM study WHERE patie
 # new study).
 _STUDY = """
 SELECT st.id, p.id, p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex,
-       st.patient_name, st.birth_date, st.sex
+       st.patient_name, st.birth_date, st.sex, st.corrected, st.prior_ids, p.corrected,
+       st.hidden OR p.hidden
 FROM study st
 JOIN patient p ON p.id = st.patient_id
 WHERE st.study_uid = ?"""
@@ -67,9 +69,17 @@ _NEW_STUDY = """
 INSERT INTO study (study_uid, patient_id, hospital_id, study_date, study_time, accession_number,
                    study_id, description, referring_physician, created_at, time_key,
                    time_end_key, datetime_key, datetime_end_key, referring_key, patient_name,
-                   name_key, birth_date, birth_key, sex)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
-_SERIES = "SELECT id, study_id FROM series WHERE series_uid = ?"
+                   name_key, birth_date, birth_key, sex, corrected, prior_ids)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
+# A patient merged away, or relabelled by an issuer change: the patient it became (schema 8).
+_ALIAS = "SELECT target_id FROM patient_alias WHERE patient_id = ? AND issuer = ?"
+_SERIES = "SELECT id, study_id, hidden FROM series WHERE series_uid = ?"
+# An instance stored into what rejections had hidden shows it again (rules/corrections.py).
+_SHOW_SERIES = "UPDATE series SET hidden = ? WHERE id = ?"
+_SHOW_STUDY = "UPDATE study SET hidden = ? WHERE id = ?"
+_SHOW_PATIENT = (
+    "UPDATE patient SET hidden = ? WHERE id = (SELECT patient_id FROM study WHERE id = ?)"
+)
 _NEW_SERIES = """
 INSERT INTO series (series_uid, study_id, modality, series_number, description, body_part)
 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
@@ -104,9 +114,12 @@ def find_instance(db: Database, sop_uid: str) -> InstanceRecord | None:
     row = _run(db, _INSTANCE_RECORD, (sop_uid,)).fetchone()
     if row is None:
         return None
-    *values, received_at = row
+    *values, received_at, rejection, deleted = row
     return InstanceRecord(  # type: ignore[misc]  # `values` holds the fields before received_at
-        *values, received_at=Instance.received_at.python_value(received_at)
+        *values,
+        received_at=Instance.received_at.python_value(received_at),
+        rejection=rejection,
+        deleted=bool(deleted),
     )
 
 
@@ -149,8 +162,8 @@ def insert_instance(
     have been written).
     """
     h = new.header
-    study = _study(db, h, new.issuer, hospital, placeholders)
-    series = _series(db, h, study)
+    study, study_hidden = _study(db, h, new.issuer, hospital, placeholders)
+    series, series_hidden = _series(db, h, study)
     files = Instance.file_columns(h, path=new.path, size=new.size, sha256=new.sha256)
     inserted = _run(
         db,
@@ -166,6 +179,8 @@ def insert_instance(
         ),
     ).rowcount
     if inserted == 1:
+        if series_hidden or study_hidden:
+            _show(db, series, study)
         return None
     # A concurrent writer won the race: its row names its file, unless both kept the same one
     # (two resends that replaced the same leftover): then it is ours too, and must stay.
@@ -173,15 +188,26 @@ def insert_instance(
     return None if existing is not None and existing.path == new.path else existing
 
 
-def _study(db: Database, h: Any, issuer: str, hospital: int, placeholders: frozenset[str]) -> int:
-    """The study's row id: an indexed study, if the instance's patient is the study's (its
-    demographics, and the study's own, brought up to date), else a new study of the instance's
-    patient (created or brought up to date; a new one of its own when anonymous). Raises
-    UIDConflict."""
+def _show(db: Database, series: int, study: int) -> None:
+    """Show a series, its study and patient that rejections had hidden: an instance was
+    stored into them."""
+    _run(db, _SHOW_SERIES, (False, series))
+    _run(db, _SHOW_STUDY, (False, study))
+    _run(db, _SHOW_PATIENT, (False, study))
+
+
+def _study(
+    db: Database, h: Any, issuer: str, hospital: int, placeholders: frozenset[str]
+) -> tuple[int, bool]:
+    """The study's row id, and whether it or its patient is hidden: an indexed study, if the
+    instance's patient is the study's (its demographics, and the study's own, brought up to
+    date unless corrected), else a new study of the instance's patient (created or brought up
+    to date; a new one of its own when anonymous; the patient it became, when merged away or
+    relabelled). Raises UIDConflict."""
     row = _run(db, _STUDY, (h.study_uid,)).fetchone()
     if row is None:
         anonymous = h.study_uid if is_anonymous(h.patient_id, placeholders) else ""
-        patient = _patient(db, h, issuer, anonymous)
+        patient, aliased = _patient(db, h, issuer, anonymous)
         spans = study_spans(h.study_date, h.study_time)
         name, birth = h.patient_name, h.patient_birth_date
         inserted = _run(
@@ -208,11 +234,13 @@ def _study(db: Database, h: Any, issuer: str, hospital: int, placeholders: froze
                 birth,
                 date_key(birth),
                 h.patient_sex,
+                aliased,
+                with_prior("", (h.patient_id, issuer)) if aliased else "",
             ),
         ).rowcount
         row = _run(db, _STUDY, (h.study_uid,)).fetchone()
         if inserted == 1:
-            return row[0]
+            return row[0], bool(row[13])
         # Another writer created the study first, for its own instance's patient.
         if row[1] != patient:
             _check_patient(h, row)
@@ -220,9 +248,11 @@ def _study(db: Database, h: Any, issuer: str, hospital: int, placeholders: froze
                 _run(db, _DROP_UNUSED_PATIENT, (patient, patient))
     else:
         _check_patient(h, row)
-    _update_demographics(db, h, "patient", row[1], row[4:7])
-    _update_demographics(db, h, "study", row[0], row[7:10])
-    return row[0]
+    if not row[10]:  # a corrected study keeps what the admin set, and so does its patient
+        if not row[12]:
+            _update_demographics(db, h, "patient", row[1], row[4:7])
+        _update_demographics(db, h, "study", row[0], row[7:10])
+    return row[0], bool(row[13])
 
 
 def _check_patient(h: Any, study: tuple[Any, ...]) -> None:
@@ -239,6 +269,13 @@ def _check_patient(h: Any, study: tuple[Any, ...]) -> None:
     explicit = h.issuer_of_patient_id
     if h.patient_id == patient_id and (not explicit or explicit == issuer):
         return
+    # a study moved to its right patient (or merged) still takes the late instances the
+    # modality sends under the identifier it was filed under before
+    if any(
+        h.patient_id == prior_id and (not explicit or explicit == prior_issuer)
+        for prior_id, prior_issuer in prior_ids(study[11])
+    ):
+        return
     log.warning(
         "instance %s refused: study %s is recorded for another patient",
         h.sop_instance_uid,
@@ -247,12 +284,17 @@ def _check_patient(h: Any, study: tuple[Any, ...]) -> None:
     raise UIDConflict(status.UID_CONFLICT, "StudyInstanceUID is recorded for another patient")
 
 
-def _patient(db: Database, h: Any, issuer: str, anonymous: str) -> int:
-    """The patient's row id, created or brought up to date: the latest non-empty demographics
-    win. `anonymous` is '' for an identified patient, else the UID of the study it is made
-    for."""
+def _patient(db: Database, h: Any, issuer: str, anonymous: str) -> tuple[int, bool]:
+    """The patient's row id, created or brought up to date (the latest non-empty demographics
+    win, unless an admin corrected them), and whether it is the patient an alias names (a
+    patient merged away or relabelled: the study is filed under the one it became). `anonymous`
+    is '' for an identified patient, else the UID of the study it is made for."""
     key = (h.patient_id, issuer, anonymous)
     row = _run(db, _PATIENT, key).fetchone()
+    if row is None and not anonymous:
+        alias = _run(db, _ALIAS, (h.patient_id, issuer)).fetchone()
+        if alias is not None:
+            return alias[0], True
     if row is None:
         name, birth = h.patient_name, h.patient_birth_date
         _run(
@@ -261,9 +303,10 @@ def _patient(db: Database, h: Any, issuer: str, anonymous: str) -> int:
             (*key, name, name_key(name), birth, date_key(birth), h.patient_sex),
         )
         row = _run(db, _PATIENT, key).fetchone()
-    pk, *stored = row
-    _update_demographics(db, h, "patient", pk, stored)
-    return pk
+    pk, *stored, corrected = row
+    if not corrected:
+        _update_demographics(db, h, "patient", pk, stored)
+    return pk, False
 
 
 def _update_demographics(db: Database, h: Any, table: str, pk: int, stored: Any) -> None:
@@ -292,8 +335,9 @@ def _update_demographics(db: Database, h: Any, table: str, pk: int, stored: Any)
         )
 
 
-def _series(db: Database, h: Any, study: int) -> int:
-    """The series' row id, created if new. Raises UIDConflict when it is another study's."""
+def _series(db: Database, h: Any, study: int) -> tuple[int, bool]:
+    """The series' row id, created if new, and whether it is hidden. Raises UIDConflict when it
+    is another study's."""
     row = _run(db, _SERIES, (h.series_uid,)).fetchone()
     if row is None:
         _run(
@@ -316,4 +360,4 @@ def _series(db: Database, h: Any, study: int) -> int:
             h.series_uid,
         )
         raise UIDConflict(status.UID_CONFLICT, "SeriesInstanceUID is recorded for another study")
-    return row[0]
+    return row[0], bool(row[2])

@@ -50,6 +50,8 @@ class InstanceRecord:
     calling_ae: str
     hospital: str
     received_at: datetime
+    rejection: str = ""  # the IOCM rejection code ('' = not rejected; schema 8)
+    deleted: bool = False  # rejected and its file deleted: the row stays to refuse a resend
 
 
 def instance_record(row: Any) -> InstanceRecord:
@@ -66,6 +68,8 @@ def instance_record(row: Any) -> InstanceRecord:
         calling_ae=row.calling_ae,
         hospital=row.hospital.code,
         received_at=row.received_at,
+        rejection=row.rejection,
+        deleted=bool(row.deleted),
     )
 
 

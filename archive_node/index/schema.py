@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import cast
 
-from peewee import Database
+from peewee import Database, SqliteDatabase
 
 from ..errors import SchemaError
 from ..rules.matching import date_key, datetime_span, name_key, time_span
 from .tables import (
     AUDIT_MODELS,
+    CORRECTION_MODELS,
     MODELS,
     Acknowledgement,
     AECertificate,
@@ -21,7 +22,7 @@ from .tables import (
     Study,
 )
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # MIGRATIONS[n] upgrades a version n-1 index to version n, inside one transaction. Prefer
 # additive changes (columns with defaults, new tables, indexes): on SQLite anything else
@@ -185,6 +186,40 @@ def _add_audit_trail(db: Database) -> None:
     db.create_tables(AUDIT_MODELS)  # safe: IF NOT EXISTS
 
 
+def _add_corrections(db: Database) -> None:
+    """Schema 8 (corrections): rejected and hidden rows, corrected studies and patients with
+    the identifiers they had, patient aliases and the corrections made."""
+    boolean = (
+        "INTEGER NOT NULL DEFAULT 0"
+        if isinstance(db, SqliteDatabase)
+        else ("BOOLEAN NOT NULL DEFAULT false")
+    )
+    columns = {
+        "patient": {"hidden": boolean, "corrected": boolean},
+        "study": {
+            "hidden": boolean,
+            "corrected": boolean,
+            "prior_ids": "TEXT NOT NULL DEFAULT ''",
+        },
+        "series": {"hidden": boolean},
+        "instance": {
+            "rejection": "VARCHAR(16) NOT NULL DEFAULT ''",
+            "rejected_at": "TIMESTAMP",
+            "delete_after": "TIMESTAMP",
+            "deleted": boolean,
+        },
+    }
+    for table, added in columns.items():
+        present = {c.name for c in db.get_columns(table)}
+        for column, ddl in added.items():
+            if column not in present:
+                db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {ddl}')
+    db.execute_sql(
+        'CREATE INDEX IF NOT EXISTS "instance_delete_after" ON "instance" ("delete_after")'
+    )
+    db.create_tables(CORRECTION_MODELS)  # safe: IF NOT EXISTS
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     2: _add_matching_keys,
     3: _add_commitment_requests,
@@ -192,6 +227,7 @@ MIGRATIONS: dict[int, Callable[[Database], None]] = {
     5: _schema_5,
     6: _add_tls,
     7: _add_audit_trail,
+    8: _add_corrections,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from peewee import (
+    SQL,
     AutoField,
     BigIntegerField,
     BooleanField,
@@ -18,6 +19,11 @@ from peewee import (
 
 from .clock import utcnow
 from .database import database
+
+# SQL defaults of the columns schema 8 added, which the hand-written INSERTs of the hot path
+# (instance_insert.py) do not name.
+_FALSE = SQL("DEFAULT false")
+_EMPTY = SQL("DEFAULT ''")
 
 
 class BaseModel(Model):
@@ -92,9 +98,29 @@ class Patient(BaseModel):
     sex = TextField(default="")
     birth_key = TextField(default="")  # values.date_key(birth_date), for DA matching (schema 2)
     anonymous_study = TextField(default="")
+    # Corrections (schema 8, rules/corrections.py): hidden when every study is (rejected
+    # instances only); corrected when an admin fixed its demographics, which instances
+    # received later no longer overwrite.
+    hidden = BooleanField(default=False, constraints=[_FALSE])
+    corrected = BooleanField(default=False, constraints=[_FALSE])
 
     class Meta:
         indexes = ((("patient_id", "issuer", "anonymous_study"), True),)
+
+
+class PatientAlias(BaseModel):
+    """An identifier a patient was known by before a merge or an issuer change (schema 8): a
+    C-FIND or retrieve naming it finds the patient it became, and an instance received under it
+    joins that patient."""
+
+    id: AutoField[int]  # peewee's implicit primary key
+    patient_id = TextField()
+    issuer = TextField()
+    target = ForeignKeyField(Patient, backref="aliases", on_delete="CASCADE", index=True)
+
+    class Meta:
+        table_name = "patient_alias"
+        indexes = ((("patient_id", "issuer"), True),)
 
 
 class Study(BaseModel):
@@ -128,6 +154,14 @@ class Study(BaseModel):
     birth_date = TextField(default="")
     birth_key = TextField(default="")
     sex = TextField(default="")
+    # Corrections (schema 8): hidden when every series is; corrected when it was moved to
+    # another patient or its patient corrected, so that its instances leave the node with the
+    # index's patient attributes, and `prior_ids` (JSON [[PatientID, issuer], ...]) the
+    # identifiers it was filed under before (OtherPatientIDsSequence; late instances under them
+    # still join it).
+    hidden = BooleanField(default=False, constraints=[_FALSE])
+    corrected = BooleanField(default=False, constraints=[_FALSE])
+    prior_ids = TextField(default="", constraints=[_EMPTY])
 
 
 class Series(BaseModel):
@@ -138,6 +172,9 @@ class Series(BaseModel):
     series_number = IntegerField(null=True)
     description = TextField(default="")
     body_part = TextField(default="")
+    hidden = BooleanField(
+        default=False, constraints=[_FALSE]
+    )  # every instance rejected (schema 8)
 
 
 class Instance(BaseModel):
@@ -154,6 +191,13 @@ class Instance(BaseModel):
     received_at = DateTimeField(default=utcnow, index=True)  # indexed from schema 3 (verify)
     calling_ae = CharField(max_length=16)
     hospital = ForeignKeyField(Hospital, backref="instances", on_delete="RESTRICT", index=True)
+    # IHE IOCM rejection (schema 8): the PS3.16 CID 7011 code ('' = not rejected), when, and
+    # when its file is due for deletion (113038, 113039); a deleted one keeps its row without a
+    # file, so that a resend stays refused.
+    rejection = CharField(max_length=16, default="", constraints=[_EMPTY])
+    rejected_at = DateTimeField(null=True)
+    delete_after = DateTimeField(null=True, index=True)
+    deleted = BooleanField(default=False, constraints=[_FALSE])
 
     @staticmethod
     def file_columns(header: Any, *, path: str, size: int, sha256: str) -> dict[str, Any]:
@@ -302,6 +346,24 @@ class AuditTally(BaseModel):
         indexes = ((("session", "study_uid"), True),)
 
 
+class Correction(BaseModel):
+    """A correction made (schema 8): patient update or merge, study move, rejection, restore,
+    deletion, an issuer change. What it changed is in `detail` (JSON), the audit trail holds
+    the same with its hash chain; `journaled` says it is in the store's corrections journal,
+    from which `reindex` replays it onto an index rebuilt from the files."""
+
+    id: AutoField[int]  # peewee's implicit primary key
+    uid = CharField(max_length=36, unique=True)
+    time = CharField(max_length=27)
+    kind = CharField(max_length=32)
+    user_name = TextField(default="")
+    reason = TextField(default="")
+    detail = TextField()
+    journaled = BooleanField(default=False, index=True)
+
+
+CORRECTION_MODELS = (PatientAlias, Correction)
+
 AUDIT_MODELS = (AuditRecordRow, AuditTouched, AuditChain, AuditTally)
 
 MODELS = (
@@ -316,4 +378,5 @@ MODELS = (
     Acknowledgement,
     CommitmentRequest,
     *AUDIT_MODELS,
+    *CORRECTION_MODELS,
 )

@@ -282,7 +282,11 @@ def test_an_anonymous_patient_made_for_a_study_another_writer_created_is_removed
             )
             (patient,) = cur.fetchone()
             columns = [f.column_name for f in Study._meta.sorted_fields if f.name != "id"]
-            values = {c: "" for c in columns}
+            values = {
+                f.column_name: f.default if isinstance(f.default, bool) else ""
+                for f in Study._meta.sorted_fields
+                if f.name != "id"
+            }
             values.update(study_uid=header.study_uid, patient_id=patient, created_at=utcnow())
             cur.execute("SELECT id FROM hospital WHERE code = 'NLSH'")
             values["hospital_id"] = cur.fetchone()[0]
