@@ -386,6 +386,18 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     Setting(
+        "lifecycle",
+        "delete_rejected_after",
+        int,
+        30,
+        "Days after which instances rejected as 113038 (incorrect worklist entry) or 113039 "
+        "(retention expired) are deleted, their files removed (0: at once; a running node "
+        "deletes what is due every minute). 113001 and 113037 stay hidden until an admin "
+        "decides.",
+        minimum=0,
+        maximum=36500,
+    ),
+    Setting(
         "log",
         "level",
         str,
@@ -481,6 +493,11 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class LifecycleConfig:
+    delete_rejected_after: int
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str
     pynetdicom_level: str
@@ -495,6 +512,7 @@ class Config:
     tls: TlsConfig
     commitment: CommitmentConfig
     audit: AuditConfig
+    lifecycle: LifecycleConfig
     log: LogConfig
     source: str = "built-in defaults"
 
@@ -507,6 +525,7 @@ _SECTIONS = {
     "tls": TlsConfig,
     "commitment": CommitmentConfig,
     "audit": AuditConfig,
+    "lifecycle": LifecycleConfig,
     "log": LogConfig,
 }
 

@@ -11,6 +11,7 @@ from peewee import Database, SqliteDatabase
 
 from .audit_rows import AuditRows
 from .commitment_rows import CommitmentRows
+from .corrections import CorrectionRows
 from .database import database, open_database
 from .find_sql import FindQueries
 from .import_lookups import ImportLookups
@@ -36,6 +37,7 @@ class Index:
         self.commitments = CommitmentRows(self.session)
         self.imports = ImportLookups(self.session)
         self.audit = AuditRows(self.session)
+        self.corrections = CorrectionRows(self.session, self.audit)
 
     @classmethod
     def open(cls, url: str, *, busy_timeout: float = 10.0) -> Index:

@@ -26,7 +26,9 @@ APPLICATION_ACTIVITY = EventKind("Application Activity", "110100")  # A.5.3.1
 AUDIT_LOG_USED = EventKind("Audit Log Used", "110101")  # A.5.3.2
 INSTANCES_ACCESSED = EventKind("DICOM Instances Accessed", "110103")  # A.5.3.4
 INSTANCES_TRANSFERRED = EventKind("DICOM Instances Transferred", "110104")  # A.5.3.5
+STUDY_DELETED = EventKind("DICOM Study Deleted", "110105")  # A.5.3.6
 DATA_IMPORT = EventKind("Import", "110107")  # A.5.3.8
+PATIENT_RECORD = EventKind("Patient Record", "110110")  # A.5.3.11
 QUERY = EventKind("Query", "110112")  # A.5.3.13
 SECURITY_ALERT = EventKind("Security Alert", "110113")  # A.5.3.14
 
@@ -37,7 +39,9 @@ EVENTS: dict[str, EventKind] = {
         AUDIT_LOG_USED,
         INSTANCES_ACCESSED,
         INSTANCES_TRANSFERRED,
+        STUDY_DELETED,
         DATA_IMPORT,
+        PATIENT_RECORD,
         QUERY,
         SECURITY_ALERT,
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..dicom.values import parse_date, text_problem
 from ..errors import InvalidInput
+from .audit import Touched
 
 # PS3.3 C.7.1.1 Patient Module: the attributes a correction owns, by keyword.
 PATIENT_KEYWORDS = (
@@ -23,6 +24,7 @@ SEXES = ("M", "F", "O")  # PS3.3 C.7.1.1: PatientSex is M, F, O or empty
 MAX_REASON = 1024
 
 Identity = tuple[str, str]  # (PatientID, IssuerOfPatientID)
+Named = tuple[str, str | None]  # a patient as an operator names one: the issuer may be left out
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,7 @@ class Change:
     summary: str
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
-    studies: tuple[str, ...] = ()  # Study Instance UIDs touched
-    patients: tuple[Identity, ...] = ()  # patients touched (before and after)
+    touched: tuple[Touched, ...] = ()  # the patients and studies it touched (both sides)
     instances: int = 0  # instances touched
     paths: tuple[str, ...] = ()  # files to remove once committed (deletion)
 

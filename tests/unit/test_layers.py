@@ -16,7 +16,7 @@ LAYERS = [
     {"rules", "config"},
     {"storage", "index"},
     {"registry", "committing", "auditing"},
-    {"service", "integrity"},
+    {"service", "integrity", "correcting"},
     {"importing"},
     {"net"},
     {"cli", "__main__"},
