@@ -22,18 +22,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .auditing import AuditTrail, local_actor
+from .auditing import AuditTrail, local_actor, new_session
 from .config import Config
 from .errors import Conflict, IndexUnavailable, InvalidInput, NotFound
 from .index import Index
 from .index.clock import utcnow
 from .index.corrections import Frame
+from .rules.access import Peer, visible_hospital
 from .rules.audit import (
     DELETE,
     INSTANCES_ACCESSED,
     PATIENT_RECORD,
     STUDY_DELETED,
     UPDATE,
+    Actor,
     AuditEvent,
 )
 from .rules.corrections import (
@@ -43,7 +45,13 @@ from .rules.corrections import (
     check_patient_id,
     check_reason,
 )
-from .rules.rejection import rejection_code
+from .rules.rejection import (
+    KOS_SOP_CLASS,
+    NotANote,
+    RejectionNote,
+    read_rejection_note,
+    rejection_code,
+)
 from .storage import FilesystemStorage
 
 log = logging.getLogger(__name__)
@@ -83,12 +91,21 @@ class Corrections:
     def journal(self) -> Path:
         return self.storage.root / JOURNAL
 
-    def frame(self, reason: str, *, dry_run: bool = False, user: str | None = None) -> Frame:
-        """Who corrects (the operating system user, unless `user`) and how it is recorded.
-        Raises InvalidInput for a missing or malformed reason."""
-        actor = local_actor()
-        if user is not None:
-            actor = dataclasses.replace(actor, user=user, ae_title=self.audit.ae_title)
+    def frame(
+        self,
+        reason: str,
+        *,
+        dry_run: bool = False,
+        user: str | None = None,
+        actor: Actor | None = None,
+    ) -> Frame:
+        """Who corrects (the operating system user; `user`, the node itself; `actor`, an AE
+        over its association) and how it is recorded. Raises InvalidInput for a missing or
+        malformed reason."""
+        if actor is None:
+            actor = local_actor()
+            if user is not None:
+                actor = dataclasses.replace(actor, user=user, ae_title=self.audit.ae_title)
         reason = check_reason(reason)
 
         def events(change: Change) -> Sequence[AuditEvent]:
@@ -105,7 +122,36 @@ class Corrections:
             ]
 
         record = (self.audit.node, events) if self.audit.enabled else None
-        return Frame(reason, actor.user, dry_run=dry_run, record=record)
+        return Frame(reason, actor.user or actor.ae_title, dry_run=dry_run, record=record)
+
+    # -- rejection notes (IHE IOCM) -----------------------------------------------------------
+
+    def pending_note(
+        self, header: Any, received: Path, size: int, peer: Peer, actor: Actor | None
+    ) -> PendingNote | None:
+        """For a KOS that is a valid rejection note (rules/rejection.py): what rejects its
+        references in the commit that indexes it. None for any other instance; a KOS that
+        means to be a rejection note but is not valid is stored as an ordinary KOS, with a
+        warning."""
+        if header.sop_class_uid != KOS_SOP_CLASS:
+            return None
+        parsed = read_rejection_note(received, size)
+        if isinstance(parsed, NotANote):
+            if parsed.reason:
+                log.warning(
+                    "KOS %s from %s is not a valid rejection note (%s): stored as an "
+                    "ordinary KOS, nothing rejected",
+                    header.sop_instance_uid,
+                    peer.ae_title,
+                    parsed.reason,
+                )
+            return None
+        actor = actor or Actor(new_session(), ae_title=peer.ae_title, hospital=peer.hospital)
+        frame = self.frame(
+            f"rejection note {parsed.sop_uid} from {peer.ae_title}: {parsed.meaning}",
+            actor=actor,
+        )
+        return PendingNote(self, parsed, peer, frame)
 
     # -- the operations -----------------------------------------------------------------------
 
@@ -333,6 +379,47 @@ class Corrections:
             rows.reject(operation["uids"], "113039", delete_after_days=0, frame=frame)
         else:
             raise InvalidInput(f"unknown operation {op!r}")
+
+
+class PendingNote:
+    """A rejection note being stored: `apply` runs in the transaction that indexes it."""
+
+    def __init__(
+        self, corrections: Corrections, note: RejectionNote, peer: Peer, frame: Frame
+    ) -> None:
+        self.corrections = corrections
+        self.note = note
+        self.peer = peer
+        self.frame = frame
+        self.outcome: Change | str | None = None
+
+    def apply(self) -> None:
+        """Raises StoreRejected (REJECTION_FAILED): the note is not stored either."""
+        self.outcome = self.corrections.index.corrections.apply_note_in_transaction(
+            self.note,
+            hospital=visible_hospital(self.peer),
+            delete_after_days=self.corrections.config.lifecycle.delete_rejected_after,
+            frame=self.frame,
+        )
+
+    def applied(self) -> None:
+        """Once committed: say what it did, and journal it."""
+        if isinstance(self.outcome, Change):
+            log.info(
+                "rejection note %s from %s (%s): %s",
+                self.note.sop_uid,
+                self.peer.ae_title,
+                self.note.code,
+                self.outcome.summary,
+            )
+            self.corrections.flush_journal()
+        elif self.outcome:
+            log.warning(
+                "rejection note %s from %s rejects nothing: %s; stored as an ordinary KOS",
+                self.note.sop_uid,
+                self.peer.ae_title,
+                self.outcome,
+            )
 
 
 def _identity(patient_id: str, issuer: str | None) -> tuple[str, str | None]:

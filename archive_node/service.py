@@ -22,9 +22,11 @@ from typing import Any, BinaryIO, cast
 from .auditing import AuditTrail, QueryRecord, new_session
 from .committing import Commitments
 from .config import Config
+from .correcting import Corrections
 from .dicom import status
 from .dicom.decompress import decompress
 from .dicom.instance_header import InstanceHeader, read_header, read_stored_header
+from .dicom.patient_rewrite import rewrite_patient
 from .dicom.reencode import recode
 from .dicom.structure import check_path
 from .errors import (
@@ -53,7 +55,12 @@ from .rules.audit import (
 from .rules.commitment import Acknowledged
 from .rules.find_answers import response_identifier
 from .rules.query import InvalidQuery, Query, parse_query, parse_retrieve
-from .rules.retrieve_plan import DECOMPRESSIBLE, MAX_SUB_OPERATIONS, Outgoing
+from .rules.retrieve_plan import (
+    DECOMPRESSIBLE,
+    MAX_SUB_OPERATIONS,
+    Outgoing,
+    corrected_attributes,
+)
 from .rules.tls import PLAIN, Transport, transport_refusal
 from .storage import FilesystemStorage
 
@@ -119,6 +126,7 @@ class ArchiveService:
         self.resolver = resolver
         self.commitments = Commitments(config, index, storage)
         self.audit = AuditTrail(config, index)
+        self.corrections = Corrections(config, index, storage, self.audit)
 
     @property
     def _stale_after(self) -> float:
@@ -309,13 +317,17 @@ class ArchiveService:
         existing = self.index.instances.find(header.sop_instance_uid)
         if existing is not None:
             return self._counted(attempt, self._duplicate(existing, new, received))
+        # A rejection note (IHE IOCM) rejects what it references in the commit that indexes it.
+        note = self.corrections.pending_note(header, received, facts.size, peer, attempt.actor)
 
         # No row names this instance, so a file at its place that has not changed for a while
         # is a leftover of a crash between keeping and indexing: replaced, not kept beside.
         kept = self.storage.keep(received, layout, stale_after=self._stale_after)
         new = dataclasses.replace(new, path=kept)
         try:
-            existing = self.index.instances.record(new, attempt.tally)
+            existing = self.index.instances.record(
+                new, attempt.tally, then=note.apply if note else None
+            )
         except BaseException:
             self._discard_unless_indexed(kept, header.sop_instance_uid)
             raise
@@ -323,6 +335,8 @@ class ArchiveService:
             self.storage.remove(kept)
             return self._counted(attempt, self._duplicate(existing, new, received))
         self._log_stored(peer, header, facts.size, "stored")
+        if note:
+            note.applied()
         return StoreOutcome(status.SUCCESS, "stored")
 
     def _counted(self, attempt: _Attempt, outcome: StoreOutcome) -> StoreOutcome:
@@ -341,6 +355,12 @@ class ArchiveService:
         otherwise refused: a success would tell the sender an object is kept that is not."""
         header = new.header
         uid = header.sop_instance_uid
+        if existing.rejection:  # a modality retrying from its queue must not resurrect it
+            raise StoreRejected(
+                status.REJECTED_INSTANCE,
+                "this instance was rejected (IHE IOCM rejection note or an admin) and is not "
+                "stored again",
+            )
         # The file meta records the sender (dicom/provenance.py): the same object from another
         # AE is another file, but the same dataset.
         if existing.sha256 == new.sha256 or self._same_dataset(existing, received):
@@ -581,6 +601,10 @@ class ArchiveService:
                 "PatientID names several unidentified patients: retrieve their studies",
                 "PatientID",
             )
+        # a corrected study's instances leave with the index's patient attributes
+        corrected = self.index.corrections.corrected_patients(
+            match.values["StudyInstanceUID"] for match in matches
+        )
         return [
             Outgoing(
                 sop_class_uid=match.values["SOPClassUID"],
@@ -590,6 +614,7 @@ class ArchiveService:
                 study_uid=match.values["StudyInstanceUID"],
                 patient_id=match.values["PatientID"],
                 issuer=match.values["IssuerOfPatientID"],
+                patient=corrected_attributes(corrected.get(match.values["StudyInstanceUID"])),
             )
             for match in matches
         ]
@@ -612,6 +637,23 @@ class ArchiveService:
             log.warning("C-MOVE from %s refused: %s", peer.ae_title, refusal)
             return None, refusal
         return destination, None
+
+    def corrected_copy(self, item: Outgoing, source: Path) -> Path:
+        """A temporary copy of `source` (the stored file of `item`, or a converted copy of it)
+        with `item`'s corrected patient attributes, in the store's incoming area, for the caller
+        to send and remove: streamed, every other byte as stored (dicom/patient_rewrite.py).
+        Raises Unrewritable, OSError."""
+        assert item.patient is not None
+        handle, name = tempfile.mkstemp(
+            prefix="corrected-", suffix=".dcm", dir=self.storage.incoming
+        )
+        os.close(handle)
+        try:
+            rewrite_patient(source, Path(name), item.patient)
+        except BaseException:
+            os.unlink(name)
+            raise
+        return Path(name)
 
     def converted_copy(self, item: Outgoing, transfer_syntax: str) -> Path:
         """A temporary copy of `item` in `transfer_syntax` (Explicit or Implicit VR Little

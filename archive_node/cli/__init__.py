@@ -293,8 +293,36 @@ def hospital_add(code: str, name: str, issuer: str | None, placeholder_ids: str 
 @click.argument("code")
 @click.option("--name", help="New human-readable name.")
 @placeholder_option
-def hospital_update(code: str, name: str | None, placeholder_ids: str | None) -> None:
-    """Change hospital CODE's name or placeholder IDs (its issuer stays)."""
+@click.option(
+    "--issuer",
+    help="Correct its Issuer of Patient ID: its patients are relabelled (the old identifiers "
+    "still find them). Needs --reason.",
+)
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="With --issuer: merge a patient into the one the new issuer already has.",
+)
+@click.option("--reason", help="Why (needed with --issuer; recorded in the audit trail).")
+@click.option("--dry-run", is_flag=True, help="With --issuer: show what would change.")
+def hospital_update(
+    code: str,
+    name: str | None,
+    placeholder_ids: str | None,
+    issuer: str | None,
+    merge: bool,
+    reason: str | None,
+    dry_run: bool,
+) -> None:
+    """Change hospital CODE's name or placeholder IDs, or correct its issuer."""
+    if issuer is not None:
+        from .corrections import change_issuer
+
+        change_issuer(code, issuer, merge, reason, dry_run)
+        if name is None and placeholder_ids is None:
+            return
+    elif merge or dry_run:
+        raise click.UsageError("--merge and --dry-run go with --issuer")
     record = get_registry().update_hospital(code, name=name, placeholder_ids=placeholder_ids)
     audited("hospital update", record)
     click.echo(
@@ -765,6 +793,7 @@ def reindex(default_hospital: str | None, as_json: bool) -> None:
         service.index,
         default_hospital=default_hospital,
         progress=_progress(as_json),
+        corrections=service.corrections,
     )
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
@@ -776,6 +805,13 @@ def reindex(default_hospital: str | None, as_json: bool) -> None:
         )
         for code in report.hospitals_created:
             click.echo(f"created hospital {code} (named after its code; register its AEs)")
+        if report.corrections_replayed or report.corrections_skipped:
+            click.echo(
+                f"corrections journal: {report.corrections_replayed} correction(s) made again, "
+                f"{len(report.corrections_skipped)} no longer applicable"
+            )
+            for skipped in report.corrections_skipped:
+                click.echo(f"  skipped: {skipped}")
         _print_problems(report.problems)
     _audit_run(
         "reindex",
@@ -1137,3 +1173,4 @@ def main() -> None:
 
 
 from . import audit as _audit_commands  # noqa: E402, F401  # registers `archive-node audit`
+from . import corrections as _correction_commands  # noqa: E402, F401  # patient, study, reject

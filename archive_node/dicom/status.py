@@ -26,6 +26,8 @@ CANNOT_UNDERSTAND = 0xC000  # Cxxx: the dataset cannot be parsed
 # modality resend an instance that can never be accepted.
 UID_CONFLICT = 0xC409  # Study or Series Instance UID recorded for another patient or study
 SOP_INSTANCE_CONFLICT = 0xC40A  # SOP Instance UID already holds a different object, kept
+REJECTED_INSTANCE = 0xC40B  # a resend of an instance rejected (IHE IOCM): not stored again
+REJECTION_FAILED = 0xC40C  # a rejection note references instances not stored or not visible
 
 # PS3.4 C.4.1.1.4 Query/Retrieve statuses
 IDENTIFIER_MISMATCH = 0xA900  # Identifier does not match SOP Class (level, unique keys)

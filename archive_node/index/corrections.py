@@ -18,7 +18,8 @@ from typing import Any, cast
 
 from peewee import fn
 
-from ..errors import InvalidInput, NotFound
+from ..dicom import status
+from ..errors import InvalidInput, NotFound, StoreRejected
 from ..rules.audit import AuditEvent, Touched, timestamp
 from ..rules.corrections import (
     Change,
@@ -26,10 +27,11 @@ from ..rules.corrections import (
     Identity,
     Named,
     due_for_deletion,
+    prior_ids,
     with_prior,
 )
 from ..rules.matching import date_key, name_key
-from ..rules.rejection import Reference
+from ..rules.rejection import Reference, RejectionNote
 from .audit_rows import AuditRows
 from .clock import utcnow
 from .session import Role, Session
@@ -406,6 +408,44 @@ class CorrectionRows(Role):
             instances=len(fresh),
         )
 
+    def apply_note_in_transaction(
+        self, note: RejectionNote, *, hospital: str | None, delete_after_days: int, frame: Frame
+    ) -> Change | str:
+        """In the caller's transaction (the one indexing the note itself): reject what a
+        rejection note references and record it. Returns the Change, or why nothing was
+        rejected while the note is kept as an ordinary KOS (it references another patient's
+        instances, or only rejected ones).
+
+        Raises StoreRejected (REJECTION_FAILED; the caller's transaction, note included, is
+        undone) when a reference names an instance not stored, not in the study and series
+        it says, or not visible to the sending AE (`hospital`: its scope hospital's only):
+        the same answer for each, so that no AE learns what another hospital holds."""
+        rows, unknown = self.referenced_instances(note.references)
+        hidden = [row for row in rows if hospital is not None and row.hospital_code != hospital]
+        if unknown or hidden:
+            raise StoreRejected(
+                status.REJECTION_FAILED,
+                f"rejection note references {len(unknown) + len(hidden)} instance(s) not "
+                "stored or not visible to this AE: nothing rejected",
+            )
+        own = (note.patient_id, note.issuer)
+        if any(not _same_patient(own, row) for row in rows):
+            return "it references another patient's instances"
+        try:
+            change = self.reject_in_transaction(
+                rows, note.code, delete_after_days=delete_after_days, note=note.sop_uid
+            )
+        except InvalidInput:
+            return "every instance it references is rejected already"
+        operation = {
+            "op": "reject",
+            "uids": [row.sop_uid for row in rows],
+            "code": note.code,
+            "delete_after_days": delete_after_days,
+        }
+        self._record(change, operation, frame)
+        return change
+
     def referenced_instances(
         self, references: Sequence[Reference]
     ) -> tuple[list[Any], list[Reference]]:
@@ -613,6 +653,14 @@ def _alias(patient_id: str, issuer: str, target: int) -> None:
         (PatientAlias.patient_id == patient_id) & (PatientAlias.issuer == issuer)
     ).execute()
     PatientAlias.insert(patient_id=patient_id, issuer=issuer, target=target).execute()
+
+
+def _same_patient(note: tuple[str, str], row: Any) -> bool:
+    """Whether a rejection note's patient is the referenced instance's (its identifier now, or
+    one its study was filed under before a correction); a note without an issuer matches any."""
+    patient_id, issuer = note
+    candidates = [(row.patient_identifier, row.patient_issuer), *prior_ids(row.prior_ids)]
+    return any(patient_id == pid and (not issuer or issuer == iss) for pid, iss in candidates)
 
 
 def _label(identity: tuple[str, str | None]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from peewee import JOIN, fn
@@ -27,7 +27,12 @@ class InstanceRows(Role):
         with self.session():
             return instance_insert.find_instance(self.db, sop_uid)
 
-    def record(self, new: NewInstance, tally: Tally | None = None) -> InstanceRecord | None:
+    def record(
+        self,
+        new: NewInstance,
+        tally: Tally | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> InstanceRecord | None:
         """Insert patient/study/series/instance rows for a kept file in one durable commit,
         with the instance counted in its association's audit `tally` in the same commit.
 
@@ -35,7 +40,9 @@ class InstanceRows(Role):
         (then no instance row was written). The caller has looked the instance up before keeping
         the file; a writer that indexed it since is caught by the conflict and the path check.
         Raises UIDConflict (nothing written) for a study of another patient or a series of
-        another study (instance_insert.py), NotFound for an unknown hospital.
+        another study (instance_insert.py), NotFound for an unknown hospital. `then` runs in
+        the same transaction once the row is in (a rejection note's rejection): what it raises
+        undoes the whole.
         """
         with self.session(write=True):
             hospital = instance_insert.hospital_row(self.db, new.hospital)
@@ -45,6 +52,8 @@ class InstanceRows(Role):
             existing = instance_insert.insert_instance(self.db, new, pk, utcnow(), placeholders)
             if existing is None and tally is not None:
                 count_store(self.db, tally)
+            if existing is None and then is not None:
+                then()
             return existing
 
     def replace(self, new: NewInstance, *, take_over: bool = True) -> str:

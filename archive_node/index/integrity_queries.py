@@ -160,7 +160,9 @@ class IntegrityQueries(Role):
 
 
 def _scoped(query: Any, scope: InstanceScope, *, with_study: bool = False) -> Any:
-    """`query` on Instance, restricted to `scope`."""
+    """`query` on Instance, restricted to `scope`: the rows that name a kept file (not those
+    of rejected instances whose file the lifecycle deleted)."""
+    query = query.where(Instance.deleted == False)  # noqa: E712  (SQL)
     if with_study or scope.study_uid is not None:
         query = query.join(Series).join(Study).switch(Instance)
     if scope.hospital is not None:

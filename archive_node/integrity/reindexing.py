@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..correcting import Corrections
 from ..dicom.instance_header import InstanceHeader, read_kept_header
 from ..dicom.provenance import from_file_meta
 from ..dicom.values import ae_title_problem, hospital_code_problem
@@ -45,6 +46,9 @@ class ReindexReport:
     seconds: float = 0.0
     hospitals_created: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # the corrections journal replayed onto the rebuilt rows (correcting.py)
+    corrections_replayed: int = 0
+    corrections_skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -60,6 +64,8 @@ class ReindexReport:
             "seconds": round(self.seconds, 3),
             "hospitals_created": list(self.hospitals_created),
             "problems": [dataclasses.asdict(p) for p in self.problems],
+            "corrections_replayed": self.corrections_replayed,
+            "corrections_skipped": list(self.corrections_skipped),
             "ok": self.ok,
         }
 
@@ -77,10 +83,13 @@ def reindex(
     *,
     default_hospital: str | None = None,
     progress: Progress | None = None,
+    corrections: Corrections | None = None,
 ) -> ReindexReport:
     """Index every file of the store that no row names yet, oldest first; repoint rows whose
     file went missing to another copy of their instance. Idempotent, and resumable: each file is
     one transaction, and files already indexed at their path are skipped without being read.
+    Then the corrections journal beside the store is replayed (`corrections`): every
+    correction the index does not hold yet is made again on the rows the files gave.
 
     Raises SchemaError (run `init` first), NotFound (an unknown --default-hospital),
     IndexUnavailable, ConfigError when the store cannot be listed.
@@ -96,8 +105,13 @@ def reindex(
             )
         default = _Sender(UNKNOWN_SENDER, default_hospital, issuer)
     run = _Reindex(storage, index, default, progress or NoProgress())
+    if corrections is not None:
+        corrections.flush_journal()  # what the index holds and the journal lacks, first
     run.scan()
     run.index_pending()
+    if corrections is not None:
+        replayed, skipped = corrections.replay_journal()
+        run.report.corrections_replayed, run.report.corrections_skipped = replayed, skipped
     run.report.seconds = time.monotonic() - started
     log.info(
         "reindex: %d files, %d indexed, %d already indexed, %d problem(s)",

@@ -489,8 +489,24 @@ class _Sender:
                         "instance %s: conversion to %s failed", item.sop_instance_uid, syntax
                     )
                 return None
+        corrected = None
+        if item.patient is not None:  # a corrected study: its patient as the index has it
+            try:
+                corrected = self.service.corrected_copy(item, converted or item.path)
+            except FileNotFoundError:
+                self.last_error = "the stored file is missing"
+                log.error(
+                    "instance %s: stored file %s is missing", item.sop_instance_uid, item.path
+                )
+            except Exception as exc:  # nothing was sent: the association goes on
+                self.last_error = f"cannot carry its correction: {type(exc).__name__}: {exc}"
+                log.error("instance %s: %s", item.sop_instance_uid, self.last_error)
+            if corrected is None:
+                if converted is not None:
+                    converted.unlink(missing_ok=True)
+                return None
         try:
-            path = converted or item.path
+            path = corrected or converted or item.path
             own_id = _next_message_id(self.assoc)
             aet, message_id = self.originator or (None, None)
             with waiting_for_answer(self.assoc.dimse, own_id, self.stop):
@@ -519,8 +535,9 @@ class _Sender:
                 self.assoc.abort()  # a C-STORE cut off part way cannot be resumed
             return None
         finally:
-            if converted is not None:
-                converted.unlink(missing_ok=True)
+            for copy in (converted, corrected):
+                if copy is not None:
+                    copy.unlink(missing_ok=True)
         if "Status" not in rsp:
             self.last_error = "no response (association aborted or timed out)"
             return None

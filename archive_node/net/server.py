@@ -21,6 +21,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # set in globa
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..auditing import DailyPrune
+from ..correcting import Lifecycle
 from ..errors import ConfigError
 from ..rules.commitment import STORAGE_COMMITMENT_CLASS
 from ..rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
@@ -150,6 +151,7 @@ class ArchiveServer:
         )
         serve_commitment(self.ae, self.commitment)
         self.upkeep = DailyPrune(service.audit, service.config.audit.retain_days)
+        self.lifecycle = Lifecycle(service.corrections)
         # to audit.repository, if any: one process of the node sends the node's chain
         self.exporter = exporter_for(service) if worker in (None, 1) else None
         self._plain: ThreadedAssociationServer | None = None
@@ -234,6 +236,7 @@ class ArchiveServer:
         self.commitment.start(claimant)
         if self.worker in (None, 1):  # one process of the node keeps the trail's upkeep
             self.upkeep.start()
+            self.lifecycle.start()  # deletes what is due, and journals what the index holds
             if self.exporter is not None:
                 self.exporter.start()
                 self.service.audit.on_recorded = self.exporter.wake
@@ -330,6 +333,7 @@ class ArchiveServer:
             log.warning("aborting %d association(s) still running after %.0f s", len(left), grace)
         self.commitment.stop()
         self.upkeep.stop()
+        self.lifecycle.stop()
         self.ae.shutdown()
         if self.worker is None:  # a supervisor's workers: it records the node's stop
             self.service.audit.application(False, {})

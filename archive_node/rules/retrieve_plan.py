@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydicom.uid import (
     HTJ2K,
@@ -28,6 +29,8 @@ from pydicom.uid import (
 )
 
 from ..dicom import status
+from ..dicom.patient_rewrite import PatientAttributes
+from .corrections import prior_ids
 
 EXPLICIT_LE = str(ExplicitVRLittleEndian)
 IMPLICIT_LE = str(ImplicitVRLittleEndian)
@@ -75,6 +78,24 @@ class Outgoing:
     study_uid: str = ""  # whose it is, for the audit trail
     patient_id: str = ""
     issuer: str = ""
+    # a corrected study's instance: the patient attributes it leaves with (schema 8)
+    patient: PatientAttributes | None = None
+
+
+def corrected_attributes(corrected: dict[str, Any] | None) -> PatientAttributes | None:
+    """The patient attributes of a corrected study (index corrections.corrected_patients) as
+    its instances leave with them: the index's identifier and demographics, and the
+    identifiers it was filed under before in OtherPatientIDsSequence."""
+    if corrected is None:
+        return None
+    return PatientAttributes(
+        patient_id=corrected["patient_id"],
+        issuer=corrected["issuer"],
+        name=corrected["name"],
+        birth_date=corrected["birth_date"],
+        sex=corrected["sex"],
+        other_ids=prior_ids(corrected["prior_ids"]),
+    )
 
 
 def fallback_syntaxes(stored: str) -> tuple[str, ...]:
