@@ -52,11 +52,10 @@ from .rules.rejection import (
     read_rejection_note,
     rejection_code,
 )
-from .storage import FilesystemStorage
+from .storage import CORRECTIONS_JOURNAL, FilesystemStorage
 
 log = logging.getLogger(__name__)
 
-JOURNAL = "corrections.jsonl"
 LIFECYCLE_INTERVAL = 60.0  # seconds between a running node's lifecycle runs
 LEVELS = ("study", "series", "instance")
 
@@ -89,7 +88,7 @@ class Corrections:
 
     @property
     def journal(self) -> Path:
-        return self.storage.root / JOURNAL
+        return self.storage.root / CORRECTIONS_JOURNAL
 
     def frame(
         self,

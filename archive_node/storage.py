@@ -23,9 +23,11 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 INCOMING = ".incoming"
-# What a walk of the kept files leaves out: transfers in progress, and the directory fsck
-# keeps at a filesystem's root (the store may be a mount point; it is root's, mode 0700).
-NOT_KEPT = frozenset({INCOMING, "lost+found"})
+CORRECTIONS_JOURNAL = "corrections.jsonl"  # the corrections, for reindex (correcting.py)
+# What a walk of the kept files leaves out: transfers in progress, the corrections journal,
+# and the directory fsck keeps at a filesystem's root (the store may be a mount point; it is
+# root's, mode 0700).
+NOT_KEPT = frozenset({INCOMING, CORRECTIONS_JOURNAL, "lost+found"})
 DURABLE_DIRS_REMEMBERED = 10_000  # then forgotten (and fsynced again once used)
 
 

@@ -322,7 +322,7 @@ def hospital_update(
         if name is None and placeholder_ids is None:
             return
     elif merge or dry_run:
-        raise click.UsageError("--merge and --dry-run go with --issuer")
+        raise InvalidInput("--merge and --dry-run go with --issuer")
     record = get_registry().update_hospital(code, name=name, placeholder_ids=placeholder_ids)
     audited("hospital update", record)
     click.echo(

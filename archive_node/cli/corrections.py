@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..errors import InvalidInput
 from ..rules.corrections import Change
 from ..rules.rejection import REJECTION_CODES
 from . import ArchiveGroup, cli, command, get_service, json_option
@@ -271,5 +272,5 @@ def lifecycle_run(as_json: bool) -> None:
 def change_issuer(code: str, issuer: str, merge: bool, reason: str | None, dry_run: bool) -> None:
     """`hospital update --issuer` (cli/__init__.py): relabel the hospital's patients."""
     if reason is None:
-        raise click.UsageError("--issuer needs --reason: say why, for the audit trail")
+        raise InvalidInput("--issuer needs --reason: say why, for the audit trail")
     _run(lambda c, frame: c.change_issuer(code, issuer, merge=merge, frame=frame), reason, dry_run)
