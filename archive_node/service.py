@@ -358,8 +358,7 @@ class ArchiveService:
         if existing.rejection:  # a modality retrying from its queue must not resurrect it
             raise StoreRejected(
                 status.REJECTED_INSTANCE,
-                "this instance was rejected (IHE IOCM rejection note or an admin) and is not "
-                "stored again",
+                "instance was rejected (IOCM); a resend is not stored",
             )
         # The file meta records the sender (dicom/provenance.py): the same object from another
         # AE is another file, but the same dataset.

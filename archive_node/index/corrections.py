@@ -425,8 +425,8 @@ class CorrectionRows(Role):
         if unknown or hidden:
             raise StoreRejected(
                 status.REJECTION_FAILED,
-                f"rejection note references {len(unknown) + len(hidden)} instance(s) not "
-                "stored or not visible to this AE: nothing rejected",
+                f"{len(unknown) + len(hidden)} referenced instance(s) unknown or not visible: "
+                "none rejected",
             )
         own = (note.patient_id, note.issuer)
         if any(not _same_patient(own, row) for row in rows):
