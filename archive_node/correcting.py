@@ -10,7 +10,6 @@ lost index does not lose a correction.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fcntl
 import json
@@ -447,11 +446,11 @@ class Lifecycle:
     def __init__(
         self,
         corrections: Corrections,
-        interval: float = LIFECYCLE_INTERVAL,
+        interval: float | None = None,
         now: Callable[[], datetime] | None = None,
     ) -> None:
         self.corrections = corrections
-        self.interval = interval
+        self.interval = LIFECYCLE_INTERVAL if interval is None else interval
         self.now = now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -467,11 +466,10 @@ class Lifecycle:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with contextlib.suppress(Exception):
-                try:
-                    self.corrections.run_lifecycle(self.now() if self.now else None)
-                except (IndexUnavailable, Conflict) as exc:
-                    log.error("lifecycle run failed: %s", exc)
-                except Exception:
-                    log.exception("lifecycle run failed")
+            try:
+                self.corrections.run_lifecycle(self.now() if self.now else None)
+            except (IndexUnavailable, Conflict) as exc:
+                log.error("lifecycle run failed: %s", exc)
+            except Exception:  # the thread goes on: the next minute tries again
+                log.exception("lifecycle run failed")
             self._stop.wait(self.interval)

@@ -544,7 +544,7 @@ class CorrectionRows(Role):
         due; Change.paths are the files to remove after the commit."""
 
         def work() -> Change:
-            rows = list(
+            due = (
                 _instance_rows()
                 .where(
                     (Instance.rejection != "")
@@ -554,6 +554,9 @@ class CorrectionRows(Role):
                 .order_by(Instance.id)
                 .limit(LIFECYCLE_BATCH)
             )
+            if self.db.for_update:  # PostgreSQL: another node's run takes the rows it locked
+                due = due.for_update("FOR UPDATE OF t1 SKIP LOCKED")  # t1: the instance row
+            rows = list(due)
             if not rows:
                 raise _DryRun(Change("none", ""))
             ids = [row.id for row in rows]

@@ -9,6 +9,7 @@ import hashlib
 
 import pytest
 from pydicom import dcmread
+from pydicom.uid import ImplicitVRLittleEndian
 
 from archive_node import integrity
 from archive_node.dicom import status
@@ -20,7 +21,15 @@ from tests.helpers import dicom_objects
 from tests.helpers.commitment import modality, n_action, request
 from tests.helpers.dimse import PATIENT_ROOT, find, push, store_response
 from tests.helpers.identifiers import identifier
-from tests.helpers.retrieving import PATIENT_MOVE, Destination, move
+from tests.helpers.retrieving import (
+    PATIENT_MOVE,
+    Destination,
+    Received,
+    get,
+    get_association,
+    get_study,
+    move,
+)
 from tests.helpers.serving import make_config, serving, stored_path
 
 from .test_move import move_assoc
@@ -485,3 +494,33 @@ def test_a_correction_that_cannot_be_recorded_changes_nothing(node):
         assert Patient.get_by_id(study.patient).patient_id == "CLOSED-1"
         assert Instance.select().where(Instance.rejection != "").count() == 0
         assert Correction.select().count() == 0
+
+
+def test_c_get_sends_the_correction_also_when_the_syntax_is_converted(node, tmp_path):
+    wrong = a_study(node, "GET-WRONG", "GET^WRONG", count=1)
+    a_study(node, "GET-RIGHT", "GET^RIGHT", count=1)
+    uid = wrong[0].StudyInstanceUID
+    node.service.corrections.move_study(uid, "GET-RIGHT", "UNN", frame=frame(node))
+    final, received = get_study(node, WORKSTATION, tmp_path / "get", uid)
+    assert final.Status == status.SUCCESS
+    sent = dcmread(received.files[wrong[0].SOPInstanceUID])
+    assert (sent.PatientID, str(sent.PatientName)) == ("GET-RIGHT", "GET^RIGHT")
+    assert sent.PixelData == wrong[0].PixelData
+    # the SCU takes Implicit VR only: converted first, then corrected
+    received = Received(tmp_path / "implicit")
+    (tmp_path / "implicit").mkdir()
+    assoc = get_association(node, WORKSTATION, received, syntaxes=[ImplicitVRLittleEndian])
+    try:
+        final, _, _ = get(assoc, identifier("STUDY", StudyInstanceUID=uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUCCESS
+    sent = dcmread(received.files[wrong[0].SOPInstanceUID])
+    assert received.syntaxes[wrong[0].SOPInstanceUID] == ImplicitVRLittleEndian
+    assert (sent.PatientID, sent.OtherPatientIDsSequence[0].PatientID) == (
+        "GET-RIGHT",
+        "GET-WRONG",
+    )
+    assert sent.PixelData == wrong[0].PixelData
+    incoming = node.service.storage.incoming
+    assert not [*incoming.glob("corrected-*"), *incoming.glob("outgoing-*")]  # copies removed

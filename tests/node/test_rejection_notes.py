@@ -6,17 +6,23 @@ is kept as an ordinary one; the rejection is audited and journaled."""
 from __future__ import annotations
 
 import logging
+import time
+from datetime import timedelta
 
 import pytest
 from pydicom.uid import generate_uid
 
+from archive_node import correcting
 from archive_node.dicom import status
 from archive_node.index.audit_rows import AuditFilter
+from archive_node.index.clock import utcnow
 from archive_node.index.tables import Instance
+from archive_node.service import ArchiveService
 from tests.helpers import dicom_objects
 from tests.helpers.dimse import find, push, store_response
 from tests.helpers.identifiers import identifier
 from tests.helpers.rejection_notes import references_of, rejection_kos
+from tests.helpers.serving import make_config, serving, stored_path
 
 
 @pytest.fixture
@@ -155,3 +161,47 @@ def test_a_note_whose_instances_are_rejected_already_is_kept_and_rejects_nothing
     assert rejected(node) == {study[0].SOPInstanceUID: "113001"}
     # a resend of the rejection note itself is an identical duplicate
     assert store_response(node, first, "UNN_WS").Status == status.SUCCESS
+
+
+def test_a_113039_note_deletes_its_instances_once_the_delay_has_passed(node):
+    study = a_study(node, count=2)
+    paths = [
+        node.service.storage.absolute(node.service.index.instances.find(ds.SOPInstanceUID).path)
+        for ds in study
+    ]
+    kos = rejection_kos(references_of(study[0]), code="113039", patient_id="IOCM-1")
+    assert store_response(node, kos, "UNN_WS").Status == status.SUCCESS
+    corrections = node.service.corrections
+    assert corrections.run_lifecycle() == []  # lifecycle.delete_rejected_after: 30 days
+    assert paths[0].exists()
+    later = utcnow() + timedelta(days=30, minutes=1)
+    (change,) = corrections.run_lifecycle(now=later)
+    assert change.instances == 1
+    assert not paths[0].exists() and paths[1].exists()
+    assert store_response(node, study[0]).Status == status.REJECTED_INSTANCE
+    records = node.service.index.audit.query(AuditFilter(event="DICOM Study Deleted"))
+    assert [(r.operation, r.user) for r in records] == [("lifecycle delete", "lifecycle")]
+
+
+def test_a_running_node_deletes_what_is_due(tmp_path, index_url, monkeypatch):
+    monkeypatch.setattr(correcting, "LIFECYCLE_INTERVAL", 0.05)
+    service = ArchiveService.from_config(
+        make_config(tmp_path, index_url, lifecycle={"delete_rejected_after": 0})
+    )
+    service.index.init_schema()
+    service.storage.create()
+    service.registry.add_hospital("UNN", "U", issuer="UNN")
+    service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1")
+    try:
+        with serving(service) as node:
+            study = a_study(node, count=1)
+            path = stored_path(node, study[0].SOPInstanceUID)
+            kos = rejection_kos(references_of(*study), code="113038", patient_id="IOCM-1")
+            assert store_response(node, kos, "UNN_US").Status == status.SUCCESS
+            deadline = time.monotonic() + 30
+            while path.exists():
+                assert time.monotonic() < deadline, "the running node never deleted it"
+                time.sleep(0.02)
+            assert node.service.index.instances.find(study[0].SOPInstanceUID).deleted
+    finally:
+        service.index.close()
