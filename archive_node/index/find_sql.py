@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from peewee import SQL, Case, ColumnBase, Database, Expression, Field, SqliteDatabase, fn
 
@@ -183,21 +183,20 @@ _IDENTITY = ("PatientID", "IssuerOfPatientID")
 def _identity(db: Database, query: Query) -> ColumnBase | None:
     """The PatientID and IssuerOfPatientID conditions, met by a patient's own identifier or by
     one it had before a merge or an issuer change (patient_alias): a query naming a merged
-    patient finds the patient it became, answered with that one's identifier. The aliases are
-    looked up first, so the common query (none matches) keeps its plain, indexed condition."""
+    patient finds the patient it became, answered with that one's identifier. One statement:
+    the planner serves each side of the OR from its own index."""
     conditions = [c for c in query.conditions if c.keyword in _IDENTITY]
     if not conditions:
         return None
-    own = [_expression(db, c, MATCHED[c.keyword]) for c in conditions]
     fields = {"PatientID": PatientAlias.patient_id, "IssuerOfPatientID": PatientAlias.issuer}
+    own = [_expression(db, c, MATCHED[c.keyword]) for c in conditions]
     aliases = PatientAlias.select(PatientAlias.target).where(
         *[_expression(db, c, fields[c.keyword]) for c in conditions]
     )
-    aliased = [row[0] for row in cast(Iterable[tuple[int]], aliases.tuples())]
     condition = own[0]
     for other in own[1:]:
         condition &= other
-    return (condition | Patient.id.in_(aliased)) if aliased else condition
+    return condition | Patient.id.in_(aliases)
 
 
 def _returned_keywords(query: Query) -> list[str]:
@@ -479,7 +478,9 @@ def computed_keys(
         ("NumberOfPatientRelatedSeries", Series),
         ("NumberOfPatientRelatedInstances", Instance),
     ):
-        if keyword in wanted:
+        if keyword in wanted and counted is Instance:
+            by_patient[keyword] = _instance_counts(Study.patient, patients, own)
+        elif keyword in wanted:
             select = _count_select(Study.patient, counted, own)
             by_patient[keyword] = dict(
                 select.where(Study.patient.in_(patients)).group_by(Study.patient).tuples()
@@ -490,14 +491,38 @@ def computed_keys(
     if query.level == "STUDY":
         _study_keys(wanted, pks, own, result)
     if query.level == "SERIES" and "NumberOfSeriesRelatedInstances" in wanted:
-        select = _instances(Series.id, fn.COUNT(Instance.id), own=own, to_study=False)
-        _counts(
-            result,
-            pks,
-            "NumberOfSeriesRelatedInstances",
-            select.where(Series.id.in_(pks)).group_by(Series.id),
-        )
+        counts = _instance_counts(Series.id, pks, own)
+        for pk in pks:
+            result[pk]["NumberOfSeriesRelatedInstances"] = counts.get(pk, 0)
     return result
+
+
+# A literal, not a bound parameter: the planner may then use the partial index of rejected
+# instances (instance_rejected, tables.py), whose WHERE is this very term.
+_REJECTED = Instance.rejection != SQL("''")
+
+
+def _instance_counts(group: Field, keys: list[int], own: int | None) -> dict[int, int]:
+    """Instances shown per `group` (a patient, study or series id) among `keys`. Unscoped, all
+    are counted from the indexes alone (no instance row is read) and the rejected, few and in
+    a partial index of their own, taken off; scoped, the instances' rows are read anyway."""
+    to_study = group.model is Study
+    if own is not None:
+        scoped: Any = _instances(group, fn.COUNT(Instance.id), own=own, to_study=to_study)
+        return dict(scoped.where(group.in_(keys)).group_by(group).tuples())
+
+    def counted(*where: Any) -> dict[int, int]:
+        select: Any = Instance.select(group, fn.COUNT(Instance.id)).join(
+            Series, on=(Instance.series == Series.id)
+        )
+        if to_study:
+            select = select.join(Study, on=(Series.study == Study.id))
+        return dict(select.where(group.in_(keys), *where).group_by(group).tuples())
+
+    counts = counted()
+    for pk, rejected in counted(_REJECTED).items():
+        counts[pk] -= rejected
+    return counts
 
 
 def _instances(*columns: Any, own: int | None, to_study: bool = True) -> Any:
@@ -511,20 +536,19 @@ def _instances(*columns: Any, own: int | None, to_study: bool = True) -> Any:
 
 
 def _count_select(group: Field, counted: Any, own: int | None) -> Any:
-    """SELECT group, COUNT(counted rows): from the counted table up when everything is seen,
-    through the instances when only one hospital's are (series and studies have instances)."""
+    """SELECT group, COUNT(counted rows) of studies or series (instances: _instance_counts):
+    from the counted table up when everything is seen, through the instances when only one
+    hospital's are (series and studies have instances)."""
     if own is not None:
         to_study = group.model is Study
         return _instances(group, fn.COUNT(counted.id.distinct()), own=own, to_study=to_study)
     select = counted.select(group, fn.COUNT(counted.id)).where(_shown(_LEVEL[counted]))
-    if counted is Instance:
-        select = select.join(Series, on=(Instance.series == Series.id))
     if counted is not Study and group.model is Study:
         select = select.join(Study, on=(Series.study == Study.id))
     return select
 
 
-_LEVEL = {Study: "STUDY", Series: "SERIES", Instance: "IMAGE"}
+_LEVEL = {Study: "STUDY", Series: "SERIES"}
 
 
 def _counts(
@@ -539,10 +563,11 @@ def _counts(
 def _study_keys(
     wanted: list[str], pks: list[int], own: int | None, result: dict[int, dict[str, Any]]
 ) -> None:
-    for keyword, counted in (
-        ("NumberOfStudyRelatedSeries", Series),
-        ("NumberOfStudyRelatedInstances", Instance),
-    ):
+    if "NumberOfStudyRelatedInstances" in wanted:
+        counts = _instance_counts(Series.study, pks, own)
+        for pk in pks:
+            result[pk]["NumberOfStudyRelatedInstances"] = counts.get(pk, 0)
+    for keyword, counted in (("NumberOfStudyRelatedSeries", Series),):
         if keyword in wanted:
             select = _count_select(Series.study, counted, own)
             _counts(

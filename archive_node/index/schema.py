@@ -215,7 +215,12 @@ def _add_corrections(db: Database) -> None:
             if column not in present:
                 db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {ddl}')
     db.execute_sql(
-        'CREATE INDEX IF NOT EXISTS "instance_delete_after" ON "instance" ("delete_after")'
+        'CREATE INDEX IF NOT EXISTS "instance_delete_after" ON "instance" ("delete_after") '
+        'WHERE "delete_after" IS NOT NULL'
+    )
+    db.execute_sql(
+        'CREATE INDEX IF NOT EXISTS "instance_rejected" ON "instance" ("series_id") '
+        "WHERE \"rejection\" != ''"
     )
     db.create_tables(CORRECTION_MODELS)  # safe: IF NOT EXISTS
 
