@@ -228,7 +228,7 @@ _delete_command(instance, "instance")
     "--code",
     required=True,
     type=click.Choice(sorted(REJECTION_CODES)),
-    help="PS3.16 CID 7011: "
+    help="PS3.16 CID 7010 rejection titles: "
     + "; ".join(f"{code} {meaning}" for code, meaning in sorted(REJECTION_CODES.items()))
     + ". 113038 and 113039 are deleted after lifecycle.delete_rejected_after days.",
 )

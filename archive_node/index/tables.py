@@ -191,9 +191,9 @@ class Instance(BaseModel):
     received_at = DateTimeField(default=utcnow, index=True)  # indexed from schema 3 (verify)
     calling_ae = CharField(max_length=16)
     hospital = ForeignKeyField(Hospital, backref="instances", on_delete="RESTRICT", index=True)
-    # IHE IOCM rejection (schema 8): the PS3.16 CID 7011 code ('' = not rejected), when, and
-    # when its file is due for deletion (113038, 113039); a deleted one keeps its row without a
-    # file, so that a resend stays refused.
+    # IHE IOCM rejection (schema 8): the rejection title, PS3.16 CID 7010 ('' = not rejected),
+    # when, and when its file is due for deletion (113038, 113039); a deleted one keeps its row
+    # without a file, so that a resend stays refused.
     rejection = CharField(max_length=16, default="", constraints=[_EMPTY])
     rejected_at = DateTimeField(null=True)
     delete_after = DateTimeField(null=True)  # a partial index: instance_delete_after, below

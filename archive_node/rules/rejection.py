@@ -1,5 +1,6 @@
 """IHE IOCM rejection notes: whether a Key Object Selection Document rejects instances (its title
-a PS3.16 CID 7011 code), and which (its Current Requested Procedure Evidence Sequence)."""
+a rejection code of PS3.16 CID 7010), and which (its Current Requested Procedure Evidence
+Sequence)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from ..errors import InvalidInput
 
 # PS3.4 B.5: Key Object Selection Document Storage (PS3.3 A.35.4)
 KOS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
-# PS3.16 CID 7011 Rejected for Quality Reasons... (coding scheme DCM)
+# The rejection titles of PS3.16 CID 7010 Key Object Selection Document Title (coding scheme
+# DCM; the issue and some texts say CID 7011, which holds the quality *reasons* instead)
 REJECTION_CODES: dict[str, str] = {
     "113001": "Rejected for Quality Reasons",
     "113037": "Rejected for Patient Safety Reasons",
@@ -65,8 +67,8 @@ class NotANote:
 
 def rejection_note(dataset: Dataset) -> RejectionNote | NotANote:
     """What a stored KOS is: a rejection note (IHE RAD TF-3 4.66: its Concept Name Code Sequence
-    (0040,A043) a CID 7011 code, its Current Requested Procedure Evidence Sequence (0040,A375)
-    the instances), or not."""
+    (0040,A043) a CID 7010 rejection title, its Current Requested Procedure Evidence Sequence
+    (0040,A375) the instances), or not."""
     if str(dataset.get("SOPClassUID", "")) != KOS_SOP_CLASS:
         return NotANote("")
     title = dataset.get("ConceptNameCodeSequence")
@@ -79,7 +81,7 @@ def rejection_note(dataset: Dataset) -> RejectionNote | NotANote:
     if scheme != "DCM":
         return NotANote(
             f"its title {code} is from coding scheme {scheme or '(none)'!r}, not DCM "
-            "(PS3.16 CID 7011)"
+            "(PS3.16 CID 7010)"
         )
     references = _references(dataset)
     if isinstance(references, NotANote):

@@ -1,5 +1,6 @@
 """IHE IOCM rejection notes for tests: a Key Object Selection Document (PS3.3 A.35.4) whose
-title is a PS3.16 CID 7011 code, referencing instances by study, series, class and UID."""
+title is a rejection code of PS3.16 CID 7010, referencing instances by study, series, class
+and UID."""
 
 from __future__ import annotations
 

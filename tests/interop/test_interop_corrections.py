@@ -23,23 +23,12 @@ from tests.helpers.dimse import find, push, store_response
 from tests.helpers.identifiers import identifier
 from tests.helpers.rejection_notes import rejection_kos, write_kos
 from tests.helpers.serving import stored_path
-from tests.interop.test_interop_retrieve import LOOPBACK, STORESCP, movescu, start_storescp
+from tests.interop.test_interop_retrieve import movescu
 
 pytestmark = [
     pytest.mark.dcmtk,
     pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK storescu not installed"),
 ]
-
-
-@pytest.fixture
-def storescp(node, tmp_path):
-    """DCMTK's storescp registered for UNN as STORESCP (test_interop_retrieve's)."""
-    scp = start_storescp(tmp_path / "storescp", tmp_path / "storescp.log")
-    try:
-        node.service.registry.add_ae(STORESCP, "UNN", host=LOOPBACK, port=scp.port, allow="echo")
-        yield scp
-    finally:
-        scp.stop()
 
 
 def storescu(node, calling: str, *files: Path) -> subprocess.CompletedProcess[str]:

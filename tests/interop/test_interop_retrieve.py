@@ -186,17 +186,6 @@ def start_storescp(directory: Path, log: Path) -> StoreSCP:
     raise AssertionError(f"storescp did not start: {log.read_text(errors='replace')}")
 
 
-@pytest.fixture
-def storescp(node, tmp_path):
-    """storescp registered for UNN as STORESCP at its loopback address and port."""
-    scp = start_storescp(tmp_path / "storescp", tmp_path / "storescp.log")
-    try:
-        node.service.registry.add_ae(STORESCP, "UNN", host=LOOPBACK, port=scp.port, allow="echo")
-        yield scp
-    finally:
-        scp.stop()
-
-
 def movescu(
     node, model: str, *keys: str, destination: str = STORESCP, calling: str = WORKSTATION
 ) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,6 @@ from tests.helpers.dimse import PATIENT_ROOT, find, push, store_response
 from tests.helpers.identifiers import identifier
 from tests.helpers.retrieving import (
     PATIENT_MOVE,
-    Destination,
     Received,
     get,
     get_association,
@@ -35,14 +34,6 @@ from tests.helpers.serving import make_config, serving, stored_path
 from .test_move import move_assoc
 
 WORKSTATION = "UNN_WS"
-
-
-@pytest.fixture
-def destination(tmp_path, node):
-    dest = Destination(tmp_path / "dest")
-    node.service.registry.add_ae("DEST", "UNN", host="127.0.0.1", port=dest.port, allow="echo")
-    yield dest
-    dest.stop()
 
 
 def frame(node, reason="test correction", **kw):

@@ -36,15 +36,6 @@ from tests.helpers.serving import stored_path
 WORKSTATION = "UNN_WS"
 
 
-@pytest.fixture
-def destination(tmp_path, node):
-    """DEST, registered for UNN with the port of a storage SCP that takes every syntax."""
-    dest = Destination(tmp_path / "dest")
-    node.service.registry.add_ae("DEST", "UNN", host="127.0.0.1", port=dest.port, allow="echo")
-    yield dest
-    dest.stop()
-
-
 @contextlib.contextmanager
 def destination_at(node, tmp_path, title: str, hospital: str = "UNN", **kw):
     """A Destination registered as `title` of `hospital`, stopped afterwards."""

@@ -1,7 +1,7 @@
-"""IHE IOCM rejection notes over C-STORE, SQLite and PostgreSQL: a KOS titled with a PS3.16 CID
-7011 code rejects what it references in the commit that stores it; references to instances
-not stored or not visible to the sender fail it whole; a KOS that is not a valid rejection note
-is kept as an ordinary one; the rejection is audited and journaled."""
+"""IHE IOCM rejection notes over C-STORE, SQLite and PostgreSQL: a KOS titled with a rejection
+code of PS3.16 CID 7010 rejects what it references in the commit that stores it; references to
+instances not stored or not visible to the sender fail it whole; a KOS that is not a valid
+rejection note is kept as an ordinary one; the rejection is audited and journaled."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""IHE IOCM rejection notes as pure rules: which KOS is one (PS3.16 CID 7011 title, DCM), what
-it references (PS3.3 C.17.6 evidence), and every way one falls short of being valid."""
+"""IHE IOCM rejection notes as pure rules: which KOS is one (a PS3.16 CID 7010 rejection title,
+DCM), what it references (PS3.3 C.17.6 evidence), and every way one falls short of being valid."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def refs(count=2, study=None, series=None):
 
 
 @pytest.mark.parametrize("code", sorted(REJECTION_CODES))
-def test_each_cid_7011_code_makes_a_rejection_note(code):
+def test_each_rejection_title_makes_a_rejection_note(code):
     references = refs()
     note = rejection_note(rejection_kos(references, code=code, patient_id="P1", issuer="UNN"))
     assert isinstance(note, RejectionNote)
