@@ -15,6 +15,11 @@ hospital's placeholder IDs ('UNKNOWN'), identifies nobody: such a new study gets
 patient of its own (tables.Patient.anonymous_study), which only its own instances join. Each
 study also keeps the patient's name, birth date and sex its instances gave (C-FIND answers a
 study with them), so a later study of the same patient never renames an earlier one.
+
+Corrections (schema 8, index/corrections.py) are kept on the way in: an instance under an
+identifier its study was filed under before a move or merge still joins it, one under a merged
+or relabelled identifier joins the patient it became (patient_alias), corrected demographics
+are not overwritten, and an instance stored into what rejections had hidden shows it again.
 """
 
 from __future__ import annotations
