@@ -23,6 +23,7 @@ from typing import Any
 
 from .auditing import AuditTrail, local_actor, new_session
 from .config import Config
+from .dicom.values import is_valid_uid
 from .errors import Conflict, IndexUnavailable, InvalidInput, NotFound
 from .index import Index
 from .index.clock import utcnow
@@ -428,8 +429,6 @@ def _identity(patient_id: str, issuer: str | None) -> tuple[str, str | None]:
 
 
 def _uids(uids: Sequence[str]) -> list[str]:
-    from .dicom.values import is_valid_uid
-
     cleaned = [uid.strip() for uid in uids]
     if not cleaned:
         raise InvalidInput("give at least one UID")

@@ -40,24 +40,12 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from .provenance import meta_elements
+from .structure import LONG_VRS
+
 CHUNK = 1 << 20
 MAX_PREFIX = 16 * 1024 * 1024  # bytes of elements before group 0x0011 that are walked
 UNDEFINED = 0xFFFFFFFF
-_LONG_VRS = {
-    b"OB",
-    b"OD",
-    b"OF",
-    b"OL",
-    b"OV",
-    b"OW",
-    b"SQ",
-    b"SV",
-    b"UC",
-    b"UN",
-    b"UR",
-    b"UT",
-    b"UV",
-}  # PS3.5 7.1.2: 4-byte length
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 CHARSET = 0x00080005
 PATIENT_NAME, PATIENT_ID, ISSUER = 0x00100010, 0x00100020, 0x00100021
@@ -119,26 +107,18 @@ def _file_meta(src: BinaryIO) -> tuple[int, str]:
     head = src.read(144)
     if len(head) < 144 or head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
         raise Unrewritable("not a Part 10 file")
-    start = 144 + struct.unpack("<I", head[140:144])[0]
-    src.seek(144)
-    meta = src.read(start - 144)
-    if len(meta) != start - 144:
-        raise Unrewritable("truncated File Meta Information")
-    offset = 0
-    while offset + 8 <= len(meta):
-        group, element = struct.unpack_from("<HH", meta, offset)
-        vr = meta[offset + 4 : offset + 6]
-        if vr in _LONG_VRS:
-            length = struct.unpack_from("<I", meta, offset + 8)[0]
-            value_at = offset + 12
-        else:
-            length = struct.unpack_from("<H", meta, offset + 6)[0]
-            value_at = offset + 8
-        if (group, element) == (0x0002, 0x0010):
-            value = meta[value_at : value_at + length]
-            return start, value.decode("ascii", "replace").strip("\x00 ")
-        offset = value_at + length
-    raise Unrewritable("no Transfer Syntax UID in the File Meta Information")
+    length = struct.unpack("<I", head[140:144])[0]
+    if length > MAX_PREFIX:
+        raise Unrewritable(f"a File Meta Information of more than {MAX_PREFIX} bytes")
+    meta = src.read(length)
+    try:
+        elements = dict(meta_elements(meta))
+    except (ValueError, struct.error):
+        raise Unrewritable("malformed or truncated File Meta Information") from None
+    syntax = elements.get(0x00020010)
+    if syntax is None:
+        raise Unrewritable("no Transfer Syntax UID in the File Meta Information")
+    return 144 + length, syntax[8:].decode("ascii", "replace").strip("\x00 ")
 
 
 def _walk(src: BinaryIO, start: int, implicit: bool, little: bool) -> tuple[list[_Element], int]:
@@ -190,7 +170,7 @@ class _Reader:
             is_sequence = length == UNDEFINED
         else:
             vr = self._read(2)
-            if vr in _LONG_VRS:
+            if vr in LONG_VRS:
                 self._read(2)
                 length = struct.unpack(self.order + "I", self._read(4))[0]
             else:

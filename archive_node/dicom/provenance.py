@@ -18,6 +18,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from .structure import LONG_VRS
+
 # archive-node's own UID (2.25 form, ITU-T X.667), naming the format of its Private Information.
 PROVENANCE_UID = "2.25.179470812274637735498470532809612272647"
 FORMAT_VERSION = 1
@@ -43,7 +45,7 @@ def with_provenance(meta: bytes, provenance: Provenance, receiving_ae: str) -> b
     """
     payload = {"v": FORMAT_VERSION, "hospital": provenance.hospital, "issuer": provenance.issuer}
     private = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    elements = dict(_elements(meta))
+    elements = dict(meta_elements(meta))
     elements[0x00020017] = _element(0x0017, b"AE", provenance.calling_ae.encode(), b" ")
     elements[0x00020018] = _element(0x0018, b"AE", receiving_ae.encode(), b" ")
     elements[0x00020100] = _element(0x0100, b"UI", PROVENANCE_UID.encode(), b"\0")
@@ -78,28 +80,25 @@ def file_meta(
 
 
 # PS3.5 7.1.2: these VRs have a 2-byte reserved field and a 4-byte length.
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
 
 
 def _element(element: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
     """One group 2 element, Explicit VR Little Endian, its value padded to even length."""
     if len(value) % 2:
         value += pad
-    if vr in _LONG_VRS:
+    if vr in LONG_VRS:
         return struct.pack("<HH2s2xI", 0x0002, element, vr, len(value)) + value
     return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
 
 
-def _elements(meta: bytes) -> list[tuple[int, bytes]]:
+def meta_elements(meta: bytes) -> list[tuple[int, bytes]]:
     """(tag, encoded element) of each element of an Explicit VR Little Endian group.
     Raises ValueError when the bytes are not one."""
     found = []
     offset = 0
     while offset < len(meta):
         group, element, vr = struct.unpack_from("<HH2s", meta, offset)
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             (length,) = struct.unpack_from("<I", meta, offset + 8)
             end = offset + 12 + length
         else:

@@ -29,6 +29,7 @@ from ..rules.corrections import (
     due_for_deletion,
     prior_ids,
     with_prior,
+    without,
 )
 from ..rules.matching import date_key, name_key
 from ..rules.rejection import Reference, RejectionNote
@@ -728,12 +729,11 @@ def _refile(source: int, target: Any, *, prior: Identity | None, study: int | No
         query = query.where(Study.id == study)
     own = (target.patient_id, target.issuer)
     for row in list(query):
-        priors = with_prior(row.prior_ids, *([prior] if prior else []))
-        priors = json.dumps([list(i) for i in json.loads(priors or "[]") if tuple(i) != own])
+        priors = without(with_prior(row.prior_ids, *([prior] if prior else [])), own)
         Study.update(
             patient=target.id,
             corrected=True,
-            prior_ids="" if priors == "[]" else priors,
+            prior_ids=priors,
             **_demographics(_as_demographics(target)),
         ).where(Study.id == row.id).execute()
     _refresh_patients([source, target.id])

@@ -567,15 +567,14 @@ def _study_keys(
         counts = _instance_counts(Series.study, pks, own)
         for pk in pks:
             result[pk]["NumberOfStudyRelatedInstances"] = counts.get(pk, 0)
-    for keyword, counted in (("NumberOfStudyRelatedSeries", Series),):
-        if keyword in wanted:
-            select = _count_select(Series.study, counted, own)
-            _counts(
-                result,
-                pks,
-                keyword,
-                select.where(Series.study.in_(pks)).group_by(Series.study),
-            )
+    if "NumberOfStudyRelatedSeries" in wanted:
+        select = _count_select(Series.study, Series, own)
+        _counts(
+            result,
+            pks,
+            "NumberOfStudyRelatedSeries",
+            select.where(Series.study.in_(pks)).group_by(Series.study),
+        )
     for keyword, column in (
         ("ModalitiesInStudy", Series.modality),
         ("SOPClassesInStudy", Instance.sop_class_uid),

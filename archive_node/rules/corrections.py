@@ -11,6 +11,7 @@ from typing import Any
 from ..dicom.values import parse_date, text_problem
 from ..errors import InvalidInput
 from .audit import Touched
+from .rejection import DELETING_CODES
 
 # PS3.3 C.7.1.1 Patient Module: the attributes a correction owns, by keyword.
 PATIENT_KEYWORDS = (
@@ -135,6 +136,4 @@ def check_demographics(
 def due_for_deletion(code: str, rejected_at: datetime, days: int) -> datetime | None:
     """When a rejected instance's file is due for deletion: 113038 and 113039 after `days`
     (lifecycle.delete_rejected_after; 0: at once), never for the others (an admin decides)."""
-    from .rejection import DELETING_CODES
-
     return rejected_at + timedelta(days=days) if code in DELETING_CODES else None
