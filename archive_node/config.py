@@ -398,6 +398,61 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=36500,
     ),
     Setting(
+        "hl7",
+        "bind",
+        str,
+        "0.0.0.0",
+        "Address the HL7 v2 (MLLP) listener binds to.",
+    ),
+    Setting(
+        "hl7",
+        "port",
+        int,
+        0,
+        "TCP port of the HL7 v2 listener (MLLP) taking orders (ORM^O01, OMI^O23) and patient "
+        "updates (ADT) from the senders registered with `archive-node hl7 add-sender`; 0 "
+        "turns it off (2575 is HL7's registered port).",
+        minimum=0,
+        maximum=65535,
+    ),
+    Setting(
+        "hl7",
+        "max_message_bytes",
+        int,
+        1048576,
+        "Largest HL7 message taken; a longer one is answered AR and not applied.",
+        minimum=1024,
+        maximum=64 * 1048576,
+    ),
+    Setting(
+        "hl7",
+        "max_connections",
+        int,
+        20,
+        "HL7 connections open at once; one more is closed at once.",
+        minimum=1,
+        maximum=1000,
+    ),
+    Setting(
+        "hl7",
+        "idle_timeout",
+        float,
+        300.0,
+        "Seconds an HL7 connection may stay silent, or take to send one message, before it "
+        "is closed.",
+        minimum=1.0,
+    ),
+    Setting(
+        "hl7",
+        "remember_days",
+        int,
+        7,
+        "Days a message control ID (MSH-10) is remembered: a resend within them is "
+        "acknowledged and not applied again.",
+        minimum=1,
+        maximum=3650,
+    ),
+    Setting(
         "log",
         "level",
         str,
@@ -498,6 +553,16 @@ class LifecycleConfig:
 
 
 @dataclass(frozen=True)
+class Hl7Config:
+    bind: str
+    port: int
+    max_message_bytes: int
+    max_connections: int
+    idle_timeout: float
+    remember_days: int
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str
     pynetdicom_level: str
@@ -513,6 +578,7 @@ class Config:
     commitment: CommitmentConfig
     audit: AuditConfig
     lifecycle: LifecycleConfig
+    hl7: Hl7Config
     log: LogConfig
     source: str = "built-in defaults"
 
@@ -526,6 +592,7 @@ _SECTIONS = {
     "commitment": CommitmentConfig,
     "audit": AuditConfig,
     "lifecycle": LifecycleConfig,
+    "hl7": Hl7Config,
     "log": LogConfig,
 }
 

@@ -346,8 +346,12 @@ class Corrections:
         if op == "update_patient":
             rows.update_patient(tuple(operation.pop("patient")), frame=frame, **operation)
         elif op == "merge_patients":
+            create = operation.get("create_target")
             rows.merge_patients(
-                tuple(operation["source"]), tuple(operation["target"]), frame=frame
+                tuple(operation["source"]),
+                tuple(operation["target"]),
+                frame=frame,
+                create_target=Demographics(**create) if create else None,
             )
         elif op == "change_issuer":
             rows.change_issuer(

@@ -36,6 +36,7 @@ from .errors import (
     StoreRejected,
 )
 from .index import Index, InstanceRecord, Match, NewInstance
+from .ordering import Orders
 from .registry import Registry
 from .rules.access import (
     REJECT_CALLING_AE,
@@ -127,6 +128,9 @@ class ArchiveService:
         self.commitments = Commitments(config, index, storage)
         self.audit = AuditTrail(config, index)
         self.corrections = Corrections(config, index, storage, self.audit)
+        self.orders = Orders(
+            config, index, self.audit, self.corrections, lambda host: self.resolver(host)
+        )
 
     @property
     def _stale_after(self) -> float:

@@ -406,7 +406,7 @@ certificate_option = click.option(
     "--allow",
     default="echo,store",
     show_default=True,
-    help="Comma list of echo,store,find,move,get.",
+    help="Comma list of echo,store,find,move,get,worklist.",
 )
 @click.option(
     "--scope",
@@ -483,7 +483,7 @@ def _tls_text(record: AERecord) -> str:
 @click.option("--hospital", help="Move it to another hospital.")
 @click.option("--host", help="New source address ('' = any).")
 @click.option("--port", help="New listening port ('' = none).")
-@click.option("--allow", help="New comma list of echo,store,find,move,get.")
+@click.option("--allow", help="New comma list of echo,store,find,move,get,worklist.")
 @click.option("--scope", type=click.Choice(SCOPES), help="New scope: hospital or region.")
 @click.option("--description", help="New free text.")
 @click.option(
@@ -1174,3 +1174,4 @@ def main() -> None:
 
 from . import audit as _audit_commands  # noqa: E402, F401  # registers `archive-node audit`
 from . import corrections as _correction_commands  # noqa: E402, F401  # patient, study, reject
+from . import orders as _order_commands  # noqa: E402, F401  # hl7, orders

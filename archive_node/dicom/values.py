@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import uuid
 from datetime import date
 
 _UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -93,3 +95,18 @@ def parse_date(text: str) -> str:
     except ValueError:
         raise ValueError("not a calendar date") from None
     return text
+
+
+# The namespace of the node's name-based UUIDs (PS3.5 B.2): fixed, so a UID derived once is
+# derived the same again.
+_UID_NAMESPACE = uuid.UUID("c1f0a3e6-5b7d-4e2a-9f3c-6d8b2a1e4f70")
+
+
+def derived_uid(root: str, *parts: str) -> str:
+    """A UID that depends only on `parts`: under `root` (digits of their SHA-256, to 64
+    characters), or without a root the 2.25 form of a name-based UUID (PS3.5 B.2)."""
+    name = "\x1f".join(parts)
+    if not root:
+        return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
+    digits = str(int.from_bytes(hashlib.sha256(name.encode()).digest(), "big"))
+    return f"{root}.{digits[: 64 - len(root) - 1]}"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import os
 import uuid
@@ -33,7 +32,7 @@ from ..auditing import local_actor
 from ..dicom import status
 from ..dicom.part10_writer import SourceChanged, write_part10
 from ..dicom.provenance import Provenance, file_meta, with_provenance
-from ..dicom.values import is_valid_uid, parse_date, text_problem
+from ..dicom.values import derived_uid, is_valid_uid, parse_date, text_problem
 from ..errors import Conflict, InvalidInput, NotFound
 from ..index import InstanceRecord, StudyRecord
 from ..progress import NoProgress, Progress
@@ -52,7 +51,6 @@ IMPORTER_AE = "IMPORT"
 IMPLEMENTATION_UID = "2.25.243828247669745321920924030631851866672"
 IMPLEMENTATION_VERSION = f"ARCHNODE_{__version__}"[:16]
 # The name space of the UUIDs behind derived 2.25 UIDs (RFC 4122 name-based, SHA-1).
-_UID_NAMESPACE = uuid.UUID("c1f0a3e6-5b7d-4e2a-9f3c-6d8b2a1e4f70")
 
 STORED, ALREADY_STORED, FAILED, NOT_IMPORTED = "stored", "already stored", "failed", "not imported"
 # Refusals of one file (its UIDs clash with what the index holds) after which the others go on.
@@ -129,16 +127,6 @@ class _Planned:
     stat: tuple[int, int]
     wrapped: Wrapped
     result: ImportedFile
-
-
-def derived_uid(root: str, *parts: str) -> str:
-    """A UID that depends only on `parts`: under `root` (digits of their SHA-256, to 64
-    characters), or without a root the 2.25 form of a name-based UUID (PS3.5 B.2)."""
-    name = "\x1f".join(parts)
-    if not root:
-        return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
-    digits = str(int.from_bytes(hashlib.sha256(name.encode()).digest(), "big"))
-    return f"{root}.{digits[: 64 - len(root) - 1]}"
 
 
 class Importer:

@@ -171,13 +171,22 @@ class CorrectionRows(Role):
         target: Named,
         *,
         frame: Frame,
+        create_target: Demographics | None = None,
     ) -> Change:
         """Two records of one person become one: `source`'s studies go to `target`, its
-        identifier becomes an alias of `target`'s, and its row goes. Raises NotFound,
-        InvalidInput (ambiguous, the same patient, an unidentified one)."""
+        identifier becomes an alias of `target`'s, and its row goes. With `create_target`
+        (an HL7 merge, whose surviving identifier the node may not have yet), a missing
+        target is made with these demographics. Raises NotFound, InvalidInput (ambiguous, the
+        same patient, an unidentified one)."""
 
         def work() -> Change:
-            src, dst = _patient(*source), _patient(*target)
+            src = _patient(*source)
+            try:
+                dst = _patient(*target)
+            except NotFound:
+                if create_target is None or target[1] is None:
+                    raise
+                dst = _new_patient((target[0], target[1]), create_target)
             if src.id == dst.id:
                 raise InvalidInput("a patient cannot be merged into itself")
             for row in (src, dst):
@@ -205,9 +214,14 @@ class CorrectionRows(Role):
                 touched=_touched(src_id, studies) + _touched(dst_id, studies),
             )
 
-        return self._apply(
-            work, {"op": "merge_patients", "source": list(source), "target": list(target)}, frame
-        )
+        operation: dict[str, Any] = {
+            "op": "merge_patients",
+            "source": list(source),
+            "target": list(target),
+        }
+        if create_target is not None:
+            operation["create_target"] = create_target.as_dict()
+        return self._apply(work, operation, frame)
 
     def change_issuer(
         self,

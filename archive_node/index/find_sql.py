@@ -280,6 +280,10 @@ def _expression(db: Database, condition: Condition, field: Any) -> Expression:
     return field == converted[0]
 
 
+# Other information models' conditions (the Modality Worklist: index/order_rows.py) are
+# matched by the same rules, on their own columns.
+condition_sql = _expression
+
 _NAME_KEYS = frozenset({"PatientName", "ReferringPhysicianName"})
 
 

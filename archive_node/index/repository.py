@@ -1,6 +1,6 @@
 """The index: one database, opened from a URL, and its roles over one session (registry,
-instances, find, integrity, commitments, imports, audit), each handing plain records to the layers
-above."""
+instances, find, integrity, commitments, imports, audit, corrections, orders), each handing
+plain records to the layers above."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .find_sql import FindQueries
 from .import_lookups import ImportLookups
 from .instance_rows import InstanceRows
 from .integrity_queries import IntegrityQueries
+from .order_rows import OrderRows
 from .registry_rows import RegistryRows
 from .schema import check_schema, init_schema
 from .session import Session
@@ -38,6 +39,7 @@ class Index:
         self.imports = ImportLookups(self.session)
         self.audit = AuditRows(self.session)
         self.corrections = CorrectionRows(self.session, self.audit)
+        self.orders = OrderRows(self.session)
 
     @classmethod
     def open(cls, url: str, *, busy_timeout: float = 10.0) -> Index:

@@ -13,6 +13,7 @@ from .tables import (
     AUDIT_MODELS,
     CORRECTION_MODELS,
     MODELS,
+    ORDER_MODELS,
     Acknowledgement,
     AECertificate,
     ApplicationEntity,
@@ -22,7 +23,7 @@ from .tables import (
     Study,
 )
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # MIGRATIONS[n] upgrades a version n-1 index to version n, inside one transaction. Prefer
 # additive changes (columns with defaults, new tables, indexes): on SQLite anything else
@@ -225,6 +226,12 @@ def _add_corrections(db: Database) -> None:
     db.create_tables(CORRECTION_MODELS)  # safe: IF NOT EXISTS
 
 
+def _add_orders(db: Database) -> None:
+    """Schema 9 (orders): HL7 senders and the messages taken, scheduled procedure steps (the
+    Modality Worklist) and performed procedure steps (MPPS)."""
+    db.create_tables(ORDER_MODELS)  # safe: IF NOT EXISTS
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     2: _add_matching_keys,
     3: _add_commitment_requests,
@@ -233,6 +240,7 @@ MIGRATIONS: dict[int, Callable[[Database], None]] = {
     6: _add_tls,
     7: _add_audit_trail,
     8: _add_corrections,
+    9: _add_orders,
 }
 
 

@@ -378,6 +378,96 @@ class Correction(BaseModel):
     journaled = BooleanField(default=False, index=True)
 
 
+class Hl7Sender(BaseModel):
+    """A registered HL7 v2 sender (schema 9): its sending facility (MSH-4), the hospital whose
+    orders and patients it speaks for, and the address it connects from."""
+
+    id: AutoField[int]  # peewee's implicit primary key
+    facility = CharField(max_length=64, unique=True)
+    hospital = ForeignKeyField(Hospital, backref="hl7_senders", on_delete="RESTRICT")
+    host = TextField()
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "hl7_sender"
+
+
+class Hl7Message(BaseModel):
+    """An HL7 v2 message taken (schema 9), kept before its ACK: by (sender, MSH-10) a resend
+    is acknowledged and not applied again, until it is pruned (hl7.remember_days)."""
+
+    id: AutoField[int]  # peewee's implicit primary key
+    facility = CharField(max_length=64)
+    control_id = CharField(max_length=199)
+    message_type = CharField(max_length=16)
+    received_at = DateTimeField(default=utcnow, index=True)
+    ack_code = CharField(max_length=2)
+    outcome = TextField(default="")  # what applying it did (no patient data)
+    text = TextField()  # the message as received, decoded per MSH-18
+
+    class Meta:
+        table_name = "hl7_message"
+        indexes = ((("facility", "control_id"), True),)
+
+
+class ProcedureStep(BaseModel):
+    """A scheduled procedure step of a hospital's order (schema 9): what the Modality Worklist
+    offers (PS3.4 K.6), from an HL7 order or `archive-node orders add`. The patient's
+    attributes are the order's (ADT messages update them); `status` is SCHEDULED, IN PROGRESS,
+    COMPLETED, DISCONTINUED or CANCELLED (rules/orders.py)."""
+
+    id: AutoField[int]  # peewee's implicit primary key
+    hospital = ForeignKeyField(Hospital, backref="procedure_steps", on_delete="RESTRICT")
+    order_key = TextField()  # the placer order number (ORC-2), else the filler's, else A#
+    patient_id = TextField()
+    issuer = TextField()
+    patient_name = TextField(default="")
+    name_key = TextField(default="")  # matching.name_key(patient_name)
+    birth_date = TextField(default="")
+    sex = TextField(default="")
+    accession_number = TextField(index=True)
+    requested_procedure_id = TextField(default="")
+    step_id = TextField()
+    modality = TextField(default="")
+    procedure_code = TextField(default="")  # code^meaning^scheme
+    procedure_description = TextField(default="")
+    station_ae = TextField(default="", index=True)
+    start_date = TextField(index=True)  # YYYYMMDD
+    start_time = TextField(default="")  # HHMMSS
+    study_uid = CharField(max_length=64, index=True)
+    status = CharField(max_length=16, default="SCHEDULED")
+    source = TextField(default="")  # hl7 FACILITY control-id, or admin USER
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "procedure_step"
+        indexes = ((("hospital", "order_key", "step_id"), True),)
+
+
+class PerformedStep(BaseModel):
+    """A Modality Performed Procedure Step (schema 9, PS3.4 F.7): created and set by a
+    modality, linked to the scheduled step it performs where its attributes name one."""
+
+    id: AutoField[int]  # peewee's implicit primary key
+    sop_uid = CharField(max_length=64, unique=True)
+    hospital = ForeignKeyField(Hospital, backref="performed_steps", on_delete="RESTRICT")
+    ae_title = CharField(max_length=16)
+    status = CharField(max_length=16)
+    step = ForeignKeyField(ProcedureStep, null=True, backref="performed", on_delete="SET NULL")
+    step_id: int | None  # peewee's raw value of `step`
+    study_uid = CharField(max_length=64, default="")
+    accession_number = TextField(default="")
+    attributes = TextField()  # the step's attributes as last set, DICOM JSON (PS3.18 F.2)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "performed_step"
+
+
+ORDER_MODELS = (Hl7Sender, Hl7Message, ProcedureStep, PerformedStep)
+
 CORRECTION_MODELS = (PatientAlias, Correction)
 
 AUDIT_MODELS = (AuditRecordRow, AuditTouched, AuditChain, AuditTally)
@@ -395,4 +485,5 @@ MODELS = (
     CommitmentRequest,
     *AUDIT_MODELS,
     *CORRECTION_MODELS,
+    *ORDER_MODELS,
 )

@@ -26,12 +26,14 @@ from ..rules.negotiation import ProposedContext, empty_contexts
 from ..rules.query import FIND_SOP_CLASSES, extended_negotiation_answer
 from ..rules.retrieve_plan import receiving_syntaxes
 from ..rules.tls import PLAIN, Transport
+from ..rules.worklist import WORKLIST_FIND
 from ..service import ArchiveService
 from .admission import Admission, SlotLimits
 from .association import on_connection_closed, peer_label, response_status, set_tcp_nodelay
 from .patches.limits import discard_partial_file
 from .patches.receiving import receive_failure
 from .tls import peer_fingerprint
+from .worklist_scp import OrderSCP
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class Handlers:
         self._actors: weakref.WeakKeyDictionary[Association, Actor] = weakref.WeakKeyDictionary()
         self._storing: set[str] = set()  # sessions with a C-STORE: their tallies to seal
         node = service.config.node
+        self.orders = OrderSCP(service, self.peer_of, self.actor_of)
         self.admission = Admission(
             node.max_pending_connections,
             SlotLimits(node.max_associations, node.max_associations_per_address),
@@ -73,6 +76,8 @@ class Handlers:
             (evt.EVT_C_STORE, self.on_store),
             (evt.EVT_C_FIND, self.on_find),
             (evt.EVT_N_EVENT_REPORT, self.on_event_report),
+            (evt.EVT_N_CREATE, self.orders.on_n_create),
+            (evt.EVT_N_SET, self.orders.on_n_set),
         ]
 
     def on_requested(self, event: Event) -> None:
@@ -222,12 +227,15 @@ class Handlers:
     def on_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         """C-FIND (PS3.4 C.4.1): a pending response per match; C-CANCEL is checked before each
         one (pynetdicom reports a cancel only once)."""
+        sop_class = str(event.request.AffectedSOPClassUID)
+        if sop_class == WORKLIST_FIND:
+            yield from self.orders.on_worklist_find(event, lambda n: _cancelled(event, n))
+            return
         peer, actor = self.peer_of(event.assoc), self.actor_of(event.assoc)
         refused = self.service.authorise(peer, "find", actor, "C-FIND")
         if refused or peer is None or actor is None:
             yield refused or status.NOT_AUTHORISED, None
             return
-        sop_class = str(event.request.AffectedSOPClassUID)
         model = FIND_SOP_CLASSES[sop_class]
         try:
             identifier = event.identifier
@@ -237,9 +245,7 @@ class Handlers:
             return
         answers = self.service.find(peer, identifier, model, actor, sop_class)
         for count, response in enumerate(answers):
-            if count and count % CANCEL_CHECK_EVERY == 0:
-                _let_the_reactor_read(event.assoc)
-            if event.is_cancelled:
+            if _cancelled(event, count):
                 log.info("C-FIND from %s cancelled by the SCU", peer.ae_title)
                 yield status.CANCELLED, None
                 return
@@ -249,6 +255,14 @@ class Handlers:
                 yield response_status(response.status, response.comment, response.keyword), None
             else:
                 yield response.status, None
+
+
+def _cancelled(event: Event, count: int) -> bool:
+    """Whether the SCU sent a C-CANCEL, before the `count`th response (pynetdicom reports it
+    once; every CANCEL_CHECK_EVERY responses the reactor is let read it first)."""
+    if count and count % CANCEL_CHECK_EVERY == 0:
+        _let_the_reactor_read(event.assoc)
+    return bool(event.is_cancelled)
 
 
 def asserted_identity(assoc: Association) -> str:

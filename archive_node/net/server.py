@@ -25,18 +25,21 @@ from ..correcting import Lifecycle
 from ..errors import ConfigError
 from ..rules.commitment import STORAGE_COMMITMENT_CLASS
 from ..rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
+from ..rules.worklist import WORKLIST_FIND
 from ..service import ArchiveService
 from . import patches
 from .admission import NodeServer, TlsPort
 from .association import peer_label, release_waiting_acceptor
 from .audit_export import exporter_for, sender_for
 from .commitment_scp import CommitmentSCP
+from .hl7_listener import Hl7Listener
 from .patches.limits import Limits, serve_limits
 from .patches.receiving import serve_receiving
 from .patches.service_classes import serve_commitment, serve_retrieve
 from .retrieve_scp import RetrieveSCP
 from .scp_handlers import Handlers
 from .tls import TlsCredentials
+from .worklist_scp import MPPS_CLASS
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +93,9 @@ STORAGE_SOP_CLASSES = sorted(set(_STORAGE_CLASSES.values()))
 def build_ae(service: ArchiveService) -> AE:
     """An AE that accepts Verification, every storage SOP class pynetdicom knows (in either
     role: a C-GET SCU proposes the SCP role for itself), the Patient Root and Study Root
-    FIND, MOVE and GET models, and Storage Commitment Push Model; with the node's patches
-    (patches/). Raises PatchError when the installed pynetdicom is not what they were taken
-    from."""
+    FIND, MOVE and GET models, Storage Commitment Push Model, the Modality Worklist and MPPS;
+    with the node's patches (patches/). Raises PatchError when the installed pynetdicom is
+    not what they were taken from."""
     node = service.config.node
     ae = AE(ae_title=node.ae_title)
     patches.install_for(
@@ -119,6 +122,8 @@ def build_ae(service: ArchiveService) -> AE:
     for sop_class in (*MOVE_SOP_CLASSES, *GET_SOP_CLASSES):
         ae.add_supported_context(sop_class, RETRIEVE_TRANSFER_SYNTAXES)
     ae.add_supported_context(STORAGE_COMMITMENT_CLASS, QUERY_TRANSFER_SYNTAXES)
+    ae.add_supported_context(WORKLIST_FIND, QUERY_TRANSFER_SYNTAXES)
+    ae.add_supported_context(MPPS_CLASS, QUERY_TRANSFER_SYNTAXES)
     return ae
 
 
@@ -152,6 +157,8 @@ class ArchiveServer:
         serve_commitment(self.ae, self.commitment)
         self.upkeep = DailyPrune(service.audit, service.config.audit.retain_days)
         self.lifecycle = Lifecycle(service.corrections)
+        # one process of the node takes HL7 messages
+        self.hl7 = Hl7Listener(service.orders, service.config.hl7) if worker in (None, 1) else None
         # to audit.repository, if any: one process of the node sends the node's chain
         self.exporter = exporter_for(service) if worker in (None, 1) else None
         self._plain: ThreadedAssociationServer | None = None
@@ -184,10 +191,12 @@ class ArchiveServer:
         tls_port: int | None = None,
         reuse_port: bool = False,
         sweep: bool = True,
+        hl7_port: int | None = None,
     ) -> tuple[str, int]:
         """Prepare the store and index, then listen; returns the first bound (host, port): the
-        plain port's, else the TLS port's. `port` and `tls_port` override node.port and
-        tls.port (0: any free port); left None, a setting of 0 turns that port off.
+        plain port's, else the TLS port's. `port`, `tls_port` and `hl7_port` override
+        node.port, tls.port and hl7.port (0: any free port); left None, a setting of 0 turns
+        that port off.
         `reuse_port`: share the ports with other processes (supervisor.py), which swept the
         node's partial transfers before they started (`sweep` False). Raises ConfigError."""
         node = self.service.config.node
@@ -203,12 +212,15 @@ class ArchiveServer:
             *self.handlers.bindings(),
             (evt.EVT_N_ACTION, self.commitment.on_n_action),
         ]
+        hl7 = hl7_port if hl7_port is not None else (self.service.config.hl7.port or None)
         try:
             if plain is not None:
                 self._plain = self._listen((host, plain), handlers, reuse_port, None)
             if secure is not None:
                 tls = TlsPort(self.tls, self.service.config.tls.handshake_timeout)
                 self._secure = self._listen((host, secure), handlers, reuse_port, tls)
+            if hl7 is not None and self.hl7 is not None:
+                self.hl7.start(port=hl7)
         except ConfigError:
             for server in self._listeners():
                 server.server_close()
@@ -331,6 +343,8 @@ class ArchiveServer:
         left = self._active()
         if left:
             log.warning("aborting %d association(s) still running after %.0f s", len(left), grace)
+        if self.hl7 is not None:
+            self.hl7.stop()
         self.commitment.stop()
         self.upkeep.stop()
         self.lifecycle.stop()

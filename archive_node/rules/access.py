@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..errors import InvalidInput
 from .tls import DEFAULT_TLS_MODE
 
-SERVICES = ("echo", "store", "find", "move", "get")
+SERVICES = ("echo", "store", "find", "move", "get", "worklist")
 DEFAULT_ALLOW = frozenset({"echo", "store"})
 SCOPES = ("hospital", "region")
 DEFAULT_SCOPE = "region"
@@ -80,6 +80,11 @@ def _same_address(a: str, b: str) -> bool:
     return ip_a == ip_b
 
 
+def address_matches(peer_address: str, allowed_addresses: frozenset[str]) -> bool:
+    """Whether a peer's address is one its registered host stands for."""
+    return any(_same_address(peer_address, a) for a in allowed_addresses)
+
+
 def decide_association(
     our_title: str,
     called_title: str,
@@ -100,7 +105,7 @@ def decide_association(
         return AssociationDecision(False, "calling AE title is not registered", REJECT_CALLING_AE)
     if not peer.enabled:
         return AssociationDecision(False, "calling AE is disabled", REJECT_CALLING_AE)
-    if peer.host and not any(_same_address(peer_address, a) for a in allowed_addresses):
+    if peer.host and not address_matches(peer_address, allowed_addresses):
         return AssociationDecision(
             False,
             f"peer address {peer_address} is not the registered host {peer.host}",

@@ -354,6 +354,15 @@ def _condition(key: Key, text: str) -> Condition | None:
     return Condition(keyword, "single", (text,))  # C.2.2.2.1
 
 
+def key_condition(key: Key, element: Any) -> Condition | None:
+    """One matching key of an identifier (an element of it, or of a sequence item in it) as a
+    Condition by PS3.4 C.2.2.2; None for universal matching. For other information models
+    than Query/Retrieve (the Modality Worklist, PS3.4 K.6), with their own keys. Raises
+    InvalidQuery (0xC000) naming the key."""
+    _check_vr(element)
+    return _condition(key, _value_text(element, key))
+
+
 def _name_condition(keyword: str, text: str) -> Condition | None:
     """Person name matching (PS3.4 C.2.2.2.1, C.2.2.2.4) on every component group a value
     gives (PS3.5 6.2.1); None when it has nothing to match (universal).

@@ -17,6 +17,7 @@ def make_config(tmp_path: Path, index_url: str, **sections):
         "node": {"port": 0, "bind": "127.0.0.1", "shutdown_grace": 5.0, "fast_paths": FAST_PATHS},
         "storage": {"path": str(tmp_path / "storage"), "min_free_mb": 0},
         "index": {"url": index_url, "busy_timeout": 5.0},
+        "hl7": {"bind": "127.0.0.1"},
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
@@ -30,6 +31,7 @@ class Node:
     host: str
     port: int  # the plain port (0 when the node serves only TLS)
     tls_port: int = 0  # 0: no TLS port
+    hl7_port: int = 0  # 0: no HL7 listener
 
     @property
     def ae_title(self) -> str:
@@ -37,11 +39,17 @@ class Node:
 
 
 @contextlib.contextmanager
-def serving(service: ArchiveService, *, plain: bool = True, tls: bool = False):
+def serving(service: ArchiveService, *, plain: bool = True, tls: bool = False, hl7: bool = False):
     """Run a node for `service` on a free loopback port; with `tls`, a TLS port too (its
-    config has tls.*), and without `plain` only that (its config has node.port 0)."""
+    config has tls.*), and without `plain` only that (its config has node.port 0); with
+    `hl7`, its HL7 listener on another free port."""
     server = ArchiveServer(service)
-    host, _ = server.start("127.0.0.1", 0 if plain else None, tls_port=0 if tls else None)
+    host, _ = server.start(
+        "127.0.0.1",
+        0 if plain else None,
+        tls_port=0 if tls else None,
+        hl7_port=0 if hl7 else None,
+    )
     try:
         yield Node(
             server,
@@ -49,6 +57,7 @@ def serving(service: ArchiveService, *, plain: bool = True, tls: bool = False):
             host,
             server.address[1] if plain else 0,
             server.tls_address[1] if tls else 0,
+            server.hl7.address[1] if hl7 and server.hl7 and server.hl7.address else 0,
         )
     finally:
         server.stop(grace=2)

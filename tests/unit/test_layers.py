@@ -16,7 +16,7 @@ LAYERS = [
     {"rules", "config"},
     {"storage", "index"},
     {"registry", "committing", "auditing"},
-    {"service", "integrity", "correcting"},
+    {"service", "integrity", "correcting", "ordering"},
     {"importing"},
     {"net"},
     {"cli", "__main__"},
@@ -27,6 +27,7 @@ ONLY_IN = {
     "peewee": ("index",),
     "playhouse": ("index",),
     "click": ("cli",),
+    "hl7": ("rules", "net"),
 }
 # Inside net/, the patches are the bottom: they use the wire encoders and what every
 # association shares, never the SCPs, the server or the service above them.

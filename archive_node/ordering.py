@@ -1,0 +1,531 @@
+"""Orders and patients from the hospitals' own systems: HL7 v2 messages taken (orders become
+scheduled procedure steps, ADT updates and merges become corrections), the Modality Worklist
+answered from those steps, and Modality Performed Procedure Steps kept.
+
+A message is kept and applied in one index transaction, committed before its ACK (AA) is sent;
+one that is refused (AE, AR) changes nothing. A resend of a message control ID (MSH-10) taken
+before from the same sender is acknowledged AA and not applied again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from .auditing import AuditTrail, QueryRecord, new_session
+from .config import Config
+from .correcting import Corrections
+from .dicom import status
+from .dicom.values import ae_title_problem, derived_uid, is_valid_uid, text_problem
+from .errors import (
+    AuditUnavailable,
+    Conflict,
+    IndexUnavailable,
+    InvalidInput,
+    NotFound,
+)
+from .index import Index
+from .index.clock import utcnow
+from .index.order_rows import STEP_STATUSES, SenderRecord, StepRecord
+from .rules.access import Peer, address_matches
+from .rules.audit import Actor
+from .rules.corrections import Demographics
+from .rules.hl7_messages import (
+    CHARSETS,
+    INTERNAL_ERROR,
+    UNKNOWN_KEY,
+    Content,
+    Header,
+    MessageRefused,
+    OrderMessage,
+    PatientFields,
+    PatientMerge,
+    PatientUpdate,
+    StepFields,
+    acknowledgement,
+    interpret,
+    parse_timestamp,
+    read_header,
+)
+from .rules.query import InvalidQuery
+from .rules.worklist import (
+    WORKLIST_FIND,
+    parse_worklist_query,
+    worklist_answer,
+)
+
+log = logging.getLogger(__name__)
+
+Resolver = Callable[[str], frozenset[str]]
+PERFORMED_STATUSES = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")  # PS3.3 C.4.14
+MAX_PERFORMED_BYTES = 1 << 20  # the attributes of a performed step kept, as JSON
+
+
+@dataclass(frozen=True)
+class WorklistResponse:
+    """One C-FIND response of the worklist: pending with an identifier, or final."""
+
+    status: int
+    identifier: Any = None
+    comment: str = ""
+    keyword: str = ""
+
+
+class Orders:
+    """HL7 messages, the worklist and performed procedure steps of every hospital."""
+
+    def __init__(
+        self,
+        config: Config,
+        index: Index,
+        audit: AuditTrail,
+        corrections: Corrections,
+        resolver: Resolver,
+    ) -> None:
+        self.config = config
+        self.index = index
+        self.audit = audit
+        self.corrections = corrections
+        self.resolver = resolver
+
+    # -- HL7 v2 ---------------------------------------------------------------------------------
+
+    def take_message(self, raw: bytes, address: str) -> bytes:
+        """Take one HL7 message (its MLLP block) from a peer at `address`; return its ACK,
+        encoded as the message was. Never raises: every failure is an AE or AR."""
+        node = self.config.node.ae_title
+        control_id = uuid.uuid4().hex[:20]
+        header: Header | None = None
+        codec = "ascii"
+        try:
+            header, text = read_header(raw)
+            codec = _codec(header)
+            sender = self._sender(header, address)
+            outcome = self._apply(header, text, sender)
+            log.info(
+                "HL7 %s %s from %s (%s): AA, %s",
+                header.kind,
+                header.control_id[:40],
+                header.facility,
+                sender.hospital,
+                outcome,
+            )
+            ack = acknowledgement(
+                header, "AA", application=node, facility=node, control_id=control_id
+            )
+        except MessageRefused as refused:
+            log.warning(
+                "HL7 %s %s from %s at %s: %s, %s: %s",
+                header.kind if header else "message",
+                header.control_id[:40] if header else "-",
+                header.facility[:64] if header else "-",
+                address,
+                refused.ack,
+                refused.location,
+                refused.text,
+            )
+            ack = acknowledgement(
+                header,
+                refused.ack,
+                application=node,
+                facility=node,
+                control_id=control_id,
+                text=refused.text,
+                error=refused,
+            )
+        return ack.encode(codec, errors="replace")
+
+    def refuse_block(self, raw_head: bytes, refused: MessageRefused, address: str) -> bytes:
+        """The AR of a block not taken as a message (over hl7.max_message_bytes): its header,
+        if the head of it can be read, so that MSA-2 names its control ID."""
+        header: Header | None = None
+        try:
+            header, _ = read_header(raw_head.split(b"\r", 1)[0] + b"\r")
+        except MessageRefused:
+            header = None
+        log.warning(
+            "HL7 message from %s at %s refused: AR, %s: %s",
+            header.facility[:64] if header else "-",
+            address,
+            refused.location,
+            refused.text,
+        )
+        node = self.config.node.ae_title
+        ack = acknowledgement(
+            header,
+            "AR",
+            application=node,
+            facility=node,
+            control_id=uuid.uuid4().hex[:20],
+            text=refused.text,
+            error=refused,
+        )
+        return ack.encode(_codec(header) if header else "ascii", errors="replace")
+
+    def _sender(self, header: Header, address: str) -> SenderRecord:
+        """The registered sender of a message, from its registered address. Raises
+        MessageRefused (AR) otherwise, the same words whichever it is."""
+        try:
+            sender = self.index.orders.sender(header.facility)
+        except IndexUnavailable as exc:
+            log.error("HL7 message not taken: %s", exc)
+            raise MessageRefused("AE", "MSH^1", INTERNAL_ERROR, "index unavailable") from None
+        allowed = self.resolver(sender.host) if sender and sender.host else frozenset()
+        if sender is None or (sender.host and not address_matches(address, allowed)):
+            why = "not registered" if sender is None else f"not from {sender.host}"
+            log.warning("HL7 sending facility %s at %s: %s", header.facility[:64], address, why)
+            raise MessageRefused(
+                "AR", "MSH^1^4", UNKNOWN_KEY, "sending facility not registered from this address"
+            )
+        return sender
+
+    def _apply(self, header: Header, text: str, sender: SenderRecord) -> str:
+        content = interpret(header, text)
+        try:
+            if self.index.orders.seen(header.facility, header.control_id):
+                return "a resend of a message taken before: not applied again"
+            changed: list[bool] = []
+            outcome = self.index.orders.take(
+                header.facility,
+                header.control_id,
+                header.kind,
+                text,
+                lambda: self._change(header, content, sender, changed),
+            )
+        except Conflict:  # the same message, taken meanwhile by another connection
+            return "a resend of a message taken before: not applied again"
+        except NotFound as exc:
+            raise MessageRefused("AE", "ORC^1^2", UNKNOWN_KEY, str(exc)) from None
+        except (IndexUnavailable, AuditUnavailable) as exc:
+            log.error("HL7 %s not applied: %s", header.kind, exc)
+            raise MessageRefused(
+                "AE", "MSH^1", INTERNAL_ERROR, "not applied: the archive cannot keep it now"
+            ) from None
+        if changed:
+            self.corrections.flush_journal()
+        return outcome
+
+    def _change(
+        self, header: Header, content: Content, sender: SenderRecord, changed: list[bool]
+    ) -> str:
+        """In the message's transaction: what it asks."""
+        source = f"hl7 {header.facility} {header.control_id[:40]}"
+        if isinstance(content, OrderMessage):
+            return self.index.orders.apply_order(
+                sender.hospital,
+                sender.issuer,
+                content,
+                source=source,
+                new_study_uid=lambda step: self._new_study_uid(sender, content, step),
+            )
+        patient = content.patient
+        issuer = patient.issuer or sender.issuer
+        frame = self.corrections.frame(
+            f"HL7 {header.kind} {header.control_id[:40]} from {header.facility}",
+            actor=Actor(
+                new_session(),
+                ae_title=self.config.node.ae_title,
+                hospital=sender.hospital,
+                address=f"hl7:{header.facility}"[:64],
+                user=f"hl7:{header.facility}"[:64],
+            ),
+        )
+        rows = self.index.corrections
+        if isinstance(content, PatientUpdate):
+            steps = self.index.orders.relabel_patient(patient, sender.issuer)
+            try:
+                rows.update_patient(
+                    (patient.patient_id, issuer),
+                    name=patient.name or None,
+                    birth_date=patient.birth_date or None,
+                    sex=patient.sex or None,
+                    frame=frame,
+                )
+                changed.append(True)
+                archive = "the archive's patient updated"
+            except NotFound:
+                archive = "no images of the patient"
+            except InvalidInput:
+                archive = "the archive's patient has these values"
+            return f"patient update: {steps} order step(s), {archive}"
+        assert isinstance(content, PatientMerge)
+        prior = (content.prior_id, content.prior_issuer or sender.issuer)
+        steps = self.index.orders.merge_patient(prior, patient, sender.issuer)
+        try:
+            rows.merge_patients(
+                prior,
+                (patient.patient_id, issuer),
+                frame=frame,
+                create_target=Demographics(patient.name, patient.birth_date, patient.sex),
+            )
+            changed.append(True)
+            archive = "the archive's patients merged"
+        except NotFound:
+            archive = "no images of the prior patient"
+        except InvalidInput as exc:
+            raise MessageRefused("AE", "MRG^1^1", UNKNOWN_KEY, str(exc)) from None
+        return f"patient merge: {steps} order step(s), {archive}"
+
+    def _new_study_uid(self, sender: SenderRecord, order: OrderMessage, step: StepFields) -> str:
+        """The Study Instance UID of a step its order names none for: under node.uid_root,
+        the same for the same order and requested procedure."""
+        return derived_uid(
+            self.config.node.uid_root,
+            "order",
+            sender.hospital,
+            order.order_key,
+            step.requested_procedure_id or step.step_id,
+        )
+
+    def prune_messages(self) -> int:
+        """Forget message control IDs older than hl7.remember_days."""
+        before = utcnow() - timedelta(days=self.config.hl7.remember_days)
+        return self.index.orders.prune_messages(before)
+
+    # -- the Modality Worklist (PS3.4 K.6) ------------------------------------------------------
+
+    def worklist(
+        self, peer: Peer, identifier: Any, actor: Actor | None
+    ) -> Iterator[WorklistResponse]:
+        """Answer a worklist C-FIND: a pending response per open step of the AE's own hospital
+        that matches, then the final status; a Query audit record before the first answer."""
+        audited = QueryRecord(self.audit, actor, identifier, "WORKLIST", WORKLIST_FIND)
+        try:
+            query = parse_worklist_query(identifier)
+        except InvalidQuery as exc:
+            log.warning(
+                "worklist C-FIND from %s refused: 0x%04X %s", peer.ae_title, exc.status, exc
+            )
+            audited.refused(exc.status, str(exc))
+            yield WorklistResponse(exc.status, comment=str(exc), keyword=exc.keyword or "")
+            return
+        limit = self.config.query.max_results
+        try:
+            steps = self.index.orders.worklist(query, hospital=peer.hospital, limit=limit + 1)
+            overflow = len(steps) > limit
+            del steps[limit:]
+            log.info(
+                "worklist C-FIND from %s (%s): %s%d step(s)",
+                peer.ae_title,
+                peer.hospital,
+                "more than " if overflow else "",
+                len(steps),
+            )
+            audited.answered("WORKLIST", [_Answered(step) for step in steps], overflow, limit)
+            for step in steps:
+                yield WorklistResponse(status.PENDING, worklist_answer(query, step))
+        except AuditUnavailable as exc:
+            yield WorklistResponse(status.QUERY_FAILED, comment=str(exc))
+            return
+        except IndexUnavailable as exc:
+            log.error("worklist C-FIND from %s failed: %s", peer.ae_title, exc)
+            yield WorklistResponse(status.QUERY_FAILED, comment="index unavailable")
+            return
+        if overflow:
+            comment = f"more than {limit} matches, {limit} sent: narrow the query"
+            yield WorklistResponse(status.OUT_OF_RESOURCES, comment=comment)
+            return
+        yield WorklistResponse(status.SUCCESS)
+
+    # -- Modality Performed Procedure Step (PS3.4 F.7) ------------------------------------------
+
+    def create_performed(self, peer: Peer, sop_uid: str, attributes: Any) -> tuple[int, str]:
+        """N-CREATE (PS3.4 F.7.2.1): (status, comment). The status must be IN PROGRESS."""
+        if not is_valid_uid(sop_uid):
+            return status.INVALID_ATTRIBUTE_VALUE, "Affected SOP Instance UID is not a UID"
+        try:
+            state = str(attributes.get("PerformedProcedureStepStatus", "") or "").strip()
+            scheduled = attributes.get("ScheduledStepAttributesSequence") or []
+            first = scheduled[0] if scheduled else None
+            study_uid = str(first.get("StudyInstanceUID", "") or "").strip() if first else ""
+            accession = str(first.get("AccessionNumber", "") or "").strip() if first else ""
+            step_id = str(first.get("ScheduledProcedureStepID", "") or "").strip() if first else ""
+            kept = _json(attributes)
+        except Exception as exc:
+            return (
+                status.INVALID_ATTRIBUTE_VALUE,
+                f"attributes cannot be decoded: {type(exc).__name__}",
+            )
+        if state != "IN PROGRESS":
+            return (
+                status.INVALID_ATTRIBUTE_VALUE,
+                "PerformedProcedureStepStatus must be IN PROGRESS in an N-CREATE",
+            )
+        if study_uid and not is_valid_uid(study_uid):
+            return status.INVALID_ATTRIBUTE_VALUE, "StudyInstanceUID is not a UID"
+        if kept is None:
+            return status.RESOURCE_LIMITATION, "the step's attributes are too large"
+        try:
+            linked = self.index.orders.create_performed(
+                sop_uid,
+                hospital=peer.hospital,
+                ae_title=peer.ae_title,
+                study_uid=study_uid,
+                accession=accession[:64],
+                step_id=step_id[:64],
+                attributes=kept,
+            )
+        except Conflict as exc:
+            return status.DUPLICATE_SOP_INSTANCE, str(exc)
+        except IndexUnavailable as exc:
+            log.error("MPPS N-CREATE from %s failed: %s", peer.ae_title, exc)
+            return status.PROCESSING_FAILURE, "index unavailable"
+        log.info(
+            "MPPS %s from %s (%s): IN PROGRESS%s",
+            sop_uid,
+            peer.ae_title,
+            peer.hospital,
+            ", linked to its scheduled step" if linked else "",
+        )
+        return status.SUCCESS, ""
+
+    def set_performed(self, peer: Peer, sop_uid: str, modification: Any) -> tuple[int, str]:
+        """N-SET (PS3.4 F.7.2.2): (status, comment). A COMPLETED or DISCONTINUED step is
+        final: 0x0110 with a comment, as F.7.2.2.4 says."""
+        try:
+            state = str(modification.get("PerformedProcedureStepStatus", "") or "").strip()
+            kept = _json(modification)
+        except Exception as exc:
+            return (
+                status.INVALID_ATTRIBUTE_VALUE,
+                f"attributes cannot be decoded: {type(exc).__name__}",
+            )
+        if state and state not in PERFORMED_STATUSES:
+            return (
+                status.INVALID_ATTRIBUTE_VALUE,
+                f"PerformedProcedureStepStatus is not one of {', '.join(PERFORMED_STATUSES)}",
+            )
+        if kept is None:
+            return status.RESOURCE_LIMITATION, "the step's attributes are too large"
+        try:
+            before = self.index.orders.set_performed(
+                sop_uid, hospital=peer.hospital, status=state or "IN PROGRESS", attributes=kept
+            )
+        except NotFound:
+            return status.NO_SUCH_SOP_INSTANCE, "no such performed procedure step"
+        except InvalidInput as exc:
+            return status.PROCESSING_FAILURE, str(exc)
+        except IndexUnavailable as exc:
+            log.error("MPPS N-SET from %s failed: %s", peer.ae_title, exc)
+            return status.PROCESSING_FAILURE, "index unavailable"
+        log.info("MPPS %s from %s: %s -> %s", sop_uid, peer.ae_title, before, state or before)
+        return status.SUCCESS, ""
+
+    # -- admin ------------------------------------------------------------------------------------
+
+    def add_sender(self, facility: str, hospital: str, host: str) -> SenderRecord:
+        facility = facility.strip()
+        if not facility or len(facility) > 64 or not facility.isprintable() or "|" in facility:
+            raise InvalidInput("a sending facility is 1-64 printable characters without '|'")
+        if not host:
+            raise InvalidInput("--host is required: the address the sender connects from")
+        return self.index.orders.add_sender(facility, hospital, host)
+
+    def add_step(
+        self,
+        hospital: str,
+        *,
+        patient_id: str,
+        issuer: str | None,
+        name: str,
+        birth_date: str,
+        sex: str,
+        accession: str,
+        modality: str,
+        station: str,
+        date: str,
+        time: str,
+        procedure: str,
+        user: str,
+    ) -> dict[str, Any]:
+        """A step made by hand. Raises InvalidInput naming the bad option, NotFound."""
+        checks = [
+            (patient_id, "LO", "--patient-id"),
+            (name, "PN", "--name"),
+            (accession, "SH", "--accession"),
+            (modality, "CS", "--modality"),
+            (procedure, "LO", "--procedure"),
+        ]
+        if issuer is not None:
+            checks.append((issuer, "LO", "--issuer"))
+        for value, vr, option in checks:
+            problem = text_problem(value, vr)
+            if problem:
+                raise InvalidInput(f"{option}: {problem}")
+        for value, option in ((patient_id, "--patient-id"), (accession, "--accession")):
+            if not value.strip():
+                raise InvalidInput(f"{option} may not be empty")
+        if ae_title_problem(station):
+            raise InvalidInput(f"--station: {ae_title_problem(station)}")
+        start_date, start_time = parse_timestamp(date + time)
+        if not start_date or len(date) != 8 or len(time) not in (0, 4, 6):
+            raise InvalidInput("--date is YYYYMMDD and --time HHMM")
+        if sex not in ("", "M", "F", "O"):
+            raise InvalidInput("--sex is M, F or O")
+        if birth_date and parse_timestamp(birth_date + "0000")[0] != birth_date:
+            raise InvalidInput("--birth-date is YYYYMMDD")
+        hospital_row = next(
+            (h for h in self.index.registry.list_hospitals() if h.code == hospital), None
+        )
+        if hospital_row is None:
+            raise NotFound(f"no hospital {hospital}")
+        study_uid = self._hand_study_uid(hospital, accession)
+        return self.index.orders.add_step(
+            hospital,
+            hospital_row.issuer,
+            PatientFields(patient_id.strip(), issuer, name, birth_date, sex),
+            StepFields(
+                accession_number=accession.strip(),
+                requested_procedure_id=accession.strip(),
+                step_id=accession.strip(),
+                modality=modality.upper(),
+                procedure_code="",
+                procedure_description=procedure,
+                station_ae=station.strip(),
+                start_date=start_date,
+                start_time=start_time,
+                study_uid=study_uid,
+            ),
+            f"admin {user}"[:64],
+        )
+
+    def _hand_study_uid(self, hospital: str, accession: str) -> str:
+        return derived_uid(self.config.node.uid_root, "order", hospital, accession, accession)
+
+    def steps(self, **filters: Any) -> list[StepRecord]:
+        status_filter = filters.get("status")
+        if status_filter and status_filter not in (*STEP_STATUSES, "PERFORMED"):
+            raise InvalidInput(f"--status is one of {', '.join(STEP_STATUSES)}, PERFORMED")
+        if status_filter == "PERFORMED":
+            filters["status"] = None
+            return [s for s in self.index.orders.steps(**filters) if s.performed]
+        return self.index.orders.steps(**filters)
+
+
+class _Answered:
+    """A worklist match as the Query audit record reads it (its patient and study)."""
+
+    def __init__(self, step: dict[str, Any]) -> None:
+        self.values = {
+            "PatientID": step["patient_id"],
+            "IssuerOfPatientID": step["issuer"],
+            "StudyInstanceUID": step["study_uid"],
+        }
+
+
+def _codec(header: Header) -> str:
+    return CHARSETS.get(header.charset.upper(), "ascii")
+
+
+def _json(dataset: Any) -> dict[str, Any] | None:
+    """A dataset's attributes in the DICOM JSON model, or None when they are over
+    MAX_PERFORMED_BYTES."""
+    value = dataset.to_json_dict(bulk_data_threshold=1024)
+    if len(json.dumps(value)) > MAX_PERFORMED_BYTES:
+        return None
+    return dict(value)

@@ -1,0 +1,228 @@
+"""The Modality Worklist (PS3.4 K.6): a C-FIND identifier as matching conditions on scheduled
+procedure steps, and each step as a response identifier with the keys it asked for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from ..dicom import status
+from ..dicom.charsets import choose_character_set
+from .query import Condition, InvalidQuery, Key, key_condition
+
+WORKLIST_FIND = "1.2.840.10008.5.1.4.31"  # Modality Worklist Information Model - FIND
+STEP_SEQUENCE = "ScheduledProcedureStepSequence"
+ACTIVE = ("SCHEDULED", "IN PROGRESS")  # offered; COMPLETED, DISCONTINUED, CANCELLED are not
+# PS3.3 C.4.10: Scheduled Procedure Step Status of each step status
+_SPS_STATUS = {"SCHEDULED": "SCHEDULED", "IN PROGRESS": "STARTED"}
+
+# Matching keys (PS3.4 K.6.1.2.2, Table K.6-1): those of the identifier, and those of its
+# Scheduled Procedure Step Sequence item. `level` says where: 'top' or 'step'.
+KEYS: dict[str, Key] = {
+    key.keyword: key
+    for key in (
+        Key("PatientName", "top", "PN"),
+        Key("PatientID", "top", "LO"),
+        Key("IssuerOfPatientID", "top", "LO"),
+        Key("AccessionNumber", "top", "SH"),
+        Key("RequestedProcedureID", "top", "SH"),
+        Key("StudyInstanceUID", "top", "UI", multiple=True),
+        Key("ScheduledStationAETitle", "step", "AE", multiple=True),
+        Key("ScheduledProcedureStepStartDate", "step", "DA"),
+        Key("ScheduledProcedureStepStartTime", "step", "TM"),
+        Key("Modality", "step", "CS", multiple=True),
+        Key("ScheduledProcedureStepID", "step", "SH"),
+    )
+}
+# The columns of a step (index/order_rows.py) each key answers from.
+TOP_VALUES = {
+    "PatientName": "patient_name",
+    "PatientID": "patient_id",
+    "IssuerOfPatientID": "issuer",
+    "PatientBirthDate": "birth_date",
+    "PatientSex": "sex",
+    "AccessionNumber": "accession_number",
+    "RequestedProcedureID": "requested_procedure_id",
+    "RequestedProcedureDescription": "procedure_description",
+    "StudyInstanceUID": "study_uid",
+}
+STEP_VALUES = {
+    "ScheduledStationAETitle": "station_ae",
+    "ScheduledProcedureStepStartDate": "start_date",
+    "ScheduledProcedureStepStartTime": "start_time",
+    "Modality": "modality",
+    "ScheduledProcedureStepID": "step_id",
+    "ScheduledProcedureStepDescription": "procedure_description",
+}
+_STEP_DEFAULTS = (
+    "ScheduledStationAETitle",
+    "ScheduledProcedureStepStartDate",
+    "ScheduledProcedureStepStartTime",
+    "Modality",
+    "ScheduledProcedureStepID",
+    "ScheduledProcedureStepDescription",
+    "ScheduledProcedureStepStatus",
+)
+
+
+@dataclass(frozen=True)
+class WorklistQuery:
+    """A validated Modality Worklist identifier."""
+
+    conditions: tuple[Condition, ...]  # matched in SQL, each on its column
+    time: tuple[str, str] | None  # ScheduledProcedureStepStartTime range (HHMMSS.FFFFFF)
+    requested: tuple[str, ...]  # top-level keywords to answer
+    step_keys: tuple[str, ...]  # keywords to answer in the step item ([] when not asked)
+    character_set: tuple[str, ...] = ()
+
+
+def parse_worklist_query(identifier: Dataset) -> WorklistQuery:
+    """Validate a worklist identifier (PS3.4 K.6.1.2). Raises InvalidQuery: 0xC000 for a
+    malformed value, 0xA900 for a Scheduled Procedure Step Sequence of more than one item."""
+    conditions: list[Condition] = []
+    requested: list[str] = []
+    step_keys: list[str] = []
+    time: tuple[str, str] | None = None
+    try:
+        elements = list(identifier)
+    except Exception as exc:
+        raise InvalidQuery(
+            status.UNABLE_TO_PROCESS, f"identifier cannot be decoded ({type(exc).__name__})"
+        ) from None
+    for element in elements:
+        keyword = element.keyword
+        if not keyword or element.tag.is_private or keyword == "SpecificCharacterSet":
+            continue
+        if keyword == STEP_SEQUENCE:
+            items = element.value or []
+            if len(items) > 1:
+                raise InvalidQuery(
+                    status.IDENTIFIER_MISMATCH,
+                    f"{STEP_SEQUENCE} has more than one item",
+                    STEP_SEQUENCE,
+                )
+            step_keys = list(_STEP_DEFAULTS)
+            for sub in items[0] if items else []:
+                if not sub.keyword or sub.tag.is_private:
+                    continue
+                if sub.keyword not in step_keys:
+                    step_keys.append(sub.keyword)
+                key = KEYS.get(sub.keyword)
+                if key is None or key.level != "step":
+                    continue
+                condition = key_condition(key, sub)
+                if condition is None:
+                    continue
+                if sub.keyword == "ScheduledProcedureStepStartTime":
+                    time = (condition.values[0], condition.values[-1])
+                else:
+                    conditions.append(condition)
+            requested.append(keyword)
+            continue
+        requested.append(keyword)
+        key = KEYS.get(keyword)
+        if key is not None and key.level == "top":
+            condition = key_condition(key, element)
+            if condition is not None:
+                conditions.append(condition)
+    charset = (
+        identifier.get("SpecificCharacterSet") if "SpecificCharacterSet" in identifier else None
+    )
+    values = charset if isinstance(charset, MultiValue | list) else [charset] if charset else []
+    return WorklistQuery(
+        tuple(conditions),
+        time,
+        tuple(dict.fromkeys(requested)),
+        tuple(step_keys),
+        tuple(str(v).strip() for v in values),
+    )
+
+
+def time_matches(query: WorklistQuery, start_time: str) -> bool:
+    """Whether a step's start time (HHMM or HHMMSS; '' unknown) lies in the query's time
+    range (PS3.4 C.2.2.2.5); an unknown time matches no range."""
+    if query.time is None:
+        return True
+    if not start_time:
+        return False
+    low, high = query.time
+    stamp = start_time.ljust(6, "0")
+    return (not low or stamp >= low[:6]) and (not high or stamp <= high[:6])
+
+
+def worklist_answer(query: WorklistQuery, step: dict[str, Any]) -> Dataset:
+    """One pending response: the requested keys, with the step's values where it has them
+    and empty otherwise (PS3.4 K.6.1.2.2: every return key is returned), in a character set
+    that carries them."""
+    answer = Dataset()
+    for keyword in query.requested:
+        if keyword == STEP_SEQUENCE:
+            item = Dataset()
+            for sub in query.step_keys:
+                _put(item, sub, _step_value(sub, step))
+            answer.ScheduledProcedureStepSequence = [item]
+            continue
+        _put(answer, keyword, _top_value(keyword, step))
+    if "PatientID" in query.requested and "IssuerOfPatientID" not in query.requested:
+        answer.IssuerOfPatientID = step["issuer"]
+    charset = choose_character_set(query.character_set, _texts(answer))
+    if charset:
+        answer.SpecificCharacterSet = charset
+    return answer
+
+
+def _top_value(keyword: str, step: dict[str, Any]) -> Any:
+    column = TOP_VALUES.get(keyword)
+    if column is not None:
+        return step[column] or None
+    if keyword == "RequestedProcedureCodeSequence" and step["procedure_code"]:
+        return [_code(step["procedure_code"])]
+    return None
+
+
+def _step_value(keyword: str, step: dict[str, Any]) -> Any:
+    column = STEP_VALUES.get(keyword)
+    if column is not None:
+        return step[column] or None
+    if keyword == "ScheduledProcedureStepStatus":
+        return _SPS_STATUS.get(step["status"], "SCHEDULED")
+    if keyword == "ScheduledProtocolCodeSequence" and step["procedure_code"]:
+        return [_code(step["procedure_code"])]
+    return None
+
+
+def _code(text: str) -> Dataset:
+    """An HL7 code^meaning^scheme as a code sequence item (PS3.3 8.8)."""
+    value, meaning, scheme = [*text.split("^"), "", ""][:3]
+    item = Dataset()
+    item.CodeValue = value[:16]
+    item.CodingSchemeDesignator = (scheme or "L")[:16]
+    item.CodeMeaning = meaning[:64]
+    return item
+
+
+def _put(dataset: Dataset, keyword: str, value: Any) -> None:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return
+    try:
+        vr = dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        return
+    if vr == "SQ":
+        dataset.add_new(tag, vr, value or [])
+    else:
+        dataset.add_new(tag, vr, value)
+
+
+def _texts(dataset: Dataset) -> Any:
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in element.value:
+                yield from _texts(item)
+        elif isinstance(element.value, str) or (element.VR == "PN" and element.value):
+            yield str(element.value)

@@ -1,0 +1,538 @@
+"""Orders from the hospitals' systems on a running node, SQLite and PostgreSQL: HL7 v2 over MLLP
+(orders, patient updates and merges, every kind of bad message answered and nothing changed),
+the Modality Worklist they feed (PS3.4 K.6: matching, hospital scope, character sets) and the
+Modality Performed Procedure Steps that end their steps (PS3.4 F.7)."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom.sop_class import (
+    ModalityPerformedProcedureStep,
+    ModalityWorklistInformationFind,
+)
+
+from archive_node.dicom import status
+from archive_node.index.tables import Correction, Hl7Message, Patient, ProcedureStep, Study
+from tests.helpers import dicom_objects
+from tests.helpers.dimse import associate, find, find_results, push
+from tests.helpers.hl7 import TODAY, Mllp, ack_code, adt, err_location, omi, orm, pid
+from tests.helpers.identifiers import identifier
+from tests.helpers.serving import serving
+
+MODALITY = "UNN_US"  # the registry fixture's ultrasound of UNN (echo,store)
+
+
+@pytest.fixture
+def hl7_node(service, registry):
+    registry.update_ae("UNN_US", allow="echo,store,worklist")
+    registry.add_ae("NLSH_US", "NLSH", host="127.0.0.1", allow="echo,store,worklist")
+    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
+    with serving(service, hl7=True) as running:
+        yield running
+
+
+def send(node, message, encoding="utf-8"):
+    with Mllp(node.host, node.hl7_port) as link:
+        return link.send(message, encoding)
+
+
+def worklist(node, calling=MODALITY, charset="ISO_IR 192", **keys):
+    """(final status, answers) of a worklist C-FIND; `keys` go in the step item, but for
+    those named like top-level keys (PatientName, PatientID, AccessionNumber...)."""
+    query = Dataset()
+    if charset:
+        query.SpecificCharacterSet = charset
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "IssuerOfPatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "AccessionNumber",
+        "StudyInstanceUID",
+        "RequestedProcedureID",
+        "RequestedProcedureDescription",
+    ):
+        setattr(query, keyword, keys.pop(keyword, ""))
+    item = Dataset()
+    for keyword in (
+        "ScheduledStationAETitle",
+        "ScheduledProcedureStepStartDate",
+        "ScheduledProcedureStepStartTime",
+        "Modality",
+        "ScheduledProcedureStepID",
+        "ScheduledProcedureStepStatus",
+    ):
+        setattr(item, keyword, keys.pop(keyword, ""))
+    assert not keys, f"unknown keys {keys}"
+    query.ScheduledProcedureStepSequence = [item]
+    assoc = associate(node, calling, [ModalityWorklistInformationFind])
+    assert assoc.is_established
+    try:
+        return find_results(assoc.send_c_find(query, ModalityWorklistInformationFind))
+    finally:
+        assoc.release()
+
+
+# -- orders to the worklist -----------------------------------------------------------------------
+
+
+def test_an_order_is_on_the_worklist_of_its_station_with_its_patient_and_study(hl7_node):
+    study_uid = generate_uid()
+    ack = send(hl7_node, orm("MSG-1", study_uid=study_uid))
+    assert ack_code(ack) == "AA"
+    assert str(ack["MSA.F2"]) == "MSG-1"
+    final, answers = worklist(hl7_node, ScheduledStationAETitle="UNN_US")
+    assert final.Status == status.SUCCESS
+    (answer,) = answers
+    assert answer.PatientID == "PAT-1"
+    assert answer.IssuerOfPatientID == "UNN"
+    assert str(answer.PatientName) == "ØDEGÅRD^ÅSE^M"
+    assert answer.PatientBirthDate == "19800102"
+    assert answer.PatientSex == "F"
+    assert answer.AccessionNumber == "ACC-1"
+    assert answer.StudyInstanceUID == study_uid
+    assert answer.RequestedProcedureID == "RP-ACC-1"
+    assert answer.RequestedProcedureDescription == "Ultrasound abdomen"
+    assert answer.SpecificCharacterSet == "ISO_IR 192"
+    (step,) = answer.ScheduledProcedureStepSequence
+    assert step.ScheduledStationAETitle == "UNN_US"
+    assert step.ScheduledProcedureStepStartDate == TODAY
+    assert step.ScheduledProcedureStepStartTime == "1030"
+    assert step.Modality == "US"
+    assert step.ScheduledProcedureStepID == "SPS-ACC-1"
+    assert step.ScheduledProcedureStepStatus == "SCHEDULED"
+    # another station's query does not see it
+    assert worklist(hl7_node, ScheduledStationAETitle="UNN_CAM")[1] == []
+
+
+def test_an_order_without_a_study_uid_gets_one_under_the_uid_root(tmp_path, index_url):
+    from archive_node.service import ArchiveService
+    from tests.helpers.serving import make_config
+
+    config = make_config(tmp_path, index_url, node={"uid_root": "1.2.826.0.1.3680043.10.999"})
+    service = ArchiveService.from_config(config)
+    service.index.init_schema()
+    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
+    service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1", allow="echo,store,worklist")
+    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
+    try:
+        with serving(service, hl7=True) as node:
+            steps = (("ACC-A", "XC", "UNN_US"), ("ACC-B", "XC", "UNN_US"))
+            assert ack_code(send(node, omi("OMI-1", steps=steps))) == "AA"
+            final, answers = worklist(node)
+            assert final.Status == status.SUCCESS
+            uids = {a.AccessionNumber: a.StudyInstanceUID for a in answers}
+            assert set(uids) == {"ACC-A", "ACC-B"}
+            assert all(u.startswith("1.2.826.0.1.3680043.10.999.") for u in uids.values())
+            assert uids["ACC-A"] != uids["ACC-B"]  # two requested procedures, two studies
+            # the order changed (XO) keeps its studies
+            assert ack_code(send(node, omi("OMI-2", control="XO", steps=steps))) == "AA"
+            again = {a.AccessionNumber: a.StudyInstanceUID for a in worklist(node)[1]}
+            assert again == uids
+    finally:
+        service.index.close()
+
+
+@pytest.mark.parametrize(
+    ("keys", "found"),
+    [
+        ({"ScheduledStationAETitle": "UNN_US"}, {"ACC-1", "ACC-3"}),
+        ({"ScheduledStationAETitle": "UNN_CAM"}, {"ACC-2"}),
+        ({"ScheduledStationAETitle": "UNN_US\\UNN_CAM"}, {"ACC-1", "ACC-2", "ACC-3"}),
+        ({"Modality": "XC"}, {"ACC-2"}),
+        ({"ScheduledProcedureStepStartDate": TODAY}, {"ACC-1", "ACC-2"}),
+        ({"ScheduledProcedureStepStartDate": f"-{TODAY}"}, {"ACC-1", "ACC-2", "ACC-3"}),
+        ({"ScheduledProcedureStepStartDate": "20300101-"}, set()),
+        ({"ScheduledProcedureStepStartTime": "1000-1100"}, {"ACC-1"}),
+        ({"ScheduledProcedureStepStartTime": "1200-"}, {"ACC-2"}),
+        ({"PatientName": "ødeg*"}, {"ACC-1", "ACC-2", "ACC-3"}),
+        ({"PatientName": "ødegård^åse^m"}, {"ACC-1", "ACC-2", "ACC-3"}),
+        ({"PatientName": "ØDEGÅRD^ÅSE"}, set()),  # a single value matches the whole name
+        ({"PatientName": "HANSEN*"}, set()),
+        ({"PatientID": "PAT-1", "IssuerOfPatientID": "UNN"}, {"ACC-1", "ACC-2", "ACC-3"}),
+        ({"PatientID": "PAT-1", "IssuerOfPatientID": "NLSH"}, set()),
+        ({"AccessionNumber": "ACC-2"}, {"ACC-2"}),
+        ({"AccessionNumber": "ACC-?"}, {"ACC-1", "ACC-2", "ACC-3"}),
+    ],
+)
+def test_worklist_matching(hl7_node, keys, found):
+    send(hl7_node, orm("M1", placer="O1", accession="ACC-1", start=f"{TODAY}1030"))
+    send(
+        hl7_node,
+        orm(
+            "M2",
+            placer="O2",
+            accession="ACC-2",
+            modality="XC",
+            station="UNN_CAM",
+            start=f"{TODAY}1400",
+        ),
+    )
+    send(hl7_node, orm("M3", placer="O3", accession="ACC-3", start="20200101"))
+    final, answers = worklist(hl7_node, **keys)
+    assert final.Status == status.SUCCESS
+    assert {a.AccessionNumber for a in answers} == found
+
+
+def test_the_worklist_is_the_own_hospitals_only_and_needs_the_right(hl7_node, registry):
+    send(hl7_node, orm("M1"))
+    # NLSH's modality sees none of UNN's orders, whatever it asks
+    assert worklist(hl7_node, calling="NLSH_US")[1] == []
+    assert worklist(hl7_node, calling="NLSH_US", PatientID="PAT-1")[1] == []
+    # an AE without the worklist right is refused
+    registry.add_ae("UNN_PLAIN", "UNN", host="127.0.0.1", allow="echo,store,find")
+    final, answers = worklist(hl7_node, calling="UNN_PLAIN")
+    assert final.Status == status.NOT_AUTHORISED
+    assert answers == []
+
+
+def test_a_malformed_worklist_query_is_answered_with_a_failure(hl7_node):
+    final, answers = worklist(hl7_node, ScheduledProcedureStepStartDate="2024-13-45")
+    assert final.Status == status.UNABLE_TO_PROCESS
+    assert answers == []
+    assert "ScheduledProcedureStepStartDate" in final.ErrorComment
+    query = Dataset()
+    query.ScheduledProcedureStepSequence = [Dataset(), Dataset()]
+    assoc = associate(hl7_node, MODALITY, [ModalityWorklistInformationFind])
+    try:
+        final, _ = find_results(assoc.send_c_find(query, ModalityWorklistInformationFind))
+    finally:
+        assoc.release()
+    assert final.Status == status.IDENTIFIER_MISMATCH
+    # and the node keeps serving
+    assert worklist(hl7_node)[0].Status == status.SUCCESS
+
+
+def test_latin1_answers_when_the_query_asks_in_latin1(hl7_node):
+    send(hl7_node, orm("M1"))
+    final, (answer,) = worklist(hl7_node, charset="ISO_IR 100")
+    assert final.Status == status.SUCCESS
+    assert answer.SpecificCharacterSet == "ISO_IR 100"
+    assert str(answer.PatientName) == "ØDEGÅRD^ÅSE^M"
+
+
+def test_cancel_and_discontinue_take_steps_off_the_worklist(hl7_node):
+    send(hl7_node, orm("M1", placer="O1", accession="ACC-1"))
+    send(hl7_node, orm("M2", placer="O2", accession="ACC-2"))
+    assert ack_code(send(hl7_node, orm("M3", control="CA", placer="O1"))) == "AA"
+    assert ack_code(send(hl7_node, orm("M4", control="DC", placer="O2"))) == "AA"
+    assert worklist(hl7_node)[1] == []
+    rows = {s.accession_number: s.status for s in ProcedureStep.select()}
+    assert rows == {"ACC-1": "CANCELLED", "ACC-2": "DISCONTINUED"}
+    # a cancel of an order the node does not know is an error naming ORC-2, and is not kept
+    ack = send(hl7_node, orm("M5", control="CA", placer="NOPE"))
+    assert ack_code(ack) == "AE"
+    assert err_location(ack) == "ORC^1^2"
+    assert not Hl7Message.select().where(Hl7Message.control_id == "M5").exists()
+
+
+def test_a_resent_control_id_is_acknowledged_and_applied_once(hl7_node):
+    send(hl7_node, orm("DUP-1", placer="O1", accession="ACC-1"))
+    # the same control ID again, now saying something else: acknowledged AA, not applied
+    ack = send(hl7_node, orm("DUP-1", placer="O1", accession="ACC-1", modality="XC"))
+    assert ack_code(ack) == "AA"
+    assert str(ack["MSA.F2"]) == "DUP-1"
+    (answer,) = worklist(hl7_node)[1]
+    assert answer.ScheduledProcedureStepSequence[0].Modality == "US"
+    assert Hl7Message.select().count() == 1
+    # another sender may use the same control ID
+    assert ProcedureStep.select().count() == 1
+
+
+def test_the_message_is_kept_before_its_ack(hl7_node):
+    send(hl7_node, orm("KEPT-1"))
+    row = Hl7Message.get(Hl7Message.control_id == "KEPT-1")
+    assert row.facility == "UNN_RIS"
+    assert row.message_type == "ORM^O01"
+    assert "ØDEGÅRD" in row.text
+    assert "1 step(s) scheduled" in row.outcome
+
+
+# -- bad messages ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "location"),
+    [
+        (orm("B1", patient="PID|1||||DOE^JOHN"), "AE", "PID^1^3"),
+        (orm("B2", patient="PID|1||P1^^^UNN||DOE||1980-01-02"), "AE", "PID^1^7"),
+        (orm("B3", patient="PID|1||P1^^^UNN||DOE||19800102|X"), "AE", "PID^1^8"),
+        (orm("B4", accession=""), "AE", "OBR^1^18"),
+        (orm("B5", modality=""), "AE", "OBR^1^24"),
+        (orm("B6", station="A\\S\\B" * 10), "AE", "ORC^1^18"),
+        (orm("B7", start="tomorrow"), "AE", "ORC^1^7"),
+        (orm("B8", study_uid="1.2.x"), "AE", "ZDS^1^1"),
+        (orm("B9", control="ZZ"), "AE", "ORC^1^1"),
+        (orm("B10", placer=""), "AE", "ORC^1^2"),
+        (orm("B11").replace("ORM^O01", "ORU^R01"), "AR", "MSH^1^9"),
+        (orm("B12").replace("ORM^O01", "ORM^O02"), "AR", "MSH^1^9^2"),
+        (adt("A99", "B13"), "AR", "MSH^1^9^2"),
+        (adt("A40", "B14"), "AE", "MRG^1^1"),
+        (orm("B15", charset="KLINGON"), "AR", "MSH^1^18"),
+        (orm("B16", facility="UNKNOWN_RIS"), "AR", "MSH^1^4"),
+        ("PID|1||P1\r", "AR", "MSH^1"),
+    ],
+)
+def test_a_bad_message_is_answered_with_the_field_and_changes_nothing(
+    hl7_node, message, code, location
+):
+    ack = send(hl7_node, message)
+    assert ack_code(ack) == code
+    assert err_location(ack) == location
+    assert str(ack["ERR.F3.R1.C1"]) in ("100", "101", "102", "103", "200", "201", "204")
+    assert str(ack["MSH.F9.R1.C1"]) == "ACK"
+    assert ProcedureStep.select().count() == 0
+    assert Hl7Message.select().count() == 0
+    # the listener keeps serving
+    assert ack_code(send(hl7_node, orm("GOOD"))) == "AA"
+
+
+def test_a_sender_from_another_address_is_refused(hl7_node, service):
+    service.orders.add_sender("NLSH_RIS", "NLSH", "10.255.255.1")
+    ack = send(hl7_node, orm("X1", facility="NLSH_RIS"))
+    assert ack_code(ack) == "AR"
+    assert err_location(ack) == "MSH^1^4"
+    assert ProcedureStep.select().count() == 0
+
+
+def test_character_sets_of_msh_18(hl7_node):
+    # 8859/1: the name arrives in Latin-1 bytes and is read as such
+    ack = send(hl7_node, orm("L1", charset="8859/1"), encoding="latin-1")
+    assert ack_code(ack) == "AA"
+    (answer,) = worklist(hl7_node)[1]
+    assert str(answer.PatientName) == "ØDEGÅRD^ÅSE^M"
+    # non-ASCII bytes without MSH-18 are refused (HL7's default is ASCII)
+    ack = send(hl7_node, orm("L2", placer="O2", accession="ACC-2", charset=""))
+    assert ack_code(ack) == "AR"
+    assert err_location(ack) == "MSH^1^18"
+    # UTF-8 bytes declared 8859/1 would be mojibake, but are valid Latin-1: the declared set
+    # is what counts; ASCII declared holding UTF-8 is refused
+    ack = send(hl7_node, orm("L3", placer="O3", accession="ACC-3", charset="ASCII"))
+    assert ack_code(ack) == "AR"
+    assert ProcedureStep.select().count() == 1
+
+
+def test_broken_framing_and_oversized_messages_are_answered_and_the_link_goes_on(
+    tmp_path, index_url
+):
+    from archive_node.service import ArchiveService
+    from tests.helpers.serving import make_config
+
+    config = make_config(tmp_path, index_url, hl7={"max_message_bytes": 4096})
+    service = ArchiveService.from_config(config)
+    service.index.init_schema()
+    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
+    service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1", allow="echo,store,worklist")
+    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
+    try:
+        with serving(service, hl7=True) as node, Mllp(node.host, node.hl7_port) as link:
+            # no start block
+            link.send_raw(orm("F1").encode() + b"\x1c\r")
+            ack = link.ack()
+            assert ack_code(ack) == "AR"
+            assert "framing" in str(ack.segment("ERR")[8])
+            # over hl7.max_message_bytes: AR naming its control ID, nothing kept
+            big = orm("BIG-1").replace("PV1|1|O", "NTE|1||" + "x" * 10_000)
+            link.send_raw(b"\x0b" + big.encode() + b"\x1c\r")
+            ack = link.ack()
+            assert ack_code(ack) == "AR"
+            assert str(ack["MSA.F2"]) == "BIG-1"
+            assert "max_message_bytes" in str(ack.segment("ERR")[8])
+            # the same connection goes on with the next message
+            assert ack_code(link.send(orm("AFTER"))) == "AA"
+            assert ProcedureStep.select().count() == 1
+            assert not Hl7Message.select().where(Hl7Message.control_id == "BIG-1").exists()
+    finally:
+        service.index.close()
+
+
+def test_connections_over_the_limit_are_closed(tmp_path, index_url):
+    from archive_node.service import ArchiveService
+    from tests.helpers.serving import make_config
+
+    config = make_config(tmp_path, index_url, hl7={"max_connections": 2, "idle_timeout": 30.0})
+    service = ArchiveService.from_config(config)
+    service.index.init_schema()
+    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
+    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
+    try:
+        with serving(service, hl7=True) as node:
+            first, second = Mllp(node.host, node.hl7_port), Mllp(node.host, node.hl7_port)
+            with first, second:
+                assert ack_code(first.send(orm("C1"))) == "AA"
+                assert ack_code(second.send(orm("C2", placer="O2"))) == "AA"
+                with Mllp(node.host, node.hl7_port) as third:
+                    assert third.closed()
+            # once they are gone, new ones are served
+            with Mllp(node.host, node.hl7_port) as fourth:
+                assert ack_code(fourth.send(orm("C3", placer="O3"))) == "AA"
+    finally:
+        service.index.close()
+
+
+# -- patients from ADT ----------------------------------------------------------------------------
+
+
+def _stored_study(node, patient_id="PAT-1", name="ODEGARD^ASE", accession="ACC-1", study_uid=None):
+    ds = dicom_objects.secondary_capture(
+        patient_id=patient_id, issuer="UNN", patient_name=name, study_uid=study_uid
+    )
+    ds.AccessionNumber = accession
+    push(node, MODALITY, [ds])
+    return ds
+
+
+def test_adt_update_changes_what_c_find_and_the_worklist_answer(hl7_node, registry):
+    registry.update_ae("UNN_WS", allow="echo,store,find,move,get")
+    ds = _stored_study(hl7_node)
+    send(hl7_node, orm("M1"))
+    ack = send(hl7_node, adt("A08", "ADT-1", patient=pid(name="NORDMANN^KARI", sex="F")))
+    assert ack_code(ack) == "AA"
+    _, (study,) = find(
+        hl7_node, identifier("STUDY", StudyInstanceUID=ds.StudyInstanceUID, PatientName="")
+    )
+    assert str(study.PatientName) == "NORDMANN^KARI"
+    (answer,) = worklist(hl7_node)[1]
+    assert str(answer.PatientName) == "NORDMANN^KARI"
+    # recorded as a correction (and so journaled and audited) by the HL7 sender
+    (correction,) = Correction.select()
+    assert correction.kind == "patient update"
+    assert correction.user_name == "hl7:UNN_RIS"
+    assert "ADT-1" in correction.reason
+    # the same values again change nothing, and are acknowledged
+    assert ack_code(send(hl7_node, adt("A31", "ADT-2", patient=pid(name="NORDMANN^KARI")))) == "AA"
+    assert Correction.select().count() == 1
+
+
+def test_adt_for_a_patient_without_images_is_acknowledged(hl7_node):
+    ack = send(hl7_node, adt("A28", "ADT-1", patient=pid("NEW-1", name="NY^PASIENT")))
+    assert ack_code(ack) == "AA"
+    assert Patient.select().count() == 0  # no image, no patient row: nothing to show
+
+
+def test_adt_merge_files_the_prior_patients_studies_under_the_survivor(hl7_node, registry):
+    registry.update_ae("UNN_WS", allow="echo,store,find,move,get")
+    old = _stored_study(hl7_node, patient_id="OLD-7")
+    send(hl7_node, orm("M1", patient=pid("OLD-7")))
+    ack = send(
+        hl7_node, adt("A40", "ADT-9", patient=pid("PAT-1", name="RIKTIG^NAVN"), merge_from="OLD-7")
+    )
+    assert ack_code(ack) == "AA"
+    _, (study,) = find(
+        hl7_node, identifier("STUDY", StudyInstanceUID=old.StudyInstanceUID, PatientID="")
+    )
+    assert study.PatientID == "PAT-1"
+    # a C-FIND by the prior ID finds the survivor
+    _, answers = find(hl7_node, identifier("STUDY", PatientID="OLD-7", StudyInstanceUID=""))
+    assert [a.PatientID for a in answers] == ["PAT-1"]
+    (answer,) = worklist(hl7_node)[1]
+    assert answer.PatientID == "PAT-1"
+    assert str(answer.PatientName) == "RIKTIG^NAVN"
+    assert Correction.get().kind == "patient merge"
+    assert Study.select().count() == 1
+
+
+# -- performed -----------------------------------------------------------------------------------
+
+
+def test_a_stored_study_shows_its_order_performed(hl7_node):
+    study_uid = generate_uid()
+    send(hl7_node, orm("M1", placer="O1", accession="ACC-1", study_uid=study_uid))
+    send(hl7_node, orm("M2", placer="O2", accession="ACC-2"))
+    send(hl7_node, orm("M3", placer="O3", accession="ACC-3"))
+    _stored_study(hl7_node, accession="OTHER", study_uid=study_uid)  # by its Study UID
+    _stored_study(hl7_node, accession="ACC-2")  # by accession number in its hospital
+    performed = {
+        s.values["accession_number"]: s.performed for s in hl7_node.service.orders.steps()
+    }
+    assert performed == {"ACC-1": True, "ACC-2": True, "ACC-3": False}
+
+
+def _mpps(study_uid="", accession="ACC-1", state="IN PROGRESS") -> Dataset:
+    ds = Dataset()
+    ds.PerformedProcedureStepStatus = state
+    ds.PerformedStationAETitle = MODALITY
+    ds.PerformedProcedureStepStartDate = TODAY
+    ds.PerformedProcedureStepStartTime = "1035"
+    ds.Modality = "US"
+    item = Dataset()
+    item.StudyInstanceUID = study_uid
+    item.AccessionNumber = accession
+    item.ScheduledProcedureStepID = "SPS-ACC-1"
+    ds.ScheduledStepAttributesSequence = [item]
+    return ds
+
+
+def test_mpps_starts_completes_and_ends_the_step(hl7_node):
+    study_uid = generate_uid()
+    send(hl7_node, orm("M1", study_uid=study_uid))
+    assoc = associate(hl7_node, MODALITY, [ModalityPerformedProcedureStep])
+    assert assoc.is_established
+    uid = generate_uid()
+    try:
+        rsp, _ = assoc.send_n_create(_mpps(study_uid), ModalityPerformedProcedureStep, uid)
+        assert rsp.Status == status.SUCCESS
+        (answer,) = worklist(hl7_node)[1]
+        assert answer.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus == "STARTED"
+        # a second N-CREATE of the same UID is a duplicate
+        rsp, _ = assoc.send_n_create(_mpps(study_uid), ModalityPerformedProcedureStep, uid)
+        assert rsp.Status == status.DUPLICATE_SOP_INSTANCE
+        done = Dataset()
+        done.PerformedProcedureStepStatus = "COMPLETED"
+        done.PerformedProcedureStepEndDate = TODAY
+        rsp, _ = assoc.send_n_set(done, ModalityPerformedProcedureStep, uid)
+        assert rsp.Status == status.SUCCESS
+        assert worklist(hl7_node)[1] == []  # a completed step leaves the worklist
+        # COMPLETED is final (PS3.4 F.7.2.2.4)
+        again = Dataset()
+        again.PerformedProcedureStepStatus = "DISCONTINUED"
+        rsp, _ = assoc.send_n_set(again, ModalityPerformedProcedureStep, uid)
+        assert rsp.Status == status.PROCESSING_FAILURE
+        assert "no longer be updated" in rsp.ErrorComment
+        # an unknown step
+        rsp, _ = assoc.send_n_set(again, ModalityPerformedProcedureStep, generate_uid())
+        assert rsp.Status == status.NO_SUCH_SOP_INSTANCE
+        # N-CREATE must start IN PROGRESS
+        rsp, _ = assoc.send_n_create(
+            _mpps(state="COMPLETED"), ModalityPerformedProcedureStep, generate_uid()
+        )
+        assert rsp.Status == status.INVALID_ATTRIBUTE_VALUE
+    finally:
+        assoc.release()
+    assert ProcedureStep.get().status == "COMPLETED"
+    kept = hl7_node.service.index.orders.performed(uid)
+    assert kept["status"] == "COMPLETED"
+
+
+def test_mpps_discontinued_and_rights(hl7_node, registry):
+    send(hl7_node, orm("M1"))
+    assoc = associate(hl7_node, MODALITY, [ModalityPerformedProcedureStep])
+    uid = generate_uid()
+    try:
+        assert assoc.send_n_create(_mpps(), ModalityPerformedProcedureStep, uid)[0].Status == 0
+        stop = Dataset()
+        stop.PerformedProcedureStepStatus = "DISCONTINUED"
+        assert assoc.send_n_set(stop, ModalityPerformedProcedureStep, uid)[0].Status == 0
+    finally:
+        assoc.release()
+    assert ProcedureStep.get().status == "DISCONTINUED"
+    # another hospital's AE cannot touch the step; one without `store` cannot create
+    registry.add_ae("UNN_VIEW", "UNN", host="127.0.0.1", allow="echo,find")
+    assoc = associate(hl7_node, "UNN_VIEW", [ModalityPerformedProcedureStep])
+    try:
+        rsp, _ = assoc.send_n_create(_mpps(), ModalityPerformedProcedureStep, generate_uid())
+        assert rsp.Status == status.NOT_AUTHORISED
+    finally:
+        assoc.release()
+    registry.update_ae("NLSH_CAM", allow="store")
+    assoc = associate(hl7_node, "NLSH_CAM", [ModalityPerformedProcedureStep])
+    try:
+        other = Dataset()
+        other.PerformedProcedureStepStatus = "COMPLETED"
+        rsp, _ = assoc.send_n_set(other, ModalityPerformedProcedureStep, uid)
+        assert rsp.Status == status.NO_SUCH_SOP_INSTANCE
+    finally:
+        assoc.release()
