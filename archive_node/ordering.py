@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from .auditing import AuditTrail, QueryRecord, new_session
+from .auditing import AuditTrail, QueryRecord, local_actor, new_session
 from .config import Config
 from .correcting import Corrections
 from .dicom import status
@@ -33,7 +33,7 @@ from .index import Index
 from .index.clock import utcnow
 from .index.order_rows import STEP_STATUSES, SenderRecord, StepRecord
 from .rules.access import Peer, address_matches
-from .rules.audit import Actor
+from .rules.audit import CREATE, ORDER_RECORD, UPDATE, Actor, AuditEvent, Touched
 from .rules.corrections import Demographics
 from .rules.hl7_messages import (
     CHARSETS,
@@ -106,7 +106,7 @@ class Orders:
             header, text = read_header(raw)
             codec = _codec(header)
             sender = self._sender(header, address)
-            outcome = self._apply(header, text, sender)
+            outcome = self._apply(header, text, sender, address)
             log.info(
                 "HL7 %s %s from %s (%s): AA, %s",
                 header.kind,
@@ -184,7 +184,7 @@ class Orders:
             )
         return sender
 
-    def _apply(self, header: Header, text: str, sender: SenderRecord) -> str:
+    def _apply(self, header: Header, text: str, sender: SenderRecord, address: str) -> str:
         content = interpret(header, text)
         try:
             if self.index.orders.seen(header.facility, header.control_id):
@@ -195,7 +195,7 @@ class Orders:
                 header.control_id,
                 header.kind,
                 text,
-                lambda: self._change(header, content, sender, changed),
+                lambda: self._change(header, content, sender, address, changed),
             )
         except Conflict:  # the same message, taken meanwhile by another connection
             return "a resend of a message taken before: not applied again"
@@ -211,29 +211,50 @@ class Orders:
         return outcome
 
     def _change(
-        self, header: Header, content: Content, sender: SenderRecord, changed: list[bool]
+        self,
+        header: Header,
+        content: Content,
+        sender: SenderRecord,
+        address: str,
+        changed: list[bool],
     ) -> str:
-        """In the message's transaction: what it asks."""
-        source = f"hl7 {header.facility} {header.control_id[:40]}"
+        """In the message's transaction: what it asks, and its audit record (an Order Record
+        for an order; a Patient Record, by the correction, for ADT). Raises AuditUnavailable
+        (the message is not applied)."""
+        actor = Actor(
+            new_session(),
+            hospital=sender.hospital,
+            address=address,
+            user=f"hl7:{header.facility}"[:64],
+        )
+        patient = content.patient
+        issuer = patient.issuer or sender.issuer
         if isinstance(content, OrderMessage):
-            return self.index.orders.apply_order(
+            outcome, studies = self.index.orders.apply_order(
                 sender.hospital,
                 sender.issuer,
                 content,
-                source=source,
+                source=f"hl7 {header.facility} {header.control_id[:40]}",
                 new_study_uid=lambda step: self._new_study_uid(sender, content, step),
             )
-        patient = content.patient
-        issuer = patient.issuer or sender.issuer
+            self.audit.record(
+                AuditEvent(
+                    ORDER_RECORD,
+                    CREATE if content.control == "new" else UPDATE,
+                    f"HL7 {header.kind}",
+                    actor,
+                    touched=tuple(Touched(patient.patient_id, issuer, uid) for uid in studies),
+                    detail={
+                        "order": content.order_key,
+                        "control": content.control,
+                        "message": header.control_id[:64],
+                        "outcome": outcome,
+                    },
+                )
+            )
+            return outcome
         frame = self.corrections.frame(
-            f"HL7 {header.kind} {header.control_id[:40]} from {header.facility}",
-            actor=Actor(
-                new_session(),
-                ae_title=self.config.node.ae_title,
-                hospital=sender.hospital,
-                address=f"hl7:{header.facility}"[:64],
-                user=f"hl7:{header.facility}"[:64],
-            ),
+            f"HL7 {header.kind} {header.control_id[:40]} from {header.facility}", actor=actor
         )
         rows = self.index.corrections
         if isinstance(content, PatientUpdate):
@@ -441,7 +462,6 @@ class Orders:
         date: str,
         time: str,
         procedure: str,
-        user: str,
     ) -> dict[str, Any]:
         """A step made by hand. Raises InvalidInput naming the bad option, NotFound."""
         checks = [
@@ -475,6 +495,20 @@ class Orders:
         if hospital_row is None:
             raise NotFound(f"no hospital {hospital}")
         study_uid = self._hand_study_uid(hospital, accession)
+        actor = local_actor()
+
+        def record(step: dict[str, Any]) -> None:
+            self.audit.record(
+                AuditEvent(
+                    ORDER_RECORD,
+                    CREATE,
+                    "orders add",
+                    actor,
+                    touched=(Touched(step["patient_id"], step["issuer"], step["study_uid"]),),
+                    detail={"order": step["order_key"], "station": step["station_ae"]},
+                )
+            )
+
         return self.index.orders.add_step(
             hospital,
             hospital_row.issuer,
@@ -491,7 +525,8 @@ class Orders:
                 start_time=start_time,
                 study_uid=study_uid,
             ),
-            f"admin {user}"[:64],
+            f"admin {actor.user}"[:64],
+            record,
         )
 
     def _hand_study_uid(self, hospital: str, accession: str) -> str:

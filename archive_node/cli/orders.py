@@ -4,12 +4,21 @@ steps; `orders add` schedules one by hand, for a department without an order sys
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
 import click
 
-from . import ArchiveGroup, audited, cli, command, get_service, json_option, print_table, records
+from . import (
+    ArchiveGroup,
+    audited,
+    cli,
+    command,
+    config_option,
+    get_service,
+    json_option,
+    print_table,
+    records,
+)
 
 
 def _orders() -> Any:
@@ -68,6 +77,7 @@ def hl7_remove_sender(facility: str) -> None:
     "CANCELLED, or PERFORMED (instances of it are stored).",
 )
 @json_option
+@config_option
 @click.pass_context
 def orders(
     ctx: click.Context,
@@ -153,10 +163,6 @@ def orders_add(
     as_json: bool,
 ) -> None:
     """Schedule a step by hand: it is offered on the worklist at once."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
     step = _orders().add_step(
         hospital,
         patient_id=patient_id,
@@ -170,9 +176,7 @@ def orders_add(
         date=date,
         time=time,
         procedure=procedure,
-        user=user,
     )
-    audited("orders add", {"hospital": hospital, "accession": accession, "station": station})
     if as_json:
         import json
 

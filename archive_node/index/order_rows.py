@@ -144,10 +144,11 @@ class OrderRows(Role):
         *,
         source: str,
         new_study_uid: Callable[[StepFields], str],
-    ) -> str:
+    ) -> tuple[str, list[str]]:
         """Apply an order message in the caller's transaction (take()): a new or changed order
         schedules (or updates) its steps; a cancel or discontinue ends the steps still open.
-        Raises NotFound for a cancel or discontinue of an order the node does not know."""
+        Returns what it did and the Study Instance UIDs of the steps it touched. Raises
+        NotFound for a cancel or discontinue of an order the node does not know."""
         hospital_pk = Hospital.get(Hospital.code == hospital).id
         mine = (ProcedureStep.hospital == hospital_pk) & (
             ProcedureStep.order_key == order.order_key
@@ -156,17 +157,27 @@ class OrderRows(Role):
             if not ProcedureStep.select().where(mine).exists():
                 raise NotFound("the order is not known")
             ended = "CANCELLED" if order.control == "cancel" else "DISCONTINUED"
+            ended_studies = [
+                str(row.study_uid)
+                for row in ProcedureStep.select(ProcedureStep.study_uid).where(mine).distinct()
+            ]
             count = (
                 ProcedureStep.update(status=ended, updated_at=utcnow(), source=source)
                 .where(mine & ProcedureStep.status.in_(ACTIVE))
                 .execute()
             )
-            return f"order {order.control}: {count} step(s) {ended.lower()}"
+            return f"order {order.control}: {count} step(s) {ended.lower()}", ended_studies
         patient = _patient_columns(order.patient, issuer)
         added = changed = 0
+        studies: list[str] = []
         for step in order.steps:
             row = ProcedureStep.get_or_none(mine & (ProcedureStep.step_id == step.step_id))
-            columns = {**patient, **_step_columns(step), "source": source, "updated_at": utcnow()}
+            columns: dict[str, Any] = {
+                **patient,
+                **_step_columns(step),
+                "source": source,
+                "updated_at": utcnow(),
+            }
             if row is None:
                 columns["study_uid"] = step.study_uid or _order_study_uid(
                     hospital_pk, order.order_key, step, new_study_uid
@@ -181,13 +192,22 @@ class OrderRows(Role):
                     columns["status"] = "SCHEDULED"  # the order placed again
                 ProcedureStep.update(**columns).where(ProcedureStep.id == row.id).execute()
                 changed += 1
-        return f"order {order.control}: {added} step(s) scheduled, {changed} updated"
+            studies.append(str(columns["study_uid"]))
+        outcome = f"order {order.control}: {added} step(s) scheduled, {changed} updated"
+        return outcome, list(dict.fromkeys(studies))
 
     def add_step(
-        self, hospital: str, issuer: str, patient: PatientFields, step: StepFields, source: str
+        self,
+        hospital: str,
+        issuer: str,
+        patient: PatientFields,
+        step: StepFields,
+        source: str,
+        then: Callable[[dict[str, Any]], None],
     ) -> dict[str, Any]:
-        """A step made by hand (`orders add`), its own order keyed by its accession number.
-        Raises NotFound (the hospital), Conflict (the accession has that step already)."""
+        """A step made by hand (`orders add`), its own order keyed by its accession number;
+        `then` (its audit record) in the same transaction. Raises NotFound (the hospital),
+        Conflict (the accession has that step already), what `then` raises."""
         with self.session(write=True):
             row = Hospital.get_or_none(Hospital.code == hospital)
             if row is None:
@@ -209,7 +229,9 @@ class OrderRows(Role):
                 **_step_columns(step),
                 study_uid=step.study_uid,
             ).execute()
-            return _values(ProcedureStep.get_by_id(pk))
+            values = _values(ProcedureStep.get_by_id(pk))
+            then(values)
+            return values
 
     def relabel_patient(self, patient: PatientFields, issuer: str) -> int:
         """In the caller's transaction: the demographics of an ADT update on every step of the

@@ -28,6 +28,7 @@ INSTANCES_ACCESSED = EventKind("DICOM Instances Accessed", "110103")  # A.5.3.4
 INSTANCES_TRANSFERRED = EventKind("DICOM Instances Transferred", "110104")  # A.5.3.5
 STUDY_DELETED = EventKind("DICOM Study Deleted", "110105")  # A.5.3.6
 DATA_IMPORT = EventKind("Import", "110107")  # A.5.3.8
+ORDER_RECORD = EventKind("Order Record", "110109")  # A.5.3.10
 PATIENT_RECORD = EventKind("Patient Record", "110110")  # A.5.3.11
 QUERY = EventKind("Query", "110112")  # A.5.3.13
 SECURITY_ALERT = EventKind("Security Alert", "110113")  # A.5.3.14
@@ -41,6 +42,7 @@ EVENTS: dict[str, EventKind] = {
         INSTANCES_TRANSFERRED,
         STUDY_DELETED,
         DATA_IMPORT,
+        ORDER_RECORD,
         PATIENT_RECORD,
         QUERY,
         SECURITY_ALERT,

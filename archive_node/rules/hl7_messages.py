@@ -11,6 +11,7 @@ ORC-18, Study Instance UID ZDS-1; OMI^O23 IPC-1 to IPC-5 and IPC-9, start TQ1-7.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -191,6 +192,9 @@ def read_header(raw: bytes) -> tuple[Header, str]:
             DATA_TYPE_ERROR,
             f"the message holds bytes that are not {charset or 'ASCII'} (MSH-18)",
         ) from None
+    # Segments end with CR (HL7 v2.5.1 2.5.3); senders also end them with CRLF or LF, or leave
+    # an empty line: each is read as the end of a segment.
+    text = "\r".join(line for line in re.split(r"\r\n|\r|\n", text) if line.strip())
     try:
         message = hl7.parse(text)
         message.segment("MSH")

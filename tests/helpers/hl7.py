@@ -53,7 +53,7 @@ def orm(
     procedure: str = "US-ABD^Ultrasound abdomen^L",
 ) -> str:
     """An ORM^O01 (IHE RAD-4/RAD-13) with one ORC, OBR and, given a UID, ZDS."""
-    start = start or f"{TODAY}1030"
+    start = f"{TODAY}1030" if start is None else start
     filler = f"F-{placer}" if placer else ""
     segments = [
         msh("ORM^O01", control_id, facility=facility, charset=charset),
@@ -78,7 +78,7 @@ def omi(
     start: str | None = None,
 ) -> str:
     """An OMI^O23: one ORC, TQ1 and OBR, an IPC per (accession, modality, station)."""
-    start = start or f"{TODAY}0900"
+    start = f"{TODAY}0900" if start is None else start
     segments = [
         msh("OMI^O23", control_id),
         pid(),

@@ -5,6 +5,8 @@ Modality Performed Procedure Steps that end their steps (PS3.4 F.7)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -14,7 +16,15 @@ from pynetdicom.sop_class import (
 )
 
 from archive_node.dicom import status
-from archive_node.index.tables import Correction, Hl7Message, Patient, ProcedureStep, Study
+from archive_node.index.tables import (
+    AuditRecordRow,
+    AuditTouched,
+    Correction,
+    Hl7Message,
+    Patient,
+    ProcedureStep,
+    Study,
+)
 from tests.helpers import dicom_objects
 from tests.helpers.dimse import associate, find, find_results, push
 from tests.helpers.hl7 import TODAY, Mllp, ack_code, adt, err_location, omi, orm, pid
@@ -536,3 +546,60 @@ def test_mpps_discontinued_and_rights(hl7_node, registry):
         assert rsp.Status == status.NO_SUCH_SOP_INSTANCE
     finally:
         assoc.release()
+
+
+# -- accounted for --------------------------------------------------------------------------------
+
+
+def test_orders_and_worklist_queries_are_in_the_audit_trail(hl7_node):
+    study_uid = generate_uid()
+    send(hl7_node, orm("M1", study_uid=study_uid))
+    (record,) = AuditRecordRow.select().where(AuditRecordRow.event == "Order Record")
+    assert (record.action, record.user_name, record.address) == ("C", "hl7:UNN_RIS", "127.0.0.1")
+    assert record.hospital == "UNN"
+    (touched,) = AuditTouched.select().where(AuditTouched.record == record.id)
+    assert (touched.patient_id, touched.issuer, touched.study_uid) == ("PAT-1", "UNN", study_uid)
+    worklist(hl7_node)
+    (query,) = AuditRecordRow.select().where(AuditRecordRow.event == "Query")
+    assert query.ae_title == MODALITY
+    assert json.loads(query.detail)["sop_class"] == "1.2.840.10008.5.1.4.31"
+    assert AuditTouched.select().where(AuditTouched.record == query.id).count() == 1
+
+
+def test_a_message_whose_record_cannot_be_written_is_not_applied(hl7_node):
+    from tests.node.test_audit import _refuse_audit_writes
+
+    _refuse_audit_writes(hl7_node.service, "audit_record")
+    ack = send(hl7_node, orm("NOREC"))
+    assert ack_code(ack) == "AE"
+    assert "cannot keep it" in str(ack.segment("ERR")[8])
+    assert ProcedureStep.select().count() == 0
+    assert Hl7Message.select().count() == 0
+
+
+def test_an_hl7_merge_is_journaled_and_replayed_by_reindex(hl7_node, tmp_path):
+    from archive_node import integrity
+    from archive_node.index.database import database
+    from archive_node.service import ArchiveService
+    from tests.helpers.serving import make_config
+
+    old = _stored_study(hl7_node, patient_id="OLD-8")
+    # the survivor has no images yet: the node makes it, and the journal says how
+    assert ack_code(send(hl7_node, adt("A40", "ADT-8", merge_from="OLD-8"))) == "AA"
+    journal = hl7_node.service.storage.root / "corrections.jsonl"
+    (entry,) = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert entry["kind"] == "patient merge"
+
+    serving_db = database.obj
+    fresh = ArchiveService.from_config(make_config(tmp_path, f"sqlite:///{tmp_path}/new.sqlite3"))
+    try:
+        fresh.index.init_schema()
+        report = integrity.reindex(fresh.storage, fresh.index, corrections=fresh.corrections)
+        assert report.corrections_replayed == 1, report.to_json()
+        with fresh.index.session():
+            study = Study.get(Study.study_uid == old.StudyInstanceUID)
+            patient = Patient.get_by_id(study.patient)
+            assert (patient.patient_id, patient.patient_name) == ("PAT-1", "ØDEGÅRD^ÅSE^M")
+    finally:
+        fresh.index.close()
+        database.initialize(serving_db)
