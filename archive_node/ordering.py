@@ -118,7 +118,12 @@ class Orders:
             ack = acknowledgement(
                 header, "AA", application=node, facility=node, control_id=control_id
             )
-        except MessageRefused as refused:
+        except Exception as exc:  # never a connection left without an answer
+            if isinstance(exc, MessageRefused):
+                refused = exc
+            else:
+                log.exception("HL7 message from %s: internal error", address)
+                refused = MessageRefused("AE", "MSH^1", INTERNAL_ERROR, "internal error")
             log.warning(
                 "HL7 %s %s from %s at %s: %s, %s: %s",
                 header.kind if header else "message",
@@ -197,8 +202,13 @@ class Orders:
                 text,
                 lambda: self._change(header, content, sender, address, changed),
             )
-        except Conflict:  # the same message, taken meanwhile by another connection
-            return "a resend of a message taken before: not applied again"
+        except Conflict as exc:  # the same message, taken meanwhile by another connection?
+            if self.index.orders.seen(header.facility, header.control_id):
+                return "a resend of a message taken before: not applied again"
+            log.error("HL7 %s not applied: %s", header.kind, exc)
+            raise MessageRefused(
+                "AE", "MSH^1", INTERNAL_ERROR, "not applied: it contradicts itself or the index"
+            ) from None
         except NotFound as exc:
             raise MessageRefused("AE", "ORC^1^2", UNKNOWN_KEY, str(exc)) from None
         except (IndexUnavailable, AuditUnavailable) as exc:

@@ -100,9 +100,11 @@ class Hl7Listener:
 
         async def close() -> None:
             server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            if tasks:  # each connection's task ends (a message being applied still commits)
+                await asyncio.wait(tasks, timeout=5)
 
         asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
@@ -158,7 +160,7 @@ class Hl7Listener:
                     self._workers, self.orders.take_message, bytes(block), address
                 )
                 await self._answer(writer, ack)
-        except (ConnectionError, asyncio.CancelledError):
+        except (ConnectionError, TimeoutError, asyncio.CancelledError):
             return
         finally:
             self._open -= 1
@@ -174,10 +176,10 @@ class Hl7Listener:
         )
         return self.orders.refuse_block(head, refused, address)
 
-    @staticmethod
-    async def _answer(writer: HL7StreamWriter, ack: bytes) -> None:
+    async def _answer(self, writer: HL7StreamWriter, ack: bytes) -> None:
+        """Send an ACK; a peer that does not read it within hl7.idle_timeout is closed."""
         writer.writeblock(ack)
-        await writer.drain()
+        await asyncio.wait_for(writer.drain(), self.config.idle_timeout)
 
     async def _prune(self) -> None:
         loop = asyncio.get_running_loop()

@@ -105,7 +105,9 @@ def parse_worklist_query(identifier: Dataset) -> WorklistQuery:
                     f"{STEP_SEQUENCE} has more than one item",
                     STEP_SEQUENCE,
                 )
-            step_keys = list(_STEP_DEFAULTS)
+            # the item's keys; an empty sequence or item asks for the whole item (C.2.2.2.6)
+            named = [sub.keyword for sub in (items[0] if items else []) if sub.keyword]
+            step_keys = [] if named else list(_STEP_DEFAULTS)
             for sub in items[0] if items else []:
                 if not sub.keyword or sub.tag.is_private:
                     continue

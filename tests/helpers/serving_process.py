@@ -75,7 +75,8 @@ class Archive:
     """One node's config, store and index in `root`, and its `serve` process once started.
 
     `index_url` defaults to a SQLite file in `root`; `min_free_mb` and `fsync`
-    are storage.min_free_mb and storage.fsync; `tls` and `audit` are those sections, if any.
+    are storage.min_free_mb and storage.fsync; `tls`, `audit` and `hl7` are those sections,
+    if any.
     The log of every start is appended to one file.
     """
 
@@ -86,6 +87,7 @@ class Archive:
     fsync: bool = True
     tls: dict[str, object] | None = None
     audit: dict[str, object] | None = None
+    hl7: dict[str, object] | None = None
     proc: subprocess.Popen | None = None
     _log_fh: IO[bytes] | None = None
 
@@ -132,6 +134,11 @@ class Archive:
             + (
                 "[audit]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.audit.items())
                 if self.audit
+                else ""
+            )
+            + (
+                "[hl7]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.hl7.items())
+                if self.hl7
                 else ""
             )
         )

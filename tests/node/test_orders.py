@@ -603,3 +603,49 @@ def test_an_hl7_merge_is_journaled_and_replayed_by_reindex(hl7_node, tmp_path):
     finally:
         fresh.index.close()
         database.initialize(serving_db)
+
+
+def test_an_oversized_mpps_is_refused_and_the_association_goes_on(tmp_path, index_url):
+    from archive_node.service import ArchiveService
+    from tests.helpers.serving import make_config
+
+    config = make_config(tmp_path, index_url, query={"max_identifier_bytes": 4096})
+    service = ArchiveService.from_config(config)
+    service.index.init_schema()
+    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
+    service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1", allow="echo,store,worklist")
+    try:
+        with serving(service) as node:
+            assoc = associate(node, MODALITY, [ModalityPerformedProcedureStep])
+            try:
+                big = _mpps()
+                big.CommentsOnThePerformedProcedureStep = "x" * 8000
+                uid = generate_uid()
+                rsp, _ = assoc.send_n_create(big, ModalityPerformedProcedureStep, uid)
+                assert rsp.Status == status.RESOURCE_LIMITATION
+                rsp, _ = assoc.send_n_create(_mpps(), ModalityPerformedProcedureStep, uid)
+                assert rsp.Status == status.SUCCESS
+                rsp, _ = assoc.send_n_set(big, ModalityPerformedProcedureStep, uid)
+                assert rsp.Status == status.RESOURCE_LIMITATION
+                assert assoc.is_established
+            finally:
+                assoc.release()
+            assert service.index.orders.performed(uid)["status"] == "IN PROGRESS"
+    finally:
+        service.index.close()
+
+
+def test_control_ids_are_forgotten_after_remember_days(hl7_node):
+    from datetime import timedelta
+
+    from archive_node.index.clock import utcnow
+
+    send(hl7_node, orm("OLD-1", accession="ACC-1"))
+    Hl7Message.update(received_at=utcnow() - timedelta(days=8)).execute()
+    send(hl7_node, orm("NEW-1", placer="O2", accession="ACC-2"))
+    assert hl7_node.service.orders.prune_messages() == 1  # hl7.remember_days = 7
+    assert [m.control_id for m in Hl7Message.select()] == ["NEW-1"]
+    # once forgotten, the control ID is a new message again
+    send(hl7_node, orm("OLD-1", control="XO", accession="ACC-1", modality="XC"))
+    modalities = {s.accession_number: s.modality for s in ProcedureStep.select()}
+    assert modalities == {"ACC-1": "XC", "ACC-2": "US"}

@@ -112,7 +112,12 @@ def test_the_answer_has_every_requested_key_and_no_other():
             PatientID="",
             PatientWeight="",
             RequestedProcedureCodeSequence=[],
-            step={"ScheduledStationAETitle": "", "ScheduledPerformingPhysicianName": ""},
+            step={
+                "ScheduledStationAETitle": "",
+                "ScheduledPerformingPhysicianName": "",
+                "ScheduledProcedureStepStatus": "",
+                "ScheduledProcedureStepStartDate": "",
+            },
         )
     )
     answer = worklist_answer(parsed, STEP)
@@ -133,6 +138,15 @@ def test_the_answer_has_every_requested_key_and_no_other():
     assert item.ScheduledProcedureStepStartDate == "20261205"
     assert answer.SpecificCharacterSet == "ISO_IR 192"
     assert "AccessionNumber" not in answer
+    assert "Modality" not in item  # not asked for
+
+
+def test_an_empty_step_sequence_asks_for_the_whole_item():
+    ds = Dataset()
+    ds.ScheduledProcedureStepSequence = []
+    (item,) = worklist_answer(parse_worklist_query(ds), STEP).ScheduledProcedureStepSequence
+    assert (item.Modality, item.ScheduledProcedureStepID) == ("US", "SPS-1")
+    assert item.ScheduledProcedureStepDescription == "Ultrasound abdomen"
 
 
 def test_an_ascii_answer_needs_no_character_set():

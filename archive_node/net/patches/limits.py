@@ -21,14 +21,15 @@ Why (each reproduced against 3.0.4 with a raw socket; no upstream issue names th
   PDU parameter value) and the connection closed at once, with a log line.
 - AA-2 on ARTIM expiry closes the connection in silence (PS3.8 9.2, Sta2 + Evt18): here an
   A-ABORT is sent first, so that a peer that was merely slow learns why.
-- receive_primitive holds a C-FIND, C-MOVE, C-GET or N-ACTION dataset in memory whatever its
-  size, and a command pynetdicom cannot turn into a primitive (a UID over 64 characters; a
-  bad Move Destination is service_classes.py's) aborts the association, leaving a C-STORE's
-  partial file behind.
+- receive_primitive holds a C-FIND, C-MOVE, C-GET, N-ACTION, N-CREATE or N-SET dataset in
+  memory whatever its size, and a command pynetdicom cannot turn into a primitive (a UID over
+  64 characters; a bad Move Destination is service_classes.py's) aborts the association,
+  leaving a C-STORE's partial file behind.
   Here such a request is read to its end and dropped, and answered with a failure status on
   the association, which goes on serving: 0xA903 for a C-STORE whose UID is malformed
   (PS3.4 B.2.3), 0xA700/0xA701 for an identifier past query.max_identifier_bytes (PS3.4
-  C.4.1.1.4, C.4.2.1.5, C.4.3.1.4), 0x0213 for such an N-ACTION (PS3.7 10.1.4.1.10).
+  C.4.1.1.4, C.4.2.1.5, C.4.3.1.4), 0x0213 for such an N-ACTION, N-CREATE or N-SET (an MPPS;
+  PS3.7 10.1.4.1.10, 10.1.5.1.6, 10.1.3.1.9).
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ from pynetdicom.dimse_primitives import (
     C_MOVE,
     C_STORE,
     N_ACTION,
+    N_CREATE,
     N_EVENT_REPORT,
+    N_SET,
 )
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
@@ -449,6 +452,8 @@ _TOO_BIG = {
     0x0010: 0xA701,  # C-GET: Refused, unable to calculate number of matches (C.4.3.1.4)
     0x0021: 0xA701,  # C-MOVE (C.4.2.1.5)
     0x0130: 0x0213,  # N-ACTION: resource limitation (PS3.7 10.1.4.1.10)
+    0x0140: 0x0213,  # N-CREATE: resource limitation (PS3.7 10.1.5.1.6), an MPPS
+    0x0120: 0x0213,  # N-SET: resource limitation (PS3.7 10.1.3.1.9)
 }
 _MALFORMED = {
     0x0001: 0xA903,  # C-STORE: malformed UID (the node's 0xA9xx, PS3.4 B.2.3)
@@ -456,6 +461,8 @@ _MALFORMED = {
     0x0010: 0xC000,
     0x0021: 0xC000,
     0x0130: 0x0110,  # N-ACTION: processing failure
+    0x0140: 0x0110,  # N-CREATE
+    0x0120: 0x0110,  # N-SET
 }
 _RESPONSE_TYPES: dict[int, type[Any]] = {
     0x0001: C_STORE,
@@ -463,6 +470,8 @@ _RESPONSE_TYPES: dict[int, type[Any]] = {
     0x0010: C_GET,
     0x0021: C_MOVE,
     0x0130: N_ACTION,
+    0x0140: N_CREATE,
+    0x0120: N_SET,
 }
 _UID_ELEMENTS = (
     "AffectedSOPClassUID",
@@ -610,7 +619,7 @@ def _answer(
     response.MessageIDBeingRespondedTo = message_id
     for keyword in ("AffectedSOPClassUID", "AffectedSOPInstanceUID"):
         source = keyword
-        if field == 0x0130:  # N-ACTION names its instance as Requested (PS3.7 10.1.4.1)
+        if field in (0x0130, 0x0120):  # N-ACTION, N-SET name it as Requested (PS3.7 10.1)
             source = keyword.replace("Affected", "Requested")
         value = str(command.get(source, "") or "").rstrip("\0 ")
         if value and len(value) <= 64 and hasattr(response, keyword):
