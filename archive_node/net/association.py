@@ -1,15 +1,24 @@
 """What every association of the node shares: no Nagle delay, a wait for a response that ends
-when the peer goes, whether it can still carry messages, and a response's status dataset."""
+when the peer goes, whether it can still carry messages, a response's status dataset, and the
+C-FIND responses of a handler with their C-CANCEL checks."""
 
 from __future__ import annotations
 
+import logging
 import socket
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event, EventHandlerType
+
+from ..dicom.status import CANCELLED, PENDING
+
+log = logging.getLogger(__name__)
 
 
 def response_status(code: int, comment: str = "", keyword: str | None = None) -> Dataset:
@@ -85,3 +94,49 @@ OUTGOING_HANDLERS: list[EventHandlerType] = [
     (evt.EVT_CONN_OPEN, set_tcp_nodelay),
     (evt.EVT_CONN_CLOSE, on_connection_closed),
 ]
+
+# The DUL's reactor (pynetdicom's, and the node's in patches/reactor.py alike) reads the socket
+# only when it has nothing queued to send, and its send queue is unbounded: a query answering
+# faster than the socket drains would neither see a C-CANCEL nor bound its memory. Every this
+# many responses the handler lets the queue empty.
+CANCEL_CHECK_EVERY = 64
+
+
+def find_responses(
+    event: Event, responses: Iterable[Any], who: str
+) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+    """What a C-FIND handler yields for the service's responses (each with status, identifier,
+    comment and keyword): a pending response per match, the final status with its Error
+    Comment; a C-CANCEL is checked before each one (PS3.4 C.4.1.2.3)."""
+    for count, response in enumerate(responses):
+        if cancelled(event, count):
+            log.info("%s cancelled by the SCU", who)
+            yield CANCELLED, None
+            return
+        if response.status == PENDING:
+            yield PENDING, response.identifier
+        elif response.comment:
+            yield response_status(response.status, response.comment, response.keyword), None
+        else:
+            yield response.status, None
+
+
+def cancelled(event: Event, count: int) -> bool:
+    """Whether the SCU sent a C-CANCEL, before the `count`th response (pynetdicom reports it
+    once; every CANCEL_CHECK_EVERY responses the reactor is let read it first)."""
+    if count and count % CANCEL_CHECK_EVERY == 0:
+        let_the_reactor_read(event.assoc)
+    return bool(event.is_cancelled)
+
+
+def let_the_reactor_read(assoc: Association, timeout: float = 30.0) -> None:
+    """Wait until the DUL has sent what is queued, then for one more idle turn of its reactor, in
+    which it reads an arrived C-CANCEL (pynetdicom's turns every 1 ms when idle; the node's
+    reads as soon as the socket has data)."""
+    dul = assoc.dul
+    deadline = time.monotonic() + timeout
+    while dul.to_provider_queue.qsize() and assoc.is_established:
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.0005)
+    time.sleep(0.002)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import time
 import weakref
 from collections.abc import Iterator
 from typing import Any, cast
@@ -29,7 +28,13 @@ from ..rules.tls import PLAIN, Transport
 from ..rules.worklist import WORKLIST_FIND
 from ..service import ArchiveService
 from .admission import Admission, SlotLimits
-from .association import on_connection_closed, peer_label, response_status, set_tcp_nodelay
+from .association import (
+    find_responses,
+    on_connection_closed,
+    peer_label,
+    response_status,
+    set_tcp_nodelay,
+)
 from .patches.limits import discard_partial_file
 from .patches.receiving import receive_failure
 from .tls import peer_fingerprint
@@ -229,7 +234,7 @@ class Handlers:
         one (pynetdicom reports a cancel only once)."""
         sop_class = str(event.request.AffectedSOPClassUID)
         if sop_class == WORKLIST_FIND:
-            yield from self.orders.on_worklist_find(event, lambda n: _cancelled(event, n))
+            yield from self.orders.on_worklist_find(event)
             return
         peer, actor = self.peer_of(event.assoc), self.actor_of(event.assoc)
         refused = self.service.authorise(peer, "find", actor, "C-FIND")
@@ -244,25 +249,7 @@ class Handlers:
             yield response_status(status.UNABLE_TO_PROCESS, "identifier cannot be decoded"), None
             return
         answers = self.service.find(peer, identifier, model, actor, sop_class)
-        for count, response in enumerate(answers):
-            if _cancelled(event, count):
-                log.info("C-FIND from %s cancelled by the SCU", peer.ae_title)
-                yield status.CANCELLED, None
-                return
-            if response.status == status.PENDING:
-                yield status.PENDING, response.identifier
-            elif response.comment:
-                yield response_status(response.status, response.comment, response.keyword), None
-            else:
-                yield response.status, None
-
-
-def _cancelled(event: Event, count: int) -> bool:
-    """Whether the SCU sent a C-CANCEL, before the `count`th response (pynetdicom reports it
-    once; every CANCEL_CHECK_EVERY responses the reactor is let read it first)."""
-    if count and count % CANCEL_CHECK_EVERY == 0:
-        _let_the_reactor_read(event.assoc)
-    return bool(event.is_cancelled)
+        yield from find_responses(event, answers, f"C-FIND from {peer.ae_title}")
 
 
 def asserted_identity(assoc: Association) -> str:
@@ -281,26 +268,6 @@ def on_sop_extended(event: Event) -> dict[str, bytes]:
     if answer:
         log.debug("%s: extended negotiation answered %s", peer_label(event.assoc), answer)
     return answer
-
-
-# The DUL's reactor (pynetdicom's, and the node's in patches/reactor.py alike) reads the socket
-# only when it has nothing queued to send, and its send queue is unbounded: a query answering
-# faster than the socket drains would neither see a C-CANCEL nor bound its memory. Every this
-# many responses the handler lets the queue empty.
-CANCEL_CHECK_EVERY = 64
-
-
-def _let_the_reactor_read(assoc: Association, timeout: float = 30.0) -> None:
-    """Wait until the DUL has sent what is queued, then for one more idle turn of its reactor, in
-    which it reads an arrived C-CANCEL (pynetdicom's turns every 1 ms when idle; the node's
-    reads as soon as the socket has data)."""
-    dul = assoc.dul
-    deadline = time.monotonic() + timeout
-    while dul.to_provider_queue.qsize() and assoc.is_established:
-        if time.monotonic() > deadline:
-            return
-        time.sleep(0.0005)
-    time.sleep(0.002)
 
 
 def prefer_receivers_syntaxes(assoc: Association) -> None:

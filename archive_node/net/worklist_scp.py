@@ -18,7 +18,7 @@ from ..dicom import status
 from ..rules.access import Peer
 from ..rules.audit import Actor
 from ..service import ArchiveService
-from .association import response_status
+from .association import find_responses, response_status
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,9 @@ class OrderSCP:
         self.peer_of = peer_of
         self.actor_of = actor_of
 
-    def on_worklist_find(
-        self, event: Event, cancel_check: Callable[[int], bool]
-    ) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+    def on_worklist_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         """C-FIND on the Modality Worklist Information Model (PS3.4 K.4.1), for AEs with the
-        `worklist` right; `cancel_check(count)` says whether the SCU sent a C-CANCEL."""
+        `worklist` right."""
         peer, actor = self.peer_of(event.assoc), self.actor_of(event.assoc)
         refused = self.service.authorise(peer, "worklist", actor, "C-FIND worklist")
         if refused or peer is None:
@@ -56,17 +54,8 @@ class OrderSCP:
             )
             yield response_status(status.UNABLE_TO_PROCESS, "identifier cannot be decoded"), None
             return
-        for count, response in enumerate(self.service.orders.worklist(peer, identifier, actor)):
-            if cancel_check(count):
-                log.info("worklist C-FIND from %s cancelled by the SCU", peer.ae_title)
-                yield status.CANCELLED, None
-                return
-            if response.status == status.PENDING:
-                yield status.PENDING, response.identifier
-            elif response.comment:
-                yield response_status(response.status, response.comment, response.keyword), None
-            else:
-                yield response.status, None
+        answers = self.service.orders.worklist(peer, identifier, actor)
+        yield from find_responses(event, answers, f"worklist C-FIND from {peer.ae_title}")
 
     def on_n_create(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
         """N-CREATE of a Modality Performed Procedure Step (PS3.4 F.7.2.1), for AEs with the

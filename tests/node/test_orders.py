@@ -649,3 +649,26 @@ def test_control_ids_are_forgotten_after_remember_days(hl7_node):
     send(hl7_node, orm("OLD-1", control="XO", accession="ACC-1", modality="XC"))
     modalities = {s.accession_number: s.modality for s in ProcedureStep.select()}
     assert modalities == {"ACC-1": "XC", "ACC-2": "US"}
+
+
+def test_one_message_on_two_connections_at_once_is_applied_once(hl7_node):
+    import threading
+
+    message = orm("TWICE-1")
+    acks: list[str] = []
+    start = threading.Barrier(4)
+
+    def sender() -> None:
+        with Mllp(hl7_node.host, hl7_node.hl7_port) as link:
+            start.wait(timeout=10)
+            acks.append(ack_code(link.send(message)))
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert acks == ["AA"] * 4
+    assert Hl7Message.select().count() == 1
+    assert ProcedureStep.select().count() == 1
+    assert AuditRecordRow.select().where(AuditRecordRow.event == "Order Record").count() == 1
