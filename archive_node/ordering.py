@@ -28,6 +28,7 @@ from .errors import (
     IndexUnavailable,
     InvalidInput,
     NotFound,
+    Refused,
 )
 from .index import Index
 from .index.clock import utcnow
@@ -44,7 +45,6 @@ from .rules.hl7_messages import (
     MessageRefused,
     OrderMessage,
     PatientFields,
-    PatientMerge,
     PatientUpdate,
     StepFields,
     acknowledgement,
@@ -64,6 +64,31 @@ log = logging.getLogger(__name__)
 Resolver = Callable[[str], frozenset[str]]
 PERFORMED_STATUSES = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")  # PS3.3 C.4.14
 MAX_PERFORMED_BYTES = 1 << 20  # the attributes of a performed step kept, as JSON
+# PS3.4 Table F.7.2-1: attributes an N-CREATE must give a value (SCU requirement 1)
+CREATE_REQUIRED = (
+    "ScheduledStepAttributesSequence",
+    "PerformedProcedureStepID",
+    "PerformedStationAETitle",
+    "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime",
+    "PerformedProcedureStepStatus",
+    "Modality",
+)
+# PS3.4 F.7.2.2.2: what a step set COMPLETED or DISCONTINUED must hold (DICOM JSON tags)
+FINAL_REQUIRED = {
+    "00400250": "PerformedProcedureStepEndDate",
+    "00400251": "PerformedProcedureStepEndTime",
+}
+NO_LONGER_UPDATED = "Performed Procedure Step Object may no longer be updated"  # F.7.2.2.4
+
+
+@dataclass(frozen=True)
+class MppsOutcome:
+    """The answer to an N-CREATE or N-SET: its status, Error Comment and Error ID."""
+
+    status: int
+    comment: str = ""
+    error_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -190,7 +215,7 @@ class Orders:
         return sender
 
     def _apply(self, header: Header, text: str, sender: SenderRecord, address: str) -> str:
-        content = interpret(header, text)
+        content = interpret(header, text, sender.issuer)
         try:
             if self.index.orders.seen(header.facility, header.control_id):
                 return "a resend of a message taken before: not applied again"
@@ -209,8 +234,6 @@ class Orders:
             raise MessageRefused(
                 "AE", "MSH^1", INTERNAL_ERROR, "not applied: it contradicts itself or the index"
             ) from None
-        except NotFound as exc:
-            raise MessageRefused("AE", "ORC^1^2", UNKNOWN_KEY, str(exc)) from None
         except (IndexUnavailable, AuditUnavailable) as exc:
             log.error("HL7 %s not applied: %s", header.kind, exc)
             raise MessageRefused(
@@ -237,44 +260,22 @@ class Orders:
             address=address,
             user=f"hl7:{header.facility}"[:64],
         )
+        if isinstance(content, tuple):
+            return "; ".join(self._order(header, order, sender, actor) for order in content)
         patient = content.patient
-        issuer = patient.issuer or sender.issuer
-        if isinstance(content, OrderMessage):
-            outcome, studies = self.index.orders.apply_order(
-                sender.hospital,
-                sender.issuer,
-                content,
-                source=f"hl7 {header.facility} {header.control_id[:40]}",
-                new_study_uid=lambda step: self._new_study_uid(sender, content, step),
-            )
-            self.audit.record(
-                AuditEvent(
-                    ORDER_RECORD,
-                    CREATE if content.control == "new" else UPDATE,
-                    f"HL7 {header.kind}",
-                    actor,
-                    touched=tuple(Touched(patient.patient_id, issuer, uid) for uid in studies),
-                    detail={
-                        "order": content.order_key,
-                        "control": content.control,
-                        "message": header.control_id[:64],
-                        "outcome": outcome,
-                    },
-                )
-            )
-            return outcome
+        identity = (patient.patient_id, patient.issuer)
         frame = self.corrections.frame(
             f"HL7 {header.kind} {header.control_id[:40]} from {header.facility}", actor=actor
         )
         rows = self.index.corrections
         if isinstance(content, PatientUpdate):
-            steps = self.index.orders.relabel_patient(patient, sender.issuer)
+            steps = self.index.orders.relabel_patient(patient, sender.hospital)
             try:
                 rows.update_patient(
-                    (patient.patient_id, issuer),
-                    name=patient.name or None,
-                    birth_date=patient.birth_date or None,
-                    sex=patient.sex or None,
+                    identity,
+                    name=patient.name,
+                    birth_date=patient.birth_date,
+                    sex=patient.sex,
                     frame=frame,
                 )
                 changed.append(True)
@@ -284,23 +285,58 @@ class Orders:
             except InvalidInput:
                 archive = "the archive's patient has these values"
             return f"patient update: {steps} order step(s), {archive}"
-        assert isinstance(content, PatientMerge)
-        prior = (content.prior_id, content.prior_issuer or sender.issuer)
-        steps = self.index.orders.merge_patient(prior, patient, sender.issuer)
+        steps = self.index.orders.merge_patient(content.prior_id, patient, sender.hospital)
         try:
             rows.merge_patients(
-                prior,
-                (patient.patient_id, issuer),
+                (content.prior_id, patient.issuer),
+                identity,
                 frame=frame,
-                create_target=Demographics(patient.name, patient.birth_date, patient.sex),
+                create_target=Demographics(
+                    patient.name or "", patient.birth_date or "", patient.sex or ""
+                ),
             )
             changed.append(True)
             archive = "the archive's patients merged"
         except NotFound:
             archive = "no images of the prior patient"
-        except InvalidInput as exc:
-            raise MessageRefused("AE", "MRG^1^1", UNKNOWN_KEY, str(exc)) from None
+        except InvalidInput:
+            raise MessageRefused(
+                "AE", "MRG^1^1", UNKNOWN_KEY, "the prior patient cannot be merged into this one"
+            ) from None
         return f"patient merge: {steps} order step(s), {archive}"
+
+    def _order(
+        self, header: Header, order: OrderMessage, sender: SenderRecord, actor: Actor
+    ) -> str:
+        """In the message's transaction: one order, and its Order Record."""
+        try:
+            outcome, studies = self.index.orders.apply_order(
+                sender.hospital,
+                order,
+                source=f"hl7 {header.facility} {header.control_id[:40]}",
+                new_study_uid=lambda step: self._new_study_uid(sender, order, step),
+            )
+        except NotFound:
+            raise MessageRefused(
+                "AE", f"ORC^{order.orc}^2", UNKNOWN_KEY, "the order is not known"
+            ) from None
+        patient = order.patient
+        self.audit.record(
+            AuditEvent(
+                ORDER_RECORD,
+                CREATE if order.control == "new" else UPDATE,
+                f"HL7 {header.kind}",
+                actor,
+                touched=tuple(Touched(patient.patient_id, patient.issuer, uid) for uid in studies),
+                detail={
+                    "order": order.order_key,
+                    "control": order.control,
+                    "message": header.control_id[:64],
+                    "outcome": outcome,
+                },
+            )
+        )
+        return outcome
 
     def _new_study_uid(self, sender: SenderRecord, order: OrderMessage, step: StepFields) -> str:
         """The Study Instance UID of a step its order names none for: under node.uid_root,
@@ -365,32 +401,34 @@ class Orders:
 
     # -- Modality Performed Procedure Step (PS3.4 F.7) ------------------------------------------
 
-    def create_performed(self, peer: Peer, sop_uid: str, attributes: Any) -> tuple[int, str]:
-        """N-CREATE (PS3.4 F.7.2.1): (status, comment). The status must be IN PROGRESS."""
+    def create_performed(self, peer: Peer, sop_uid: str, attributes: Any) -> MppsOutcome:
+        """N-CREATE (PS3.4 F.7.2.1): the step starts IN PROGRESS, with the Type 1 attributes
+        of Table F.7.2-1."""
         if not is_valid_uid(sop_uid):
-            return status.INVALID_ATTRIBUTE_VALUE, "Affected SOP Instance UID is not a UID"
+            return MppsOutcome(status.INVALID_ATTRIBUTE_VALUE, "SOP Instance UID is not a UID")
         try:
+            missing = [k for k in CREATE_REQUIRED if not attributes.get(k)]
             state = str(attributes.get("PerformedProcedureStepStatus", "") or "").strip()
             scheduled = attributes.get("ScheduledStepAttributesSequence") or []
-            first = scheduled[0] if scheduled else None
-            study_uid = str(first.get("StudyInstanceUID", "") or "").strip() if first else ""
-            accession = str(first.get("AccessionNumber", "") or "").strip() if first else ""
-            step_id = str(first.get("ScheduledProcedureStepID", "") or "").strip() if first else ""
+            first = scheduled[0] if scheduled else {}
+            study_uid = str(first.get("StudyInstanceUID", "") or "").strip()
+            accession = str(first.get("AccessionNumber", "") or "").strip()
+            step_id = str(first.get("ScheduledProcedureStepID", "") or "").strip()
             kept = _json(attributes)
         except Exception as exc:
-            return (
-                status.INVALID_ATTRIBUTE_VALUE,
-                f"attributes cannot be decoded: {type(exc).__name__}",
+            return MppsOutcome(
+                status.INVALID_ATTRIBUTE_VALUE, f"cannot be decoded: {type(exc).__name__}"
             )
+        if missing:
+            return MppsOutcome(status.MISSING_ATTRIBUTE, f"{missing[0]} is missing")
         if state != "IN PROGRESS":
-            return (
-                status.INVALID_ATTRIBUTE_VALUE,
-                "PerformedProcedureStepStatus must be IN PROGRESS in an N-CREATE",
+            return MppsOutcome(
+                status.INVALID_ATTRIBUTE_VALUE, "PerformedProcedureStepStatus must be IN PROGRESS"
             )
         if study_uid and not is_valid_uid(study_uid):
-            return status.INVALID_ATTRIBUTE_VALUE, "StudyInstanceUID is not a UID"
+            return MppsOutcome(status.INVALID_ATTRIBUTE_VALUE, "StudyInstanceUID is not a UID")
         if kept is None:
-            return status.RESOURCE_LIMITATION, "the step's attributes are too large"
+            return MppsOutcome(status.RESOURCE_LIMITATION, "the step's attributes are too large")
         try:
             linked = self.index.orders.create_performed(
                 sop_uid,
@@ -402,50 +440,56 @@ class Orders:
                 attributes=kept,
             )
         except Conflict as exc:
-            return status.DUPLICATE_SOP_INSTANCE, str(exc)
+            return MppsOutcome(status.DUPLICATE_SOP_INSTANCE, str(exc))
         except IndexUnavailable as exc:
             log.error("MPPS N-CREATE from %s failed: %s", peer.ae_title, exc)
-            return status.PROCESSING_FAILURE, "index unavailable"
+            return MppsOutcome(status.PROCESSING_FAILURE, "index unavailable")
         log.info(
             "MPPS %s from %s (%s): IN PROGRESS%s",
             sop_uid,
             peer.ae_title,
             peer.hospital,
-            ", linked to its scheduled step" if linked else "",
+            ", linked to its scheduled step" if linked else ", no scheduled step of it",
         )
-        return status.SUCCESS, ""
+        return MppsOutcome(status.SUCCESS)
 
-    def set_performed(self, peer: Peer, sop_uid: str, modification: Any) -> tuple[int, str]:
-        """N-SET (PS3.4 F.7.2.2): (status, comment). A COMPLETED or DISCONTINUED step is
-        final: 0x0110 with a comment, as F.7.2.2.4 says."""
+    def set_performed(self, peer: Peer, sop_uid: str, modification: Any) -> MppsOutcome:
+        """N-SET (PS3.4 F.7.2.2): of the AE's own hospital's steps. COMPLETED and
+        DISCONTINUED need their end date and time, and are final: a later N-SET is 0x0110 with
+        Error ID A710 (F.7.2.2.4)."""
         try:
             state = str(modification.get("PerformedProcedureStepStatus", "") or "").strip()
             kept = _json(modification)
         except Exception as exc:
-            return (
-                status.INVALID_ATTRIBUTE_VALUE,
-                f"attributes cannot be decoded: {type(exc).__name__}",
+            return MppsOutcome(
+                status.INVALID_ATTRIBUTE_VALUE, f"cannot be decoded: {type(exc).__name__}"
             )
         if state and state not in PERFORMED_STATUSES:
-            return (
+            return MppsOutcome(
                 status.INVALID_ATTRIBUTE_VALUE,
                 f"PerformedProcedureStepStatus is not one of {', '.join(PERFORMED_STATUSES)}",
             )
         if kept is None:
-            return status.RESOURCE_LIMITATION, "the step's attributes are too large"
+            return MppsOutcome(status.RESOURCE_LIMITATION, "the step's attributes are too large")
         try:
             before = self.index.orders.set_performed(
-                sop_uid, hospital=peer.hospital, status=state or "IN PROGRESS", attributes=kept
+                sop_uid,
+                hospital=peer.hospital,
+                status=state or "IN PROGRESS",
+                attributes=kept,
+                check=_check_performed,
             )
         except NotFound:
-            return status.NO_SUCH_SOP_INSTANCE, "no such performed procedure step"
-        except InvalidInput as exc:
-            return status.PROCESSING_FAILURE, str(exc)
+            return MppsOutcome(status.NO_SUCH_SOP_INSTANCE, "no such performed procedure step")
+        except InvalidInput:
+            return MppsOutcome(status.PROCESSING_FAILURE, NO_LONGER_UPDATED, error_id=0xA710)
+        except Refused as exc:
+            return MppsOutcome(exc.status, str(exc))
         except IndexUnavailable as exc:
             log.error("MPPS N-SET from %s failed: %s", peer.ae_title, exc)
-            return status.PROCESSING_FAILURE, "index unavailable"
+            return MppsOutcome(status.PROCESSING_FAILURE, "index unavailable")
         log.info("MPPS %s from %s: %s -> %s", sop_uid, peer.ae_title, before, state or before)
-        return status.SUCCESS, ""
+        return MppsOutcome(status.SUCCESS)
 
     # -- admin ------------------------------------------------------------------------------------
 
@@ -521,8 +565,9 @@ class Orders:
 
         return self.index.orders.add_step(
             hospital,
-            hospital_row.issuer,
-            PatientFields(patient_id.strip(), issuer, name, birth_date, sex),
+            PatientFields(
+                patient_id.strip(), issuer or hospital_row.issuer, name, birth_date, sex
+            ),
             StepFields(
                 accession_number=accession.strip(),
                 requested_procedure_id=accession.strip(),
@@ -565,6 +610,17 @@ class _Answered:
 
 def _codec(header: Header) -> str:
     return CHARSETS.get(header.charset.upper(), "ascii")
+
+
+def _check_performed(attributes: dict[str, Any], state: str) -> None:
+    """A performed step as an N-SET leaves it: within MAX_PERFORMED_BYTES, and, when it ends,
+    with its end date and time. Raises Refused."""
+    if len(json.dumps(attributes)) > MAX_PERFORMED_BYTES:
+        raise Refused(status.RESOURCE_LIMITATION, "the step's attributes are too large")
+    if state in ("COMPLETED", "DISCONTINUED"):
+        for tag, keyword in FINAL_REQUIRED.items():
+            if not (attributes.get(tag) or {}).get("Value"):
+                raise Refused(status.PROCESSING_FAILURE, f"{state} needs {keyword}")
 
 
 def _json(dataset: Any) -> dict[str, Any] | None:

@@ -4,15 +4,17 @@ Modality Worklist) and performed procedure steps (MPPS)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+from peewee import SQL, fn
+
 from ..errors import Conflict, InvalidInput, NotFound
 from ..rules.hl7_messages import OrderMessage, PatientFields, StepFields
 from ..rules.matching import name_key
-from ..rules.worklist import ACTIVE, WorklistQuery, time_matches
+from ..rules.worklist import ACTIVE, WorklistQuery
 from .clock import utcnow
 from .find_sql import condition_sql
 from .session import Role
@@ -22,6 +24,8 @@ from .tables import Hl7Message, Hl7Sender, Hospital, PerformedStep, ProcedureSte
 _COLUMNS = {
     "PatientName": ProcedureStep.name_key,
     "PatientID": ProcedureStep.patient_id,
+    "PatientBirthDate": ProcedureStep.birth_date,
+    "PatientSex": ProcedureStep.sex,
     "IssuerOfPatientID": ProcedureStep.issuer,
     "AccessionNumber": ProcedureStep.accession_number,
     "RequestedProcedureID": ProcedureStep.requested_procedure_id,
@@ -32,7 +36,6 @@ _COLUMNS = {
     "ScheduledProcedureStepID": ProcedureStep.step_id,
 }
 STEP_STATUSES = ("SCHEDULED", "IN PROGRESS", "COMPLETED", "DISCONTINUED", "CANCELLED")
-_FINAL = ("COMPLETED", "DISCONTINUED", "CANCELLED")
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,6 @@ class OrderRows(Role):
     def apply_order(
         self,
         hospital: str,
-        issuer: str,
         order: OrderMessage,
         *,
         source: str,
@@ -167,7 +169,7 @@ class OrderRows(Role):
                 .execute()
             )
             return f"order {order.control}: {count} step(s) {ended.lower()}", ended_studies
-        patient = _patient_columns(order.patient, issuer)
+        patient = _patient_columns(order.patient)
         added = changed = 0
         studies: list[str] = []
         for step in order.steps:
@@ -188,8 +190,8 @@ class OrderRows(Role):
                 added += 1
             else:
                 columns["study_uid"] = step.study_uid or row.study_uid
-                if row.status in _FINAL and order.control == "new":
-                    columns["status"] = "SCHEDULED"  # the order placed again
+                if row.status == "CANCELLED" and order.control == "new":
+                    columns["status"] = "SCHEDULED"  # a cancelled order placed again
                 ProcedureStep.update(**columns).where(ProcedureStep.id == row.id).execute()
                 changed += 1
             studies.append(str(columns["study_uid"]))
@@ -199,7 +201,6 @@ class OrderRows(Role):
     def add_step(
         self,
         hospital: str,
-        issuer: str,
         patient: PatientFields,
         step: StepFields,
         source: str,
@@ -225,7 +226,7 @@ class OrderRows(Role):
                 order_key=key,
                 status="SCHEDULED",
                 source=source,
-                **_patient_columns(patient, issuer),
+                **_patient_columns(patient),
                 **_step_columns(step),
                 study_uid=step.study_uid,
             ).execute()
@@ -233,25 +234,35 @@ class OrderRows(Role):
             then(values)
             return values
 
-    def relabel_patient(self, patient: PatientFields, issuer: str) -> int:
-        """In the caller's transaction: the demographics of an ADT update on every step of the
-        patient (its open steps and its history alike)."""
-        columns = _patient_columns(patient, issuer)
+    def relabel_patient(self, patient: PatientFields, hospital: str) -> int:
+        """In the caller's transaction: the demographics an ADT update gives (those it leaves
+        out stay) on every step of the patient in `hospital` (open steps and history)."""
+        columns = _patient_columns(patient, partial=True)
+        if not columns:
+            return 0
+        hospital_pk = Hospital.get(Hospital.code == hospital).id
         return int(
             ProcedureStep.update(**columns, updated_at=utcnow())
             .where(
-                (ProcedureStep.patient_id == columns["patient_id"])
-                & (ProcedureStep.issuer == columns["issuer"])
+                (ProcedureStep.hospital == hospital_pk)
+                & (ProcedureStep.patient_id == patient.patient_id)
+                & (ProcedureStep.issuer == patient.issuer)
             )
             .execute()
         )
 
-    def merge_patient(self, prior: tuple[str, str], patient: PatientFields, issuer: str) -> int:
-        """In the caller's transaction: the steps of patient `prior` become `patient`'s."""
-        columns = _patient_columns(patient, issuer)
+    def merge_patient(self, prior_id: str, patient: PatientFields, hospital: str) -> int:
+        """In the caller's transaction: the steps of patient `prior_id` (of the same issuer)
+        in `hospital` become `patient`'s."""
+        hospital_pk = Hospital.get(Hospital.code == hospital).id
+        columns = {"patient_id": patient.patient_id, **_patient_columns(patient, partial=True)}
         return int(
             ProcedureStep.update(**columns, updated_at=utcnow())
-            .where((ProcedureStep.patient_id == prior[0]) & (ProcedureStep.issuer == prior[1]))
+            .where(
+                (ProcedureStep.hospital == hospital_pk)
+                & (ProcedureStep.patient_id == prior_id)
+                & (ProcedureStep.issuer == patient.issuer)
+            )
             .execute()
         )
 
@@ -264,11 +275,16 @@ class OrderRows(Role):
         station: str | None = None,
         date: str | None = None,
         status: str | None = None,
+        performed: bool = False,
         limit: int = 1000,
     ) -> list[StepRecord]:
-        """Steps, newest start first, each with whether instances of it are stored."""
+        """Steps, newest start first, each with whether instances of it are stored (only
+        those, with `performed`)."""
+        stored = _stored()
         with self.session():
-            query = ProcedureStep.select(ProcedureStep, Hospital.id, Hospital.code).join(Hospital)
+            query = ProcedureStep.select(
+                ProcedureStep, Hospital.id, Hospital.code, stored.alias("stored")
+            ).join(Hospital)
             if hospital:
                 query = query.where(Hospital.code == hospital)
             if station:
@@ -277,19 +293,21 @@ class OrderRows(Role):
                 query = query.where(ProcedureStep.start_date == date)
             if status:
                 query = query.where(ProcedureStep.status == status)
-            rows = list(
-                query.order_by(
-                    ProcedureStep.start_date.desc(), ProcedureStep.start_time.desc()
-                ).limit(limit)
-            )
-            performed = _performed(rows)
+            if performed:
+                query = query.where(stored)
+            rows = query.order_by(
+                ProcedureStep.start_date.desc(), ProcedureStep.start_time.desc(), ProcedureStep.id
+            ).limit(limit)
             return [
-                StepRecord(_values(row), row.hospital.code, row.id in performed) for row in rows
+                StepRecord(_values(row), row.hospital.code, bool(cast(Any, row).stored))
+                for row in rows
             ]
 
     def worklist(self, query: WorklistQuery, *, hospital: str, limit: int) -> list[dict[str, Any]]:
-        """The open steps of `hospital` that match (PS3.4 K.6.1.2: its conditions in SQL, by
-        the rules of C-FIND; the start time on the rows), in start order; at most `limit`."""
+        """The open steps of `hospital` that match (PS3.4 K.6.1.2, by the rules of C-FIND, in
+        SQL), in start order; at most `limit`."""
+        if query.nothing:
+            return []
         with self.session():
             row = Hospital.get_or_none(Hospital.code == hospital)
             if row is None:
@@ -297,18 +315,20 @@ class OrderRows(Role):
             where = (ProcedureStep.hospital == row.id) & ProcedureStep.status.in_(ACTIVE)
             for condition in query.conditions:
                 where &= condition_sql(self.db, condition, _COLUMNS[condition.keyword])
+            if query.time is not None:  # a stored time is HHMMSS; an unknown one matches none
+                low, high = query.time
+                where &= ProcedureStep.start_time != ""
+                if low:
+                    where &= ProcedureStep.start_time >= low[:6]
+                if high:
+                    where &= ProcedureStep.start_time <= high[:6]
             select = (
                 ProcedureStep.select()
                 .where(where)
                 .order_by(ProcedureStep.start_date, ProcedureStep.start_time, ProcedureStep.id)
+                .limit(limit)
             )
-            found = []
-            for step in select.limit(limit * 4 if query.time else limit):
-                if time_matches(query, step.start_time):
-                    found.append(_values(step))
-                if len(found) >= limit:
-                    break
-            return found
+            return [_values(step) for step in select]
 
     # -- performed procedure steps (PS3.4 F.7) -------------------------------------------------
 
@@ -348,11 +368,18 @@ class OrderRows(Role):
             return step is not None
 
     def set_performed(
-        self, sop_uid: str, *, hospital: str, status: str, attributes: dict[str, Any]
+        self,
+        sop_uid: str,
+        *,
+        hospital: str,
+        status: str,
+        attributes: dict[str, Any],
+        check: Callable[[dict[str, Any], str], None],
     ) -> str:
         """Set a performed step's attributes and status; COMPLETED or DISCONTINUED ends its
-        scheduled step. Returns the status it had. Raises NotFound (no such step of this
-        hospital), InvalidInput (it is COMPLETED or DISCONTINUED: no longer updated)."""
+        scheduled step. `check(merged attributes, status)` may refuse the result (Refused).
+        Returns the status it had. Raises NotFound (no such step of this hospital),
+        InvalidInput (it is COMPLETED or DISCONTINUED: no longer updated), Refused."""
         with self.session(write=True):
             row = (
                 PerformedStep.select(PerformedStep, Hospital.id, Hospital.code)
@@ -366,6 +393,7 @@ class OrderRows(Role):
                 raise InvalidInput(f"step is {row.status}: it may no longer be updated")
             kept = json.loads(row.attributes)
             kept.update(attributes)
+            check(kept, status)
             PerformedStep.update(
                 status=status, attributes=json.dumps(kept, sort_keys=True), updated_at=utcnow()
             ).where(PerformedStep.id == row.id).execute()
@@ -388,15 +416,16 @@ class OrderRows(Role):
             }
 
 
-def _patient_columns(patient: PatientFields, issuer: str) -> dict[str, str]:
-    return {
-        "patient_id": patient.patient_id,
-        "issuer": patient.issuer or issuer,
-        "patient_name": patient.name,
-        "name_key": name_key(patient.name),
-        "birth_date": patient.birth_date,
-        "sex": patient.sex,
-    }
+def _patient_columns(patient: PatientFields, *, partial: bool = False) -> dict[str, str]:
+    """The columns of a step's patient; `partial`: only those the message gives (an ADT
+    update), else every one (an order: what it leaves out is empty)."""
+    given = {"patient_name": patient.name, "birth_date": patient.birth_date, "sex": patient.sex}
+    columns = {k: v or "" for k, v in given.items() if not partial or v is not None}
+    if "patient_name" in columns:
+        columns["name_key"] = name_key(columns["patient_name"])
+    if not partial:
+        columns.update(patient_id=patient.patient_id, issuer=patient.issuer)
+    return columns
 
 
 def _step_columns(step: StepFields) -> dict[str, str]:
@@ -457,35 +486,39 @@ def _values(row: Any) -> dict[str, Any]:
     }
 
 
-def _performed(rows: list[Any]) -> set[int]:
-    """Of these steps, those whose instances are stored: a study with the step's Study
-    Instance UID, or one of its hospital with its accession number."""
-    if not rows:
-        return set()
-    by_uid = {str(row.study_uid): int(row.id) for row in rows}
-    uids = Study.select(Study.study_uid).where(Study.study_uid.in_(list(by_uid)) & ~Study.hidden)
-    found = {by_uid[str(uid)] for (uid,) in cast(Iterable[tuple[Any, ...]], uids.tuples())}
-    by_accession = {(int(row.hospital_id), str(row.accession_number)): int(row.id) for row in rows}
-    accessions = sorted({key[1] for key in by_accession})
-    studies = Study.select(Study.hospital, Study.accession_number).where(
-        Study.accession_number.in_(accessions) & ~Study.hidden
+def _stored() -> Any:
+    """Whether instances of a step are stored: a study shown with its Study Instance UID, or
+    one of its hospital with its accession number."""
+    by_uid = Study.select(SQL("1")).where(
+        (Study.study_uid == ProcedureStep.study_uid) & ~Study.hidden
     )
-    for hospital_pk, accession in cast(Iterable[tuple[Any, ...]], studies.tuples()):
-        key = (int(hospital_pk), str(accession))
-        if key in by_accession:
-            found.add(by_accession[key])
-    return found
+    by_accession = Study.select(SQL("1")).where(
+        (Study.accession_number == ProcedureStep.accession_number)
+        & (Study.hospital == ProcedureStep.hospital)
+        & ~Study.hidden
+    )
+    return fn.EXISTS(by_uid) | fn.EXISTS(by_accession)
 
 
 def _scheduled(hospital: int, study_uid: str, accession: str, step_id: str) -> Any:
-    base = ProcedureStep.select().where(ProcedureStep.hospital == hospital)
+    """The scheduled step a performed step names (PS3.4 F.7.2.1.1 Scheduled Step Attributes):
+    its step ID in the study, else in the accession; a study or accession alone only when it
+    has one step (an order's steps may share their study)."""
+    base = (
+        ProcedureStep.select().where(ProcedureStep.hospital == hospital).order_by(ProcedureStep.id)
+    )
+    keys = []
     if study_uid:
-        step = base.where(ProcedureStep.study_uid == study_uid).order_by(ProcedureStep.id).first()
-        if step is not None:
-            return step
+        keys.append(ProcedureStep.study_uid == study_uid)
     if accession:
-        query = base.where(ProcedureStep.accession_number == accession)
-        if step_id:
-            query = query.where(ProcedureStep.step_id == step_id)
-        return query.order_by(ProcedureStep.id).first()
+        keys.append(ProcedureStep.accession_number == accession)
+    if step_id:
+        for key in keys:
+            step = base.where(key & (ProcedureStep.step_id == step_id)).first()
+            if step is not None:
+                return step
+    for key in keys:
+        steps = list(base.where(key).limit(2))
+        if len(steps) == 1:
+            return steps[0]
     return None

@@ -28,6 +28,7 @@ START_BLOCK = b"\x0b"
 HEAD_BYTES = 1024  # what is kept of the start of a message, to answer an oversized one
 PRUNE_EVERY = 3600.0  # seconds between forgetting old message control IDs
 WORKERS = 4  # messages applied at once
+STOP_GRACE = 10.0  # seconds stop() gives messages being applied to commit and be answered
 
 
 class _Reader(HL7StreamReader):  # type: ignore[misc]  # python-hl7 has no type hints
@@ -37,9 +38,19 @@ class _Reader(HL7StreamReader):  # type: ignore[misc]  # python-hl7 has no type 
     head = b""
 
     def feed_data(self, data: bytes) -> None:
-        if not self._buffer and data.startswith(START_BLOCK):
-            self.head = data[1 : HEAD_BYTES + 1]
         super().feed_data(data)
+        if b"\r" not in self.head and len(self.head) < HEAD_BYTES:
+            self._take_head()
+
+    def next_block(self) -> None:
+        """A block was read (or dropped): what follows is the next one's head."""
+        self.head = b""
+        self._take_head()
+
+    def _take_head(self) -> None:
+        buffer = self._buffer
+        if buffer[:1] == START_BLOCK:
+            self.head = bytes(buffer[1 : HEAD_BYTES + 1])
 
 
 class Hl7Listener:
@@ -54,6 +65,8 @@ class Hl7Listener:
         self._server: asyncio.base_events.Server | None = None
         self._workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="archive-node-hl7")
         self._open = 0
+        self._stopping = False
+        self._applying: set[asyncio.Task[None]] = set()  # connections applying a message
 
     def start(self, bind: str | None = None, port: int | None = None) -> tuple[str, int]:
         """Listen on (bind, port) (default hl7.bind, hl7.port; 0 any free port); returns the
@@ -100,13 +113,15 @@ class Hl7Listener:
 
         async def close() -> None:
             server.close()
+            self._stopping = True
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in tasks:
-                task.cancel()
-            if tasks:  # each connection's task ends (a message being applied still commits)
-                await asyncio.wait(tasks, timeout=5)
+                if task not in self._applying:  # waiting for a peer: it ends now
+                    task.cancel()
+            if tasks:  # a message being applied commits, and its ACK is sent
+                await asyncio.wait(tasks, timeout=STOP_GRACE)
 
-        asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=STOP_GRACE + 5)
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -144,8 +159,10 @@ class Hl7Listener:
                     if not skipping:
                         await self._answer(writer, self._oversized(reader.head, address))
                     skipping = True
+                    reader.next_block()
                     continue
                 except InvalidBlockError:
+                    reader.next_block()
                     if skipping:  # the end of the oversized message
                         skipping = False
                         continue
@@ -155,11 +172,20 @@ class Hl7Listener:
                     await self._answer(writer, self.orders.refuse_block(b"", refused, address))
                     continue
                 skipping = False
-                loop = asyncio.get_running_loop()
-                ack = await loop.run_in_executor(
-                    self._workers, self.orders.take_message, bytes(block), address
-                )
-                await self._answer(writer, ack)
+                reader.next_block()
+                task = asyncio.current_task()
+                assert task is not None
+                self._applying.add(task)
+                try:
+                    loop = asyncio.get_running_loop()
+                    ack = await loop.run_in_executor(
+                        self._workers, self.orders.take_message, bytes(block), address
+                    )
+                    await self._answer(writer, ack)
+                finally:
+                    self._applying.discard(task)
+                if self._stopping:
+                    return
         except (ConnectionError, TimeoutError, asyncio.CancelledError):
             return
         finally:

@@ -62,7 +62,7 @@ class OrderSCP:
         `store` right: the step starts IN PROGRESS."""
         peer = self.peer_of(event.assoc)
         if str(cast(N_CREATE, event.request).AffectedSOPClassUID) != MPPS_CLASS:
-            return status.NO_SUCH_SOP_INSTANCE, None
+            return status.NO_SUCH_SOP_CLASS, None
         refused = self.service.authorise(peer, "store", self.actor_of(event.assoc), "N-CREATE")
         if refused or peer is None:
             return refused or status.NOT_AUTHORISED, None
@@ -74,9 +74,9 @@ class OrderSCP:
         request = cast(N_CREATE, event.request)
         requested = request.AffectedSOPInstanceUID
         sop_uid = str(requested) if requested else generate_uid()
-        code, comment = self.service.orders.create_performed(peer, sop_uid, attributes)
-        if code != status.SUCCESS:
-            return response_status(code, comment), None
+        outcome = self.service.orders.create_performed(peer, sop_uid, attributes)
+        if outcome.status != status.SUCCESS:
+            return response_status(outcome.status, outcome.comment), None
         if not requested:  # PS3.7 10.1.5.1.4: the SCP's UID goes back in the response
             attributes.AffectedSOPInstanceUID = sop_uid
         return status.SUCCESS, attributes
@@ -94,7 +94,10 @@ class OrderSCP:
             log.warning("MPPS N-SET from %s: cannot be decoded: %s", peer.ae_title, exc)
             return response_status(status.INVALID_ATTRIBUTE_VALUE, "cannot be decoded"), None
         sop_uid = str(cast(N_SET, event.request).RequestedSOPInstanceUID or "")
-        code, comment = self.service.orders.set_performed(peer, sop_uid, modification)
-        if code != status.SUCCESS:
-            return response_status(code, comment), None
+        outcome = self.service.orders.set_performed(peer, sop_uid, modification)
+        if outcome.status != status.SUCCESS:
+            answer = response_status(outcome.status, outcome.comment)
+            if outcome.error_id is not None:
+                answer.ErrorID = outcome.error_id
+            return answer, None
         return status.SUCCESS, modification

@@ -27,6 +27,7 @@ DATA_TYPE_ERROR = 102
 TABLE_VALUE_NOT_FOUND = 103
 UNSUPPORTED_MESSAGE_TYPE = 200
 UNSUPPORTED_EVENT = 201
+UNSUPPORTED_PROCESSING_ID = 202
 UNKNOWN_KEY = 204
 INTERNAL_ERROR = 207
 _MEANINGS = {
@@ -36,6 +37,7 @@ _MEANINGS = {
     TABLE_VALUE_NOT_FOUND: "Table value not found",
     UNSUPPORTED_MESSAGE_TYPE: "Unsupported message type",
     UNSUPPORTED_EVENT: "Unsupported event code",
+    UNSUPPORTED_PROCESSING_ID: "Unsupported processing id",
     UNKNOWN_KEY: "Unknown key identifier",
     INTERNAL_ERROR: "Application internal error",
 }
@@ -61,6 +63,7 @@ ORDER_CONTROLS = {
     "DC": "discontinue",
     "OD": "discontinue",
 }
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # C0 controls but TAB (and CR, LF: ends)
 _SEX = {"M": "M", "F": "F", "O": "O", "U": "", "A": "O", "N": ""}
 
 
@@ -106,14 +109,15 @@ class Header:
 
 @dataclass(frozen=True)
 class PatientFields:
-    """The patient of a message (PID): identifier, issuer (None: the sender's hospital's),
-    name as a DICOM PN, birth date (YYYYMMDD or ''), sex (M, F, O or '')."""
+    """The patient of a message (PID): identifier and issuer (the sender's hospital's), name
+    as a DICOM PN, birth date (YYYYMMDD), sex (M, F, O); for each of the last three, None when
+    the message leaves it out (nothing to change) and '' when it says '""' (delete it)."""
 
     patient_id: str
-    issuer: str | None
-    name: str
-    birth_date: str
-    sex: str
+    issuer: str
+    name: str | None
+    birth_date: str | None
+    sex: str | None
 
 
 @dataclass(frozen=True)
@@ -124,23 +128,24 @@ class StepFields:
     requested_procedure_id: str
     step_id: str
     modality: str
-    procedure_code: str
+    procedure_code: str  # code^meaning^scheme of the requested procedure (OBR-44, OBR-4)
     procedure_description: str
     station_ae: str
     start_date: str
-    start_time: str
+    start_time: str  # HHMMSS, or '' when the order gives only a day
     study_uid: str  # '' when the order names none (the node makes one)
 
 
 @dataclass(frozen=True)
 class OrderMessage:
-    """An order message: what its control does (new, change, cancel, discontinue) to the
-    steps of the order `order_key`, for `patient`."""
+    """One order of a message: what its control does (new, change, cancel, discontinue) to
+    the steps of the order `order_key`, for `patient`."""
 
     control: str
     order_key: str
     patient: PatientFields
     steps: tuple[StepFields, ...]
+    orc: int = 1  # its ORC's ordinal in the message (ERR-2 of an error about it)
 
 
 @dataclass(frozen=True)
@@ -152,14 +157,16 @@ class PatientUpdate:
 
 @dataclass(frozen=True)
 class PatientMerge:
-    """ADT^A40: the patient `prior` (MRG-1) is merged into `patient` (PID-3)."""
+    """ADT^A40: the patient `prior_id` (MRG-1) is merged into `patient` (PID-3), both of the
+    sender's hospital."""
 
     patient: PatientFields
     prior_id: str
-    prior_issuer: str | None
 
 
-Content = OrderMessage | PatientUpdate | PatientMerge
+Content = tuple[OrderMessage, ...] | PatientUpdate | PatientMerge
+MAX_ORDERS = 50  # orders (ORC groups) in one message
+MAX_STEPS = 100  # scheduled procedure steps in one message
 
 
 # -- the header and the character set -------------------------------------------------------
@@ -194,7 +201,15 @@ def read_header(raw: bytes) -> tuple[Header, str]:
         ) from None
     # Segments end with CR (HL7 v2.5.1 2.5.3); senders also end them with CRLF or LF, or leave
     # an empty line: each is read as the end of a segment.
-    text = "\r".join(line for line in re.split(r"\r\n|\r|\n", text) if line.strip())
+    lines = [line for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
+    for line in lines:  # no other control character belongs in a message (2.7.1)
+        if _CONTROL.search(line):
+            name = line[:3]
+            number = sum(1 for other in lines[: lines.index(line)] if other[:3] == name) + 1
+            raise _reject(
+                f"{escape(name)}^{number}", DATA_TYPE_ERROR, "a control character in the segment"
+            )
+    text = "\r".join(lines)
     try:
         message = hl7.parse(text)
         message.segment("MSH")
@@ -216,8 +231,13 @@ def read_header(raw: bytes) -> tuple[Header, str]:
         raise _reject("MSH^1^4", REQUIRED_FIELD_MISSING, "MSH-4 sending facility is required")
     if not header.control_id:
         raise _reject("MSH^1^10", REQUIRED_FIELD_MISSING, "MSH-10 message control ID is required")
-    if len(header.control_id) > 199 or len(header.facility) > 64:
-        raise _reject("MSH^1^10", DATA_TYPE_ERROR, "MSH-4 or MSH-10 is too long")
+    for value, field, longest in ((header.facility, 4, 64), (header.control_id, 10, 199)):
+        if len(value) > longest or not value.isprintable():
+            raise _reject(
+                f"MSH^1^{field}",
+                DATA_TYPE_ERROR,
+                f"MSH-{field}: more than {longest} characters or not printable",
+            )
     return header, text
 
 
@@ -243,10 +263,50 @@ def _get(message: Any, key: str) -> str:
 # -- what a message says -------------------------------------------------------------------------
 
 
-def interpret(header: Header, text: str) -> Content:
-    """What a message (decoded, its header read) asks. Raises MessageRefused: AR for a message
-    type or event the node does not take; AE naming the field for a missing or malformed
-    value."""
+class _Segments:
+    """A parsed message's segments, walked once: each with its ordinal among its kind (the
+    'sequence' of an ERR-2 location), in order."""
+
+    def __init__(self, message: Any) -> None:
+        self.items: list[tuple[str, int, Any]] = []
+        seen: dict[str, int] = {}
+        for segment in message:
+            name = str(segment[0]).strip().upper()
+            seen[name] = seen.get(name, 0) + 1
+            self.items.append((name, seen[name], segment))
+
+    def first(self, name: str) -> tuple[int, Any] | None:
+        return next(((n, s) for kind, n, s in self.items if kind == name), None)
+
+    def groups(self) -> list[dict[str, list[tuple[int, Any]]]]:
+        """The order groups: each ORC with the TQ1, OBR, IPC and ZDS segments after it."""
+        groups: list[dict[str, list[tuple[int, Any]]]] = []
+        for name, number, segment in self.items:
+            if name == "ORC":
+                groups.append({"ORC": [(number, segment)]})
+            elif groups and name in ("TQ1", "OBR", "IPC", "ZDS"):
+                groups[-1].setdefault(name, []).append((number, segment))
+        return groups
+
+
+def _value(segment: Any, field: int, repetition: int = 1, component: int = 1, sub: int = 1) -> str:
+    """SEG-field.repetition.component.subcomponent, unescaped and stripped; '' when absent
+    (python-hl7's extract_field: a leaf reached early is the value of its first child)."""
+    try:
+        value = segment.extract_field(1, field, repetition, component, sub)
+    except (IndexError, KeyError, ValueError):
+        try:
+            value = segment.extract_field(1, field, repetition, component)
+        except (IndexError, KeyError, ValueError):
+            return ""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def interpret(header: Header, text: str, issuer: str) -> Content:
+    """What a message (decoded, its header read) asks of the sender's hospital, whose Issuer
+    of Patient ID is `issuer`. Raises MessageRefused: AR for a message type, event or
+    processing ID the node does not take; AE naming the field for a missing or malformed
+    value, or a patient of another issuer."""
     kind = (header.message_type, header.event)
     if header.message_type not in ("ORM", "OMI", "ADT"):
         raise _reject(
@@ -254,84 +314,120 @@ def interpret(header: Header, text: str) -> Content:
             UNSUPPORTED_MESSAGE_TYPE,
             f"message type {header.message_type[:8]!r} is not taken (ORM, OMI, ADT)",
         )
-    if header.message_type in ("ORM", "OMI") and kind not in ORDER_TYPES:
-        raise _reject("MSH^1^9^2", UNSUPPORTED_EVENT, f"{header.kind[:16]} is not taken")
-    if header.message_type == "ADT" and header.event not in UPDATE_EVENTS | {MERGE_EVENT}:
-        raise _reject("MSH^1^9^2", UNSUPPORTED_EVENT, f"{header.kind[:16]} is not taken")
+    unsupported_event = (header.message_type in ("ORM", "OMI") and kind not in ORDER_TYPES) or (
+        header.message_type == "ADT" and header.event not in UPDATE_EVENTS | {MERGE_EVENT}
+    )
+    if unsupported_event:
+        raise _reject("MSH^1^9^1^2", UNSUPPORTED_EVENT, f"{header.kind[:16]} is not taken")
+    if header.processing_id not in ("", "P"):
+        raise _reject(
+            "MSH^1^11",
+            UNSUPPORTED_PROCESSING_ID,
+            "only production messages (MSH-11 P) are taken",
+        )
     try:
-        message = hl7.parse(text)
+        segments = _Segments(hl7.parse(text))
     except Exception:
         raise _error("MSH^1", 100, "the message cannot be parsed") from None
-    patient = _patient(message)
+    patient = _patient(segments, issuer)
     if header.message_type == "ADT":
-        if header.event == MERGE_EVENT:
-            prior_id = _get(message, "MRG.F1.R1.C1")
-            if not prior_id:
-                raise _error(
-                    "MRG^1^1", REQUIRED_FIELD_MISSING, "MRG-1 prior patient identifier is required"
-                )
-            _check(prior_id, "LO", "MRG^1^1", "MRG-1 prior patient identifier")
-            authority = _authority(message, "MRG.F1.R1.C4")
-            return PatientMerge(patient, prior_id, authority)
-        return PatientUpdate(patient)
-    if header.message_type == "ORM":
-        return _orm(message, patient)
-    return _omi(message, patient)
+        if header.event != MERGE_EVENT:
+            return PatientUpdate(patient)
+        found = segments.first("MRG")
+        prior = _identifier(found[1], 1, issuer, f"MRG^{found[0]}^1") if found else None
+        if prior is None:
+            raise _error(
+                "MRG^1^1", REQUIRED_FIELD_MISSING, "MRG-1 prior patient identifier is required"
+            )
+        return PatientMerge(patient, prior)
+    groups = segments.groups()
+    if not groups:
+        raise _error("ORC", REQUIRED_FIELD_MISSING, "the ORC segment is required")
+    if len(groups) > MAX_ORDERS:
+        raise _error("ORC", 100, f"more than {MAX_ORDERS} orders in one message")
+    read = _orm_group if header.message_type == "ORM" else _omi_group
+    orders = tuple(read(group, patient) for group in groups)
+    if sum(len(order.steps) for order in orders) > MAX_STEPS:
+        raise _error("OBR", 100, f"more than {MAX_STEPS} procedure steps in one message")
+    return orders
 
 
-def _segments(message: Any, name: str) -> int:
-    try:
-        return len(message.segments(name))
-    except KeyError:
-        return 0
-
-
-def _patient(message: Any) -> PatientFields:
-    if not _segments(message, "PID"):
+def _patient(segments: _Segments, issuer: str) -> PatientFields:
+    found = segments.first("PID")
+    if found is None:
         raise _error("PID", REQUIRED_FIELD_MISSING, "the PID segment is required")
-    # PID-3: the identifier of the first repetition that has one
-    repetition = next(
-        (r for r in range(1, 11) if _get(message, f"PID.F3.R{r}.C1")),
-        None,
-    )
-    if repetition is None:
-        raise _error("PID^1^3", REQUIRED_FIELD_MISSING, "PID-3 patient identifier is required")
-    patient_id = _get(message, f"PID.F3.R{repetition}.C1")
-    _check(patient_id, "LO", "PID^1^3", "PID-3 patient identifier")
-    issuer = _authority(message, f"PID.F3.R{repetition}.C4")
-    name = _person_name(message, "PID.F5.R1")
+    number, pid = found
+    patient_id = _identifier(pid, 3, issuer, f"PID^{number}^3")
+    if patient_id is None:
+        raise _error(
+            f"PID^{number}^3", REQUIRED_FIELD_MISSING, "PID-3 patient identifier is required"
+        )
+    name = _nullable(_person_name(pid, 5))
     if name:
-        _check(name, "PN", "PID^1^5", "PID-5 patient name")
-    birth = _get(message, "PID.F7.R1.C1")
-    birth_date = ""
+        _check(name, "PN", f"PID^{number}^5", "PID-5 patient name")
+    birth = _nullable(_value(pid, 7))
     if birth:
-        birth_date = date_key(birth[:8])
-        if not birth_date:
-            raise _error("PID^1^7", DATA_TYPE_ERROR, "PID-7 birth date is not a date")
-    sex_code = _get(message, "PID.F8.R1.C1").upper()
-    if sex_code and sex_code not in _SEX:
-        raise _error("PID^1^8", TABLE_VALUE_NOT_FOUND, "PID-8 sex is not one of M, F, O, U, A, N")
-    return PatientFields(patient_id, issuer, name, birth_date, _SEX.get(sex_code, ""))
+        birth = date_key(birth[:8])
+        if not birth:
+            raise _error(f"PID^{number}^7", DATA_TYPE_ERROR, "PID-7 birth date is not a date")
+    sex = _nullable(_value(pid, 8).upper())
+    if sex:
+        if sex not in _SEX:
+            raise _error(
+                f"PID^{number}^8",
+                TABLE_VALUE_NOT_FOUND,
+                "PID-8 sex is not one of M, F, O, U, A, N",
+            )
+        sex = _SEX[sex]
+    return PatientFields(patient_id, issuer, name, birth, sex)
 
 
-def _authority(message: Any, key: str) -> str | None:
-    """A CX's assigning authority (HD): its namespace ID, else its universal ID; None when the
-    identifier has none."""
-    namespace = _get(message, key + ".S1") or _get(message, key)
-    universal = _get(message, key + ".S2")
-    value = namespace or universal
-    if not value:
+def _nullable(value: str) -> str | None:
+    """A field's value: None when absent (nothing to change), '' for the HL7 null '""' (HL7
+    v2.5.1 2.5.3: delete the value), else the value."""
+    if value == '""':
+        return ""
+    return value or None
+
+
+def _identifier(segment: Any, field: int, issuer: str, location: str) -> str | None:
+    """The identifier of a CX list (PID-3, MRG-1) in the hospital's domain: the first
+    repetition whose assigning authority (HD namespace, else universal ID) is `issuer`, else
+    the first without one; None when the list is empty. Raises MessageRefused (AE) when
+    every identifier belongs to another authority: a sender speaks for its own hospital's
+    patients only."""
+    candidates = []
+    for repetition in range(1, 21):
+        value = _value(segment, field, repetition, 1)
+        authority = _value(segment, field, repetition, 4, 1) or _value(
+            segment, field, repetition, 4, 2
+        )
+        if value:
+            candidates.append((value, authority))
+    if not candidates:
         return None
-    _check(value, "LO", key.replace(".", "^"), "assigning authority")
-    return value
+    chosen = next((v for v, a in candidates if a == issuer), None)
+    if chosen is None:
+        chosen = next((v for v, a in candidates if not a), None)
+    if chosen is None:
+        raise _error(
+            f"{location}^1^4",
+            TABLE_VALUE_NOT_FOUND,
+            "no identifier of the sending hospital's assigning authority (its Issuer of "
+            "Patient ID)",
+        )
+    _check(chosen, "LO", location, "patient identifier")
+    return chosen
 
 
-def _person_name(message: Any, key: str) -> str:
+def _person_name(segment: Any, field: int) -> str:
     """An XPN as a DICOM PN: family^given^middle^prefix^suffix (HL7 puts the suffix before
-    the prefix), empty trailing components dropped."""
-    family = _get(message, f"{key}.C1")
-    given, middle = _get(message, f"{key}.C2"), _get(message, f"{key}.C3")
-    suffix, prefix = _get(message, f"{key}.C4"), _get(message, f"{key}.C5")
+    the prefix), empty trailing components dropped; '""' stays the HL7 null."""
+    family = _value(segment, field, 1, 1)
+    if family == '""':
+        return family
+    given, middle = _value(segment, field, 1, 2), _value(segment, field, 1, 3)
+    suffix, prefix = _value(segment, field, 1, 4), _value(segment, field, 1, 5)
     return "^".join([family, given, middle, prefix, suffix]).rstrip("^")
 
 
@@ -341,100 +437,98 @@ def _check(value: str, vr: str, location: str, what: str) -> None:
         raise _error(location, DATA_TYPE_ERROR, f"{what}: {problem}")
 
 
-def _orm(message: Any, patient: PatientFields) -> OrderMessage:
-    """ORM^O01: one ORC and OBR (and ZDS) per step, the first ORC's control for them all."""
-    orders, requests = _segments(message, "ORC"), _segments(message, "OBR")
-    if not orders:
-        raise _error("ORC", REQUIRED_FIELD_MISSING, "the ORC segment is required")
-    control, order_key = _order(message, "ORC1")
-    steps = []
-    if ORDER_CONTROLS[control] in ("new", "change"):
-        if not requests:
-            raise _error("OBR", REQUIRED_FIELD_MISSING, "the OBR segment is required")
-        for n in range(1, requests + 1):
-            orc = f"ORC{min(n, orders)}"
-            obr = f"OBR{n}"
-            start = _get(message, f"{orc}.F7.R1.C4") or _get(message, f"{obr}.F27.R1.C4")
-            where = (
-                f"ORC^{min(n, orders)}^7" if _get(message, f"{orc}.F7.R1.C4") else f"OBR^{n}^27"
-            )
-            study_uid = _get(message, f"ZDS{n}.F1.R1.C1") if _segments(message, "ZDS") >= n else ""
-            code = _get(message, f"{obr}.F44.R1.C1")
-            steps.append(
-                _step(
-                    accession=(_get(message, f"{obr}.F18"), f"OBR^{n}^18"),
-                    requested=(_get(message, f"{obr}.F19"), f"OBR^{n}^19"),
-                    step_id=(_get(message, f"{obr}.F20"), f"OBR^{n}^20"),
-                    modality=(_get(message, f"{obr}.F24"), f"OBR^{n}^24"),
-                    procedure=_procedure(message, obr, code),
-                    station=(_get(message, f"{orc}.F18.R1.C1"), f"ORC^{min(n, orders)}^18"),
-                    start=(start, where),
-                    study_uid=(study_uid, f"ZDS^{n}^1"),
-                )
-            )
-    return OrderMessage(ORDER_CONTROLS[control], order_key, patient, tuple(steps))
-
-
-def _omi(message: Any, patient: PatientFields) -> OrderMessage:
-    """OMI^O23: one ORC, its TQ1 and OBR, and an IPC per step."""
-    if not _segments(message, "ORC"):
-        raise _error("ORC", REQUIRED_FIELD_MISSING, "the ORC segment is required")
-    control, order_key = _order(message, "ORC1")
-    steps = []
-    if ORDER_CONTROLS[control] in ("new", "change"):
-        count = _segments(message, "IPC")
-        if not count:
-            raise _error("IPC", REQUIRED_FIELD_MISSING, "the IPC segment is required")
-        start = _get(message, "TQ1.F7.R1.C1") if _segments(message, "TQ1") else ""
-        code = _get(message, "OBR.F44.R1.C1") if _segments(message, "OBR") else ""
-        procedure = _procedure(message, "OBR", code) if _segments(message, "OBR") else ("", "")
-        for n in range(1, count + 1):
-            ipc = f"IPC{n}"
-            steps.append(
-                _step(
-                    accession=(_get(message, f"{ipc}.F1.R1.C1"), f"IPC^{n}^1"),
-                    requested=(_get(message, f"{ipc}.F2.R1.C1"), f"IPC^{n}^2"),
-                    step_id=(_get(message, f"{ipc}.F4.R1.C1"), f"IPC^{n}^4"),
-                    modality=(_get(message, f"{ipc}.F5.R1.C1"), f"IPC^{n}^5"),
-                    procedure=procedure,
-                    station=(_get(message, f"{ipc}.F9.R1.C1"), f"IPC^{n}^9"),
-                    start=(start, "TQ1^1^7"),
-                    study_uid=(_get(message, f"{ipc}.F3.R1.C1"), f"IPC^{n}^3"),
-                )
-            )
-    return OrderMessage(ORDER_CONTROLS[control], order_key, patient, tuple(steps))
-
-
-def _order(message: Any, orc: str) -> tuple[str, str]:
-    control = _get(message, f"{orc}.F1").upper()
+def _order(group: dict[str, list[tuple[int, Any]]]) -> tuple[str, str, int, Any]:
+    """(control, order key, ORC ordinal, ORC) of an order group."""
+    number, orc = group["ORC"][0]
+    control = _value(orc, 1).upper()
     if not control:
-        raise _error("ORC^1^1", REQUIRED_FIELD_MISSING, "ORC-1 order control is required")
+        raise _error(f"ORC^{number}^1", REQUIRED_FIELD_MISSING, "ORC-1 order control is required")
     if control not in ORDER_CONTROLS:
         raise _error(
-            "ORC^1^1",
+            f"ORC^{number}^1",
             TABLE_VALUE_NOT_FOUND,
             f"ORC-1 order control {control[:4]!r} is not taken ({', '.join(ORDER_CONTROLS)})",
         )
-    key = _get(message, f"{orc}.F2.R1.C1") or _get(message, f"{orc}.F3.R1.C1")
+    key = _value(orc, 2) or _value(orc, 3)
     if not key:
         raise _error(
-            "ORC^1^2",
+            f"ORC^{number}^2",
             REQUIRED_FIELD_MISSING,
             "ORC-2 placer order number (or ORC-3 filler order number) is required",
         )
-    _check(key, "LO", "ORC^1^2", "ORC-2 order number")
-    return control, key
+    _check(key, "LO", f"ORC^{number}^2", "ORC-2 order number")
+    return ORDER_CONTROLS[control], key, number, orc
 
 
-def _procedure(message: Any, obr: str, code: str) -> tuple[str, str]:
-    """(code^meaning^scheme, meaning) of OBR-4 (universal service ID), OBR-44's code first."""
-    own = _get(message, f"{obr}.F4.R1.C1")
-    meaning = _get(message, f"{obr}.F4.R1.C2")
-    scheme = _get(message, f"{obr}.F4.R1.C3")
-    value = "^".join([code or own, meaning, scheme]).rstrip("^")
-    if meaning:
-        _check(meaning, "LO", f"{obr.rstrip('0123456789')}^1^4", "OBR-4 procedure")
-    return value[:200], meaning
+def _orm_group(group: dict[str, list[tuple[int, Any]]], patient: PatientFields) -> OrderMessage:
+    """An ORM^O01 order: its ORC, and a step per OBR (with the ZDS after it)."""
+    control, key, number, orc = _order(group)
+    if control not in ("new", "change"):
+        return OrderMessage(control, key, patient, (), number)
+    requests = group.get("OBR", [])
+    if not requests:
+        raise _error("OBR", REQUIRED_FIELD_MISSING, "the OBR segment is required")
+    studies = group.get("ZDS", [])
+    steps = []
+    for index, (n, obr) in enumerate(requests):
+        start, where = _value(orc, 7, 1, 4), f"ORC^{number}^7"
+        if not start:
+            start, where = _value(obr, 27, 1, 4), f"OBR^{n}^27"
+        zds = studies[index] if index < len(studies) else None
+        steps.append(
+            _step(
+                accession=(_value(obr, 18), f"OBR^{n}^18"),
+                requested=(_value(obr, 19), f"OBR^{n}^19"),
+                step_id=(_value(obr, 20), f"OBR^{n}^20"),
+                modality=(_value(obr, 24), f"OBR^{n}^24"),
+                procedure=_procedure(obr, n),
+                station=(_value(orc, 18), f"ORC^{number}^18"),
+                start=(start, where),
+                study_uid=(_value(zds[1], 1) if zds else "", f"ZDS^{zds[0] if zds else 1}^1"),
+            )
+        )
+    return OrderMessage(control, key, patient, tuple(steps), number)
+
+
+def _omi_group(group: dict[str, list[tuple[int, Any]]], patient: PatientFields) -> OrderMessage:
+    """An OMI^O23 order: its ORC, TQ1 (the start), OBR (the procedure) and a step per IPC."""
+    control, key, number, _ = _order(group)
+    if control not in ("new", "change"):
+        return OrderMessage(control, key, patient, (), number)
+    imaging = group.get("IPC", [])
+    if not imaging:
+        raise _error("IPC", REQUIRED_FIELD_MISSING, "the IPC segment is required")
+    timing = group.get("TQ1", [])
+    start = (_value(timing[0][1], 7), f"TQ1^{timing[0][0]}^7") if timing else ("", "TQ1^1^7")
+    requests = group.get("OBR", [])
+    procedure = _procedure(requests[0][1], requests[0][0]) if requests else ("", "")
+    steps = [
+        _step(
+            accession=(_value(ipc, 1), f"IPC^{n}^1"),
+            requested=(_value(ipc, 2), f"IPC^{n}^2"),
+            step_id=(_value(ipc, 4), f"IPC^{n}^4"),
+            modality=(_value(ipc, 5), f"IPC^{n}^5"),
+            procedure=procedure,
+            station=(_value(ipc, 9), f"IPC^{n}^9"),
+            start=start,
+            study_uid=(_value(ipc, 3), f"IPC^{n}^3"),
+        )
+        for n, ipc in imaging
+    ]
+    return OrderMessage(control, key, patient, tuple(steps), number)
+
+
+def _procedure(obr: Any, number: int) -> tuple[str, str]:
+    """The requested procedure: (code^meaning^scheme, meaning) of OBR-44 (procedure code),
+    else of OBR-4 (universal service ID)."""
+    for field in (44, 4):
+        code, meaning = _value(obr, field, 1, 1), _value(obr, field, 1, 2)
+        if code or meaning:
+            if meaning:
+                _check(meaning, "LO", f"OBR^{number}^{field}", "the procedure's text")
+            scheme = _value(obr, field, 1, 3)
+            return "^".join([code, meaning, scheme]).rstrip("^")[:200], meaning
+    return "", ""
 
 
 def _step(
@@ -477,7 +571,7 @@ def _step(
         procedure_description=procedure[1],
         station_ae=station[0].strip(),
         start_date=start_date,
-        start_time=start_time,
+        start_time=start_time.ljust(6, "0") if start_time else "",
         study_uid=study_uid[0],
     )
 
@@ -548,13 +642,19 @@ def acknowledgement(
         "|".join(["MSA", ack, escape(header.control_id if header else ""), escape(text[:80])])
     )
     if error is not None:
-        location = "^".join(escape(part) for part in error.location.split("^"))
+        parts = [escape(part) for part in error.location.split("^")]
+        location = "^".join(parts)
         meaning = _MEANINGS.get(error.code, "")
+        # ERR-1 (ELD: segment^sequence^field^code), which HL7 v2.3 and v2.4 receivers read;
+        # ERR-2 (ERL) and ERR-3 are v2.5's. Both are sent.
+        segment, sequence, field = [*parts, "", "", ""][:3]
+        eld = "^".join([segment, sequence, field])
+        eld += f"^{error.code}&{escape(meaning)}&HL70357"
         segments.append(
             "|".join(
                 [
                     "ERR",
-                    "",
+                    eld,
                     location,
                     f"{error.code}^{escape(meaning)}^HL70357",
                     "E",

@@ -27,6 +27,8 @@ KEYS: dict[str, Key] = {
     for key in (
         Key("PatientName", "top", "PN"),
         Key("PatientID", "top", "LO"),
+        Key("PatientBirthDate", "top", "DA"),
+        Key("PatientSex", "top", "CS"),
         Key("IssuerOfPatientID", "top", "LO"),
         Key("AccessionNumber", "top", "SH"),
         Key("RequestedProcedureID", "top", "SH"),
@@ -38,6 +40,9 @@ KEYS: dict[str, Key] = {
         Key("ScheduledProcedureStepID", "step", "SH"),
     )
 }
+# Required matching keys (Table K.6-1, R) the node holds no value for: a value there matches no
+# step of the node's, rather than every one.
+UNMATCHABLE = frozenset({"ScheduledPerformingPhysicianName"})
 # The columns of a step (index/order_rows.py) each key answers from.
 TOP_VALUES = {
     "PatientName": "patient_name",
@@ -78,6 +83,7 @@ class WorklistQuery:
     requested: tuple[str, ...]  # top-level keywords to answer
     step_keys: tuple[str, ...]  # keywords to answer in the step item ([] when not asked)
     character_set: tuple[str, ...] = ()
+    nothing: bool = False  # a key the node cannot match has a value: no step matches
 
 
 def parse_worklist_query(identifier: Dataset) -> WorklistQuery:
@@ -87,6 +93,7 @@ def parse_worklist_query(identifier: Dataset) -> WorklistQuery:
     requested: list[str] = []
     step_keys: list[str] = []
     time: tuple[str, str] | None = None
+    nothing = False
     try:
         elements = list(identifier)
     except Exception as exc:
@@ -113,6 +120,9 @@ def parse_worklist_query(identifier: Dataset) -> WorklistQuery:
                     continue
                 if sub.keyword not in step_keys:
                     step_keys.append(sub.keyword)
+                if sub.keyword in UNMATCHABLE:
+                    nothing = nothing or _has_value(sub)
+                    continue
                 key = KEYS.get(sub.keyword)
                 if key is None or key.level != "step":
                     continue
@@ -141,19 +151,17 @@ def parse_worklist_query(identifier: Dataset) -> WorklistQuery:
         tuple(dict.fromkeys(requested)),
         tuple(step_keys),
         tuple(str(v).strip() for v in values),
+        nothing,
     )
 
 
-def time_matches(query: WorklistQuery, start_time: str) -> bool:
-    """Whether a step's start time (HHMM or HHMMSS; '' unknown) lies in the query's time
-    range (PS3.4 C.2.2.2.5); an unknown time matches no range."""
-    if query.time is None:
+def _has_value(element: Any) -> bool:
+    """Whether a key asks for a match (a value other than universal matching's '' or '*')."""
+    try:
+        value = element.value
+    except Exception:
         return True
-    if not start_time:
-        return False
-    low, high = query.time
-    stamp = start_time.ljust(6, "0")
-    return (not low or stamp >= low[:6]) and (not high or stamp <= high[:6])
+    return str(value or "").strip() not in ("", "*")
 
 
 def worklist_answer(query: WorklistQuery, step: dict[str, Any]) -> Dataset:

@@ -157,5 +157,5 @@ def test_an_hl7_order_reaches_findscu_and_a_stored_study_performs_it(hl7_node, t
 def test_bad_hl7_from_mllp_send_is_answered_and_nothing_changes(hl7_node, tmp_path):
     ack = mllp_send(hl7_node, tmp_path, orm("BAD-1", patient="PID|1||||DOE^JOHN"))
     assert "MSA|AE|BAD-1" in ack
-    assert "ERR||PID^1^3|101" in ack
+    assert "|PID^1^3|101^Required field missing^HL70357|E|" in ack
     assert findscu_worklist(hl7_node, tmp_path, "UNN_US") == []

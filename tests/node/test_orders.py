@@ -110,7 +110,7 @@ def test_an_order_is_on_the_worklist_of_its_station_with_its_patient_and_study(h
     (step,) = answer.ScheduledProcedureStepSequence
     assert step.ScheduledStationAETitle == "UNN_US"
     assert step.ScheduledProcedureStepStartDate == TODAY
-    assert step.ScheduledProcedureStepStartTime == "1030"
+    assert step.ScheduledProcedureStepStartTime == "103000"
     assert step.Modality == "US"
     assert step.ScheduledProcedureStepID == "SPS-ACC-1"
     assert step.ScheduledProcedureStepStatus == "SCHEDULED"
@@ -278,8 +278,10 @@ def test_the_message_is_kept_before_its_ack(hl7_node):
         (orm("B9", control="ZZ"), "AE", "ORC^1^1"),
         (orm("B10", placer=""), "AE", "ORC^1^2"),
         (orm("B11").replace("ORM^O01", "ORU^R01"), "AR", "MSH^1^9"),
-        (orm("B12").replace("ORM^O01", "ORM^O02"), "AR", "MSH^1^9^2"),
-        (adt("A99", "B13"), "AR", "MSH^1^9^2"),
+        (orm("B12").replace("ORM^O01", "ORM^O02"), "AR", "MSH^1^9^1^2"),
+        (adt("A99", "B13"), "AR", "MSH^1^9^1^2"),
+        (orm("B17", patient=pid(authority="NLSH")), "AE", "PID^1^3^1^4"),
+        (orm("B18").replace("PV1|1|O", "PV1|1|\x00"), "AR", "PV1^1"),
         (adt("A40", "B14"), "AE", "MRG^1^1"),
         (orm("B15", charset="KLINGON"), "AR", "MSH^1^18"),
         (orm("B16", facility="UNKNOWN_RIS"), "AR", "MSH^1^4"),
@@ -461,8 +463,9 @@ def test_a_stored_study_shows_its_order_performed(hl7_node):
     assert performed == {"ACC-1": True, "ACC-2": True, "ACC-3": False}
 
 
-def _mpps(study_uid="", accession="ACC-1", state="IN PROGRESS") -> Dataset:
+def _mpps(study_uid="", accession="ACC-1", state="IN PROGRESS", step="SPS-ACC-1") -> Dataset:
     ds = Dataset()
+    ds.PerformedProcedureStepID = "PPS-1"
     ds.PerformedProcedureStepStatus = state
     ds.PerformedStationAETitle = MODALITY
     ds.PerformedProcedureStepStartDate = TODAY
@@ -471,8 +474,17 @@ def _mpps(study_uid="", accession="ACC-1", state="IN PROGRESS") -> Dataset:
     item = Dataset()
     item.StudyInstanceUID = study_uid
     item.AccessionNumber = accession
-    item.ScheduledProcedureStepID = "SPS-ACC-1"
+    item.ScheduledProcedureStepID = step
     ds.ScheduledStepAttributesSequence = [item]
+    return ds
+
+
+def _ended(state: str, end_time: str | None = "1100") -> Dataset:
+    ds = Dataset()
+    ds.PerformedProcedureStepStatus = state
+    ds.PerformedProcedureStepEndDate = TODAY
+    if end_time is not None:
+        ds.PerformedProcedureStepEndTime = end_time
     return ds
 
 
@@ -490,10 +502,11 @@ def test_mpps_starts_completes_and_ends_the_step(hl7_node):
         # a second N-CREATE of the same UID is a duplicate
         rsp, _ = assoc.send_n_create(_mpps(study_uid), ModalityPerformedProcedureStep, uid)
         assert rsp.Status == status.DUPLICATE_SOP_INSTANCE
-        done = Dataset()
-        done.PerformedProcedureStepStatus = "COMPLETED"
-        done.PerformedProcedureStepEndDate = TODAY
-        rsp, _ = assoc.send_n_set(done, ModalityPerformedProcedureStep, uid)
+        # COMPLETED needs its end date and time (F.7.2.2.2)
+        rsp, _ = assoc.send_n_set(_ended("COMPLETED", None), ModalityPerformedProcedureStep, uid)
+        assert rsp.Status == status.PROCESSING_FAILURE
+        assert "PerformedProcedureStepEndTime" in rsp.ErrorComment
+        rsp, _ = assoc.send_n_set(_ended("COMPLETED"), ModalityPerformedProcedureStep, uid)
         assert rsp.Status == status.SUCCESS
         assert worklist(hl7_node)[1] == []  # a completed step leaves the worklist
         # COMPLETED is final (PS3.4 F.7.2.2.4)
@@ -501,7 +514,8 @@ def test_mpps_starts_completes_and_ends_the_step(hl7_node):
         again.PerformedProcedureStepStatus = "DISCONTINUED"
         rsp, _ = assoc.send_n_set(again, ModalityPerformedProcedureStep, uid)
         assert rsp.Status == status.PROCESSING_FAILURE
-        assert "no longer be updated" in rsp.ErrorComment
+        assert rsp.ErrorComment == "Performed Procedure Step Object may no longer be updated"
+        assert rsp.ErrorID == 0xA710
         # an unknown step
         rsp, _ = assoc.send_n_set(again, ModalityPerformedProcedureStep, generate_uid())
         assert rsp.Status == status.NO_SUCH_SOP_INSTANCE
@@ -510,6 +524,12 @@ def test_mpps_starts_completes_and_ends_the_step(hl7_node):
             _mpps(state="COMPLETED"), ModalityPerformedProcedureStep, generate_uid()
         )
         assert rsp.Status == status.INVALID_ATTRIBUTE_VALUE
+        # a Type 1 attribute of Table F.7.2-1 missing
+        lacking = _mpps()
+        del lacking.PerformedProcedureStepID
+        rsp, _ = assoc.send_n_create(lacking, ModalityPerformedProcedureStep, generate_uid())
+        assert rsp.Status == status.MISSING_ATTRIBUTE
+        assert "PerformedProcedureStepID" in rsp.ErrorComment
     finally:
         assoc.release()
     assert ProcedureStep.get().status == "COMPLETED"
@@ -523,8 +543,7 @@ def test_mpps_discontinued_and_rights(hl7_node, registry):
     uid = generate_uid()
     try:
         assert assoc.send_n_create(_mpps(), ModalityPerformedProcedureStep, uid)[0].Status == 0
-        stop = Dataset()
-        stop.PerformedProcedureStepStatus = "DISCONTINUED"
+        stop = _ended("DISCONTINUED")
         assert assoc.send_n_set(stop, ModalityPerformedProcedureStep, uid)[0].Status == 0
     finally:
         assoc.release()
@@ -540,9 +559,7 @@ def test_mpps_discontinued_and_rights(hl7_node, registry):
     registry.update_ae("NLSH_CAM", allow="store")
     assoc = associate(hl7_node, "NLSH_CAM", [ModalityPerformedProcedureStep])
     try:
-        other = Dataset()
-        other.PerformedProcedureStepStatus = "COMPLETED"
-        rsp, _ = assoc.send_n_set(other, ModalityPerformedProcedureStep, uid)
+        rsp, _ = assoc.send_n_set(_ended("COMPLETED"), ModalityPerformedProcedureStep, uid)
         assert rsp.Status == status.NO_SUCH_SOP_INSTANCE
     finally:
         assoc.release()
@@ -672,3 +689,181 @@ def test_one_message_on_two_connections_at_once_is_applied_once(hl7_node):
     assert Hl7Message.select().count() == 1
     assert ProcedureStep.select().count() == 1
     assert AuditRecordRow.select().where(AuditRecordRow.event == "Order Record").count() == 1
+
+
+# -- one hospital's sender, one hospital's patients --------------------------------------------
+
+
+def test_a_sender_cannot_touch_another_hospitals_patients(hl7_node, service):
+    """UNN's sender naming an NLSH patient is refused; the same patient ID in NLSH (another
+    issuer) is another patient, whose steps and images an UNN update never reaches."""
+    service.orders.add_sender("NLSH_RIS", "NLSH", "127.0.0.1")
+    nlsh = orm("N1", facility="NLSH_RIS", patient=pid("PAT-1", authority="NLSH", name="NLSH^ONE"))
+    assert ack_code(send(hl7_node, nlsh)) == "AA"
+    ack = send(hl7_node, adt("A08", "X1", patient=pid("PAT-1", authority="NLSH", name="EVIL^X")))
+    assert (ack_code(ack), err_location(ack)) == ("AE", "PID^1^3^1^4")
+    # PAT-1 without an authority is UNN's PAT-1: NLSH's is untouched
+    assert ack_code(send(hl7_node, adt("A08", "X2", patient=pid("PAT-1", authority="")))) == "AA"
+    (step,) = ProcedureStep.select()
+    assert (step.issuer, step.patient_name) == ("NLSH", "NLSH^ONE")
+
+
+def test_an_update_that_leaves_fields_out_keeps_them(hl7_node):
+    send(hl7_node, orm("M1"))
+    send(hl7_node, adt("A08", "A-1", patient="PID|1||PAT-1^^^UNN||NORDMANN^KARI"))
+    (answer,) = worklist(hl7_node)[1]
+    assert str(answer.PatientName) == "NORDMANN^KARI"
+    assert (answer.PatientBirthDate, answer.PatientSex) == ("19800102", "F")
+    # the HL7 null deletes
+    send(hl7_node, adt("A08", "A-2", patient='PID|1||PAT-1^^^UNN||NORDMANN^KARI||""'))
+    (answer,) = worklist(hl7_node)[1]
+    assert (answer.PatientBirthDate, answer.PatientSex) == ("", "F")
+
+
+def test_the_start_time_is_matched_in_the_index_past_max_results(tmp_path, index_url):
+    from archive_node.service import ArchiveService
+    from tests.helpers.serving import make_config
+
+    config = make_config(tmp_path, index_url, query={"max_results": 2})
+    service = ArchiveService.from_config(config)
+    service.index.init_schema()
+    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
+    service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1", allow="echo,store,worklist")
+    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
+    try:
+        with serving(service, hl7=True) as node:
+            for n in range(6):
+                send(
+                    node,
+                    orm(f"E{n}", placer=f"E{n}", accession=f"EARLY-{n}", start=f"{TODAY}0800"),
+                )
+            send(node, orm("L1", placer="L1", accession="LATE", start=f"{TODAY}1200"))
+            final, answers = worklist(node, ScheduledProcedureStepStartTime="1100-1300")
+            assert final.Status == status.SUCCESS
+            assert [a.AccessionNumber for a in answers] == ["LATE"]
+    finally:
+        service.index.close()
+
+
+def test_birth_date_and_sex_match_and_an_unmatchable_key_matches_nothing(hl7_node):
+    send(hl7_node, orm("M1"))
+    assert len(worklist(hl7_node, PatientBirthDate="19800101-19800131")[1]) == 1
+    assert worklist(hl7_node, PatientBirthDate="19900101")[1] == []
+    assert len(worklist(hl7_node, PatientSex="F")[1]) == 1
+    assert worklist(hl7_node, PatientSex="M")[1] == []
+    query = Dataset()
+    item = Dataset()
+    item.ScheduledPerformingPhysicianName = "HOUSE^GREGORY"
+    query.ScheduledProcedureStepSequence = [item]
+    assoc = associate(hl7_node, MODALITY, [ModalityWorklistInformationFind])
+    try:
+        final, answers = find_results(assoc.send_c_find(query, ModalityWorklistInformationFind))
+    finally:
+        assoc.release()
+    assert (final.Status, answers) == (status.SUCCESS, [])
+
+
+def test_mpps_names_its_own_step_among_steps_of_one_study(hl7_node):
+    study_uid = generate_uid()
+    steps = (("ACC-9", "US", "UNN_US"), ("ACC-9", "US", "UNN_US"))
+    send(hl7_node, omi("OMI-1", steps=steps, study_uid=study_uid))
+    assoc = associate(hl7_node, MODALITY, [ModalityPerformedProcedureStep])
+    uid = generate_uid()
+    try:
+        created = _mpps(study_uid, accession="ACC-9", step="SPS-2")
+        assert assoc.send_n_create(created, ModalityPerformedProcedureStep, uid)[0].Status == 0
+        done = _ended("COMPLETED")
+        assert assoc.send_n_set(done, ModalityPerformedProcedureStep, uid)[0].Status == 0
+    finally:
+        assoc.release()
+    assert {s.step_id: s.status for s in ProcedureStep.select()} == {
+        "SPS-1": "SCHEDULED",
+        "SPS-2": "COMPLETED",
+    }
+    # a new order message (NW, another control ID) does not bring a completed step back
+    send(hl7_node, omi("OMI-2", steps=steps, study_uid=study_uid))
+    assert ProcedureStep.get(ProcedureStep.step_id == "SPS-2").status == "COMPLETED"
+
+
+def test_performed_by_accession_for_every_step_sharing_it(hl7_node):
+    steps = (("ACC-7", "US", "UNN_US"), ("ACC-7", "XC", "UNN_CAM"))
+    send(hl7_node, omi("OMI-1", steps=steps))
+    _stored_study(hl7_node, accession="ACC-7")
+    performed = hl7_node.service.orders.steps(status="PERFORMED")
+    assert sorted(s.values["step_id"] for s in performed) == ["SPS-1", "SPS-2"]
+
+
+def test_an_oversized_message_after_a_good_one_in_one_write_is_named(tmp_path, index_url):
+    from archive_node.service import ArchiveService
+    from tests.helpers.serving import make_config
+
+    config = make_config(tmp_path, index_url, hl7={"max_message_bytes": 4096})
+    service = ArchiveService.from_config(config)
+    service.index.init_schema()
+    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
+    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
+    try:
+        with serving(service, hl7=True) as node, Mllp(node.host, node.hl7_port) as link:
+            big = orm("BIG-2", placer="O2").replace("PV1|1|O", "NTE|1||" + "x" * 10_000)
+            link.send_raw(
+                b"\x0b" + orm("OK-1").encode() + b"\x1c\r" + b"\x0b" + big.encode() + b"\x1c\r"
+            )
+            first = link.ack()
+            assert (ack_code(first), str(first["MSA.F2"])) == ("AA", "OK-1")
+            second = link.ack()
+            assert (ack_code(second), str(second["MSA.F2"])) == ("AR", "BIG-2")
+    finally:
+        service.index.close()
+
+
+def test_stopping_answers_the_message_being_applied(tmp_path, sqlite_url):
+    """A message the node is applying when it stops still commits and gets its AA: the
+    listener stops reading, not answering. (SQLite: another connection's write lock holds the
+    message in flight until the stop has begun.)"""
+    import sqlite3
+    import threading
+
+    from archive_node.net.server import ArchiveServer
+    from archive_node.service import ArchiveService
+    from tests.helpers.serving import make_config
+
+    service = ArchiveService.from_config(make_config(tmp_path, sqlite_url))
+    service.index.init_schema()
+    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
+    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
+    server = ArchiveServer(service)
+    server.start("127.0.0.1", 0, hl7_port=0)
+    assert server.hl7 is not None and server.hl7.address is not None
+    blocker = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    link = Mllp("127.0.0.1", server.hl7.address[1], timeout=30)
+    stopper = threading.Thread(target=server.stop, kwargs={"grace": 1})
+    try:
+        link.send_raw(b"\x0b" + orm("INFLIGHT").encode() + b"\x1c\r")
+        poll_until(lambda: server.hl7._applying)  # the message is being applied
+        stopper.start()
+        poll_until(lambda: server.hl7._stopping)
+        blocker.execute("ROLLBACK")
+        ack = link.ack()
+        assert (ack_code(ack), str(ack["MSA.F2"])) == ("AA", "INFLIGHT")
+        stopper.join(timeout=30)
+        assert not stopper.is_alive()
+    finally:
+        link.sock.close()
+        blocker.close()
+        server.stop(grace=1)
+    check = ArchiveService.from_config(make_config(tmp_path, sqlite_url))
+    try:
+        with check.index.session():
+            assert Hl7Message.select().where(Hl7Message.control_id == "INFLIGHT").exists()
+    finally:
+        check.index.close()
+
+
+def poll_until(condition, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)

@@ -21,17 +21,23 @@ from archive_node.rules.hl7_messages import (
 )
 from tests.helpers.hl7 import adt, omi, orm, pid
 
+ISSUER = "UNN"  # the sending hospital's Issuer of Patient ID
+
 
 def read(message: str, encoding: str = "utf-8"):
+    """(header, content); an order message's one order."""
     header, text = read_header(message.encode(encoding))
-    return header, interpret(header, text)
+    content = interpret(header, text, ISSUER)
+    if isinstance(content, tuple):
+        (content,) = content
+    return header, content
 
 
 def refused(message: str | bytes) -> MessageRefused:
     raw = message.encode() if isinstance(message, str) else message
     with pytest.raises(MessageRefused) as caught:
         header, text = read_header(raw)
-        interpret(header, text)
+        interpret(header, text, ISSUER)
     return caught.value
 
 
@@ -51,7 +57,7 @@ def test_an_orm_is_read_as_ihe_maps_it():
     assert step.step_id == "SPS-ACC-1"
     assert step.modality == "US"
     assert step.station_ae == "UNN_US"
-    assert (step.start_date, step.start_time) == ("20261205", "1030")
+    assert (step.start_date, step.start_time) == ("20261205", "103000")
     assert step.study_uid == "1.2.3.4"
     assert step.procedure_code == "US-ABD^Ultrasound abdomen^L"
     assert step.procedure_description == "Ultrasound abdomen"
@@ -87,17 +93,38 @@ def test_adt_updates_and_merges():
     assert update.patient.sex == ""
     _, merge = read(adt("A40", "A-2", merge_from="OLD-1"))
     assert isinstance(merge, PatientMerge)
-    assert (merge.prior_id, merge.prior_issuer) == ("OLD-1", "UNN")
+    assert (merge.prior_id, merge.patient.issuer) == ("OLD-1", "UNN")
 
 
-def test_the_issuer_is_the_assigning_authority_or_none():
-    _, order = read(orm(patient="PID|1||P1^^^&2.16.578.1&ISO||DOE"))
-    assert order.patient.issuer == "2.16.578.1"
-    _, order = read(orm(patient="PID|1||P1||DOE"))
-    assert order.patient.issuer is None
-    # the first repetition with an identifier
-    _, order = read(orm(patient="PID|1||~P2^^^NLSH||DOE"))
-    assert (order.patient.patient_id, order.patient.issuer) == ("P2", "NLSH")
+def test_the_patient_is_the_one_of_the_senders_issuer():
+    # the repetition of the hospital's authority (namespace or universal ID), else one
+    # without an authority; always under the hospital's issuer
+    _, order = read(orm(patient="PID|1||N-9^^^NO-NIN~P1^^^UNN||DOE"))
+    assert (order.patient.patient_id, order.patient.issuer) == ("P1", "UNN")
+    _, order = read(orm(patient="PID|1||P2^^^&UNN&L||DOE"))
+    assert order.patient.patient_id == "P2"
+    _, order = read(orm(patient="PID|1||N-9^^^NO-NIN~P3||DOE"))
+    assert order.patient.patient_id == "P3"
+    # another hospital's patient: refused, whatever the message
+    for message in (
+        orm(patient="PID|1||P4^^^NLSH||DOE"),
+        adt("A08", "A-1", patient="PID|1||P4^^^NLSH||DOE"),
+        adt("A40", "A-2", patient=pid("P1"), merge_from="OLD").replace("OLD^^^UNN", "OLD^^^NLSH"),
+    ):
+        problem = refused(message)
+        assert problem.ack == "AE"
+        assert problem.location in ("PID^1^3^1^4", "MRG^1^1^1^4")
+
+
+def test_fields_left_out_and_fields_deleted():
+    _, update = read(adt("A08", "A-1", patient="PID|1||P1^^^UNN||DOE^JO"))
+    assert (update.patient.name, update.patient.birth_date, update.patient.sex) == (
+        "DOE^JO",
+        None,
+        None,
+    )
+    _, update = read(adt("A08", "A-1", patient='PID|1||P1^^^UNN||""||""|""'))
+    assert (update.patient.name, update.patient.birth_date, update.patient.sex) == ("", "", "")
 
 
 def test_escapes_are_unescaped():
@@ -131,11 +158,16 @@ def test_bytes_outside_the_declared_set_are_refused():
         (orm().replace("|MSG-1|", "||"), "AR", "MSH^1^10"),
         (orm().replace("|UNN_RIS|", "||"), "AR", "MSH^1^4"),
         (orm().replace("ORM^O01", "SIU^S12"), "AR", "MSH^1^9"),
-        (orm().replace("ORM^O01", "ADT^A99"), "AR", "MSH^1^9^2"),
+        (orm().replace("ORM^O01", "ADT^A99"), "AR", "MSH^1^9^1^2"),
+        (orm().replace("|P|2.5.1|", "|T|2.5.1|"), "AR", "MSH^1^11"),
+        (orm().replace("PV1|1|O", "PV1|1|O\x00"), "AR", "PV1^1"),
+        (orm().replace("|MSG-1|", "|MSG\t1|"), "AR", "MSH^1^10"),
+        (orm() + orm().split("\r", 2)[2] * 60, "AE", "ORC"),
         (orm(patient=""), "AE", "PID"),
         (orm(patient="PID|1||" + "9" * 65 + "^^^UNN||DOE"), "AE", "PID^1^3"),
         (orm(patient="PID|1||P1^^^UNN||DOE||19801302"), "AE", "PID^1^7"),
-        (orm(station="NOT\x01TITLE"), "AE", "ORC^1^18"),
+        (orm(station="A" * 17), "AE", "ORC^1^18"),
+        (orm(station="NOT\x01TITLE"), "AR", "ORC^1"),
         (orm(modality="ULTRASOUND_MODALITY"), "AE", "OBR^1^24"),
         (orm(accession="A" * 17), "AE", "OBR^1^18"),
         (orm(start="20261305"), "AE", "ORC^1^7"),
@@ -201,6 +233,8 @@ def test_the_ack_of_an_error_parses_with_its_err_segment():
     assert str(ack["MSH.F18"]) == "UNICODE UTF-8"
     assert (str(ack["MSA.F1"]), str(ack["MSA.F2"])) == ("AE", "C-9")
     assert str(ack.segment("ERR")[2]) == "PID^1^3"
+    # ERR-1 (ELD) for HL7 v2.3/v2.4 receivers: segment, sequence, field, code
+    assert str(ack.segment("ERR")[1]) == "PID^1^3^101&Required field missing&HL70357"
     assert str(ack["ERR.F3.R1.C1"]) == "101"
     assert str(ack["ERR.F3.R1.C3"]) == "HL70357"
     assert str(ack["ERR.F4"]) == "E"

@@ -8,7 +8,7 @@ from pydicom.dataset import Dataset
 
 from archive_node.dicom import status
 from archive_node.rules.query import InvalidQuery
-from archive_node.rules.worklist import parse_worklist_query, time_matches, worklist_answer
+from archive_node.rules.worklist import parse_worklist_query, worklist_answer
 
 STEP = {
     "patient_id": "PAT-1",
@@ -154,20 +154,9 @@ def test_an_ascii_answer_needs_no_character_set():
     assert "SpecificCharacterSet" not in worklist_answer(parsed, STEP)
 
 
-@pytest.mark.parametrize(
-    ("time", "start", "matches"),
-    [
-        (None, "", True),
-        ("1000-1100", "1030", True),
-        ("1000-1100", "103059", True),
-        ("1000-1100", "1100", True),
-        ("1000-1100", "1101", False),
-        ("1100-", "1030", False),
-        ("-1030", "1030", True),
-        ("1000-1100", "", False),  # an unknown time matches no range
-    ],
-)
-def test_time_matches(time, start, matches):
-    step = {"ScheduledProcedureStepStartTime": time} if time else {}
-    parsed = parse_worklist_query(query(step=step))
-    assert time_matches(parsed, start) is matches
+def test_a_value_the_node_cannot_match_matches_nothing():
+    asked = parse_worklist_query(query(step={"ScheduledPerformingPhysicianName": "HOUSE^G"}))
+    assert asked.nothing
+    universal = parse_worklist_query(query(step={"ScheduledPerformingPhysicianName": ""}))
+    assert not universal.nothing
+    assert "ScheduledPerformingPhysicianName" in universal.step_keys
