@@ -34,7 +34,15 @@ from .index import Index
 from .index.clock import utcnow
 from .index.order_rows import STEP_STATUSES, SenderRecord, StepRecord
 from .rules.access import Peer, address_matches
-from .rules.audit import CREATE, ORDER_RECORD, UPDATE, Actor, AuditEvent, Touched
+from .rules.audit import (
+    CREATE,
+    NODE_AUTHENTICATION,
+    ORDER_RECORD,
+    UPDATE,
+    Actor,
+    AuditEvent,
+    Touched,
+)
 from .rules.corrections import Demographics
 from .rules.hl7_messages import (
     CHARSETS,
@@ -209,6 +217,14 @@ class Orders:
         if sender is None or (sender.host and not address_matches(address, allowed)):
             why = "not registered" if sender is None else f"not from {sender.host}"
             log.warning("HL7 sending facility %s at %s: %s", header.facility[:64], address, why)
+            # a Security Alert, as a rejected association is (bounded per address)
+            self.audit.alert(
+                Actor(new_session(), address=address, user=f"hl7:{header.facility}"[:64]),
+                "HL7 message",
+                f"sending facility {why}",
+                event_type=NODE_AUTHENTICATION,
+                status="AR",
+            )
             raise MessageRefused(
                 "AR", "MSH^1^4", UNKNOWN_KEY, "sending facility not registered from this address"
             )

@@ -308,6 +308,9 @@ def test_a_sender_from_another_address_is_refused(hl7_node, service):
     assert ack_code(ack) == "AR"
     assert err_location(ack) == "MSH^1^4"
     assert ProcedureStep.select().count() == 0
+    (alert,) = AuditRecordRow.select().where(AuditRecordRow.event == "Security Alert")
+    assert (alert.user_name, alert.address, alert.status) == ("hl7:NLSH_RIS", "127.0.0.1", "AR")
+    assert "not from 10.255.255.1" in alert.detail
 
 
 def test_character_sets_of_msh_18(hl7_node):
