@@ -169,11 +169,15 @@ class OrderRows(Role):
                 .execute()
             )
             return f"order {order.control}: {count} step(s) {ended.lower()}", ended_studies
-        patient = _patient_columns(order.patient)
+        given = order.patient
         added = changed = 0
         studies: list[str] = []
         for step in order.steps:
             row = ProcedureStep.get_or_none(mine & (ProcedureStep.step_id == step.step_id))
+            # a new step has the patient as the order gives it; a known one keeps what the
+            # order leaves out
+            patient = _patient_columns(given, partial=row is not None)
+            patient.update(patient_id=given.patient_id, issuer=given.issuer)
             columns: dict[str, Any] = {
                 **patient,
                 **_step_columns(step),

@@ -870,3 +870,11 @@ def poll_until(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.005)
+
+
+def test_an_order_change_keeps_what_it_leaves_out(hl7_node):
+    send(hl7_node, orm("M1"))
+    send(hl7_node, orm("M2", control="XO", modality="XC", patient="PID|1||PAT-1^^^UNN"))
+    (answer,) = worklist(hl7_node)[1]
+    assert answer.ScheduledProcedureStepSequence[0].Modality == "XC"
+    assert (str(answer.PatientName), answer.PatientBirthDate) == ("ØDEGÅRD^ÅSE^M", "19800102")
