@@ -466,6 +466,20 @@ def test_a_stored_study_shows_its_order_performed(hl7_node):
     assert performed == {"ACC-1": True, "ACC-2": True, "ACC-3": False}
 
 
+def mpps_association(node, calling=MODALITY):
+    """An association for MPPS made by the node's own client AE: several N-CREATE and N-SET
+    back to back on one association meet pynetdicom's requestor race (its reactor can take a
+    response meant for send_n_*(), patches/reactor.py), which the node's reactor closes."""
+    from archive_node.net.client import client_ae as node_client_ae
+    from tests.helpers.environment import FAST_PATHS
+
+    ae = node_client_ae(calling, 30, fast_paths=FAST_PATHS)
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
+    assert assoc.is_established
+    return assoc
+
+
 def _mpps(study_uid="", accession="ACC-1", state="IN PROGRESS", step="SPS-ACC-1") -> Dataset:
     ds = Dataset()
     ds.PerformedProcedureStepID = "PPS-1"
@@ -494,7 +508,7 @@ def _ended(state: str, end_time: str | None = "1100") -> Dataset:
 def test_mpps_starts_completes_and_ends_the_step(hl7_node):
     study_uid = generate_uid()
     send(hl7_node, orm("M1", study_uid=study_uid))
-    assoc = associate(hl7_node, MODALITY, [ModalityPerformedProcedureStep])
+    assoc = mpps_association(hl7_node)
     assert assoc.is_established
     uid = generate_uid()
     try:
@@ -542,7 +556,7 @@ def test_mpps_starts_completes_and_ends_the_step(hl7_node):
 
 def test_mpps_discontinued_and_rights(hl7_node, registry):
     send(hl7_node, orm("M1"))
-    assoc = associate(hl7_node, MODALITY, [ModalityPerformedProcedureStep])
+    assoc = mpps_association(hl7_node)
     uid = generate_uid()
     try:
         assert assoc.send_n_create(_mpps(), ModalityPerformedProcedureStep, uid)[0].Status == 0
@@ -553,14 +567,14 @@ def test_mpps_discontinued_and_rights(hl7_node, registry):
     assert ProcedureStep.get().status == "DISCONTINUED"
     # another hospital's AE cannot touch the step; one without `store` cannot create
     registry.add_ae("UNN_VIEW", "UNN", host="127.0.0.1", allow="echo,find")
-    assoc = associate(hl7_node, "UNN_VIEW", [ModalityPerformedProcedureStep])
+    assoc = mpps_association(hl7_node, "UNN_VIEW")
     try:
         rsp, _ = assoc.send_n_create(_mpps(), ModalityPerformedProcedureStep, generate_uid())
         assert rsp.Status == status.NOT_AUTHORISED
     finally:
         assoc.release()
     registry.update_ae("NLSH_CAM", allow="store")
-    assoc = associate(hl7_node, "NLSH_CAM", [ModalityPerformedProcedureStep])
+    assoc = mpps_association(hl7_node, "NLSH_CAM")
     try:
         rsp, _ = assoc.send_n_set(_ended("COMPLETED"), ModalityPerformedProcedureStep, uid)
         assert rsp.Status == status.NO_SUCH_SOP_INSTANCE
@@ -636,7 +650,7 @@ def test_an_oversized_mpps_is_refused_and_the_association_goes_on(tmp_path, inde
     service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1", allow="echo,store,worklist")
     try:
         with serving(service) as node:
-            assoc = associate(node, MODALITY, [ModalityPerformedProcedureStep])
+            assoc = mpps_association(node)
             try:
                 big = _mpps()
                 big.CommentsOnThePerformedProcedureStep = "x" * 8000
@@ -770,7 +784,7 @@ def test_mpps_names_its_own_step_among_steps_of_one_study(hl7_node):
     study_uid = generate_uid()
     steps = (("ACC-9", "US", "UNN_US"), ("ACC-9", "US", "UNN_US"))
     send(hl7_node, omi("OMI-1", steps=steps, study_uid=study_uid))
-    assoc = associate(hl7_node, MODALITY, [ModalityPerformedProcedureStep])
+    assoc = mpps_association(hl7_node)
     uid = generate_uid()
     try:
         created = _mpps(study_uid, accession="ACC-9", step="SPS-2")
