@@ -892,3 +892,14 @@ def test_an_order_change_keeps_what_it_leaves_out(hl7_node):
     (answer,) = worklist(hl7_node)[1]
     assert answer.ScheduledProcedureStepSequence[0].Modality == "XC"
     assert (str(answer.PatientName), answer.PatientBirthDate) == ("ØDEGÅRD^ÅSE^M", "19800102")
+
+
+def test_performed_is_asked_of_the_index_before_its_row_limit(hl7_node):
+    send(hl7_node, orm("M1", placer="O1", accession="ACC-1", start=f"{TODAY}0800"))
+    send(hl7_node, orm("M2", placer="O2", accession="ACC-2", start=f"{TODAY}1600"))
+    _stored_study(hl7_node, accession="ACC-1")  # the older step is the performed one
+    rows = hl7_node.service.index.orders.steps(performed=True, limit=1)
+    assert [s.values["accession_number"] for s in rows] == ["ACC-1"]
+    assert [
+        s.values["accession_number"] for s in hl7_node.service.orders.steps(status="PERFORMED")
+    ] == ["ACC-1"]
