@@ -131,13 +131,9 @@ class Orders:
     def take_message(self, raw: bytes, address: str) -> bytes:
         """Take one HL7 message (its MLLP block) from a peer at `address`; return its ACK,
         encoded as the message was. Never raises: every failure is an AE or AR."""
-        node = self.config.node.ae_title
-        control_id = uuid.uuid4().hex[:20]
         header: Header | None = None
-        codec = "ascii"
         try:
             header, text = read_header(raw)
-            codec = _codec(header)
             sender = self._sender(header, address)
             outcome = self._apply(header, text, sender, address)
             log.info(
@@ -148,62 +144,54 @@ class Orders:
                 sender.hospital,
                 outcome,
             )
-            ack = acknowledgement(
-                header, "AA", application=node, facility=node, control_id=control_id
-            )
+            return self._acknowledge(header, "AA")
         except Exception as exc:  # never a connection left without an answer
             if isinstance(exc, MessageRefused):
                 refused = exc
             else:
                 log.exception("HL7 message from %s: internal error", address)
                 refused = MessageRefused("AE", "MSH^1", INTERNAL_ERROR, "internal error")
-            log.warning(
-                "HL7 %s %s from %s at %s: %s, %s: %s",
-                header.kind if header else "message",
-                header.control_id[:40] if header else "-",
-                header.facility[:64] if header else "-",
-                address,
-                refused.ack,
-                refused.location,
-                refused.text,
-            )
-            ack = acknowledgement(
-                header,
-                refused.ack,
-                application=node,
-                facility=node,
-                control_id=control_id,
-                text=refused.text,
-                error=refused,
-            )
-        return ack.encode(codec, errors="replace")
+            return self._refusal(header, refused, address)
 
     def refuse_block(self, raw_head: bytes, refused: MessageRefused, address: str) -> bytes:
-        """The AR of a block not taken as a message (over hl7.max_message_bytes): its header,
-        if the head of it can be read, so that MSA-2 names its control ID."""
-        header: Header | None = None
+        """The AR of a block not taken as a message (broken framing, over
+        hl7.max_message_bytes): with its header, if the head of it can be read, so that
+        MSA-2 names its control ID."""
         try:
-            header, _ = read_header(raw_head.split(b"\r", 1)[0] + b"\r")
+            header: Header | None = read_header(raw_head.split(b"\r", 1)[0] + b"\r")[0]
         except MessageRefused:
             header = None
+        return self._refusal(header, refused, address)
+
+    def _refusal(self, header: Header | None, refused: MessageRefused, address: str) -> bytes:
         log.warning(
-            "HL7 message from %s at %s refused: AR, %s: %s",
+            "HL7 %s %s from %s at %s: %s, %s: %s",
+            header.kind if header else "message",
+            header.control_id[:40] if header else "-",
             header.facility[:64] if header else "-",
             address,
+            refused.ack,
             refused.location,
             refused.text,
         )
+        return self._acknowledge(header, refused.ack, refused)
+
+    def _acknowledge(
+        self, header: Header | None, code: str, error: MessageRefused | None = None
+    ) -> bytes:
+        """The ACK, in the message's character set (ASCII when its header is unknown)."""
         node = self.config.node.ae_title
         ack = acknowledgement(
             header,
-            "AR",
+            code,
             application=node,
             facility=node,
             control_id=uuid.uuid4().hex[:20],
-            text=refused.text,
-            error=refused,
+            text=error.text if error else "",
+            error=error,
         )
-        return ack.encode(_codec(header) if header else "ascii", errors="replace")
+        codec = CHARSETS.get(header.charset.upper(), "ascii") if header else "ascii"
+        return ack.encode(codec, errors="replace")
 
     def _sender(self, header: Header, address: str) -> SenderRecord:
         """The registered sender of a message, from its registered address. Raises
@@ -621,10 +609,6 @@ class _Answered:
             "IssuerOfPatientID": step["issuer"],
             "StudyInstanceUID": step["study_uid"],
         }
-
-
-def _codec(header: Header) -> str:
-    return CHARSETS.get(header.charset.upper(), "ascii")
 
 
 def _check_performed(attributes: dict[str, Any], state: str) -> None:

@@ -3,6 +3,7 @@ Modality Worklist) and performed procedure steps (MPPS)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,7 +127,6 @@ class OrderRows(Role):
                 facility=facility,
                 control_id=control_id,
                 message_type=message_type,
-                ack_code="AA",
                 text=text,
             ).execute()
             outcome = apply()
@@ -433,17 +433,9 @@ def _patient_columns(patient: PatientFields, *, partial: bool = False) -> dict[s
 
 
 def _step_columns(step: StepFields) -> dict[str, str]:
-    return {
-        "accession_number": step.accession_number,
-        "requested_procedure_id": step.requested_procedure_id,
-        "step_id": step.step_id,
-        "modality": step.modality,
-        "procedure_code": step.procedure_code,
-        "procedure_description": step.procedure_description,
-        "station_ae": step.station_ae,
-        "start_date": step.start_date,
-        "start_time": step.start_time,
-    }
+    """The columns of a step, named as its fields; its Study Instance UID apart (the order's
+    may be made, or kept)."""
+    return {k: v for k, v in dataclasses.asdict(step).items() if k != "study_uid"}
 
 
 def _order_study_uid(
@@ -466,28 +458,23 @@ def _order_study_uid(
     return make(step)
 
 
+# What a step's record holds (StepRecord.values, the worklist's answers, `orders --json`).
+_VALUES = (
+    "id",
+    "order_key",
+    "patient_id",
+    "issuer",
+    "patient_name",
+    "birth_date",
+    "sex",
+    *(f.name for f in dataclasses.fields(StepFields)),
+    "status",
+    "source",
+)
+
+
 def _values(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "order_key": row.order_key,
-        "patient_id": row.patient_id,
-        "issuer": row.issuer,
-        "patient_name": row.patient_name,
-        "birth_date": row.birth_date,
-        "sex": row.sex,
-        "accession_number": row.accession_number,
-        "requested_procedure_id": row.requested_procedure_id,
-        "step_id": row.step_id,
-        "modality": row.modality,
-        "procedure_code": row.procedure_code,
-        "procedure_description": row.procedure_description,
-        "station_ae": row.station_ae,
-        "start_date": row.start_date,
-        "start_time": row.start_time,
-        "study_uid": row.study_uid,
-        "status": row.status,
-        "source": row.source,
-    }
+    return {name: getattr(row, name) for name in _VALUES}
 
 
 def _stored() -> Any:

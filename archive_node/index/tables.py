@@ -393,15 +393,15 @@ class Hl7Sender(BaseModel):
 
 
 class Hl7Message(BaseModel):
-    """An HL7 v2 message taken (schema 9), kept before its ACK: by (sender, MSH-10) a resend
-    is acknowledged and not applied again, until it is pruned (hl7.remember_days)."""
+    """An HL7 v2 message taken and applied (schema 9), kept before its AA: by (sender,
+    MSH-10) a resend is acknowledged and not applied again, until it is pruned
+    (hl7.remember_days). A refused message is not kept."""
 
     id: AutoField[int]  # peewee's implicit primary key
     facility = CharField(max_length=64)
     control_id = CharField(max_length=199)
     message_type = CharField(max_length=16)
     received_at = DateTimeField(default=utcnow, index=True)
-    ack_code = CharField(max_length=2)
     outcome = TextField(default="")  # what applying it did (no patient data)
     text = TextField()  # the message as received, decoded per MSH-18
 
