@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -33,7 +33,7 @@ from .errors import (
 from .index import Index
 from .index.clock import utcnow
 from .index.order_rows import STEP_STATUSES, SenderRecord, StepRecord
-from .rules.access import Peer, address_matches
+from .rules.access import Peer, Resolver, address_matches
 from .rules.audit import (
     CREATE,
     NODE_AUTHENTICATION,
@@ -69,7 +69,6 @@ from .rules.worklist import (
 
 log = logging.getLogger(__name__)
 
-Resolver = Callable[[str], frozenset[str]]
 PERFORMED_STATUSES = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")  # PS3.3 C.4.14
 MAX_PERFORMED_BYTES = 1 << 20  # the attributes of a performed step kept, as JSON
 # PS3.4 Table F.7.2-1: attributes an N-CREATE must give a value (SCU requirement 1)

@@ -14,7 +14,7 @@ import os
 import socket
 import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -43,6 +43,7 @@ from .rules.access import (
     REJECT_TRANSIENT,
     AssociationDecision,
     Peer,
+    Resolver,
     decide_association,
     may_request,
     move_refusal,
@@ -66,8 +67,6 @@ from .rules.tls import PLAIN, Transport, transport_refusal
 from .storage import FilesystemStorage
 
 log = logging.getLogger(__name__)
-
-Resolver = Callable[[str], frozenset[str]]
 
 
 def resolve_host(host: str) -> frozenset[str]:

@@ -60,18 +60,12 @@ class OrderSCP:
     def on_n_create(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
         """N-CREATE of a Modality Performed Procedure Step (PS3.4 F.7.2.1), for AEs with the
         `store` right: the step starts IN PROGRESS."""
-        peer = self.peer_of(event.assoc)
-        if str(cast(N_CREATE, event.request).AffectedSOPClassUID) != MPPS_CLASS:
-            return status.NO_SUCH_SOP_CLASS, None
-        refused = self.service.authorise(peer, "store", self.actor_of(event.assoc), "N-CREATE")
-        if refused or peer is None:
-            return refused or status.NOT_AUTHORISED, None
-        try:
-            attributes = event.attribute_list
-        except Exception as exc:
-            log.warning("MPPS N-CREATE from %s: cannot be decoded: %s", peer.ae_title, exc)
-            return response_status(status.INVALID_ATTRIBUTE_VALUE, "cannot be decoded"), None
         request = cast(N_CREATE, event.request)
+        if str(request.AffectedSOPClassUID) != MPPS_CLASS:
+            return status.NO_SUCH_SOP_CLASS, None
+        peer, attributes, refusal = self._request(event, "N-CREATE")
+        if peer is None or attributes is None:
+            return refusal, None
         requested = request.AffectedSOPInstanceUID
         sop_uid = str(requested) if requested else generate_uid()
         outcome = self.service.orders.create_performed(peer, sop_uid, attributes)
@@ -84,15 +78,9 @@ class OrderSCP:
     def on_n_set(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
         """N-SET of a Modality Performed Procedure Step (PS3.4 F.7.2.2): of the AE's own
         hospital's steps, until it is COMPLETED or DISCONTINUED."""
-        peer = self.peer_of(event.assoc)
-        refused = self.service.authorise(peer, "store", self.actor_of(event.assoc), "N-SET")
-        if refused or peer is None:
-            return refused or status.NOT_AUTHORISED, None
-        try:
-            modification = event.modification_list
-        except Exception as exc:
-            log.warning("MPPS N-SET from %s: cannot be decoded: %s", peer.ae_title, exc)
-            return response_status(status.INVALID_ATTRIBUTE_VALUE, "cannot be decoded"), None
+        peer, modification, refusal = self._request(event, "N-SET")
+        if peer is None or modification is None:
+            return refusal, None
         sop_uid = str(cast(N_SET, event.request).RequestedSOPInstanceUID or "")
         outcome = self.service.orders.set_performed(peer, sop_uid, modification)
         if outcome.status != status.SUCCESS:
@@ -101,3 +89,20 @@ class OrderSCP:
                 answer.ErrorID = outcome.error_id
             return answer, None
         return status.SUCCESS, modification
+
+    def _request(
+        self, event: Event, operation: str
+    ) -> tuple[Peer | None, Dataset | None, int | Dataset]:
+        """(peer, dataset, refusal) of an MPPS request: the AE needs `store`, and its Attribute
+        or Modification List must decode (else the refusal to answer, and None for both)."""
+        peer = self.peer_of(event.assoc)
+        refused = self.service.authorise(peer, "store", self.actor_of(event.assoc), operation)
+        if refused or peer is None:
+            return None, None, refused or status.NOT_AUTHORISED
+        try:
+            dataset = event.attribute_list if operation == "N-CREATE" else event.modification_list
+        except Exception as exc:
+            log.warning("MPPS %s from %s: cannot be decoded: %s", operation, peer.ae_title, exc)
+            refusal = response_status(status.INVALID_ATTRIBUTE_VALUE, "cannot be decoded")
+            return None, None, refusal
+        return peer, dataset, status.SUCCESS

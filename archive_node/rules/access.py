@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import InvalidInput
@@ -78,6 +79,10 @@ def _same_address(a: str, b: str) -> bool:
     ip_a = getattr(ip_a, "ipv4_mapped", None) or ip_a
     ip_b = getattr(ip_b, "ipv4_mapped", None) or ip_b
     return ip_a == ip_b
+
+
+# What a registered host name stands for: its addresses (service.resolve_host).
+Resolver = Callable[[str], frozenset[str]]
 
 
 def address_matches(peer_address: str, allowed_addresses: frozenset[str]) -> bool:

@@ -903,3 +903,56 @@ def test_performed_is_asked_of_the_index_before_its_row_limit(hl7_node):
     assert [
         s.values["accession_number"] for s in hl7_node.service.orders.steps(status="PERFORMED")
     ] == ["ACC-1"]
+
+
+@pytest.mark.parametrize("operation", ["N-CREATE", "N-SET"])
+def test_an_mpps_dataset_that_cannot_be_decoded_is_refused(hl7_node, operation):
+    """A truncated sequence in the Attribute (or Modification) List: 0x0106, nothing kept,
+    the association goes on."""
+    import struct
+
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    from tests.helpers.raw_peer import RawPeer, associate_rq, command, p_data, response_command
+
+    mpps = str(ModalityPerformedProcedureStep)
+    broken = (
+        struct.pack("<HHL", 0x0040, 0x0270, 0xFFFFFFFF)  # ScheduledStepAttributesSequence
+        + struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF)  # an item, then nothing
+        + b"\x01\x02"
+    )
+    uid = generate_uid()
+    if operation == "N-CREATE":
+        request = command(
+            AffectedSOPClassUID=mpps,
+            CommandField=0x0140,
+            MessageID=1,
+            CommandDataSetType=0x0001,
+            AffectedSOPInstanceUID=uid,
+        )
+    else:
+        request = command(
+            RequestedSOPClassUID=mpps,
+            CommandField=0x0120,
+            MessageID=1,
+            CommandDataSetType=0x0001,
+            RequestedSOPInstanceUID=uid,
+        )
+    with RawPeer(hl7_node.host, hl7_node.port) as peer:
+        accepted = peer.associate(
+            associate_rq(MODALITY, contexts=((1, mpps, (ImplicitVRLittleEndian,)),))
+        )
+        assert accepted.context_results == {1: 0}
+        peer.send(p_data(1, 0x03, request, (0x02, broken)))
+        answer = response_command(peer)
+        assert answer.Status == status.INVALID_ATTRIBUTE_VALUE
+        assert answer.ErrorComment == "cannot be decoded"
+        # the association goes on: the next request is answered on it
+        status_only = struct.pack("<HHL", 0x0040, 0x0252, 12) + b"IN PROGRESS "
+        peer.send(p_data(1, 0x03, request, (0x02, status_only)))
+        answer = response_command(peer)
+        expected = (
+            status.MISSING_ATTRIBUTE if operation == "N-CREATE" else status.NO_SUCH_SOP_INSTANCE
+        )
+        assert answer.Status == expected
+    assert hl7_node.service.index.orders.performed(uid) is None
