@@ -5,6 +5,7 @@ Modality Performed Procedure Steps that end their steps (PS3.4 F.7)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -41,6 +42,25 @@ def hl7_node(service, registry):
     service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
     with serving(service, hl7=True) as running:
         yield running
+
+
+@contextlib.contextmanager
+def unn_node(tmp_path, index_url, **sections):
+    """A node of its own, with config `sections`: hospital UNN, its modality UNN_US (echo,
+    store, worklist) and its RIS as HL7 sender; its HL7 listener on."""
+    from archive_node.service import ArchiveService
+    from tests.helpers.serving import make_config
+
+    service = ArchiveService.from_config(make_config(tmp_path, index_url, **sections))
+    service.index.init_schema()
+    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
+    service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1", allow="echo,store,worklist")
+    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
+    try:
+        with serving(service, hl7=True) as node:
+            yield node
+    finally:
+        service.index.close()
 
 
 def send(node, message, encoding="utf-8"):
@@ -119,31 +139,19 @@ def test_an_order_is_on_the_worklist_of_its_station_with_its_patient_and_study(h
 
 
 def test_an_order_without_a_study_uid_gets_one_under_the_uid_root(tmp_path, index_url):
-    from archive_node.service import ArchiveService
-    from tests.helpers.serving import make_config
-
-    config = make_config(tmp_path, index_url, node={"uid_root": "1.2.826.0.1.3680043.10.999"})
-    service = ArchiveService.from_config(config)
-    service.index.init_schema()
-    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
-    service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1", allow="echo,store,worklist")
-    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
-    try:
-        with serving(service, hl7=True) as node:
-            steps = (("ACC-A", "XC", "UNN_US"), ("ACC-B", "XC", "UNN_US"))
-            assert ack_code(send(node, omi("OMI-1", steps=steps))) == "AA"
-            final, answers = worklist(node)
-            assert final.Status == status.SUCCESS
-            uids = {a.AccessionNumber: a.StudyInstanceUID for a in answers}
-            assert set(uids) == {"ACC-A", "ACC-B"}
-            assert all(u.startswith("1.2.826.0.1.3680043.10.999.") for u in uids.values())
-            assert uids["ACC-A"] != uids["ACC-B"]  # two requested procedures, two studies
-            # the order changed (XO) keeps its studies
-            assert ack_code(send(node, omi("OMI-2", control="XO", steps=steps))) == "AA"
-            again = {a.AccessionNumber: a.StudyInstanceUID for a in worklist(node)[1]}
-            assert again == uids
-    finally:
-        service.index.close()
+    with unn_node(tmp_path, index_url, node={"uid_root": "1.2.826.0.1.3680043.10.999"}) as node:
+        steps = (("ACC-A", "XC", "UNN_US"), ("ACC-B", "XC", "UNN_US"))
+        assert ack_code(send(node, omi("OMI-1", steps=steps))) == "AA"
+        final, answers = worklist(node)
+        assert final.Status == status.SUCCESS
+        uids = {a.AccessionNumber: a.StudyInstanceUID for a in answers}
+        assert set(uids) == {"ACC-A", "ACC-B"}
+        assert all(u.startswith("1.2.826.0.1.3680043.10.999.") for u in uids.values())
+        assert uids["ACC-A"] != uids["ACC-B"]  # two requested procedures, two studies
+        # the order changed (XO) keeps its studies
+        assert ack_code(send(node, omi("OMI-2", control="XO", steps=steps))) == "AA"
+        again = {a.AccessionNumber: a.StudyInstanceUID for a in worklist(node)[1]}
+        assert again == uids
 
 
 @pytest.mark.parametrize(
@@ -333,59 +341,39 @@ def test_character_sets_of_msh_18(hl7_node):
 def test_broken_framing_and_oversized_messages_are_answered_and_the_link_goes_on(
     tmp_path, index_url
 ):
-    from archive_node.service import ArchiveService
-    from tests.helpers.serving import make_config
-
-    config = make_config(tmp_path, index_url, hl7={"max_message_bytes": 4096})
-    service = ArchiveService.from_config(config)
-    service.index.init_schema()
-    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
-    service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1", allow="echo,store,worklist")
-    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
-    try:
-        with serving(service, hl7=True) as node, Mllp(node.host, node.hl7_port) as link:
-            # no start block
-            link.send_raw(orm("F1").encode() + b"\x1c\r")
-            ack = link.ack()
-            assert ack_code(ack) == "AR"
-            assert "framing" in str(ack.segment("ERR")[8])
-            # over hl7.max_message_bytes: AR naming its control ID, nothing kept
-            big = orm("BIG-1").replace("PV1|1|O", "NTE|1||" + "x" * 10_000)
-            link.send_raw(b"\x0b" + big.encode() + b"\x1c\r")
-            ack = link.ack()
-            assert ack_code(ack) == "AR"
-            assert str(ack["MSA.F2"]) == "BIG-1"
-            assert "max_message_bytes" in str(ack.segment("ERR")[8])
-            # the same connection goes on with the next message
-            assert ack_code(link.send(orm("AFTER"))) == "AA"
-            assert ProcedureStep.select().count() == 1
-            assert not Hl7Message.select().where(Hl7Message.control_id == "BIG-1").exists()
-    finally:
-        service.index.close()
+    with (
+        unn_node(tmp_path, index_url, hl7={"max_message_bytes": 4096}) as node,
+        Mllp(node.host, node.hl7_port) as link,
+    ):
+        # no start block
+        link.send_raw(orm("F1").encode() + b"\x1c\r")
+        ack = link.ack()
+        assert ack_code(ack) == "AR"
+        assert "framing" in str(ack.segment("ERR")[8])
+        # over hl7.max_message_bytes: AR naming its control ID, nothing kept
+        big = orm("BIG-1").replace("PV1|1|O", "NTE|1||" + "x" * 10_000)
+        link.send_raw(b"\x0b" + big.encode() + b"\x1c\r")
+        ack = link.ack()
+        assert ack_code(ack) == "AR"
+        assert str(ack["MSA.F2"]) == "BIG-1"
+        assert "max_message_bytes" in str(ack.segment("ERR")[8])
+        # the same connection goes on with the next message
+        assert ack_code(link.send(orm("AFTER"))) == "AA"
+        assert ProcedureStep.select().count() == 1
+        assert not Hl7Message.select().where(Hl7Message.control_id == "BIG-1").exists()
 
 
 def test_connections_over_the_limit_are_closed(tmp_path, index_url):
-    from archive_node.service import ArchiveService
-    from tests.helpers.serving import make_config
-
-    config = make_config(tmp_path, index_url, hl7={"max_connections": 2, "idle_timeout": 30.0})
-    service = ArchiveService.from_config(config)
-    service.index.init_schema()
-    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
-    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
-    try:
-        with serving(service, hl7=True) as node:
-            first, second = Mllp(node.host, node.hl7_port), Mllp(node.host, node.hl7_port)
-            with first, second:
-                assert ack_code(first.send(orm("C1"))) == "AA"
-                assert ack_code(second.send(orm("C2", placer="O2"))) == "AA"
-                with Mllp(node.host, node.hl7_port) as third:
-                    assert third.closed()
-            # once they are gone, new ones are served
-            with Mllp(node.host, node.hl7_port) as fourth:
-                assert ack_code(fourth.send(orm("C3", placer="O3"))) == "AA"
-    finally:
-        service.index.close()
+    with unn_node(tmp_path, index_url, hl7={"max_connections": 2, "idle_timeout": 30.0}) as node:
+        first, second = Mllp(node.host, node.hl7_port), Mllp(node.host, node.hl7_port)
+        with first, second:
+            assert ack_code(first.send(orm("C1"))) == "AA"
+            assert ack_code(second.send(orm("C2", placer="O2"))) == "AA"
+            with Mllp(node.host, node.hl7_port) as third:
+                assert third.closed()
+        # once they are gone, new ones are served
+        with Mllp(node.host, node.hl7_port) as fourth:
+            assert ack_code(fourth.send(orm("C3", placer="O3"))) == "AA"
 
 
 # -- patients from ADT ----------------------------------------------------------------------------
@@ -640,33 +628,22 @@ def test_an_hl7_merge_is_journaled_and_replayed_by_reindex(hl7_node, tmp_path):
 
 
 def test_an_oversized_mpps_is_refused_and_the_association_goes_on(tmp_path, index_url):
-    from archive_node.service import ArchiveService
-    from tests.helpers.serving import make_config
-
-    config = make_config(tmp_path, index_url, query={"max_identifier_bytes": 4096})
-    service = ArchiveService.from_config(config)
-    service.index.init_schema()
-    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
-    service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1", allow="echo,store,worklist")
-    try:
-        with serving(service) as node:
-            assoc = mpps_association(node)
-            try:
-                big = _mpps()
-                big.CommentsOnThePerformedProcedureStep = "x" * 8000
-                uid = generate_uid()
-                rsp, _ = assoc.send_n_create(big, ModalityPerformedProcedureStep, uid)
-                assert rsp.Status == status.RESOURCE_LIMITATION
-                rsp, _ = assoc.send_n_create(_mpps(), ModalityPerformedProcedureStep, uid)
-                assert rsp.Status == status.SUCCESS
-                rsp, _ = assoc.send_n_set(big, ModalityPerformedProcedureStep, uid)
-                assert rsp.Status == status.RESOURCE_LIMITATION
-                assert assoc.is_established
-            finally:
-                assoc.release()
-            assert service.index.orders.performed(uid)["status"] == "IN PROGRESS"
-    finally:
-        service.index.close()
+    with unn_node(tmp_path, index_url, query={"max_identifier_bytes": 4096}) as node:
+        assoc = mpps_association(node)
+        try:
+            big = _mpps()
+            big.CommentsOnThePerformedProcedureStep = "x" * 8000
+            uid = generate_uid()
+            rsp, _ = assoc.send_n_create(big, ModalityPerformedProcedureStep, uid)
+            assert rsp.Status == status.RESOURCE_LIMITATION
+            rsp, _ = assoc.send_n_create(_mpps(), ModalityPerformedProcedureStep, uid)
+            assert rsp.Status == status.SUCCESS
+            rsp, _ = assoc.send_n_set(big, ModalityPerformedProcedureStep, uid)
+            assert rsp.Status == status.RESOURCE_LIMITATION
+            assert assoc.is_established
+        finally:
+            assoc.release()
+        assert node.service.index.orders.performed(uid)["status"] == "IN PROGRESS"
 
 
 def test_control_ids_are_forgotten_after_remember_days(hl7_node):
@@ -738,28 +715,16 @@ def test_an_update_that_leaves_fields_out_keeps_them(hl7_node):
 
 
 def test_the_start_time_is_matched_in_the_index_past_max_results(tmp_path, index_url):
-    from archive_node.service import ArchiveService
-    from tests.helpers.serving import make_config
-
-    config = make_config(tmp_path, index_url, query={"max_results": 2})
-    service = ArchiveService.from_config(config)
-    service.index.init_schema()
-    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
-    service.registry.add_ae("UNN_US", "UNN", host="127.0.0.1", allow="echo,store,worklist")
-    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
-    try:
-        with serving(service, hl7=True) as node:
-            for n in range(6):
-                send(
-                    node,
-                    orm(f"E{n}", placer=f"E{n}", accession=f"EARLY-{n}", start=f"{TODAY}0800"),
-                )
-            send(node, orm("L1", placer="L1", accession="LATE", start=f"{TODAY}1200"))
-            final, answers = worklist(node, ScheduledProcedureStepStartTime="1100-1300")
-            assert final.Status == status.SUCCESS
-            assert [a.AccessionNumber for a in answers] == ["LATE"]
-    finally:
-        service.index.close()
+    with unn_node(tmp_path, index_url, query={"max_results": 2}) as node:
+        for n in range(6):
+            send(
+                node,
+                orm(f"E{n}", placer=f"E{n}", accession=f"EARLY-{n}", start=f"{TODAY}0800"),
+            )
+        send(node, orm("L1", placer="L1", accession="LATE", start=f"{TODAY}1200"))
+        final, answers = worklist(node, ScheduledProcedureStepStartTime="1100-1300")
+        assert final.Status == status.SUCCESS
+        assert [a.AccessionNumber for a in answers] == ["LATE"]
 
 
 def test_birth_date_and_sex_match_and_an_unmatchable_key_matches_nothing(hl7_node):
@@ -811,26 +776,18 @@ def test_performed_by_accession_for_every_step_sharing_it(hl7_node):
 
 
 def test_an_oversized_message_after_a_good_one_in_one_write_is_named(tmp_path, index_url):
-    from archive_node.service import ArchiveService
-    from tests.helpers.serving import make_config
-
-    config = make_config(tmp_path, index_url, hl7={"max_message_bytes": 4096})
-    service = ArchiveService.from_config(config)
-    service.index.init_schema()
-    service.registry.add_hospital("UNN", "University Hospital", issuer="UNN")
-    service.orders.add_sender("UNN_RIS", "UNN", "127.0.0.1")
-    try:
-        with serving(service, hl7=True) as node, Mllp(node.host, node.hl7_port) as link:
-            big = orm("BIG-2", placer="O2").replace("PV1|1|O", "NTE|1||" + "x" * 10_000)
-            link.send_raw(
-                b"\x0b" + orm("OK-1").encode() + b"\x1c\r" + b"\x0b" + big.encode() + b"\x1c\r"
-            )
-            first = link.ack()
-            assert (ack_code(first), str(first["MSA.F2"])) == ("AA", "OK-1")
-            second = link.ack()
-            assert (ack_code(second), str(second["MSA.F2"])) == ("AR", "BIG-2")
-    finally:
-        service.index.close()
+    with (
+        unn_node(tmp_path, index_url, hl7={"max_message_bytes": 4096}) as node,
+        Mllp(node.host, node.hl7_port) as link,
+    ):
+        big = orm("BIG-2", placer="O2").replace("PV1|1|O", "NTE|1||" + "x" * 10_000)
+        link.send_raw(
+            b"\x0b" + orm("OK-1").encode() + b"\x1c\r" + b"\x0b" + big.encode() + b"\x1c\r"
+        )
+        first = link.ack()
+        assert (ack_code(first), str(first["MSA.F2"])) == ("AA", "OK-1")
+        second = link.ack()
+        assert (ack_code(second), str(second["MSA.F2"])) == ("AR", "BIG-2")
 
 
 def test_stopping_answers_the_message_being_applied(tmp_path, sqlite_url):
