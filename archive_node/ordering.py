@@ -54,11 +54,12 @@ from .rules.hl7_messages import (
     OrderMessage,
     PatientFields,
     PatientUpdate,
+    Received,
     StepFields,
     acknowledgement,
     interpret,
     parse_timestamp,
-    read_header,
+    read_message,
 )
 from .rules.query import InvalidQuery
 from .rules.worklist import (
@@ -132,9 +133,10 @@ class Orders:
         encoded as the message was. Never raises: every failure is an AE or AR."""
         header: Header | None = None
         try:
-            header, text = read_header(raw)
+            received = read_message(raw)
+            header = received.header
             sender = self._sender(header, address)
-            outcome = self._apply(header, text, sender, address)
+            outcome = self._apply(received, sender, address)
             log.info(
                 "HL7 %s %s from %s (%s): AA, %s",
                 header.kind,
@@ -157,7 +159,7 @@ class Orders:
         hl7.max_message_bytes): with its header, if the head of it can be read, so that
         MSA-2 names its control ID."""
         try:
-            header: Header | None = read_header(raw_head.split(b"\r", 1)[0] + b"\r")[0]
+            header: Header | None = read_message(raw_head.split(b"\r", 1)[0] + b"\r").header
         except MessageRefused:
             header = None
         return self._refusal(header, refused, address)
@@ -217,8 +219,9 @@ class Orders:
             )
         return sender
 
-    def _apply(self, header: Header, text: str, sender: SenderRecord, address: str) -> str:
-        content = interpret(header, text, sender.issuer)
+    def _apply(self, received: Received, sender: SenderRecord, address: str) -> str:
+        header = received.header
+        content = interpret(received, sender.issuer)
         try:
             if self.index.orders.seen(header.facility, header.control_id):
                 return "a resend of a message taken before: not applied again"
@@ -227,7 +230,7 @@ class Orders:
                 header.facility,
                 header.control_id,
                 header.kind,
-                text,
+                received.text,
                 lambda: self._change(header, content, sender, address, changed),
             )
         except Conflict as exc:  # the same message, taken meanwhile by another connection?
@@ -395,6 +398,12 @@ class Orders:
         except IndexUnavailable as exc:
             log.error("worklist C-FIND from %s failed: %s", peer.ae_title, exc)
             yield WorklistResponse(status.QUERY_FAILED, comment="index unavailable")
+            return
+        except Exception as exc:  # as C-FIND's: a clear failure, never a traceback to the peer
+            log.exception("worklist C-FIND from %s failed unexpectedly", peer.ae_title)
+            yield WorklistResponse(
+                status.QUERY_FAILED, comment=f"internal error: {type(exc).__name__}"
+            )
             return
         if overflow:
             comment = f"more than {limit} matches, {limit} sent: narrow the query"

@@ -172,8 +172,18 @@ MAX_STEPS = 100  # scheduled procedure steps in one message
 # -- the header and the character set -------------------------------------------------------
 
 
-def read_header(raw: bytes) -> tuple[Header, str]:
-    """The header of a message and the message decoded in its character set (MSH-18).
+@dataclass(frozen=True)
+class Received:
+    """A message as read: its header, its text (decoded per MSH-18, segments ended by CR) and
+    python-hl7's parse of it."""
+
+    header: Header
+    text: str
+    parsed: Any
+
+
+def read_message(raw: bytes) -> Received:
+    """A message decoded in its character set (MSH-18), parsed once, its header read.
 
     Raises MessageRefused (AR) for a message that does not start with MSH, a character set
     the node does not take, or bytes that are not in the one it names."""
@@ -238,7 +248,7 @@ def read_header(raw: bytes) -> tuple[Header, str]:
                 DATA_TYPE_ERROR,
                 f"MSH-{field}: more than {longest} characters or not printable",
             )
-    return header, text
+    return Received(header, text, message)
 
 
 def _field(fields: list[str], number: int) -> str:
@@ -302,11 +312,12 @@ def _value(segment: Any, field: int, repetition: int = 1, component: int = 1, su
     return value.strip() if isinstance(value, str) else ""
 
 
-def interpret(header: Header, text: str, issuer: str) -> Content:
-    """What a message (decoded, its header read) asks of the sender's hospital, whose Issuer
-    of Patient ID is `issuer`. Raises MessageRefused: AR for a message type, event or
-    processing ID the node does not take; AE naming the field for a missing or malformed
-    value, or a patient of another issuer."""
+def interpret(received: Received, issuer: str) -> Content:
+    """What a message asks of the sender's hospital, whose Issuer of Patient ID is `issuer`.
+    Raises MessageRefused: AR for a message type, event or processing ID the node does not
+    take; AE naming the field for a missing or malformed value, or a patient of another
+    issuer."""
+    header = received.header
     kind = (header.message_type, header.event)
     if header.message_type not in ("ORM", "OMI", "ADT"):
         raise _reject(
@@ -325,10 +336,7 @@ def interpret(header: Header, text: str, issuer: str) -> Content:
             UNSUPPORTED_PROCESSING_ID,
             "only production messages (MSH-11 P) are taken",
         )
-    try:
-        segments = _Segments(hl7.parse(text))
-    except Exception:
-        raise _error("MSH^1", 100, "the message cannot be parsed") from None
+    segments = _Segments(received.parsed)
     patient = _patient(segments, issuer)
     if header.message_type == "ADT":
         if header.event != MERGE_EVENT:

@@ -17,7 +17,7 @@ from archive_node.rules.hl7_messages import (
     escape,
     interpret,
     parse_timestamp,
-    read_header,
+    read_message,
 )
 from tests.helpers.hl7 import adt, omi, orm, pid
 
@@ -26,8 +26,9 @@ ISSUER = "UNN"  # the sending hospital's Issuer of Patient ID
 
 def read(message: str, encoding: str = "utf-8"):
     """(header, content); an order message's one order."""
-    header, text = read_header(message.encode(encoding))
-    content = interpret(header, text, ISSUER)
+    received = read_message(message.encode(encoding))
+    header = received.header
+    content = interpret(received, ISSUER)
     if isinstance(content, tuple):
         (content,) = content
     return header, content
@@ -36,8 +37,7 @@ def read(message: str, encoding: str = "utf-8"):
 def refused(message: str | bytes) -> MessageRefused:
     raw = message.encode() if isinstance(message, str) else message
     with pytest.raises(MessageRefused) as caught:
-        header, text = read_header(raw)
-        interpret(header, text, ISSUER)
+        interpret(read_message(raw), ISSUER)
     return caught.value
 
 
@@ -209,7 +209,7 @@ def test_parse_timestamp(value, expected):
 
 
 def test_the_ack_of_an_error_parses_with_its_err_segment():
-    header, _ = read_header(orm("C-9").encode())
+    header = read_message(orm("C-9").encode()).header
     error = MessageRefused("AE", "PID^1^3", 101, "PID-3 is required | and ^ escaped")
     text = acknowledgement(
         header,
