@@ -42,15 +42,21 @@ def response_identifier(
         if tag is None:
             continue
         if keyword in values:
-            answer.add_new(tag, _vr(tag), _value(values[keyword]))
+            answer.add_new(tag, vr_of(tag), _value(values[keyword]))
         elif header is not None and tag in header:
             answer.add(_from_header(header, tag, query.sequence_keys.get(keyword)))
         else:
-            answer.add_new(tag, _vr(tag), None)
-    charset = choose_character_set(query.character_set, _texts(answer))
+            answer.add_new(tag, vr_of(tag), None)
+    give_character_set(answer, query.character_set)
+    return answer
+
+
+def give_character_set(answer: Dataset, requested: tuple[str, ...]) -> None:
+    """Set the answer's Specific Character Set: the request's when it can carry the answer's
+    texts, else one that can (dicom/charsets.py); none for ASCII."""
+    charset = choose_character_set(requested, _texts(answer))
     if charset:
         answer.SpecificCharacterSet = charset
-    return answer
 
 
 # Other data elements than text are answered empty when read from a file: C-FIND carries
@@ -85,10 +91,11 @@ def _from_header(dataset: Dataset, tag: int, wanted: tuple[str, ...] | None) -> 
         log.debug(
             "unreadable %04X,%04X in a stored header, answered empty", tag >> 16, tag & 0xFFFF
         )
-        return DataElement(tag, _vr(tag), None)
+        return DataElement(tag, vr_of(tag), None)
 
 
-def _vr(tag: int) -> str:
+def vr_of(tag: int) -> str:
+    """The dictionary's VR of a tag (the first of several; UN when unknown)."""
     try:
         return dictionary_VR(tag).split(" or ")[0]
     except KeyError:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from ..dicom import status
-from ..dicom.charsets import choose_character_set
+from .find_answers import give_character_set, vr_of
 from .query import Condition, InvalidQuery, Key, key_condition
 
 WORKLIST_FIND = "1.2.840.10008.5.1.4.31"  # Modality Worklist Information Model - FIND
@@ -179,9 +179,7 @@ def worklist_answer(query: WorklistQuery, step: dict[str, Any]) -> Dataset:
         _put(answer, keyword, _top_value(keyword, step))
     if "PatientID" in query.requested and "IssuerOfPatientID" not in query.requested:
         answer.IssuerOfPatientID = step["issuer"]
-    charset = choose_character_set(query.character_set, _texts(answer))
-    if charset:
-        answer.SpecificCharacterSet = charset
+    give_character_set(answer, query.character_set)
     return answer
 
 
@@ -219,20 +217,5 @@ def _put(dataset: Dataset, keyword: str, value: Any) -> None:
     tag = tag_for_keyword(keyword)
     if tag is None:
         return
-    try:
-        vr = dictionary_VR(tag).split(" or ")[0]
-    except KeyError:
-        return
-    if vr == "SQ":
-        dataset.add_new(tag, vr, value or [])
-    else:
-        dataset.add_new(tag, vr, value)
-
-
-def _texts(dataset: Dataset) -> Any:
-    for element in dataset:
-        if element.VR == "SQ":
-            for item in element.value:
-                yield from _texts(item)
-        elif isinstance(element.value, str) or (element.VR == "PN" and element.value):
-            yield str(element.value)
+    vr = vr_of(tag)
+    dataset.add_new(tag, vr, (value or []) if vr == "SQ" else value)
