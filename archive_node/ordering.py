@@ -555,11 +555,6 @@ class Orders:
             raise InvalidInput("--sex is M, F or O")
         if birth_date and parse_timestamp(birth_date + "0000")[0] != birth_date:
             raise InvalidInput("--birth-date is YYYYMMDD")
-        hospital_row = next(
-            (h for h in self.index.registry.list_hospitals() if h.code == hospital), None
-        )
-        if hospital_row is None:
-            raise NotFound(f"no hospital {hospital}")
         study_uid = self._hand_study_uid(hospital, accession)
         actor = local_actor()
 
@@ -577,9 +572,7 @@ class Orders:
 
         return self.index.orders.add_step(
             hospital,
-            PatientFields(
-                patient_id.strip(), issuer or hospital_row.issuer, name, birth_date, sex
-            ),
+            PatientFields(patient_id.strip(), issuer or "", name, birth_date, sex),
             StepFields(
                 accession_number=accession.strip(),
                 requested_procedure_id=accession.strip(),

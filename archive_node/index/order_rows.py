@@ -210,8 +210,9 @@ class OrderRows(Role):
         source: str,
         then: Callable[[dict[str, Any]], None],
     ) -> dict[str, Any]:
-        """A step made by hand (`orders add`), its own order keyed by its accession number;
-        `then` (its audit record) in the same transaction. Raises NotFound (the hospital),
+        """A step made by hand (`orders add`), its own order keyed by its accession number,
+        its patient of the hospital's issuer unless `patient` names one; `then` (its audit
+        record) in the same transaction. Raises NotFound (the hospital),
         Conflict (the accession has that step already), what `then` raises."""
         with self.session(write=True):
             row = Hospital.get_or_none(Hospital.code == hospital)
@@ -230,7 +231,7 @@ class OrderRows(Role):
                 order_key=key,
                 status="SCHEDULED",
                 source=source,
-                **_patient_columns(patient),
+                **{**_patient_columns(patient), "issuer": patient.issuer or row.issuer},
                 **_step_columns(step),
                 study_uid=step.study_uid,
             ).execute()

@@ -579,14 +579,15 @@ def _step(
         procedure_description=procedure[1],
         station_ae=station[0].strip(),
         start_date=start_date,
-        start_time=start_time.ljust(6, "0") if start_time else "",
+        start_time=start_time,
         study_uid=study_uid[0],
     )
 
 
 def parse_timestamp(value: str) -> tuple[str, str]:
-    """An HL7 TS/DTM (YYYYMMDD[HHMM[SS[.S]]][+ZZZZ]) as (YYYYMMDD, HHMMSS or HHMM or ''); ('',
-    '') when it is not one. The offset is dropped: the worklist is in the hospital's time."""
+    """An HL7 TS/DTM (YYYYMMDD[HH[MM[SS[.S]]]][+ZZZZ]) as (YYYYMMDD, HHMMSS or ''), the time
+    padded with zeros, as steps keep it (the worklist matches it as text); ('', '') when it is
+    not one. The offset is dropped: the worklist is in the hospital's time."""
     digits = value.split("+")[0].split("-")[0].split(".")[0]
     if not digits.isdigit() or len(digits) < 8:
         return "", ""
@@ -596,7 +597,7 @@ def parse_timestamp(value: str) -> tuple[str, str]:
         return "", ""
     if clock and (int(clock[:2]) > 23 or (len(clock) >= 4 and int(clock[2:4]) > 59)):
         return "", ""
-    return day, clock
+    return day, clock.ljust(6, "0") if clock else ""
 
 
 # -- the acknowledgement -------------------------------------------------------------------------

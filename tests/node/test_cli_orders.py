@@ -83,7 +83,7 @@ def test_a_sender_is_registered_once(cfg):
 
 def test_orders_add_and_list(cfg):
     out = ok(*ADD, "-c", cfg).output
-    assert "scheduled DERM-1 (XC) on UNN_DERM 20261205 1030" in out
+    assert "scheduled DERM-1 (XC) on UNN_DERM 20261205 103000" in out
     assert "Study Instance UID 1.2.826.0.1.3680043.10.999." in out
     (step,) = json.loads(ok("orders", "--json", "-c", cfg).output)
     assert step["accession"] == "DERM-1"

@@ -913,3 +913,23 @@ def test_an_mpps_dataset_that_cannot_be_decoded_is_refused(hl7_node, operation):
         )
         assert answer.Status == expected
     assert hl7_node.service.index.orders.performed(uid) is None
+
+
+def test_a_step_scheduled_by_hand_is_on_the_worklist_by_its_time(hl7_node):
+    step = hl7_node.service.orders.add_step(
+        "UNN",
+        patient_id="P-9",
+        issuer=None,
+        name="NORDMANN^KARI",
+        birth_date="",
+        sex="",
+        accession="DERM-9",
+        modality="XC",
+        station="UNN_US",
+        date=TODAY,
+        time="1030",
+        procedure="Skin photo",
+    )
+    assert (step["issuer"], step["start_time"]) == ("UNN", "103000")  # the hospital's issuer
+    (answer,) = worklist(hl7_node, ScheduledProcedureStepStartTime="1030-1100")[1]
+    assert (answer.AccessionNumber, answer.IssuerOfPatientID) == ("DERM-9", "UNN")
