@@ -453,6 +453,23 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=3650,
     ),
     Setting(
+        "metrics",
+        "bind",
+        str,
+        "127.0.0.1",
+        "Address of the HTTP endpoint for Prometheus (/metrics) and load balancers (/healthz, "
+        "/readyz); it has no authentication: keep it on the loopback or a management network.",
+    ),
+    Setting(
+        "metrics",
+        "port",
+        int,
+        9110,
+        "TCP port of that endpoint; 0 turns it off.",
+        minimum=0,
+        maximum=65535,
+    ),
+    Setting(
         "log",
         "level",
         str,
@@ -467,6 +484,16 @@ SETTINGS: tuple[Setting, ...] = (
         "WARNING",
         "Log level of pynetdicom (DEBUG dumps whole PDUs, patient data included).",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    ),
+    Setting(
+        "log",
+        "format",
+        str,
+        "text",
+        "text: one line per record; json: one JSON object per line (time, level, logger, "
+        "event, and the record's fields: AE, hospital, peer, status, duration), for journald "
+        "and log shippers.",
+        choices=("text", "json"),
     ),
 )
 
@@ -563,9 +590,16 @@ class Hl7Config:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    bind: str
+    port: int
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str
     pynetdicom_level: str
+    format: str
 
 
 @dataclass(frozen=True)
@@ -579,6 +613,7 @@ class Config:
     audit: AuditConfig
     lifecycle: LifecycleConfig
     hl7: Hl7Config
+    metrics: MetricsConfig
     log: LogConfig
     source: str = "built-in defaults"
 
@@ -593,6 +628,7 @@ _SECTIONS = {
     "audit": AuditConfig,
     "lifecycle": LifecycleConfig,
     "hl7": Hl7Config,
+    "metrics": MetricsConfig,
     "log": LogConfig,
 }
 

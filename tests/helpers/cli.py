@@ -33,6 +33,7 @@ def write_config(tmp_path: Path, index_url: str, name: str = "archive-node.toml"
         "storage": {"path": str(tmp_path / "storage"), "min_free_mb": 0, "fsync": False},
         "index": {"url": index_url, "busy_timeout": 5.0},
         "log": {"level": "WARNING"},
+        "metrics": {"port": 0},
     }
     for section, values in extra.items():
         data.setdefault(section, {}).update(values)

@@ -18,6 +18,7 @@ def make_config(tmp_path: Path, index_url: str, **sections):
         "storage": {"path": str(tmp_path / "storage"), "min_free_mb": 0},
         "index": {"url": index_url, "busy_timeout": 5.0},
         "hl7": {"bind": "127.0.0.1"},
+        "metrics": {"port": 0},
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)

@@ -75,8 +75,8 @@ class Archive:
     """One node's config, store and index in `root`, and its `serve` process once started.
 
     `index_url` defaults to a SQLite file in `root`; `min_free_mb` and `fsync`
-    are storage.min_free_mb and storage.fsync; `tls`, `audit` and `hl7` are those sections,
-    if any.
+    are storage.min_free_mb and storage.fsync; `tls`, `audit`, `hl7` and `metrics` are those
+    sections, if any (metrics: off unless given).
     The log of every start is appended to one file.
     """
 
@@ -88,6 +88,7 @@ class Archive:
     tls: dict[str, object] | None = None
     audit: dict[str, object] | None = None
     hl7: dict[str, object] | None = None
+    metrics: dict[str, object] | None = None
     proc: subprocess.Popen | None = None
     _log_fh: IO[bytes] | None = None
 
@@ -141,6 +142,8 @@ class Archive:
                 if self.hl7
                 else ""
             )
+            + "[metrics]\n"
+            + "".join(f"{k} = {json.dumps(v)}\n" for k, v in (self.metrics or {"port": 0}).items())
         )
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
