@@ -186,6 +186,7 @@ def main() -> None:
 
 from . import allowlist as _allowlist_commands  # noqa: E402, F401  # hospital, ae
 from . import audit as _audit_commands  # noqa: E402, F401  # registers `archive-node audit`
+from . import conformance as _conformance_commands  # noqa: E402, F401  # conformance
 from . import corrections as _correction_commands  # noqa: E402, F401  # patient, study, reject
 from . import inspect as _inspect_commands  # noqa: E402, F401  # studies, commitments, config
 from . import network as _network_commands  # noqa: E402, F401  # echo, send, find, move
