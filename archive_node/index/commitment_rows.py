@@ -121,6 +121,11 @@ class CommitmentRows(Role):
             )
             return list(cast(Iterable[tuple[int, str]], query.tuples()))
 
+    def pending_count(self) -> int:
+        """Reports not yet delivered (the metrics' gauge)."""
+        with self.session():
+            return CommitmentRequest.select().where(CommitmentRequest.state == PENDING).count()
+
     def next_due(self) -> datetime | None:
         """When the earliest pending request falls due (None: nothing pending)."""
         with self.session():
