@@ -138,8 +138,12 @@ class ArchiveService:
         return max(LEFTOVER_AGE, 3 * self.config.index.busy_timeout)
 
     @classmethod
-    def from_config(cls, config: Config) -> ArchiveService:
-        index = Index.open(config.index.url, busy_timeout=config.index.busy_timeout)
+    def from_config(cls, config: Config, *, create_index: bool = True) -> ArchiveService:
+        """The service of `config`. Without `create_index`, a SQLite index that does not exist
+        is a SchemaError naming it (the CLI's read-only commands). Raises ConfigError."""
+        index = Index.open(
+            config.index.url, busy_timeout=config.index.busy_timeout, create=create_index
+        )
         storage = FilesystemStorage(
             config.storage.path,
             fsync=config.storage.fsync,

@@ -111,15 +111,19 @@ def get_config() -> Config:
     return ctx.meta["archive_node.config"]
 
 
-def get_service():
-    """The archive service for this command (imported late: --help stays fast)."""
+def get_service(*, create_index: bool = False):
+    """The archive service for this command (imported late: --help stays fast).
+
+    Only `init` and `reindex` pass `create_index`: every other command opens an index that
+    exists, and a SQLite one that does not is an error naming it, never a new empty file.
+    """
     ctx = click.get_current_context()
     if "archive_node.service" not in ctx.meta:
         from ..service import ArchiveService
 
         config = get_config()
         setup_logging(config)
-        service = ArchiveService.from_config(config)
+        service = ArchiveService.from_config(config, create_index=create_index)
         ctx.call_on_close(service.index.close)
         ctx.meta["archive_node.service"] = service
     return ctx.meta["archive_node.service"]

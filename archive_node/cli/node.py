@@ -33,7 +33,7 @@ from . import (
 )
 def init(demo: bool) -> None:
     """Create the index schema and the store, or upgrade an older schema in place."""
-    service = get_service()
+    service = get_service(create_index=True)
     service.storage.create()
     before, after = service.index.init_schema()
     if before is None:
@@ -231,7 +231,7 @@ def reindex(default_hospital: str | None, as_json: bool) -> None:
     out."""
     from .. import integrity
 
-    service = get_service()
+    service = get_service(create_index=True)
     report = integrity.reindex(
         service.storage,
         service.index,

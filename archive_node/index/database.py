@@ -2,41 +2,71 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse, urlunparse
 
 from peewee import Database, DatabaseProxy
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SchemaError
 
 database = DatabaseProxy()
 
 
-def open_database(url: str, *, busy_timeout: float = 10.0) -> Database:
+def shown_url(url: str) -> str:
+    """`url` fit for a message: the password hidden; a SQLite path also shown absolute (a
+    relative one is relative to the directory the command ran in)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = sqlite_path(url)
+        if path and not Path(path).is_absolute():
+            return f"{url} ({Path(path).absolute()})"
+        return url
+    if parsed.password is None:
+        return url
+    user = parsed.username or ""
+    host = parsed.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parsed.port}" if parsed.port else "")
+    return urlunparse(parsed._replace(netloc=netloc))
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a sqlite:/// URL ('' when there is none)."""
+    return url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+
+
+def open_database(url: str, *, busy_timeout: float = 10.0, create: bool = True) -> Database:
     """Create (not connect) the Database for `url`.
 
     sqlite:///relative/path, sqlite:////absolute/path, postgresql://user:pass@host:port/db.
-    Raises ConfigError for an unknown scheme or an unusable path.
+    `create`: a SQLite file that does not exist is made, with its directory, readable by its
+    owner only (`init`, `reindex`); without it, a missing file is an error and nothing is
+    made (every other command). Raises ConfigError for an unknown scheme or an unusable path;
+    SchemaError for a missing SQLite file when not `create`.
     """
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
-        return _open_sqlite(url, busy_timeout)
+        return _open_sqlite(url, busy_timeout, create)
     if parsed.scheme in ("postgresql", "postgres"):
         return _open_postgresql(parsed, busy_timeout)
     raise ConfigError(f"index.url: unsupported scheme {parsed.scheme!r} (sqlite or postgresql)")
 
 
-def _open_sqlite(url: str, busy_timeout: float) -> Database:
-    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+def _open_sqlite(url: str, busy_timeout: float, create: bool) -> Database:
+    path = sqlite_path(url)
     if not path or path == ":memory:":
         raise ConfigError("index.url: SQLite needs a file path, e.g. sqlite:///var/index.sqlite3")
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"index.url: cannot create {Path(path).parent}: {exc.strerror}"
-        ) from None
+    if create:
+        _create_owner_only(Path(path))
+    elif not Path(path).is_file():
+        raise SchemaError(
+            f"index {shown_url(url)} does not exist: run `archive-node init` first "
+            "(or check index.url and the directory the command runs in)"
+        )
     # Pooled: a connection (and its pragmas) is reused across requests and threads instead of
     # being opened for every query of every association.
     return PooledSqliteDatabase(
@@ -56,6 +86,35 @@ def _open_sqlite(url: str, busy_timeout: float) -> Database:
         },
         check_same_thread=False,
     )
+
+
+def _create_owner_only(path: Path) -> None:
+    """Make the SQLite file (empty: a valid database) and the directories it needs, mode 0600
+    and 0700 whatever the umask: the index names patients. SQLite makes the -wal and -shm
+    files with the database file's mode, so they are owner-only too. An existing file or
+    directory is left as it is. Raises ConfigError naming what could not be made."""
+    missing = []
+    probe = path.absolute().parent
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    try:
+        for directory in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # another process made it just now
+                directory.mkdir(mode=0o700)
+                os.chmod(directory, 0o700)
+    except OSError as exc:
+        raise ConfigError(f"index.url: cannot create {directory}: {exc.strerror}") from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"index.url: cannot create {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _open_postgresql(parsed, busy_timeout: float) -> Database:

@@ -12,14 +12,14 @@ from peewee import Database, SqliteDatabase
 from .audit_rows import AuditRows
 from .commitment_rows import CommitmentRows
 from .corrections import CorrectionRows
-from .database import database, open_database
+from .database import database, open_database, shown_url
 from .find_sql import FindQueries
 from .import_lookups import ImportLookups
 from .instance_rows import InstanceRows
 from .integrity_queries import IntegrityQueries
 from .order_rows import OrderRows
 from .registry_rows import RegistryRows
-from .schema import check_schema, init_schema
+from .schema import check_schema, current_version, init_schema
 from .session import Session
 
 
@@ -30,6 +30,7 @@ class Index:
     def __init__(self, db: Database, url: str) -> None:
         self.db = db
         self.url = url
+        self.name = shown_url(url)  # for messages: the password hidden
         self.session = Session(db)
         self.registry = RegistryRows(self.session)
         self.instances = InstanceRows(self.session)
@@ -42,9 +43,10 @@ class Index:
         self.orders = OrderRows(self.session)
 
     @classmethod
-    def open(cls, url: str, *, busy_timeout: float = 10.0) -> Index:
-        """Bind the tables to the database at `url` (no connection is made yet)."""
-        db = open_database(url, busy_timeout=busy_timeout)
+    def open(cls, url: str, *, busy_timeout: float = 10.0, create: bool = True) -> Index:
+        """Bind the tables to the database at `url` (no connection is made yet). Without
+        `create`, a SQLite index that does not exist is an error (SchemaError), not made."""
+        db = open_database(url, busy_timeout=busy_timeout, create=create)
         current = database.obj
         if current is not None and current is not db and not current.is_closed():
             current.close()
@@ -66,7 +68,7 @@ class Index:
         """Create the schema, or upgrade an older one; (version before, version now). A SQLite
         index file is made readable by its owner only: its audit trail names patients."""
         with self.session():
-            versions = init_schema(self.db)
+            versions = init_schema(self.db, self.name)
         if isinstance(self.db, SqliteDatabase):
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
@@ -74,6 +76,11 @@ class Index:
         return versions
 
     def check_schema(self) -> None:
-        """Raises SchemaError unless the schema is this release's."""
+        """Raises SchemaError, naming the index, unless the schema is this release's."""
         with self.session():
-            check_schema(self.db)
+            check_schema(self.db, self.name)
+
+    def has_schema(self) -> bool:
+        """Whether the index has a schema of any version (reindex makes one when not)."""
+        with self.session():
+            return current_version(self.db) is not None

@@ -252,7 +252,7 @@ def current_version(db: Database) -> int | None:
     return int(row.value) if row else None
 
 
-def init_schema(db: Database) -> tuple[int | None, int]:
+def init_schema(db: Database, name: str = "the index") -> tuple[int | None, int]:
     """Create the schema, or upgrade it to SCHEMA_VERSION; return (before, after).
 
     Raises SchemaError when the index was made by a newer release.
@@ -261,7 +261,7 @@ def init_schema(db: Database) -> tuple[int | None, int]:
         before = current_version(db)
         if before is not None and before > SCHEMA_VERSION:
             raise SchemaError(
-                f"the index has schema version {before}, newer than this release's "
+                f"{_index(name)} has schema version {before}, newer than this release's "
                 f"{SCHEMA_VERSION}: upgrade archive-node"
             )
         if before is None:
@@ -275,13 +275,18 @@ def init_schema(db: Database) -> tuple[int | None, int]:
     return before, SCHEMA_VERSION
 
 
-def check_schema(db: Database) -> None:
-    """Raise SchemaError unless the index has exactly this release's schema."""
+def check_schema(db: Database, name: str = "the index") -> None:
+    """Raise SchemaError, naming the index (`name`: its URL without password), unless it has
+    exactly this release's schema."""
     version = current_version(db)
     if version is None:
-        raise SchemaError("the index has no schema: run `archive-node init` first")
+        raise SchemaError(f"{_index(name)} has no schema: run `archive-node init` first")
     if version != SCHEMA_VERSION:
         raise SchemaError(
-            f"the index has schema version {version}, this release needs {SCHEMA_VERSION}: "
-            "run `archive-node init` to upgrade"
+            f"{_index(name)} has schema version {version}, this release needs "
+            f"{SCHEMA_VERSION}: run `archive-node init` to upgrade"
         )
+
+
+def _index(name: str) -> str:
+    return name if name == "the index" else f"index {name}"

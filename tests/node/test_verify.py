@@ -424,5 +424,7 @@ def test_cli_verify_before_init_says_run_init(tmp_path):
     result = cli_run("verify", "--config", cfg)
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: the index has no schema: run `archive-node init` first"
+        f"Error: index sqlite:///{tmp_path}/fresh.sqlite3 does not exist: run `archive-node "
+        "init` first (or check index.url and the directory the command runs in)"
     ]
+    assert not (tmp_path / "fresh.sqlite3").exists()  # a read-only command creates no index
