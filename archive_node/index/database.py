@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse, urlunparse
@@ -13,6 +14,9 @@ from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 from ..errors import ConfigError, SchemaError
 
 database = DatabaseProxy()
+
+# The fix for a PostgreSQL index.url without its driver (setup.cfg's extra of that name).
+POSTGRESQL_DRIVER_FIX = "pip install 'archive-node[postgresql]'"
 
 
 def shown_url(url: str) -> str:
@@ -45,15 +49,31 @@ def open_database(url: str, *, busy_timeout: float = 10.0, create: bool = True) 
     sqlite:///relative/path, sqlite:////absolute/path, postgresql://user:pass@host:port/db.
     `create`: a SQLite file that does not exist is made, with its directory, readable by its
     owner only (`init`, `reindex`); without it, a missing file is an error and nothing is
-    made (every other command). Raises ConfigError for an unknown scheme or an unusable path;
-    SchemaError for a missing SQLite file when not `create`.
+    made (every other command). Raises ConfigError for an unknown scheme, an unusable path or
+    a missing PostgreSQL driver; SchemaError for a missing SQLite file when not `create`.
     """
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         return _open_sqlite(url, busy_timeout, create)
     if parsed.scheme in ("postgresql", "postgres"):
+        _require_postgresql_driver()
         return _open_postgresql(parsed, busy_timeout)
     raise ConfigError(f"index.url: unsupported scheme {parsed.scheme!r} (sqlite or postgresql)")
+
+
+def _require_postgresql_driver() -> None:
+    """peewee talks to PostgreSQL through psycopg2 (or psycopg 3); without either it fails at
+    the first query with a traceback. Raises ConfigError naming the fix instead."""
+    for driver in ("psycopg2", "psycopg"):
+        try:
+            importlib.import_module(driver)
+            return
+        except ImportError:
+            continue
+    raise ConfigError(
+        f"index.url is a PostgreSQL database, but its driver psycopg2 is not installed: "
+        f"{POSTGRESQL_DRIVER_FIX}"
+    )
 
 
 def _open_sqlite(url: str, busy_timeout: float, create: bool) -> Database:

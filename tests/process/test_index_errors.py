@@ -1,6 +1,7 @@
-"""The CLI against an index that is not there (issue 22, finding 3): run as a person
+"""The CLI against an index that is not there (issue 22, findings 3 and 4): run as a person
 would, in a subprocess from some directory, a read-only command creates no index file and no
-directory, and its one-line error names the index it opened (password hidden)."""
+directory, and its one-line error names the index it opened (password hidden); a PostgreSQL
+index.url without psycopg2 installed is one line naming the fix, never a traceback."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from archive_node.index.database import POSTGRESQL_DRIVER_FIX
 from tests.helpers.postgres import reset_pg
 from tests.helpers.serving_process import child_env
 
@@ -88,3 +90,45 @@ def test_a_postgresql_index_without_schema_is_named_without_its_password(tmp_pat
     assert "s3cret-word" not in line
     assert f"index {scheme}://{user.split(':')[0]}:***@{host} has no schema" in line, line
     assert "run `archive-node init`" in line
+
+
+@pytest.fixture
+def without_psycopg2(tmp_path) -> Path:
+    """A PYTHONPATH directory whose psycopg2 (and psycopg 3) cannot be imported: the driver
+    missing, as on a machine where the `postgresql` extra was not installed."""
+    shadow = tmp_path / "no-driver"
+    for name in ("psycopg2", "psycopg"):
+        package = shadow / name
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text(f"raise ImportError('No module named {name}')\n")
+    return shadow
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["init"],
+        ["serve"],
+        ["studies"],
+        ["verify"],
+        ["reindex"],
+        ["hospital", "add", "UNN", "--name", "U"],
+    ],
+    ids=lambda a: "-".join(a),
+)
+def test_postgresql_without_its_driver_is_one_line_naming_the_fix(
+    tmp_path, without_psycopg2, args
+):
+    env = {
+        **child_env(),
+        "PYTHONPATH": str(without_psycopg2),
+        "ARCHIVE_NODE_INDEX_URL": "postgresql://postgres@127.0.0.1:5432/test",
+    }
+    hidden = subprocess.run(
+        [sys.executable, "-c", "import psycopg2"], env=env, capture_output=True, check=False
+    )
+    assert hidden.returncode != 0, "psycopg2 is still importable"
+    line = one_error_line(run(tmp_path, *args, env=env))
+    assert line.endswith(POSTGRESQL_DRIVER_FIX), line
+    assert "psycopg2" in line
+    assert POSTGRESQL_DRIVER_FIX == "pip install 'archive-node[postgresql]'"
