@@ -1375,6 +1375,5 @@ _CONFIG_KEYS = frozenset(
         "audit.enabled",
         "audit.max_alerts_per_minute",
         "lifecycle.delete_rejected_after",
-        "hl7.port",
     }
 )
