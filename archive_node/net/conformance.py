@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pydicom.charset import python_encoding
 from pydicom.uid import UID
 from pynetdicom import AE
+from pynetdicom._globals import DEFAULT_MAX_LENGTH
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # set in globals() at import
     _STORAGE_CLASSES,
     Verification,
@@ -523,7 +524,9 @@ class _Statement:
             f"The node initiates associations only for the two activities below, always as "
             f"`{self.title}`, to the address and port registered for the called AE (never one "
             "a request names), with TCP_NODELAY set, proposing the DICOM application context "
-            f"and its maximum PDU of {self.ae.maximum_pdu_size} bytes. A TCP connection it "
+            f"and a maximum PDU length of {DEFAULT_MAX_LENGTH} bytes (pynetdicom's default for "
+            "the associations it requests; `node.max_pdu` is for those it accepts). A TCP "
+            "connection it "
             f"cannot make within {node.connect_timeout:g} s (`node.connect_timeout`) fails. "
             "An AE registered `--tls required` is called over TLS"
             + (
