@@ -22,7 +22,13 @@ from ..config import SETTINGS, Config
 from ..dicom import status
 from ..dicom.charsets import CODECS, UTF8
 from ..rules import hl7_messages
-from ..rules.access import REJECT_BUSY, REJECT_CALLED_AE, REJECT_CALLING_AE, SERVICES
+from ..rules.access import (
+    REJECT_BUSY,
+    REJECT_CALLED_AE,
+    REJECT_CALLING_AE,
+    REJECT_TRANSIENT,
+    SERVICES,
+)
 from ..rules.audit import EVENT_TYPES, EVENTS
 from ..rules.commitment import (
     EVENT_ALL_COMMITTED,
@@ -614,7 +620,7 @@ class _Statement:
                     ),
                     (
                         "the index cannot be reached (the node fails closed)",
-                        _reject((2, 1, 1)),
+                        _reject(REJECT_TRANSIENT),
                     ),
                 ],
             )
@@ -1189,7 +1195,7 @@ class _Statement:
         )
         w.para(
             "**Queries.** C-FIND and Modality Worklist identifiers are decoded by their "
-            "Specific Character Set with pydicom, which knows these Defined Terms:",
+            "Specific Character Set with pydicom, which decodes these values of it:",
             "",
             ", ".join(f"`{term}`" for term in sorted(python_encoding) if term),
         )
