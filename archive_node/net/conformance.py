@@ -1253,8 +1253,16 @@ class _Statement:
             )
             w.lines(
                 _table(
-                    ("cipher suite (OpenSSL name)",),
-                    [(f"`{c}`",) for c in BCP195_CIPHERS.split(":")],
+                    ("cipher suite (OpenSSL name)", "note"),
+                    [
+                        (
+                            f"`{c}`",
+                            "not negotiated: the node loads no DH parameters"
+                            if c.startswith("DHE-")
+                            else "",
+                        )
+                        for c in BCP195_CIPHERS.split(":")
+                    ],
                 )
             )
         else:

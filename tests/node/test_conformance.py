@@ -219,7 +219,10 @@ def test_tls_only_node_lists_no_plain_port_and_the_tls_profile():
     assert "DICOM (unencrypted)" not in text and "plain DICOM on TCP port" not in text
     assert "| DICOM over TLS, PS3.15 B.9 (section 6) | 0.0.0.0:2762 |" in text
     assert "The TLS port 2762 (`tls.port`) implements the BCP 195" in text
-    assert "| `ECDHE-RSA-AES128-GCM-SHA256` |" in text
+    assert "| `ECDHE-RSA-AES128-GCM-SHA256` |  |" in text
+    assert (
+        "| `DHE-RSA-AES128-GCM-SHA256` | not negotiated: the node loads no DH parameters |" in text
+    )
     assert "not offered on a port of its own" not in text
     assert "| `tls.require_client_certificate` | `true` | `true` |" in text
     for path in TLS_FILES.values():
