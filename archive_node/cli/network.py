@@ -54,7 +54,7 @@ def echo(
 ) -> None:
     """C-ECHO a registered AE as the node calls it (over TLS, checked by its certificate, when
     it has --tls required), or this node itself when AET is node.ae_title."""
-    from ..net.client import echo as send_echo
+    from ..net.client import echo_response
 
     config = get_config()
     if aet == config.node.ae_title:
@@ -75,7 +75,7 @@ def echo(
 
         called = tls_args_for(TlsCredentials(config.tls), record, registry.certificate_owner)
         tls = called[0] if called else None
-    code = send_echo(
+    answer = echo_response(
         host,
         port,
         calling=calling_aet or config.node.ae_title,
@@ -83,8 +83,11 @@ def echo(
         fast_paths=config.node.fast_paths,
         tls=tls,
     )
-    click.echo(f"C-ECHO {aet} at {host}:{port}{' over TLS' if tls else ''}: status 0x{code:04X}")
-    if code != 0:
+    click.echo(
+        f"C-ECHO {aet} at {host}:{port}{' over TLS' if tls else ''}: "
+        f"status 0x{answer.status:04X} {answer.comment}".rstrip()
+    )
+    if answer.status != 0:
         sys.exit(1)
 
 

@@ -23,6 +23,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # set in globa
     Verification,
 )
 
+from ..dicom.association_rejection import rejection_words
 from ..errors import AssociationFailed
 from . import patches
 from .association import set_tcp_nodelay
@@ -38,11 +39,17 @@ MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1-
 
 
 @dataclass(frozen=True)
+class EchoResult:
+    status: int
+    comment: str = ""  # the Error Comment (0000,0902) of the response, if any
+
+
+@dataclass(frozen=True)
 class SendResult:
     path: str
     sop_instance_uid: str
     status: int | None  # None: not sent (unreadable file, or no accepted context)
-    error: str = ""
+    error: str = ""  # why not sent, or the Error Comment (0000,0902) of the node's response
 
 
 def client_ae(calling: str, timeout: float, *, fast_paths: patches.FastPaths = True) -> AE:
@@ -67,10 +74,8 @@ def _associate(ae: AE, host: str, port: int, called: str, tls: Tls = None) -> As
     if assoc.is_rejected:
         rsp = assoc.acceptor.primitive
         assert rsp is not None  # the A-ASSOCIATE-RJ
-        raise AssociationFailed(
-            f"association rejected by {called} at {host}:{port}{_over(tls)} (result {rsp.result}, "
-            f"source {rsp.result_source}, reason {rsp.diagnostic})"
-        )
+        said = rejection_words(rsp.result or 0, rsp.result_source or 0, rsp.diagnostic or 0)
+        raise AssociationFailed(f"association with {called} at {host}:{port}{_over(tls)} {said}")
     problem = getattr(tls, "problem", None)  # an OutgoingTls that refused the peer
     if problem:
         raise AssociationFailed(f"{called} at {host}:{port} over TLS is not that AE: {problem}")
@@ -94,6 +99,22 @@ def echo(
     tls: Tls = None,
 ) -> int:
     """Send a C-ECHO; return its status. Raises AssociationFailed."""
+    return echo_response(
+        host, port, calling=calling, called=called, timeout=timeout, fast_paths=fast_paths, tls=tls
+    ).status
+
+
+def echo_response(
+    host: str,
+    port: int,
+    *,
+    calling: str,
+    called: str,
+    timeout: float = 30.0,
+    fast_paths: patches.FastPaths = True,
+    tls: Tls = None,
+) -> EchoResult:
+    """Send a C-ECHO; return its status and Error Comment. Raises AssociationFailed."""
     ae = client_ae(calling, timeout, fast_paths=fast_paths)
     ae.add_requested_context(Verification)
     assoc = _associate(ae, host, port, called, tls)
@@ -101,7 +122,7 @@ def echo(
         rsp = assoc.send_c_echo()
         if not rsp or "Status" not in rsp:
             raise AssociationFailed(f"no C-ECHO response from {called}")
-        return int(rsp.Status)
+        return EchoResult(int(rsp.Status), str(rsp.get("ErrorComment", "") or ""))
     finally:
         assoc.release()
 
@@ -194,9 +215,8 @@ def _send_batch(
                 continue
             rsp = assoc.send_c_store(path)
             code = int(rsp.Status) if rsp and "Status" in rsp else None
-            results.append(
-                SendResult(str(path), sop_uid, code, "" if code is not None else "no response")
-            )
+            said = str(rsp.get("ErrorComment", "") or "") if code is not None else "no response"
+            results.append(SendResult(str(path), sop_uid, code, said))
     finally:
         if assoc.is_established:
             assoc.release()

@@ -39,7 +39,7 @@ from ..dicom import status
 from ..errors import AuditUnavailable, ConfigError, IndexUnavailable, Refused
 from ..index import CommitmentRecord
 from ..index.clock import utcnow
-from ..rules.access import Peer
+from ..rules.access import Peer, not_authorised_comment
 from ..rules.audit import Actor
 from ..rules.commitment import (
     STORAGE_COMMITMENT_CLASS,
@@ -97,7 +97,7 @@ class CommitmentSCP:
         peer, actor = self.peer_of(event.assoc), self.actor_of(event.assoc)
         refused = self.service.authorise(peer, "store", actor, "N-ACTION")
         if refused or peer is None or actor is None:
-            return refused or status.NOT_AUTHORISED, None
+            return response_status(status.NOT_AUTHORISED, not_authorised_comment("store")), None
         request = cast(N_ACTION, event.request)
         try:
             info = event.action_information

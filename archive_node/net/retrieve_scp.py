@@ -29,7 +29,7 @@ from pynetdicom.service_class import QueryRetrieveServiceClass
 from ..dicom import status
 from ..dicom.values import ae_title_problem
 from ..errors import AuditUnavailable, ConfigError, IndexUnavailable, Refused
-from ..rules.access import UNKNOWN_DESTINATION, Peer
+from ..rules.access import UNKNOWN_DESTINATION, Peer, not_authorised_comment
 from ..rules.audit import Actor
 from ..rules.query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
 from ..rules.retrieve_plan import (
@@ -179,7 +179,7 @@ class RetrieveSCP:
         peer = self.peer_of(assoc)
         refused = self.service.authorise(peer, right, actor, operation)
         if refused or peer is None or actor is None:
-            raise Refused(status.NOT_AUTHORISED, "")
+            raise Refused(status.NOT_AUTHORISED, not_authorised_comment(right))
         return peer
 
     @contextmanager

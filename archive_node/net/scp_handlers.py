@@ -19,7 +19,15 @@ from pynetdicom.events import Event, EventHandlerType
 from ..auditing import new_session
 from ..dicom import status
 from ..dicom.provenance import Provenance
-from ..rules.access import REJECT_BUSY, REJECT_TRANSIENT, AssociationDecision, Peer
+from ..errors import IndexUnavailable
+from ..rules.access import (
+    REJECT_BUSY,
+    REJECT_TRANSIENT,
+    AssociationDecision,
+    Peer,
+    not_authorised_comment,
+    self_check_peer,
+)
 from ..rules.audit import Actor, asserted_user
 from ..rules.negotiation import ProposedContext, empty_contexts
 from ..rules.query import FIND_SOP_CLASSES, extended_negotiation_answer
@@ -41,6 +49,8 @@ from .tls import peer_fingerprint
 from .worklist_scp import OrderSCP
 
 log = logging.getLogger(__name__)
+
+SELF_CHECK = "the node's own title from the loopback: C-ECHO only"
 
 
 def transport_of(assoc: Association) -> Transport:
@@ -130,8 +140,8 @@ class Handlers:
         transport = transport_of(assoc)
         user = asserted_identity(assoc)
         try:
-            decision, peer = self.service.open_association(
-                called, calling, address, transport, user
+            decision, peer = self._self_check(called, calling, address) or (
+                self.service.open_association(called, calling, address, transport, user)
             )
         except Exception:  # fail closed: never let an error fall through to negotiation
             log.exception("association from %s at %s: internal error", calling, address)
@@ -153,11 +163,12 @@ class Handlers:
             refuse_empty_contexts(assoc, empty_contexts(proposed))
             prefer_receivers_syntaxes(assoc)
             log.info(
-                "association accepted: calling %s (%s) from %s%s",
+                "association accepted: calling %s (%s) from %s%s%s",
                 calling,
                 hospital,
                 address,
                 " over TLS" if transport.secure else "",
+                f": {decision.reason}" if decision.reason == SELF_CHECK else "",
             )
             return
         log.warning(
@@ -174,6 +185,23 @@ class Handlers:
         # Without kill() the socket closes before the A-ASSOCIATE-RJ leaves (peer sees abort).
         assoc.kill()
 
+    def _self_check(
+        self, called: str, calling: str, address: str
+    ) -> tuple[AssociationDecision, Peer | None] | None:
+        """The node's own title calling from the loopback, unregistered: admitted for its own
+        C-ECHO only (rules.access.self_check_peer); None for any other association, and for
+        the node's title registered as an AE (the registry decides, as for any AE) or an
+        index that cannot say (open_association then fails closed)."""
+        own = self_check_peer(self.service.config.node.ae_title, called, calling, address)
+        if own is None:
+            return None
+        try:
+            if self.service.registry.peer(calling) is not None:
+                return None
+        except IndexUnavailable:
+            return None
+        return AssociationDecision(True, SELF_CHECK), own
+
     def peer_of(self, assoc: Association) -> Peer | None:
         """The registered peer of an accepted association (None only if admission broke)."""
         return self._peers.get(assoc)
@@ -189,16 +217,19 @@ class Handlers:
             return None
         return Provenance(calling_ae=peer.ae_title, hospital=peer.hospital, issuer=peer.issuer)
 
-    def on_echo(self, event: Event) -> int:
+    def on_echo(self, event: Event) -> int | Dataset:
         assoc = event.assoc
-        return self.service.authorise(self.peer_of(assoc), "echo", self.actor_of(assoc), "C-ECHO")
+        refused = self.service.authorise(
+            self.peer_of(assoc), "echo", self.actor_of(assoc), "C-ECHO"
+        )
+        return not_authorised("echo") if refused else status.SUCCESS
 
     def on_store(self, event: Event) -> int | Dataset:
         unwritten = receive_failure(event.dataset_path)  # asked first: it is asked only once
         peer, actor = self.peer_of(event.assoc), self.actor_of(event.assoc)
         refused = self.service.authorise(peer, "store", actor, "C-STORE")
         if refused or peer is None or actor is None:
-            return refused or status.NOT_AUTHORISED
+            return not_authorised("store")
         request = cast(C_STORE, event.request)
         if unwritten:
             log.warning(
@@ -239,7 +270,7 @@ class Handlers:
         peer, actor = self.peer_of(event.assoc), self.actor_of(event.assoc)
         refused = self.service.authorise(peer, "find", actor, "C-FIND")
         if refused or peer is None or actor is None:
-            yield refused or status.NOT_AUTHORISED, None
+            yield not_authorised("find"), None
             return
         model = FIND_SOP_CLASSES[sop_class]
         try:
@@ -250,6 +281,11 @@ class Handlers:
             return
         answers = self.service.find(peer, identifier, model, actor, sop_class)
         yield from find_responses(event, answers, f"C-FIND from {peer.ae_title}")
+
+
+def not_authorised(right: str) -> Dataset:
+    """0x0124 (Refused: Not Authorised) with an Error Comment naming the right the AE lacks."""
+    return response_status(status.NOT_AUTHORISED, not_authorised_comment(right))
 
 
 def asserted_identity(assoc: Association) -> str:

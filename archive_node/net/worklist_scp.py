@@ -15,7 +15,7 @@ from pynetdicom.dimse_primitives import N_CREATE, N_SET
 from pynetdicom.events import Event
 
 from ..dicom import status
-from ..rules.access import Peer
+from ..rules.access import Peer, not_authorised_comment
 from ..rules.audit import Actor
 from ..service import ArchiveService
 from .association import find_responses, response_status
@@ -44,7 +44,7 @@ class OrderSCP:
         peer, actor = self.peer_of(event.assoc), self.actor_of(event.assoc)
         refused = self.service.authorise(peer, "worklist", actor, "C-FIND worklist")
         if refused or peer is None:
-            yield refused or status.NOT_AUTHORISED, None
+            yield response_status(status.NOT_AUTHORISED, not_authorised_comment("worklist")), None
             return
         try:
             identifier = event.identifier
@@ -98,7 +98,11 @@ class OrderSCP:
         peer = self.peer_of(event.assoc)
         refused = self.service.authorise(peer, "store", self.actor_of(event.assoc), operation)
         if refused or peer is None:
-            return None, None, refused or status.NOT_AUTHORISED
+            return (
+                None,
+                None,
+                response_status(status.NOT_AUTHORISED, not_authorised_comment("store")),
+            )
         try:
             dataset = event.attribute_list if operation == "N-CREATE" else event.modification_list
         except Exception as exc:

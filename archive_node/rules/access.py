@@ -124,6 +124,57 @@ def may_request(peer: Peer, service: str) -> bool:
     return service in peer.allow
 
 
+def not_authorised_comment(service: str) -> str:
+    """The Error Comment of a 0x0124 (Refused: Not Authorised): the right the AE lacks, one of
+    SERVICES, and nothing else (no patient, no other hospital); an LO of at most 64
+    characters (PS3.5 6.2, PS3.7 C.5.3)."""
+    return f"AE not allowed {service}"[:64]
+
+
+# `archive-node echo ARCHIVE`: the node checking itself calls as its own title, registered or
+# not. Accepted from the loopback only, with the echo right only: any other request on that
+# association is answered 0x0124 by the same per-request check as every AE's.
+SELF_CHECK_RIGHTS = frozenset({"echo"})
+SELF_CHECK_HOSPITAL = "-"  # no hospital: nothing it could store or see belongs to one
+SELF_CHECK_MAX_ASSOCIATIONS = 4  # a health check needs one at a time
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8 or ::1, also as an IPv4-mapped IPv6 address (::ffff:127.0.0.1); a name or
+    anything else that is not an IP address is not."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool((mapped or ip).is_loopback)
+
+
+def self_check_peer(
+    our_title: str, called_title: str, calling_title: str, address: str
+) -> Peer | None:
+    """The peer an association of the node's own title from the loopback is admitted as (its
+    own C-ECHO, e.g. `archive-node echo ARCHIVE`): C-ECHO only, no hospital, no host. None
+    for any other title, called title or address: the registry decides those (and a
+    registered AE of the node's own title keeps its registered rights: the caller asks the
+    registry first)."""
+    ours = our_title.strip()
+    if calling_title.strip() != ours or called_title.strip() != ours:
+        return None
+    if not is_loopback(address):
+        return None
+    return Peer(
+        ae_title=ours,
+        hospital=SELF_CHECK_HOSPITAL,
+        issuer="",
+        host="",
+        port=None,
+        allow=SELF_CHECK_RIGHTS,
+        scope="hospital",
+        max_associations=SELF_CHECK_MAX_ASSOCIATIONS,
+    )
+
+
 def visible_hospital(peer: Peer) -> str | None:
     """The hospital whose studies alone this AE may find and retrieve; None for scope region."""
     return peer.hospital if peer.scope == "hospital" else None
