@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .dicom.values import ae_title_problem, is_valid_uid
 from .errors import ConfigError
@@ -681,58 +684,156 @@ def _fit_uid_root(value: str) -> bool:
 
 
 def build_config(data: dict[str, Any], source: str = "built-in defaults") -> Config:
-    """Turn parsed TOML into a Config, refusing unknown sections and keys."""
-    known = {s.name: s for s in SETTINGS}
-    for section, table in data.items():
-        if section not in _SECTIONS:
-            raise ConfigError(f"[{section}]: unknown section (known: {', '.join(_SECTIONS)})")
-        if not isinstance(table, dict):
-            raise ConfigError(f"{section}: expected a table [{section}]")
-        for key in table:
-            if f"{section}.{key}" not in known:
-                raise ConfigError(f"{section}.{key}: unknown key")
-    values: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
-    for setting in SETTINGS:
-        raw = data.get(setting.section, {}).get(setting.key, setting.default)
-        values[setting.section][setting.key] = _coerce(setting, raw)
-    env_url = os.environ.get(INDEX_URL_ENV)
-    if env_url:
-        values["index"]["url"] = env_url
-    values["storage"]["path"] = Path(values["storage"]["path"])
-    _check_tls(values["tls"])
-    _check_audit(values["audit"])
+    """Turn parsed TOML into a Config, refusing unknown sections and keys. Raises ConfigError
+    naming the first problem (config_problems lists them all)."""
+    values, problems = _validated(data)
+    if problems:
+        raise ConfigError(problems[0])
     return Config(
         **{section: cls(**values[section]) for section, cls in _SECTIONS.items()},
         source=source,
     )
 
 
-def _check_tls(tls: dict[str, Any]) -> None:
+def config_problems(data: dict[str, Any]) -> list[str]:
+    """Every problem of parsed TOML, one line each, in the order build_config meets them:
+    unknown sections and keys, then each key's type, range and choices, then what keys need
+    of each other (tls.port, audit.repository, index.url's scheme). Empty: build_config takes
+    it."""
+    return _validated(data)[1]
+
+
+def _validated(data: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The values of every section (defaults where `data` has none or a bad one) and the
+    problems found."""
+    problems: list[str] = []
+    known = {s.name: s for s in SETTINGS}
+    tables: dict[str, dict[str, Any]] = {}
+    for section, table in data.items():
+        if section not in _SECTIONS:
+            problems.append(f"[{section}]: unknown section (known: {', '.join(_SECTIONS)})")
+            continue
+        if not isinstance(table, dict):
+            problems.append(f"{section}: expected a table [{section}]")
+            continue
+        tables[section] = table
+        problems += [
+            f"{section}.{key}: unknown key" for key in table if f"{section}.{key}" not in known
+        ]
+    values: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
+    failed: set[str] = set()
+    for setting in SETTINGS:
+        raw = tables.get(setting.section, {}).get(setting.key, setting.default)
+        try:
+            value = _coerce(setting, raw)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            failed.add(setting.name)
+            value = setting.default
+        values[setting.section][setting.key] = value
+    env_url = os.environ.get(INDEX_URL_ENV)
+    if env_url:
+        values["index"]["url"] = env_url
+    values["storage"]["path"] = Path(values["storage"]["path"])
+    if not failed & {"tls.port", "tls.certificate", "tls.private_key", "tls.ca_certificates"}:
+        problems += _tls_problems(values["tls"])
+    if not any(name.startswith("audit.") for name in failed):
+        problems += _audit_problems(values["audit"])
+    if "index.url" not in failed:
+        problems += _index_url_problems(values["index"]["url"], from_env=bool(env_url))
+    return values, problems
+
+
+def _tls_problems(tls: dict[str, Any]) -> list[str]:
     """A TLS port needs the node's certificate, its key and the peers' CAs."""
     if not tls["port"]:
-        return
-    for key in ("certificate", "private_key", "ca_certificates"):
-        if not tls[key]:
-            raise ConfigError(f"tls.{key}: must be set when tls.port is set")
+        return []
+    return [
+        f"tls.{key}: must be set when tls.port is set"
+        for key in ("certificate", "private_key", "ca_certificates")
+        if not tls[key]
+    ]
 
 
-def _check_audit(audit: dict[str, Any]) -> None:
+def _audit_problems(audit: dict[str, Any]) -> list[str]:
     """A repository URL the export can use; a tls:// one needs the CAs that verify it."""
+    problems = []
     url = audit["repository"]
-    if not url:
-        return
-    scheme, _, rest = url.partition("://")
-    host, _, port = rest.rpartition(":")
-    if scheme not in ("tls", "tcp", "udp") or not host or not port.isdigit():
-        raise ConfigError(
-            f"audit.repository: {url!r} is not tls://host:port, tcp://host:port or udp://host:port"
-        )
-    if not 0 < int(port) < 65536:
-        raise ConfigError(f"audit.repository: port {port} is out of range")
-    if scheme == "tls" and not audit["ca_certificates"]:
-        raise ConfigError("audit.ca_certificates: must be set for a tls:// repository")
+    if url:
+        scheme, _, rest = url.partition("://")
+        host, _, port = rest.rpartition(":")
+        if scheme not in ("tls", "tcp", "udp") or not host or not port.isdigit():
+            problems.append(
+                f"audit.repository: {url!r} is not tls://host:port, tcp://host:port or "
+                "udp://host:port"
+            )
+        elif not 0 < int(port) < 65536:
+            problems.append(f"audit.repository: port {port} is out of range")
+        if scheme == "tls" and not audit["ca_certificates"]:
+            problems.append("audit.ca_certificates: must be set for a tls:// repository")
     if bool(audit["certificate"]) != bool(audit["private_key"]):
-        raise ConfigError("audit.certificate and audit.private_key: set both or neither")
+        problems.append("audit.certificate and audit.private_key: set both or neither")
+    return problems
+
+
+INDEX_SCHEMES = ("sqlite", "postgresql", "postgres")  # index/database.py opens these
+
+
+def _index_url_problems(url: str, *, from_env: bool) -> list[str]:
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme in INDEX_SCHEMES:
+        return []
+    where = f"index.url (from {INDEX_URL_ENV})" if from_env else "index.url"
+    return [f"{where}: unsupported scheme {scheme!r} (sqlite or postgresql)"]
+
+
+def file_problems(config: Config) -> list[str]:
+    """What `config check` finds on this machine beyond the values themselves: the TLS and
+    audit certificate and key files it names missing or unreadable, a storage path whose
+    parent directory does not exist (or that is not a directory)."""
+    problems = []
+    tls, audit = config.tls, config.audit
+    pem_files = [
+        ("tls.certificate", tls.certificate, "CERTIFICATE"),
+        ("tls.private_key", tls.private_key, "PRIVATE KEY"),
+        ("tls.ca_certificates", tls.ca_certificates, "CERTIFICATE"),
+        ("audit.ca_certificates", audit.ca_certificates, "CERTIFICATE"),
+        ("audit.certificate", audit.certificate, "CERTIFICATE"),
+        ("audit.private_key", audit.private_key, "PRIVATE KEY"),
+    ]
+    for name, path, kind in pem_files:
+        if path:
+            problem = _pem_problem(Path(path), kind, directory_ok=name.endswith("ca_certificates"))
+            if problem:
+                problems.append(f"{name}: {path}: {problem}")
+    store = config.storage.path
+    if store.exists() and not store.is_dir():
+        problems.append(f"storage.path: {store}: not a directory")
+    elif not store.exists() and not store.absolute().parent.is_dir():
+        problems.append(f"storage.path: {store}: its parent directory does not exist")
+    return problems
+
+
+MAX_PEM_FILE = 1 << 20  # a certificate chain or a key is a few KiB
+
+
+def _pem_problem(path: Path, kind: str, *, directory_ok: bool) -> str | None:
+    """Why a PEM file cannot be used (missing, unreadable, not PEM of `kind`), or None; a
+    directory of CAs (openssl rehash) is taken as it is where `directory_ok`."""
+    if directory_ok and path.is_dir():
+        return None
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(MAX_PEM_FILE + 1)
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror}"
+    if len(text) > MAX_PEM_FILE:
+        return "over 1 MiB: not a PEM file"
+    if f"{kind}-----".encode() not in text or b"-----BEGIN " not in text:
+        return f"no PEM {kind.lower()} in it"
+    return None
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -755,12 +856,86 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     return build_config(data, source=str(path))
 
 
+def check_config_file(path: str | os.PathLike[str]) -> list[str]:
+    """Every problem of the config file at `path`, one line each (`archive-node config
+    check`): it cannot be read or parsed; else config_problems, then file_problems of the
+    config it makes (with the defaults in place of bad values). Empty: it serves."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return [f"{path}: no such config file"]
+    except OSError as exc:
+        return [f"{path}: cannot read: {exc.strerror}"]
+    except tomllib.TOMLDecodeError as exc:
+        return [f"{path}: not valid TOML: {exc}"]
+    values, problems = _validated(data)
+    config = Config(
+        **{section: cls(**values[section]) for section, cls in _SECTIONS.items()},
+        source=str(path),
+    )
+    return problems + file_problems(config)
+
+
 def example_toml() -> str:
     """Render every setting with its help and default, as in config/archive-node.example.toml."""
-    lines = [
-        "# archive-node configuration. Every key is optional; the values shown are the defaults.",
-        "# Pass it with --config FILE or ARCHIVE_NODE_CONFIG=FILE.",
-    ]
+    return _render(
+        [
+            "# archive-node configuration. Every key is optional; the values shown are the "
+            "defaults.",
+            "# Pass it with --config FILE or ARCHIVE_NODE_CONFIG=FILE.",
+        ],
+        lambda setting: setting.default,
+    )
+
+
+MASK = "***"
+
+
+def effective_toml(config: Config) -> str:
+    """Every setting with its help and the value in effect in `config`: valid TOML that loads
+    back to the same Config, but for a password in index.url, shown as MASK."""
+    env_url = os.environ.get(INDEX_URL_ENV)
+
+    def value(setting: Setting) -> Any:
+        kept = getattr(getattr(config, setting.section), setting.key)
+        if setting.name == "index.url":
+            return masked_url(kept)
+        return str(kept) if isinstance(kept, Path) else kept
+
+    notes = {"index.url": f"In effect from {INDEX_URL_ENV}, which overrides the file."}
+    return _render(
+        [
+            f"# archive-node configuration in effect: {config.source}, with the defaults of "
+            "the keys it leaves out.",
+            "# Pass it with --config FILE or ARCHIVE_NODE_CONFIG=FILE.",
+        ],
+        value,
+        notes if env_url else {},
+    )
+
+
+def masked_url(url: str) -> str:
+    """A database URL with its password (in the authority, or a password= parameter)
+    replaced by MASK, for printing."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:{MASK}@{host}"
+    query = "&".join(
+        f"{key}={MASK}" if key.lower() == "password" else f"{key}={item}"
+        for key, item in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _render(
+    header: list[str], value: Callable[[Setting], Any], notes: dict[str, str] | None = None
+) -> str:
+    lines = list(header)
     section = None
     for setting in SETTINGS:
         if setting.section != section:
@@ -770,7 +945,9 @@ def example_toml() -> str:
         if setting.choices:
             help_text += f" One of: {', '.join(setting.choices)}."
         lines.append(f"# {help_text}")
-        lines.append(f"{setting.key} = {_toml_value(setting.default)}")
+        if notes and setting.name in notes:
+            lines.append(f"# {notes[setting.name]}")
+        lines.append(f"{setting.key} = {_toml_value(value(setting))}")
     return "\n".join(lines) + "\n"
 
 
@@ -778,5 +955,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # a TOML basic string: JSON's escapes are TOML's, but DEL must be escaped too
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     return repr(value)

@@ -1,15 +1,25 @@
-"""`studies`, `commitments` and `config`: what is stored, committed and configured."""
+"""`studies`, `commitments`, `config` and `config check`: what is stored, committed, configured."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
-from ..config import example_toml
+from ..config import (
+    CONFIG_ENV,
+    INDEX_URL_ENV,
+    check_config_file,
+    effective_toml,
+    example_toml,
+)
 from . import (
+    ArchiveGroup,
     cli,
     command,
+    config_option,
+    get_config,
     get_service,
     json_option,
     print_table,
@@ -74,7 +84,39 @@ def commitments(state: str | None, limit: int, as_json: bool) -> None:
     print_table(rows, [*columns, "delivered_at", "last_error"] if as_json else columns, as_json)
 
 
-@command(cli, "config")
-def show_config() -> None:
-    """Print every configuration key with its help and default (an example file)."""
-    click.echo(example_toml(), nl=False)
+@cli.group("config", cls=ArchiveGroup, invoke_without_command=True)
+@config_option
+@click.pass_context
+def config_group(ctx: click.Context) -> None:
+    """Print every configuration key with its help and the value in effect: the --config
+    file's (or $ARCHIVE_NODE_CONFIG's; index.url's password masked), else the defaults (an
+    example file). `config check` lists every problem of a file."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if _config_path(ctx) is None and not os.environ.get(INDEX_URL_ENV):
+        click.echo(example_toml(), nl=False)
+        return
+    click.echo(effective_toml(get_config()), nl=False)
+
+
+@command(config_group, "check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.pass_context
+def config_check(ctx: click.Context, file: str | None) -> None:
+    """Check a config file (FILE, else --config or $ARCHIVE_NODE_CONFIG): every problem it
+    has, one a line, and exit 1; else print "ok: FILE"."""
+    path = file or _config_path(ctx)
+    if path is None:
+        raise click.ClickException("config check: give a FILE, --config FILE or $" + CONFIG_ENV)
+    problems = check_config_file(path)
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        ctx.exit(1)
+    click.echo(f"ok: {path}")
+
+
+def _config_path(ctx: click.Context) -> str | None:
+    """The config file this command was given (--config, before or after the command), or
+    $ARCHIVE_NODE_CONFIG's."""
+    return ctx.meta.get("archive_node.config_path") or os.environ.get(CONFIG_ENV) or None

@@ -257,7 +257,8 @@ def move(
 
 
 def _keys(items: tuple[str, ...], *, need_values: bool = False) -> dict[str, str]:
-    """-k KEYWORD[=VALUE] options as a dict; a ClickException names an unknown keyword."""
+    """-k KEYWORD[=VALUE] options as a dict; a ClickException names an unknown keyword, or one
+    given twice (the later would silently replace the earlier: a match value lost)."""
     from pydicom.datadict import tag_for_keyword
 
     wanted: dict[str, str] = {}
@@ -267,6 +268,10 @@ def _keys(items: tuple[str, ...], *, need_values: bool = False) -> dict[str, str
             raise click.ClickException(f"-k {item}: {keyword.strip()!r} is not a DICOM keyword")
         if need_values and not equals:
             raise click.ClickException(f"-k {item}: give a value (KEYWORD=VALUE)")
+        if keyword.strip() in wanted:
+            raise click.ClickException(
+                f"-k {item}: {keyword.strip()} is given twice (one -k per keyword)"
+            )
         wanted[keyword.strip()] = value
     return wanted
 

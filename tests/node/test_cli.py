@@ -627,9 +627,10 @@ def test_config_command_prints_the_example():
     assert result.output == EXAMPLE_CONFIG.read_text(encoding="utf-8")
 
 
-def test_config_command_needs_no_valid_config(tmp_path):
-    result = ok("config", "--config", tmp_path / "nowhere.toml")
-    assert result.output == example_toml()
+def test_config_command_shows_the_file_given_so_a_missing_one_is_an_error(tmp_path):
+    """It printed the defaults whatever --config said (issue 22); tests/node/test_cli_config.py
+    has the values in effect."""
+    assert "no such config file" in fails("config", "--config", tmp_path / "nowhere.toml")
 
 
 def test_studies_on_an_empty_index(ready):
