@@ -150,7 +150,7 @@ def audited(operation: str, change: Any) -> None:
 
 
 def setup_logging(config: Config) -> None:
-    logs.setup_logging(config.log.level, config.log.pynetdicom_level)
+    logs.setup_logging(config.log.level, config.log.pynetdicom_level, config.log.format)
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:

@@ -4,7 +4,7 @@ and database errors as the archive's own (what every role of the index works thr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from peewee import Database, DatabaseError, IntegrityError
 
@@ -18,6 +18,8 @@ class Session:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # told of each database error (the metrics count them); never of a domain error
+        self.on_error: Callable[[], None] | None = None
 
     @contextlib.contextmanager
     def __call__(self, *, write: bool = False) -> Iterator[None]:
@@ -35,6 +37,8 @@ class Session:
         except IntegrityError as exc:
             raise Conflict(f"index constraint: {exc}") from None
         except DatabaseError as exc:
+            if self.on_error is not None:
+                self.on_error()
             # one line: psycopg2's messages carry hints on further lines
             raise IndexUnavailable(f"index database error: {' '.join(str(exc).split())}") from None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pydicom.charset import python_encoding
 from pydicom.uid import UID
@@ -54,7 +54,7 @@ from .tls import BCP195_CIPHERS
 from .worklist_scp import MPPS_CLASS
 
 if TYPE_CHECKING:
-    from ..service import ArchiveService
+    pass
 
 
 class StatementError(RuntimeError):
@@ -97,16 +97,9 @@ class Context:
     scp_role: bool
 
 
-class _ConfigOnly:
-    """What build_ae reads of an ArchiveService: its config (no index, no store)."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-
-
 def statement_ae(config: Config) -> AE:
     """The AE `serve` would build for `config` (server.build_ae), made without an index."""
-    return build_ae(cast("ArchiveService", _ConfigOnly(config)))
+    return build_ae(config)
 
 
 def accepted_contexts(ae: AE) -> list[Context]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import signal
 import socket
 import tempfile
@@ -20,9 +21,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # set in globa
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from .. import logs
 from ..auditing import DailyPrune
+from ..config import Config
 from ..correcting import Lifecycle
 from ..errors import ConfigError
+from ..metrics import Exposition, Metrics, NodeState
 from ..rules.commitment import STORAGE_COMMITMENT_CLASS
 from ..rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
 from ..rules.worklist import WORKLIST_FIND
@@ -32,7 +36,9 @@ from .admission import NodeServer, TlsPort
 from .association import peer_label, release_waiting_acceptor
 from .audit_export import exporter_for, sender_for
 from .commitment_scp import CommitmentSCP
+from .health import HealthEndpoint, readiness_problem
 from .hl7_listener import Hl7Listener
+from .observed import observed
 from .patches.limits import Limits, serve_limits
 from .patches.receiving import serve_receiving
 from .patches.service_classes import serve_commitment, serve_retrieve
@@ -90,13 +96,13 @@ RETRIEVE_TRANSFER_SYNTAXES = [
 STORAGE_SOP_CLASSES = sorted(set(_STORAGE_CLASSES.values()))
 
 
-def build_ae(service: ArchiveService) -> AE:
+def build_ae(config: Config) -> AE:
     """An AE that accepts Verification, every storage SOP class pynetdicom knows (in either
     role: a C-GET SCU proposes the SCP role for itself), the Patient Root and Study Root
     FIND, MOVE and GET models, Storage Commitment Push Model, the Modality Worklist and MPPS;
     with the node's patches (patches/). Raises PatchError when the installed pynetdicom is
     not what they were taken from."""
-    node = service.config.node
+    node = config.node
     ae = AE(ae_title=node.ae_title)
     patches.install_for(
         ae, fast_paths=node.fast_paths, untested_pynetdicom=node.untested_pynetdicom
@@ -133,8 +139,12 @@ class ArchiveServer:
     def __init__(self, service: ArchiveService, *, worker: int | None = None) -> None:
         self.service = service
         self.worker = worker  # its number under `serve --workers N`, else None
-        self.ae = build_ae(service)
+        self.ae = build_ae(service.config)
         self.handlers = Handlers(service)
+        # a worker's metrics go to the supervisor's files (supervisor.py), which it serves
+        self.metrics = Metrics(registered=worker is None)
+        service.index.session.on_error = self.metrics.index_error
+        self.health: HealthEndpoint | None = None
         # the node's certificate, key and CAs: read now (a bad file stops the start with one
         # line), again on SIGHUP
         self.tls = TlsCredentials(service.config.tls)
@@ -192,11 +202,13 @@ class ArchiveServer:
         reuse_port: bool = False,
         sweep: bool = True,
         hl7_port: int | None = None,
+        metrics_port: int | None = None,
     ) -> tuple[str, int]:
         """Prepare the store and index, then listen; returns the first bound (host, port): the
-        plain port's, else the TLS port's. `port`, `tls_port` and `hl7_port` override
-        node.port, tls.port and hl7.port (0: any free port); left None, a setting of 0 turns
-        that port off.
+        plain port's, else the TLS port's. `port`, `tls_port`, `hl7_port` and `metrics_port`
+        override node.port, tls.port, hl7.port and metrics.port (0: any free port); left None,
+        a setting of 0 turns that port off (a worker never serves metrics: its supervisor
+        does).
         `reuse_port`: share the ports with other processes (supervisor.py), which swept the
         node's partial transfers before they started (`sweep` False). Raises ConfigError."""
         node = self.service.config.node
@@ -208,11 +220,23 @@ class ArchiveServer:
             raise ConfigError("node.port and tls.port are both 0: the node has no port to serve")
         if secure is not None:
             self.tls.server_context  # noqa: B018  # raises ConfigError when there is none
-        handlers = [
-            *self.handlers.bindings(),
-            (evt.EVT_N_ACTION, self.commitment.on_n_action),
-        ]
+        handlers = observed(
+            [*self.handlers.bindings(), (evt.EVT_N_ACTION, self.commitment.on_n_action)],
+            self.metrics,
+        )
         hl7 = hl7_port if hl7_port is not None else (self.service.config.hl7.port or None)
+        metrics = (
+            metrics_port
+            if metrics_port is not None
+            else (self.service.config.metrics.port or None)
+        )
+        if metrics is not None and self.worker is None:
+            self.health = HealthEndpoint(
+                self.service.config.metrics.bind,
+                metrics,
+                Exposition(node_state(self.service), self.metrics, None),
+                self.ready,
+            )
         try:
             if plain is not None:
                 self._plain = self._listen((host, plain), handlers, reuse_port, None)
@@ -221,12 +245,17 @@ class ArchiveServer:
                 self._secure = self._listen((host, secure), handlers, reuse_port, tls)
             if hl7 is not None and self.hl7 is not None:
                 self.hl7.start(port=hl7)
+            if self.health is not None:
+                self.health.start()
         except ConfigError:
             for server in self._listeners():
                 server.server_close()
             self._plain = self._secure = None
+            if self.hl7 is not None:
+                self.hl7.stop()
             raise
         first = self._listeners()[0].server_address[:2]
+        logs.add_context_source(self._log_context)
         storage = self.service.storage
         storage.use_node_directory(node_name(first[1]))
         if sweep:
@@ -278,6 +307,26 @@ class ArchiveServer:
         )
         host, bound = first
         return host, bound
+
+    def _log_context(self, thread: threading.Thread) -> dict[str, str] | None:
+        """The calling AE, hospital and address of this node's association running `thread`
+        (logs.py's JSON records carry them)."""
+        if not isinstance(thread, Association) or thread.ae is not self.ae:
+            return None
+        peer = self.handlers.peer_of(thread)
+        found = {"ae": peer.ae_title, "hospital": peer.hospital} if peer is not None else {}
+        found["peer"] = str(thread.requestor.address or "")
+        return found
+
+    def ready(self) -> str | None:
+        """Why this node should not be sent work now (/readyz), or None."""
+        if not self._listeners():
+            return "stopping: no new associations"
+        return readiness_problem(
+            self.service.index.check_schema,
+            str(self.service.storage.incoming),
+            self.service.room_problem,
+        )
 
     def _listen(
         self,
@@ -353,8 +402,11 @@ class ArchiveServer:
             self.service.audit.application(False, {})
         if self.exporter is not None:
             self.exporter.stop()  # sends what is recorded until now, if it can
+        if self.health is not None:
+            self.health.stop()
         self.service.index.close()
         log.info("stopped")
+        logs.remove_context_source(self._log_context)
 
     def _active(self) -> list[Association]:
         return [a for a in self.ae.active_associations if a.is_alive()]
@@ -387,6 +439,16 @@ class ArchiveServer:
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def node_state(service: ArchiveService) -> NodeState:
+    """What /metrics asks of the node at each scrape."""
+    storage = service.storage
+    return NodeState(
+        store_free_bytes=lambda: shutil.disk_usage(storage.root).free,
+        store_reserve_bytes=service.config.storage.min_free_mb * 1024 * 1024,
+        commitments_pending=service.index.commitments.pending_count,
+    )
 
 
 def cannot_listen(address: tuple[str, int], exc: OSError, *, tls: bool = False) -> ConfigError:

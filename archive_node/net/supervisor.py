@@ -2,11 +2,13 @@
 
 One Python process computes on one core at a time, so a node that should use a machine's cores
 runs several. The supervisor checks the index and sweeps the node's partial transfers once,
-then forks the workers before it has started any thread (a fork copies only the calling
-thread), and forks a worker again when one dies. Each worker is a whole node (server.py) on
-its own socket bound to the same address; the kernel spreads new connections over them.
-SIGTERM or SIGINT is passed on to every worker, which drains as a single node does; SIGHUP too,
-and each worker re-reads its TLS certificate, key and CAs.
+then forks the workers, and forks a worker again when one dies. Its one thread of its own is
+the metrics endpoint (/metrics over every worker's files, /healthz, /readyz): a fork copies
+only the calling thread, so the endpoint holds no index connection across a fork (each of its
+checks closes what it opened, under the lock a fork takes). Each worker is a whole node
+(server.py) on its own socket bound to the same address; the kernel spreads new connections
+over them. SIGTERM or SIGINT is passed on to every worker, which drains as a single node
+does; SIGHUP too, and each worker re-reads its TLS certificate, key and CAs.
 
 What the workers share lives in the index (SQLite in WAL with IMMEDIATE transactions, or
 PostgreSQL) and the store; node.max_associations counts per worker.
@@ -16,20 +18,27 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import ConfigError
+from ..metrics import Exposition, use_multiprocess
 from ..service import ArchiveService
 from . import patches
-from .server import ArchiveServer, cannot_listen, node_name
+from .health import HealthEndpoint, multiprocess_directory, readiness_problem
+from .server import ArchiveServer, cannot_listen, node_name, node_state
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RESTART_DELAY = 1.0  # seconds before a dead worker is forked again, doubling while it keeps dying
 RESTART_DELAY_MAX = 30.0
@@ -53,7 +62,11 @@ class Supervisor:
     def __init__(self, service: ArchiveService, count: int) -> None:
         self.service = service
         self.workers = [_Worker(number) for number in range(1, count + 1)]
-        self._stopping = threading.Event()  # set from signal handlers; no thread is started
+        self._stopping = threading.Event()  # set from signal handlers
+        # held while forking, and by the endpoint while it uses the index: no connection of
+        # the supervisor's is open when a worker is forked
+        self._quiet = threading.Lock()
+        self._ports: Ports | None = None
 
     def run(
         self, bind: str | None = None, port: int | None = None, tls_port: int | None = None
@@ -86,6 +99,10 @@ class Supervisor:
                 log.warning("removed %d partial file(s) of interrupted transfers", removed)
             self.service.audit.application(True, {"ports": [p for p in (plain, secure) if p]})
             self.service.index.close()  # no connection may be shared across the fork
+            self._ports = ports
+            directory = multiprocess_directory()
+            use_multiprocess(directory)  # before any worker makes a metric
+            endpoint = self._endpoint(directory)
             previous = {
                 sig: signal.signal(sig, lambda *_: self._stopping.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)
@@ -102,9 +119,57 @@ class Supervisor:
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+                if endpoint is not None:
+                    endpoint.stop()
+                shutil.rmtree(directory, ignore_errors=True)
         finally:
             for holder in holders:
                 holder.close()
+
+    def _endpoint(self, directory: str) -> HealthEndpoint | None:
+        """The metrics endpoint over every worker's files, started (None: metrics.port 0)."""
+        config = self.service.config.metrics
+        if not config.port:
+            return None
+        state = node_state(self.service)
+        endpoint = HealthEndpoint(
+            config.bind,
+            config.port,
+            Exposition(
+                dataclasses.replace(
+                    state, commitments_pending=self._quietly(state.commitments_pending)
+                ),
+                None,
+                directory,
+            ),
+            self._quietly(self.ready),
+        )
+        endpoint.start()
+        return endpoint
+
+    def _quietly(self, ask: Callable[[], T]) -> Callable[[], T]:
+        """`ask` run under the fork lock, its index connections closed before it returns."""
+
+        def quietly() -> T:
+            with self._quiet:
+                try:
+                    return ask()
+                finally:
+                    self.service.index.close()
+
+        return quietly
+
+    def ready(self) -> str | None:
+        """Why the node should not be sent work now (/readyz), or None."""
+        if self._stopping.is_set():
+            return "stopping: no new associations"
+        if not any(w.pid for w in self.workers):
+            return "no worker is running"
+        return readiness_problem(
+            self.service.index.check_schema,
+            str(self.service.storage.incoming),
+            self.service.room_problem,
+        )
 
     def _pass_on(self, signum: int, _frame: object) -> None:
         """SIGHUP: each worker re-reads the TLS files (server.py)."""
@@ -142,7 +207,8 @@ class Supervisor:
         stop_signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         supervisor = os.getpid()
-        pid = os.fork()
+        with self._quiet:
+            pid = os.fork()
         if pid:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         else:  # the worker: a whole node on the shared port, until SIGTERM

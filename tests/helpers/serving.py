@@ -33,6 +33,7 @@ class Node:
     port: int  # the plain port (0 when the node serves only TLS)
     tls_port: int = 0  # 0: no TLS port
     hl7_port: int = 0  # 0: no HL7 listener
+    metrics_port: int = 0  # 0: no metrics endpoint
 
     @property
     def ae_title(self) -> str:
@@ -40,16 +41,24 @@ class Node:
 
 
 @contextlib.contextmanager
-def serving(service: ArchiveService, *, plain: bool = True, tls: bool = False, hl7: bool = False):
+def serving(
+    service: ArchiveService,
+    *,
+    plain: bool = True,
+    tls: bool = False,
+    hl7: bool = False,
+    metrics: bool = False,
+):
     """Run a node for `service` on a free loopback port; with `tls`, a TLS port too (its
     config has tls.*), and without `plain` only that (its config has node.port 0); with
-    `hl7`, its HL7 listener on another free port."""
+    `hl7`, its HL7 listener on another free port; with `metrics`, its metrics endpoint."""
     server = ArchiveServer(service)
     host, _ = server.start(
         "127.0.0.1",
         0 if plain else None,
         tls_port=0 if tls else None,
         hl7_port=0 if hl7 else None,
+        metrics_port=0 if metrics else None,
     )
     try:
         yield Node(
@@ -59,6 +68,7 @@ def serving(service: ArchiveService, *, plain: bool = True, tls: bool = False, h
             server.address[1] if plain else 0,
             server.tls_address[1] if tls else 0,
             server.hl7.address[1] if hl7 and server.hl7 and server.hl7.address else 0,
+            server.health.address[1] if metrics and server.health else 0,
         )
     finally:
         server.stop(grace=2)

@@ -75,8 +75,8 @@ class Archive:
     """One node's config, store and index in `root`, and its `serve` process once started.
 
     `index_url` defaults to a SQLite file in `root`; `min_free_mb` and `fsync`
-    are storage.min_free_mb and storage.fsync; `tls`, `audit`, `hl7` and `metrics` are those
-    sections, if any (metrics: off unless given).
+    are storage.min_free_mb and storage.fsync; `tls`, `audit`, `hl7`, `metrics` and `log_settings`
+    ([log]) are those sections, if any (metrics: off unless given).
     The log of every start is appended to one file.
     """
 
@@ -89,6 +89,7 @@ class Archive:
     audit: dict[str, object] | None = None
     hl7: dict[str, object] | None = None
     metrics: dict[str, object] | None = None
+    log_settings: dict[str, object] | None = None  # [log]
     proc: subprocess.Popen | None = None
     _log_fh: IO[bytes] | None = None
 
@@ -140,6 +141,12 @@ class Archive:
             + (
                 "[hl7]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.hl7.items())
                 if self.hl7
+                else ""
+            )
+            + (
+                "[log]\n"
+                + "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.log_settings.items())
+                if self.log_settings
                 else ""
             )
             + "[metrics]\n"

@@ -45,3 +45,11 @@ def test_rsyslog_with_tls_is_installed_when_required():
     assert any(os.path.exists(os.path.join(p, "lmnsd_gtls.so")) for p in modules), (
         "rsyslog-gnutls missing but ARCHIVE_NODE_REQUIRE_RSYSLOG=1"
     )
+
+
+@pytest.mark.skipif(
+    os.environ.get("ARCHIVE_NODE_REQUIRE_PROMETHEUS") != "1",
+    reason="Prometheus not required outside CI",
+)
+def test_prometheus_is_installed_when_required():
+    assert shutil.which("prometheus"), "prometheus missing but ARCHIVE_NODE_REQUIRE_PROMETHEUS=1"

@@ -15,7 +15,7 @@ LAYERS = [
     {"errors", "progress", "dicom", "logs"},
     {"rules", "config"},
     {"storage", "index"},
-    {"registry", "committing", "auditing"},
+    {"registry", "committing", "auditing", "metrics"},
     {"service", "integrity", "correcting", "ordering"},
     {"importing"},
     {"net"},
@@ -28,6 +28,7 @@ ONLY_IN = {
     "playhouse": ("index",),
     "click": ("cli",),
     "hl7": ("rules", "net"),
+    "prometheus_client": ("metrics",),
 }
 # Inside net/, the patches are the bottom: they use the wire encoders and what every
 # association shares, never the SCPs, the server or the service above them.
