@@ -21,6 +21,7 @@ from .rules.commitment import (
     Failure,
     Reference,
     acknowledgement_failure,
+    failure_lines,
     parse_request,
     references_from_json,
     references_to_json,
@@ -89,6 +90,10 @@ class Commitments:
             len(result.committed),
             len(result.failed),
         )
+        for line in failure_lines(result.failed):
+            log.warning(
+                "storage commitment %s for %s: %s", record.transaction_uid, record.requester, line
+            )
         return result
 
     def _decide(

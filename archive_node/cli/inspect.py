@@ -14,6 +14,7 @@ from ..config import (
     effective_toml,
     example_toml,
 )
+from ..rules.commitment import FAILURE_WORDS, CommitmentResult
 from . import (
     ArchiveGroup,
     cli,
@@ -67,21 +68,47 @@ def commitments(state: str | None, limit: int, as_json: bool) -> None:
     """List Storage Commitment requests, newest first, and whether their reports went out."""
     service = get_service()
     service.index.check_schema()
-    rows = [
-        {
-            "transaction_uid": r.transaction_uid,
-            "requester": r.requester,
-            "instances": len(json.loads(r.references)),
-            "state": r.state,
-            "attempts": r.attempts,
-            "created_at": r.created_at,
-            "delivered_at": r.delivered_at,
-            "last_error": r.last_error,
-        }
-        for r in service.index.commitments.listing(state=state, limit=limit)
+    rows = []
+    for r in service.index.commitments.listing(state=state, limit=limit):
+        result = CommitmentResult.from_json(r.result) if r.result is not None else None
+        rows.append(
+            {
+                "transaction_uid": r.transaction_uid,
+                "requester": r.requester,
+                "instances": len(json.loads(r.references)),
+                "state": r.state,
+                "attempts": r.attempts,
+                "created_at": r.created_at,
+                # None until decided; then the committed count and each failure
+                "committed": len(result.committed) if result else None,
+                "failed": len(result.failed) if result else None,
+                "failures": [
+                    {
+                        "sop_class_uid": f.sop_class_uid,
+                        "sop_instance_uid": f.sop_instance_uid,
+                        "failure_reason": f"0x{f.reason:04X}",
+                        "reason": FAILURE_WORDS.get(f.reason, "failure"),
+                    }
+                    for f in result.failed
+                ]
+                if result
+                else None,
+                "delivered_at": r.delivered_at,
+                "last_error": r.last_error,
+            }
+        )
+    columns = [
+        "transaction_uid",
+        "requester",
+        "instances",
+        "failed",
+        "state",
+        "attempts",
+        "created_at",
     ]
-    columns = ["transaction_uid", "requester", "instances", "state", "attempts", "created_at"]
-    print_table(rows, [*columns, "delivered_at", "last_error"] if as_json else columns, as_json)
+    if as_json:
+        columns += ["committed", "failures", "delivered_at", "last_error"]
+    print_table(rows, columns, as_json)
 
 
 @cli.group("config", cls=ArchiveGroup, invoke_without_command=True)

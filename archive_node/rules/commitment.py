@@ -32,6 +32,17 @@ MAX_REFERENCES = 65535
 FAILURE_PROCESSING = status.PROCESSING_FAILURE  # 0x0110: e.g. the file no longer matches
 FAILURE_NO_SUCH_INSTANCE = status.NO_SUCH_SOP_INSTANCE  # 0x0112: not held (or not visible)
 FAILURE_CLASS_CONFLICT = status.CLASS_INSTANCE_CONFLICT  # 0x0119: held under another class
+# The Failure Reasons of PS3.4 J.3.3.1.1 in words, for the log and `archive-node commitments`.
+FAILURE_WORDS = {
+    FAILURE_PROCESSING: "processing failure",
+    FAILURE_NO_SUCH_INSTANCE: "no such object instance",
+    status.RESOURCE_LIMITATION: "resource limitation",
+    0x0122: "referenced SOP class not supported",
+    FAILURE_CLASS_CONFLICT: "class/instance conflict",
+    0x0131: "duplicate transaction UID",
+}
+# The log names at most this many failed instances of one report, then how many more.
+MAX_LOGGED_FAILURES = 20
 
 Reference = tuple[str, str]  # (Referenced SOP Class UID, Referenced SOP Instance UID)
 
@@ -87,6 +98,24 @@ class CommitmentResult:
             committed=tuple((c, i) for c, i in data["committed"]),
             failed=tuple(Failure(c, i, int(r)) for c, i, r in data["failed"]),
         )
+
+
+def failure_words(reason: int) -> str:
+    """A Failure Reason as the log and the CLI show it: '0x0112 no such object instance'."""
+    return f"0x{reason:04X} {FAILURE_WORDS.get(reason, 'failure')}"
+
+
+def failure_lines(failed: tuple[Failure, ...], limit: int = MAX_LOGGED_FAILURES) -> list[str]:
+    """What the log says of a report's failed instances: one line each (SOP Instance UID,
+    SOP Class UID and reason; UIDs are not patient data), at most `limit`, then one line
+    saying how many more there are."""
+    lines = [
+        f"{f.sop_instance_uid} ({f.sop_class_uid}) not committed: {failure_words(f.reason)}"
+        for f in failed[:limit]
+    ]
+    if len(failed) > limit:
+        lines.append(f"and {len(failed) - limit} more instance(s) not committed")
+    return lines
 
 
 def references_to_json(references: tuple[Reference, ...]) -> str:
