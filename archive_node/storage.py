@@ -24,10 +24,12 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 INCOMING = ".incoming"
 CORRECTIONS_JOURNAL = "corrections.jsonl"  # the corrections, for reindex (correcting.py)
+# The store's identity, which its index records too (integrity/pairing.py): one line, a UUID.
+IDENTITY_FILE = ".archive-node-store"
 # What a walk of the kept files leaves out: transfers in progress, the corrections journal,
-# and the directory fsck keeps at a filesystem's root (the store may be a mount point; it is
-# root's, mode 0700).
-NOT_KEPT = frozenset({INCOMING, CORRECTIONS_JOURNAL, "lost+found"})
+# the store's identity, and the directory fsck keeps at a filesystem's root (the store may be
+# a mount point; it is root's, mode 0700).
+NOT_KEPT = frozenset({INCOMING, CORRECTIONS_JOURNAL, IDENTITY_FILE, "lost+found"})
 DURABLE_DIRS_REMEMBERED = 10_000  # then forgotten (and fsynced again once used)
 
 
@@ -87,6 +89,70 @@ class FilesystemStorage:
             self.incoming.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"storage.path: cannot use {self.root}: {exc.strerror}") from None
+
+    # -- the store's identity (integrity/pairing.py) -----------------------------------------
+
+    @property
+    def identity_path(self) -> Path:
+        return self.root / IDENTITY_FILE
+
+    def identity(self) -> str | None:
+        """The store identity recorded at its root, or None when there is none (a store made
+        before identities, or not a store at all). Raises ConfigError naming the file when it
+        cannot be read or holds no UUID."""
+        try:
+            text = self.identity_path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) else "not ASCII"
+            raise ConfigError(f"store identity {self.identity_path}: {detail}") from None
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            raise ConfigError(
+                f"store identity {self.identity_path}: {text[:40]!r} is not a UUID"
+            ) from None
+
+    def claim_identity(self, identity: str) -> str:
+        """Record `identity` at the store's root unless one is there already; return the one
+        the store holds afterwards (another process may have claimed it first). The file is
+        written beside, fsynced, and linked into place (never overwritten), then the root is
+        fsynced; readable by the owner only. Raises ConfigError naming the store."""
+        self.create()
+        beside = self.root / f".{IDENTITY_FILE}.{uuid.uuid4().hex[:12]}"
+        try:
+            fd = os.open(beside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, f"{uuid.UUID(identity)}\n".encode("ascii"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            with contextlib.suppress(FileExistsError):
+                os.link(beside, self.identity_path)
+            _fsync_directory(self.root)
+        except OSError as exc:
+            raise ConfigError(
+                f"storage.path: cannot record the store identity in {self.root}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                beside.unlink()
+        recorded = self.identity()
+        assert recorded is not None  # linked above, or by whoever was first
+        return recorded
+
+    def holds_files(self) -> bool:
+        """Whether any kept file is in the store (its identity and partial transfers aside):
+        walked until the first one. False for a store that does not exist."""
+        try:
+            tops = self.top_directories()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise ConfigError(f"storage.path: cannot list {self.root}: {exc.strerror}") from None
+        return any(group.files for top in tops for group in self.kept_files(top))
 
     def sweep_incoming(self, *, loose_after: float = 300.0) -> int:
         """Remove partial files of interrupted transfers; return how many.

@@ -33,6 +33,8 @@ from . import (
 )
 def init(demo: bool) -> None:
     """Create the index schema and the store, or upgrade an older schema in place."""
+    from ..integrity import pairing
+
     service = get_service(create_index=True)
     service.storage.create()
     before, after = service.index.init_schema()
@@ -43,6 +45,8 @@ def init(demo: bool) -> None:
     else:
         click.echo(f"index schema version {after} is current")
     click.echo(f"store at {service.storage.root}")
+    # after the schema: `reindex`, which a refusal here may name, needs it
+    click.echo(f"store identity {pairing.claim(service.storage, service.index)}")
     if demo:
         _register_demo(service.registry)
 
@@ -76,11 +80,19 @@ def serve(bind: str | None, port: int | None, tls_port: int | None, workers: int
     # until the server installs its handler, a SIGHUP (a `systemctl reload` just after the
     # start) must not end the node: the files it is about to read are the new ones anyway
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from ..integrity import pairing
     from ..net.server import ArchiveServer
     from ..net.supervisor import Supervisor
 
     service = get_service()
     config = service.config
+    service.index.check_schema()
+    if pairing.check(service.storage, service.index, writing=True) is None:
+        log.warning(
+            "index %s and store %s have no store identity: run `archive-node init` to record it",
+            service.index.name,
+            service.storage.root,
+        )
     if not config.storage.fsync:
         log.warning("storage.fsync is off: acknowledged instances may be lost on power failure")
     if config.storage.min_free_mb == 0:
@@ -247,6 +259,8 @@ def reindex(default_hospital: str | None, as_json: bool) -> None:
             f"{report.already_indexed} already indexed, {len(report.problems)} problem(s) "
             f"({report.seconds:.1f} s)"
         )
+        if report.adopted_store:
+            click.echo(f"index adopted the store (store identity {report.store_identity})")
         for code in report.hospitals_created:
             click.echo(f"created hospital {code} (named after its code; register its AEs)")
         if report.corrections_replayed or report.corrections_skipped:

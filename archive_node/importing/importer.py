@@ -35,6 +35,7 @@ from ..dicom.provenance import Provenance, file_meta, with_provenance
 from ..dicom.values import derived_uid, is_valid_uid, parse_date, text_problem
 from ..errors import Conflict, InvalidInput, NotFound
 from ..index import InstanceRecord, StudyRecord
+from ..integrity import pairing
 from ..progress import NoProgress, Progress
 from ..rules.access import Peer
 from ..rules.audit import Actor
@@ -184,6 +185,7 @@ class Importer:
     def _importer_peer(self, code: str) -> Peer:
         """The hospital the files come from, as the sender C-STORE would know."""
         self.index.check_schema()
+        pairing.check(self.service.storage, self.index, writing=True)
         issuer = self.index.registry.hospital_issuer(code)
         if issuer is None:
             raise NotFound(f"no hospital {code!r} (see: archive-node hospital list)")

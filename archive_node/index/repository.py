@@ -19,7 +19,14 @@ from .instance_rows import InstanceRows
 from .integrity_queries import IntegrityQueries
 from .order_rows import OrderRows
 from .registry_rows import RegistryRows
-from .schema import check_schema, current_version, init_schema
+from .schema import (
+    check_schema,
+    current_version,
+    holds_instances,
+    init_schema,
+    record_store_identity,
+    store_identity,
+)
 from .session import Session
 
 
@@ -79,6 +86,21 @@ class Index:
         """Raises SchemaError, naming the index, unless the schema is this release's."""
         with self.session():
             check_schema(self.db, self.name)
+
+    def store_identity(self) -> str | None:
+        """The identity of the store this index belongs to (integrity/pairing.py), or None."""
+        with self.session():
+            return store_identity(self.db)
+
+    def record_store_identity(self, identity: str) -> str:
+        """Record the identity of the index's store unless one is recorded; return the one
+        recorded afterwards (another node may have been first)."""
+        with self.session(write=True):
+            return record_store_identity(self.db, identity)
+
+    def holds_instances(self) -> bool:
+        with self.session():
+            return holds_instances(self.db)
 
     def has_schema(self) -> bool:
         """Whether the index has a schema of any version (reindex makes one when not)."""

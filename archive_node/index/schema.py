@@ -18,6 +18,7 @@ from .tables import (
     AECertificate,
     ApplicationEntity,
     CommitmentRequest,
+    Instance,
     Patient,
     SchemaInfo,
     Study,
@@ -273,6 +274,30 @@ def init_schema(db: Database, name: str = "the index") -> tuple[int | None, int]
             conflict_target=[SchemaInfo.key], update={SchemaInfo.value: str(SCHEMA_VERSION)}
         ).execute()
     return before, SCHEMA_VERSION
+
+
+# The SchemaInfo key of the identity of the store this index belongs to (integrity/pairing.py);
+# a key of its own, so no schema change: an index without it is one made before identities.
+STORE_IDENTITY = "store_identity"
+
+
+def store_identity(db: Database) -> str | None:
+    """The identity of the store the index belongs to, or None when none is recorded."""
+    row = SchemaInfo.get_or_none(SchemaInfo.key == STORE_IDENTITY)
+    return str(row.value) if row else None
+
+
+def record_store_identity(db: Database, identity: str) -> str:
+    """Record `identity` unless an identity is recorded already; return the recorded one."""
+    SchemaInfo.insert(key=STORE_IDENTITY, value=identity).on_conflict_ignore().execute()
+    recorded = store_identity(db)
+    assert recorded is not None
+    return recorded
+
+
+def holds_instances(db: Database) -> bool:
+    """Whether any instance row exists (deleted or rejected ones included)."""
+    return Instance.select(Instance.id).limit(1).exists()
 
 
 def check_schema(db: Database, name: str = "the index") -> None:

@@ -1,6 +1,9 @@
 """`verify` and `reindex`: check the store against the index, and rebuild the index from the
-store alone. Uses the store and the index; no network, no command line."""
+store alone; which store an index belongs to (pairing). Uses the store and the index; no
+network, no command line."""
 
+from . import pairing
+from .pairing import NotAPair
 from .problems import (
     CORRUPT,
     DUPLICATE,
@@ -26,10 +29,12 @@ __all__ = [
     "REPOINTED",
     "UNATTRIBUTED",
     "UNREADABLE",
+    "NotAPair",
     "Problem",
     "ReindexReport",
     "Scope",
     "VerifyReport",
+    "pairing",
     "reindex",
     "verify",
 ]

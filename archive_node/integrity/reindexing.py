@@ -17,6 +17,7 @@ from ..errors import InvalidInput, NotFound, Refused, UIDConflict
 from ..index import Index, InstanceRecord, NewInstance
 from ..progress import NoProgress, Progress
 from ..storage import FileFacts, FilesystemStorage
+from . import pairing
 from .problems import (
     DUPLICATE,
     REPOINTED,
@@ -49,6 +50,10 @@ class ReindexReport:
     # the corrections journal replayed onto the rebuilt rows (correcting.py)
     corrections_replayed: int = 0
     corrections_skipped: list[str] = field(default_factory=list)
+    # the store identity index and store share (integrity/pairing.py); whether this run
+    # recorded it (the index adopted the store)
+    store_identity: str = ""
+    adopted_store: bool = False
 
     @property
     def ok(self) -> bool:
@@ -66,6 +71,8 @@ class ReindexReport:
             "problems": [dataclasses.asdict(p) for p in self.problems],
             "corrections_replayed": self.corrections_replayed,
             "corrections_skipped": list(self.corrections_skipped),
+            "store_identity": self.store_identity,
+            "adopted_store": self.adopted_store,
             "ok": self.ok,
         }
 
@@ -91,10 +98,16 @@ def reindex(
     Then the corrections journal beside the store is replayed (`corrections`): every
     correction the index does not hold yet is made again on the rows the files gave.
 
-    Raises SchemaError (run `init` first), NotFound (an unknown --default-hospital),
+    An index without a schema is given one first (a new database for a lost index); the
+    index adopts the store (pairing.adopt) unless they already share a store identity.
+
+    Raises SchemaError (an older schema: run `init`), NotAPair (index and store belong to
+    others), NotFound (an unknown --default-hospital),
     IndexUnavailable, ConfigError when the store cannot be listed.
     """
     started = time.monotonic()
+    if not index.has_schema():  # a lost index: a new database is rebuilt from the files
+        index.init_schema()
     index.check_schema()
     default = None
     if default_hospital is not None:
@@ -104,7 +117,9 @@ def reindex(
                 f"no hospital {default_hospital}: register it first (archive-node hospital add)"
             )
         default = _Sender(UNKNOWN_SENDER, default_hospital, issuer)
+    identity, adopted = pairing.adopt(storage, index)
     run = _Reindex(storage, index, default, progress or NoProgress())
+    run.report.store_identity, run.report.adopted_store = identity, adopted
     if corrections is not None:
         corrections.flush_journal()  # what the index holds and the journal lacks, first
     run.scan()

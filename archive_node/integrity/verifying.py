@@ -19,6 +19,7 @@ from ..index import Index
 from ..index.integrity_queries import InstanceScope, KeptRow
 from ..progress import NoProgress, Progress
 from ..storage import FilesystemStorage, KeptFiles
+from . import pairing
 from .problems import (
     CORRUPT,
     MALFORMED,
@@ -91,13 +92,14 @@ def verify(
     the studies in scope). `deep`: pass 1 also checks each intact file's whole encoding, as
     C-STORE does at receipt (dicom/structure.py), and reports the malformed ones.
 
-    Raises SchemaError (no or another schema), NotFound (an unknown hospital), InvalidInput (a
-    malformed Study UID, `since` after `until`), IndexUnavailable, ConfigError (the store's
-    root cannot be listed).
+    Raises SchemaError (no or another schema), NotAPair (the store is not the index's),
+    NotFound (an unknown hospital), InvalidInput (a malformed Study UID, `since` after
+    `until`), IndexUnavailable, ConfigError (the store's root cannot be listed).
     """
     progress = progress or NoProgress()
     started = time.monotonic()
     index.check_schema()
+    pairing.check(storage, index, writing=False)
     _check_scope(index, scope)
     rows = scope.instance_scope()
     report = VerifyReport()

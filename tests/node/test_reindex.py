@@ -337,10 +337,10 @@ def test_cli_reindex(service, kept, index_url, tmp_path):
     cfg = write_config(tmp_path, index_url)
     lose_database(service)
 
-    before_init = cli_run("reindex", "--config", cfg)
-    assert before_init.exit_code == 1
-    assert "archive-node init" in before_init.output and "Traceback" not in before_init.output
-    assert cli_run("init", "--config", cfg).exit_code == 0
+    # a new index over a store that holds files is not taken by `init`: reindex adopts it
+    init = cli_run("init", "--config", cfg)
+    assert init.exit_code == 1 and "Traceback" not in init.output
+    assert "the store holds files: run `archive-node reindex`" in init.output
 
     result = cli_run("reindex", "--config", cfg, "--json")
     assert result.exit_code == 0, result.output
@@ -351,8 +351,11 @@ def test_cli_reindex(service, kept, index_url, tmp_path):
         "already_indexed",
         "hospitals_created",
         "problems",
+        "store_identity",
+        "adopted_store",
         "ok",
     }
+    assert report["adopted_store"] is True
     assert (report["files"], report["indexed"], report["already_indexed"]) == (
         len(uids),
         len(uids),

@@ -79,8 +79,13 @@ def wait_for_room(path: Path, reserve: int) -> None:
 
 
 def files_in(storage: Path) -> list[Path]:
-    """Every file in the store outside the incoming area."""
-    return sorted(p for p in storage.rglob("*") if p.is_file() and ".incoming" not in p.parts)
+    """Every file in the store outside the incoming area, but for the store's identity
+    (.archive-node-store, written by `init`)."""
+    return sorted(
+        p
+        for p in storage.rglob("*")
+        if p.is_file() and ".incoming" not in p.parts and p.name != ".archive-node-store"
+    )
 
 
 def sop_uid(path: Path) -> str:

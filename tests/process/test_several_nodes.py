@@ -218,11 +218,14 @@ def count(url: str, table: str) -> int:
 
 
 def kept_files(store: Path) -> set[str]:
-    """Relative paths of every file in the store outside the incoming area."""
+    """Relative paths of every file in the store outside the incoming area, but for the
+    store's identity (.archive-node-store, written by `init`)."""
     return {
         p.relative_to(store).as_posix()
         for p in store.rglob("*")
-        if p.is_file() and ".incoming" not in p.relative_to(store).parts
+        if p.is_file()
+        and ".incoming" not in p.relative_to(store).parts
+        and p != store / ".archive-node-store"
     }
 
 

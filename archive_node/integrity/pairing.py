@@ -1,0 +1,158 @@
+"""Which store an index belongs to: one store identity (a UUID) recorded in both, made by
+`init`, checked by `serve`, `verify`, `reindex` and `import`, adopted by `reindex`.
+
+Without it a second node given the same store and another index served it: a resend then
+replaced an acknowledged instance's file (the leftover rule saw a file no row of *its* index
+named), and the first index's `verify` found the file corrupt (issue 22). Several nodes sharing
+one index and one store share the identity too, and work as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from ..errors import ConfigError
+from ..index import Index
+from ..storage import FilesystemStorage
+
+log = logging.getLogger(__name__)
+
+NONE = "none"
+REINDEX = (
+    "run `archive-node reindex` to make this index the store's (it indexes the store's files)"
+)
+
+
+class NotAPair(ConfigError):
+    """The index and the store do not belong together; one line naming both, with both
+    identities, and what to do."""
+
+
+def check(storage: FilesystemStorage, index: Index, *, writing: bool) -> str | None:
+    """The store identity of a matching index and store (None for a pair made before
+    identities, which `init` upgrades). `writing` (serve, import): a new index without rows
+    over a store that holds files is refused too, until `reindex` adopts the store.
+
+    Raises NotAPair; ConfigError when the store's identity cannot be read; IndexUnavailable.
+    """
+    recorded, held = index.store_identity(), storage.identity()
+    if recorded is not None and recorded == held:
+        return recorded
+    if recorded is not None and held is not None:
+        raise _not_a_pair(storage, index, recorded, held, "check index.url and storage.path")
+    if held is not None:
+        raise _not_a_pair(
+            storage, index, recorded, held, f"the store is another index's; {REINDEX}"
+        )
+    if recorded is not None:
+        raise _not_a_pair(
+            storage,
+            index,
+            recorded,
+            held,
+            "the store is not this index's (check storage.path: a share not mounted?); a new, "
+            "empty store is made the index's by `archive-node init`",
+        )
+    if writing and storage.holds_files() and not index.holds_instances():
+        raise _not_a_pair(
+            storage,
+            index,
+            recorded,
+            held,
+            f"the index is new and the store holds files: {REINDEX}",
+        )
+    return None
+
+
+def claim(storage: FilesystemStorage, index: Index) -> str:
+    """`init`: the identity the pair shares, recorded in both if neither has one (an index and
+    store made before identities, or both new). A store that has one and an index that does
+    not are another index's store (`reindex` adopts it); a store without one is claimed only
+    when it fits the index (both empty, or both holding instances).
+
+    Raises NotAPair, ConfigError, IndexUnavailable.
+    """
+    recorded, held = index.store_identity(), storage.identity()
+    if recorded is not None and recorded == held:
+        return recorded
+    if held is not None:
+        advice = (
+            f"the store is another index's; {REINDEX}"
+            if recorded is None
+            else "check index.url and storage.path"
+        )
+        raise _not_a_pair(storage, index, recorded, held, advice)
+    problem = _claim_problem(storage, index, adopting=False)
+    if problem:
+        raise _not_a_pair(storage, index, recorded, held, problem)
+    return _record_in_both(storage, index, recorded or str(uuid.uuid4()))
+
+
+def adopt(storage: FilesystemStorage, index: Index) -> tuple[str, bool]:
+    """`reindex`: make the store the index's (the recovery path for a lost index); (identity,
+    whether it was recorded now). An index and a store with different identities are refused:
+    each already belongs to another.
+
+    Raises NotAPair, ConfigError, IndexUnavailable.
+    """
+    recorded, held = index.store_identity(), storage.identity()
+    if recorded is not None and recorded == held:
+        return recorded, False
+    if recorded is not None and held is not None:
+        raise _not_a_pair(
+            storage,
+            index,
+            recorded,
+            held,
+            "each belongs to another: check index.url and storage.path",
+        )
+    if held is None:
+        problem = _claim_problem(storage, index, adopting=True)
+        if problem:
+            raise _not_a_pair(storage, index, recorded, held, problem)
+    identity = _record_in_both(storage, index, held or recorded or str(uuid.uuid4()))
+    log.warning(
+        "reindex: index %s adopted store %s (store identity %s)",
+        index.name,
+        storage.root,
+        identity,
+    )
+    return identity, True
+
+
+def _claim_problem(storage: FilesystemStorage, index: Index, *, adopting: bool) -> str | None:
+    """Why a store without an identity must not be given the index's, or None."""
+    files, rows = storage.holds_files(), index.holds_instances()
+    if rows and not files:
+        return (
+            "the index holds instances and the store no file: check storage.path (a share "
+            "not mounted?)"
+        )
+    if files and not rows and not adopting:
+        return f"the index is new and the store holds files: {REINDEX}"
+    return None
+
+
+def _record_in_both(storage: FilesystemStorage, index: Index, identity: str) -> str:
+    """The store first (its file is linked, never overwritten: the first of two nodes running
+    `init` at once wins), then the index takes the store's; a mismatch left by a race is
+    refused."""
+    held = storage.claim_identity(identity)
+    recorded = index.record_store_identity(held)
+    if recorded != held:
+        raise _not_a_pair(storage, index, recorded, held, "check index.url and storage.path")
+    return held
+
+
+def _not_a_pair(
+    storage: FilesystemStorage,
+    index: Index,
+    recorded: str | None,
+    held: str | None,
+    advice: str,
+) -> NotAPair:
+    return NotAPair(
+        f"index {index.name} (store identity {recorded or NONE}) and store {storage.root} "
+        f"(store identity {held or NONE}) do not belong together: {advice}"
+    )
