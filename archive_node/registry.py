@@ -11,7 +11,15 @@ from pathlib import Path
 from .dicom.values import ae_title_problem, hospital_code_problem, normalise_ae_title
 from .errors import InvalidInput
 from .index import AERecord, HospitalRecord, Index
-from .rules.access import DEFAULT_ALLOW, SCOPES, Peer, format_allow, parse_allow
+from .rules.access import (
+    DEFAULT_ALLOW,
+    SCOPES,
+    SERVICES,
+    Peer,
+    format_allow,
+    host_network,
+    parse_allow,
+)
 from .rules.tls import (
     DEFAULT_TLS_MODE,
     MAX_BOUND_CERTIFICATES,
@@ -49,6 +57,60 @@ def check_host(value: str) -> str:
     if not _HOSTNAME_RE.fullmatch(value) or re.fullmatch(r"[0-9.]+", value):
         raise InvalidInput(f"{value!r} is neither an IP address nor a host name")
     return value
+
+
+def check_ae_host(value: str) -> str:
+    """What an AE's --host may be: an IP address, a host name, or an address range in CIDR
+    notation (a workstation pool: '10.20.4.0/24', 'fd00:1::/64'); empty means any address.
+
+    A range is taken as written only (strict): '10.20.4.5/24' has host bits set, and whether
+    the one workstation or its whole subnet was meant is for the admin to say, not for us to
+    guess. A range of every address (/0) is refused: an empty --host says that, on purpose.
+    A range of one address (/32, /128) is kept as that address. Raises InvalidInput.
+    """
+    value = value.strip()
+    if "/" not in value:
+        return check_host(value)
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise InvalidInput(
+                f"{value!r} is not an address range (CIDR, e.g. 10.20.4.0/24 or fd00:1::/64)"
+            ) from None
+        raise InvalidInput(
+            f"{value!r} has host bits set: the range is {loose}, the address "
+            f"{value.partition('/')[0]}; give the one you mean"
+        ) from None
+    if network.prefixlen == 0:
+        raise InvalidInput(f"{value!r} is every address: leave --host empty to admit any address")
+    if network.num_addresses == 1:
+        return str(network.network_address)
+    return str(network)
+
+
+def check_allow(value: str) -> frozenset[str]:
+    """An AE's --allow: at least one right (an AE without any could only be refused: disable
+    or remove it instead). Raises InvalidInput."""
+    rights = parse_allow(value)
+    if not rights:
+        raise InvalidInput(
+            f"--allow {value!r}: give at least one of {','.join(SERVICES)} "
+            "(ae update --disable stops an AE)"
+        )
+    return rights
+
+
+def _check_port_and_host(host: str, port: int | None) -> None:
+    """A port is where the node calls the AE (C-MOVE, Storage Commitment call-backs): it needs
+    one address, not a range."""
+    if port is not None and host_network(host) is not None:
+        raise InvalidInput(
+            f"--port {port} with --host {host}: the node calls an AE at one address, not a "
+            "range (an AE of a range cannot be a C-MOVE destination)"
+        )
 
 
 def check_port(value: int | None) -> int | None:
@@ -239,13 +301,15 @@ class Registry:
     ) -> AERecord:
         """`certificates`: fingerprints from bound_certificates(). Raises InvalidInput,
         NotFound, Conflict."""
-        rights = parse_allow(allow) if allow is not None else DEFAULT_ALLOW
+        rights = check_allow(allow) if allow is not None else DEFAULT_ALLOW
         _check_tls_binding(check_tls_mode(tls), certificates)
+        host = check_ae_host(host)
+        _check_port_and_host(host, check_port(port))
         return self.index.registry.add_ae(
             check_ae_title(ae_title),
             hospital,
-            host=check_host(host),
-            port=check_port(port),
+            host=host,
+            port=port,
             allow=format_allow(rights),
             scope=check_scope(scope),
             description=description,
@@ -274,13 +338,13 @@ class Registry:
         `certificates` replaces the bound ones (() unbinds them all)."""
         changes: dict[str, object] = {}
         if host is not None:
-            changes["host"] = check_host(host)
+            changes["host"] = check_ae_host(host)
         if clear_port:
             changes["port"] = None
         elif port is not None:
             changes["port"] = check_port(port)
         if allow is not None:
-            changes["allow"] = format_allow(parse_allow(allow))
+            changes["allow"] = format_allow(check_allow(allow))
         if scope is not None:
             changes["scope"] = check_scope(scope)
         if description is not None:
@@ -292,6 +356,12 @@ class Registry:
         elif max_associations is not None:
             changes["max_associations"] = check_max_associations(max_associations)
         title = check_ae_title(ae_title)
+        if host is not None or (port is not None and not clear_port):
+            current = self.index.registry.get_ae(title)
+            _check_port_and_host(
+                check_ae_host(host) if host is not None else current.host,
+                None if clear_port else port if port is not None else current.port,
+            )
         if tls is not None:
             changes["tls"] = check_tls_mode(tls)
         if tls is not None or certificates is not None:

@@ -168,9 +168,17 @@ certificate_option = click.option(
 @click.argument("aet")
 @click.option("--hospital", required=True, help="Code of the hospital it belongs to.")
 @click.option(
-    "--host", default="", help="Address its associations must come from (IP or name); empty = any."
+    "--host",
+    default="",
+    help="Where its associations must come from: an IP address, a name, or a range "
+    "(10.20.4.0/24, fd00:1::/64); empty = any.",
 )
-@click.option("--port", type=int, help="Where it listens (needed only as a retrieve destination).")
+@click.option(
+    "--port",
+    type=int,
+    help="Where it listens (only for a retrieve destination or commitment call-backs; needs "
+    "one address in --host, not a range).",
+)
 @click.option(
     "--allow",
     default="echo,store",
@@ -250,7 +258,7 @@ def _tls_text(record: AERecord) -> str:
 @command(ae, "update")
 @click.argument("aet")
 @click.option("--hospital", help="Move it to another hospital.")
-@click.option("--host", help="New source address ('' = any).")
+@click.option("--host", help="New source address, name or range (10.20.4.0/24); '' = any.")
 @click.option("--port", help="New listening port ('' = none).")
 @click.option("--allow", help="New comma list of echo,store,find,move,get,worklist.")
 @click.option("--scope", type=click.Choice(SCOPES), help="New scope: hospital or region.")

@@ -90,6 +90,45 @@ def address_matches(peer_address: str, allowed_addresses: frozenset[str]) -> boo
     return any(_same_address(peer_address, a) for a in allowed_addresses)
 
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def host_network(host: str) -> IpNetwork | None:
+    """The address range a registered host names in CIDR notation ('10.20.4.0/24',
+    'fd00:1::/64': a workstation pool), or None for one address or a host name."""
+    if "/" not in host:
+        return None
+    try:
+        return ipaddress.ip_network(host.strip(), strict=True)
+    except ValueError:
+        return None
+
+
+def address_in_network(peer_address: str, network: IpNetwork) -> bool:
+    """Whether a peer's address is inside `network`; an IPv4-mapped IPv6 address
+    (::ffff:10.20.4.7, as a dual-stack socket reports an IPv4 peer) counts as its IPv4 form,
+    and an IPv4 address as its mapped form for a range written that way."""
+    try:
+        ip = ipaddress.ip_address(peer_address.strip())
+    except ValueError:
+        return False
+    forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        forms.append(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv4Address):
+        forms.append(ipaddress.IPv6Address(f"::ffff:{ip}"))
+    return any(form.version == network.version and form in network for form in forms)
+
+
+def host_admits(host: str, peer_address: str, resolved: frozenset[str]) -> bool:
+    """Whether a peer at `peer_address` comes from the registered `host`: inside its range,
+    or one of the addresses it `resolved` to (an IP address, or a name's addresses)."""
+    network = host_network(host)
+    if network is not None:
+        return address_in_network(peer_address, network)
+    return address_matches(peer_address, resolved)
+
+
 def decide_association(
     our_title: str,
     called_title: str,
@@ -100,7 +139,7 @@ def decide_association(
     """Decide whether an association request may proceed (PS3.8 7.1.1.9 reasons).
 
     `allowed_addresses` is what the peer's registered host resolves to; it is ignored when the
-    peer was registered without a host.
+    peer was registered without a host or with an address range (host_admits).
     """
     if called_title.strip() != our_title.strip():
         return AssociationDecision(
@@ -110,7 +149,7 @@ def decide_association(
         return AssociationDecision(False, "calling AE title is not registered", REJECT_CALLING_AE)
     if not peer.enabled:
         return AssociationDecision(False, "calling AE is disabled", REJECT_CALLING_AE)
-    if peer.host and not address_matches(peer_address, allowed_addresses):
+    if peer.host and not host_admits(peer.host, peer_address, allowed_addresses):
         return AssociationDecision(
             False,
             f"peer address {peer_address} is not the registered host {peer.host}",
@@ -189,9 +228,9 @@ def move_refusal(requester: Peer, destination: Peer | None, title: str) -> str |
     """Why a C-MOVE may not send to the AE titled `title` (answered 0xA801), or None.
 
     PS3.4 C.4.2.1.4 leaves the destination's address to the SCP: it comes from the registry,
-    never from the request, so a destination is a registered, enabled AE with a host and a
-    port. An AE of scope hospital sends only to its own hospital's AEs: what it may see stays
-    in its hospital.
+    never from the request, so a destination is a registered, enabled AE with a host (one
+    address or name, not a range) and a port. An AE of scope hospital sends only to its own
+    hospital's AEs: what it may see stays in its hospital.
 
     The reason is for the node's log only (it names another hospital); the requester is told
     UNKNOWN_DESTINATION whatever it is.
@@ -200,6 +239,8 @@ def move_refusal(requester: Peer, destination: Peer | None, title: str) -> str |
         return f"move destination {title!r} is not a registered AE"
     if not destination.enabled:
         return f"move destination {title!r} is disabled"
+    if host_network(destination.host) is not None:
+        return f"move destination {title!r} is registered with an address range, not one address"
     if not destination.host or not destination.port:
         return f"move destination {title!r} is registered without a host and port"
     if requester.scope == "hospital" and destination.hospital != requester.hospital:
