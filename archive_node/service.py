@@ -64,7 +64,7 @@ from .rules.retrieve_plan import (
     corrected_attributes,
 )
 from .rules.tls import PLAIN, Transport, transport_refusal
-from .storage import FilesystemStorage
+from .storage import FileFacts, FilesystemStorage
 
 log = logging.getLogger(__name__)
 
@@ -370,19 +370,36 @@ class ArchiveService:
         # The file meta records the sender (dicom/provenance.py): the same object from another
         # AE is another file, but the same dataset.
         if existing.sha256 == new.sha256 or self._same_dataset(existing, received):
-            if self.storage.exists(existing.path):
+            if not self.storage.exists(existing.path):
+                log.error(
+                    "indexed file of %s was missing: restored from %s's resend",
+                    uid,
+                    new.calling_ae,
+                )
+                return self._replace(new, received, "restored")
+            what = "identical"
+            # The resend is the recorded bytes: the kept file must be too. Its size is a stat;
+            # only when that matches is it read (in chunks) for its hash.
+            recorded = FileFacts(size=existing.size, sha256=existing.sha256)
+            if existing.sha256 == new.sha256 and not self.storage.matches(existing.path, recorded):
+                self.storage.restore(received, existing.path)
+                log.warning(
+                    "repaired %s of %s: the kept file no longer had the recorded size and "
+                    "SHA-256; restored from %s's identical resend",
+                    existing.path,
+                    uid,
+                    new.calling_ae,
+                )
+                what = "repaired"
+            else:
                 log.info(
                     "duplicate of %s from %s, identical: nothing new stored", uid, new.calling_ae
                 )
-                if (existing.calling_ae, existing.hospital) != (new.calling_ae, new.hospital):
-                    self.index.instances.acknowledge(
-                        uid, Acknowledged(new.calling_ae, new.hospital, existing.sha256)
-                    )
-                return StoreOutcome(status.SUCCESS, "duplicate, identical")
-            log.error(
-                "indexed file of %s was missing: restored from %s's resend", uid, new.calling_ae
-            )
-            return self._replace(new, received, "restored")
+            if (existing.calling_ae, existing.hospital) != (new.calling_ae, new.hospital):
+                self.index.instances.acknowledge(
+                    uid, Acknowledged(new.calling_ae, new.hospital, existing.sha256)
+                )
+            return StoreOutcome(status.SUCCESS, f"duplicate, {what}")
         reason = self._why_not_replace(existing, header, new)
         if reason:
             log.warning(

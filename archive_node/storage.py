@@ -259,6 +259,42 @@ class FilesystemStorage:
             raise
         log.warning("replaced %s, a leftover no index row named", target.name)
 
+    def matches(self, relative: str, facts: FileFacts) -> bool:
+        """Whether a kept file still has the size and SHA-256 recorded for it: its size
+        first (a stat), and only when that matches its hash, read in CHUNK-sized pieces.
+        False for a missing or unreadable file."""
+        try:
+            path = self.absolute(relative)
+            if path.stat().st_size != facts.size:
+                return False
+            return self.digest(path) == facts
+        except OSError:
+            return False
+
+    def restore(self, source: Path, relative: str) -> None:
+        """Put `source` (already fsynced) at `relative` in one step, over whatever is there:
+        an indexed file whose bytes went bad, restored from an identical resend. A link beside
+        it renamed over it (a copy when `source` is on another filesystem), then the directory
+        fsynced, as keep() does. `source` is left in place for its owner to remove."""
+        target = self.absolute(relative)
+        self._make_dirs(target.parent)
+        beside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}")
+        copied = None
+        try:
+            try:
+                os.link(source, beside)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                copied = self._copy_in(source)
+                os.link(copied, beside)
+            os.replace(beside, target)
+        finally:
+            beside.unlink(missing_ok=True)
+            if copied:
+                copied.unlink(missing_ok=True)
+        self._sync_dirs([target.parent])
+
     def exists(self, relative: str) -> bool:
         return self.absolute(relative).is_file()
 
