@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .dicom.values import is_valid_uid
 from .errors import ConfigError, InvalidInput
@@ -84,9 +84,16 @@ class FilesystemStorage:
         self._node = node.replace("/", "_").replace(os.sep, "_")
 
     def create(self) -> None:
-        """Create the store's directories. Raises ConfigError when that is impossible."""
+        """Create the store's directories (the root among them), each readable by its owner
+        only whatever the umask. Raises ConfigError naming the store when that is impossible."""
+        missing = []
+        probe = self.incoming
+        while not probe.is_dir() and probe != probe.parent:
+            missing.append(probe)
+            probe = probe.parent
         try:
-            self.incoming.mkdir(parents=True, exist_ok=True)
+            for directory in reversed(missing):
+                _owner_only_directory(directory)
         except OSError as exc:
             raise ConfigError(f"storage.path: cannot use {self.root}: {exc.strerror}") from None
 
@@ -213,6 +220,7 @@ class FilesystemStorage:
         """
         target = self.absolute(relative)
         self._make_dirs(target.parent)
+        os.chmod(source, OWNER_ONLY_FILE)  # the kept name is a link to it: the same mode
         copied = None
         candidate = target
         try:
@@ -278,6 +286,7 @@ class FilesystemStorage:
         fsynced, as keep() does. `source` is left in place for its owner to remove."""
         target = self.absolute(relative)
         self._make_dirs(target.parent)
+        os.chmod(source, OWNER_ONLY_FILE)
         beside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}")
         copied = None
         try:
@@ -322,7 +331,7 @@ class FilesystemStorage:
                 chain.append(probe)
                 probe = probe.parent
             for path in reversed(chain):
-                path.mkdir(exist_ok=True)  # another process may make it at the same moment
+                _owner_only_directory(path)  # another process may make it at the same moment
             self._sync_dirs([p.parent for p in reversed(chain)])
             if len(self._durable_dirs) >= DURABLE_DIRS_REMEMBERED:
                 self._durable_dirs.clear()
@@ -330,9 +339,9 @@ class FilesystemStorage:
 
     def _copy_in(self, source: Path) -> Path:
         """Copy a file from another filesystem into the incoming area, fsynced."""
-        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.create()
         copy = self.incoming / f"copy-{uuid.uuid4().hex}.dcm"
-        with open(source, "rb") as src, open(copy, "wb") as dst:
+        with open(source, "rb") as src, open_owner_only(copy) as dst:
             shutil.copyfileobj(src, dst, CHUNK)
             if self.fsync:
                 dst.flush()
@@ -425,6 +434,35 @@ class FilesystemStorage:
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+
+# Everything in the store is its owner's alone (patient data), whatever the umask.
+OWNER_ONLY_FILE = 0o600
+OWNER_ONLY_DIRECTORY = 0o700
+
+
+def open_owner_only(path: Path) -> BinaryIO:
+    """A new file (never an existing one) opened for writing, mode 0600 whatever the umask.
+    Raises FileExistsError, OSError."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OWNER_ONLY_FILE)
+    try:
+        os.fchmod(fd, OWNER_ONLY_FILE)  # a umask that took the owner's bits away
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _owner_only_directory(path: Path) -> None:
+    """mkdir with mode 0700 whatever the umask; a directory already there is left as it is
+    (another process may have made it a moment ago). Raises OSError."""
+    try:
+        path.mkdir(mode=OWNER_ONLY_DIRECTORY)
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+        return
+    os.chmod(path, OWNER_ONLY_DIRECTORY)
 
 
 def _unchanged_for(path: Path, seconds: float | None) -> bool:

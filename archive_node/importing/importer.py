@@ -40,6 +40,7 @@ from ..progress import NoProgress, Progress
 from ..rules.access import Peer
 from ..rules.audit import Actor
 from ..service import ArchiveService
+from ..storage import open_owner_only
 from .media.probe import Media, probe
 from .media.refusal import Refusal
 from .wrapping import Subject, Wrapped, content_time, da_value, tm_value, wrap
@@ -400,7 +401,7 @@ class Importer:
         )
         self.progress.begin(f"writing {plan.media.path.name}", wrapped.bulk.length)
         try:
-            with open(temporary, "xb") as target:
+            with open_owner_only(temporary) as target:
                 write_part10(target, meta, wrapped.dataset, wrapped.bulk, self.progress.advance)
         finally:
             self.progress.end()
