@@ -64,6 +64,9 @@ class RetrieveSCP:
         self.peer_of = peer_of
         self.actor_of = actor_of
         self.tls = tls
+        # told of each request's final status: the service ("C-MOVE" or "C-GET"), the status,
+        # the completed, failed and warning sub-operations, and the seconds it took (metrics)
+        self.on_done: Callable[[str, int, tuple[int, int, int], float], None] | None = None
 
     # -- C-MOVE -------------------------------------------------------------------------------
 
@@ -72,7 +75,7 @@ class RetrieveSCP:
     ) -> None:
         """PS3.4 C.4.2.3: sub-operations over an association the node opens to the Move
         Destination, whose address comes from the registry."""
-        exchange = _Exchange(provider, req, context, C_MOVE())
+        exchange = _Exchange(provider, req, context, C_MOVE(), self.on_done)
         actor = self.actor_of(provider.assoc)
         try:
             peer = self._peer(provider.assoc, "move", actor, "C-MOVE")
@@ -152,7 +155,7 @@ class RetrieveSCP:
     ) -> None:
         """PS3.4 C.4.3.3: sub-operations over the requesting association, in the storage
         contexts it proposed with SCP role selection (PS3.7 D.3.3.4)."""
-        exchange = _Exchange(provider, req, context, C_GET())
+        exchange = _Exchange(provider, req, context, C_GET(), self.on_done)
         actor = self.actor_of(provider.assoc)
         try:
             peer = self._peer(provider.assoc, "get", actor, "C-GET")
@@ -319,11 +322,14 @@ class _Exchange:
         req: C_MOVE | C_GET,
         context: PresentationContext,
         rsp: C_MOVE | C_GET,
+        on_done: Callable[[str, int, tuple[int, int, int], float], None] | None = None,
     ) -> None:
         self.provider = provider
         self.req = req
         self.context = context
         self.rsp = rsp
+        self.on_done = on_done
+        self.started = time.monotonic()
         self.cancelled = False
         self.comment = ""
         self.syntax = context.transfer_syntax[0]
@@ -405,6 +411,10 @@ class _Exchange:
                     )
                 )
         self.provider.dimse.send_msg(rsp, cast(int, self.context.context_id))
+        if code != status.PENDING and self.on_done is not None:
+            counts = (ops.completed, ops.failed, ops.warning) if ops is not None else (0, 0, 0)
+            service = "C-MOVE" if isinstance(rsp, C_MOVE) else "C-GET"
+            self.on_done(service, int(code), counts, time.monotonic() - self.started)
 
 
 def _listable(uids: list[str], implicit: bool) -> list[str]:

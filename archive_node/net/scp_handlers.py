@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import ssl
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
@@ -70,6 +70,10 @@ class Handlers:
         self._peers: weakref.WeakKeyDictionary[Association, Peer] = weakref.WeakKeyDictionary()
         self._actors: weakref.WeakKeyDictionary[Association, Actor] = weakref.WeakKeyDictionary()
         self._storing: set[str] = set()  # sessions with a C-STORE: their tallies to seal
+        # told of each association request decided: accepted, the peer if registered, and
+        # the A-ASSOCIATE-RJ triple of a rejection (the metrics count them)
+        self.on_decided: Callable[[bool, Peer | None, tuple[int, int, int] | None], None] | None
+        self.on_decided = None
         node = service.config.node
         self.orders = OrderSCP(service, self.peer_of, self.actor_of)
         self.admission = Admission(
@@ -170,6 +174,8 @@ class Handlers:
                 " over TLS" if transport.secure else "",
                 f": {decision.reason}" if decision.reason == SELF_CHECK else "",
             )
+            if self.on_decided is not None:
+                self.on_decided(True, peer, None)
             return
         log.warning(
             "association rejected: calling %s (%s) from %s%s called %s: %s",
@@ -181,6 +187,8 @@ class Handlers:
             decision.reason,
         )
         assert decision.reject is not None
+        if self.on_decided is not None:
+            self.on_decided(False, peer, decision.reject)
         assoc.acse.send_reject(*decision.reject)
         # Without kill() the socket closes before the A-ASSOCIATE-RJ leaves (peer sees abort).
         assoc.kill()

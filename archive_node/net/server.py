@@ -25,8 +25,10 @@ from .. import logs
 from ..auditing import DailyPrune
 from ..config import Config
 from ..correcting import Lifecycle
+from ..dicom.association_rejection import REASONS
 from ..errors import ConfigError
 from ..metrics import Exposition, Metrics, NodeState
+from ..rules.access import Peer
 from ..rules.commitment import STORAGE_COMMITMENT_CLASS
 from ..rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
 from ..rules.worklist import WORKLIST_FIND
@@ -144,13 +146,14 @@ class ArchiveServer:
         # a worker's metrics go to the supervisor's files (supervisor.py), which it serves
         self.metrics = Metrics(registered=worker is None)
         service.index.session.on_error = self.metrics.index_error
+        self.handlers.on_decided = self._count_association
         self.health: HealthEndpoint | None = None
         # the node's certificate, key and CAs: read now (a bad file stops the start with one
         # line), again on SIGHUP
         self.tls = TlsCredentials(service.config.tls)
-        serve_retrieve(
-            self.ae, RetrieveSCP(service, self.handlers.peer_of, self.tls, self.handlers.actor_of)
-        )
+        retrieve = RetrieveSCP(service, self.handlers.peer_of, self.tls, self.handlers.actor_of)
+        retrieve.on_done = self._count_retrieve
+        serve_retrieve(self.ae, retrieve)
         serve_receiving(
             self.ae, provenance_of=self.handlers.provenance_of, room_problem=service.room_problem
         )
@@ -307,6 +310,23 @@ class ArchiveServer:
         )
         host, bound = first
         return host, bound
+
+    def _count_association(
+        self, accepted: bool, peer: Peer | None, reject: tuple[int, int, int] | None
+    ) -> None:
+        reason = ""
+        if reject is not None:
+            _result, source, code = reject
+            reason = REASONS.get(source, {}).get(code, f"reason-{code}").replace(" ", "-")
+        self.metrics.association(
+            accepted, peer.ae_title if peer else "", peer.hospital if peer else "", reason
+        )
+
+    def _count_retrieve(
+        self, service: str, code: int, counts: tuple[int, int, int], seconds: float
+    ) -> None:
+        self.metrics.answered(service, code, seconds)
+        self.metrics.suboperations_done(service, *counts)
 
     def _log_context(self, thread: threading.Thread) -> dict[str, str] | None:
         """The calling AE, hospital and address of this node's association running `thread`

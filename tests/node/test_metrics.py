@@ -16,6 +16,7 @@ from archive_node.dicom import status
 from archive_node.service import ArchiveService
 from tests.helpers import dicom_objects
 from tests.helpers.dimse import associate, find, store
+from tests.helpers.retrieving import STUDY_MOVE, four_kinds_study, get_study, identifier, move
 from tests.helpers.serving import make_config, serving
 from tests.helpers.tcp_proxy import TcpProxy
 
@@ -101,7 +102,11 @@ def test_rejected_associations_are_counted_without_the_peers_titles(metered):
         assert not assoc.is_established
     found = samples(metered)
     rejected = value(
-        found, "archive_node_associations_total", outcome="rejected", ae="(unregistered)"
+        found,
+        "archive_node_associations_total",
+        outcome="rejected",
+        ae="(unregistered)",
+        reason="calling-AE-title-not-recognised",
     )
     assert rejected == 3
     assert not any("NOBODY" in str(labels) for _, labels in found)
@@ -212,3 +217,23 @@ def test_too_many_requests_at_once_are_answered_503(metered):
         if http_get(metered, "/healthz")[0] == 200:
             break
     assert http_get(metered, "/healthz")[0] == 200
+
+
+def test_retrieves_count_their_sub_operations(metered, destination, tmp_path):
+    study_uid, sent = four_kinds_study(metered)
+    assoc = associate(metered, "UNN_WS", [STUDY_MOVE])
+    try:
+        final, _, _ = move(assoc, identifier("STUDY", StudyInstanceUID=study_uid))
+    finally:
+        assoc.release()
+    assert final.Status == status.SUCCESS
+    final, _ = get_study(metered, "UNN_WS", tmp_path / "got", study_uid)
+    assert final.Status == status.SUCCESS
+    found = samples(metered)
+    for service in ("C-MOVE", "C-GET"):
+        assert value(found, "archive_node_requests_total", service=service, outcome="success") == 1
+        completed = value(
+            found, "archive_node_suboperations_total", service=service, outcome="completed"
+        )
+        assert completed == len(sent)
+        assert value(found, "archive_node_request_seconds_count", service=service) == 1
