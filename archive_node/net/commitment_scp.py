@@ -26,7 +26,7 @@ from io import BytesIO
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, build_role
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import N_ACTION, N_EVENT_REPORT
@@ -54,6 +54,8 @@ from .association import OUTGOING_HANDLERS, connected, response_status
 from .tls import TlsCredentials, tls_args_for
 
 log = logging.getLogger(__name__)
+# proposed for a report sent on an association of the node's own (conformance.py lists them)
+REPORT_TRANSFER_SYNTAXES: list[str | UID] = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
 
 # How long a claim on a request holds off other workers (and other nodes on the same index).
 _CLAIM = timedelta(minutes=5)
@@ -291,11 +293,7 @@ class CommitmentSCP:
                 peer.host,
                 peer.port,
                 ae_title=peer.ae_title,
-                contexts=[
-                    build_context(
-                        STORAGE_COMMITMENT_CLASS, [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
-                    )
-                ],
+                contexts=[build_context(STORAGE_COMMITMENT_CLASS, REPORT_TRANSFER_SYNTAXES)],
                 ext_neg=[build_role(STORAGE_COMMITMENT_CLASS, scu_role=False, scp_role=True)],
                 evt_handlers=OUTGOING_HANDLERS,
                 tls_args=cast(Any, tls_args),  # an OutgoingTls in place of an SSLContext

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydicom.charset import python_encoding
 from pydicom.uid import UID
@@ -49,12 +49,10 @@ from ..rules.query import FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES
 from ..rules.rejection import KOS_SOP_CLASS, REJECTION_CODES
 from ..rules.retrieve_plan import CONVERTIBLE, DECOMPRESSIBLE, MAX_CONTEXTS, MAX_SUB_OPERATIONS
 from ..rules.worklist import WORKLIST_FIND
+from .commitment_scp import REPORT_TRANSFER_SYNTAXES
 from .server import STORAGE_SOP_CLASSES, build_ae
 from .tls import BCP195_CIPHERS
 from .worklist_scp import MPPS_CLASS
-
-if TYPE_CHECKING:
-    pass
 
 
 class StatementError(RuntimeError):
@@ -558,8 +556,9 @@ class _Statement:
             "**Storage Commitment reports (N-EVENT-REPORT).** The report goes on the "
             "requesting association when it is still open; otherwise the node opens an "
             "association to the requesting AE's registered host and port, proposing Storage "
-            f"Commitment Push Model (`{STORAGE_COMMITMENT_CLASS}`) in Implicit and Explicit VR "
-            "Little Endian with SCP/SCU Role Selection giving the node the SCP role (PS3.4 "
+            f"Commitment Push Model (`{STORAGE_COMMITMENT_CLASS}`) in "
+            f"{' and '.join(uid_name(u) for u in REPORT_TRANSFER_SYNTAXES)} (in that order) "
+            "with SCP/SCU Role Selection giving the node the SCP role (PS3.4 "
             "J.3.3, PS3.7 D.3.3.4), sends the report and releases the association. An AE "
             "registered without a port gets its report only on an open association. A report "
             "not delivered is tried again after "
@@ -575,14 +574,18 @@ class _Statement:
         w.heading(4, "Association acceptance policy")
         w.para(
             "An association is accepted only from a registered, enabled AE (`archive-node ae "
-            "add`), calling from the address registered for it (an IP address or a name "
-            f"resolved at each association; none registered: any address), calling "
-            f"`{self.title}`, over a transport its TLS mode allows (section 6). The registry "
-            "is read for each association, so a change takes effect for the next one. Each "
-            "request on it is then checked against the services the AE was given "
-            f"({', '.join(SERVICES)}): one outside them is answered 0x0124 (Refused: Not "
-            "Authorised) and the association goes on. Rejections (PS3.8 7.1.1.9), each "
-            "logged with calling AE, address and reason:",
+            "add`), calling from the address registered for it (an IP address, a name "
+            "resolved at each association, or an address range in CIDR notation, IPv4 or "
+            f"IPv6; none registered: any address), calling `{self.title}`, over a transport "
+            "its TLS mode allows (section 6). The registry is read for each association, so "
+            "a change takes effect for the next one. Each request on it is then checked "
+            f"against the services the AE was given ({', '.join(SERVICES)}): one outside them "
+            "is answered 0x0124 (Refused: Not Authorised, with an Error Comment naming the "
+            "missing right) and the association goes on. The node's own AE title, calling "
+            "from the loopback (127.0.0.0/8, ::1) and not registered as an AE, is accepted "
+            "for C-ECHO only (the node checking itself): any other request on that "
+            "association is answered 0x0124. Rejections (PS3.8 7.1.1.9), each logged with "
+            "calling AE, address and reason:",
         )
         w.lines(
             _table(
