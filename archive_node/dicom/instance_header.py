@@ -92,14 +92,15 @@ def read_header(
     if header.sop_instance_uid != expected_sop_instance.strip():
         raise StoreRejected(
             status.UID_MISMATCH,
-            f"dataset SOPInstanceUID {header.sop_instance_uid} differs from the request's "
-            f"Affected SOP Instance UID {expected_sop_instance}",
+            # the reason first: an Error Comment is cut at 64 characters, the log keeps all
+            f"SOPInstanceUID differs from the request's: dataset {header.sop_instance_uid}, "
+            f"request {expected_sop_instance}",
         )
     if header.sop_class_uid != expected_sop_class.strip():
         raise StoreRejected(
             status.DATASET_MISMATCH,
-            f"dataset SOPClassUID {header.sop_class_uid} differs from the request's "
-            f"Affected SOP Class UID {expected_sop_class}",
+            f"SOPClassUID differs from the request's: dataset {header.sop_class_uid}, "
+            f"request {expected_sop_class}",
         )
     return header
 

@@ -100,8 +100,9 @@ def test_send_json_and_text_carry_the_nodes_error_comment(node, cli_config, tmp_
     assert result.exit_code == 1, result.output
     (sent,) = json.loads(result.output)
     assert sent["status"] == status.UID_MISMATCH
-    # the node's comment as sent: an LO, cut at 64 characters
-    assert sent["error"].startswith("dataset SOPInstanceUID 1.2.")
+    # the node's comment as sent: an LO, cut at 64 characters, the reason first
+    assert sent["error"].startswith("SOPInstanceUID differs from the request's: dataset 1.2.")
+    assert len(sent["error"]) <= 64
 
     text = cli_run("send", "--calling-aet", "UNN_US", path, "--config", cli_config).output
     assert text.splitlines()[0].startswith("0xA901  ")
