@@ -83,7 +83,7 @@ def claim(storage: FilesystemStorage, index: Index) -> str:
             else "check index.url and storage.path"
         )
         raise _not_a_pair(storage, index, recorded, held, advice)
-    problem = _claim_problem(storage, index, adopting=False)
+    problem = _claim_problem(storage, index, recorded, adopting=False)
     if problem:
         raise _not_a_pair(storage, index, recorded, held, problem)
     return _record_in_both(storage, index, recorded or str(uuid.uuid4()))
@@ -108,7 +108,7 @@ def adopt(storage: FilesystemStorage, index: Index) -> tuple[str, bool]:
             "each belongs to another: check index.url and storage.path",
         )
     if held is None:
-        problem = _claim_problem(storage, index, adopting=True)
+        problem = _claim_problem(storage, index, recorded, adopting=True)
         if problem:
             raise _not_a_pair(storage, index, recorded, held, problem)
     identity = _record_in_both(storage, index, held or recorded or str(uuid.uuid4()))
@@ -121,10 +121,15 @@ def adopt(storage: FilesystemStorage, index: Index) -> tuple[str, bool]:
     return identity, True
 
 
-def _claim_problem(storage: FilesystemStorage, index: Index, *, adopting: bool) -> str | None:
-    """Why a store without an identity must not be given the index's, or None."""
+def _claim_problem(
+    storage: FilesystemStorage, index: Index, recorded: str | None, *, adopting: bool
+) -> str | None:
+    """Why a store without an identity must not be given one, or None. An index that has an
+    identity and rows is not given an empty store (a share not mounted: `init` runs at every
+    start under systemd); an index and a store both made before identities are paired as they
+    are (a mistake there shows as soon as the real store comes back without the identity)."""
     files, rows = storage.holds_files(), index.holds_instances()
-    if rows and not files:
+    if recorded is not None and rows and not files:
         return (
             "the index holds instances and the store no file: check storage.path (a share "
             "not mounted?)"

@@ -266,3 +266,21 @@ def test_nodes_sharing_one_index_and_one_store_share_its_identity(nodes, tmp_pat
     _, kept = stored_ct(b, tmp_path)
     assert kept.is_relative_to(a.storage)
     assert "no problems" in a.cli("verify").stdout
+
+
+def test_init_never_gives_an_index_with_instances_an_empty_store(nodes, tmp_path):
+    """Under systemd `init` runs before every start: a share that is not mounted (an empty
+    directory at storage.path) must not become the index's store."""
+    a = nodes("a")
+    a.init()
+    a.start()
+    stored_ct(a, tmp_path)
+    assert a.terminate() == 0
+    unmounted = Node(a.root, store=tmp_path / "mnt" / "store")
+    unmounted.write_config()
+    recorded = a.identity_in_index()
+    for command in ("init", "serve", "verify", "reindex"):
+        line = unmounted.refused(command)
+        not_a_pair(line, unmounted, tmp_path / "mnt" / "store", recorded, None)
+        assert "check storage.path" in line, (command, line)
+    assert unmounted.identity_in_store() is None
