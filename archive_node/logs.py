@@ -78,6 +78,12 @@ def _context() -> dict[str, str]:
     return {}
 
 
+def request_fields(code: int, started: float) -> dict[str, Any]:
+    """The `extra` of a record that ends a request: its status, and its duration in seconds
+    since `started` (time.monotonic())."""
+    return {"status": f"0x{code:04X}", "duration": round(time.monotonic() - started, 4)}
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line: time (UTC, ISO 8601), level, logger, event (the
     message), the association's and the request's fields when known, and the traceback."""

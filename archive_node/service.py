@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from .errors import (
     StoreRejected,
 )
 from .index import Index, InstanceRecord, Match, NewInstance
+from .logs import request_fields
 from .ordering import Orders
 from .registry import Registry
 from .rules.access import (
@@ -45,6 +47,7 @@ from .rules.access import (
     Peer,
     Resolver,
     decide_association,
+    host_network,
     may_request,
     move_refusal,
     visible_hospital,
@@ -71,7 +74,7 @@ log = logging.getLogger(__name__)
 
 def resolve_host(host: str) -> frozenset[str]:
     """The addresses a registered host stands for (an IP literal, or a name via the resolver)."""
-    if not host:
+    if not host or host_network(host) is not None:  # a range is matched as such, not resolved
         return frozenset()
     try:
         return frozenset({str(ipaddress.ip_address(host))})
@@ -271,6 +274,7 @@ class ArchiveService:
                 peer.hospital,
                 outcome.status,
                 outcome.message,
+                extra=request_fields(outcome.status, attempt.started),
             )
         return outcome
 
@@ -341,7 +345,7 @@ class ArchiveService:
         if existing is not None:  # another association indexed the same instance first
             self.storage.remove(kept)
             return self._counted(attempt, self._duplicate(existing, new, received))
-        self._log_stored(peer, header, facts.size, "stored")
+        self._log_stored(peer, header, facts.size, "stored", attempt.started)
         if note:
             note.applied()
         return StoreOutcome(status.SUCCESS, "stored")
@@ -491,7 +495,9 @@ class ArchiveService:
             self.storage.remove(kept)
 
     @staticmethod
-    def _log_stored(peer: Peer, header: InstanceHeader, size: int, what: str) -> None:
+    def _log_stored(
+        peer: Peer, header: InstanceHeader, size: int, what: str, started: float
+    ) -> None:
         log.info(
             "%s instance %s series %s study %s (%s, %d bytes) from %s (%s)",
             what,
@@ -502,6 +508,7 @@ class ArchiveService:
             size,
             peer.ae_title,
             peer.hospital,
+            extra=request_fields(status.SUCCESS, started),
         )
 
     # -- C-FIND -------------------------------------------------------------------------------
@@ -712,6 +719,7 @@ class _Attempt:
     actor: Actor | None
     kind: str
     tally: Any = None
+    started: float = dataclasses.field(default_factory=time.monotonic)
 
 
 def _dataset_start(fh: BinaryIO) -> int | None:

@@ -124,7 +124,7 @@ def get_service(*, create_index: bool = False):
         config = get_config()
         setup_logging(config)
         service = ArchiveService.from_config(config, create_index=create_index)
-        ctx.call_on_close(service.index.close)
+        ctx.call_on_close(service.index.release)
         ctx.meta["archive_node.service"] = service
     return ctx.meta["archive_node.service"]
 

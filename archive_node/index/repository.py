@@ -66,10 +66,21 @@ class Index:
         return cls(db, url)
 
     def close(self) -> None:
+        """Close every connection, those other threads are using included: for a process whose
+        threads are done with the index (a stopped server)."""
         if not self.db.is_closed():
             self.db.close()
         if hasattr(self.db, "close_all"):
             self.db.close_all()
+
+    def release(self) -> None:
+        """Close this thread's connection and the idle ones, and leave a connection another
+        thread is using to it (closing it under that thread crashes SQLite): for a command, or
+        a check, while other threads may still be at work."""
+        if not self.db.is_closed():
+            self.db.close()
+        if hasattr(self.db, "close_idle"):
+            self.db.close_idle()
 
     def init_schema(self) -> tuple[int | None, int]:
         """Create the schema, or upgrade an older one; (version before, version now). A SQLite

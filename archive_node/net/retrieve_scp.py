@@ -29,6 +29,7 @@ from pynetdicom.service_class import QueryRetrieveServiceClass
 from ..dicom import status
 from ..dicom.values import ae_title_problem
 from ..errors import AuditUnavailable, ConfigError, IndexUnavailable, Refused
+from ..logs import request_fields
 from ..rules.access import UNKNOWN_DESTINATION, Peer, not_authorised_comment
 from ..rules.audit import Actor
 from ..rules.query import GET_SOP_CLASSES, MOVE_SOP_CLASSES, InvalidQuery
@@ -596,4 +597,5 @@ def _log_done(what: str, peer: Peer, ops: SubOperations, started: float, cancell
         ops.warning,
         ops.remaining,
         time.monotonic() - started,
+        extra=request_fields(ops.final_status(cancelled), started),
     )

@@ -155,7 +155,7 @@ class Supervisor:
                 try:
                     return ask()
                 finally:
-                    self.service.index.close()
+                    self.service.index.release()
 
         return quietly
 

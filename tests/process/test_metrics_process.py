@@ -73,5 +73,6 @@ def test_prometheus_sees_the_stores_of_every_worker(tmp_path):
     stored = [r for r in records if r.get("ae") == CALLING and "stored" in r["event"]]
     assert len(stored) == INSTANCES
     assert all(r["hospital"] == "UNN" and r["peer"] == HOST for r in stored)
+    assert all(r["status"] == "0x0000" and 0 <= r["duration"] < 60 for r in stored)
     log_text = archive.log()
     assert PATIENT_ID not in log_text and "Scrapesen" not in log_text

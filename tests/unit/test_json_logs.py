@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import threading
+import time
 
 import pytest
 
@@ -79,3 +80,11 @@ def test_an_associations_thread_carries_its_fields(json_log):
     on_it, elsewhere = lines(stream)
     assert (on_it["ae"], on_it["hospital"], on_it["peer"]) == ("UNN_US", "UNN", "127.0.0.1")
     assert "ae" not in elsewhere
+
+
+def test_a_record_that_ends_a_request_carries_its_status_and_duration(json_log):
+    logger, stream = json_log
+    started = time.monotonic() - 0.25
+    logger.info("stored", extra=logs.request_fields(0xA700, started))
+    (entry,) = lines(stream)
+    assert entry["status"] == "0xA700" and 0.25 <= entry["duration"] < 5
