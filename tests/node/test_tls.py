@@ -630,7 +630,7 @@ def test_the_cli_calls_a_tls_only_node_over_tls(tls_node, pki, tmp_path, index_u
     assert tls_node.service.index.instances.find(ds.SOPInstanceUID) is not None
     # the node's certificate is not the workstation's: that AE stays closed to it
     line = fails("find", "--calling-aet", "WS_TLS", "--port", port, "-c", cfg)
-    assert "association rejected by ARCHIVE" in line and "over TLS" in line
+    assert "association with ARCHIVE at" in line and "over TLS rejected (permanent)" in line
 
 
 @pytest.mark.parametrize("impostor", [False, True])
