@@ -279,7 +279,11 @@ class ArchiveService:
         return outcome
 
     def room_problem(self) -> str | None:
-        """Why nothing may be stored now (free space below storage.min_free_mb), or None."""
+        """Why nothing may be stored now (free space below storage.min_free_mb, or the store
+        taken over by another index since this node started), or None."""
+        taken = self.storage.identity_problem()
+        if taken:
+            return taken
         if self.storage.has_room():
             return None
         return f"free space below the reserve of {self.config.storage.min_free_mb} MiB"

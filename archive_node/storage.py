@@ -71,6 +71,7 @@ class FilesystemStorage:
         self._dirs_lock = threading.Lock()
         self._durable_dirs: set[Path] = set()  # made durable by this process (_make_dirs)
         self._node = ""
+        self._expected_identity: str | None = None  # a serving node's (expect_identity)
 
     @property
     def incoming(self) -> Path:
@@ -149,6 +150,50 @@ class FilesystemStorage:
         recorded = self.identity()
         assert recorded is not None  # linked above, or by whoever was first
         return recorded
+
+    def replace_identity(self, identity: str) -> None:
+        """Record a new identity at the store's root in place of the one there (`reindex
+        --adopt-store`: the index that held the old one no longer matches). Written beside,
+        fsynced, renamed over it, the root fsynced. Raises ConfigError naming the store."""
+        beside = self.root / f".{IDENTITY_FILE}.{uuid.uuid4().hex[:12]}"
+        try:
+            fd = os.open(beside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, f"{uuid.UUID(identity)}\n".encode("ascii"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(beside, self.identity_path)
+            _fsync_directory(self.root)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                beside.unlink()
+            raise ConfigError(
+                f"storage.path: cannot record the store identity in {self.root}: "
+                f"{exc.strerror or exc}"
+            ) from None
+
+    def expect_identity(self, identity: str | None) -> None:
+        """The identity checked at the start of a serving node: from then on a store whose
+        identity changed (another index took it over) takes nothing more (identity_problem)."""
+        self._expected_identity = identity
+
+    def identity_problem(self) -> str | None:
+        """Why nothing may be stored: the store's identity is no longer the one this node
+        started with (another index took the store over), or None. A small file read per call."""
+        expected = self._expected_identity
+        if expected is None:
+            return None
+        try:
+            held = self.identity()
+        except ConfigError as exc:
+            return str(exc)
+        if held != expected:
+            return (
+                f"the store now belongs to another index (store identity {held or 'none'}, "
+                f"not {expected}): stop this node"
+            )
+        return None
 
     def holds_files(self) -> bool:
         """Whether any kept file is in the store (its identity and partial transfers aside):

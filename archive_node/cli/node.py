@@ -87,7 +87,9 @@ def serve(bind: str | None, port: int | None, tls_port: int | None, workers: int
     service = get_service()
     config = service.config
     service.index.check_schema()
-    if pairing.check(service.storage, service.index, writing=True) is None:
+    identity = pairing.check(service.storage, service.index, writing=True)
+    service.storage.expect_identity(identity)  # taken over meanwhile: nothing more is stored
+    if identity is None:
         log.warning(
             "index %s and store %s have no store identity: run `archive-node init` to record it",
             service.index.name,
@@ -236,8 +238,14 @@ def _audit_run(operation: str, detail: dict[str, Any], ok: bool) -> None:
     metavar="CODE",
     help="Index files that do not record their sender under this registered hospital.",
 )
+@click.option(
+    "--adopt-store",
+    is_flag=True,
+    help="Take over a store that belongs to another index, when that index is lost: the "
+    "store gets a new identity, and the other index is refused from then on.",
+)
 @json_option
-def reindex(default_hospital: str | None, as_json: bool) -> None:
+def reindex(default_hospital: str | None, adopt_store: bool, as_json: bool) -> None:
     """Rebuild or repair the index from the stored files alone (after `init` on a new
     database); safe to run again or after an interruption; exit status 1 when a file was left
     out."""
@@ -250,6 +258,7 @@ def reindex(default_hospital: str | None, as_json: bool) -> None:
         default_hospital=default_hospital,
         progress=_progress(as_json),
         corrections=service.corrections,
+        adopt_store=adopt_store,
     )
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))

@@ -22,6 +22,12 @@ NONE = "none"
 REINDEX = (
     "run `archive-node reindex` to make this index the store's (it indexes the store's files)"
 )
+# A store that has an identity is another index's: it is taken over only on purpose, and then
+# the index that held it is refused from the next command or C-STORE on.
+ADOPT = (
+    "the store belongs to another index; only if that index is lost, `archive-node reindex "
+    "--adopt-store` makes this one the store's (the other index is refused from then on)"
+)
 
 
 class NotAPair(ConfigError):
@@ -42,9 +48,7 @@ def check(storage: FilesystemStorage, index: Index, *, writing: bool) -> str | N
     if recorded is not None and held is not None:
         raise _not_a_pair(storage, index, recorded, held, "check index.url and storage.path")
     if held is not None:
-        raise _not_a_pair(
-            storage, index, recorded, held, f"the store is another index's; {REINDEX}"
-        )
+        raise _not_a_pair(storage, index, recorded, held, ADOPT)
     if recorded is not None:
         raise _not_a_pair(
             storage,
@@ -77,11 +81,7 @@ def claim(storage: FilesystemStorage, index: Index) -> str:
     if recorded is not None and recorded == held:
         return recorded
     if held is not None:
-        advice = (
-            f"the store is another index's; {REINDEX}"
-            if recorded is None
-            else "check index.url and storage.path"
-        )
+        advice = ADOPT if recorded is None else "check index.url and storage.path"
         raise _not_a_pair(storage, index, recorded, held, advice)
     problem = _claim_problem(storage, index, recorded, adopting=False)
     if problem:
@@ -89,16 +89,38 @@ def claim(storage: FilesystemStorage, index: Index) -> str:
     return _record_in_both(storage, index, recorded or str(uuid.uuid4()))
 
 
-def adopt(storage: FilesystemStorage, index: Index) -> tuple[str, bool]:
+def adopt(
+    storage: FilesystemStorage, index: Index, *, take_over: bool = False
+) -> tuple[str, bool]:
     """`reindex`: make the store the index's (the recovery path for a lost index); (identity,
     whether it was recorded now). An index and a store with different identities are refused:
-    each already belongs to another.
+    each already belongs to another. A store that has an identity, for an index without one,
+    is taken over only with `take_over` (`--adopt-store`), and then under a new identity, so
+    that the index it belonged to, should it still exist, is refused from then on (its nodes
+    store nothing more: FilesystemStorage.identity_problem).
 
     Raises NotAPair, ConfigError, IndexUnavailable.
     """
     recorded, held = index.store_identity(), storage.identity()
     if recorded is not None and recorded == held:
         return recorded, False
+    if recorded is None and held is not None:
+        if not take_over:
+            raise _not_a_pair(storage, index, recorded, held, ADOPT)
+        identity = str(uuid.uuid4())
+        storage.replace_identity(identity)
+        recorded = index.record_store_identity(identity)
+        if recorded != identity:
+            raise _not_a_pair(storage, index, recorded, identity, "check index.url")
+        log.warning(
+            "reindex: index %s took over store %s (store identity %s, was %s): the index that "
+            "held it is refused from now on",
+            index.name,
+            storage.root,
+            identity,
+            held,
+        )
+        return identity, True
     if recorded is not None and held is not None:
         raise _not_a_pair(
             storage,

@@ -91,6 +91,7 @@ def reindex(
     default_hospital: str | None = None,
     progress: Progress | None = None,
     corrections: Corrections | None = None,
+    adopt_store: bool = False,
 ) -> ReindexReport:
     """Index every file of the store that no row names yet, oldest first; repoint rows whose
     file went missing to another copy of their instance. Idempotent, and resumable: each file is
@@ -99,7 +100,8 @@ def reindex(
     correction the index does not hold yet is made again on the rows the files gave.
 
     An index without a schema is given one first (a new database for a lost index); the
-    index adopts the store (pairing.adopt) unless they already share a store identity.
+    index adopts the store (pairing.adopt) unless they already share a store identity; a store
+    that has an identity the index lacks (another index's) only with `adopt_store`.
 
     Raises SchemaError (an older schema: run `init`), NotAPair (index and store belong to
     others), NotFound (an unknown --default-hospital),
@@ -117,7 +119,7 @@ def reindex(
                 f"no hospital {default_hospital}: register it first (archive-node hospital add)"
             )
         default = _Sender(UNKNOWN_SENDER, default_hospital, issuer)
-    identity, adopted = pairing.adopt(storage, index)
+    identity, adopted = pairing.adopt(storage, index, take_over=adopt_store)
     run = _Reindex(storage, index, default, progress or NoProgress())
     run.report.store_identity, run.report.adopted_store = identity, adopted
     if corrections is not None:

@@ -142,8 +142,9 @@ def test_a_second_node_with_its_own_index_refuses_the_first_nodes_store(nodes, t
     b.write_config()
     line = b.refused("init")  # the schema is made, the store is not taken
     not_a_pair(line, b, a.storage, None, identity)
-    assert "run `archive-node reindex`" in line
+    assert "only if that index is lost, `archive-node reindex --adopt-store`" in line
     assert b.identity_in_index() is None
+    assert b.refused("reindex") == line  # adopting another index's store is never implicit
 
     for command in (["serve"], ["verify"]):
         assert b.refused(*command) == line, command
@@ -186,8 +187,9 @@ def test_an_index_and_a_store_of_other_pairs_are_refused(nodes, tmp_path):
 
 
 def test_reindex_makes_a_new_index_over_a_kept_store_and_adopts_it(nodes, tmp_path):
-    """A lost index: `serve` and `init` on a new one refuse the store; `reindex` adopts it
-    and rebuilds the index from its files."""
+    """A lost index: `serve`, `init` and a plain `reindex` on a new one refuse the store;
+    `reindex --adopt-store` takes it over under a new identity and rebuilds the index from its
+    files."""
     a = nodes("a")
     a.init()
     a.start()
@@ -198,10 +200,12 @@ def test_reindex_makes_a_new_index_over_a_kept_store_and_adopts_it(nodes, tmp_pa
         Path(f"{a.index_file}{suffix}").unlink(missing_ok=True)
 
     assert "does not exist: run `archive-node init`" in a.refused("serve")
-    report = a.cli("reindex").stdout  # makes the new index itself
+    assert "reindex --adopt-store" in a.refused("reindex")  # makes the index, takes nothing
+    report = a.cli("reindex", "--adopt-store").stdout
     assert "1 files in the store: 1 indexed" in report
-    assert f"index adopted the store (store identity {identity})" in report
-    assert a.identity_in_index() == identity == a.identity_in_store()
+    adopted = a.identity_in_index()
+    assert adopted not in (None, identity) and a.identity_in_store() == adopted
+    assert f"index adopted the store (store identity {adopted})" in report
     assert "no problems" in a.cli("verify").stdout
     a.cli("ae", "add", CALLING, "--hospital", "UNN", "--host", HOST, "--allow", "echo,store")
     a.start()
@@ -284,3 +288,29 @@ def test_init_never_gives_an_index_with_instances_an_empty_store(nodes, tmp_path
         not_a_pair(line, unmounted, tmp_path / "mnt" / "store", recorded, None)
         assert "check storage.path" in line, (command, line)
     assert unmounted.identity_in_store() is None
+
+
+def test_a_store_taken_over_on_purpose_stops_the_index_it_belonged_to(nodes, tmp_path):
+    """`reindex --adopt-store` by node B gives the store a new identity: node A, still
+    serving it, stores nothing more (0xA700 saying why) and its `verify` is refused, so the
+    two never write one store from two indexes."""
+    a = nodes("a")
+    a.init()
+    a.start()
+    source, kept = stored_ct(a, tmp_path)
+    old = a.identity_in_store()
+
+    b = nodes("b", store=a.storage)
+    b.write_config()
+    report = b.cli("reindex", "--adopt-store").stdout
+    new = b.identity_in_index()
+    assert new not in (None, old) and b.identity_in_store() == new
+    assert f"index adopted the store (store identity {new})" in report
+    assert "1 files in the store: 1 indexed" in report
+
+    other = dicom_objects.write(dicom_objects.ct(), tmp_path / "later.dcm")
+    refused = send(a, other)
+    assert refused.status == 0xA700
+    assert "another index" in refused.error
+    not_a_pair(a.refused("verify"), a, a.storage, old, new)
+    assert file_sha256(kept) == file_sha256(b.stored(dicom_objects.dcmread(source).SOPInstanceUID))
