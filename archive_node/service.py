@@ -385,12 +385,10 @@ class ArchiveService:
                     new.calling_ae,
                 )
                 return self._replace(new, received, "restored")
-            what = "identical"
             # The resend is the recorded bytes: the kept file must be too. Its size is a stat;
             # only when that matches is it read (in chunks) for its hash.
             recorded = FileFacts(size=existing.size, sha256=existing.sha256)
             if existing.sha256 == new.sha256 and not self.storage.matches(existing.path, recorded):
-                self.storage.restore(received, existing.path)
                 log.warning(
                     "repaired %s of %s: the kept file no longer had the recorded size and "
                     "SHA-256; restored from %s's identical resend",
@@ -398,16 +396,15 @@ class ArchiveService:
                     uid,
                     new.calling_ae,
                 )
-                what = "repaired"
-            else:
-                log.info(
-                    "duplicate of %s from %s, identical: nothing new stored", uid, new.calling_ae
-                )
+                # as a replacement is made: kept beside, the row repointed while it still
+                # records that hash, the bad file removed (never written over in place)
+                return self._replace(new, received, "repaired", expect_sha256=existing.sha256)
+            log.info("duplicate of %s from %s, identical: nothing new stored", uid, new.calling_ae)
             if (existing.calling_ae, existing.hospital) != (new.calling_ae, new.hospital):
                 self.index.instances.acknowledge(
                     uid, Acknowledged(new.calling_ae, new.hospital, existing.sha256)
                 )
-            return StoreOutcome(status.SUCCESS, f"duplicate, {what}")
+            return StoreOutcome(status.SUCCESS, "duplicate, identical")
         reason = self._why_not_replace(existing, header, new)
         if reason:
             log.warning(
@@ -469,16 +466,24 @@ class ArchiveService:
             return "its study, series or SOP class differs"
         return None
 
-    def _replace(self, new: NewInstance, received: Path, what: str) -> StoreOutcome:
-        """Keep the received file and point the row at it; remove the file it displaced."""
+    def _replace(
+        self, new: NewInstance, received: Path, what: str, *, expect_sha256: str | None = None
+    ) -> StoreOutcome:
+        """Keep the received file and point the row at it; remove the file it displaced. With
+        `expect_sha256`, only while the row records that hash (else the kept copy goes)."""
         kept = self.storage.keep(received, new.path)
         try:
             displaced = self.index.instances.replace(
-                dataclasses.replace(new, path=kept), take_over=what == "replaced"
+                dataclasses.replace(new, path=kept),
+                take_over=what == "replaced",
+                expect_sha256=expect_sha256,
             )
         except BaseException:
             self._discard_unless_indexed(kept, new.header.sop_instance_uid)
             raise
+        if displaced is None:  # replaced by another store meanwhile: that one stands
+            self.storage.remove(kept)
+            return StoreOutcome(status.SUCCESS, "duplicate, identical")
         if displaced != kept:
             self.storage.remove(displaced)
         return StoreOutcome(status.SUCCESS, f"duplicate, {what}")

@@ -324,31 +324,6 @@ class FilesystemStorage:
         except OSError:
             return False
 
-    def restore(self, source: Path, relative: str) -> None:
-        """Put `source` (already fsynced) at `relative` in one step, over whatever is there:
-        an indexed file whose bytes went bad, restored from an identical resend. A link beside
-        it renamed over it (a copy when `source` is on another filesystem), then the directory
-        fsynced, as keep() does. `source` is left in place for its owner to remove."""
-        target = self.absolute(relative)
-        self._make_dirs(target.parent)
-        os.chmod(source, OWNER_ONLY_FILE)
-        beside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}")
-        copied = None
-        try:
-            try:
-                os.link(source, beside)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-                copied = self._copy_in(source)
-                os.link(copied, beside)
-            os.replace(beside, target)
-        finally:
-            beside.unlink(missing_ok=True)
-            if copied:
-                copied.unlink(missing_ok=True)
-        self._sync_dirs([target.parent])
-
     def exists(self, relative: str) -> bool:
         return self.absolute(relative).is_file()
 

@@ -56,8 +56,12 @@ class InstanceRows(Role):
                 then()
             return existing
 
-    def replace(self, new: NewInstance, *, take_over: bool = True) -> str:
+    def replace(
+        self, new: NewInstance, *, take_over: bool = True, expect_sha256: str | None = None
+    ) -> str | None:
         """Point an existing instance row at a new file; return the path it named until now.
+        With `expect_sha256`, only while the row still records that hash: None (and nothing
+        changed) when another store replaced it meanwhile.
 
         `take_over`: the new copy's sender becomes the row's, and the displaced copy's sender
         keeps an acknowledgement of what it sent (a replacement). Otherwise (a restored file,
@@ -83,6 +87,8 @@ class InstanceRows(Role):
             if row is None:
                 raise NotFound(f"instance {h.sop_instance_uid} vanished during replacement")
             pk, path, calling_ae, sha256, hospital = row
+            if expect_sha256 is not None and sha256 != expect_sha256:
+                return None
             fields = Instance.file_columns(h, path=new.path, size=new.size, sha256=new.sha256)
             kept = Acknowledged(calling_ae, hospital, sha256)
             arriving = Acknowledged(new.calling_ae, new.hospital, new.sha256)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from archive_node.dicom import status
+from archive_node.index import NewInstance
 from tests.helpers import dicom_objects
 from tests.helpers.cli import cli_run, write_config
 from tests.helpers.dimse import store
@@ -70,7 +71,10 @@ def test_an_identical_resend_repairs_a_damaged_file(node, tmp_path, index_url, c
     code, output = verify_cli(tmp_path, index_url)
     assert code == 0 and "no problems" in output, output
     if damage is not delete:
-        assert healed.path == record.path  # put back where it was
+        # kept beside the bad file as a replacement is, the row repointed, the bad file gone
+        assert not (node.service.storage.absolute(record.path).exists()) or (
+            healed.path == record.path
+        )
         repaired = [r for r in caplog.records if "repaired" in r.getMessage()]
         assert len(repaired) == 1 and repaired[0].levelno == logging.WARNING
         assert ds.SOPInstanceUID in repaired[0].getMessage()
@@ -91,3 +95,23 @@ def test_an_identical_resend_of_an_intact_file_leaves_it_alone(node, caplog):
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert "identical: nothing new stored" in caplog.text
     assert "repaired" not in caplog.text
+
+
+def test_a_repair_never_undoes_a_store_that_came_in_between(node):
+    """The repair repoints the row only while it still records the hash the resend matched:
+    a replacement committed meanwhile stands, and nothing changes."""
+    ds = dicom_objects.ct()
+    assert store(node, ds) == status.SUCCESS
+    record = node.service.index.instances.find(ds.SOPInstanceUID)
+    rows = node.service.index.instances
+    new = NewInstance(
+        header=dicom_objects.instance_header(sop_instance_uid=ds.SOPInstanceUID),
+        path="elsewhere.dcm",
+        size=1,
+        sha256="0" * 64,
+        calling_ae="UNN_US",
+        hospital="UNN",
+        issuer="UNN",
+    )
+    assert rows.replace(new, take_over=False, expect_sha256="f" * 64) is None
+    assert rows.find(ds.SOPInstanceUID) == record
