@@ -95,6 +95,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "event": record.getMessage(),
+            "pid": record.process,  # which worker, under serve --workers N
         }
         entry.update(_context())
         for field in (*CONTEXT_FIELDS, *REQUEST_FIELDS):

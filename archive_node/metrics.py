@@ -94,7 +94,7 @@ class Metrics:
             registry=r,
         )
         self.store_seconds = Histogram(
-            "archive_node_store_seconds",
+            "archive_node_store_duration_seconds",
             "Seconds from a C-STORE's dataset received to its response, by family and outcome.",
             ["family", "outcome"],
             buckets=STORE_BUCKETS,
@@ -108,7 +108,7 @@ class Metrics:
             registry=r,
         )
         self.request_seconds = Histogram(
-            "archive_node_request_seconds",
+            "archive_node_request_duration_seconds",
             "Seconds from a request to its final response, by service and outcome.",
             ["service", "outcome"],
             buckets=REQUEST_BUCKETS,

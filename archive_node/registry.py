@@ -59,14 +59,23 @@ def check_host(value: str) -> str:
     return value
 
 
+# The widest ranges an AE's --host takes, by IP version (a regional network's /8; an IPv6
+# site's /16), and the IPv4-mapped IPv6 block (RFC 4291 2.5.5.2), matched as IPv4 instead.
+MIN_PREFIX = {4: 8, 6: 16}
+_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
 def check_ae_host(value: str) -> str:
     """What an AE's --host may be: an IP address, a host name, or an address range in CIDR
     notation (a workstation pool: '10.20.4.0/24', 'fd00:1::/64'); empty means any address.
 
     A range is taken as written only (strict): '10.20.4.5/24' has host bits set, and whether
     the one workstation or its whole subnet was meant is for the admin to say, not for us to
-    guess. A range of every address (/0) is refused: an empty --host says that, on purpose.
-    A range of one address (/32, /128) is kept as that address. Raises InvalidInput.
+    guess. A range of every address (/0) is refused: an empty --host says that, on purpose;
+    so is a range wider than MIN_PREFIX allows (a pool is a subnet, not half the Internet),
+    and an IPv6 range of IPv4-mapped addresses (::ffff:0:0/96 would admit every IPv4 peer:
+    give the IPv4 range). A range of one address (/32, /128) is kept as that address. Raises
+    InvalidInput.
     """
     value = value.strip()
     if "/" not in value:
@@ -86,6 +95,13 @@ def check_ae_host(value: str) -> str:
         ) from None
     if network.prefixlen == 0:
         raise InvalidInput(f"{value!r} is every address: leave --host empty to admit any address")
+    if network.prefixlen < MIN_PREFIX[network.version]:
+        raise InvalidInput(
+            f"{value!r} is wider than a workstation pool (at least /{MIN_PREFIX[network.version]}"
+            "): leave --host empty to admit any address"
+        )
+    if isinstance(network, ipaddress.IPv6Network) and network.overlaps(_IPV4_MAPPED):
+        raise InvalidInput(f"{value!r} holds IPv4-mapped addresses: give the IPv4 range")
     if network.num_addresses == 1:
         return str(network.network_address)
     return str(network)

@@ -14,8 +14,8 @@ REASONS = {
     1: {
         1: "no reason given",
         2: "application context name not supported",
-        3: "calling AE title not recognised",
-        7: "called AE title not recognised",
+        3: "calling AE title not recognized",
+        7: "called AE title not recognized",
     },
     2: {1: "no reason given", 2: "protocol version not supported"},
     3: {1: "temporary congestion", 2: "local limit exceeded"},
@@ -23,7 +23,7 @@ REASONS = {
 
 
 def rejection_words(result: int, source: int, reason: int) -> str:
-    """e.g. 'rejected (permanent) by the service user: calling AE title not recognised'.
+    """e.g. 'rejected (permanent) by the service user: calling AE title not recognized'.
     A value the standard does not define is named with its number, never dropped."""
     said_result = RESULTS.get(result, f"rejected (result {result}, not defined)")
     said_source = SOURCES.get(source, f"source {source} (not defined)")

@@ -6,11 +6,12 @@ import contextlib
 import importlib
 import os
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlparse, urlunparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 from peewee import Database, DatabaseProxy
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
+from ..config import masked_url
 from ..errors import ConfigError, SchemaError
 
 database = DatabaseProxy()
@@ -28,14 +29,7 @@ def shown_url(url: str) -> str:
         if path and not Path(path).is_absolute():
             return f"{url} ({Path(path).absolute()})"
         return url
-    if parsed.password is None:
-        return url
-    user = parsed.username or ""
-    host = parsed.hostname or ""
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parsed.port}" if parsed.port else "")
-    return urlunparse(parsed._replace(netloc=netloc))
+    return masked_url(url)  # in the authority, or a password= parameter
 
 
 def sqlite_path(url: str) -> str:
@@ -143,6 +137,9 @@ def _open_postgresql(parsed, busy_timeout: float) -> Database:
     params: dict[str, object] = dict(parse_qsl(parsed.query))
     lock_ms = int(busy_timeout * 1000)
     params["options"] = f"{params.get('options', '')} -c lock_timeout={lock_ms}".strip()
+    # a server that does not answer (packets dropped, not refused) fails a connection in this
+    # time, not in the kernel's two minutes: /readyz and every request answer soon
+    params.setdefault("connect_timeout", max(1, int(busy_timeout)))
     return PooledPostgresqlDatabase(
         unquote(parsed.path.lstrip("/")),
         user=unquote(parsed.username) if parsed.username else None,

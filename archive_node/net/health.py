@@ -2,9 +2,11 @@
 answers) and /readyz (it can take work: index reachable, store writable, free space above the
 reserve; 503 with the reason otherwise) for a load balancer in front of several nodes.
 
-It serves GET only, a few requests at once (more are answered 503 at once), each with a short
-socket timeout, and never says anything of the archive's content: it has no authentication,
-and metrics.bind keeps it on the loopback by default.
+It serves GET only, a few connections at once (more are answered 503 at once), each closed
+after REQUEST_DEADLINE seconds whatever it sends (a client that trickles its request cannot
+hold a slot), and never says anything of the archive's content: it has no authentication, and
+metrics.bind keeps it on the loopback by default. Readiness is checked by one request at a
+time and kept for READY_MAX_AGE seconds, so probes cannot pile up on a slow index.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,8 +25,10 @@ from ..metrics import CONTENT_TYPE, Exposition
 
 log = logging.getLogger(__name__)
 
-MAX_REQUESTS = 8  # served at once; a scraper and a few load balancer probes
-REQUEST_TIMEOUT = 5.0  # seconds a client has to send its request line and headers
+MAX_REQUESTS = 16  # connections served at once; a scraper and a few load balancer probes
+REQUEST_TIMEOUT = 5.0  # seconds any one read of the request may take
+REQUEST_DEADLINE = 10.0  # seconds a connection may last in all
+READY_MAX_AGE = 1.0  # seconds a readiness answer is given again without asking anew
 
 
 def readiness_problem(
@@ -118,9 +123,13 @@ class HealthServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        deadline = threading.Timer(REQUEST_DEADLINE, _cut, (request,))
+        deadline.daemon = True
+        deadline.start()
         try:
             super().process_request_thread(request, client_address)
         finally:
+            deadline.cancel()
             self._slots.release()
 
 
@@ -132,7 +141,7 @@ class HealthEndpoint:
         self, bind: str, port: int, exposition: Exposition, ready: Callable[[], str | None]
     ) -> None:
         self.bind, self.port = bind, port
-        self.exposition, self.ready = exposition, ready
+        self.exposition, self.ready = exposition, Readiness(ready)
         self._server: HealthServer | None = None
 
     @property
@@ -157,11 +166,43 @@ class HealthEndpoint:
         ).start()
         log.info("metrics and health checks on http://%s:%d/", *self.address)
 
+    def forget(self) -> None:
+        """In a process forked from the one serving: close this copy of the listening socket
+        (the serving thread was not copied; the parent's socket serves on)."""
+        if self._server is not None:
+            with contextlib.suppress(OSError):
+                self._server.socket.close()
+            self._server = None
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def _cut(sock: socket.socket) -> None:
+    """End a connection past its deadline: its thread's next read or write fails."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class Readiness:
+    """`check` asked by one caller at a time, its answer kept for READY_MAX_AGE seconds: probes
+    that come while it runs wait for it and take its answer."""
+
+    def __init__(self, check: Callable[[], str | None]) -> None:
+        self.check = check
+        self._lock = threading.Lock()
+        self._answer: str | None = None
+        self._asked = float("-inf")
+
+    def __call__(self) -> str | None:
+        with self._lock:
+            if time.monotonic() - self._asked >= READY_MAX_AGE:
+                self._answer = self.check()
+                self._asked = time.monotonic()
+            return self._answer
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -315,9 +315,10 @@ class ArchiveServer:
         self, accepted: bool, peer: Peer | None, reject: tuple[int, int, int] | None
     ) -> None:
         reason = ""
-        if reject is not None:
-            _result, source, code = reject
-            reason = REASONS.get(source, {}).get(code, f"reason-{code}").replace(" ", "-")
+        if reject is not None:  # e.g. permanent-calling-AE-title-not-recognized (PS3.8 9-21)
+            result, source, code = reject
+            words = REASONS.get(source, {}).get(code, f"reason {code}").replace(" ", "-")
+            reason = f"{'permanent' if result == 1 else 'transient'}-{words}"
         self.metrics.association(
             accepted, peer.ae_title if peer else "", peer.hospital if peer else "", reason
         )

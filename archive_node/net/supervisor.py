@@ -66,7 +66,7 @@ class Supervisor:
         # held while forking, and by the endpoint while it uses the index: no connection of
         # the supervisor's is open when a worker is forked
         self._quiet = threading.Lock()
-        self._ports: Ports | None = None
+        self._health: HealthEndpoint | None = None  # the metrics endpoint, once started
 
     def run(
         self, bind: str | None = None, port: int | None = None, tls_port: int | None = None
@@ -99,28 +99,29 @@ class Supervisor:
                 log.warning("removed %d partial file(s) of interrupted transfers", removed)
             self.service.audit.application(True, {"ports": [p for p in (plain, secure) if p]})
             self.service.index.close()  # no connection may be shared across the fork
-            self._ports = ports
             directory = multiprocess_directory()
-            use_multiprocess(directory)  # before any worker makes a metric
-            endpoint = self._endpoint(directory)
-            previous = {
-                sig: signal.signal(sig, lambda *_: self._stopping.set())
-                for sig in (signal.SIGTERM, signal.SIGINT)
-            }
-            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._pass_on)
-            log.info(
-                "%d workers serving %s (supervisor pid %d)",
-                len(self.workers),
-                ports.describe(),
-                os.getpid(),
-            )
             try:
-                return self._supervise(ports)
+                use_multiprocess(directory)  # before any worker makes a metric
+                self._health = self._endpoint(directory)
+                previous = {
+                    sig: signal.signal(sig, lambda *_: self._stopping.set())
+                    for sig in (signal.SIGTERM, signal.SIGINT)
+                }
+                previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._pass_on)
+                log.info(
+                    "%d workers serving %s (supervisor pid %d)",
+                    len(self.workers),
+                    ports.describe(),
+                    os.getpid(),
+                )
+                try:
+                    return self._supervise(ports)
+                finally:
+                    for sig, handler in previous.items():
+                        signal.signal(sig, handler)
             finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-                if endpoint is not None:
-                    endpoint.stop()
+                if self._health is not None:
+                    self._health.stop()
                 shutil.rmtree(directory, ignore_errors=True)
         finally:
             for holder in holders:
@@ -214,6 +215,8 @@ class Supervisor:
         else:  # the worker: a whole node on the shared port, until SIGTERM
             code = 1
             try:
+                if self._health is not None:  # the supervisor's: never this worker's
+                    self._health.forget()
                 for sig in stop_signals:  # until the server installs its own
                     signal.signal(sig, signal.SIG_IGN if sig == signal.SIGHUP else signal.SIG_DFL)
                 _end_with(supervisor)

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydicom.dataset import Dataset
 
 from archive_node.dicom import status
+from archive_node.net import health
 from archive_node.service import ArchiveService
 from tests.helpers import dicom_objects
 from tests.helpers.dimse import associate, find, store
@@ -50,6 +51,12 @@ def value(all_samples, name: str, **labels) -> float:
     return sum(v for (n, found), v in all_samples.items() if n == name and wanted <= found)
 
 
+@pytest.fixture(autouse=True)
+def fresh_readiness(monkeypatch):
+    """Each probe asks anew: these tests change what /readyz reports between two probes."""
+    monkeypatch.setattr(health, "READY_MAX_AGE", 0.0)
+
+
 @pytest.fixture
 def metered(service, registry):
     with serving(service, metrics=True) as running:
@@ -65,7 +72,7 @@ def test_store_moves_the_counters_by_family_and_outcome(metered, registry, tmp_p
     after = samples(metered)
     for name, labels in (
         ("archive_node_stores_total", {"family": "ct", "outcome": "success"}),
-        ("archive_node_store_seconds_count", {"family": "ct", "outcome": "success"}),
+        ("archive_node_store_duration_seconds_count", {"family": "ct", "outcome": "success"}),
         ("archive_node_stores_total", {"family": "ct", "outcome": "failure"}),
     ):
         assert value(after, name, **labels) == value(before, name, **labels) + 1, name
@@ -106,7 +113,7 @@ def test_rejected_associations_are_counted_without_the_peers_titles(metered):
         "archive_node_associations_total",
         outcome="rejected",
         ae="(unregistered)",
-        reason="calling-AE-title-not-recognised",
+        reason="permanent-calling-AE-title-not-recognized",
     )
     assert rejected == 3
     assert not any("NOBODY" in str(labels) for _, labels in found)
@@ -201,7 +208,7 @@ def _eventually_ready(node, attempts: int = 50) -> bool:
 def test_too_many_requests_at_once_are_answered_503(metered):
     held = []
     try:
-        for _ in range(8):  # MAX_REQUESTS connections that never send their request
+        for _ in range(health.MAX_REQUESTS):  # connections that never send their request
             sock = socket.create_connection(("127.0.0.1", metered.metrics_port))
             held.append(sock)
         code = None
@@ -236,4 +243,30 @@ def test_retrieves_count_their_sub_operations(metered, destination, tmp_path):
             found, "archive_node_suboperations_total", service=service, outcome="completed"
         )
         assert completed == len(sent)
-        assert value(found, "archive_node_request_seconds_count", service=service) == 1
+        assert value(found, "archive_node_request_duration_seconds_count", service=service) == 1
+
+
+def test_a_connection_that_trickles_its_request_is_cut(metered, monkeypatch):
+    """A client may not hold a slot by sending a byte now and then: each connection ends after
+    REQUEST_DEADLINE whatever it sends."""
+    monkeypatch.setattr(health, "REQUEST_DEADLINE", 0.5)
+    sock = socket.create_connection(("127.0.0.1", metered.metrics_port), timeout=10)
+    try:
+        sock.sendall(b"GET /metrics HTTP/1.0\r\n")
+        cut = False
+        for _ in range(100):  # a header line every 50 ms, never the blank line that ends them
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+                sock.settimeout(0.05)
+                if sock.recv(1) == b"":
+                    cut = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                cut = True
+                break
+        assert cut
+    finally:
+        sock.close()
+    assert http_get(metered, "/healthz")[0] == 200

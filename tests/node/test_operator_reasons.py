@@ -204,12 +204,12 @@ def test_0124_in_the_cli_output(node, cli_config):
         (
             "STRANGER",
             None,
-            "rejected (permanent) by the service user: calling AE title not recognised",
+            "rejected (permanent) by the service user: calling AE title not recognized",
         ),
         (
             "UNN_US",
             "NOT_ARCHIVE",
-            "rejected (permanent) by the service user: called AE title not recognised",
+            "rejected (permanent) by the service user: called AE title not recognized",
         ),
     ],
 )

@@ -15,7 +15,7 @@ from tests.helpers.ports import free_port
 from tests.helpers.prometheus import Prometheus
 from tests.helpers.serving_process import CALLING, HOST, Archive, send
 
-INSTANCES = 6
+INSTANCES = 12  # one association each: both workers take some (all on one: 1 in 2,048)
 PATIENT_ID = "PROM-PID-0815"
 PATIENT_NAME = "Scrapesen^Kari"
 
@@ -74,5 +74,6 @@ def test_prometheus_sees_the_stores_of_every_worker(tmp_path):
     assert len(stored) == INSTANCES
     assert all(r["hospital"] == "UNN" and r["peer"] == HOST for r in stored)
     assert all(r["status"] == "0x0000" and 0 <= r["duration"] < 60 for r in stored)
+    assert len({r["pid"] for r in stored}) == 2  # the count above summed two workers' files
     log_text = archive.log()
     assert PATIENT_ID not in log_text and "Scrapesen" not in log_text

@@ -59,6 +59,11 @@ def test_host_taken(given, kept):
         ("fd00:1::5/64", "host bits set: the range is fd00:1::/64"),
         ("0.0.0.0/0", "every address"),  # fail closed: '' says any address, on purpose
         ("::/0", "every address"),
+        ("0.0.0.0/1", "wider than a workstation pool"),  # refusing /0 alone is no guard
+        ("10.0.0.0/7", "wider than a workstation pool"),
+        ("2000::/3", "wider than a workstation pool"),
+        ("::ffff:0.0.0.0/96", "IPv4-mapped addresses: give the IPv4 range"),  # every IPv4 peer
+        ("::ffff:10.20.4.0/120", "IPv4-mapped addresses"),
         ("10.20.4.0/33", "not an address range"),
         ("10.20.4.0/", "not an address range"),
         ("10.20.4.0/24/8", "not an address range"),

@@ -16,8 +16,8 @@ USER, ACSE, PRESENTATION = (
 DEFINED = {
     (1, 1): "no reason given",
     (1, 2): "application context name not supported",
-    (1, 3): "calling AE title not recognised",
-    (1, 7): "called AE title not recognised",
+    (1, 3): "calling AE title not recognized",
+    (1, 7): "called AE title not recognized",
     (2, 1): "no reason given",
     (2, 2): "protocol version not supported",
     (3, 1): "temporary congestion",
@@ -41,7 +41,7 @@ def test_the_tables_hold_exactly_the_standards_values():
 
 def test_the_example_of_the_issue():
     assert rejection_words(1, 1, 3) == (
-        "rejected (permanent) by the service user: calling AE title not recognised"
+        "rejected (permanent) by the service user: calling AE title not recognized"
     )
 
 
@@ -61,7 +61,7 @@ def test_a_reserved_reason_is_named_by_its_number(source, reason):
 
 def test_undefined_result_and_source_are_named_by_their_numbers():
     assert rejection_words(3, 1, 3) == (
-        "rejected (result 3, not defined) by the service user: calling AE title not recognised"
+        "rejected (result 3, not defined) by the service user: calling AE title not recognized"
     )
     assert rejection_words(1, 4, 1) == (
         "rejected (permanent) by source 4 (not defined): reason 1 (reserved)"
