@@ -128,6 +128,20 @@ class FilesystemStorage:
         written beside, fsynced, and linked into place (never overwritten), then the root is
         fsynced; readable by the owner only. Raises ConfigError naming the store."""
         self.create()
+        self._put_identity(identity, replace=False)
+        recorded = self.identity()
+        assert recorded is not None  # linked above, or by whoever was first
+        return recorded
+
+    def replace_identity(self, identity: str) -> None:
+        """Record a new identity at the store's root in place of the one there (`reindex
+        --adopt-store`: the index that held the old one no longer matches). Written beside,
+        fsynced, renamed over it, the root fsynced. Raises ConfigError naming the store."""
+        self._put_identity(identity, replace=True)
+
+    def _put_identity(self, identity: str, *, replace: bool) -> None:
+        """The identity file written beside, fsynced, then renamed over the one there
+        (`replace`) or linked into place unless one is there; the root fsynced."""
         beside = self.root / f".{IDENTITY_FILE}.{uuid.uuid4().hex[:12]}"
         try:
             fd = os.open(beside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -136,8 +150,11 @@ class FilesystemStorage:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            with contextlib.suppress(FileExistsError):
-                os.link(beside, self.identity_path)
+            if replace:
+                os.replace(beside, self.identity_path)
+            else:
+                with contextlib.suppress(FileExistsError):
+                    os.link(beside, self.identity_path)
             _fsync_directory(self.root)
         except OSError as exc:
             raise ConfigError(
@@ -147,31 +164,6 @@ class FilesystemStorage:
         finally:
             with contextlib.suppress(OSError):
                 beside.unlink()
-        recorded = self.identity()
-        assert recorded is not None  # linked above, or by whoever was first
-        return recorded
-
-    def replace_identity(self, identity: str) -> None:
-        """Record a new identity at the store's root in place of the one there (`reindex
-        --adopt-store`: the index that held the old one no longer matches). Written beside,
-        fsynced, renamed over it, the root fsynced. Raises ConfigError naming the store."""
-        beside = self.root / f".{IDENTITY_FILE}.{uuid.uuid4().hex[:12]}"
-        try:
-            fd = os.open(beside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, f"{uuid.UUID(identity)}\n".encode("ascii"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(beside, self.identity_path)
-            _fsync_directory(self.root)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                beside.unlink()
-            raise ConfigError(
-                f"storage.path: cannot record the store identity in {self.root}: "
-                f"{exc.strerror or exc}"
-            ) from None
 
     def expect_identity(self, identity: str | None) -> None:
         """The identity checked at the start of a serving node: from then on a store whose
