@@ -278,12 +278,13 @@ class ArchiveService:
             )
         return outcome
 
+    def ready_problem(self) -> str | None:
+        """Why the node cannot take instances now (/readyz): the store taken over by another
+        index, or free space below the reserve; None when it can."""
+        return self.storage.identity_problem() or self.room_problem()
+
     def room_problem(self) -> str | None:
-        """Why nothing may be stored now (free space below storage.min_free_mb, or the store
-        taken over by another index since this node started), or None."""
-        taken = self.storage.identity_problem()
-        if taken:
-            return taken
+        """Why nothing may be stored now (free space below storage.min_free_mb), or None."""
         if self.storage.has_room():
             return None
         return f"free space below the reserve of {self.config.storage.min_free_mb} MiB"
@@ -301,7 +302,9 @@ class ArchiveService:
         sop_instance_uid: str,
         attempt: _Attempt,
     ) -> StoreOutcome:
-        problem = self.room_problem()
+        # the store taken over by another index since this node started: asked once per
+        # instance, here, before anything is kept (not with each room check of a transfer)
+        problem = self.storage.identity_problem() or self.room_problem()
         if problem:
             return StoreOutcome(status.OUT_OF_RESOURCES, problem)
         # The whole encoding, before pydicom reads the header (it would inflate a deflated

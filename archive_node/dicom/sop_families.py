@@ -4,6 +4,8 @@ a peer chose."""
 
 from __future__ import annotations
 
+import functools
+
 from pydicom.uid import UID
 
 # Storage SOP Class UIDs by their PS3.4 B.5 name: the first family whose words the name holds.
@@ -31,6 +33,7 @@ _BY_NAME = (
 FAMILIES = (*(name for name, _ in _BY_NAME), "other")
 
 
+@functools.lru_cache(maxsize=512)  # bounded: the UID comes from a peer
 def sop_class_family(sop_class_uid: str) -> str:
     """One of FAMILIES; "other" for a SOP class pydicom does not name (a private one)."""
     name = UID(sop_class_uid).name if sop_class_uid else ""

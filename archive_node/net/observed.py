@@ -57,36 +57,42 @@ def _received_size(event: Event) -> int:
     return 0
 
 
-def _store(handler: Callable[[Event], Any], metrics: Metrics) -> Callable[[Event], Any]:
-    def on_store(event: Event) -> Any:
+def _timed(
+    handler: Callable[[Event], Any],
+    observe: Callable[[Event], Callable[[int | None, float], None]],
+) -> Callable[[Event], Any]:
+    """`handler`, telling what `observe(event)` returns of its status (None when it raised)
+    and its duration."""
+
+    def on_request(event: Event) -> Any:
         started = time.monotonic()
-        size = _received_size(event)  # before the handler moves the file into the store
-        family = sop_class_family(str(event.request.AffectedSOPClassUID or ""))
+        done = observe(event)  # before the handler runs (a C-STORE's file is still there)
         code: int | None = None
         try:
             answer = handler(event)
             code = status_code(answer)
             return answer
         finally:
-            metrics.stored(family, code, size, time.monotonic() - started)
+            done(code, time.monotonic() - started)
 
-    return on_store
+    return on_request
+
+
+def _store(handler: Callable[[Event], Any], metrics: Metrics) -> Callable[[Event], Any]:
+    def observe(event: Event) -> Callable[[int | None, float], None]:
+        size = _received_size(event)
+        family = sop_class_family(str(event.request.AffectedSOPClassUID or ""))
+        return lambda code, seconds: metrics.stored(family, code, size, seconds)
+
+    return _timed(handler, observe)
 
 
 def _simple(
     handler: Callable[[Event], Any], metrics: Metrics, service: str
 ) -> Callable[[Event], Any]:
-    def on_request(event: Event) -> Any:
-        started = time.monotonic()
-        code: int | None = None
-        try:
-            answer = handler(event)
-            code = status_code(answer)
-            return answer
-        finally:
-            metrics.answered(service, code, time.monotonic() - started)
-
-    return on_request
+    return _timed(
+        handler, lambda _event: lambda code, seconds: metrics.answered(service, code, seconds)
+    )
 
 
 def _find(handler: Callable[[Event], Iterator[Any]], metrics: Metrics) -> Callable[..., Any]:

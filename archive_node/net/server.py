@@ -346,7 +346,7 @@ class ArchiveServer:
         return readiness_problem(
             self.service.index.check_schema,
             str(self.service.storage.incoming),
-            self.service.room_problem,
+            self.service.ready_problem,
         )
 
     def _listen(

@@ -169,7 +169,7 @@ class Supervisor:
         return readiness_problem(
             self.service.index.check_schema,
             str(self.service.storage.incoming),
-            self.service.room_problem,
+            self.service.ready_problem,
         )
 
     def _pass_on(self, signum: int, _frame: object) -> None:

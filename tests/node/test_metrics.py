@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import urllib.error
 import urllib.request
+import uuid
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -269,4 +271,48 @@ def test_a_connection_that_trickles_its_request_is_cut(metered, monkeypatch):
         assert cut
     finally:
         sock.close()
+    assert http_get(metered, "/healthz")[0] == 200
+
+
+def test_readiness_follows_a_store_taken_over(metered):
+    """Another index took the store over (reindex --adopt-store): the node serving it for
+    the old one is not ready, and says why."""
+    storage = metered.service.storage
+    storage.claim_identity(str(uuid.uuid4()))
+    storage.expect_identity(storage.identity())
+    assert http_get(metered, "/readyz")[0] == 200
+    storage.replace_identity(str(uuid.uuid4()))
+    code, _, body = http_get(metered, "/readyz")
+    assert code == 503 and "belongs to another index" in body
+    storage.expect_identity(None)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "answer"),
+    [
+        (b"NONSENSE\r\n\r\n", b" 400 "),
+        (b"GET /" + b"x" * 70000 + b" HTTP/1.0\r\n\r\n", b" 414 "),
+        (b"GET /metrics HTTP/1.0\r\n" + b"X: y\r\n" * 200 + b"\r\n", b" 431 "),
+        # no line end: the read times out (REQUEST_TIMEOUT) and it is closed unanswered
+        (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 40, b""),
+    ],
+    ids=["not-http", "request-line-too-long", "too-many-headers", "tls-hello"],
+)
+def test_a_malformed_request_gets_an_error_and_the_endpoint_goes_on(
+    metered, request_bytes, answer
+):
+    with socket.create_connection(("127.0.0.1", metered.metrics_port), timeout=10) as sock:
+        with contextlib.suppress(OSError):  # it may close before reading all of a long one
+            sock.sendall(request_bytes)
+        reply = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(4096):
+                reply += chunk
+    code = answer.strip()
+    if not code:
+        assert reply == b""
+        assert http_get(metered, "/healthz")[0] == 200
+        return
+    # a status line (HTTP/1.0 and later), or the error page alone (a request taken as HTTP/0.9)
+    assert reply.startswith(b"HTTP/1.0 " + code) or b"Error code: " + code in reply, reply[:80]
     assert http_get(metered, "/healthz")[0] == 200
