@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -109,6 +110,20 @@ class HealthServer(ThreadingHTTPServer):
         self.ready = ready
         self._slots = threading.BoundedSemaphore(MAX_REQUESTS)
         super().__init__(address, _Handler)
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        """A request that failed (most often a client gone or cut at its deadline): one log
+        line, not socketserver's traceback on stderr, which a client could cause at will."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.debug("metrics endpoint: request from %s ended: %s", client_address[0], error)
+        else:
+            log.warning(
+                "metrics endpoint: request from %s failed: %s: %s",
+                client_address[0],
+                type(error).__name__,
+                error,
+            )
 
     def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         if not self._slots.acquire(blocking=False):

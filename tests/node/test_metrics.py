@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import socket
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -248,10 +250,11 @@ def test_retrieves_count_their_sub_operations(metered, destination, tmp_path):
         assert value(found, "archive_node_request_duration_seconds_count", service=service) == 1
 
 
-def test_a_connection_that_trickles_its_request_is_cut(metered, monkeypatch):
+def test_a_connection_that_trickles_its_request_is_cut(metered, monkeypatch, capfd, caplog):
     """A client may not hold a slot by sending a byte now and then: each connection ends after
     REQUEST_DEADLINE whatever it sends."""
     monkeypatch.setattr(health, "REQUEST_DEADLINE", 0.5)
+    caplog.set_level(logging.DEBUG, logger="archive_node.net.health")
     sock = socket.create_connection(("127.0.0.1", metered.metrics_port), timeout=10)
     try:
         sock.sendall(b"GET /metrics HTTP/1.0\r\n")
@@ -272,6 +275,13 @@ def test_a_connection_that_trickles_its_request_is_cut(metered, monkeypatch):
     finally:
         sock.close()
     assert http_get(metered, "/healthz")[0] == 200
+    # the cut request's handler fails writing its answer: one log line, no traceback on stderr
+    for _ in range(500):
+        if any("ended" in r.getMessage() for r in caplog.records):
+            break
+        time.sleep(0.01)
+    assert any("request from 127.0.0.1 ended" in r.getMessage() for r in caplog.records)
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_readiness_follows_a_store_taken_over(metered):
