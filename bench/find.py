@@ -257,7 +257,7 @@ def serving(
     index_url: str,
     aes=FIND_AES,
     *,
-    workers: int = 1,
+    workers: int | None = None,
     prepare: bool = True,
     fast_paths: bool | tuple[str, ...] = True,
     tls: BenchPki | None = None,
@@ -265,11 +265,11 @@ def serving(
 ) -> Iterator[subprocess.Popen]:
     """Run `archive-node serve` on a free port with this index and these AEs (`ae add`
     arguments; the first must have `echo`); yield the process (its port is `.port`).
-    `workers` > 1 passes `--workers`; `prepare=False` serves an index already initialised and
-    holding the AEs (a restart); `fast_paths` is node.fast_paths. With `tls`, the node speaks
-    DICOM TLS only (node.port = 0, the free port is tls.port, with these certificates) and
-    the first AE is probed over TLS with the PKI's client certificate. `audit` is
-    audit.enabled."""
+    `workers` passes `--workers` (None: the node's own node.workers); `prepare=False` serves
+    an index already initialised and holding the AEs (a restart); `fast_paths` is
+    node.fast_paths. With `tls`, the node speaks DICOM TLS only (node.port = 0, the free port
+    is tls.port, with these certificates) and the first AE is probed over TLS with the PKI's
+    client certificate. `audit` is audit.enabled."""
     port = free_port()
     config = root / "archive-node.toml"
     config.write_text(
@@ -285,7 +285,7 @@ def serving(
         subprocess.run([*cli, "init"], check=True, capture_output=True, env=env)
         for args in aes:
             subprocess.run([*cli, "ae", "add", *args], check=True, capture_output=True, env=env)
-    serve = [*cli, "serve", *(["--workers", str(workers)] if workers > 1 else [])]
+    serve = [*cli, "serve", *(["--workers", str(workers)] if workers is not None else [])]
     proc = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL)
     proc.port = port  # type: ignore[attr-defined]
     try:
@@ -297,25 +297,40 @@ def serving(
         proc.wait(timeout=30)
 
 
-def measure(port: int, corpus: Corpus, runs: int, seed: int) -> dict[str, dict[str, float]]:
-    """p50/p95 milliseconds and mean matches of each query type, one association per AE."""
+def measure(
+    port: int,
+    corpus: Corpus,
+    runs: int,
+    seed: int,
+    *,
+    called: str = "ARCHIVE",
+    scoped: bool = True,
+) -> dict[str, dict[str, float]]:
+    """p50/p95 milliseconds and mean matches of each query type, one association per AE;
+    with `scoped`, the SCOPED_TYPES again as BENCH_H (an AE of scope hospital)."""
     types = query_types(corpus, random.Random(seed))
-    results = _measure(port, "BENCH", types, runs)
-    scoped = {name: draw for name, draw in types.items() if name in SCOPED_TYPES}
-    for name, result in _measure(port, "BENCH_H", scoped, runs).items():
+    results = _measure(port, "BENCH", types, runs, called)
+    if not scoped:
+        return results
+    scoped_types = {name: draw for name, draw in types.items() if name in SCOPED_TYPES}
+    for name, result in _measure(port, "BENCH_H", scoped_types, runs, called).items():
         results[f"{name} (scope hospital)"] = result
     return results
 
 
 def _measure(
-    port: int, calling: str, types: dict[str, Callable[[], dict[str, str]]], runs: int
+    port: int,
+    calling: str,
+    types: dict[str, Callable[[], dict[str, str]]],
+    runs: int,
+    called: str = "ARCHIVE",
 ) -> dict[str, dict[str, float]]:
     # the node's own speed patches serve the client, in either mode of the node: the
     # client does not poll, so the figure is the node's
     ae = client_ae(calling, 30.0, fast_paths=True)
     ae.add_requested_context(STUDY_ROOT)
     assoc = ae.associate(
-        "127.0.0.1", port, ae_title="ARCHIVE", evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
+        "127.0.0.1", port, ae_title=called, evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
     )
     assert assoc.is_established, f"the node refused the benchmark's association as {calling}"
     results = {}
@@ -355,12 +370,14 @@ def _measure(
     return results
 
 
-def time_findscu(port: int, corpus: Corpus, runs: int, hits: int = LARGE_HITS) -> dict:
+def time_findscu(
+    port: int, corpus: Corpus, runs: int, hits: int = LARGE_HITS, *, called: str = "ARCHIVE"
+) -> dict:
     """Responses per second of a large result (a StudyDate range of about `hits` studies)
     received by DCMTK findscu, a process per query: the median of `runs` after one warm-up."""
     keys = {**{k: "" for k in RETURN_KEYS}, **date_range(corpus, hits)}
     args = [
-        *("findscu", "-S", "-v", "-aet", "BENCH", "-aec", "ARCHIVE"),
+        *("findscu", "-S", "-v", "-aet", "BENCH", "-aec", called),
         *("-k", "QueryRetrieveLevel=STUDY"),
         *(arg for keyword, value in keys.items() for arg in ("-k", f"{keyword}={value}")),
         *("127.0.0.1", str(port)),
@@ -405,8 +422,10 @@ def index_url_for(name: str, root: Path) -> Iterator[str]:
         admin.close()
 
 
-def run(backend: str, studies: int, runs: int, seed: int, *, workers: int = 1) -> dict:
+def run(backend: str, studies: int, runs: int, seed: int, *, workers: int | None = None) -> dict:
     """C-FIND timings of the configuration `backend` (see configuration())."""
+    from bench.retrieve import tree_hwm  # bench.retrieve imports this module
+
     base, fast_paths = configuration(backend)
     with tempfile.TemporaryDirectory(prefix="archive-node-bench-") as tmp:
         root = Path(tmp)
@@ -430,6 +449,7 @@ def run(backend: str, studies: int, runs: int, seed: int, *, workers: int = 1) -
                     if shutil.which("findscu")
                     else None
                 )
+                peak = tree_hwm(node.pid)
     return {
         "backend": backend,
         "studies": corpus.studies,
@@ -439,6 +459,7 @@ def run(backend: str, studies: int, runs: int, seed: int, *, workers: int = 1) -
         "populate_s": round(populated, 1),
         "queries": results,
         "findscu": findscu,
+        "serve_peak_rss_mb": round(peak / 2**20, 1),
     }
 
 
@@ -475,6 +496,17 @@ def add_audit_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_workers_argument(parser: argparse.ArgumentParser) -> None:
+    """--workers N: passed to `archive-node serve`; by default none is, and the node runs
+    as many workers as its node.workers says."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="archive-node serve --workers (default: not passed, node.workers decides)",
+    )
+
+
 def studies_list(text: str) -> list[int]:
     """Parse "20000,100000" (or "20_000") into [20000, 100000]."""
     return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
@@ -490,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backend", choices=["sqlite", "postgresql", "both"], default="both", help="index"
     )
-    parser.add_argument("--workers", type=int, default=1, help="archive-node serve --workers")
+    add_workers_argument(parser)
     add_audit_argument(parser)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)

@@ -38,7 +38,11 @@ class Kind:
 
 KINDS = {
     "sc": Kind("sc", "secondary captures ~10 KB", "secondary captures", 1000),
-    "ct": Kind("ct", "CT slices ~0.5 MB", "CT slices", 300),
+    "ct": Kind("ct", "CT slices ~0.5 MB, studies of 30", "CT slices", 300),
+    # issue 23's one big study: 1,000 CT slices in one study and one series
+    "ctstudy": Kind(
+        "ctstudy", "one CT study of 1,000 slices ~0.5 MB", "CT slices of one study", 1000
+    ),
     "us": Kind("us", "US multiframes ~27 MB", "US multiframes", 8),
     "video": Kind("video", "H.264 videos ~300 MB", "H.264 video", 1),
 }
@@ -72,7 +76,11 @@ def media(
     cache: Path = CACHE,
 ) -> Media:
     """`count` files of `kind` (a key of KINDS), written once under `cache` and reused."""
-    size_tag = {"video": f"-{video_mb}mb", "us": f"-{us_frames}f"}.get(kind, "")
+    size_tag = {
+        "video": f"-{video_mb}mb",
+        "us": f"-{us_frames}f",
+        "ct": f"-{CT_STUDY_SLICES}ps",  # studies of 30 slices (before: one study)
+    }.get(kind, "")
     directory = cache / f"{kind}-n{count}-s{seed}{size_tag}"
     manifest = directory / "manifest.json"
     if not manifest.exists():
@@ -80,6 +88,7 @@ def media(
         writer = {
             "sc": lambda path, n: write_sc(path, seed, n),
             "ct": lambda path, n: write_ct(path, seed, n),
+            "ctstudy": lambda path, n: write_ct(path, seed, n, kind="ctstudy"),
             "us": lambda path, n: write_us(path, seed, n, us_frames),
             "video": lambda path, n: write_video(path, seed, n, video_mb * 10**6),
         }[kind]
@@ -89,7 +98,9 @@ def media(
             writer(path, number)
             names.append(path.name)
         total = sum((directory / name).stat().st_size for name in names)
-        text = json.dumps({"files": names, "bytes": total, "study_uid": uid(seed, kind, "study")})
+        first = (0,) if kind == "ct" else ()  # kind "ct": its first study
+        study_uid = uid(seed, kind, "study", *first)
+        text = json.dumps({"files": names, "bytes": total, "study_uid": study_uid})
         partial = manifest.with_suffix(".partial")
         partial.write_text(text)
         partial.replace(manifest)  # last: a half-written set is never taken for a whole one
@@ -103,7 +114,11 @@ def media(
     )
 
 
-def _base(seed: int, kind: str, number: int, sop_class: str, modality: str) -> Dataset:
+def _base(
+    seed: int, kind: str, number: int, sop_class: str, modality: str, study: int | None = None
+) -> Dataset:
+    """The attributes every file has; `study` numbers the file's study (and its one series)
+    when a kind is spread over several, else all of a kind are in one study and series."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = sop_class
@@ -112,8 +127,9 @@ def _base(seed: int, kind: str, number: int, sop_class: str, modality: str) -> D
     ds.SOPClassUID, ds.SOPInstanceUID = sop_class, instance
     ds.PatientID, ds.PatientName = f"BENCH-{kind.upper()}", f"BENCH^{kind.upper()}"
     ds.PatientBirthDate, ds.PatientSex = "19700101", "O"
-    ds.StudyInstanceUID = uid(seed, kind, "study")
-    ds.SeriesInstanceUID = uid(seed, kind, "series")
+    which = () if study is None else (study,)
+    ds.StudyInstanceUID = uid(seed, kind, "study", *which)
+    ds.SeriesInstanceUID = uid(seed, kind, "series", *which)
     ds.StudyDate, ds.StudyTime = "20240101", "120000"
     ds.AccessionNumber, ds.StudyID = f"BENCH{seed}{kind.upper()}", "1"
     ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, 1, number
@@ -135,14 +151,19 @@ def write_sc(path: Path, seed: int, number: int) -> None:
     ds.save_as(path, enforce_file_format=True)
 
 
-def write_ct(path: Path, seed: int, number: int) -> None:
-    """A CT slice of 512 x 512 x 16 bits, Explicit VR Little Endian: about 0.5 MB."""
-    ds = _base(seed, "ct", number, CT_IMAGE, "CT")
+CT_STUDY_SLICES = 30  # kind "ct": each study (and its one series) has 30 slices
+
+
+def write_ct(path: Path, seed: int, number: int, kind: str = "ct") -> None:
+    """A CT slice of 512 x 512 x 16 bits, Explicit VR Little Endian: about 0.5 MB. Kind "ct"
+    puts CT_STUDY_SLICES slices in each study; kind "ctstudy" all in one study and series."""
+    study = (number - 1) // CT_STUDY_SLICES if kind == "ct" else None
+    ds = _base(seed, kind, number, CT_IMAGE, "CT", study)
     ds.Rows = ds.Columns = 512
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
-    ds.PixelData = _rng(seed, "ct", number).randbytes(512 * 512 * 2)
+    ds.PixelData = _rng(seed, kind, number).randbytes(512 * 512 * 2)
     ds.save_as(path, enforce_file_format=True)
 
 

@@ -17,17 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from pydicom.dataset import Dataset
-from pynetdicom import evt
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as STUDY_MOVE
-
 from archive_node.index import Index
-from archive_node.net.association import set_tcp_nodelay
-from archive_node.net.client import client_ae, send_files
+from archive_node.net.client import send_files
 from archive_node.registry import Registry
 from bench.find import (
     DCMTK_ENV,
     add_audit_argument,
+    add_workers_argument,
     audited,
     configuration,
     free_port,
@@ -35,7 +31,7 @@ from bench.find import (
     serving,
     with_audit,
 )
-from bench.media import CACHE, media
+from bench.media import CACHE, Media, media
 
 
 def vm_hwm(pid: int) -> int:
@@ -83,37 +79,31 @@ def start_storescp(directory: Path, port: int, *options: str) -> subprocess.Pope
             time.sleep(0.02)
 
 
-def time_move(port: int, study: str) -> float:
-    ae = client_ae("BENCH", 60.0, fast_paths=True)  # the client does not poll: the node's figure
-    ae.add_requested_context(STUDY_MOVE)
-    assoc = ae.associate(
-        "127.0.0.1", port, ae_title="ARCHIVE", evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
+def time_move(port: int, study: str, called: str = "ARCHIVE") -> float:
+    """Seconds of a C-MOVE of `study` into STORESCP by DCMTK movescu (as BENCH, to `called`),
+    from its start to its exit; raises unless the final response is a success."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [
+            *("movescu", "-S", "-v", "-aet", "BENCH", "-aec", called, "-aem", "STORESCP"),
+            *("-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"),
+            *("127.0.0.1", str(port)),
+        ],
+        env=DCMTK_ENV,
+        capture_output=True,
     )
-    assert assoc.is_established
-    query = Dataset()
-    query.QueryRetrieveLevel, query.StudyInstanceUID = "STUDY", study
-    try:
-        started = time.perf_counter()
-        final = None
-        for rsp, _ in assoc.send_c_move(query, "STORESCP", STUDY_MOVE):
-            # pynetdicom yields an empty dataset when the node did not answer in time
-            if rsp.get("Status") != 0xFF00:
-                final = rsp
-        elapsed = time.perf_counter() - started
-    finally:
-        if assoc.is_established:
-            assoc.release()
-    assert final is not None and final.get("Status") == 0, (
-        f"C-MOVE ended with {final or 'no response (timed out or aborted)'}"
-    )
+    elapsed = time.perf_counter() - started
+    output = (done.stdout + done.stderr).decode(errors="replace")
+    if done.returncode != 0 or "Received Final Move Response (Success)" not in output:
+        raise RuntimeError(f"C-MOVE by movescu failed ({done.returncode}): {output[-1500:]}")
     return elapsed
 
 
-def time_get(port: int, study: str, directory: Path) -> float:
+def time_get(port: int, study: str, directory: Path, called: str = "ARCHIVE") -> float:
     started = time.perf_counter()
     subprocess.run(
         [
-            *("getscu", "-S", "-aet", "BENCH", "-aec", "ARCHIVE", "-od", str(directory)),
+            *("getscu", "-S", "-aet", "BENCH", "-aec", called, "-od", str(directory)),
             *("-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"),
             *("127.0.0.1", str(port)),
         ],
@@ -124,18 +114,95 @@ def time_get(port: int, study: str, directory: Path) -> float:
     return time.perf_counter() - started
 
 
+def _retrieve_runs(
+    port: int, called: str, study: Media, runs: int, root: Path, dest_port: int
+) -> tuple[list[float], list[float]]:
+    """`runs` times a C-MOVE of the study into a fresh DCMTK storescp, then a C-GET of it by
+    getscu; each checked to deliver every instance. Seconds of each."""
+    instances = len(study.files)
+    moves, gets = [], []
+    for _ in range(runs):
+        out = root / "storescp"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        storescp = start_storescp(out, dest_port)
+        try:
+            moves.append(time_move(port, study.study_uid, called))
+        finally:
+            storescp.terminate()
+            storescp.wait(timeout=10)
+        moved = len(list(out.iterdir()))
+        assert moved == instances, f"storescp holds {moved} of {instances} instances"
+        out = root / "getscu"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        gets.append(time_get(port, study.study_uid, out, called))
+        got = len(list(out.iterdir()))
+        assert got == instances, f"getscu holds {got} of {instances} instances"
+    return moves, gets
+
+
+def _figures(
+    name: str, study: Media, ingest: float, moves: list[float], gets: list[float], peak: int
+) -> dict:
+    instances, size = len(study.files), study.bytes
+    move_s, get_s = statistics.median(moves), statistics.median(gets)
+    return {
+        "backend": name,
+        "instances": instances,
+        "mb": round(size / 1e6, 1),
+        "ingest_instances_per_s": round(instances / ingest, 1),
+        "move_runs_s": [round(s, 3) for s in moves],
+        "get_runs_s": [round(s, 3) for s in gets],
+        "move_instances_per_s": round(instances / move_s, 1),
+        "move_mb_per_s": round(size / 1e6 / move_s, 1),
+        "get_instances_per_s": round(instances / get_s, 1),
+        "get_mb_per_s": round(size / 1e6 / get_s, 1),
+        "serve_peak_rss_mb": round(peak / 2**20, 1),
+    }
+
+
+def orthanc_run(instances: int, runs: int, *, seed: int = 1, cache: Path = CACHE) -> dict:
+    """The same C-MOVE and C-GET runs against Orthanc (bench.orthanc), filled with the same
+    study by DCMTK storescu (one association)."""
+    from bench import orthanc
+
+    study = media("ctstudy", instances, seed, cache=cache)
+    with tempfile.TemporaryDirectory(prefix="archive-node-bench-orthanc-") as tmp:
+        root = Path(tmp)
+        dest_port = free_port()
+        with orthanc.serving(root / "orthanc", {"STORESCP": ("127.0.0.1", dest_port)}) as server:
+            started = time.perf_counter()
+            subprocess.run(
+                [
+                    *("storescu", "-R", "-aet", "BENCH", "-aec", orthanc.AET),
+                    *("127.0.0.1", str(server.port), *map(str, study.files)),
+                ],
+                env=DCMTK_ENV,
+                check=True,
+                capture_output=True,
+            )
+            ingest = time.perf_counter() - started
+            held = server.count()
+            assert held == instances, f"Orthanc holds {held} of {instances} instances"
+            moves, gets = _retrieve_runs(server.port, orthanc.AET, study, runs, root, dest_port)
+            peak = tree_hwm(server.pid)
+    return _figures("orthanc", study, ingest, moves, gets, peak)
+
+
 def run(
     backend: str,
     instances: int,
     runs: int,
     *,
     seed: int = 1,
-    workers: int = 1,
+    workers: int | None = None,
     cache: Path = CACHE,
 ) -> dict:
+    """C-MOVE and C-GET of one study of `instances` CT slices (kind "ctstudy") from the
+    configuration `backend` (bench.find.configuration), `runs` times each."""
     _, fast_paths = configuration(backend)
-    study = media("ct", instances, seed, cache=cache)
-    size = study.bytes
+    study = media("ctstudy", instances, seed, cache=cache)
     with tempfile.TemporaryDirectory(prefix="archive-node-bench-") as tmp:
         root = Path(tmp)
         with index_url_for(backend, root) as url:
@@ -158,36 +225,9 @@ def run(
                 )
                 ingest = time.perf_counter() - started
                 assert all(r.status == 0 for r in sent), "ingest failed"
-                moves, gets = [], []
-                for _ in range(runs):
-                    out = root / "storescp"
-                    shutil.rmtree(out, ignore_errors=True)
-                    out.mkdir()
-                    storescp = start_storescp(out, dest_port)
-                    try:
-                        moves.append(time_move(node.port, study.study_uid))
-                    finally:
-                        storescp.terminate()
-                        storescp.wait(timeout=10)
-                    assert len(list(out.iterdir())) == instances, "storescp lacks instances"
-                    out = root / "getscu"
-                    shutil.rmtree(out, ignore_errors=True)
-                    out.mkdir()
-                    gets.append(time_get(node.port, study.study_uid, out))
-                    assert len(list(out.iterdir())) == instances, "getscu lacks instances"
+                moves, gets = _retrieve_runs(node.port, "ARCHIVE", study, runs, root, dest_port)
                 peak = tree_hwm(node.pid)
-    move_s, get_s = statistics.median(moves), statistics.median(gets)
-    return {
-        "backend": backend,
-        "instances": instances,
-        "mb": round(size / 1e6, 1),
-        "ingest_instances_per_s": round(instances / ingest, 1),
-        "move_instances_per_s": round(instances / move_s, 1),
-        "move_mb_per_s": round(size / 1e6 / move_s, 1),
-        "get_instances_per_s": round(instances / get_s, 1),
-        "get_mb_per_s": round(size / 1e6 / get_s, 1),
-        "serve_peak_rss_mb": round(peak / 2**20, 1),
-    }
+    return _figures(backend, study, ingest, moves, gets, peak)
 
 
 def table(reports: list[dict]) -> str:
@@ -205,6 +245,12 @@ def table(reports: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def orthanc_available() -> bool:
+    from bench import orthanc
+
+    return orthanc.executable() is not None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--instances", type=int, default=1000)
@@ -213,18 +259,25 @@ def main(argv: list[str] | None = None) -> int:
         "--backend", choices=["sqlite", "postgresql", "both"], default="both", help="index"
     )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=1, help="archive-node serve --workers")
+    add_workers_argument(parser)
+    parser.add_argument(
+        "--orthanc", choices=["on", "off"], default="on", help="Orthanc beside (if installed)"
+    )
     add_audit_argument(parser)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    if not (shutil.which("storescp") and shutil.which("getscu")):
-        print("DCMTK storescp and getscu are needed: apt-get install dcmtk", file=sys.stderr)
+    if not all(shutil.which(tool) for tool in ("storescp", "getscu", "movescu")):
+        print(
+            "DCMTK storescp, getscu and movescu are needed: apt-get install dcmtk", file=sys.stderr
+        )
         return 2
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     backends = with_audit(backends, args.audit)
     reports = [
         run(b, args.instances, args.runs, seed=args.seed, workers=args.workers) for b in backends
     ]
+    if args.orthanc == "on" and orthanc_available():
+        reports.append(orthanc_run(args.instances, args.runs, seed=args.seed))
     print(table(reports))
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))
