@@ -17,10 +17,12 @@ from pathlib import Path
 
 from archive_node.index import Index
 from archive_node.registry import Registry, bound_certificates
+from bench import orthanc as orthanc_bench
 from bench.certificates import BenchPki, make_pki
 from bench.find import (
     DCMTK_ENV,
     add_audit_argument,
+    add_workers_argument,
     audited,
     configuration,
     configuration_label,
@@ -34,8 +36,12 @@ from bench.media import CACHE, KINDS, MPEG4_HP41, Media, media
 from bench.retrieve import start_storescp, time_move, tree_hwm
 
 BACKENDS = ("sqlite", "postgresql")
-BASELINES = ("dcmtk", "pynetdicom")
-BASELINE_NAMES = {"dcmtk": "DCMTK storescp", "pynetdicom": "pynetdicom storescp"}
+BASELINES = ("dcmtk", "pynetdicom", "orthanc")
+BASELINE_NAMES = {
+    "dcmtk": "DCMTK storescp",
+    "pynetdicom": "pynetdicom storescp",
+    "orthanc": orthanc_bench.LABEL,
+}
 
 
 def receiver_name(key: str, *, tls: bool = False) -> str:
@@ -48,7 +54,7 @@ def receiver_name(key: str, *, tls: bool = False) -> str:
 TLS_SUFFIX = " (TLS)"
 
 
-QUICK = {"sc": 100, "ct": 30, "us": 2, "video": 1}
+QUICK = {"sc": 100, "ct": 30, "ctstudy": 200, "us": 2, "video": 1}
 
 
 @dataclass
@@ -81,7 +87,7 @@ def node_run(
     corpus: Media,
     associations: int,
     *,
-    workers: int,
+    workers: int | None,
     send_video: bool,
     tls: bool = False,
 ) -> tuple[dict, dict | None]:
@@ -195,6 +201,17 @@ def pynetdicom_storescp(root: Path, associations: int) -> Iterator[Target]:
         _stop(proc)
 
 
+@contextlib.contextmanager
+def orthanc_receiver(root: Path, dest_port: int | None = None) -> Iterator[Target]:
+    """Orthanc (bench.orthanc) with its own index and storage under `root` (a second one on the
+    same `root` is a restart); STORESCP registered at `dest_port` when given."""
+    modalities = {"STORESCP": ("127.0.0.1", dest_port)} if dest_port else {}
+    with orthanc_bench.serving(root / "orthanc", modalities) as server:
+        yield Target(
+            receiver_name("orthanc"), server.port, orthanc_bench.AET, server.pid, server.count
+        )
+
+
 def storescu_args(kind: str) -> list[str]:
     """Propose only the contexts the files need (-R), in the files' own syntax: storescu
     proposes an H.264 syntax only when told to (-xn), never by itself."""
@@ -229,13 +246,25 @@ def push(files: list[Path], kind: str, target: Target, associations: int, log: P
     return elapsed
 
 
-def baseline_run(baseline: str, corpus: Media, associations: int) -> dict:
-    """One run into a fresh DCMTK or pynetdicom storescp writing into an empty directory."""
-    receiver = dcmtk_storescp if baseline == "dcmtk" else pynetdicom_storescp
+def baseline_run(
+    baseline: str, corpus: Media, associations: int, *, send_video: bool = False
+) -> tuple[dict, dict | None]:
+    """One run into a fresh DCMTK or pynetdicom storescp writing into an empty directory, or
+    into a fresh Orthanc; with `send_video` (Orthanc only), then a C-MOVE of what it received
+    into DCMTK storescp by Orthanc restarted on the same index and storage, as node_run."""
     with tempfile.TemporaryDirectory(prefix="archive-node-bench-ingest-") as tmp:
         root = Path(tmp)
-        with receiver(root, associations) as target:
-            return _receive(target, corpus, associations, root)
+        if baseline != "orthanc":
+            receiver = dcmtk_storescp if baseline == "dcmtk" else pynetdicom_storescp
+            with receiver(root, associations) as target:
+                return _receive(target, corpus, associations, root), None
+        dest_port = free_port()
+        with orthanc_receiver(root, dest_port) as target:
+            result = _receive(target, corpus, associations, root)
+        if not send_video:
+            return result, None
+        with orthanc_receiver(root, dest_port) as target:
+            return result, _send(target, corpus, root, dest_port)
 
 
 def _receive(target: Target, corpus: Media, associations: int, root: Path) -> dict:
@@ -252,7 +281,7 @@ def _send(target: Target, corpus: Media, root: Path, dest_port: int) -> dict:
     out.mkdir()
     storescp = start_storescp(out, dest_port, "+xa")
     try:
-        seconds = time_move(target.port, corpus.study_uid)
+        seconds = time_move(target.port, corpus.study_uid, target.called)
     finally:
         storescp.terminate()
         storescp.wait(timeout=30)
@@ -271,7 +300,7 @@ def run(
     associations: list[int],
     runs: int,
     seed: int = 1,
-    workers: int = 1,
+    workers: int | None = None,
     video_mb: int = 300,
     us_frames: int = 30,
     cache: Path = CACHE,
@@ -320,7 +349,12 @@ def run(
                         if sent:
                             send_per.setdefault(receiver_name(backend), []).append(sent)
                 for baseline in baselines:
-                    per[receiver_name(baseline)].append(baseline_run(baseline, corpus, n))
+                    result, sent = baseline_run(
+                        baseline, corpus, n, send_video=send_video and baseline == "orthanc"
+                    )
+                    per[receiver_name(baseline)].append(result)
+                    if sent:
+                        send_per.setdefault(receiver_name(baseline), []).append(sent)
             for name, rows in per.items():
                 results.append(_summary(name, kind, n, corpus, rows))
             for name, rows in send_per.items():
@@ -416,7 +450,7 @@ def _summary(name: str, kind: str, n: int, corpus: Media, rows: list[dict]) -> d
         # storescp --fork children are gone by the time it is read: one association only
         "peak_rss_mb": (
             round(max(r["peak_rss"] for r in rows) / 2**20, 1)
-            if n == 1 or name.startswith("archive-node")
+            if n == 1 or name.startswith("archive-node") or name == receiver_name("orthanc")
             else None
         ),
     }
@@ -450,14 +484,24 @@ def table(report: dict) -> str:
 
 
 def available_baselines(wanted: list[str]) -> list[str]:
-    """The baselines asked for that can run here (DCMTK storescp must be installed)."""
-    return [b for b in wanted if b != "dcmtk" or shutil.which("storescp")]
+    """The baselines asked for that can run here (DCMTK storescp must be installed; Orthanc
+    is installed when absent if it can be, else skipped with a line saying so)."""
+    here = []
+    for baseline in wanted:
+        if baseline == "dcmtk" and not shutil.which("storescp"):
+            continue
+        if baseline == "orthanc" and orthanc_bench.executable() is None:
+            continue
+        here.append(baseline)
+    return here
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ingest options (bench.report takes them too)."""
     parser.add_argument(
-        "--kinds", default="sc,ct,us,video", help="which kinds: sc,ct,us,video (default: all)"
+        "--kinds",
+        default="sc,ct,ctstudy,us,video",
+        help="which kinds: sc,ct,ctstudy,us,video (default: all)",
     )
     for kind, spec in KINDS.items():
         parser.add_argument(
@@ -466,14 +510,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-mb", type=int, default=None, help="video size (default 300)")
     parser.add_argument("--us-frames", type=int, default=30, help="frames per US multiframe")
     parser.add_argument(
-        "--associations", default="1,4", help="parallel associations to push with (default 1,4)"
+        "--associations",
+        default="1,2",
+        help="parallel associations to push with (default 1,2; 4 too with 1,2,4)",
     )
     parser.add_argument(
-        "--baselines", default="dcmtk,pynetdicom", help="dcmtk,pynetdicom or none (default both)"
+        "--baselines",
+        default="dcmtk,pynetdicom,orthanc",
+        help="dcmtk,pynetdicom,orthanc or none (default all three)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="archive-node serve --workers")
+    add_workers_argument(parser)
     parser.add_argument(
-        "--quick", action="store_true", help="100 SC, 30 CT, 2 US, a 50 MB video, 1 run"
+        "--quick",
+        action="store_true",
+        help="100 SC, 30 CT, a 200-slice study, 2 US, a 50 MB video, 1 run",
     )
     parser.add_argument("--cache", type=Path, default=CACHE, help="where the corpus is kept")
 
