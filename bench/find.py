@@ -277,7 +277,11 @@ def serving(
         f"fast_paths = {_toml(fast_paths)}\n"
         f'[storage]\npath = "{root / "storage"}"\nmin_free_mb = 1\n'
         f'[index]\nurl = "{index_url}"\n[query]\nmax_results = 10000\n[log]\nlevel = "WARNING"\n'
-        f"[audit]\nenabled = {str(audit).lower()}\n" + (tls.node_config(port) if tls else "")
+        f"[audit]\nenabled = {str(audit).lower()}\n"
+        # its metrics endpoint on, as in service, on a port of its own (not 9110: another
+        # node on this machine may hold it)
+        f'[metrics]\nbind = "127.0.0.1"\nport = {free_port()}\n'
+        + (tls.node_config(port) if tls else "")
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_NODE_")}
     cli = [sys.executable, "-m", "archive_node", "--config", str(config)]
@@ -507,6 +511,32 @@ def add_workers_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_orthanc_arguments(parser: argparse.ArgumentParser) -> None:
+    """--orthanc on|off and --orthanc-max-studies N (C-FIND of Orthanc up to N studies)."""
+    parser.add_argument(
+        "--orthanc",
+        choices=["on", "off"],
+        default="on",
+        help="measure Orthanc beside the node (when installed or installable; default on)",
+    )
+    parser.add_argument(
+        "--orthanc-max-studies",
+        type=int,
+        default=100_000,
+        help="C-FIND of Orthanc only at index sizes up to this (filling it takes ~4 ms a "
+        "study; default 100000)",
+    )
+
+
+def orthanc_at(args: argparse.Namespace, studies: int) -> bool:
+    """Whether Orthanc's C-FIND is measured at this index size."""
+    if args.orthanc != "on" or studies > args.orthanc_max_studies:
+        return False
+    from bench import orthanc
+
+    return orthanc.executable() is not None
+
+
 def studies_list(text: str) -> list[int]:
     """Parse "20000,100000" (or "20_000") into [20000, 100000]."""
     return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
@@ -524,14 +554,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_workers_argument(parser)
     add_audit_argument(parser)
+    add_orthanc_arguments(parser)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    reports = [
-        run(b, studies, args.runs, args.seed, workers=args.workers)
-        for studies in studies_list(args.studies)
-        for b in with_audit(backends, args.audit)
-    ]
+    reports = []
+    for studies in studies_list(args.studies):
+        for b in with_audit(backends, args.audit):
+            reports.append(run(b, studies, args.runs, args.seed, workers=args.workers))
+        if orthanc_at(args, studies):
+            from bench import orthanc
+
+            reports.append(orthanc.find_run(studies, args.runs, args.seed))
     print(table(reports))
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))
