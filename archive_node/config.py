@@ -146,9 +146,10 @@ SETTINGS: tuple[Setting, ...] = (
         "node",
         "workers",
         int,
-        1,
-        "Processes serving the port (SO_REUSEPORT): one uses one core; use up to the core count.",
-        minimum=1,
+        0,
+        "Processes serving the port (SO_REUSEPORT), each computing on one core; 0: one per "
+        "core the node may use (its CPU affinity and cgroup CPU quota).",
+        minimum=0,
         maximum=64,
     ),
     Setting(

@@ -71,8 +71,8 @@ def _register_demo(registry) -> None:
 @click.option("--tls-port", type=int, help="Override tls.port.")
 @click.option(
     "--workers",
-    type=click.IntRange(1, 64),
-    help="Override node.workers: processes sharing the port, one core each.",
+    type=click.IntRange(0, 64),
+    help="Override node.workers: processes sharing the port, one core each (0: one per core).",
 )
 def serve(bind: str | None, port: int | None, tls_port: int | None, workers: int | None) -> None:
     """Run the node until SIGTERM or SIGINT (running associations get a grace period);
@@ -82,6 +82,7 @@ def serve(bind: str | None, port: int | None, tls_port: int | None, workers: int
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from ..integrity import pairing
     from ..net.server import ArchiveServer
+    from ..net.sizing import worker_count
     from ..net.supervisor import Supervisor
 
     service = get_service()
@@ -99,7 +100,7 @@ def serve(bind: str | None, port: int | None, tls_port: int | None, workers: int
         log.warning("storage.fsync is off: acknowledged instances may be lost on power failure")
     if config.storage.min_free_mb == 0:
         log.warning("storage.min_free_mb is 0: a full disk fails stores mid-transfer")
-    workers = workers or config.node.workers
+    workers = worker_count(config.node.workers if workers is None else workers)
     if workers == 1:
         ArchiveServer(service).serve_forever(bind, port, tls_port=tls_port)
     else:

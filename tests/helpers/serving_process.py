@@ -121,6 +121,7 @@ class Archive:
             f'bind = "{HOST}"\n'
             f"port = {self.port}\n"
             "shutdown_grace = 30.0\n"
+            "workers = 1\n"  # one process unless a test starts more (--workers)
             f"fast_paths = {'true' if FAST_PATHS else 'false'}\n"
             "[storage]\n"
             f'path = "{self.storage}"\n'

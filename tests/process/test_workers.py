@@ -49,7 +49,7 @@ def wait_for_workers(node: Archive, count: int, *, other_than: set[int] = frozen
 def node(tmp_path):
     archive = Archive(tmp_path)
     archive.init()
-    config = archive.config.read_text().replace("[node]\n", f"[node]\nworkers = {WORKERS}\n")
+    config = archive.config.read_text().replace("workers = 1\n", f"workers = {WORKERS}\n")
     archive.config.write_text(config)
     archive.start()
     workers = wait_for_workers(archive, WORKERS)

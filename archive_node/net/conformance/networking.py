@@ -159,10 +159,9 @@ class Networking(Sections):
             f"`{self.title}` accepts associations from registered AEs only (section "
             "3.2.1.4), and each request only if the AE was given that service; it opens "
             "associations only to send C-MOVE sub-operations to a registered Move Destination "
-            "and Storage Commitment reports to the requester (section 3.2.1.3). With "
-            f"`node.workers` > 1 ({self.config.node.workers} here) several processes serve "
-            "the same port(s) as one AE; everything they share lives in the index and the "
-            "store.",
+            "and Storage Commitment reports to the requester (section 3.2.1.3). Several "
+            f"processes (`node.workers`: {_workers(self.config.node.workers)}) may serve the "
+            "same port(s) as one AE; everything they share lives in the index and the store.",
         )
         w.heading(3, "Sequencing of real-world activities")
         orders = (
@@ -242,7 +241,7 @@ class Networking(Sections):
         w.para(
             f"**Number of associations.** At most {node.max_associations} associations at "
             f"once (`node.max_associations`, counted per worker process; "
-            f"{node.workers} worker(s), `node.workers`), {per_address}, and at most the "
+            f"{_workers(node.workers)}, `node.workers`), {per_address}, and at most the "
             "number an AE was registered with (`ae add --max-associations`). More are "
             f"rejected: {rejection(REJECT_BUSY)}. Connections that have not yet sent their "
             f"A-ASSOCIATE-RQ take no association slot; at most "
@@ -536,6 +535,11 @@ class Networking(Sections):
         if section == "hl7":
             return self.hl7 and key != "bind"
         return False
+
+
+def _workers(configured: int) -> str:
+    """node.workers in words: the statement describes the configuration, not one machine."""
+    return "one worker per core" if configured == 0 else f"{configured} worker(s)"
 
 
 # The configuration keys every statement shows (others depend on the services that are on).
