@@ -43,6 +43,7 @@ from ..rules.retrieve_plan import (
 from ..service import ArchiveService
 from . import patches
 from .association import OUTGOING_HANDLERS, connected, response_status
+from .patches import store_sending
 from .patches.send_queue import bound_send_queue
 from .patches.service_classes import Interrupted, waiting_for_answer
 from .tls import TlsCredentials, tls_args_for
@@ -141,9 +142,12 @@ class RetrieveSCP:
                     originator=(peer.ae_title, req.MessageID),
                     stop=exchange.should_stop,
                 )
+                if sender.fast is not None:  # paused once here, not for each C-STORE
+                    store_sending.pause_reactor(sub)
                 if not self._run(exchange, sender, batch.items, ops):
                     return
             finally:
+                store_sending.resume_reactor(sub)
                 _close(sub)
             if exchange.cancelled:
                 break
@@ -461,6 +465,11 @@ class _Sender:
                 )
         if not patches.sends_files_whole(assoc.ae):  # then pynetdicom queues every PDU
             bound_send_queue(assoc)
+        # the speed patches' own C-STORE (store_sending.py), or pynetdicom's send_c_store
+        self.fast: store_sending.StoreSender | None = None
+        if store_sending.takes(assoc):
+            aet, message_id = originator or (None, None)
+            self.fast = store_sending.StoreSender(assoc, aet, message_id)
 
     def alive(self) -> bool:
         return connected(self.assoc)
@@ -520,13 +529,19 @@ class _Sender:
             path = corrected or converted or item.path
             own_id = _next_message_id(self.assoc)
             aet, message_id = self.originator or (None, None)
+            if self.fast is not None:
+                answer = self.fast.send(path, own_id, self.stop)
+                if answer is None:
+                    self.last_error = "no response (association aborted or timed out)"
+                return answer
             with waiting_for_answer(self.assoc.dimse, own_id, self.stop):
                 rsp = self.assoc.send_c_store(
                     path, msg_id=own_id, originator_aet=aet, originator_id=message_id
                 )
         except Interrupted:
             self.last_error = "interrupted (C-CANCEL, or the requester has gone)"
-            self.assoc._reactor_checkpoint.set()  # send_c_store raised before resuming it
+            if self.fast is None:
+                self.assoc._reactor_checkpoint.set()  # send_c_store raised before resuming it
             if self.originator is not None and self.assoc.is_established:
                 # a C-MOVE's own sub-association: its unanswered C-STORE ends with it
                 self.assoc.abort()
@@ -540,8 +555,10 @@ class _Sender:
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             # send_c_store paused the association's reactor and, raising, never resumed it:
-            # resume it, or the association's thread waits forever.
-            self.assoc._reactor_checkpoint.set()
+            # resume it, or the association's thread waits forever (the fast sender's
+            # C-MOVE stays paused until its batch ends: RetrieveSCP._move resumes it)
+            if self.fast is None:
+                self.assoc._reactor_checkpoint.set()
             if isinstance(exc, OSError) and self.assoc.is_established:
                 self.assoc.abort()  # a C-STORE cut off part way cannot be resumed
             return None

@@ -39,12 +39,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from io import BufferedIOBase, RawIOBase
-from typing import cast
+from typing import Any, cast
 
 from pynetdicom.dimse_messages import DIMSEMessage
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT, P_DATA
 
+from ..wire.store_request import parse_store_response
 from . import guard
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ _MORE = 0x00
 NAME = "file_sending"
 _DT_1 = "pynetdicom.fsm.DT_1"
 _AR_7 = "pynetdicom.fsm.AR_7"
+_DT_2 = "pynetdicom.fsm.DT_2"
 
 
 class FileDataset(P_DATA):
@@ -77,6 +79,9 @@ class FileDataset(P_DATA):
         self.done = threading.Event()
         self.socket: socket.socket | None = None  # set by the DUL thread when it starts writing
         self.abandoned = False  # the sender stopped waiting: write nothing more
+        # P-DATA-TF PDUs written just before the dataset's (a C-STORE-RQ's command, packed by
+        # store_sending.py), in the same write as the first of them
+        self.prefix = b""
 
 
 def encode_msg(message: DIMSEMessage, context_id: int, max_pdu_length: int) -> Iterator[P_DATA]:
@@ -173,6 +178,7 @@ def send_file_dataset(
     view = memoryview(buffer)
     data = view[_HEADER.size :]
     remaining = dataset.size
+    prefix = dataset.prefix
     while True:
         size = min(room, remaining)
         got = dataset.file.readinto(data[:size]) if size else 0
@@ -182,7 +188,11 @@ def send_file_dataset(
         control = _LAST if remaining == 0 else _MORE
         context = dataset.context_id
         _HEADER.pack_into(buffer, 0, 0x04, 0x00, size + 6, size + 2, context, control)
-        sock.sendall(view[: _HEADER.size + size])
+        if prefix:
+            sock.sendall(prefix + view[: _HEADER.size + size])
+            prefix = b""
+        else:
+            sock.sendall(view[: _HEADER.size + size])
         dataset.sent += size
         if remaining == 0:
             return dataset.sent
@@ -190,9 +200,44 @@ def send_file_dataset(
             raise OSError("sending stopped part way (abort, shutdown or timeout)")
 
 
+def _dt_2(dul: DULServiceProvider) -> str:
+    """Data transfer action DT-2 (PS3.8 table 9-7): a P-DATA-TF PDU received. While one of
+    the node's senders waits for a C-STORE-RSP on this association (store_sending.py sets
+    `_archive_store_waiting` on its DIMSE provider), a PDU that is a whole plain C-STORE-RSP
+    (one PDV, the command's last fragment, no message being put together) goes to the DIMSE
+    queue as a StoreResponse read by wire/store_request.py; anything else, and every PDU of
+    any other association, as pynetdicom's DT-2 hands it to DIMSE."""
+    dimse = dul.assoc.dimse
+    if dimse.__dict__.get("_archive_store_waiting") and dimse.message is None:
+        pdu = dul._recv_pdu.queue[0]
+        items: list[Any] = getattr(pdu, "presentation_data_value_items", [])
+        if len(items) == 1:
+            item = items[0]
+            data = item.presentation_data_value or b""
+            context_id = item.presentation_context_id
+            if data[:1] == b"\x03" and context_id in dul.assoc._accepted_cx:
+                response = parse_store_response(data[1:])
+                if response is not None:
+                    dul._recv_pdu.get(False)
+                    dimse.msg_queue.put((context_id, response))  # type: ignore[arg-type]
+                    return "Sta6"
+    return cast(str, guard.original(_DT_2)(dul))
+
+
 PATCH = guard.Patch(
     NAME,
     speed=True,
-    replacements=(guard.replace_action(_DT_1, _dt_1), guard.replace_action(_AR_7, _ar_7)),
-    relies_on=("pynetdicom.dimse_messages.DIMSEMessage.encode_msg",),
+    replacements=(
+        guard.replace_action(_DT_1, _dt_1),
+        guard.replace_action(_AR_7, _ar_7),
+        guard.replace_action(_DT_2, _dt_2),
+    ),
+    relies_on=(
+        "pynetdicom.dimse_messages.DIMSEMessage.encode_msg",
+        # store_sending.py: what it does in place of send_c_store
+        "pynetdicom.association.Association.send_c_store",
+        "pynetdicom.association.Association._get_valid_context",
+        "pynetdicom.association.Association._handle_no_response",
+        "pynetdicom.dsutils.split_dataset",
+    ),
 )

@@ -33,6 +33,8 @@ TAKEN_FROM = ("3.0.4",)
 # with the installed libraries, so an upgrade that changes one fails there first, by name.
 FINGERPRINTS: dict[str, str] = {
     "pynetdicom.association.Association.__init__": "eb07516b8009ad8f",
+    "pynetdicom.association.Association._get_valid_context": "117a52c2ae6720e0",
+    "pynetdicom.association.Association._handle_no_response": "6f3d62518395c3a8",
     "pynetdicom.association.Association._run_reactor": "f28838c5559e462a",
     "pynetdicom.association.Association.send_c_store": "fa5a8127f349f8e7",
     "pynetdicom.association.uid_to_service_class": "88fa4636b8cbaacd",
@@ -44,12 +46,14 @@ FINGERPRINTS: dict[str, str] = {
     "pynetdicom.dimse_messages.DIMSEMessage.message_to_primitive": "f8f43d34e43450ef",
     "pynetdicom.dimse_messages.create_file_meta": "035ed415f5aeea15",
     "pynetdicom.dimse_messages.write_file_meta_info": "0568f3155349513b",
+    "pynetdicom.dsutils.split_dataset": "377ac781c097b81f",
     "pynetdicom.dul.DULServiceProvider._read_pdu_data": "19f2d4e38c13c835",
     "pynetdicom.dul.DULServiceProvider.run_reactor": "e3a10eb3a0931e48",
     "pynetdicom.dul.DULServiceProvider.send_pdu": "7cbce5da8594124e",
     "pynetdicom.fsm.AA_2": "a58069d8299198e0",
     "pynetdicom.fsm.AR_7": "9a8d68182bf5c9fd",
     "pynetdicom.fsm.DT_1": "82e5c5d4114534fa",
+    "pynetdicom.fsm.DT_2": "9ec543394e0b49eb",
     "pynetdicom.service_class.QueryRetrieveServiceClass._get_scp": "8ca1538e3e56c4f7",
     "pynetdicom.service_class.QueryRetrieveServiceClass._move_scp": "5c14d1be3d737bef",
     "pynetdicom.service_class.encode": "0d29ffd5d358c45a",
