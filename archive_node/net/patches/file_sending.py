@@ -4,7 +4,10 @@
 Replaces the data transfer actions DT-1 and AR-7 of pynetdicom 3.0.4's state machine (fsm.py)
 for one primitive of its own, FileDataset, which only the node's associations queue (the
 messages patch hands them a file's dataset that way, so this patch works with it; everyone
-else's P-DATA goes through pynetdicom's actions unchanged).
+else's P-DATA goes through pynetdicom's actions unchanged), and DT-2 (a P-DATA-TF received)
+for a plain C-STORE-RSP while store_sending.py waits for one (everything else goes to
+pynetdicom's DT-2). store_sending.py, the node's C-STORE sub-operation without pynetdicom's
+send_c_store, belongs to this patch: node.fast_paths without file_sending leaves both out.
 
 Why: pynetdicom sends a dataset read from a file (STORE_SEND_CHUNKED_DATASET) as one P_DATA
 primitive per PDU: each is queued to the DUL thread, put through the state machine, turned
