@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from archive_node.index import Index
+from archive_node.integrity import pairing
 from archive_node.registry import Registry, bound_certificates
+from archive_node.storage import FilesystemStorage
 from bench import orthanc as orthanc_bench
 from bench.certificates import BenchPki, make_pki
 from bench.find import (
@@ -117,6 +119,9 @@ def node_run(
             rights = "echo,store,find,move,get"
             registry.add_ae("BENCH", "UNN", host="127.0.0.1", allow=rights, **secure)
             registry.add_ae("STORESCP", "UNN", host="127.0.0.1", port=dest_port)
+            # as `archive-node init`: the index and the store share an identity (the node
+            # checks it as it stores, and warns at its start without one)
+            pairing.claim(FilesystemStorage(root / "storage"), index)
             index.close()
             aes = (["BENCH"],)  # serving() calls as the first AE to see that it answers
             name = receiver_name(backend, tls=tls)
