@@ -118,13 +118,19 @@ def _wait_until_written(dataset: FileDataset) -> None:
         if dataset.sent != progress:
             progress, since = dataset.sent, time.monotonic()
         elif time.monotonic() - since > PATIENCE:
-            dataset.abandoned = True
-            if dataset.socket is not None:
-                with contextlib.suppress(OSError):
-                    # socket.socket's: an SSLSocket's own would drop its TLS state under the
-                    # DUL thread writing on it
-                    socket.socket.shutdown(dataset.socket, socket.SHUT_RDWR)
-            raise TimeoutError(f"the peer read nothing for {PATIENCE:.0f} s")
+            abandon(dataset)
+
+
+def abandon(dataset: FileDataset) -> None:
+    """Give up a send whose peer read nothing for PATIENCE seconds: raise TimeoutError, having
+    shut its socket, which ends the association (the DUL thread stops writing)."""
+    dataset.abandoned = True
+    if dataset.socket is not None:
+        with contextlib.suppress(OSError):
+            # socket.socket's: an SSLSocket's own would drop its TLS state under the DUL
+            # thread writing on it
+            socket.socket.shutdown(dataset.socket, socket.SHUT_RDWR)
+    raise TimeoutError(f"the peer read nothing for {PATIENCE:.0f} s")
 
 
 def _dt_1(dul: DULServiceProvider) -> str:

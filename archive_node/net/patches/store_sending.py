@@ -136,8 +136,11 @@ class StoreSender:
             dimse._archive_store_waiting = True  # type: ignore[attr-defined]  # the node's own
             try:
                 assoc.dul.send_pdu(dataset)
-                file_sending._wait_until_written(dataset)
-                response = self._response(message_id, stop)
+                try:
+                    response = self._response(message_id, stop, dataset)
+                finally:  # the file stays open until the DUL thread is done with it
+                    if not dataset.done.is_set() and not dataset.abandoned:
+                        file_sending._wait_until_written(dataset)
             finally:
                 dimse._archive_store_waiting = False  # type: ignore[attr-defined]
         if response is None:
@@ -155,20 +158,40 @@ class StoreSender:
             self._contexts[key] = context
         return context
 
-    def _response(self, message_id: int, stop: Callable[[], bool]) -> int | None:
+    def _response(
+        self, message_id: int, stop: Callable[[], bool], dataset: file_sending.FileDataset
+    ) -> int | None:
         """The status of the response to `message_id`, None on the DIMSE timeout or when the
         association ends (EVT_CONN_CLOSE queues (None, None)); a C-STORE response to another
-        Message ID (an earlier, interrupted C-STORE's) is passed over."""
+        Message ID (an earlier, interrupted C-STORE's) is passed over.
+
+        One wait, on the DIMSE queue, from the moment the file is queued: the DUL thread wakes
+        this thread once, with the response, not also when it has written the file. While it
+        writes, the wait is file_sending's (TimeoutError when the peer reads nothing for
+        PATIENCE seconds) and stop() is not asked (a C-STORE is not cut part way); once it
+        has written, the DIMSE timeout runs, as pynetdicom's from the last fragment queued."""
         dimse = self.assoc.dimse
         timeout = dimse.dimse_timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline: float | None = None
+        progress, since = -1, time.monotonic()
         while True:
-            wait = POLL if deadline is None else min(POLL, deadline - time.monotonic())
-            if wait <= 0:
-                return None
+            written = dataset.done.is_set()
+            wait = POLL
+            if written and timeout is not None:
+                if deadline is None:
+                    deadline = time.monotonic() + timeout
+                wait = min(POLL, deadline - time.monotonic())
+                if wait <= 0:
+                    return None
             try:
                 _, message = dimse.msg_queue.get(timeout=wait)
             except queue.Empty:
+                if not written:
+                    if dataset.sent != progress:
+                        progress, since = dataset.sent, time.monotonic()
+                    elif time.monotonic() - since > file_sending.PATIENCE:
+                        file_sending.abandon(dataset)
+                    continue
                 if stop():  # looked at once nothing came: an answer that came is taken
                     raise Interrupted from None
                 continue
