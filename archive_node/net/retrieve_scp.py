@@ -14,6 +14,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, cast
 
@@ -269,14 +270,48 @@ class RetrieveSCP:
         self, exchange: _Exchange, sender: _Sender, items: Sequence[Outgoing], ops: SubOperations
     ) -> bool:
         """Send `items`, a pending response after each but the last; False when the requesting
-        association has gone (no final response can be sent)."""
+        association has gone (no final response can be sent).
+
+        With the speed patches' sender the pending response of one sub-operation goes out once
+        the next C-STORE is on its way, and the next file is opened and its meta read, while
+        that C-STORE's response is awaited (the destination's time, not the node's); without
+        them, at once. Either way one pending response per sub-operation but the last, with
+        the counts as they were after it, and all before the final response."""
+        due: list[_Counts] = []
+
+        def send_due() -> None:
+            while due:
+                exchange.pending(due.pop(0))
+
+        def after_queued(position: int) -> None:
+            send_due()
+            if position + 1 < len(items):
+                sender.prefetch(items[position + 1])
+
+        try:
+            return self._send_each(exchange, sender, items, ops, due, after_queued)
+        finally:
+            sender.drop_prefetched()
+            if due and exchange.requester_alive():
+                send_due()
+
+    def _send_each(
+        self,
+        exchange: _Exchange,
+        sender: _Sender,
+        items: Sequence[Outgoing],
+        ops: SubOperations,
+        due: list[_Counts],
+        after_queued: Callable[[int], None],
+    ) -> bool:
         for position, item in enumerate(items):
             if not exchange.requester_alive():
                 log.warning("retrieve ended: the requesting association is gone")
                 return False
             if exchange.cancel_requested():
                 return True
-            outcome = ops.record(item.sop_instance_uid, sender.send(item))
+            answer = sender.send(item, lambda at=position: after_queued(at))  # type: ignore[misc]
+            outcome = ops.record(item.sop_instance_uid, answer)
             if outcome != "completed":
                 log.warning(
                     "sub-operation for instance %s %s: %s",
@@ -295,8 +330,21 @@ class RetrieveSCP:
                     ops.record(rest.sop_instance_uid, None)
                 return True
             if ops.remaining:
-                exchange.pending(ops)
+                due.append(_Counts(ops.remaining, ops.completed, ops.failed, ops.warning))
+                if sender.fast is None or len(due) > 1:
+                    exchange.pending(due.pop(0))
         return True
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """The sub-operation counts of a pending response, as they were after one sub-operation."""
+
+    remaining: int
+    completed: int
+    failed: int
+    warning: int
+    failed_uids: tuple[str, ...] = ()  # a pending response lists none
 
 
 @contextmanager
@@ -364,11 +412,11 @@ class _Exchange:
     def refuse(self, refused: Refused) -> None:
         self._send(response_status(refused.status, str(refused), refused.keyword))
 
-    def pending(self, ops: SubOperations) -> None:
+    def pending(self, ops: SubOperations | _Counts) -> None:
         """A pending response with the counts; packed by hand (wire/commands.py) with the speed
         patches."""
         if not patches.packs_responses(self.provider.assoc.ae):
-            self._send(response_status(status.PENDING), ops)
+            self._send(response_status(status.PENDING), cast(SubOperations, ops))
             return
         command = commands.pending_response(
             commands.C_MOVE_RSP if isinstance(self.rsp, C_MOVE) else commands.C_GET_RSP,
@@ -474,7 +522,18 @@ class _Sender:
     def alive(self) -> bool:
         return connected(self.assoc)
 
-    def send(self, item: Outgoing) -> int | None:
+    def prefetch(self, item: Outgoing) -> None:
+        """Open the file of the next item, sent as stored, while a response is awaited."""
+        if self.fast is None or item.path is None or item.patient is not None:
+            return
+        if choose_syntax(item, self.accepted) == item.transfer_syntax_uid:
+            self.fast.prefetch(item.path)
+
+    def drop_prefetched(self) -> None:
+        if self.fast is not None:
+            self.fast.drop_prefetched()
+
+    def send(self, item: Outgoing, after_queued: Callable[[], None] | None = None) -> int | None:
         """One C-STORE sub-operation: the peer's status, or None when it was not sent or no
         response came (last_error says why)."""
         self.last_error = ""
@@ -530,7 +589,7 @@ class _Sender:
             own_id = _next_message_id(self.assoc)
             aet, message_id = self.originator or (None, None)
             if self.fast is not None:
-                answer = self.fast.send(path, own_id, self.stop)
+                answer = self.fast.send(path, own_id, self.stop, after_queued)
                 if answer is None:
                     self.last_error = "no response (association aborted or timed out)"
                 return answer

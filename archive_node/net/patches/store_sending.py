@@ -44,7 +44,13 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.presentation import PresentationContext
 
-from ..wire.store_request import StoreResponse, command_pdus, read_file_meta, store_request
+from ..wire.store_request import (
+    FileMeta,
+    StoreResponse,
+    command_pdus,
+    read_file_meta,
+    store_request,
+)
 from . import file_sending, scope
 from .service_classes import POLL, Interrupted
 
@@ -95,8 +101,51 @@ class StoreSender:
         self.originator_aet = originator_aet
         self.originator_id = originator_id
         self._contexts: dict[tuple[str, str], PresentationContext] = {}
+        self._prefetched: tuple[str, Any, FileMeta] | None = None
 
-    def send(self, path: str | Path, message_id: int, stop: Callable[[], bool]) -> int | None:
+    def prefetch(self, path: str | Path) -> None:
+        """Open the file the next send() will send and read its meta now (while a response is
+        awaited); one that cannot be is left to send()."""
+        self.drop_prefetched()
+        try:
+            fh = open(path, "rb", buffering=0)  # noqa: SIM115  # kept open for send()
+        except OSError:
+            return
+        try:
+            meta = read_file_meta(cast(Any, fh))
+        except OSError:
+            meta = None
+        if meta is None:
+            fh.close()
+            return
+        self._prefetched = (str(path), fh, meta)
+
+    def drop_prefetched(self) -> None:
+        if self._prefetched is not None:
+            self._prefetched[1].close()
+            self._prefetched = None
+
+    def _open(self, path: str | Path) -> tuple[Any, FileMeta | None]:
+        """The file at `path`, open at its dataset when its meta was read (else at 0)."""
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None:
+            if prefetched[0] == str(path):
+                return prefetched[1], prefetched[2]
+            prefetched[1].close()
+        fh = open(path, "rb", buffering=0)  # noqa: SIM115  # closed by send()
+        try:
+            return fh, read_file_meta(cast(Any, fh))
+        except BaseException:
+            fh.close()
+            raise
+
+    def send(
+        self,
+        path: str | Path,
+        message_id: int,
+        stop: Callable[[], bool],
+        after_queued: Callable[[], None] | None = None,
+    ) -> int | None:
         """Send the file as a C-STORE-RQ; the status of the response, or None when none came
         (the DIMSE timeout, the association gone: as send_c_store, an association still up
         is then aborted). Raises Interrupted once stop() says so while the response is
@@ -108,8 +157,8 @@ class StoreSender:
                 "The association with a peer SCP must be established before sending a "
                 "C-STORE request"
             )
-        with open(path, "rb", buffering=0) as fh:
-            meta = read_file_meta(cast(Any, fh))
+        fh, meta = self._open(path)
+        with fh:
             if meta is None:
                 offset, sop_class, sop_instance, syntax = _split(path)
             else:
@@ -137,6 +186,8 @@ class StoreSender:
             try:
                 assoc.dul.send_pdu(dataset)
                 try:
+                    if after_queued is not None:  # the caller's work while the peer works
+                        after_queued()
                     response = self._response(message_id, stop, dataset)
                 finally:  # the file stays open until the DUL thread is done with it
                     if not dataset.done.is_set() and not dataset.abandoned:
