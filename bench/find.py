@@ -270,35 +270,57 @@ def serving(
     node.fast_paths. With `tls`, the node speaks DICOM TLS only (node.port = 0, the free port
     is tls.port, with these certificates) and the first AE is probed over TLS with the PKI's
     client certificate. `audit` is audit.enabled."""
-    port = free_port()
-    config = root / "archive-node.toml"
-    config.write_text(
-        f'[node]\nbind = "127.0.0.1"\nport = {0 if tls else port}\n'
-        f"fast_paths = {_toml(fast_paths)}\n"
-        f'[storage]\npath = "{root / "storage"}"\nmin_free_mb = 1\n'
-        f'[index]\nurl = "{index_url}"\n[query]\nmax_results = 10000\n[log]\nlevel = "WARNING"\n'
-        f"[audit]\nenabled = {str(audit).lower()}\n"
-        # its metrics endpoint on, as in service, on a port of its own (not 9110: another
-        # node on this machine may hold it)
-        f'[metrics]\nbind = "127.0.0.1"\nport = {free_port()}\n'
-        + (tls.node_config(port) if tls else "")
-    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_NODE_")}
+    config = root / "archive-node.toml"
     cli = [sys.executable, "-m", "archive_node", "--config", str(config)]
-    if prepare:
-        subprocess.run([*cli, "init"], check=True, capture_output=True, env=env)
-        for args in aes:
-            subprocess.run([*cli, "ae", "add", *args], check=True, capture_output=True, env=env)
-    serve = [*cli, "serve", *(["--workers", str(workers)] if workers is not None else [])]
-    proc = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL)
-    proc.port = port  # type: ignore[attr-defined]
+    for attempt in range(START_ATTEMPTS):
+        port = free_port()
+        config.write_text(
+            f'[node]\nbind = "127.0.0.1"\nport = {0 if tls else port}\n'
+            f"fast_paths = {_toml(fast_paths)}\n"
+            f'[storage]\npath = "{root / "storage"}"\nmin_free_mb = 1\n'
+            f'[index]\nurl = "{index_url}"\n[query]\nmax_results = 10000\n'
+            f'[log]\nlevel = "WARNING"\n[audit]\nenabled = {str(audit).lower()}\n'
+            # its metrics endpoint on, as in service, on a port of its own (not 9110: another
+            # node on this machine may hold it)
+            f'[metrics]\nbind = "127.0.0.1"\nport = {free_port()}\n'
+            + (tls.node_config(port) if tls else "")
+        )
+        if prepare and attempt == 0:
+            subprocess.run([*cli, "init"], check=True, capture_output=True, env=env)
+            for args in aes:
+                subprocess.run(
+                    [*cli, "ae", "add", *args], check=True, capture_output=True, env=env
+                )
+        serve = [*cli, "serve", *(["--workers", str(workers)] if workers is not None else [])]
+        proc = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL)
+        proc.port = port  # type: ignore[attr-defined]
+        try:
+            probe = tls.client_context() if tls else None
+            wait_until_answering(proc, port, aes[0][0], "ARCHIVE", tls=probe)
+        except RuntimeError:
+            exited = proc.poll() is not None
+            _stop_process(proc)
+            if exited and attempt + 1 < START_ATTEMPTS:
+                continue  # gone at its start: most likely its free port was taken meanwhile
+            raise
+        break
     try:
-        probe = tls.client_context() if tls else None
-        wait_until_answering(proc, port, aes[0][0], "ARCHIVE", tls=probe)
         yield proc
     finally:
+        _stop_process(proc)
+
+
+# free_port() lets the port go before the server binds it: on a machine where other programs
+# open ports all the time, one of them may take it first (seen here, with other test runs).
+# A server that exits at its start is started again on another port, this many times in all.
+START_ATTEMPTS = 3
+
+
+def _stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
         proc.terminate()
-        proc.wait(timeout=30)
+    proc.wait(timeout=30)
 
 
 def measure(

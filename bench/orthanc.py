@@ -171,38 +171,51 @@ def serving(
     """Run Orthanc on free ports with its index and storage under `root` (kept: a second
     start on the same `root` is a restart); `modalities` maps AE titles to (host, port).
     Waits, polling, until it answers a C-ECHO from BENCH."""
-    from bench.find import DCMTK_ENV, free_port, wait_until_answering
+    from bench.find import DCMTK_ENV, START_ATTEMPTS, free_port, wait_until_answering
 
     path = executable()
     if path is None:
         raise RuntimeError("Orthanc is not installed")
     root.mkdir(parents=True, exist_ok=True)
-    port = dicom_port or free_port()
-    http_port = free_port()
     modalities = {"BENCH": ("127.0.0.1", 0), **(modalities or {})}
-    # a modality needs some port: BENCH is never called back (C-MOVE to it is not measured)
-    registered = {name: (host, port_ or free_port()) for name, (host, port_) in modalities.items()}
     conf = root / "orthanc.json"
-    conf.write_text(json.dumps(config(root, port, http_port, registered, sync=sync), indent=2))
-    with open(root / "orthanc.log", "ab") as log:  # the child keeps its own copy
-        proc = subprocess.Popen(
-            [path, "--no-jobs", str(conf)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            env=DCMTK_ENV,  # TCP_NODELAY=1: without it DCMTK's Nagle delays cost 40 ms a store
-        )
-    server = Server(proc, port, http_port, root)
-    try:
-        wait_until_answering(proc, port, "BENCH", AET, timeout=60)
-        yield server
-    finally:
-        proc.terminate()
+    for attempt in range(START_ATTEMPTS):
+        port = dicom_port or free_port()
+        http_port = free_port()
+        # a modality needs some port: BENCH is never called back (no C-MOVE to it)
+        registered = {name: (host, p or free_port()) for name, (host, p) in modalities.items()}
+        conf.write_text(json.dumps(config(root, port, http_port, registered, sync=sync), indent=2))
+        with open(root / "orthanc.log", "ab") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [path, "--no-jobs", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+                env=DCMTK_ENV,  # TCP_NODELAY=1: without it Nagle's delays cost 40 ms a store
+            )
         try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            wait_until_answering(proc, port, "BENCH", AET, timeout=60)
+        except RuntimeError:
+            exited = proc.poll() is not None
+            _stop(proc)
+            if exited and attempt + 1 < START_ATTEMPTS and not dicom_port:
+                continue  # gone at its start: most likely a free port was taken meanwhile
+            raise
+        break
+    try:
+        yield Server(proc, port, http_port, root)
+    finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def post_instances(
