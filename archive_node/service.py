@@ -58,7 +58,7 @@ from .rules.audit import (
     Actor,
 )
 from .rules.commitment import Acknowledged
-from .rules.find_answers import response_identifier
+from .rules.find_answers import FindAnswer
 from .rules.query import InvalidQuery, Query, parse_query, parse_retrieve
 from .rules.retrieve_plan import (
     DECOMPRESSIBLE,
@@ -95,13 +95,18 @@ class StoreOutcome:
 
 @dataclass(frozen=True)
 class FindResponse:
-    """One C-FIND response: a pending match with its identifier, or the final status with a
+    """One C-FIND response: a pending match with its answer, or the final status with a
     comment (and the offending attribute's keyword) for the SCU and the log."""
 
     status: int
-    identifier: Any = None
+    answer: FindAnswer | None = None  # the network layer may pack it without a Dataset
     comment: str = ""
     keyword: str | None = None
+
+    @property
+    def identifier(self) -> Any:
+        """The pending response's identifier as a Dataset (built when asked)."""
+        return None if self.answer is None else self.answer.dataset()
 
 
 # A file at an instance's place that no row names, unchanged for this long, is a crash's leftover.
@@ -590,7 +595,9 @@ class ArchiveService:
             return
         yield FindResponse(status.SUCCESS)
 
-    def _answer(self, query: Query, match: Match, computed: dict[int, dict[str, Any]]) -> Any:
+    def _answer(
+        self, query: Query, match: Match, computed: dict[int, dict[str, Any]]
+    ) -> FindAnswer:
         values = {**match.values, **computed.get(match.pk, {})}
         header = None
         if query.unknown and match.path:
@@ -598,9 +605,7 @@ class ArchiveService:
                 header = read_stored_header(self.storage.absolute(match.path))
             except Exception as exc:  # answered empty rather than failing the whole query
                 log.error("cannot read the header of %s: %s", match.path, exc)
-        return response_identifier(
-            query, values, retrieve_ae_title=self.config.node.ae_title, header=header
-        )
+        return FindAnswer(query, values, self.config.node.ae_title, header)
 
     # -- C-MOVE and C-GET ---------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event, EventHandlerType
 
 from ..dicom.status import CANCELLED, PENDING
+from ..rules.find_answers import FindAnswer, answer_layout
+from .wire.identifiers import AnswerPacker, Packed
 
 log = logging.getLogger(__name__)
 
@@ -104,21 +106,57 @@ CANCEL_CHECK_EVERY = 64
 
 def find_responses(
     event: Event, responses: Iterable[Any], who: str
-) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+) -> Iterator[tuple[int | Dataset, Any]]:
     """What a C-FIND handler yields for the service's responses (each with status, identifier,
     comment and keyword): a pending response per match, the final status with its Error
-    Comment; a C-CANCEL is checked before each one (PS3.4 C.4.1.2.3)."""
+    Comment; a C-CANCEL is checked before each one (PS3.4 C.4.1.2.3).
+
+    Where the association's messages are sent by the messages patch, an answer the node built
+    (a FindAnswer) is packed straight from its values (AnswerPacker), without a Dataset."""
+    packing = Packing(event)
     for count, response in enumerate(responses):
         if cancelled(event, count):
             log.info("%s cancelled by the SCU", who)
             yield CANCELLED, None
             return
         if response.status == PENDING:
-            yield PENDING, response.identifier
+            answer = getattr(response, "answer", None)
+            packed = packing.pack(answer) if answer is not None else None
+            yield PENDING, packed if packed is not None else response.identifier
         elif response.comment:
             yield response_status(response.status, response.comment, response.keyword), None
         else:
             yield response.status, None
+
+
+class Packing:
+    """The packer of the answers of one C-FIND on an association whose responses the messages
+    patch sends in Little Endian (none otherwise): made for the query of the first answer."""
+
+    def __init__(self, event: Event) -> None:
+        self.implicit_vr: bool | None = None
+        self.packer: AnswerPacker | None = None
+        self.query: Any = None
+        from . import patches  # here: patches/ imports this module
+
+        syntax = event.context.transfer_syntax
+        if (
+            patches.packs_responses(event.assoc.ae)
+            and syntax.is_little_endian
+            and not syntax.is_deflated
+        ):
+            self.implicit_vr = bool(syntax.is_implicit_VR)
+
+    def pack(self, answer: Any) -> Packed | None:
+        """The answer's identifier, packed; None to leave it to its Dataset."""
+        if self.implicit_vr is None or type(answer) is not FindAnswer or answer.header:
+            return None
+        if self.packer is None or answer.query is not self.query:
+            self.query = answer.query
+            layout = answer_layout(answer.query, answer.retrieve_ae_title)
+            self.packer = AnswerPacker(layout, answer.query.character_set, self.implicit_vr)
+        data = self.packer.pack(answer.values)
+        return None if data is None else Packed(data)
 
 
 def cancelled(event: Event, count: int) -> bool:

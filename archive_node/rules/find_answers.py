@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -49,6 +50,49 @@ def response_identifier(
             answer.add_new(tag, vr_of(tag), None)
     give_character_set(answer, query.character_set)
     return answer
+
+
+@dataclass(frozen=True)
+class FindAnswer:
+    """One match's answer before it is a Dataset: what response_identifier makes it from.
+    The network layer may encode it straight from these values (net/wire/identifiers.py),
+    which gives the same bytes; dataset() is the answer as a pydicom Dataset."""
+
+    query: Query
+    values: dict[str, Any]
+    retrieve_ae_title: str
+    header: Dataset | None = None
+
+    def dataset(self) -> Dataset:
+        return response_identifier(
+            self.query, self.values, retrieve_ae_title=self.retrieve_ae_title, header=self.header
+        )
+
+
+# (tag, VR, the keyword whose value it takes or None, its fixed value otherwise)
+AnswerElement = tuple[int, str, str | None, Any]
+
+
+def answer_layout(query: Query, retrieve_ae_title: str) -> list[AnswerElement]:
+    """The elements response_identifier gives every answer to `query`, in tag order, without
+    Specific Character Set (chosen per answer) and without values read from a stored header:
+    the same keys, VRs and fixed values, in the same order of overriding."""
+    elements: dict[int, AnswerElement] = {}
+    for tag, vr, value in (
+        (0x00080052, "CS", query.level),  # QueryRetrieveLevel
+        (0x00080054, "AE", retrieve_ae_title),  # RetrieveAETitle
+        (0x00080056, "CS", "ONLINE"),  # InstanceAvailability
+    ):
+        elements[tag] = (tag, vr, None, value)
+    keywords = list(query.requested) + list(query.unknown)
+    if "PatientID" in keywords and "IssuerOfPatientID" not in keywords:
+        keywords.append("IssuerOfPatientID")
+    for keyword in keywords:
+        found = tag_for_keyword(keyword)
+        if found is None:
+            continue
+        elements[found] = (found, vr_of(found), keyword, None)
+    return [elements[tag] for tag in sorted(elements)]
 
 
 def give_character_set(answer: Dataset, requested: tuple[str, ...]) -> None:

@@ -37,7 +37,7 @@ from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvid
 from pynetdicom.dimse_primitives import C_FIND, C_STORE, DimsePrimitiveType
 
 from ..wire import commands
-from ..wire.identifiers import encode_flat
+from ..wire.identifiers import Packed, encode_flat
 from . import file_sending, guard, scope
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,10 @@ def _encode(
     ds: Dataset, is_implicit_vr: bool, is_little_endian: bool, deflated: bool = False
 ) -> bytes | None:
     """pynetdicom.dsutils.encode, by identifiers.encode_flat where it applies, in the threads of
-    the node's associations."""
+    the node's associations; an identifier the node's C-FIND handler packed already (Packed,
+    only ever yielded where this patch is taken) as it is."""
+    if isinstance(ds, Packed):
+        return bytes(ds)
     if is_little_endian and not deflated and scope.thread_takes(NAME):
         try:
             fast = encode_flat(ds, is_implicit_vr)
@@ -85,8 +88,12 @@ def _send_msg(self: DIMSEServiceProvider, primitive: DimsePrimitiveType, context
         primitive.MessageIDBeingRespondedTo,
         primitive.Status,
     )
-    commands.queue(self.dul, context_id, command, self.maximum_pdu_size)
     data = identifier.getvalue()
+    whole = commands.whole_message(context_id, command, data, self.maximum_pdu_size)
+    if whole is not None:
+        self.dul.send_pdu(whole)
+        return None
+    commands.queue(self.dul, context_id, command, self.maximum_pdu_size)
     for control, fragment in commands.fragments(data, self.maximum_pdu_size, more=0x00, last=0x02):
         self.dul.send_pdu(commands.p_data(context_id, control, fragment))
     return None

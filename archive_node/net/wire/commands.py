@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from functools import lru_cache
 
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
@@ -52,6 +53,7 @@ def pending_response(
     )
 
 
+@lru_cache(maxsize=64)  # the same for every match of a query: made once
 def find_pending_response(sop_class_uid: str, message_id: int, status: int) -> bytes:
     """The command set of a pending C-FIND-RSP (0xFF00 or 0xFF01), an identifier following."""
     return _command(_response_head(C_FIND_RSP, sop_class_uid, message_id, DATA_SET, status))
@@ -105,6 +107,22 @@ def queue(dul: DULServiceProvider, context_id: int, command: bytes, max_pdu_leng
     last 0x03 (command, last fragment)."""
     for control, fragment in fragments(command, max_pdu_length, more=0x01, last=0x03):
         dul.send_pdu(p_data(context_id, control, fragment))
+
+
+def whole_message(
+    context_id: int, command: bytes, data: bytes, max_pdu_length: int
+) -> P_DATA | None:
+    """A message whose command and data set each fit in one PDV, both in one P-DATA-TF PDU
+    (PS3.8 9.3.5: a PDU carries one or more PDVs; E.2: the command's PDV, control header 0x03,
+    then the data set's, 0x02), as one primitive: half the PDUs pynetdicom sends for it, with
+    the same PDVs in the same order. None when they do not fit the peer's maximum PDU length
+    (0: no limit) together: then each goes as pynetdicom cuts it (queue(), fragments())."""
+    if max_pdu_length and len(command) + len(data) + 12 > max_pdu_length:
+        return None
+    pdata = P_DATA()
+    pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
+    pdata.presentation_data_value_list.append((context_id, b"\x02" + data))
+    return pdata
 
 
 def fragments(

@@ -1,0 +1,158 @@
+"""C-FIND answers packed straight from the index's values (net/wire/identifiers.AnswerPacker)
+are byte for byte what pydicom writes for the Dataset response_identifier builds of them; and a
+pending response whose command and identifier fit one PDU is sent as those two PDVs in it."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom.dsutils import encode
+
+from archive_node.net.wire import commands
+from archive_node.net.wire.identifiers import AnswerPacker
+from archive_node.rules.find_answers import FindAnswer, answer_layout
+from archive_node.rules.query import STUDY_ROOT, parse_query
+
+SOP_CLASS = "1.2.840.10008.5.1.4.1.2.2.1"
+
+
+def query(level="STUDY", charset=None, **keys):
+    ds = Dataset()
+    if charset is not None:
+        ds.SpecificCharacterSet = charset
+    ds.QueryRetrieveLevel = level
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    return parse_query(ds, STUDY_ROOT)
+
+
+STUDY_KEYS = dict(
+    StudyInstanceUID="",
+    PatientName="",
+    PatientID="",
+    StudyDate="",
+    StudyTime="",
+    StudyDescription="",
+    AccessionNumber="",
+    ModalitiesInStudy="",
+    NumberOfStudyRelatedInstances="",
+    NumberOfStudyRelatedSeries="",
+    ReferringPhysicianName="",
+)
+VALUES = [
+    {
+        "StudyInstanceUID": "1.2.3.4",
+        "PatientName": "HANSEN^OLA",
+        "PatientID": "PID1",
+        "IssuerOfPatientID": "UNN",
+        "StudyDate": "20200101",
+        "StudyTime": "101010",
+        "StudyDescription": "Odd",
+        "AccessionNumber": "A1",
+        "ModalitiesInStudy": ["CT", "US"],
+        "NumberOfStudyRelatedInstances": 3,
+        "NumberOfStudyRelatedSeries": 12,
+        "ReferringPhysicianName": "",
+    },
+    {  # non-ASCII names, missing keys, an empty list, a zero count
+        "StudyInstanceUID": "1.2.33",
+        "PatientName": "ØDEGÅRD^ÅSE",
+        "PatientID": "PID2",
+        "StudyDescription": "Ærø ultralyd",
+        "ModalitiesInStudy": [],
+        "NumberOfStudyRelatedInstances": 0,
+        "ReferringPhysicianName": None,
+    },
+    {  # a value with a backslash, multi-valued CS of one value, odd lengths everywhere
+        "StudyInstanceUID": "1.2.345",
+        "PatientName": "A^B^C^D^E",
+        "PatientID": "P\\Q",
+        "StudyDescription": "x",
+        "ModalitiesInStudy": ["MR"],
+        "NumberOfStudyRelatedInstances": 12345,
+    },
+    {"PatientName": "Иванов^Иван", "StudyDescription": "中文"},  # beyond Latin-1
+    {},
+]
+
+
+def reference(answer: FindAnswer, implicit: bool) -> bytes:
+    return encode(answer.dataset(), implicit, True, False)
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+@pytest.mark.parametrize(
+    "charset", [None, "ISO_IR 100", "ISO_IR 192", "ISO_IR 6", "ISO_IR 144", "ISO_IR 13"]
+)
+@pytest.mark.parametrize("values", VALUES)
+def test_packed_answers_are_what_pydicom_writes(implicit, charset, values):
+    q = query(charset=charset, **STUDY_KEYS)
+    answer = FindAnswer(q, values, "ARCHIVE")
+    packed = AnswerPacker(answer_layout(q, "ARCHIVE"), q.character_set, implicit).pack(values)
+    if packed is None:  # an answer labelled with a set without a plain codec: left to pydicom
+        assert charset == "ISO_IR 13"
+        return
+    assert packed == reference(answer, implicit)
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_unknown_and_overriding_keys_are_what_pydicom_writes(implicit):
+    # keys the index does not hold are answered empty, whatever their VR (US, SQ, OB, UT, UR);
+    # a requested key that is also a fixed one (RetrieveAETitle) overrides it as in the Dataset
+    q = query(
+        level="SERIES",
+        StudyInstanceUID="1.2.3",
+        SeriesInstanceUID="",
+        Modality="",
+        SeriesNumber="",
+        Rows=None,
+        RetrieveAETitle="",
+        ReferencedImageSequence=[],
+        SamplesPerPixel=None,
+        TextValue="",
+        RetrieveURL="",
+    )
+    values = {"SeriesInstanceUID": "1.2.3.4", "Modality": "CT", "SeriesNumber": 7}
+    answer = FindAnswer(q, values, "ARCHIVE")
+    packed = AnswerPacker(answer_layout(q, "ARCHIVE"), q.character_set, implicit).pack(values)
+    assert packed == reference(answer, implicit)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"PatientName": "Yamada^Tarou=山田^太郎"},  # component groups: left to pydicom
+        {"NumberOfStudyRelatedInstances": "3"},  # an IS as text
+        {"StudyDescription": 3.5},  # not text
+        {"ModalitiesInStudy": ["CT", 3]},
+    ],
+)
+def test_what_the_packer_does_not_know_is_left_to_pydicom(values):
+    q = query(**STUDY_KEYS)
+    assert AnswerPacker(answer_layout(q, "ARCHIVE"), (), True).pack(values) is None
+
+
+def test_several_requested_character_sets_are_left_to_pydicom():
+    q = query(charset=["", "ISO 2022 IR 87"], **STUDY_KEYS)
+    assert AnswerPacker(answer_layout(q, "ARCHIVE"), q.character_set, True).pack({}) is None
+
+
+def test_a_whole_message_is_the_pdvs_pynetdicom_sends_in_one_pdu():
+    command = commands.find_pending_response(SOP_CLASS, 7, 0xFF00)
+    data = b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY "
+    whole = commands.whole_message(1, command, data, 16382)
+    assert whole is not None
+    separate = [
+        pdv
+        for control, fragment in commands.fragments(command, 16382, more=0x01, last=0x03)
+        for pdv in commands.p_data(1, control, fragment).presentation_data_value_list
+    ] + [
+        pdv
+        for control, fragment in commands.fragments(data, 16382, more=0x00, last=0x02)
+        for pdv in commands.p_data(1, control, fragment).presentation_data_value_list
+    ]
+    assert whole.presentation_data_value_list == separate
+    # too large for one PDU together: sent as pynetdicom cuts it
+    assert commands.whole_message(1, command, data, len(command) + len(data) + 11) is None
+    assert commands.whole_message(1, command, data, len(command) + len(data) + 12) is not None
+    assert commands.whole_message(1, command, data, 0) is not None
