@@ -189,14 +189,20 @@ def _identity(db: Database, query: Query) -> ColumnBase | None:
     if not conditions:
         return None
     fields = {"PatientID": PatientAlias.patient_id, "IssuerOfPatientID": PatientAlias.issuer}
-    own = [_expression(db, c, MATCHED[c.keyword]) for c in conditions]
+    own_fields = {"PatientID": _IP.patient_id, "IssuerOfPatientID": _IP.issuer}
+    own = _IP.select(_IP.id).where(
+        *[_expression(db, c, own_fields[c.keyword]) for c in conditions]
+    )
     aliases = PatientAlias.select(PatientAlias.target).where(
         *[_expression(db, c, fields[c.keyword]) for c in conditions]
     )
-    condition = own[0]
-    for other in own[1:]:
-        condition &= other
-    return condition | Patient.id.in_(aliases)
+    # One IN over a UNION rather than "own OR IN (aliases)": PostgreSQL planned the OR as a scan
+    # of every patient and then of every study (6 ms at 20,000 studies); the UNION's few ids
+    # are looked up in the study's patient index.
+    return Patient.id.in_(own | aliases)
+
+
+_IP = Patient.alias("ident_p")
 
 
 def _returned_keywords(query: Query) -> list[str]:
