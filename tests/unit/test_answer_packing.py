@@ -1,6 +1,5 @@
 """C-FIND answers packed straight from the index's values (net/wire/identifiers.AnswerPacker)
-are byte for byte what pydicom writes for the Dataset response_identifier builds of them; and a
-pending response whose command and identifier fit one PDU is sent as those two PDVs in it."""
+are byte for byte what pydicom writes for the Dataset response_identifier builds of them."""
 
 from __future__ import annotations
 
@@ -8,12 +7,9 @@ import pytest
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import encode
 
-from archive_node.net.wire import commands
 from archive_node.net.wire.identifiers import AnswerPacker
 from archive_node.rules.find_answers import FindAnswer, answer_layout
 from archive_node.rules.query import STUDY_ROOT, parse_query
-
-SOP_CLASS = "1.2.840.10008.5.1.4.1.2.2.1"
 
 
 def query(level="STUDY", charset=None, **keys):
@@ -135,24 +131,3 @@ def test_what_the_packer_does_not_know_is_left_to_pydicom(values):
 def test_several_requested_character_sets_are_left_to_pydicom():
     q = query(charset=["", "ISO 2022 IR 87"], **STUDY_KEYS)
     assert AnswerPacker(answer_layout(q, "ARCHIVE"), q.character_set, True).pack({}) is None
-
-
-def test_a_whole_message_is_the_pdvs_pynetdicom_sends_in_one_pdu():
-    command = commands.find_pending_response(SOP_CLASS, 7, 0xFF00)
-    data = b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY "
-    whole = commands.whole_message(1, command, data, 16382)
-    assert whole is not None
-    separate = [
-        pdv
-        for control, fragment in commands.fragments(command, 16382, more=0x01, last=0x03)
-        for pdv in commands.p_data(1, control, fragment).presentation_data_value_list
-    ] + [
-        pdv
-        for control, fragment in commands.fragments(data, 16382, more=0x00, last=0x02)
-        for pdv in commands.p_data(1, control, fragment).presentation_data_value_list
-    ]
-    assert whole.presentation_data_value_list == separate
-    # too large for one PDU together: sent as pynetdicom cuts it
-    assert commands.whole_message(1, command, data, len(command) + len(data) + 11) is None
-    assert commands.whole_message(1, command, data, len(command) + len(data) + 12) is not None
-    assert commands.whole_message(1, command, data, 0) is not None

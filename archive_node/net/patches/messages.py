@@ -88,12 +88,8 @@ def _send_msg(self: DIMSEServiceProvider, primitive: DimsePrimitiveType, context
         primitive.MessageIDBeingRespondedTo,
         primitive.Status,
     )
-    data = identifier.getvalue()
-    whole = commands.whole_message(context_id, command, data, self.maximum_pdu_size)
-    if whole is not None:
-        self.dul.send_pdu(whole)
-        return None
     commands.queue(self.dul, context_id, command, self.maximum_pdu_size)
+    data = identifier.getvalue()
     for control, fragment in commands.fragments(data, self.maximum_pdu_size, more=0x00, last=0x02):
         self.dul.send_pdu(commands.p_data(context_id, control, fragment))
     return None

@@ -109,22 +109,6 @@ def queue(dul: DULServiceProvider, context_id: int, command: bytes, max_pdu_leng
         dul.send_pdu(p_data(context_id, control, fragment))
 
 
-def whole_message(
-    context_id: int, command: bytes, data: bytes, max_pdu_length: int
-) -> P_DATA | None:
-    """A message whose command and data set each fit in one PDV, both in one P-DATA-TF PDU
-    (PS3.8 9.3.5: a PDU carries one or more PDVs; E.2: the command's PDV, control header 0x03,
-    then the data set's, 0x02), as one primitive: half the PDUs pynetdicom sends for it, with
-    the same PDVs in the same order. None when they do not fit the peer's maximum PDU length
-    (0: no limit) together: then each goes as pynetdicom cuts it (queue(), fragments())."""
-    if max_pdu_length and len(command) + len(data) + 12 > max_pdu_length:
-        return None
-    pdata = P_DATA()
-    pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
-    pdata.presentation_data_value_list.append((context_id, b"\x02" + data))
-    return pdata
-
-
 def fragments(
     data: bytes, max_pdu_length: int, *, more: int, last: int
 ) -> Iterator[tuple[int, bytes]]:
