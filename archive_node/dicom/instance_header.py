@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
 from ..errors import StoreRejected
-from . import status
+from . import header_scan, status
 from .values import is_valid_uid
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def read_header(
     the dataset's SOP Instance/Class UID differs from the command's Affected SOP Instance/Class.
     """
     try:
-        _ds, header = _parse(path)
+        header = _scanned(path) or _parse(path)[1]
     except OSError:
         if not path.is_file():  # the file went away: our storage's problem, not the sender's
             raise
@@ -182,21 +183,56 @@ def read_kept_header(path: Path) -> tuple[InstanceHeader, Any]:
     return header, ds.file_meta
 
 
+_WANTED = frozenset(_TAGS.values())
+_KEYWORDS = {tag: keyword for keyword, tag in _TAGS.items()}
+_UIDS = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")
+_INTEGERS = ("SeriesNumber", "InstanceNumber", "NumberOfFrames")
+
+
+def _scanned(path: Path) -> InstanceHeader | None:
+    """The header read without pydicom (header_scan.py) when every attribute the index keeps
+    is plain (_plain's rule; a UID's one NUL of padding dropped, as pydicom drops it), else
+    None. Raises OSError, or StoreRejected for a missing or malformed UID."""
+    if not USE_PLAIN_VALUES:
+        return None
+    found = header_scan.scan(path, _WANTED)
+    if found is None:
+        return None
+    syntax, raw = found
+    values = dict.fromkeys(_TAGS, "")
+    for tag, (vr, value) in raw.items():
+        keyword = _KEYWORDS[tag]
+        vr_name = vr.decode("ascii", "replace") if vr is not None else None
+        if vr_name not in _TEXT_VRS:
+            return None
+        if (vr_name == "UI" or (vr is None and keyword in _UIDS)) and value.endswith(b"\x00"):
+            value = value[:-1]  # PS3.5 6.2: a UID is padded with one NUL
+        if not _PLAIN.fullmatch(value):
+            return None
+        values[keyword] = value.decode("ascii").strip()
+    if any(values[k] and not _DIGITS.fullmatch(values[k]) for k in _INTEGERS):
+        return None
+    _check_uids({keyword: values[keyword] for keyword in _UIDS})
+    return _header(
+        syntax, values, lambda keyword: int(values[keyword]) if values[keyword] else None
+    )
+
+
+def _check_uids(uids: dict[str, str]) -> None:
+    for keyword, value in uids.items():
+        if not value:
+            raise StoreRejected(status.MISSING_UID, f"{keyword} is missing")
+        if not is_valid_uid(value):
+            raise StoreRejected(status.MALFORMED_UID, f"{keyword} {value!r} is not a valid UID")
+
+
 def _parse(path: Path) -> tuple[Any, InstanceHeader]:
     """The header of a Part 10 file, its four UIDs present and fit for a path, and what the
     index keeps of it. Raises OSError, or StoreRejected (0xC000, 0xA902, 0xA903)."""
     try:
         ds = read_stored_header(path)
         transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
-        uids = {
-            keyword: _uid(ds, keyword)
-            for keyword in (
-                "SOPInstanceUID",
-                "SOPClassUID",
-                "StudyInstanceUID",
-                "SeriesInstanceUID",
-            )
-        }
+        uids = {keyword: _uid(ds, keyword) for keyword in _UIDS}
     except OSError:
         raise
     except (InvalidDicomError, ValueError, KeyError, AttributeError, EOFError) as exc:
@@ -205,36 +241,38 @@ def _parse(path: Path) -> tuple[Any, InstanceHeader]:
         raise StoreRejected(
             status.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {type(exc).__name__}: {exc}"
         ) from None
+    _check_uids(uids)
+    values = {keyword: _text(ds, keyword) for keyword in _TAGS if keyword not in _INTEGERS}
+    return ds, _header(transfer_syntax, {**values, **uids}, lambda k: _integer(ds, k))
 
-    for keyword, value in uids.items():
-        if not value:
-            raise StoreRejected(status.MISSING_UID, f"{keyword} is missing")
-        if not is_valid_uid(value):
-            raise StoreRejected(status.MALFORMED_UID, f"{keyword} {value!r} is not a valid UID")
 
-    return ds, InstanceHeader(
-        sop_class_uid=uids["SOPClassUID"],
-        sop_instance_uid=uids["SOPInstanceUID"],
-        transfer_syntax_uid=transfer_syntax,
-        study_uid=uids["StudyInstanceUID"],
-        series_uid=uids["SeriesInstanceUID"],
-        patient_id=_text(ds, "PatientID"),
-        issuer_of_patient_id=_text(ds, "IssuerOfPatientID") or None,
-        patient_name=_text(ds, "PatientName"),
-        patient_birth_date=_text(ds, "PatientBirthDate"),
-        patient_sex=_text(ds, "PatientSex"),
-        study_date=_text(ds, "StudyDate"),
-        study_time=_text(ds, "StudyTime"),
-        accession_number=_text(ds, "AccessionNumber"),
-        study_id=_text(ds, "StudyID"),
-        study_description=_text(ds, "StudyDescription"),
-        referring_physician=_text(ds, "ReferringPhysicianName"),
-        modality=_text(ds, "Modality"),
-        series_number=_integer(ds, "SeriesNumber"),
-        series_description=_text(ds, "SeriesDescription"),
-        body_part=_text(ds, "BodyPartExamined"),
-        instance_number=_integer(ds, "InstanceNumber"),
-        number_of_frames=_integer(ds, "NumberOfFrames"),
+def _header(
+    syntax: str, values: dict[str, str], integer: Callable[[str], int | None]
+) -> InstanceHeader:
+    """The header of a transfer syntax, the text values by keyword and a way to the integers."""
+    return InstanceHeader(
+        sop_class_uid=values["SOPClassUID"],
+        sop_instance_uid=values["SOPInstanceUID"],
+        transfer_syntax_uid=syntax,
+        study_uid=values["StudyInstanceUID"],
+        series_uid=values["SeriesInstanceUID"],
+        patient_id=values["PatientID"],
+        issuer_of_patient_id=values["IssuerOfPatientID"] or None,
+        patient_name=values["PatientName"],
+        patient_birth_date=values["PatientBirthDate"],
+        patient_sex=values["PatientSex"],
+        study_date=values["StudyDate"],
+        study_time=values["StudyTime"],
+        accession_number=values["AccessionNumber"],
+        study_id=values["StudyID"],
+        study_description=values["StudyDescription"],
+        referring_physician=values["ReferringPhysicianName"],
+        modality=values["Modality"],
+        series_number=integer("SeriesNumber"),
+        series_description=values["SeriesDescription"],
+        body_part=values["BodyPartExamined"],
+        instance_number=integer("InstanceNumber"),
+        number_of_frames=integer("NumberOfFrames"),
     )
 
 

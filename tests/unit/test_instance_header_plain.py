@@ -1,6 +1,7 @@
-"""The index's attributes read from plain raw bytes (dicom/instance_header._plain) equal what
-pydicom's own conversion gives, value by value, in every encoding and character set: the fast
-read is only a shortcut for values pydicom would merely strip."""
+"""The index's attributes read from plain raw bytes (dicom/instance_header._plain, and without
+pydicom at all by dicom/header_scan.py) equal what pydicom's own conversion gives, value by
+value, in every encoding and character set: the fast read is only a shortcut for values pydicom
+would merely strip."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from pydicom.datadict import dictionary_VR
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from archive_node.dicom import instance_header
+from archive_node.dicom import header_scan, instance_header
 from archive_node.errors import StoreRejected
 from tests.helpers import dicom_objects
 
@@ -111,8 +112,8 @@ def _both(path: Path):
     results = []
     for plain in (True, False):
         instance_header.USE_PLAIN_VALUES = plain
-        try:
-            results.append(instance_header._parse(path)[1])
+        try:  # as read_header reads a received file
+            results.append(instance_header._scanned(path) or instance_header._parse(path)[1])
         except StoreRejected as exc:
             results.append((exc.status, str(exc)))
         finally:
@@ -153,3 +154,55 @@ BUNDLED = Path(pydicom.__file__).parent / "data" / "test_files"  # on disk, neve
 def test_pydicoms_own_test_files(name):
     fast, slow = _both(BUNDLED / name)
     assert fast == slow
+
+
+def _sequence_first(syntax: str, *, undefined: bool) -> Path:
+    """A file with nested sequences of undefined (or defined) length before the index's
+    attributes, in `syntax` as pydicom writes it."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = dicom_objects.secondary_capture(transfer_syntax=syntax)
+    inner = Dataset()
+    inner.CodeValue, inner.CodingSchemeDesignator = "121322", "DCM"
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = "1.2.3", "1.2.3.4"
+    item.PurposeOfReferenceCodeSequence = Sequence([inner])
+    ds.ReferencedImageSequence = Sequence([item, item])  # (0008,1140), before (0008,1030)
+    ds.AnatomicRegionSequence = Sequence([inner])  # (0008,2218)
+    for sequence in (ds.ReferencedImageSequence, ds.AnatomicRegionSequence):
+        sequence.is_undefined_length = undefined
+        for each in sequence:
+            each.is_undefined_length_sequence_item = undefined
+    item.PurposeOfReferenceCodeSequence.is_undefined_length = undefined
+    return ds
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+@pytest.mark.parametrize("undefined", [True, False])
+def test_sequences_before_the_attributes_are_skipped(tmp_path, syntax, undefined):
+    path = tmp_path / "seq.dcm"
+    _sequence_first(syntax, undefined=undefined).save_as(path, enforce_file_format=True)
+    assert (b"\xff\xff\xff\xff" in path.read_bytes()) is undefined
+    fast, slow = _both(path)
+    assert fast == slow
+    assert instance_header._scanned(path) == slow  # read without pydicom
+
+
+def test_what_the_scan_leaves_to_pydicom(tmp_path):
+    big = tmp_path / "big.dcm"
+    dicom_objects.secondary_capture(transfer_syntax=ExplicitVRBigEndian).save_as(
+        big, enforce_file_format=True
+    )
+    long = tmp_path / "long.dcm"
+    ds = dicom_objects.secondary_capture()
+    ds.add_new(0x00091010, "LO", "private")  # a private creator
+    ds.add_new(0x00091011, "UT", "x" * 70_000)  # before (0010,0010): past the window
+    ds.save_as(long, enforce_file_format=True)
+    for path in (big, long):
+        assert header_scan.scan(path, instance_header._WANTED) is None
+        fast, slow = _both(path)
+        assert fast == slow
+    plain = tmp_path / "plain.dcm"
+    dicom_objects.secondary_capture().save_as(plain, enforce_file_format=True)
+    assert header_scan.scan(plain, instance_header._WANTED) is not None
