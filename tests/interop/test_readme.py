@@ -225,7 +225,13 @@ def _wait_for_echo(shell: Shell, port: int, serve: subprocess.Popen) -> None:
 def _write_corpus(directory: Path) -> None:
     """What the README's examples send: a CT of PID001 in study STUDY_UID, and an ultrasound
     image of ØDEGÅRD^ÅSE, both of 2024-01-15."""
-    ct = dicom_objects.ct(patient_id="PID001", study_uid=STUDY_UID, study_date="20240115")
+    ct = dicom_objects.ct(  # fixed UIDs: the size `studies` shows depends on their lengths
+        patient_id="PID001",
+        study_uid=STUDY_UID,
+        series_uid=f"{STUDY_UID}.1",
+        sop_uid=f"{STUDY_UID}.1.1",
+        study_date="20240115",
+    )
     us = dicom_objects.us_multiframe(
         patient_id="PID002", patient_name="ØDEGÅRD^ÅSE", charset="ISO_IR 192"
     )
