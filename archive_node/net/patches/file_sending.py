@@ -82,6 +82,7 @@ class FileDataset(P_DATA):
         self.context_id = context_id
         self.max_pdu_length = max_pdu_length
         self.sent = 0
+        self.progress = 0  # bytes written to the socket so far, headers included (watchdogs)
         self.done = threading.Event()
         self.socket: socket.socket | None = None  # set by the DUL thread when it starts writing
         self.abandoned = False  # the sender stopped waiting: write nothing more
@@ -112,14 +113,18 @@ def encode_msg(message: DIMSEMessage, context_id: int, max_pdu_length: int) -> I
         _wait_until_written(dataset)
 
 
-def _wait_until_written(dataset: FileDataset) -> None:
+def _wait_until_written(dataset: FileDataset, gone: Callable[[], bool] | None = None) -> None:
     """Wait while the DUL thread writes; raise TimeoutError when it makes no progress for
     PATIENCE seconds (the peer stopped reading): then its socket is shut, which ends the
-    association, as a C-STORE cut off part way cannot be resumed."""
+    association, as a C-STORE cut off part way cannot be resumed. With `gone`, stop waiting
+    (the dataset abandoned) once it says the DUL thread has ended without taking it."""
     progress, since = -1, time.monotonic()
     while not dataset.done.wait(1.0):
-        if dataset.sent != progress:
-            progress, since = dataset.sent, time.monotonic()
+        if gone is not None and gone() and not dataset.done.is_set():
+            dataset.abandoned = True
+            return
+        if dataset.progress != progress:
+            progress, since = dataset.progress, time.monotonic()
         elif time.monotonic() - since > PATIENCE:
             abandon(dataset)
 
@@ -208,6 +213,7 @@ def send_file_dataset(
         else:
             sock.sendall(view[: _HEADER.size + size])
         dataset.sent += size
+        dataset.progress += size
         if remaining == 0:
             return dataset.sent
         if stop():
@@ -221,7 +227,9 @@ def _send_gathered(
     each chunk's PDUs (headers between slices of the buffer) written by one sendmsg(), not one
     sendall() per PDU: a 0.5 MB CT slice in 16 KiB PDUs is 2 system calls instead of 64, ~0.2
     ms less per instance. The same bytes; stop() is asked between chunks."""
-    chunk = max(room, CHUNK // room * room)  # whole PDUs, but the file's last
+    # whole PDUs, but the file's last; no more of them than one sendmsg() takes (a peer's tiny
+    # maximum PDU must not make a chunk a million buffers)
+    chunk = room * max(1, min(CHUNK // room, _IOV_MAX // 2))
     buffer = bytearray(min(chunk, dataset.size))
     view = memoryview(buffer)
     remaining = dataset.size
@@ -240,7 +248,7 @@ def _send_gathered(
             control = _LAST if remaining == 0 and start + room >= size else _MORE
             parts.append(_HEADER.pack(0x04, 0x00, length + 6, length + 2, context, control))
             parts.append(piece)
-        _sendmsg_all(sock, parts)
+        _sendmsg_all(sock, parts, dataset)
         dataset.sent += size
         if remaining == 0:
             return dataset.sent
@@ -248,11 +256,16 @@ def _send_gathered(
             raise OSError("sending stopped part way (abort, shutdown or timeout)")
 
 
-def _sendmsg_all(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
-    """sendall() of the parts' bytes in order, gathered (sendmsg may write fewer bytes)."""
+def _sendmsg_all(
+    sock: socket.socket, parts: list[bytes | memoryview], dataset: FileDataset | None = None
+) -> None:
+    """sendall() of the parts' bytes in order, gathered (sendmsg may write fewer bytes); each
+    write counted in `dataset.progress`, so a slow reader is not taken for a stopped one."""
     first = 0
     while first < len(parts):
         sent = sock.sendmsg(parts[first : first + _IOV_MAX])
+        if dataset is not None:
+            dataset.progress += sent
         while sent and sent >= len(parts[first]):
             sent -= len(parts[first])
             first += 1

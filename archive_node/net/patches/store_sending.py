@@ -189,9 +189,14 @@ class StoreSender:
                     if after_queued is not None:  # the caller's work while the peer works
                         after_queued()
                     response = self._response(message_id, stop, dataset)
-                finally:  # the file stays open until the DUL thread is done with it
+                finally:
+                    # answered (or given up): a further response is the reactor's to ignore
+                    dimse._archive_store_waiting = False  # type: ignore[attr-defined]
+                    # the file stays open until the DUL thread is done with it, or is gone
                     if not dataset.done.is_set() and not dataset.abandoned:
-                        file_sending._wait_until_written(dataset)
+                        file_sending._wait_until_written(
+                            dataset, gone=lambda: not assoc.dul.is_alive()
+                        )
             finally:
                 dimse._archive_store_waiting = False  # type: ignore[attr-defined]
         if response is None:
@@ -238,8 +243,8 @@ class StoreSender:
                 _, message = dimse.msg_queue.get(timeout=wait)
             except queue.Empty:
                 if not written:
-                    if dataset.sent != progress:
-                        progress, since = dataset.sent, time.monotonic()
+                    if dataset.progress != progress:
+                        progress, since = dataset.progress, time.monotonic()
                     elif time.monotonic() - since > file_sending.PATIENCE:
                         file_sending.abandon(dataset)
                     continue

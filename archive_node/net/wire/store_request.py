@@ -90,6 +90,12 @@ class StoreResponse:
     affected_sop_instance_uid: str | None
     status: int
 
+    # as pynetdicom's primitives: a response that reaches the association's reactor (a peer's
+    # second answer to one C-STORE) is "unexpected" there and ignored, never served
+    msg_type = "C_STORE"
+    is_valid_request = False
+    is_valid_response = True
+
     @property
     def Status(self) -> int:  # as pynetdicom's primitive names it
         return self.status
