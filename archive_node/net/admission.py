@@ -163,7 +163,9 @@ class TlsPort:
     handshake_timeout: float
 
 
-YOUNG_GENERATIONS = 1  # gc.collect(1): generations 0 and 1, never the whole heap
+GC_TURNS = 60  # turns of the accepting loop between collections, as pynetdicom's
+YOUNG_GENERATIONS = 1  # gc.collect(1): generations 0 and 1
+FULL_COLLECTION_EVERY = 20  # of those: the whole heap every 20th (once a minute at 0.05 s)
 
 
 class NodeServer(ThreadedAssociationServer):
@@ -188,6 +190,7 @@ class NodeServer(ThreadedAssociationServer):
         self.reuse_port = reuse_port
         self.pending = pending
         self.tls = tls
+        self._gc_turns = 0
         super().__init__(*args, **kwargs)
 
     def service_actions(self) -> None:
@@ -195,14 +198,17 @@ class NodeServer(ThreadedAssociationServer):
         loop: every 3 s at the node's 0.05 s poll, whether or not anything ended. With an
         index's, pydicom's and prometheus' objects in the heap one full collection holds the
         GIL for 50-90 ms, a stall of every running association (8.7% of the GIL's time in a
-        C-MOVE, ~3% in small C-STOREs). Python's own collector frees the cycles an ended
-        Association leaves, as any other; here only the young generations are collected, at
-        pynetdicom's pace."""
-        if self._gc[0] == self._gc[1]:
-            gc.collect(YOUNG_GENERATIONS)
-            self._gc[0] = 0
+        C-MOVE, ~3% in small C-STOREs). Here the young generations are collected at that
+        pace, and the whole heap once a minute (an ended Association's cycles may have aged
+        into the oldest generation: pynetdicom's comment says they were not freed otherwise).
+        A counter of its own: pynetdicom's is private."""
+        self._gc_turns += 1
+        if self._gc_turns % GC_TURNS:
             return
-        self._gc[0] += 1
+        if self._gc_turns % (GC_TURNS * FULL_COLLECTION_EVERY):
+            gc.collect(YOUNG_GENERATIONS)
+        else:
+            gc.collect()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None  # listening

@@ -25,6 +25,7 @@ from .. import logs
 from ..auditing import DailyPrune
 from ..config import Config
 from ..correcting import Lifecycle
+from ..dicom import instance_header
 from ..dicom.association_rejection import REASONS
 from ..errors import ConfigError
 from ..metrics import Exposition, Metrics, NodeState
@@ -142,6 +143,9 @@ class ArchiveServer:
         self.service = service
         self.worker = worker  # its number under `serve --workers N`, else None
         self.ae = build_ae(service.config)
+        # the received header read without pydicom is a speed path too: false reads it all
+        # through pydicom (instance_header.USE_PLAIN_VALUES, a test compares the two)
+        instance_header.USE_PLAIN_VALUES = service.config.node.fast_paths is not False
         self.handlers = Handlers(service)
         # a worker's metrics go to the supervisor's files (supervisor.py), which it serves
         self.metrics = Metrics(registered=worker is None)

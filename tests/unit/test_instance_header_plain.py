@@ -48,6 +48,12 @@ CHARSETS = [None, "ISO_IR 100", "ISO_IR 192", "ISO 2022 IR 87", ["", "ISO 2022 I
 KEYWORDS = [k for k in instance_header._TAGS if k not in ("SOPInstanceUID", "SOPClassUID")]
 
 
+@pytest.fixture(autouse=True)
+def _plain_reading(monkeypatch):
+    """Whatever a node in this process was served with (node.fast_paths), read plain here."""
+    monkeypatch.setattr(instance_header, "USE_PLAIN_VALUES", True)
+
+
 def _write(tmp_path: Path, name: str, syntax: str, charset: str | None, raw: dict) -> Path:
     """A file whose `raw` values are exactly the bytes given: written by pydicom with a
     placeholder of the same length, which is then overwritten in place (pydicom would convert
@@ -206,3 +212,21 @@ def test_what_the_scan_leaves_to_pydicom(tmp_path):
     plain = tmp_path / "plain.dcm"
     dicom_objects.secondary_capture().save_as(plain, enforce_file_format=True)
     assert header_scan.scan(plain, instance_header._WANTED) is not None
+
+
+@pytest.mark.parametrize("fast_paths", [True, False, ["reactor"]])
+def test_node_fast_paths_false_reads_every_header_through_pydicom(tmp_path, fast_paths):
+    from archive_node.net.server import ArchiveServer
+    from archive_node.service import ArchiveService
+    from tests.helpers.serving import make_config
+
+    config = make_config(
+        tmp_path, f"sqlite:///{tmp_path}/i.sqlite3", node={"fast_paths": fast_paths}
+    )
+    service = ArchiveService.from_config(config)
+    try:
+        ArchiveServer(service)
+        assert instance_header.USE_PLAIN_VALUES is (fast_paths is not False)
+    finally:
+        instance_header.USE_PLAIN_VALUES = True
+        service.index.close()
