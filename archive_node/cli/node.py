@@ -101,10 +101,27 @@ def serve(bind: str | None, port: int | None, tls_port: int | None, workers: int
     if config.storage.min_free_mb == 0:
         log.warning("storage.min_free_mb is 0: a full disk fails stores mid-transfer")
     workers = worker_count(config.node.workers if workers is None else workers)
+    if workers > 1:
+        _warn_limits_per_worker(service, workers)
     if workers == 1:
         ArchiveServer(service).serve_forever(bind, port, tls_port=tls_port)
     else:
         sys.exit(Supervisor(service, workers).run(bind, port, tls_port))
+
+
+def _warn_limits_per_worker(service, workers: int) -> None:
+    """Each worker counts a peer's associations apart (net/admission.py): say so when a
+    limit of a peer is set."""
+    limited = sum(1 for ae in service.registry.list_aes() if ae.max_associations)
+    if limited or service.config.node.max_associations_per_address:
+        log.warning(
+            "%d workers: each counts associations apart, so a peer may hold up to %d times "
+            "node.max_associations_per_address and its AE's --max-associations (%d AE(s) "
+            "have one)",
+            workers,
+            workers,
+            limited,
+        )
 
 
 # -- integrity -----------------------------------------------------------------------------------

@@ -69,3 +69,15 @@ def test_workers_zero_on_the_command_line_is_the_default(default_node):
         default_node.start("--workers", "0")
     wait_for_workers(default_node, 2)
     assert default_node.terminate() == 0
+
+
+def test_several_workers_say_that_a_peers_limit_holds_per_worker(default_node):
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("this machine lets the tests use one core")
+    default_node.cli("ae", "add", "LIMITED", "--hospital", "UNN", "--max-associations", "2")
+    with affinity(set(cpus[:2])):
+        default_node.start()
+    wait_for_workers(default_node, 2)
+    default_node.wait_for_log(r"2 workers: each counts associations apart.*\(1 AE\(s\) have one\)")
+    assert default_node.terminate() == 0

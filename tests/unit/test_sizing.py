@@ -36,9 +36,29 @@ def test_a_configured_count_is_taken_as_it_is():
     assert sizing.worker_count(1) == 1
 
 
+def test_the_tightest_quota_of_the_groups_above_holds():
+    assert sizing.cores_allowed(8, "max 100000", "300000 100000", "100000 100000") == 1
+    assert sizing.cores_allowed(8) == 8
+
+
+def test_a_services_quota_is_found_in_its_own_cgroup(tmp_path, monkeypatch):
+    """systemd's CPUQuota= is in the service's group, below the root the process sees."""
+    root = tmp_path / "cgroup"
+    service = root / "system.slice" / "archive-node.service"
+    service.mkdir(parents=True)
+    (root / "cpu.max").write_text("max 100000\n")
+    (service / "cpu.max").write_text("100000 100000\n")  # CPUQuota=100%
+    proc = tmp_path / "self-cgroup"
+    proc.write_text("0::/system.slice/archive-node.service\n")
+    monkeypatch.setattr(sizing, "CGROUP_ROOT", root.resolve())
+    monkeypatch.setattr(sizing, "PROC_CGROUP", proc)
+    assert sizing.usable_cores() == 1
+    proc.write_text("12:cpu,cpuacct:/\n")  # cgroup v1 only: the affinity alone
+    assert sizing.usable_cores() == sizing.cores_allowed(len(os.sched_getaffinity(0)))
+
+
 def test_zero_is_the_cores_this_process_may_use():
-    cpu_max = sizing.CGROUP_CPU_MAX.read_text() if sizing.CGROUP_CPU_MAX.exists() else None
-    expected = sizing.cores_allowed(len(os.sched_getaffinity(0)), cpu_max)
+    expected = sizing.cores_allowed(len(os.sched_getaffinity(0)), *sizing._cpu_max_texts())
     assert sizing.worker_count(0) == sizing.usable_cores() == expected
 
 

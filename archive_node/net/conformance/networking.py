@@ -240,9 +240,10 @@ class Networking(Sections):
         )
         w.para(
             f"**Number of associations.** At most {node.max_associations} associations at "
-            f"once (`node.max_associations`, counted per worker process; "
-            f"{_workers(node.workers)}, `node.workers`), {per_address}, and at most the "
-            "number an AE was registered with (`ae add --max-associations`). More are "
+            f"once (`node.max_associations`), {per_address}, and at most the number an AE "
+            "was registered with (`ae add --max-associations`); each of these is counted by "
+            f"each worker process apart ({_workers(node.workers)}, `node.workers`), so a "
+            "peer may hold that many on each worker. More are "
             f"rejected: {rejection(REJECT_BUSY)}. Connections that have not yet sent their "
             f"A-ASSOCIATE-RQ take no association slot; at most "
             f"{node.max_pending_connections} of them are held "
