@@ -109,9 +109,9 @@ class _Counting:
 def test_a_tiny_maximum_pdu_keeps_each_write_small():
     """A peer's maximum PDU of 7 bytes (one data byte a PDU) must not make one write of a
     million buffers (hundreds of MB held): each chunk is at most IOV_MAX/2 PDUs."""
-    from archive_node.net.patches import file_sending
-
     import tracemalloc
+
+    from archive_node.net.patches import file_sending
 
     payload = os.urandom(200_000)
     sock = _Counting()
