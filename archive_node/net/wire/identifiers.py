@@ -19,7 +19,7 @@ from pydicom.multival import MultiValue
 from pydicom.valuerep import IS, PersonName
 from pynetdicom.dsutils import encode as pydicom_encode
 
-from ...dicom.charsets import CODECS, UTF8
+from ...dicom.charsets import CODECS, choose_character_set
 from ...rules.find_answers import AnswerElement
 
 # Text VRs whose values may use the dataset's character set (PS3.5 6.1.2.3); the other text
@@ -140,7 +140,6 @@ class AnswerPacker:
         if not self.usable:
             return None
         texts: list[str | bytes] = []
-        ascii_only = True
         for _, _, vr, keyword, fixed, kind in self._fields:
             value = fixed if keyword is None else values.get(keyword)
             if type(kind) is bytes:
@@ -151,10 +150,9 @@ class AnswerPacker:
             text = _answer_text(value, vr)
             if text is None:
                 return None
-            if ascii_only and not text.isascii():
-                ascii_only = False
             texts.append(text)
-        charset = _character_set(self.requested, texts, ascii_only)
+        # the pre-encoded (bytes) elements are empty: no text to choose a character set for
+        charset = choose_character_set(self.requested, [t for t in texts if type(t) is str])
         codec = "ascii" if charset is None else CODECS.get(charset)
         if codec is None:
             return None
@@ -211,25 +209,6 @@ def _answer_text(value: Any, vr: str) -> str | None:
             return None
         return "\\".join(value)
     return None
-
-
-def _character_set(
-    requested: tuple[str, ...], texts: list[str | bytes], ascii_only: bool
-) -> str | None:
-    """dicom.charsets.choose_character_set of the answer's texts (its pre-encoded elements
-    are empty: no text)."""
-    if ascii_only:
-        return "\\".join(requested) if requested else None
-    codec = CODECS.get(requested[0]) if len(requested) == 1 else None
-    if codec is None:
-        return UTF8
-    try:
-        for text in texts:
-            if type(text) is str:
-                text.encode(codec)
-    except UnicodeEncodeError:
-        return UTF8
-    return requested[0]
 
 
 def _empty_element(tag: int, vr: str, implicit_vr: bool) -> bytes:
